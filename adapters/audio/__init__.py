@@ -1,0 +1,3 @@
+"""audio."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""dashscope."""
+
+from __future__ import annotations

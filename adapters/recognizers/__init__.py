@@ -1,0 +1,3 @@
+"""recognizers."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""sinks."""
+
+from __future__ import annotations
