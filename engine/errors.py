@@ -8,8 +8,10 @@ can cause carries a one-line message naming the cause and the fix.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 __all__ = [
     "AuthError",
@@ -107,7 +109,9 @@ class ProtocolError(StenoError):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ProtocolError:
         if cls is ProtocolError:
-            raise TypeError("ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError")
+            raise TypeError(
+                "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
+            )
         return super().__new__(cls, *args, **kwargs)
 
 

@@ -273,7 +273,7 @@ AudioUnion = AudioFrame | TranslatedAudio
 EventUnion = RecognitionUnion | LifecycleUnion | AudioUnion
 
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(EventUnion)
+_DECODER: msgspec.json.Decoder[EventUnion] = msgspec.json.Decoder(EventUnion)
 
 
 def encode_jsonl_line(event: Event) -> bytes:

@@ -1,0 +1,176 @@
+"""The DashScope speech models Stenograph speaks, and their run-task parameters.
+
+One table says, per model, which protocol it uses, the rate we stream at, its
+rate-limit family and which ``run-task`` parameters it accepts, so the engine,
+the simulator and the CLI agree (DASHSCOPE.md §3.1, §4.1, §8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+from engine.errors import ConfigError
+
+__all__ = [
+    "ENDPOINTS",
+    "MODELS",
+    "ModelSpec",
+    "RecognitionOptions",
+    "get_model",
+    "inference_url",
+    "run_task_parameters",
+]
+
+Family = Literal["paraformer", "fun-asr", "gummy", "livetranslate"]
+
+_ASR_PARAMS: Final = frozenset(
+    {
+        "language_hints",
+        "vocabulary_id",
+        "disfluency_removal_enabled",
+        "semantic_punctuation_enabled",
+        "max_sentence_silence",
+        "multi_threshold_mode_enabled",
+        "punctuation_prediction_enabled",
+        "inverse_text_normalization_enabled",
+        "heartbeat",
+        "speech_noise_threshold",
+    }
+)
+_GUMMY_PARAMS: Final = frozenset(
+    {
+        "transcription_enabled",
+        "translation_enabled",
+        "translation_target_languages",
+        "source_language",
+        "vocabulary_id",
+        "max_end_silence",
+        "semantic_punctuation_enabled",
+        "disfluency_removal_enabled",
+        "heartbeat",
+    }
+)
+
+
+class ModelSpec(msgspec.Struct, frozen=True):
+    name: str
+    family: Family
+    protocol: Literal["inference", "realtime"]
+    sample_rate: int
+    parameters: frozenset[str]
+    translation: bool = False
+    languages: tuple[str, ...] = ()
+
+
+MODELS: Final[dict[str, ModelSpec]] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "paraformer-realtime-v2",
+            "paraformer",
+            "inference",
+            16000,
+            _ASR_PARAMS,
+            languages=("zh", "en", "ja", "yue", "ko", "de", "fr", "ru"),
+        ),
+        ModelSpec(
+            "paraformer-realtime-8k-v2",
+            "paraformer",
+            "inference",
+            8000,
+            _ASR_PARAMS,
+            languages=("zh",),
+        ),
+        ModelSpec(
+            "fun-asr-realtime",
+            "fun-asr",
+            "inference",
+            16000,
+            _ASR_PARAMS,
+            languages=("zh", "en", "ja"),
+        ),
+        ModelSpec(
+            "gummy-realtime-v1", "gummy", "inference", 16000, _GUMMY_PARAMS, translation=True
+        ),
+        ModelSpec("gummy-chat-v1", "gummy", "inference", 16000, _GUMMY_PARAMS, translation=True),
+        ModelSpec(
+            "qwen3.5-livetranslate-flash-realtime",
+            "livetranslate",
+            "realtime",
+            16000,
+            frozenset(),
+            translation=True,
+        ),
+    )
+}
+
+ENDPOINTS: Final[dict[str, str]] = {
+    "cn": "wss://dashscope.aliyuncs.com",
+    "intl": "wss://dashscope-intl.aliyuncs.com",
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec of ``name``, or a ConfigError that lists the known models."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ConfigError(f"unknown model {name!r}; fix: use one of {known}") from None
+
+
+def inference_url(region: str) -> str:
+    """The inference WebSocket URL of a region (``cn`` or ``intl``)."""
+    try:
+        return ENDPOINTS[region] + "/api-ws/v1/inference"
+    except KeyError:
+        raise ConfigError(f"unknown region {region!r}; fix: use cn or intl") from None
+
+
+class RecognitionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional recognition parameters; ``None`` means "not sent" (the service default)."""
+
+    language_hints: list[str] | None = None
+    vocabulary_id: str | None = None
+    disfluency_removal_enabled: bool | None = None
+    semantic_punctuation_enabled: bool | None = None
+    max_sentence_silence: int | None = None
+    multi_threshold_mode_enabled: bool | None = None
+    punctuation_prediction_enabled: bool | None = None
+    inverse_text_normalization_enabled: bool | None = None
+    heartbeat: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_sentence_silence is not None and not 200 <= self.max_sentence_silence <= 6000:
+            raise ValueError("max_sentence_silence must be 200–6000 ms")
+
+
+def run_task_parameters(
+    spec: ModelSpec, options: RecognitionOptions, *, sample_rate: int, audio_format: str = "pcm"
+) -> dict[str, Any]:
+    """The ``payload.parameters`` of a run-task for ``spec``, with only the options set."""
+    if spec.protocol != "inference":
+        raise ConfigError(f"{spec.name} uses the realtime protocol, not run-task")
+    if sample_rate != spec.sample_rate:
+        raise ConfigError(
+            f"{spec.name} takes {spec.sample_rate} Hz audio, not {sample_rate} Hz; "
+            "fix: let Stenograph resample (do not force the rate)"
+        )
+    parameters: dict[str, Any] = {"sample_rate": sample_rate, "format": audio_format}
+    for name, value in msgspec.structs.asdict(options).items():
+        if value is None:
+            continue
+        if name not in spec.parameters:
+            raise ConfigError(f"{spec.name} does not accept the parameter {name!r}")
+        parameters[name] = value
+    hints = options.language_hints
+    if hints and spec.languages:
+        unknown = [h for h in hints if h not in spec.languages]
+        if unknown:
+            raise ConfigError(
+                f"{spec.name} does not support language {unknown[0]!r}; "
+                f"fix: use one of {', '.join(spec.languages)}"
+            )
+    return parameters

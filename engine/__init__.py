@@ -1,0 +1,3 @@
+"""Stenograph: a trio actor engine for realtime speech recognition and translation."""
+
+from __future__ import annotations
