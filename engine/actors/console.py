@@ -1,0 +1,291 @@
+"""The console: one per run, shared by every stream, prints progress for people.
+
+On a terminal the newest partial of the most recently active stream sits on a
+status line that is rewritten in place; everything else prints as whole lines
+above it. Elsewhere (a pipe, a log file) only whole lines are printed, with no
+control characters. The formatting is pure (``format_*`` and :class:`ConsoleView`);
+:func:`run` only moves events from the channel to the text stream.
+"""
+
+from __future__ import annotations
+
+import shutil
+import unicodedata
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from engine.events import (
+    AudioGap,
+    Final,
+    Partial,
+    Reconnecting,
+    StreamEnded,
+    StreamError,
+    TaskMetrics,
+    samples_to_ms,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TextIO
+
+    from engine.events import Event
+
+__all__ = [
+    "ERASE_LINE",
+    "ConsoleView",
+    "display_width",
+    "format_ended",
+    "format_error",
+    "format_final",
+    "format_gap",
+    "format_line",
+    "format_metrics",
+    "format_reconnecting",
+    "format_status",
+    "run",
+    "terminal_width",
+]
+
+ERASE_LINE = "\r\x1b[2K"
+"""Back to column 0 and erase the whole line (ANSI EL 2)."""
+
+ELLIPSIS = "…"
+
+log = structlog.get_logger()
+
+
+def _clean(text: str) -> str:
+    # Text from the network never reaches the terminal as control sequences.
+    return "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
+    ).strip()
+
+
+def _prefix(stream: str) -> str:
+    return f"[{_clean(stream)}] " if stream else ""
+
+
+def _seconds(samples: int, rate: int) -> str:
+    ms = samples_to_ms(samples, rate)
+    return f"{ms // 1000}.{ms % 1000:03d}"
+
+
+def _delay(ms: float | None) -> str:
+    return "n/a" if ms is None else f"{round(ms)} ms"
+
+
+def format_final(event: Final) -> str:
+    """``[stream] text``."""
+    return f"{_prefix(event.stream)}{_clean(event.text)}"
+
+
+def format_reconnecting(event: Reconnecting) -> str:
+    """``[stream] reconnecting (attempt 2 in 1.5 s): cause``."""
+    return (
+        f"{_prefix(event.stream)}reconnecting (attempt {event.attempt} in {event.delay:.1f} s): "
+        f"{_clean(event.cause)}"
+    )
+
+
+def format_error(event: StreamError) -> str:
+    """``[stream] error: message``."""
+    return f"{_prefix(event.stream)}error: {_clean(event.message)}"
+
+
+def format_gap(event: AudioGap) -> str:
+    """``[stream] lost audio 12.300–14.100 s (reason)``."""
+    span = f"{_seconds(event.start, event.rate)}–{_seconds(event.end, event.rate)}"
+    return f"{_prefix(event.stream)}lost audio {span} s ({_clean(event.reason)})"
+
+
+def format_metrics(event: TaskMetrics) -> str:
+    """``[stream] request_id=… first_package_delay=123 ms last_package_delay=456 ms finals=3 audio=10.2 s``."""
+    return (
+        f"{_prefix(event.stream)}request_id={_clean(event.request_id) or 'n/a'}"
+        f" first_package_delay={_delay(event.first_package_delay_ms)}"
+        f" last_package_delay={_delay(event.last_package_delay_ms)}"
+        f" finals={event.finals} audio={event.audio_ms / 1000:.1f} s"
+    )
+
+
+def format_ended(event: StreamEnded) -> str:
+    """``[stream] done: status, N finals, audio lost X ms``."""
+    return (
+        f"{_prefix(event.stream)}done: {_clean(event.status)}, {event.finals} finals, "
+        f"audio lost {event.audio_lost_ms} ms"
+    )
+
+
+def format_line(event: Event) -> str | None:
+    """The line ``event`` prints on its own (no newline), or None."""
+    match event:
+        case Final() if _clean(event.text):
+            return format_final(event)
+        case Reconnecting():
+            return format_reconnecting(event)
+        case StreamError():
+            return format_error(event)
+        case AudioGap():
+            return format_gap(event)
+        case TaskMetrics():
+            return format_metrics(event)
+        case StreamEnded():
+            return format_ended(event)
+        case _:
+            return None
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide (CJK) characters 2, combining marks 0."""
+    return sum(_char_width(ch) for ch in text)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def format_status(partial: Partial, width: int) -> str:
+    """The status line for ``partial``: ``[stream] text``, at most ``width - 1`` columns.
+
+    The last column stays free, so terminals that wrap on it keep the line single.
+    A long text keeps its end, the words just heard, behind a leading ``…``.
+    """
+    limit = max(width - 1, 1)
+    prefix = _prefix(partial.stream)
+    text = _clean(partial.text + partial.stash)
+    if display_width(prefix + text) <= limit:
+        return prefix + text
+    room = limit - display_width(prefix) - 1
+    if room <= 0:
+        return _cut_head(prefix, limit)
+    return prefix + ELLIPSIS + _cut_tail(text, room)
+
+
+def _cut_head(text: str, cols: int) -> str:
+    used = 0
+    for i, ch in enumerate(text):
+        used += _char_width(ch)
+        if used > cols:
+            return text[:i]
+    return text
+
+
+def _cut_tail(text: str, cols: int) -> str:
+    used = 0
+    for i in range(len(text) - 1, -1, -1):
+        used += _char_width(text[i])
+        if used > cols:
+            return text[i + 1 :]
+    return text
+
+
+class ConsoleView:
+    """What the console shows, as text to write; no I/O.
+
+    Args:
+        tty: draw the status line (with ``\\r`` and ANSI erase) or print lines only.
+        width: returns the terminal width in columns, asked at each status draw.
+    """
+
+    def __init__(self, *, tty: bool, width: Callable[[], int]) -> None:
+        self._tty = tty
+        self._width = width
+        # Latest partial per stream, least recently updated first.
+        self._partials: dict[str, Partial] = {}
+        self._status_shown = False
+
+    def render(self, event: Event) -> str:
+        """The text to write for ``event`` (may be empty)."""
+        if isinstance(event, Partial):
+            self._partials.pop(event.stream, None)
+            if event.text or event.stash:
+                self._partials[event.stream] = event
+            return self._redraw() if self._tty else ""
+        if isinstance(event, Final):
+            current = self._partials.get(event.stream)
+            if current is not None and current.sentence_id <= event.sentence_id:
+                del self._partials[event.stream]
+        elif isinstance(event, StreamEnded):
+            self._partials.pop(event.stream, None)
+        line = format_line(event)
+        if line is None:
+            return ""
+        if not self._tty:
+            return line + "\n"
+        return ERASE_LINE + line + "\n" + self._redraw(erase=False)
+
+    def finish(self) -> str:
+        """The text that leaves the terminal clean at the end (erases the status line)."""
+        self._partials.clear()
+        shown, self._status_shown = self._status_shown, False
+        return ERASE_LINE if self._tty and shown else ""
+
+    def _redraw(self, *, erase: bool = True) -> str:
+        head = ERASE_LINE if erase else ""
+        if not self._partials:
+            self._status_shown = False
+            return head
+        self._status_shown = True
+        latest = next(reversed(self._partials.values()))
+        return head + format_status(latest, self._width())
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``COLUMNS``, then the tty, then 80)."""
+    return shutil.get_terminal_size().columns
+
+
+async def run(
+    *,
+    inbox: trio.MemoryReceiveChannel[Event],
+    out: TextIO,
+    tty: bool,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Print every stream's progress to ``out`` until ``inbox`` ends.
+
+    Args:
+        inbox: events of all streams; each renderer sends on its own clone.
+        out: the text stream (usually stderr); written and flushed, never closed.
+        tty: whether ``out`` is a terminal (status line) or not (lines only).
+
+    Channels:
+        Closes ``inbox``. Ends when every clone of its send side is closed.
+
+    Error handling:
+        If ``out`` fails (a closed pipe), printing stops but the inbox is still
+        drained, so the streams, which block on this channel, carry on.
+
+    Cancellation:
+        Writes are synchronous, so a cancel never splits one; the status line is
+        erased on the way out.
+    """
+    view = ConsoleView(tty=tty, width=terminal_width)
+    writer = _Writer(out)
+    with structlog.contextvars.bound_contextvars(actor="console"), inbox:
+        task_status.started()
+        try:
+            async for event in inbox:
+                writer.write(view.render(event))
+        finally:
+            writer.write(view.finish())
+
+
+class _Writer:
+    def __init__(self, out: TextIO) -> None:
+        self._out: TextIO | None = out
+
+    def write(self, text: str) -> None:
+        if not text or self._out is None:
+            return
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+            self._out = None
+            log.warning("console.output_failed", error=repr(exc))

@@ -1,0 +1,176 @@
+"""The renderer: one per stream, fans its events out to the sinks and the console.
+
+Sinks do blocking file I/O, so every write runs in a worker thread. To keep the
+thread hops cheap, the renderer takes whatever is already queued (up to
+:data:`MAX_BATCH` events) and writes it in one hop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, NamedTuple
+
+import structlog
+import trio
+
+from engine.events import AudioEvent, StreamError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from adapters.sinks.base import Sink
+    from engine.events import Event
+
+__all__ = ["MAX_BATCH", "SinkFailure", "close_sinks", "run", "sink_error", "write_batch"]
+
+MAX_BATCH = 64
+
+log = structlog.get_logger()
+
+
+class SinkFailure(NamedTuple):
+    """A sink that raised, the event it failed on (None: while closing) and the error."""
+
+    sink: Sink
+    event: Event | None
+    error: Exception
+
+
+def write_batch(sinks: Sequence[Sink], events: Sequence[Event]) -> list[SinkFailure]:
+    """Write ``events`` to every sink in order; blocking, run it in a thread.
+
+    A sink that raises gets none of the later events of the batch; the others are
+    unaffected.
+
+    Returns:
+        one failure per sink that raised.
+    """
+    failures: list[SinkFailure] = []
+    for sink in sinks:
+        for event in events:
+            try:
+                sink.write(event)
+            except Exception as exc:
+                failures.append(SinkFailure(sink, event, exc))
+                break
+    return failures
+
+
+def close_sinks(sinks: Sequence[Sink]) -> list[SinkFailure]:
+    """Close every sink (flush and fsync); blocking. A failure does not stop the others."""
+    failures: list[SinkFailure] = []
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:
+            failures.append(SinkFailure(sink, None, exc))
+    return failures
+
+
+def sink_error(failure: SinkFailure, *, stream: str, t: float) -> StreamError:
+    """The event reporting a sink failure; the stream itself goes on."""
+    sink, event, exc = failure
+    target = getattr(sink, "path", None) or repr(sink)
+    when = "closing" if event is None else "writing"
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return StreamError(
+        "sink",
+        f"{when} {target} failed ({reason}); its output stops here, the other outputs go on",
+        permanent=False,
+        stream=stream,
+        t=t,
+    )
+
+
+async def run(
+    *,
+    inbox: trio.MemoryReceiveChannel[Event],
+    sinks: Sequence[Sink],
+    forward: trio.MemorySendChannel[Event] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Write every event to every sink and forward the non-audio ones to the console.
+
+    Args:
+        inbox: the stream's events.
+        sinks: the stream's outputs; the renderer takes them over and closes them.
+        forward: the shared console's channel (a clone per stream), or None.
+            Bounded with policy *block*: a slow console slows this stream.
+
+    Channels:
+        Closes ``inbox`` and ``forward`` when done. Ends when ``inbox`` ends.
+
+    Error handling:
+        A sink that raises (e.g. disk full) is closed and dropped; a
+        ``StreamError(kind="sink")`` is written to the remaining sinks and
+        forwarded, and the renderer goes on. A closed console is ignored.
+
+    Cancellation:
+        A batch being written finishes first (threads are not abandoned), then the
+        sinks are closed under a shield, so every file is a valid, fsynced prefix.
+    """
+    active = list(sinks)
+    stream = ""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(structlog.contextvars.bound_contextvars(actor="renderer"))
+        stack.enter_context(inbox)
+        if forward is not None:
+            stack.enter_context(forward)
+        try:
+            task_status.started()
+            async for first in inbox:
+                batch = _take_batch(first, inbox)
+                stream = batch[-1].stream
+                await _deliver(batch, active, forward)
+        finally:
+            # Shielded so that a cancelled stream still leaves fsynced files.
+            with trio.CancelScope(shield=True):
+                failures = await trio.to_thread.run_sync(close_sinks, active)
+        await _forward([_report(f, stream) for f in failures], forward)
+
+
+def _take_batch(first: Event, inbox: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    batch = [first]
+    while len(batch) < MAX_BATCH:
+        try:
+            batch.append(inbox.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    return batch
+
+
+async def _deliver(
+    batch: list[Event], active: list[Sink], forward: trio.MemorySendChannel[Event] | None
+) -> None:
+    # Errors are reported to the sinks that survived, which may fail in turn; each
+    # round drops at least one sink, so this ends.
+    stream = batch[-1].stream
+    pending = batch
+    while pending:
+        failures = await trio.to_thread.run_sync(write_batch, active, pending) if active else []
+        await _forward(pending, forward)
+        pending = []
+        if failures:
+            failed = [f.sink for f in failures]
+            active[:] = [sink for sink in active if sink not in failed]
+            # The failed sinks are released now: a full disk must not also leak fds.
+            await trio.to_thread.run_sync(close_sinks, failed)
+            pending = [_report(f, f.event.stream if f.event else stream) for f in failures]
+
+
+def _report(failure: SinkFailure, stream: str) -> StreamError:
+    log.warning("sink.failed", sink=repr(failure.sink), error=repr(failure.error), stream=stream)
+    return sink_error(failure, stream=stream, t=trio.current_time())
+
+
+async def _forward(events: list[Event], forward: trio.MemorySendChannel[Event] | None) -> None:
+    if forward is None:
+        return
+    for event in events:
+        if isinstance(event, AudioEvent):
+            continue
+        try:
+            await forward.send(event)
+        except trio.BrokenResourceError:
+            # The console is gone (it failed or the run is ending); the files matter more.
+            return
