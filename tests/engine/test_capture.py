@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import soundfile as sf
+import trio
+import trio.testing
+from conftest import deadline
+
+from adapters.audio.files import SourceInfo
+from engine.actors import capture
+from engine.actors.capture import FileCaptureConfig, RawBlock, block_deadline
+from engine.errors import InputError
+
+# Pacing runs on autojump_clock while the actor reads the file in a worker thread (or
+# an ffmpeg pipe). Autojump leaps to the earliest pending deadline whenever trio is
+# idle, even with that I/O in flight, so these tests carry no trio deadline (it would
+# fire at once); faulthandler_timeout guards against hangs. The timings stay exact
+# because no third task has a deadline here: a leap can only land on the consumer's
+# own wake-up, and a block goes at max(its due time, consumer ready) anyway.
+DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "audio"
+
+
+def no_tools(_name: str) -> str | None:
+    return None
+
+
+@pytest.fixture(name="three_seconds")
+def _three_seconds(tmp_path: Path) -> Path:
+    """3.000 s of 16 kHz mono noise."""
+    path = tmp_path / "three.wav"
+    x = np.random.default_rng(5).uniform(-0.5, 0.5, 48000).astype(np.float32)
+    sf.write(path, x, 16000, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture(name="one_second_mp3")
+def _one_second_mp3(tmp_path: Path) -> Path:
+    """1 s of 16 kHz mono silence as mp3 (made with ffmpeg)."""
+    sf.write(tmp_path / "s.wav", np.zeros(16000, dtype=np.float32), 16000)
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(tmp_path / "s.wav"),
+        str(tmp_path / "s.mp3"),
+    ]
+    subprocess.run(cmd, check=True)
+    return tmp_path / "s.mp3"
+
+
+async def play(
+    config: FileCaptureConfig, *, pause_after: int | None = None, pause_s: float = 0.0
+) -> tuple[SourceInfo, list[RawBlock], list[float], float]:
+    """Run the capture actor into a 0-size channel; return info, blocks, arrival times, t0.
+
+    With ``pause_after=k`` the consumer stalls for ``pause_s`` after the k-th block.
+    """
+    send, receive = trio.open_memory_channel[RawBlock](0)
+    blocks: list[RawBlock] = []
+    arrivals: list[float] = []
+    async with trio.open_nursery() as nursery:
+        t0 = trio.current_time()
+        info = await nursery.start(
+            lambda task_status: capture.run(outbox=send, config=config, task_status=task_status)
+        )
+        async with receive:
+            async for block in receive:
+                blocks.append(block)
+                arrivals.append(trio.current_time())
+                if len(blocks) == pause_after:
+                    await trio.sleep(pause_s)
+    return info, blocks, arrivals, t0
+
+
+class TestPacing:
+    @pytest.mark.parametrize(("speed", "total"), [(1.0, 3.0), (2.0, 1.5), (0.5, 6.0), (None, 0.0)])
+    async def test_total_time_is_duration_over_speed(
+        self,
+        autojump_clock: trio.testing.MockClock,
+        three_seconds: Path,
+        speed: float | None,
+        total: float,
+    ) -> None:
+        """A 3 s file takes 3 s at speed 1, 1.5 s at speed 2, 6 s at 0.5 and no time with --fast."""
+        _, blocks, arrivals, t0 = await play(FileCaptureConfig(str(three_seconds), speed=speed))
+        assert len(blocks) == 30
+        assert arrivals[-1] - t0 == pytest.approx(total, abs=1e-9)
+
+    async def test_each_block_is_sent_when_its_audio_ends(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """Block k arrives at t0 + (k+1) * 100 ms / speed, like a microphone would deliver it."""
+        _, _, arrivals, t0 = await play(FileCaptureConfig(str(three_seconds), speed=2.0))
+        expected = [t0 + (k + 1) * 0.1 / 2.0 for k in range(30)]
+        assert arrivals == pytest.approx(expected, abs=1e-9)
+
+    async def test_a_stall_does_not_cause_drift(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """After a slow consumer stalls 0.45 s, the backlog goes at once and the schedule holds."""
+        _, _, arrivals, t0 = await play(
+            FileCaptureConfig(str(three_seconds)), pause_after=5, pause_s=0.45
+        )
+        rel = [a - t0 for a in arrivals]
+        assert rel[:5] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+        assert rel[5:9] == pytest.approx([0.95] * 4)  # blocks due at 0.6..0.9 go when it is free
+        assert rel[9:] == pytest.approx([(k + 1) * 0.1 for k in range(9, 30)])
+
+    def test_block_deadline_is_absolute(self) -> None:
+        """The deadline depends only on t0 and the audio sent so far, never on the previous send."""
+        assert block_deadline(10.0, 16000, 16000, 1.0) == 11.0
+        assert block_deadline(10.0, 48000, 16000, 2.0) == 11.5
+
+
+class TestBlocks:
+    async def test_blocks_hold_the_whole_file(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: Path
+    ) -> None:
+        """Blocks are ~100 ms of mono float32 at the source rate and add up to the file's downmix."""
+        data = np.random.default_rng(1).uniform(-0.5, 0.5, (22050 + 777, 2)).astype(np.float32)
+        sf.write(tmp_path / "s.wav", data, 22050, subtype="FLOAT")
+        info, blocks, _, _ = await play(FileCaptureConfig(str(tmp_path / "s.wav"), speed=None))
+        assert (info.rate, info.channels) == (22050, 2)
+        assert info.duration_s == pytest.approx((22050 + 777) / 22050)
+        assert all(b.rate == 22050 for b in blocks)
+        assert all(len(b.samples) == 2205 for b in blocks[:-1])
+        assert all(b.samples.dtype == np.float32 and not b.samples.flags.writeable for b in blocks)
+        np.testing.assert_allclose(
+            np.concatenate([b.samples for b in blocks]), data.mean(axis=1), atol=1e-7
+        )
+
+    async def test_block_ms(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """block_ms sets the block length (and so the number of sends)."""
+        _, blocks, _, _ = await play(FileCaptureConfig(str(three_seconds), speed=None, block_ms=20))
+        assert len(blocks) == 150
+        assert {len(b.samples) for b in blocks} == {320}
+
+    async def test_meeting_demo_fast(self, autojump_clock: trio.testing.MockClock) -> None:
+        """The 48 kHz stereo meeting demo plays in full as mono blocks."""
+        info, blocks, _, _ = await play(FileCaptureConfig(str(DEMO / "meeting.wav"), speed=None))
+        assert (info.rate, info.channels, info.decoder) == (48000, 2, "soundfile")
+        assert sum(len(b.samples) for b in blocks) == sf.info(str(DEMO / "meeting.wav")).frames
+
+    @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+    async def test_mp3_paced(
+        self, autojump_clock: trio.testing.MockClock, one_second_mp3: Path
+    ) -> None:
+        """An mp3 plays through ffmpeg, paced by its decoded length."""
+        info, blocks, arrivals, t0 = await play(FileCaptureConfig(str(one_second_mp3)))
+        assert info.decoder == "ffmpeg"
+        decoded = sum(len(b.samples) for b in blocks)
+        assert arrivals[-1] - t0 == pytest.approx(decoded / 16000)
+
+
+class TestErrors:
+    @deadline(10)
+    async def test_bad_file_fails_before_started(self, tmp_path: Path) -> None:
+        """A missing file raises InputError from nursery.start, and the outbox is closed."""
+        send, receive = trio.open_memory_channel[RawBlock](1)
+        config = FileCaptureConfig(str(tmp_path / "missing.wav"))
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(InputError, match="not found"):
+                await nursery.start(
+                    lambda task_status: capture.run(
+                        outbox=send, config=config, task_status=task_status
+                    )
+                )
+        with pytest.raises(trio.EndOfChannel):
+            await receive.receive()
+
+    @deadline(10)
+    async def test_missing_ffmpeg_fails_before_started(self, tmp_path: Path) -> None:
+        """An mp3 on a machine without ffmpeg fails at start with the install hint."""
+        (tmp_path / "x.mp3").write_bytes(b"\xff\xfb" + bytes(500))
+        send, _receive = trio.open_memory_channel[RawBlock](1)
+        config = FileCaptureConfig(str(tmp_path / "x.mp3"))
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(
+                InputError,
+                match=re.escape("needs ffmpeg to decode .mp3; fix: apt-get install ffmpeg"),
+            ):
+                await nursery.start(
+                    lambda task_status: capture.run(
+                        outbox=send, config=config, task_status=task_status, find_tool=no_tools
+                    )
+                )
+
+    async def test_cancel_mid_file_closes_outbox(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """Cancelling the actor part way closes its outbox."""
+        send, receive = trio.open_memory_channel[RawBlock](0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: capture.run(
+                    outbox=send,
+                    config=FileCaptureConfig(str(three_seconds)),
+                    task_status=task_status,
+                )
+            )
+            await receive.receive()
+            nursery.cancel_scope.cancel()
+        with pytest.raises(trio.EndOfChannel):
+            await receive.receive()
+
+
+class TestConfig:
+    @pytest.mark.parametrize("speed", [0.0, -1.0, math.nan, math.inf])
+    def test_bad_speed(self, speed: float) -> None:
+        """Speed must be a positive finite number (or None)."""
+        with pytest.raises(ValueError, match="speed"):
+            FileCaptureConfig("x.wav", speed=speed)
+
+    def test_bad_block_ms(self) -> None:
+        """block_ms must be positive."""
+        with pytest.raises(ValueError, match="block_ms"):
+            FileCaptureConfig("x.wav", block_ms=0)
+
+    def test_decodes_strictly(self) -> None:
+        """Configs decode from data; unknown fields are refused."""
+        assert (
+            msgspec.json.decode(b'{"path":"a.wav","speed":null}', type=FileCaptureConfig).speed
+            is None
+        )
+        with pytest.raises(msgspec.ValidationError, match="spede"):
+            msgspec.json.decode(b'{"path":"a.wav","spede":2}', type=FileCaptureConfig)

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import trio
+import trio.testing
+
+from adapters.audio.resample import float_to_pcm16
+from engine.actors import capture, resampler
+from engine.actors.capture import FileCaptureConfig, RawBlock
+from engine.actors.resampler import Rechunker, ResamplerConfig
+from engine.events import AudioFrame
+
+DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "audio"
+
+
+def blocks_of(x: np.ndarray, rate: int, size: int) -> list[RawBlock]:
+    return [RawBlock(x[i : i + size].astype(np.float32), rate) for i in range(0, len(x), size)]
+
+
+def noise(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-0.6, 0.6, n).astype(np.float32)
+
+
+async def run_resampler(
+    blocks: list[RawBlock], config: ResamplerConfig, *, gap_s: float = 0.0
+) -> list[AudioFrame]:
+    """Feed ``blocks`` (``gap_s`` apart on the trio clock) through the actor; collect its frames."""
+    in_send, in_receive = trio.open_memory_channel[RawBlock](0)
+    out_send, out_receive = trio.open_memory_channel[AudioFrame](4)
+    frames: list[AudioFrame] = []
+
+    async def feed() -> None:
+        async with in_send:
+            for block in blocks:
+                await in_send.send(block)
+                if gap_s:
+                    await trio.sleep(gap_s)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: resampler.run(
+                inbox=in_receive, outbox=out_send, config=config, task_status=task_status
+            )
+        )
+        nursery.start_soon(feed)
+        async with out_receive:
+            frames.extend([frame async for frame in out_receive])
+    return frames
+
+
+def pcm_of(frames: list[AudioFrame]) -> np.ndarray:
+    return np.frombuffer(b"".join(f.pcm for f in frames), dtype="<i2").astype(np.int32)
+
+
+def assert_tiled(frames: list[AudioFrame], frame_samples: int) -> None:
+    """Frames start at 0, follow each other without gaps, and all but the last are full."""
+    assert frames[0].start == 0
+    for a, b in itertools.pairwise(frames):
+        assert b.start == a.end
+    assert all(f.samples == frame_samples for f in frames[:-1])
+    assert 0 < frames[-1].samples <= frame_samples
+
+
+class TestResamplerActor:
+    @pytest.mark.parametrize(
+        ("in_rate", "out_rate"),
+        [(44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000), (48000, 8000)],
+    )
+    async def test_total_samples_and_framing(self, in_rate: int, out_rate: int) -> None:
+        """Output totals round(n * out / in) within 2 and is cut into frame_ms frames that tile the timeline."""
+        n = in_rate * 2 + 1234
+        config = ResamplerConfig(out_rate=out_rate, stream="s1")
+        frames = await run_resampler(blocks_of(noise(n), in_rate, in_rate // 10), config)
+        assert abs(frames[-1].end - round(n * out_rate / in_rate)) <= 2
+        assert_tiled(frames, out_rate // 10)
+        assert {(f.rate, f.stream) for f in frames} == {(out_rate, "s1")}
+
+    async def test_matches_one_shot_resampling(self) -> None:
+        """The framed int16 stream equals one-shot soxr over the whole input within 1 LSB."""
+        x = noise(44100 * 2, seed=4)
+        sizes = [317, 4410, 1, 999, 2205]
+        blocks, i, k = [], 0, 0
+        while i < len(x):
+            blocks.append(RawBlock(x[i : i + sizes[k % 5]], 44100))
+            i, k = i + sizes[k % 5], k + 1
+        frames = await run_resampler(blocks, ResamplerConfig(out_rate=16000, frame_ms=20))
+        stream = soxr.ResampleStream(44100, 16000, 1, dtype="float32", quality="HQ")
+        want = np.frombuffer(float_to_pcm16(stream.resample_chunk(x, last=True)), dtype="<i2")
+        got = pcm_of(frames)
+        assert len(got) == len(want)
+        assert np.abs(got - want).max() <= 1
+        assert_tiled(frames, 320)
+
+    async def test_same_rate_passes_through(self) -> None:
+        """At equal rates the PCM is exactly the int16 conversion of the input."""
+        x = noise(16000 + 50)
+        frames = await run_resampler(blocks_of(x, 16000, 700), ResamplerConfig(out_rate=16000))
+        assert b"".join(f.pcm for f in frames) == float_to_pcm16(x)
+        assert [f.samples for f in frames] == [1600] * 10 + [50]
+
+    async def test_frames_are_stamped_with_trio_time(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Each frame's t is the trio clock when it was made."""
+        t0 = trio.current_time()
+        frames = await run_resampler(
+            blocks_of(noise(16000), 16000, 1600), ResamplerConfig(out_rate=16000), gap_s=0.1
+        )
+        assert [round(f.t - t0, 6) for f in frames] == [round(0.1 * k, 6) for k in range(10)]
+
+    async def test_empty_input(self) -> None:
+        """No input: no frames, and the outbox is closed."""
+        assert await run_resampler([], ResamplerConfig(out_rate=16000)) == []
+
+    async def test_rate_change_mid_stream(self) -> None:
+        """A new input rate flushes the old stream and continues the timeline without a gap."""
+        blocks = blocks_of(noise(48000), 48000, 4800) + blocks_of(noise(22050, 1), 22050, 2205)
+        frames = await run_resampler(blocks, ResamplerConfig(out_rate=16000))
+        assert_tiled(frames, 1600)
+        assert abs(frames[-1].end - 32000) <= 2
+
+    async def test_capture_into_resampler(self, autojump_clock: trio.testing.MockClock) -> None:
+        """The meeting demo (48 kHz stereo) becomes 16 kHz frames of the right total length."""
+        raw_send, raw_receive = trio.open_memory_channel[RawBlock](2)
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](2)
+        config = FileCaptureConfig(str(DEMO / "meeting.wav"), speed=None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: capture.run(outbox=raw_send, config=config))
+            nursery.start_soon(
+                lambda: resampler.run(
+                    inbox=raw_receive, outbox=out_send, config=ResamplerConfig(out_rate=16000)
+                )
+            )
+            async with out_receive:
+                frames = [frame async for frame in out_receive]
+        n = sf.info(str(DEMO / "meeting.wav")).frames
+        assert abs(frames[-1].end - round(n / 3)) <= 2
+        assert_tiled(frames, 1600)
+
+
+class TestRechunker:
+    def test_cuts_exact_frames_with_starts(self) -> None:
+        """Pushed bytes come out as full frames with running starts; the rest waits."""
+        r = Rechunker(3)
+        assert r.push(b"\x01\x00" * 2) == []
+        assert r.push(b"\x02\x00" * 5) == [(0, b"\x01\x00\x01\x00\x02\x00"), (3, b"\x02\x00" * 3)]
+        assert r.position == 6
+        assert r.flush() == [(6, b"\x02\x00")]
+        assert r.flush() == []
+
+    def test_flush_when_aligned_is_empty(self) -> None:
+        """If the stream ends on a frame boundary there is no short frame."""
+        r = Rechunker(2)
+        assert len(r.push(bytes(8))) == 2
+        assert r.flush() == []
+
+    def test_rejects_empty_frames(self) -> None:
+        """A frame must hold at least one sample."""
+        with pytest.raises(ValueError, match="positive"):
+            Rechunker(0)
+
+
+class TestResamplerConfig:
+    def test_frame_samples(self) -> None:
+        """frame_samples is out_rate * frame_ms / 1000."""
+        assert ResamplerConfig(out_rate=16000).frame_samples == 1600
+        assert ResamplerConfig(out_rate=8000, frame_ms=20).frame_samples == 160
+
+    @pytest.mark.parametrize(("rate", "ms"), [(0, 100), (16000, 0), (100, 5)])
+    def test_rejects_bad_values(self, rate: int, ms: int) -> None:
+        """Non-positive values and empty frames are refused."""
+        with pytest.raises(ValueError):  # noqa: PT011
+            ResamplerConfig(out_rate=rate, frame_ms=ms)
+
+    def test_decodes_strictly(self) -> None:
+        """Unknown fields are refused when decoding."""
+        with pytest.raises(msgspec.ValidationError, match="rate"):
+            msgspec.json.decode(b'{"out_rate":16000,"rate":1}', type=ResamplerConfig)
