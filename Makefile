@@ -1,0 +1,33 @@
+# Two commands for a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint system clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,audio]'
+	touch $(STAMP)
+
+## Transcribe the demo audio on the embedded simulator (or the real service with DASHSCOPE_API_KEY).
+demo: $(STAMP)
+	$(BIN)/steno transcribe scenarios/audio/*.wav --out out/demo
+
+## Lint, type-check and run the whole test suite.
+test: $(STAMP) system lint
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+system:
+	@bash tools/setup-system.sh
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache .hypothesis

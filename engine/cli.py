@@ -1,0 +1,272 @@
+"""The ``steno`` command line.
+
+``steno transcribe FILE...`` runs every file as a stream in one trio process;
+``steno simulate`` runs the DashScope-compatible simulator. Without
+``DASHSCOPE_API_KEY`` (and without ``--url``) ``transcribe`` starts the embedded
+simulator in-process and says so in one line.
+
+Exit codes: 0 every stream ok; 1 a stream failed (bad input, rejected key,
+service error); 2 bad usage or configuration; 3 audio was lost (an
+``AudioGap``) but the run finished; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import pathlib
+import signal
+import sys
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
+from adapters.sinks.factory import FORMATS
+from engine import logging as steno_logging
+from engine.actors import console
+from engine.config import Secret, SessionConfig
+from engine.errors import ConfigError
+from engine.events import Event, StreamEnded
+from engine.pipeline import FileStreamConfig, run_file_stream
+from engine.wiring import EDGES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from adapters.dashscope.ws import Dialer
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_LOST_AUDIO", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_LOST_AUDIO: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+INFERENCE_MODELS: Final = sorted(n for n, s in MODELS.items() if s.protocol == "inference")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steno", description="Stream audio to DashScope speech recognition, losing nothing."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at info level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe audio files (many at once)")
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("--model", default="paraformer-realtime-v2", choices=INFERENCE_MODELS)
+    t.add_argument("--out", metavar="DIR", help="write output files here")
+    t.add_argument(
+        "--format",
+        default="txt,srt,vtt,jsonl",
+        help=f"comma-separated output formats ({', '.join(FORMATS)})",
+    )
+    t.add_argument("--url", help="inference WebSocket URL (overrides --region)")
+    t.add_argument("--region", default="cn", choices=["cn", "intl"])
+    pace = t.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
+    pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
+    t.add_argument("--language", action="append", help="language hint (repeatable)")
+    t.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
+    t.add_argument(
+        "--recognizer",
+        default="sphinx",
+        choices=["sphinx", "scripted"],
+        help="the embedded simulator's recognizer (no API key only)",
+    )
+    t.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    t.set_defaults(func=transcribe)
+
+    s = sub.add_parser("simulate", help="run the DashScope-compatible simulator")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--recognizer", default="sphinx", choices=["sphinx", "scripted"])
+    s.add_argument(
+        "--api-key-file",
+        help="accept only the key in this file (default: any non-empty key)",
+    )
+    s.set_defaults(func=simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    tty = sys.stderr.isatty()
+    level = logging.INFO if args.verbose or not tty else logging.WARNING
+    steno_logging.configure(json=not tty, level=level)
+    try:
+        code: int = trio.run(args.func, args)
+    except ConfigError as exc:
+        print(f"steno: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _stream_ids(files: Sequence[str]) -> list[str]:
+    """A readable, unique id per file: its name, with a counter for repeats."""
+    seen: dict[str, int] = {}
+    ids = []
+    for path in files:
+        name = pathlib.Path(path).name
+        seen[name] = seen.get(name, 0) + 1
+        ids.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return ids
+
+
+async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) -> int:
+    spec = get_model(args.model)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    options = RecognitionOptions(language_hints=args.language)
+    key = os.environ.get("DASHSCOPE_API_KEY", "")
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url:
+            url = args.url
+        elif key:
+            url = inference_url(args.region)
+        else:
+            url = await _embedded_simulator(stack, args.recognizer)
+            key = "embedded-simulator"
+        configs = [
+            FileStreamConfig(
+                path=path,
+                session=SessionConfig(
+                    stream=stream,
+                    model=spec.name,
+                    url=url,
+                    api_key=Secret(key),
+                    options=options,
+                    finish_timeout_s=args.finish_timeout,
+                ),
+                out_dir=args.out,
+                formats=formats,
+                speed=None if args.fast else args.speed,
+            )
+            for path, stream in zip(args.files, _stream_ids(args.files), strict=True)
+        ]
+        return await run_streams(configs, jobs=args.jobs, dial=dial, out=sys.stdout)
+
+
+async def _embedded_simulator(stack: contextlib.AsyncExitStack, recognizer_kind: str) -> str:
+    from adapters.sim.config import SimConfig
+    from adapters.sim.recognizers import make_recognizer
+    from adapters.sim.server import open_simulator
+
+    recognizer = make_recognizer(recognizer_kind)  # type: ignore[arg-type]
+    stack.push_async_callback(recognizer.aclose)
+    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
+    what = "pocketsphinx, offline, low accuracy" if recognizer_kind == "sphinx" else "scripted"
+    print(
+        f"steno: no DASHSCOPE_API_KEY set: using the embedded simulator at {sim.inference_url} ({what})",
+        file=sys.stderr,
+    )
+    return str(sim.inference_url)
+
+
+async def run_streams(
+    configs: Sequence[FileStreamConfig],
+    *,
+    jobs: int,
+    out: object,
+    dial: Dialer | None = None,
+) -> int:
+    """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
+
+    The first SIGINT/SIGTERM drains every stream (each finishes its task); a second
+    cancels at once.
+    """
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
+    drain = trio.Event()
+    limiter = trio.CapacityLimiter(jobs)
+    results: list[StreamEnded] = []
+    interrupted = False
+
+    async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
+        async with limiter:
+            if drain.is_set():
+                channel.close()
+                return
+            kwargs = {} if dial is None else {"dial": dial}
+            results.append(await run_file_stream(config, console=channel, drain=drain, **kwargs))
+
+    async def watch_signals(cancel: trio.CancelScope) -> None:
+        nonlocal interrupted
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if drain.is_set():
+                    cancel.cancel()
+                    return
+                interrupted = True
+                drain.set()
+                print(
+                    "steno: finishing every stream (press Ctrl-C again to stop now)",
+                    file=sys.stderr,
+                )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: console.run(inbox=console_recv, out=out, tty=tty)  # type: ignore[arg-type]
+        )
+        async with trio.open_nursery() as streams:
+            streams.start_soon(watch_signals, nursery.cancel_scope)
+            async with console_send, trio.open_nursery() as workers:
+                for config in configs:
+                    workers.start_soon(one, config, console_send.clone())
+            streams.cancel_scope.cancel()
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return exit_code(results)
+
+
+def exit_code(results: Sequence[StreamEnded]) -> int:
+    statuses = {r.status for r in results}
+    if "failed" in statuses:
+        return EXIT_FAILED
+    if "partial" in statuses:
+        return EXIT_LOST_AUDIO
+    return EXIT_OK
+
+
+async def simulate(args: argparse.Namespace) -> int:
+    from adapters.sim.config import SimConfig
+    from adapters.sim.recognizers import make_recognizer
+    from adapters.sim.server import serve
+
+    keys = None
+    if args.api_key_file:
+        try:
+            text = await trio.Path(args.api_key_file).read_text(encoding="utf-8")
+            keys = [text.strip()]
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file: {exc}") from None
+    config = SimConfig(host=args.host, port=args.port, api_keys=keys)
+    recognizer = make_recognizer(args.recognizer)
+    try:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve, config, recognizer)
+            print(
+                f"steno: simulator listening on ws://{args.host}:{port}/api-ws/v1/inference "
+                f"({args.recognizer})",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        with trio.CancelScope(shield=True):
+            await recognizer.aclose()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the system packages Stenograph's tests and tools use, when missing:
+# ffmpeg (mp3/m4a/mp4 input, `steno prepare`), flite (demo audio), sox, and
+# libportaudio2 (live capture through sounddevice). Idempotent; needs root for apt.
+set -euo pipefail
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v flite >/dev/null || need+=(flite)
+command -v sox >/dev/null || need+=(sox)
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-system: missing ${need[*]}; fix: sudo apt-get install ${need[*]}" >&2
+  exit 0
+fi
+echo "setup-system: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
