@@ -1,0 +1,319 @@
+"""A deterministic recognizer for tests and load tests: an energy VAD plus a labeler.
+
+The VAD classifies 10 ms frames of the sample stream as speech (mean power above
+``threshold_dbfs``) or silence. A sentence starts at the first speech frame and ends
+once ``max_sentence_silence_ms`` of silence follow its last speech frame (the hangover).
+Inside a sentence, each run of speech frames is a *piece*; when a piece closes the
+labeler may extend the sentence's words (a partial), and when the sentence ends it
+gives the final words.
+
+Frames are cut from the sample stream, not from the chunks, so results do not depend
+on how the audio is chunked. With the tone labeler they do not depend on where the task
+started either: a replay from a sentence boundary gives the same sentences.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from engine.errors import LocalProtocolError
+
+from .base import Hypothesis, RecognizedWord
+from .tonecode import ToneLabeler, split_words
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = [
+    "Labeler",
+    "ScriptedRecognizer",
+    "ScriptedSession",
+    "ScriptedStream",
+    "ToneLabeler",
+    "TranscriptLabeler",
+    "VadConfig",
+]
+
+Samples = npt.NDArray[np.int16]
+_FULL_SCALE: Final = 32768.0
+
+
+class VadConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Energy VAD settings of a :class:`ScriptedRecognizer`."""
+
+    threshold_dbfs: float = -40.0
+    """A frame is speech when its RMS is at least this loud (dB below full scale)."""
+    max_sentence_silence_ms: int = 700
+    """A sentence ends after this much silence (must exceed the pauses between words)."""
+    min_speech_ms: int = 30
+    """Sentences with less speech than this are dropped as clicks."""
+    frame_ms: int = 10
+
+    def __post_init__(self) -> None:
+        if self.frame_ms <= 0 or self.max_sentence_silence_ms < self.frame_ms:
+            raise ValueError("need frame_ms > 0 and max_sentence_silence_ms >= frame_ms")
+
+
+class Labeler(Protocol):
+    """Turns the pieces of one sentence into words; one instance per session."""
+
+    needs_audio: bool
+    """Whether :meth:`heard` wants the samples (else it gets an empty array)."""
+
+    def heard(
+        self, begin_ms: int, end_ms: int, samples: Samples, samples_begin_ms: float
+    ) -> list[RecognizedWord]:
+        """A piece ``[begin_ms, end_ms)`` closed; return the sentence's words so far.
+
+        ``samples`` hold the piece plus up to one VAD frame either side and start at
+        ``samples_begin_ms``. Times are ms on the session timeline.
+        """
+        ...
+
+    def finish(self, begin_ms: int, end_ms: int, *, keep: bool) -> list[RecognizedWord]:
+        """The sentence ``[begin_ms, end_ms)`` ended: its final words; reset for the next.
+
+        ``keep=False`` drops it (too little speech): return nothing, consume nothing.
+        """
+        ...
+
+
+class TranscriptLabeler:
+    """The k-th sentence of a session gets the k-th known sentence, words spread evenly.
+
+    Partials reveal one word per ``ms_per_word`` of speech heard, never the last word.
+    Sentences beyond the transcript get no words (and so no hypotheses).
+    """
+
+    needs_audio = False
+
+    def __init__(self, sentences: Sequence[str], *, ms_per_word: int = 300) -> None:
+        self._sentences = [split_words(s) for s in sentences]
+        self._ms_per_word = ms_per_word
+        self._k = 0
+        self._begin_ms = 0
+        self._speech_ms = 0
+        self._shown = 0
+
+    def heard(
+        self, begin_ms: int, end_ms: int, samples: Samples, samples_begin_ms: float
+    ) -> list[RecognizedWord]:
+        if self._k >= len(self._sentences):
+            return []
+        if self._speech_ms == 0:
+            self._begin_ms = begin_ms
+        self._speech_ms += end_ms - begin_ms
+        words = self._sentences[self._k]
+        self._shown = max(self._shown, min(self._speech_ms // self._ms_per_word, len(words) - 1))
+        return _spread(words[: self._shown], self._begin_ms, end_ms)
+
+    def finish(self, begin_ms: int, end_ms: int, *, keep: bool) -> list[RecognizedWord]:
+        self._speech_ms = self._shown = 0
+        if not keep or self._k >= len(self._sentences):
+            return []
+        self._k += 1
+        return _spread(self._sentences[self._k - 1], begin_ms, end_ms)
+
+
+def _spread(words: list[str], begin_ms: int, end_ms: int) -> list[RecognizedWord]:
+    step = (end_ms - begin_ms) / max(len(words), 1)
+    return [
+        RecognizedWord(begin_ms + round(i * step), begin_ms + round((i + 1) * step), word)
+        for i, word in enumerate(words)
+    ]
+
+
+class ScriptedStream:
+    """The synchronous core of a scripted session (no I/O, no clock).
+
+    ``feed`` accepts any chunking of int16 LE mono PCM, including odd byte counts.
+    """
+
+    def __init__(self, sample_rate: int, labeler: Labeler, vad: VadConfig) -> None:
+        self._rate = sample_rate
+        self._frame = sample_rate * vad.frame_ms // 1000
+        if self._frame < 1:
+            raise ValueError(f"sample rate {sample_rate} Hz is too low")
+        self._labeler = labeler
+        self._vad = vad
+        self._threshold = self._frame * (_FULL_SCALE * 10 ** (vad.threshold_dbfs / 20)) ** 2
+        self._hangover = -(-vad.max_sentence_silence_ms // vad.frame_ms)  # in frames
+        self._odd_byte = b""
+        self._pending: Samples = np.zeros(0, np.int16)
+        self._pos = 0  # sample index of the first pending sample
+        self._audio: Samples = np.zeros(0, np.int16)  # frames from sample _audio_pos on
+        self._audio_pos = 0
+        self._in_sentence = self._in_speech = self._flushed = False
+        self._sentence_begin = self._piece_begin = self._speech_end = 0  # sample indexes
+        self._silent_frames = self._speech_frames = 0
+        self._index = 0
+        self._partial = ""
+
+    def feed(self, pcm: bytes) -> list[Hypothesis]:
+        """Add audio; return the partials and finals it completed, in order."""
+        if self._flushed:
+            raise LocalProtocolError("feed() after flush(): the session's audio has ended")
+        data = self._odd_byte + pcm
+        self._odd_byte = data[len(data) & ~1 :]
+        x = np.concatenate((self._pending, np.frombuffer(data[: len(data) & ~1], "<i2")))
+        n = len(x) // self._frame
+        frames, self._pending = x[: n * self._frame], x[n * self._frame :]
+        base, self._pos = self._pos, self._pos + n * self._frame
+        if self._labeler.needs_audio:
+            self._audio = np.concatenate((self._audio, frames))
+        if n == 0:
+            return []
+        f = frames.reshape(n, self._frame).astype(np.float64)
+        speech = np.einsum("ij,ij->i", f, f) >= self._threshold
+        out: list[Hypothesis] = []
+        edges = np.flatnonzero(np.diff(speech.astype(np.int8))) + 1
+        for first, stop in zip([0, *edges.tolist()], [*edges.tolist(), n], strict=True):
+            begin, end = base + first * self._frame, base + stop * self._frame
+            if speech[first]:
+                self._on_speech(begin, end, out)
+            else:
+                self._on_silence(begin, stop - first, out)
+        if not self._in_sentence:  # keep one frame of lead-in padding for the next piece
+            self._trim(self._pos - self._frame)
+        return out
+
+    def flush(self) -> list[Hypothesis]:
+        """End of audio: close any open sentence and return its final. Idempotent."""
+        out: list[Hypothesis] = []
+        if not self._flushed:
+            self._flushed = True
+            if self._in_speech:
+                self._close_piece(self._pos, out)
+            if self._in_sentence:
+                self._end_sentence(out)
+        return [h for h in out if h.final]
+
+    def _on_speech(self, begin: int, end: int, out: list[Hypothesis]) -> None:
+        if not self._in_sentence:
+            self._in_sentence = True
+            self._sentence_begin = begin
+            self._speech_frames = 0
+        if not self._in_speech:
+            self._in_speech = True
+            self._piece_begin = begin
+        self._silent_frames = 0
+        self._speech_frames += (end - begin) // self._frame
+        self._speech_end = end
+
+    def _on_silence(self, begin: int, frames: int, out: list[Hypothesis]) -> None:
+        if self._in_speech:
+            self._close_piece(begin, out)
+        if self._in_sentence:
+            self._silent_frames += frames
+            if self._silent_frames >= self._hangover:
+                self._end_sentence(out)
+
+    def _close_piece(self, end: int, out: list[Hypothesis]) -> None:
+        self._in_speech = False
+        pad_begin = max(self._piece_begin - self._frame, self._audio_pos)
+        lo, hi = pad_begin - self._audio_pos, end + self._frame - self._audio_pos
+        words = self._labeler.heard(
+            self._ms(self._piece_begin),
+            self._ms(end),
+            self._audio[lo:hi],
+            pad_begin * 1000 / self._rate,
+        )
+        self._trim(end)
+        text = " ".join(w.text for w in words)
+        if words and text != self._partial:
+            self._partial = text
+            begin_ms = words[0].begin_ms
+            out.append(Hypothesis(self._index, begin_ms, None, text, tuple(words)))
+
+    def _end_sentence(self, out: list[Hypothesis]) -> None:
+        self._in_sentence = False
+        self._partial = ""
+        keep = self._speech_frames * self._vad.frame_ms >= self._vad.min_speech_ms
+        begin_ms, end_ms = self._ms(self._sentence_begin), self._ms(self._speech_end)
+        words = self._labeler.finish(begin_ms, end_ms, keep=keep)
+        if words:
+            text = " ".join(w.text for w in words)
+            first, last = words[0].begin_ms, words[-1].end_ms
+            out.append(Hypothesis(self._index, first, last, text, tuple(words), final=True))
+            self._index += 1
+
+    def _trim(self, keep_from: int) -> None:
+        if keep_from > self._audio_pos:
+            self._audio = self._audio[keep_from - self._audio_pos :]
+            self._audio_pos = keep_from
+
+    def _ms(self, sample: int) -> int:
+        return round(sample * 1000 / self._rate)
+
+
+class ScriptedSession:
+    """A :class:`~.base.RecognizerSession` around a :class:`ScriptedStream`.
+
+    Every method is a checkpoint and does all its work synchronously (no threads).
+    """
+
+    def __init__(self, stream: ScriptedStream) -> None:
+        self._stream = stream
+
+    async def feed(self, pcm: bytes) -> list[Hypothesis]:
+        await trio.lowlevel.checkpoint()
+        return self._stream.feed(pcm)
+
+    async def flush(self) -> list[Hypothesis]:
+        await trio.lowlevel.checkpoint()
+        return self._stream.flush()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class ScriptedRecognizer:
+    """A deterministic :class:`~.base.Recognizer`: energy VAD plus a labeler per session.
+
+    Build it with :meth:`tone` or :meth:`transcript`, or pass any labeler factory.
+    ``language`` is ignored.
+    """
+
+    def __init__(
+        self,
+        labeler: Callable[[int], Labeler],
+        *,
+        vad: VadConfig | None = None,
+        name: str = "scripted",
+    ) -> None:
+        self.name = name
+        self._labeler = labeler
+        self._vad = vad if vad is not None else VadConfig()
+
+    @classmethod
+    def tone(cls, *, vad: VadConfig | None = None) -> ScriptedRecognizer:
+        """Recognize tone-coded audio made by :func:`.tonecode.synthesize`."""
+        return cls(ToneLabeler, vad=vad, name="scripted-tone")
+
+    @classmethod
+    def transcript(
+        cls, sentences: Sequence[str], *, vad: VadConfig | None = None, ms_per_word: int = 300
+    ) -> ScriptedRecognizer:
+        """Label the k-th speech segment of every session with ``sentences[k]``."""
+        known = list(sentences)
+        return cls(
+            lambda _rate: TranscriptLabeler(known, ms_per_word=ms_per_word),
+            vad=vad,
+            name="scripted-transcript",
+        )
+
+    def stream(self, sample_rate: int) -> ScriptedStream:
+        """A synchronous session core, for pure tests and benchmarks."""
+        return ScriptedStream(sample_rate, self._labeler(sample_rate), self._vad)
+
+    async def open_session(self, *, sample_rate: int, language: str | None) -> ScriptedSession:
+        await trio.lowlevel.checkpoint()
+        return ScriptedSession(self.stream(sample_rate))
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
