@@ -74,7 +74,9 @@ SERVER_TRANSITIONS: Final[dict[tuple[State, type[object]], State]] = {
     (_S.STREAMING, m.AudioReceived): _S.STREAMING,
     (_S.STREAMING, m.ContinueRequested): _S.STREAMING,
     (_S.STREAMING, m.FinishRequested): _S.FINISHING,
-    (_S.STARTING, m.FinishRequested): _S.FINISHING,
+    # finish-task before we sent task-started: task-started must still go out first,
+    # so stay STARTING; the FinishRequested event tells the server to finish after it
+    (_S.STARTING, m.FinishRequested): _S.STARTING,
     # late audio or a repeated finish after finish-task: ignored
     (_S.FINISHING, m.AudioReceived): _S.FINISHING,
     (_S.FINISHING, m.FinishRequested): _S.FINISHING,
@@ -82,10 +84,8 @@ SERVER_TRANSITIONS: Final[dict[tuple[State, type[object]], State]] = {
     # a finish-task for a finished or unknown task is ignored (no reply, no close)
     (_S.IDLE, m.FinishRequested): _S.IDLE,
     (_S.IDLE, m.AudioReceived): _S.IDLE,
-    (_S.IDLE, m.BadRequest): _S.IDLE,
-    (_S.STARTING, m.BadRequest): _S.STARTING,
-    (_S.STREAMING, m.BadRequest): _S.STREAMING,
-    (_S.FINISHING, m.BadRequest): _S.FINISHING,
+    # an unparsable frame is reported in any state and changes nothing
+    **{(s, m.BadRequest): s for s in State if s is not _S.ERROR},
     # our replies
     (_S.STARTING, m.StartTask): _S.STREAMING,
     (_S.STARTING, m.FailTask): _S.FAILED,

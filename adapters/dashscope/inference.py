@@ -31,6 +31,10 @@ __all__ = ["MAX_TEXT_FRAME", "InferenceClient", "InferenceServer"]
 MAX_TEXT_FRAME: Final = 1 << 20
 """The largest text frame either core accepts (1 MiB); larger ones are violations."""
 
+_UNDECODABLE: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
+"""What decoding a hostile text frame raises: bad JSON or schema, nesting deeper than
+the interpreter's recursion limit, a ``str`` holding lone surrogates."""
+
 _SERVER_EVENT_NAMES: Final = frozenset(
     {"task-started", "result-generated", "task-finished", "task-failed"}
 )
@@ -129,7 +133,7 @@ class InferenceClient(_Core):
             return
         try:
             message = self._decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except _UNDECODABLE as exc:
             self._violation(f"malformed server frame: {exc}")
             return
         event = self._interpret(message)
@@ -207,7 +211,7 @@ class InferenceServer(_Core):
             return
         try:
             message = self._decoder.decode(data)
-        except msgspec.DecodeError as exc:
+        except _UNDECODABLE as exc:
             self._deliver(m.BadRequest(f"malformed client frame: {exc}"))
             return
         self._deliver(self._interpret(message))
@@ -232,6 +236,11 @@ class InferenceServer(_Core):
                     streaming=header.streaming,
                 )
             case "continue-task":
+                if header.task_id != self.task_id:
+                    # side data for another task must not reach the running one
+                    return m.BadRequest(
+                        f"continue-task for task {header.task_id!r}, ours is {self.task_id!r}"
+                    )
                 input_ = payload.get("input", {})
                 return m.ContinueRequested(
                     header.task_id, input_ if isinstance(input_, dict) else {}
