@@ -1,3 +1,33 @@
-"""sim."""
+"""The local DashScope-compatible simulator: embedded default target, load-test and test ground.
+
+Serve it over TCP with :func:`serve` / :func:`open_simulator`, or over memory
+streams with :func:`open_memory_net`; see ``server.py`` and ``memory.py``.
+"""
 
 from __future__ import annotations
+
+from .config import SimConfig as SimConfig
+from .context import ConnectionContext as ConnectionContext
+from .context import FaultPlan as FaultPlan
+from .memory import MemoryNet as MemoryNet
+from .memory import open_memory_net as open_memory_net
+from .recognizers import make_recognizer as make_recognizer
+from .server import INFERENCE_PATH as INFERENCE_PATH
+from .server import SimServer as SimServer
+from .server import SimulatorHandle as SimulatorHandle
+from .server import open_simulator as open_simulator
+from .server import serve as serve
+
+__all__ = [
+    "INFERENCE_PATH",
+    "ConnectionContext",
+    "FaultPlan",
+    "MemoryNet",
+    "SimConfig",
+    "SimServer",
+    "SimulatorHandle",
+    "make_recognizer",
+    "open_memory_net",
+    "open_simulator",
+    "serve",
+]

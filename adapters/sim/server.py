@@ -1,0 +1,199 @@
+"""The simulator's front door: WebSocket upgrade, routing, authentication, TCP serving.
+
+:class:`SimServer` serves any ``trio.abc.Stream`` (:meth:`SimServer.serve_stream`),
+so the same code runs behind a TCP listener (:func:`serve`,
+:func:`open_simulator`) and behind an in-memory stream pair
+(:mod:`adapters.sim.memory`). At the upgrade it routes
+``/api-ws/v1/inference`` (also with a trailing ``/``; other paths get 404) and
+checks the key: ``Authorization: Bearer <key>`` (scheme case-insensitive, as
+SDK ≤ 1.26.3 sends ``bearer``) or ``?api_key=<key>`` for browser clients; a
+missing or unknown key gets HTTP 401 with a JSON body (DASHSCOPE.md §1.2, §11.2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import urllib.parse
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import msgspec
+import structlog
+import trio
+from trio_websocket import wrap_server_stream
+
+from engine._util import unwrap_single_group
+
+from .context import ConnectionContext
+from .inference import InferenceConnection
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from trio_websocket import WebSocketRequest
+
+    from adapters.recognizers.base import Recognizer
+
+    from .config import SimConfig
+    from .context import FaultPlan
+
+__all__ = ["INFERENCE_PATH", "SimServer", "SimulatorHandle", "open_simulator", "serve"]
+
+_log = structlog.get_logger()
+
+INFERENCE_PATH: Final = "/api-ws/v1/inference"
+_INFERENCE_PATHS: Final = frozenset({INFERENCE_PATH, INFERENCE_PATH + "/"})
+_JSON: Final = [(b"content-type", b"application/json; charset=utf-8")]
+
+
+class SimulatorHandle(msgspec.Struct, frozen=True):
+    """A running TCP simulator: where to point a client."""
+
+    host: str
+    port: int
+
+    @property
+    def inference_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{INFERENCE_PATH}"
+
+
+class SimServer:
+    """Serves simulator connections over any stream; shared by all of them.
+
+    Args:
+        config: timers, keys and limits.
+        recognizer: the recognizer every task opens a session of; the caller
+            owns it (and closes it).
+        faults: an optional fault plan handed to every connection.
+    """
+
+    def __init__(
+        self, config: SimConfig, recognizer: Recognizer, *, faults: FaultPlan | None = None
+    ) -> None:
+        self.config = config
+        self.recognizer = recognizer
+        self.faults = faults
+        self._ids = itertools.count(1)
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one client connection on ``stream`` until it ends, then close it.
+
+        Resource handling:
+            ``stream`` is owned from the call on and always closed.
+
+        Error handling:
+            A client that does not finish the upgrade in ``connect_timeout_s``
+            is dropped. Exceptions of the handler propagate (see :func:`serve`
+            for the TCP server, which logs them instead).
+        """
+        conn_id = next(self._ids)
+        config = self.config
+        with structlog.contextvars.bound_contextvars(conn=conn_id):
+            try:
+                async with trio.open_nursery() as nursery:
+                    request = None
+                    with trio.move_on_after(config.connect_timeout_s):
+                        request = await wrap_server_stream(
+                            nursery, stream, max_message_size=config.max_message_bytes
+                        )
+                    if request is not None:
+                        await self._handle(request, conn_id)
+                    nursery.cancel_scope.cancel()
+            finally:
+                await trio.aclose_forcefully(stream)
+
+    async def _handle(self, request: WebSocketRequest, conn_id: int) -> None:
+        url = urllib.parse.urlsplit(request.path)
+        status = self.faults.on_upgrade(request.path) if self.faults is not None else None
+        if status is None and url.path not in _INFERENCE_PATHS:
+            status = 404
+        if status is None:
+            status = self._check_key(request.headers, url.query)
+        if status is not None:
+            _log.info("upgrade rejected", path=url.path, status=status)
+            await request.reject(status, extra_headers=list(_JSON), body=_error_body(status))
+            return
+        ws = await request.accept()
+        ctx = ConnectionContext(conn_id, self.config, self.recognizer, self.faults)
+        code, reason = await InferenceConnection(ws, ctx).run()
+        # Our own decision to close: do the close handshake, briefly. (When the server
+        # itself is cancelled, serve_stream just drops the stream.)
+        with trio.move_on_after(self.config.disconnect_timeout_s):
+            await ws.aclose(code, reason)
+
+    def _check_key(self, headers: Sequence[tuple[bytes, bytes]], query: str) -> int | None:
+        """None if the key is accepted, else the HTTP status. Never logs the key."""
+        key = ""
+        for name, value in headers:
+            if name.lower() == b"authorization":
+                scheme, _, token = value.decode("latin-1").strip().partition(" ")
+                if scheme.lower() == "bearer":
+                    key = token.strip()
+        if not key:
+            key = next(iter(urllib.parse.parse_qs(query).get("api_key", [])), "")
+        if not key:
+            return 401
+        allowed = self.config.api_keys
+        return None if allowed is None or key in allowed else 401
+
+
+def _error_body(status: int) -> bytes:
+    code, message = {
+        401: ("InvalidApiKey", "Invalid API-key provided."),
+        404: ("NotFound", "No such endpoint; use /api-ws/v1/inference."),
+        503: ("ServiceUnavailable", "Service temporarily unavailable."),
+    }.get(status, ("Rejected", "The upgrade was rejected."))
+    return msgspec.json.encode({"code": code, "message": message})
+
+
+async def serve(
+    config: SimConfig,
+    recognizer: Recognizer,
+    *,
+    faults: FaultPlan | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve the simulator on TCP ``config.host:config.port`` until cancelled.
+
+    Supports ``port = await nursery.start(serve, config, recognizer)``: started
+    with the bound port once connections are accepted. ``config.host`` should be
+    an address: a name resolving to several addresses binds several listeners,
+    and with port 0 only the first one's port is reported.
+
+    Error handling:
+        A connection whose handler raises is logged and dropped; the server and
+        the other connections go on.
+    """
+    server = SimServer(config, recognizer, faults=faults)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    port: int = listeners[0].socket.getsockname()[1]
+
+    async def handler(stream: trio.SocketStream) -> None:
+        try:
+            await server.serve_stream(stream)
+        except Exception:
+            _log.exception("connection handler crashed")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        _log.info("simulator listening", host=config.host, port=port)
+        task_status.started(port)
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@asynccontextmanager
+async def open_simulator(
+    config: SimConfig, recognizer: Recognizer, *, faults: FaultPlan | None = None
+) -> AsyncIterator[SimulatorHandle]:
+    """Run a TCP simulator for the body of an ``async with``; yields where it listens.
+
+    Resource handling:
+        The recognizer stays the caller's. Leaving the block stops the server
+        and drops its connections.
+    """
+    with unwrap_single_group():
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve, config, recognizer)
+            yield SimulatorHandle(config.host, port)
+            nursery.cancel_scope.cancel()

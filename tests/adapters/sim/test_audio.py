@@ -1,0 +1,108 @@
+"""TaskAudio (WAV headers, odd bytes, levels) and AudioQueue."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import trio
+import trio.testing
+from simclient import loud, silence, wav_bytes
+
+from adapters.sim.audio import AudioFormatError, AudioQueue, TaskAudio
+
+
+class TestTaskAudio:
+    def test_pcm_passes_through(self) -> None:
+        audio = TaskAudio("pcm", 16000)
+        assert audio.push(b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04"
+        assert audio.pcm_bytes == 4
+
+    def test_odd_bytes_are_carried(self) -> None:
+        """A sample split across frames is never cut in half."""
+        audio = TaskAudio("pcm", 16000)
+        assert audio.push(b"\x01\x02\x03") == b"\x01\x02"
+        assert audio.push(b"\x04\x05") == b"\x03\x04"
+        assert audio.push(b"\x06") == b"\x05\x06"
+
+    @pytest.mark.parametrize("cut", [1, 4, 11, 20, 43, 44, 45])
+    def test_wav_header_stripped_across_frames(self, cut: int) -> None:
+        """The header may arrive in pieces; only the samples come out."""
+        pcm = loud(50)
+        data = wav_bytes(pcm)
+        audio = TaskAudio("wav", 16000)
+        out = audio.push(data[:cut]) + audio.push(data[cut:])
+        assert out == pcm
+        assert audio.duration_ms == 50
+        assert audio.billed_seconds == 1
+
+    def test_wav_with_extra_chunks(self) -> None:
+        """LIST/fact chunks before data are skipped (odd sizes padded)."""
+        pcm = loud(10)
+        fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+        body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+        body += b"LIST" + struct.pack("<I", 3) + b"abc\x00"
+        body += b"data" + struct.pack("<I", len(pcm)) + pcm
+        data = b"RIFF" + struct.pack("<I", len(body)) + body
+        assert TaskAudio("wav", 16000).push(data) == pcm
+
+    def test_headerless_wav_is_pcm(self) -> None:
+        """Clients streaming "wav" often send bare PCM: it passes unchanged."""
+        pcm = loud(10)
+        assert TaskAudio("wav", 16000).push(pcm) == pcm
+
+    @pytest.mark.parametrize(
+        ("rate", "channels", "message"),
+        [(8000, 1, "8000 Hz"), (16000, 2, "mono")],
+    )
+    def test_wav_mismatch(self, rate: int, channels: int, message: str) -> None:
+        with pytest.raises(AudioFormatError, match=message):
+            TaskAudio("wav", 16000).push(wav_bytes(silence(10, rate) * channels, rate, channels))
+
+    def test_wav_without_data_chunk(self) -> None:
+        data = wav_bytes(b"")[:36] + b"junk" + struct.pack("<I", 1 << 20)
+        audio = TaskAudio("wav", 16000)
+        assert audio.push(data) == b""
+        with pytest.raises(AudioFormatError, match="no data chunk"):
+            audio.push(bytes(1 << 17))
+
+    def test_rms(self) -> None:
+        assert TaskAudio.rms(b"") == 0.0
+        assert TaskAudio.rms(silence(10)) == 0.0
+        assert TaskAudio.rms(loud(10)) == pytest.approx(8000 / 2**0.5, rel=0.05)
+
+
+class TestAudioQueue:
+    async def test_joins_chunks_up_to_the_limit(self) -> None:
+        queue = AudioQueue(100)
+        for chunk in (b"aa", b"bb", b"cc"):
+            assert queue.put_nowait(chunk)
+        assert await queue.get(4) == b"aabb"
+        assert queue.queued_bytes == 2
+        assert await queue.get(1) == b"cc"
+
+    async def test_refuses_beyond_the_bound(self) -> None:
+        queue = AudioQueue(4)
+        assert queue.put_nowait(b"abc")
+        assert not queue.put_nowait(b"de")
+        assert queue.queued_bytes == 3
+
+    async def test_close_drains_then_ends(self, autojump_clock: trio.testing.MockClock) -> None:
+        queue = AudioQueue(10)
+        got: list[bytes | None] = []
+
+        async def consume() -> None:
+            while (chunk := await queue.get(10)) is not None:
+                got.append(chunk)
+            got.append(None)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()
+            queue.put_nowait(b"x")
+            queue.close()
+            queue.close()
+        assert got == [b"x", None]
+        assert queue.closed
+        with pytest.raises(trio.ClosedResourceError):
+            queue.put_nowait(b"y")
