@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
 from adapters.dashscope.models import RecognitionOptions
+from engine.policy import CLI, RestartPolicy
 
 __all__ = ["USER_AGENT", "Secret", "SessionConfig"]
 
@@ -57,16 +58,45 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
         finish_timeout_s: deadline from finish-task to task-finished (DESIGN §4).
         replay_buffer_s: audio kept after the commit point (drop-oldest beyond it).
         send_timeout_s: deadline for one frame to leave (a server that stops reading).
+        policy: retry policy for transient failures (``engine.policy.CLI`` or ``DAEMON``).
+        seed: seeds the backoff jitter (None: random); it is logged so a run replays.
+        ping_interval_s, pong_timeout_s: WebSocket ping cadence and pong deadline.
+        stall_timeout_s: audio sent and no server frame for this long = a dead connection.
+        replay_speed: how much faster than real time the replay buffer is resent.
+        idle_timeout_s: no audio from the source for this long triggers ``idle_policy``
+            (the service fails a task after 23 s without frames).
+        idle_policy: ``keepalive`` sends padding silence (kept off the global timeline);
+            ``finish`` finishes the task and reopens one on the next audio.
+        max_task_age_s: rotate to a fresh task after this long (None: never).
+        rotation_lead_s: open the next task this long before the age limit.
+        rotation_grace_s: rotate even mid-sentence once this far past the limit.
     """
 
     stream: str
     model: str
     url: str
     api_key: Secret
-    options: RecognitionOptions = RecognitionOptions()
+    options: RecognitionOptions = RecognitionOptions(heartbeat=True)
     frame_ms: int = 100
     connect_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
     finish_timeout_s: float = 10.0
     replay_buffer_s: float = 120.0
     send_timeout_s: float = 10.0
+    policy: RestartPolicy = CLI
+    seed: int | None = None
+    ping_interval_s: float = 15.0
+    pong_timeout_s: float = 10.0
+    stall_timeout_s: float = 30.0
+    replay_speed: float = 10.0
+    idle_timeout_s: float = 10.0
+    idle_policy: Literal["keepalive", "finish"] = "keepalive"
+    max_task_age_s: float | None = None
+    rotation_lead_s: float = 5.0
+    rotation_grace_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.idle_timeout_s >= 23.0:
+            raise ValueError("idle_timeout_s must be under the service's 23 s idle limit")
+        if self.replay_speed <= 0 or self.frame_ms <= 0:
+            raise ValueError("replay_speed and frame_ms must be positive")

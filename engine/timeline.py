@@ -14,10 +14,9 @@ says which span can no longer be replayed.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from typing import TYPE_CHECKING
-
-import msgspec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,18 +25,64 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplayBuffer", "TaskClock"]
 
+_INF = 1 << 62
 
-class TaskClock(msgspec.Struct, frozen=True):
-    """Maps a task's server times (ms) onto the global timeline (samples)."""
 
-    offset: int
-    rate: int
+class TaskClock:
+    """Maps a task's server times (ms) onto the global timeline (samples).
+
+    A task starts at global ``offset``. Keep-alive silence that the session sends
+    while its source pauses exists on the task's timeline but not on the global
+    one; :meth:`pad` records it, and times inside padding map to where it began.
+    """
+
+    __slots__ = ("_anchors", "offset", "rate", "task_samples")
+
+    def __init__(self, offset: int, rate: int) -> None:
+        self.offset = offset
+        self.rate = rate
+        self.task_samples = 0  # audio (real and padding) sent to the task so far
+        # (task sample, global sample) where each run of real audio begins
+        self._anchors: list[tuple[int, int]] = [(0, offset)]
+
+    def advance(self, samples: int) -> None:
+        """Real audio was sent."""
+        self.task_samples += samples
+
+    def pad(self, samples: int) -> None:
+        """Silence that is not on the global timeline was sent."""
+        _, last_global = self._global_at(self.task_samples)
+        self.task_samples += samples
+        self._anchors.append((self.task_samples, last_global))
+
+    def _global_at(self, task_sample: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self._anchors, (task_sample, _INF)) - 1
+        t0, g0 = self._anchors[max(i, 0)]
+        return t0, g0 + (task_sample - t0)
 
     def to_global(self, ms: int) -> int:
-        return self.offset + ms * self.rate // 1000
+        task_sample = ms * self.rate // 1000
+        _, g = self._global_at(task_sample)
+        # inside the padding that follows a run: clamp to where that padding started
+        nxt = bisect.bisect_right(self._anchors, (task_sample, _INF))
+        if nxt < len(self._anchors):
+            g = min(g, self._anchors[nxt][1])
+        return g
 
     def to_task_ms(self, sample: int) -> int:
-        return (sample - self.offset) * 1000 // self.rate
+        """Task ms of a global sample sent in the newest run (for pre-end hints)."""
+        t0, g0 = self._anchors[-1]
+        return (t0 + sample - g0) * 1000 // self.rate
+
+    @property
+    def global_end(self) -> int:
+        """The global sample just after the last real audio sent."""
+        return self._global_at(self.task_samples)[1]
+
+    @property
+    def padded(self) -> int:
+        """Total keep-alive padding sent, in samples."""
+        return self.task_samples - (self.global_end - self.offset)
 
 
 class ReplayBuffer:
@@ -79,6 +124,13 @@ class ReplayBuffer:
             old = self._frames.popleft()
             self._samples -= old.samples
             self.dropped_samples += old.samples
+
+    def skip_lost(self) -> tuple[int, int] | None:
+        """Give up on the span overflow dropped: move the commit point to the oldest frame kept."""
+        span = self.lost_span()
+        if span is not None:
+            self.commit_point = span[1]
+        return span
 
     def commit(self, point: int) -> None:
         """Mark audio before global sample ``point`` as safe; drop frames wholly before it."""

@@ -1,28 +1,42 @@
-"""The session actor: one stream's conversation with the inference endpoint.
+"""The session actor: one stream's supervised conversation with the inference endpoint.
 
 Theory of operation
 -------------------
 The actor reads :class:`AudioFrame`s (int16 PCM at the model's rate, on the
-stream's global timeline) and writes engine events. For each server task it:
+stream's global timeline) and writes engine events. Every frame goes into the
+:class:`ReplayBuffer` first; the buffer holds everything after the **commit
+point** (the end of the last final), bounded, drop-oldest.
 
-1. dials the endpoint (``Authorization: Bearer``) and sends ``run-task``;
-2. keeps every frame in the :class:`ReplayBuffer` and sends nothing until
-   ``task-started`` (audio that arrives during the handshake is never dropped);
-3. streams the frames as binary messages while a reader task feeds the
-   sans-IO core and turns results into :class:`Partial` / :class:`Final`
-   events, mapping server milliseconds onto the global timeline through the
-   task's offset; each final moves the commit point;
-4. at the end of input, sends ``finish-task`` and reads until
-   ``task-finished`` under ``finish_timeout_s``; a passed deadline reports the
-   unfinalized span as an :class:`AudioGap` (DESIGN §4). Then it closes.
+A stream is served by a sequence of :class:`Conversation`s, one server task
+each. The supervisor loop in :meth:`_Session.run`:
 
-Nothing is lost silently: when the task fails, every sample after the commit
-point (including audio still arriving from upstream, which is drained and
-counted) is reported as an :class:`AudioGap` with exact global times.
+1. opens a conversation at ``offset = commit point`` (after a start token from
+   the shared rate limiter), buffering input meanwhile, so audio that arrives
+   during a handshake is never dropped;
+2. *pumps* it: replays the buffer from the offset (faster than real time,
+   paced, in frames of up to 16 KB), then streams live frames; results map
+   onto the global timeline through the task's clock; finals move the commit
+   point;
+3. on a failure, classifies it: permanent → one :class:`StreamError` and an
+   exact :class:`AudioGap` for everything after the commit point; transient →
+   :class:`Reconnecting`, backoff (buffering input all the while), and back to
+   1. The dead task's partials are simply dropped, and a final can never be
+   duplicated because the new task starts exactly at the commit point. When an
+   outage outlasts the buffer, the overflow is an ``AudioGap(replay-overflow)``;
+4. rotates a task older than ``max_task_age_s`` at the next pause in speech,
+   make-before-break (the next task is started before the switch); the old
+   task is finished in the background and its later results are ignored;
+5. keeps a paused source's task alive with padding silence (which the task
+   clock keeps off the global timeline), or finishes it and reopens on the next
+   audio, by ``idle_policy``;
+6. at the end of input, finishes: ``finish-task``, read until
+   ``task-finished`` under the deadline (a passed deadline is a transient
+   failure: the tail is replayed on a new task).
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import TYPE_CHECKING
 
@@ -31,18 +45,17 @@ import structlog
 import trio
 
 from adapters.dashscope import messages as m
-from adapters.dashscope._state import State
-from adapters.dashscope.inference import InferenceClient
-from adapters.dashscope.models import get_model, run_task_parameters
-from adapters.dashscope.ws import Dialer, Transport, connect, dial_tcp
+from adapters.dashscope.models import ModelSpec, get_model, run_task_parameters
+from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._util import unwrap_single_group
-from engine.config import USER_AGENT, SessionConfig
+from engine.actors._conversation import Conversation
 from engine.errors import (
     AuthError,
     ConfigError,
+    ConnectFailed,
     Disconnected,
     FinishTimeout,
-    LocalProtocolError,
+    InputError,
     RemoteProtocolError,
     StenoError,
     StenoTimeout,
@@ -54,6 +67,8 @@ from engine.events import (
     Event,
     Final,
     Partial,
+    Reconnecting,
+    Rotated,
     SessionClosed,
     SessionOpened,
     StreamEnded,
@@ -63,30 +78,19 @@ from engine.events import (
     Word,
     samples_to_ms,
 )
-from engine.timeline import ReplayBuffer, TaskClock
+from engine.policy import classify, next_delay
+from engine.ratelimit import StartLimiter
+from engine.timeline import ReplayBuffer
 
 if TYPE_CHECKING:
     from adapters.dashscope.messages import WireSentence
+    from engine.config import SessionConfig
 
 __all__ = ["run"]
 
-_ENDED = frozenset({State.ERROR, State.FAILED, State.CLOSED})
-
 log = structlog.get_logger("steno.session")
 
-# task-failed codes that a retry cannot fix (DASHSCOPE.md §7.1); the supervisor
-# (resilience work) uses the same split.
-PERMANENT_TASK_CODES = frozenset(
-    {
-        "InvalidApiKey",
-        "InvalidParameter",
-        "Model.NotExist",
-        "Arrearage",
-        "DataInspectionFailed",
-        "UNSUPPORTED_FORMAT",
-        "NO_VALID_AUDIO_ERROR",
-    }
-)
+_REPLAY_FRAME_BYTES = 16000  # the service's recommended maximum frame size
 
 
 async def run(
@@ -95,27 +99,33 @@ async def run(
     outbox: trio.MemorySendChannel[Event],
     config: SessionConfig,
     dial: Dialer = dial_tcp,
+    limiter: StartLimiter | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run one stream's session until its input ends and the task is finished.
+    """Run one stream's session until its input ends and its last task is finished.
 
     Channels: reads and closes ``inbox``; writes and closes ``outbox``. The last
     event written is always :class:`StreamEnded`.
 
-    Cancellation: cancelling abandons the task without ``finish-task`` (that is
-    the second Ctrl-C); close the inbox instead for a graceful finish.
+    Cancellation: cancelling abandons the task without ``finish-task`` (the second
+    Ctrl-C); close the inbox instead for a graceful finish.
 
-    Error handling: service and network failures do not raise; they become a
-    :class:`StreamError` plus an :class:`AudioGap` for every unrecognized sample.
-    A bad configuration raises :class:`ConfigError` before ``task_status.started``.
+    Error handling: service and network failures never raise; they are retried by
+    ``config.policy`` or become a :class:`StreamError` plus an :class:`AudioGap` for
+    every unrecognized sample. A bad configuration raises :class:`ConfigError`
+    before ``task_status.started``.
     """
     spec = get_model(config.model)
     parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
-    session = _Session(config, outbox, dial, spec.sample_rate, parameters)
+    session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter())
     async with inbox, outbox:
         task_status.started()
         with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
-            await session.run(inbox)
+            log.info("session.start", seed=session.seed)
+            async with trio.open_nursery() as nursery:
+                session.nursery = nursery
+                await session.run(inbox)
+            await session.end()
 
 
 class _Session:
@@ -124,232 +134,386 @@ class _Session:
         config: SessionConfig,
         outbox: trio.MemorySendChannel[Event],
         dial: Dialer,
-        rate: int,
+        spec: ModelSpec,
         parameters: dict[str, object],
+        limiter: StartLimiter,
     ) -> None:
         self.config = config
         self.outbox = outbox
         self.dial = dial
-        self.rate = rate
+        self.spec = spec
+        self.rate = spec.sample_rate
         self.parameters = parameters
-        self.buffer = ReplayBuffer(max(1, int(config.replay_buffer_s * rate)))
+        self.limiter = limiter
+        self.seed = (
+            config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
+        )
+        self.rng = random.Random(self.seed)
+        self.buffer = ReplayBuffer(max(1, int(config.replay_buffer_s * self.rate)))
         self.input_done = False
         self.finals = 0
         self.lost_samples = 0
+        self.reconnects = 0
+        self.tasks = 0
         self.next_sentence_id = 1
         self.failed = False
-        self.task: _Task | None = None
+        self.nursery: trio.Nursery | None = None
+        self.next_conv: Conversation | None = None
+        self.preparing = False
+        self.overflow: tuple[int, int] | None = None  # replay overflow not yet reported
+
+    # ------------------------------------------------------------ emitting
 
     async def emit(self, event: Event) -> None:
-        """Stamp the envelope (stream id, trio time) and send; blocks when the renderer lags."""
+        """Stamp the envelope (stream id, trio time) and send; blocks while the renderer lags."""
         await self.outbox.send(
             msgspec.structs.replace(event, stream=self.config.stream, t=trio.current_time())
         )
 
-    async def run(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
-        try:
-            await self.run_task(inbox)
-        except (StenoError, ConfigError) as exc:
-            await self.fail(exc, inbox)
+    async def gap(self, start: int, end: int, reason: str) -> None:
+        if end <= start:
+            return
+        self.lost_samples += end - start
+        log.warning("session.audio_gap", start=start, end=end, reason=reason)
+        await self.emit(AudioGap(start, end, reason, rate=self.rate))
+
+    async def end(self) -> None:
         status = "failed" if self.failed else ("partial" if self.lost_samples else "ok")
         await self.emit(
             StreamEnded(
                 status,
                 finals=self.finals,
+                reconnects=self.reconnects,
                 audio_lost_ms=samples_to_ms(self.lost_samples, self.rate),
                 audio_ms=samples_to_ms(self.buffer.end, self.rate),
             )
         )
 
-    async def run_task(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
-        cfg = self.config
-        task = _Task(uuid.uuid4().hex, TaskClock(self.buffer.commit_point, self.rate))
-        self.task = task
-        with structlog.contextvars.bound_contextvars(task_id=task.task_id):
-            async with connect(
-                cfg.url,
-                api_key=cfg.api_key.reveal(),
-                user_agent=USER_AGENT,
-                connect_timeout=cfg.connect_timeout_s,
-                dial=self.dial,
-            ) as transport:
-                log.info("session.connected", url=cfg.url.split("?", 1)[0])
-                with unwrap_single_group():
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self.reader, transport, task)
-                        await self.converse(transport, task, inbox)
-                        nursery.cancel_scope.cancel()
-                await transport.aclose()
-        self.task = None
-        await self.emit(SessionClosed(task.task_id, task.close_reason))
+    # ---------------------------------------------------------- supervisor
 
-    async def converse(
-        self, transport: Transport, task: _Task, inbox: trio.MemoryReceiveChannel[AudioFrame]
-    ) -> None:
-        cfg = self.config
-        run_task = m.RunTask(task.task_id, cfg.model, self.parameters)
-        await self.command(transport, task, run_task)
-        # Audio that arrives during the handshake waits in the replay buffer.
-        with trio.move_on_after(cfg.start_timeout_s) as start_scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.buffer_until, task.started, inbox)
-                await task.started.wait()
-                nursery.cancel_scope.cancel()
-        if start_scope.cancelled_caught:
-            raise StenoTimeout(
-                f"the server did not start the task within {cfg.start_timeout_s:g} s; "
-                "fix: check the endpoint, or retry later"
-            )
-        await self.emit(SessionOpened(task.task_id, task.clock.offset))
-        for frame in list(self.buffer.frames_from(task.sent_until)):
-            await self.send_audio(transport, task, frame)
-        if not self.input_done:
-            async for frame in inbox:
-                self.buffer.append(frame)
-                await self.send_audio(transport, task, frame)
-            self.input_done = True
-        await self.finish(transport, task)
-
-    async def buffer_until(
-        self, started: trio.Event, inbox: trio.MemoryReceiveChannel[AudioFrame]
-    ) -> None:
-        async for frame in inbox:
-            self.buffer.append(frame)
-            if started.is_set():
+    async def run(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
+        attempt = 0
+        ready: Conversation | None = None
+        while True:
+            conv: Conversation | None = None
+            outcome: Conversation | str | None = None
+            try:
+                conv = ready or await self.open(inbox, attempt)
+                ready = None
+                with conv.pump_scope:
+                    outcome = await self.pump(conv, inbox)
+                if conv.error is not None:
+                    raise conv.error
+            except StenoError as raised:
+                ready = None
+                exc = raised
+                if conv is not None:
+                    # The conversation's own first failure is the cause; what the pump hit
+                    # afterwards (a send on the closing socket) is a consequence.
+                    exc = conv.error or raised
+                    conv.die(exc)  # close its connection now; it is not coming back
+                    await self.closed(conv, exc)
+                    if self.healthy(conv):
+                        attempt = 0
+                attempt += 1
+                if await self.recover(exc, attempt, inbox):
+                    continue
                 return
-        self.input_done = True
-
-    async def send_audio(self, transport: Transport, task: _Task, frame: AudioFrame) -> None:
-        if frame.end <= task.sent_until:
+            assert conv is not None
+            await self.closed(conv, None)
+            if isinstance(outcome, Conversation):
+                await self.emit(Rotated(conv.task_id, outcome.task_id, outcome.offset))
+                attempt, ready = 0, outcome
+                continue
+            if outcome == "idle" and await self.await_input(inbox):
+                attempt = 0
+                continue
             return
-        pcm = frame.pcm
-        if frame.start < task.sent_until:  # never resend what this task already has
-            pcm = pcm[(task.sent_until - frame.start) * 2 :]
-        if task.first_audio_t is None:
-            task.first_audio_t = trio.current_time()
-        await self.command(transport, task, m.SendAudio(pcm))
-        task.sent_until = frame.end
 
-    async def command(self, transport: Transport, task: _Task, command: m.ClientCommand) -> None:
-        try:
-            frame = task.core.send(command)
-        except LocalProtocolError:
-            if task.core.state in _ENDED:
-                # The reader has seen the server fail, close or break the task and is
-                # raising that (the real cause) right now; it cancels us.
-                with trio.fail_after(5.0):
-                    await trio.sleep_forever()
-            raise
-        await self.send(transport, frame)
-
-    async def send(self, transport: Transport, frame: bytes | str) -> None:
-        # A server that stops reading fills the TCP window and blocks us: bound it.
-        with trio.move_on_after(self.config.send_timeout_s) as scope:
-            await transport.send(frame)
-        if scope.cancelled_caught:
-            raise StenoTimeout(
-                f"sending to the server stalled for {self.config.send_timeout_s:g} s "
-                "(the connection is half-open or the server stopped reading)"
-            )
-
-    async def finish(self, transport: Transport, task: _Task) -> None:
-        cfg = self.config
-        task.finish_sent_t = trio.current_time()
-        await self.command(transport, task, m.FinishTask())
-        with trio.move_on_after(cfg.finish_timeout_s):
-            await task.finished.wait()
-        if not task.finished.is_set():
-            task.close_reason = "finish-deadline"
-            start, end = self.buffer.commit_point, self.buffer.end
-            await self.gap(start, end, "finish-deadline")
-            log.warning("session.finish_deadline", after_s=cfg.finish_timeout_s)
-            raise FinishTimeout(
-                f"the server did not finish the task within {cfg.finish_timeout_s:g} s; "
-                f"{samples_to_ms(end - start, self.rate)} ms of audio were not finalized"
-            )
-        await self.emit(
-            TaskMetrics(
-                task.task_id,
-                task.task_id,
-                _delay_ms(task.first_audio_t, task.first_text_t),
-                _delay_ms(task.finish_sent_t, task.finished_t),
-                samples_to_ms(task.sent_until - task.clock.offset, self.rate),
-                task.finals,
-            )
+    def healthy(self, conv: Conversation) -> bool:
+        started = conv.started_t
+        return (
+            started is not None
+            and trio.current_time() - started >= self.config.policy.healthy_after_s
         )
 
-    async def reader(self, transport: Transport, task: _Task) -> None:
-        """Feed every received frame to the core and act on its events."""
-        while True:
-            try:
-                data: bytes | str | None = await transport.receive()
-            except Disconnected:
-                if task.finished.is_set():
-                    return
-                data = None
-            task.core.receive_data(data)
-            for event in task.core.events():
-                await self.on_event(task, event)
-            if data is None or task.finished.is_set():
-                return
+    async def recover(
+        self, exc: StenoError, attempt: int, inbox: trio.MemoryReceiveChannel[AudioFrame]
+    ) -> bool:
+        """Decide on a failure; True after a backoff when another task should be tried."""
+        category = classify(exc)
+        if category.is_permanent:
+            await self.fail(exc, permanent=True, inbox=inbox)
+            return False
+        delay = next_delay(self.config.policy, attempt, self.rng)
+        if delay is None:
+            await self.fail(exc, permanent=False, inbox=inbox)
+            return False
+        self.reconnects += 1
+        cause = f"{category.value}: {exc}"
+        log.warning("session.reconnecting", attempt=attempt, delay_s=round(delay, 3), cause=cause)
+        await self.emit(Reconnecting(attempt, delay, cause))
+        with trio.move_on_after(delay):
+            await self.absorb_all(inbox)
+            await trio.sleep_forever()  # the backoff lasts its whole delay
+        span = self.buffer.skip_lost()
+        if span is not None:
+            # One outage, one gap: extend the pending overflow; it is reported when
+            # the stream resumes or gives up.
+            start = self.overflow[0] if self.overflow else span[0]
+            self.overflow = (start, span[1])
+        return True
 
-    async def on_event(self, task: _Task, event: m.ClientEvent) -> None:
+    async def report_overflow(self) -> None:
+        if self.overflow is not None:
+            start, end = self.overflow
+            self.overflow = None
+            await self.gap(start, end, "replay-overflow")
+
+    async def fail(
+        self, exc: StenoError, *, permanent: bool, inbox: trio.MemoryReceiveChannel[AudioFrame]
+    ) -> None:
+        """Give up: report once, then drain and account for every unrecognized sample."""
+        self.failed = permanent or not isinstance(exc, FinishTimeout)
+        kind = _kind(exc)
+        log.error("session.failed", kind=kind, error=str(exc), permanent=permanent)
+        await self.report_overflow()
+        await self.emit(StreamError(kind, str(exc), permanent=permanent))
+        start = self.buffer.commit_point
+        await self.absorb_all(inbox)
+        reason = (
+            "finish-deadline"
+            if isinstance(exc, FinishTimeout)
+            else ("permanent-error" if permanent else "connection-lost")
+        )
+        await self.gap(start, self.buffer.end, reason)
+
+    async def closed(self, conv: Conversation, exc: StenoError | None) -> None:
+        if not conv.started.is_set() or conv.retired:
+            return
+        reason = conv.close_reason if exc is None or conv.close_reason != "closed" else _kind(exc)
+        await self.emit(SessionClosed(conv.task_id, reason))
+
+    # ------------------------------------------------------- conversations
+
+    async def open(
+        self, inbox: trio.MemoryReceiveChannel[AudioFrame], attempt: int
+    ) -> Conversation:
+        """Start a task at the commit point, buffering input meanwhile."""
+        conv = self.conversation(self.buffer.commit_point, attempt)
+        with unwrap_single_group():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.absorb_all, inbox)
+                await self.limiter.acquire(self.spec.family)
+                assert self.nursery is not None
+                await self.nursery.start(conv.run)
+                nursery.cancel_scope.cancel()
+        await self.opened(conv)
+        return conv
+
+    def conversation(self, offset: int, attempt: int) -> Conversation:
+        self.tasks += 1
+        return Conversation(
+            config=self.config,
+            task_id=uuid.uuid4().hex,
+            offset=offset,
+            rate=self.rate,
+            parameters=self.parameters,
+            on_event=self.on_event,
+            dial=self.dial,
+            attempt=attempt,
+        )
+
+    async def opened(self, conv: Conversation) -> None:
+        await self.report_overflow()
+        await self.emit(SessionOpened(conv.task_id, conv.offset, attempt=conv.attempt))
+
+    async def prepare_next(self) -> None:
+        """Open the next task in the background for a make-before-break rotation."""
+        conv = self.conversation(self.buffer.commit_point, 0)
+        try:
+            await self.limiter.acquire(self.spec.family)
+            assert self.nursery is not None
+            with unwrap_single_group():
+                await self.nursery.start(conv.run)
+        except StenoError as exc:
+            log.warning("session.rotation_open_failed", error=str(exc))
+            self.preparing = False  # try again on a later frame
+            return
+        self.next_conv = conv
+
+    # ---------------------------------------------------------------- pump
+
+    async def pump(
+        self, conv: Conversation, inbox: trio.MemoryReceiveChannel[AudioFrame]
+    ) -> Conversation | str:
+        """Replay, then stream live; return ``"done"``, ``"idle"`` or the next conversation."""
+        await self.replay(conv, inbox)
+        cfg = self.config
+        while not self.input_done:
+            with trio.move_on_after(cfg.idle_timeout_s) as idle:
+                try:
+                    frame = await inbox.receive()
+                except trio.EndOfChannel:
+                    self.input_done = True
+                    break
+            if idle.cancelled_caught:
+                if cfg.idle_policy == "finish":
+                    await self.finish(conv)
+                    return "idle"
+                await conv.send_padding(self.rate * cfg.frame_ms // 1000)
+                continue
+            self.buffer.append(frame)
+            await conv.send_audio(frame.pcm, frame.end)
+            rotated = await self.maybe_rotate(conv)
+            if rotated is not None:
+                return rotated
+        await self.replay(conv, inbox)
+        await self.finish(conv)
+        return "done"
+
+    async def replay(
+        self, conv: Conversation, inbox: trio.MemoryReceiveChannel[AudioFrame]
+    ) -> None:
+        """Send the buffer from the task's position to its end, paced at ``replay_speed``."""
+        t0 = trio.current_time()
+        sent = 0
+        while conv.sent_until < self.buffer.end:
+            chunk = bytearray()
+            end = conv.sent_until
+            for frame in self.buffer.frames_from(conv.sent_until):
+                if len(chunk) + len(frame.pcm) > _REPLAY_FRAME_BYTES and chunk:
+                    break
+                skip = max(0, end - frame.start) * 2
+                chunk += frame.pcm[skip:]
+                end = frame.end
+            if not chunk:
+                break
+            await conv.send_audio(bytes(chunk), end)
+            sent += len(chunk) // 2
+            await trio.sleep_until(t0 + sent / self.rate / self.config.replay_speed)
+            self.absorb_ready(inbox)
+
+    async def finish(self, conv: Conversation) -> None:
+        await conv.finish()
+        self.buffer.commit(conv.sent_until)  # task-finished: everything sent is final
+        await self.emit(
+            TaskMetrics(
+                conv.task_id,
+                conv.task_id,
+                _delay_ms(conv.first_audio_t, conv.first_text_t),
+                _delay_ms(conv.finish_sent_t, conv.finished_t),
+                samples_to_ms(conv.sent_until - conv.offset, self.rate),
+                conv.finals,
+            )
+        )
+        conv.release.set()
+
+    async def maybe_rotate(self, conv: Conversation) -> Conversation | None:
+        cfg = self.config
+        if cfg.max_task_age_s is None or conv.started_t is None:
+            return None
+        age = trio.current_time() - conv.started_t
+        if not self.preparing and age >= cfg.max_task_age_s - cfg.rotation_lead_s:
+            self.preparing = True
+            assert self.nursery is not None
+            self.nursery.start_soon(self.prepare_next)
+        nxt = self.next_conv
+        if nxt is None or age < cfg.max_task_age_s:
+            return None
+        if nxt.dead.is_set():
+            self.next_conv, self.preparing = None, False
+            return None
+        at_pause = not conv.pending_partial
+        if not at_pause and age < cfg.max_task_age_s + cfg.rotation_grace_s:
+            return None
+        # Switch at the commit point: the new task replays from there.
+        self.next_conv, self.preparing = None, False
+        nxt.rebase(self.buffer.commit_point)
+        conv.retired = True
+        log.info("session.rotating", at_pause=at_pause, age_s=round(age, 1))
+        await self.opened(nxt)
+        await self.emit(SessionClosed(conv.task_id, "rotated"))
+        assert self.nursery is not None
+        self.nursery.start_soon(conv.finish_quietly)
+        return nxt
+
+    async def await_input(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> bool:
+        """After an idle finish: wait for the source to resume; False when it ended."""
+        try:
+            frame = await inbox.receive()
+        except trio.EndOfChannel:
+            self.input_done = True
+            return False
+        self.buffer.append(frame)
+        return True
+
+    # ----------------------------------------------------------- buffering
+
+    async def absorb_all(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
+        """Buffer input until it ends. Waiting on the source has no deadline of its own:
+        callers bound it (a backoff, a handshake) where that matters."""
+        if self.input_done:
+            return
+        async for frame in inbox:
+            self.buffer.append(frame)
+        self.input_done = True
+
+    def absorb_ready(self, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
+        """Buffer whatever input is already waiting (not a checkpoint)."""
+        while not self.input_done:
+            try:
+                self.buffer.append(inbox.receive_nowait())
+            except trio.WouldBlock:
+                return
+            except trio.EndOfChannel:
+                self.input_done = True
+
+    # ------------------------------------------------------------- results
+
+    async def on_event(self, conv: Conversation, event: m.ClientEvent) -> None:
+        if conv.retired:
+            return
         match event:
-            case m.TaskStarted():
-                task.started.set()
             case m.ResultGenerated(_, output):
                 for sentence in (output.sentence, output.transcription):
                     if sentence is not None:
-                        await self.on_sentence(task, sentence)
+                        await self.on_sentence(conv, sentence)
                 for tr in output.translations or ():
-                    await self.on_translation(task, tr)
-            case m.TaskFinished():
-                task.finished_t = trio.current_time()
-                task.close_reason = "finished"
-                task.finished.set()
-            case m.TaskFailed(_, code, message):
-                task.close_reason = f"task-failed: {code}"
-                raise TaskFailed(code, message)
-            case m.ConnectionClosed():
-                task.close_reason = "connection-lost"
-                raise Disconnected("the server closed the connection before task-finished")
-            case m.ProtocolViolation(reason):
-                task.close_reason = "protocol-error"
-                raise RemoteProtocolError(f"the server broke the protocol: {reason}")
-            case m.UnknownEvent(name):
-                log.warning("session.unknown_event", event_name=name)
-            case m.Heartbeat():
-                pass
+                    await self.on_translation(conv, tr)
 
-    async def on_sentence(self, task: _Task, s: WireSentence) -> None:
-        clock = task.clock
-        if s.text and task.first_text_t is None:
-            task.first_text_t = trio.current_time()
+    async def on_sentence(self, conv: Conversation, s: WireSentence) -> None:
+        clock = conv.clock
+        if s.text and conv.first_text_t is None:
+            conv.first_text_t = trio.current_time()
         words = tuple(
             Word(clock.to_global(w.begin_time), clock.to_global(w.end_time), w.text, w.punctuation)
             for w in s.words
         )
         start = clock.to_global(s.begin_time)
-        if s.is_final:
-            assert s.end_time is not None
-            end = max(start, clock.to_global(s.end_time))
-            self.buffer.commit(end)
-            task.finals += 1
-            self.finals += 1
-            sentence_id, self.next_sentence_id = self.next_sentence_id, self.next_sentence_id + 1
-            final = Final(
-                sentence_id, start, end, s.text, words, rate=self.rate, task_id=task.task_id
-            )
-            await self.emit(final)
-        else:
+        if not s.is_final:
+            conv.pending_partial = bool(s.text)
             stash = s.stash.text if s.stash is not None else ""
-            partial = Partial(
-                self.next_sentence_id, start, s.text, words, rate=self.rate, stash=stash
+            await self.emit(
+                Partial(self.next_sentence_id, start, s.text, words, rate=self.rate, stash=stash)
             )
-            await self.emit(partial)
+            return
+        assert s.end_time is not None
+        conv.pending_partial = False
+        end = max(start, clock.to_global(s.end_time))
+        if end <= self.buffer.commit_point and self.finals:
+            log.info("session.duplicate_final_dropped", start=start, end=end)
+            return
+        self.buffer.commit(end)
+        conv.finals += 1
+        self.finals += 1
+        sentence_id, self.next_sentence_id = self.next_sentence_id, self.next_sentence_id + 1
+        await self.emit(
+            Final(sentence_id, start, end, s.text, words, rate=self.rate, task_id=conv.task_id)
+        )
 
-    async def on_translation(self, task: _Task, tr: m.WireTranslation) -> None:
-        clock = task.clock
+    async def on_translation(self, conv: Conversation, tr: m.WireTranslation) -> None:
+        clock = conv.clock
         end = clock.to_global(tr.end_time) if tr.end_time is not None else None
         await self.emit(
             Translation(
@@ -363,69 +527,29 @@ class _Session:
             )
         )
 
-    async def gap(self, start: int, end: int, reason: str) -> None:
-        if end <= start:
-            return
-        self.lost_samples += end - start
-        await self.emit(AudioGap(start, end, reason, rate=self.rate))
 
-    async def fail(self, exc: Exception, inbox: trio.MemoryReceiveChannel[AudioFrame]) -> None:
-        """Report the failure, then drain and account for every unrecognized sample."""
-        self.failed = not isinstance(exc, FinishTimeout)  # the tail is lost, the rest is not
-        kind = _kind(exc)
-        permanent = isinstance(exc, AuthError | ConfigError) or (
-            isinstance(exc, TaskFailed) and exc.code in PERMANENT_TASK_CODES
-        )
-        log.error("session.failed", kind=kind, error=str(exc))
-        if self.task is not None:
-            reason = self.task.close_reason if self.task.close_reason != "closed" else kind
-            await self.emit(SessionClosed(self.task.task_id, reason))
-            self.task = None
-        await self.emit(StreamError(kind, str(exc), permanent=permanent))
-        already = self.buffer.end if isinstance(exc, FinishTimeout) else self.buffer.commit_point
-        if not self.input_done:
-            async for frame in inbox:
-                self.buffer.append(frame)
-            self.input_done = True
-        reason = (
-            "finish-deadline"
-            if isinstance(exc, FinishTimeout)
-            else ("permanent-error" if permanent else "connection-lost")
-        )
-        await self.gap(already, self.buffer.end, reason)
+def _kind(exc: StenoError) -> str:
+    """A short, stable name for the failure, for StreamError.kind."""
+    for kind, types in _KINDS:
+        if isinstance(exc, types):
+            return kind
+    return classify(exc).value
 
 
-def _kind(exc: Exception) -> str:
-    return {
-        AuthError: "auth",
-        TaskFailed: "task-failed",
-        FinishTimeout: "finish-timeout",
-        StenoTimeout: "timeout",
-        Disconnected: "disconnected",
-        RemoteProtocolError: "protocol",
-        ConfigError: "config",
-    }.get(type(exc), "connect" if "connect" in type(exc).__name__.lower() else "error")
+_KINDS: tuple[tuple[str, type[StenoError] | tuple[type[StenoError], ...]], ...] = (
+    ("finish-timeout", FinishTimeout),
+    ("auth", AuthError),
+    ("connect", ConnectFailed),
+    ("disconnected", Disconnected),
+    ("task-failed", TaskFailed),
+    ("timeout", StenoTimeout),
+    ("protocol", RemoteProtocolError),
+    ("config", ConfigError),
+    ("input", InputError),
+)
 
 
 def _delay_ms(since: float | None, until: float | None) -> float | None:
     if since is None or until is None:
         return None
     return round((until - since) * 1000.0, 1)
-
-
-class _Task:
-    """Per-task state: the core, its clock and the SDK-style delay timestamps."""
-
-    def __init__(self, task_id: str, clock: TaskClock) -> None:
-        self.task_id = task_id
-        self.clock = clock
-        self.core = InferenceClient()
-        self.started = trio.Event()
-        self.finished = trio.Event()
-        self.sent_until = clock.offset
-        self.finals = 0
-        self.first_audio_t: float | None = None
-        self.first_text_t: float | None = None
-        self.finish_sent_t: float | None = None
-        self.finished_t: float | None = None
-        self.close_reason = "closed"

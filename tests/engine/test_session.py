@@ -1,4 +1,7 @@
-"""The session actor against a scripted in-memory server (MockClock, no sockets)."""
+"""The session actor, one task at a time, against a scripted in-memory server (MockClock).
+
+Retries are off here (``max_attempts=0``): these tests pin what one task does and how a
+failure is accounted for; ``test_supervisor.py`` covers reconnecting."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from engine.events import (
     StreamError,
     TaskMetrics,
 )
+from engine.policy import RestartPolicy
 
 RATE = 16000
 FRAME = 1600  # 100 ms
@@ -126,12 +130,18 @@ def memory_dialer(script: Script, *, reject: int | None = None) -> Any:
     return dial
 
 
+NO_RETRY = RestartPolicy(max_attempts=0)
+
+
 def config(**kw: Any) -> SessionConfig:
+    """A session config; no retries, so these tests see one task's accounting."""
     base: dict[str, Any] = {
         "stream": "s1",
         "model": "paraformer-realtime-v2",
         "url": "ws://sim/api-ws/v1/inference",
         "api_key": Secret("sk-test"),
+        "policy": NO_RETRY,
+        "seed": 1,
     }
     return SessionConfig(**(base | kw))
 
@@ -179,7 +189,7 @@ def of(events: list[Event], kind: type[Any]) -> list[Any]:
 async def happy(server: ServerSide) -> None:
     """Start late, emit a partial and a final, finish on request."""
     run = await server.expect(m.RunTaskRequested)
-    assert run.parameters == {"sample_rate": 16000, "format": "pcm"}
+    assert run.parameters == {"sample_rate": 16000, "format": "pcm", "heartbeat": True}
     await trio.sleep(1.0)  # audio arrives during this handshake delay
     await server.send(m.StartTask())
     await trio.sleep(0.5)

@@ -1,0 +1,316 @@
+"""One task on one connection, with its reader and liveness watch.
+
+Theory of operation
+-------------------
+A :class:`Conversation` is owned by a background task (:meth:`Conversation.run`,
+started with ``nursery.start``) that dials, sends ``run-task``, waits for
+``task-started`` and then reports itself started. From then on the session's
+pump sends audio through it while two helper tasks run beside it:
+
+* the reader feeds every received frame to the sans-IO core and hands the
+  core's events to the session's ``on_event`` callback;
+* the liveness watch pings on an interval with a pong deadline (a half-open
+  socket never answers) and declares a stall when audio went out but no
+  server frame came back for ``stall_timeout_s``.
+
+A failure after the start never raises out of the owner task: it is recorded
+(:attr:`error`), :attr:`dead` is set and :attr:`pump_scope` is cancelled, so
+the session's pump stops at once and its supervisor decides what to do. A
+failure before the start raises from ``nursery.start`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from adapters.dashscope import messages as m
+from adapters.dashscope._state import State
+from adapters.dashscope.inference import InferenceClient
+from adapters.dashscope.ws import Dialer, Transport, connect
+from engine._util import unwrap_single_group
+from engine.config import USER_AGENT, SessionConfig
+from engine.errors import (
+    Disconnected,
+    FinishTimeout,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StenoError,
+    StenoTimeout,
+    TaskFailed,
+)
+from engine.timeline import TaskClock
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["Conversation"]
+
+log = structlog.get_logger("steno.session")
+
+_ENDED = frozenset({State.ERROR, State.FAILED, State.CLOSED})
+
+
+class Conversation:
+    """One connection and one server task; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        task_id: str,
+        offset: int,
+        rate: int,
+        parameters: dict[str, Any],
+        on_event: Callable[[Conversation, m.ClientEvent], Awaitable[None]],
+        dial: Dialer,
+        attempt: int = 0,
+    ) -> None:
+        self.config = config
+        self.task_id = task_id
+        self.clock = TaskClock(offset, rate)
+        self.rate = rate
+        self.parameters = parameters
+        self.on_event = on_event
+        self.dial = dial
+        self.attempt = attempt
+        self.core = InferenceClient()
+        self.transport: Transport | None = None
+        self.started = trio.Event()
+        self.finished = trio.Event()
+        self.dead = trio.Event()
+        self.ended = trio.Event()  # finished or dead: what a finish waits for
+        self.release = trio.Event()
+        self.pump_scope = trio.CancelScope()
+        self.error: StenoError | None = None
+        self.retired = False  # after a rotation: results are ignored
+        self.close_reason = "closed"
+        self.sent_until = offset  # global end of the real audio sent
+        self.finals = 0
+        self.pending_partial = False
+        self.started_t: float | None = None
+        self.first_audio_t: float | None = None
+        self.first_text_t: float | None = None
+        self.finish_sent_t: float | None = None
+        self.finished_t: float | None = None
+        self.last_server_t = 0.0
+        self.unanswered_since: float | None = None  # first audio sent after the last server frame
+
+    @property
+    def offset(self) -> int:
+        return self.clock.offset
+
+    def rebase(self, offset: int) -> None:
+        """Move a started task that has no audio yet to ``offset`` (a rotation's switch point)."""
+        if self.clock.task_samples:
+            raise ValueError("cannot rebase a task that has audio")
+        self.clock = TaskClock(offset, self.rate)
+        self.sent_until = offset
+
+    # ------------------------------------------------------------ owner task
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Dial, start the task, report started, then serve until released or dead.
+
+        Error handling: before ``task_status.started`` failures raise; after it they
+        are recorded on the conversation (see the module docstring).
+        """
+        reported = False
+        try:
+            with structlog.contextvars.bound_contextvars(task_id=self.task_id):
+                async with connect(
+                    self.config.url,
+                    api_key=self.config.api_key.reveal(),
+                    user_agent=USER_AGENT,
+                    connect_timeout=self.config.connect_timeout_s,
+                    dial=self.dial,
+                ) as transport:
+                    self.transport = transport
+                    try:
+                        with unwrap_single_group():
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._reader)
+                                await self._start()
+                                nursery.start_soon(self._liveness)
+                                reported = True
+                                task_status.started()
+                                await self.release.wait()
+                                nursery.cancel_scope.cancel()
+                    except StenoError as exc:
+                        if reported:
+                            self.die(exc)  # stop the pump before the socket closes under it
+                        raise
+                    await transport.aclose()
+        except StenoError as exc:
+            if not reported:
+                raise
+            self.die(exc)
+        finally:
+            self.dead.set()
+            self.ended.set()
+            self.pump_scope.cancel()
+
+    async def _start(self) -> None:
+        run_task = m.RunTask(self.task_id, self.config.model, self.parameters)
+        await self.command(run_task)
+        with trio.move_on_after(self.config.start_timeout_s):
+            await self.started.wait()
+        if not self.started.is_set():
+            raise StenoTimeout(
+                f"the server did not start the task within {self.config.start_timeout_s:g} s"
+            )
+        self.started_t = self.last_server_t = trio.current_time()
+        log.info("session.task_started", offset=self.offset, attempt=self.attempt)
+
+    def die(self, exc: StenoError) -> None:
+        """Record the first failure; stop the pump and the owner task."""
+        if self.error is None and not self.finished.is_set():
+            self.error = exc
+            log.info("session.conversation_died", error=str(exc), kind=type(exc).__name__)
+        self.dead.set()
+        self.ended.set()
+        self.pump_scope.cancel()
+        self.release.set()
+
+    # --------------------------------------------------------------- sending
+
+    async def command(self, command: m.ClientCommand) -> None:
+        try:
+            frame = self.core.send(command)
+        except LocalProtocolError:
+            if self.core.state in _ENDED:
+                # The reader has the real cause and is raising it now; it cancels us.
+                with trio.fail_after(5.0):
+                    await trio.sleep_forever()
+            raise
+        await self.send_frame(frame)
+
+    async def send_frame(self, frame: bytes | str) -> None:
+        assert self.transport is not None
+        # A server that stops reading fills the TCP window and blocks us: bound it.
+        with trio.move_on_after(self.config.send_timeout_s) as scope:
+            await self.transport.send(frame)
+        if scope.cancelled_caught:
+            raise StenoTimeout(
+                f"sending stalled for {self.config.send_timeout_s:g} s "
+                "(the connection is half-open or the server stopped reading)"
+            )
+
+    async def send_audio(self, pcm: bytes, end: int) -> None:
+        """Send real audio whose global end is ``end``."""
+        now = trio.current_time()
+        if self.first_audio_t is None:
+            self.first_audio_t = now
+        if self.unanswered_since is None:
+            self.unanswered_since = now
+        await self.command(m.SendAudio(pcm))
+        self.clock.advance(len(pcm) // 2)
+        self.sent_until = end
+
+    async def send_padding(self, samples: int) -> None:
+        """Keep-alive silence that is not on the global timeline."""
+        await self.command(m.SendAudio(bytes(2 * samples)))
+        self.clock.pad(samples)
+
+    async def finish(self) -> None:
+        """Send finish-task and wait for task-finished under the finish deadline.
+
+        Raises:
+            FinishTimeout: the deadline passed.
+        """
+        self.finish_sent_t = trio.current_time()
+        await self.command(m.FinishTask())
+        with trio.move_on_after(self.config.finish_timeout_s):
+            await self.ended.wait()
+        if self.error is not None:
+            raise self.error
+        if not self.finished.is_set():
+            self.close_reason = "finish-deadline"
+            raise FinishTimeout(
+                f"the server did not finish the task within {self.config.finish_timeout_s:g} s"
+            )
+
+    async def finish_quietly(self) -> None:
+        """Finish a retired task in the background; failures only get logged."""
+        try:
+            with trio.move_on_after(self.config.finish_timeout_s + self.config.send_timeout_s):
+                await self.finish()
+        except StenoError as exc:
+            log.info("session.retired_finish_failed", error=str(exc))
+        finally:
+            self.release.set()
+
+    # ------------------------------------------------------ reader, liveness
+
+    async def _reader(self) -> None:
+        assert self.transport is not None
+        while True:
+            try:
+                data: bytes | str | None = await self.transport.receive()
+            except Disconnected:
+                if self.finished.is_set():
+                    return
+                data = None
+            self.last_server_t = trio.current_time()
+            self.unanswered_since = None
+            self.core.receive_data(data)
+            for event in self.core.events():
+                await self._on_core_event(event)
+            if data is None:
+                return
+
+    async def _on_core_event(self, event: m.ClientEvent) -> None:
+        match event:
+            case m.TaskStarted():
+                self.started.set()
+            case m.TaskFinished():
+                self.finished_t = trio.current_time()
+                self.close_reason = "finished"
+                await self.on_event(self, event)
+                self.finished.set()
+                self.ended.set()
+                return
+            case m.TaskFailed(_, code, message):
+                self.close_reason = f"task-failed: {code}"
+                raise TaskFailed(code, message)
+            case m.ConnectionClosed():
+                self.close_reason = "connection-lost"
+                raise Disconnected("the server closed the connection before task-finished")
+            case m.ProtocolViolation(reason):
+                self.close_reason = "protocol-error"
+                raise RemoteProtocolError(f"the server broke the protocol: {reason}")
+            case m.UnknownEvent(name):
+                log.warning("session.unknown_event", event_name=name)
+                return
+        await self.on_event(self, event)
+
+    async def _liveness(self) -> None:
+        """Ping with a pong deadline; declare a stall when audio goes unanswered."""
+        cfg = self.config
+        assert self.transport is not None
+        next_ping = trio.current_time() + cfg.ping_interval_s
+        while True:
+            await trio.sleep(min(1.0, cfg.ping_interval_s, cfg.stall_timeout_s))
+            now = trio.current_time()
+            since = self.unanswered_since
+            # After finish-task the finish deadline governs, not the stall watch.
+            if (
+                since is not None
+                and self.finish_sent_t is None
+                and now - since >= cfg.stall_timeout_s
+            ):
+                self.close_reason = "stalled"
+                raise Disconnected(
+                    f"the server sent nothing for {now - since:.0f} s while audio was flowing (stall)"
+                )
+            if now >= next_ping:
+                with trio.move_on_after(cfg.pong_timeout_s) as scope:
+                    await self.transport.ping()
+                if scope.cancelled_caught:
+                    self.close_reason = "ping-timeout"
+                    raise Disconnected(
+                        f"no pong within {cfg.pong_timeout_s:g} s (the connection is half-open)"
+                    )
+                next_ping = trio.current_time() + cfg.ping_interval_s

@@ -1,0 +1,267 @@
+"""A content-addressed fake inference server for supervisor tests (MockClock, in memory).
+
+Every 100 ms frame the tests feed carries its index in every sample (``index + 1``
+as int16; 0 is keep-alive padding). The fake server decodes indices from the
+audio it receives, so what it recognizes depends only on the audio, never on
+where a task started: a group of ``GROUP`` consecutive frames is the sentence
+``"group k"``, final once all its frames arrived in one task. That makes
+"no final lost, none duplicated, same global times" checkable exactly across
+reconnects, replays and rotations.
+
+Each connection follows a :class:`Behaviour` (the last one repeats).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+
+from adapters.dashscope import messages as m
+from adapters.dashscope.inference import InferenceServer
+from engine.actors import session
+from engine.config import Secret, SessionConfig
+from engine.events import AudioFrame, Event
+from engine.ratelimit import StartLimiter
+
+RATE = 16000
+FRAME = 1600  # samples per 100 ms frame
+GROUP = 5  # frames per sentence
+
+
+def frame_pcm(index: int) -> bytes:
+    return np.full(FRAME, index + 1, dtype="<i2").tobytes()
+
+
+@dataclass
+class Behaviour:
+    """What one connection does. Counts are frames received in that task."""
+
+    reject: int | None = None  # HTTP status at the upgrade
+    fail_after: int | None = None
+    fail_code: str = "InternalError"
+    close_after: int | None = None
+    mute_after: int | None = None  # keep reading, never send anything again
+    deaf_after: int | None = None  # stop reading (pings go unanswered)
+    never_finish: bool = False
+    never_start: bool = False
+
+
+@dataclass
+class Connection:
+    number: int
+    opened_at: float
+    closed_at: float | None = None
+    units: list[int] = field(default_factory=list)  # decoded frame indices, -1 = padding
+    frame_times: list[float] = field(default_factory=list)
+    run_task: m.RunTaskRequested | None = None
+
+
+class ContentServer:
+    def __init__(self, *behaviours: Behaviour) -> None:
+        self.behaviours = list(behaviours) or [Behaviour()]
+        self.connections: list[Connection] = []
+
+    def behaviour(self, number: int) -> Behaviour:
+        return self.behaviours[min(number, len(self.behaviours) - 1)]
+
+    @contextlib.asynccontextmanager
+    async def dial(
+        self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
+    ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        number = len(self.connections)
+        conn = Connection(number, trio.current_time())
+        self.connections.append(conn)
+        behaviour = self.behaviour(number)
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+
+        async def serve() -> None:
+            request = await trio_websocket.wrap_server_stream(nursery, server_stream)  # type: ignore[arg-type]
+            if behaviour.reject is not None:
+                await request.reject(behaviour.reject, body=b"{}")
+                return
+            ws = await request.accept()
+            try:
+                await self.converse(ws, conn, behaviour)
+            finally:
+                conn.closed_at = trio.current_time()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve)
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    client_stream,
+                    "sim",
+                    "/api-ws/v1/inference",
+                    extra_headers=headers,  # type: ignore[arg-type]
+                )
+                try:
+                    yield ws
+                finally:
+                    with trio.move_on_after(2.0):
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+        except* trio_websocket.ConnectionRejected as group:
+            raise group.exceptions[0] from None
+
+    async def converse(
+        self, ws: trio_websocket.WebSocketConnection, conn: Connection, b: Behaviour
+    ) -> None:
+        core = InferenceServer()
+        pending = bytearray()
+        task_ms = 0
+        seen: dict[int, int] = {}  # frame index -> task ms where it began
+        while True:
+            try:
+                data = await ws.get_message()
+            except trio_websocket.ConnectionClosed:
+                return
+            core.receive_data(data)
+            for event in core.events():
+                match event:
+                    case m.RunTaskRequested():
+                        conn.run_task = event
+                        if b.never_start:
+                            await trio.sleep_forever()
+                        await ws.send_message(core.send(m.StartTask()))
+                    case m.AudioReceived(pcm):
+                        pending += pcm
+                        while len(pending) >= 2 * FRAME:
+                            unit = np.frombuffer(bytes(pending[: 2 * FRAME]), dtype="<i2")
+                            del pending[: 2 * FRAME]
+                            index = int(unit[0]) - 1
+                            conn.units.append(index)
+                            conn.frame_times.append(trio.current_time())
+                            if index >= 0:
+                                seen[index] = task_ms
+                            task_ms += 100
+                            await self.after_unit(ws, core, conn, b, index, seen, task_ms)
+                    case m.FinishRequested():
+                        if b.never_finish:
+                            continue
+                        await ws.send_message(core.send(m.FinishTaskReply({"duration": 1})))
+                    case m.ConnectionClosed():
+                        return
+
+    async def after_unit(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        core: InferenceServer,
+        conn: Connection,
+        b: Behaviour,
+        index: int,
+        seen: dict[int, int],
+        task_ms: int,
+    ) -> None:
+        received = len([u for u in conn.units if u >= 0])
+        if b.fail_after is not None and received >= b.fail_after:
+            await ws.send_message(core.send(m.FailTask(b.fail_code, "scripted failure")))
+            await ws.aclose()
+            await trio.sleep_forever()
+        if b.close_after is not None and received >= b.close_after:
+            await ws.aclose(1011)
+            await trio.sleep_forever()
+        if b.deaf_after is not None and received >= b.deaf_after:
+            await trio.sleep_forever()  # stop reading: trio-websocket's queue fills, pongs stop
+        if b.mute_after is not None and received >= b.mute_after:
+            return
+        if index < 0:
+            return
+        group = index // GROUP
+        first = group * GROUP
+        if index == first:
+            await ws.send_message(
+                core.send(m.SendResult(_sentence(group, seen[first], None, "group")))
+            )
+        if index % GROUP == GROUP - 1 and all(i in seen for i in range(first, index + 1)):
+            await ws.send_message(
+                core.send(m.SendResult(_sentence(group, seen[first], task_ms, f"group {group}")))
+            )
+
+
+def _sentence(group: int, begin: int, end: int | None, text: str) -> dict[str, Any]:
+    return {
+        "sentence": {
+            "sentence_id": group + 1,
+            "begin_time": begin,
+            "end_time": end,
+            "text": text,
+            "sentence_end": end is not None,
+            "heartbeat": False,
+            "words": [],
+        }
+    }
+
+
+def config(**kw: Any) -> SessionConfig:
+    base: dict[str, Any] = {
+        "stream": "s",
+        "model": "paraformer-realtime-v2",
+        "url": "ws://sim/api-ws/v1/inference",
+        "api_key": Secret("sk-test"),
+        "seed": 7,
+    }
+    return SessionConfig(**(base | kw))
+
+
+async def run_stream(
+    server: ContentServer,
+    frames: int,
+    *,
+    cfg: SessionConfig | None = None,
+    pause: tuple[int, float] | None = None,
+    limiter: StartLimiter | None = None,
+) -> list[Event]:
+    """Feed ``frames`` paced frames (optionally pausing ``pause[1]`` s before frame ``pause[0]``)."""
+    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](16)
+    events_send, events_recv = trio.open_memory_channel[Event](1000)
+    out: list[Event] = []
+
+    async def feed() -> None:
+        async with frames_send:
+            t0 = trio.current_time()
+            shift = 0.0
+            for i in range(frames):
+                if pause is not None and i == pause[0]:
+                    shift = pause[1]
+                await trio.sleep_until(t0 + shift + i * 0.1)
+                await frames_send.send(AudioFrame(i * FRAME, frame_pcm(i), RATE))
+
+    async def collect() -> None:
+        async for event in events_recv:
+            out.append(event)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed)
+        nursery.start_soon(collect)
+        await session.run(
+            inbox=frames_recv,
+            outbox=events_send,
+            config=cfg or config(),
+            dial=server.dial,
+            limiter=limiter,
+        )
+    return out
+
+
+def of(events: list[Event], kind: type[Any]) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def expected_finals(frames: int) -> list[tuple[str, int, int]]:
+    return [
+        (f"group {g}", g * GROUP * FRAME, (g + 1) * GROUP * FRAME) for g in range(frames // GROUP)
+    ]
+
+
+@pytest.fixture(name="server")
+def _server() -> ContentServer:  # pragma: no cover - convenience
+    return ContentServer()
