@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
+from adapters.dashscope.ws import dial_tcp
 from adapters.sinks.factory import FORMATS
 from engine import logging as steno_logging
 from engine.actors import console
@@ -31,6 +32,7 @@ from engine.config import Secret, SessionConfig
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded
 from engine.pipeline import FileStreamConfig, run_file_stream
+from engine.ratelimit import StartLimiter
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -190,6 +192,7 @@ async def run_streams(
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
     limiter = trio.CapacityLimiter(jobs)
+    starts = StartLimiter()  # one token bucket per model family for the whole run
     results: list[StreamEnded] = []
     interrupted = False
 
@@ -198,8 +201,14 @@ async def run_streams(
             if drain.is_set():
                 channel.close()
                 return
-            kwargs = {} if dial is None else {"dial": dial}
-            results.append(await run_file_stream(config, console=channel, drain=drain, **kwargs))
+            ended = await run_file_stream(
+                config,
+                console=channel,
+                drain=drain,
+                dial=dial or dial_tcp,
+                limiter=starts,
+            )
+            results.append(ended)
 
     async def watch_signals(cancel: trio.CancelScope) -> None:
         nonlocal interrupted

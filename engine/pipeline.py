@@ -34,6 +34,7 @@ from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from adapters.sinks.base import Sink
+    from engine.ratelimit import StartLimiter
 
 __all__ = ["FileStreamConfig", "run_file_stream"]
 
@@ -64,6 +65,7 @@ async def run_file_stream(
     console: trio.MemorySendChannel[Event] | None = None,
     drain: trio.Event | None = None,
     dial: Dialer = dial_tcp,
+    limiter: StartLimiter | None = None,
 ) -> StreamEnded:
     """Transcribe one file; return its :class:`StreamEnded`.
 
@@ -88,7 +90,7 @@ async def run_file_stream(
                 info = await nursery.start(
                     _capture, raw_send, events_send.clone(), config, drain_scope
                 )
-                sinks = _open_outputs(config)
+                sinks = await trio.to_thread.run_sync(_open_outputs, config)
             except (InputError, ConfigError) as exc:
                 raw_recv.close()
                 events_send.close()
@@ -98,7 +100,15 @@ async def run_file_stream(
             if drain is not None:
                 nursery.start_soon(_drain_on, drain, drain_scope)
             ended = await _run_actors(
-                config, info.rate, rate, raw_recv, (events_send, events_recv), sinks, console, dial
+                config,
+                info.rate,
+                rate,
+                raw_recv,
+                (events_send, events_recv),
+                sinks,
+                console,
+                dial,
+                limiter,
             )
             nursery.cancel_scope.cancel()
             return ended
@@ -157,6 +167,7 @@ async def _run_actors(
     sinks: list[Sink],
     console: trio.MemorySendChannel[Event] | None,
     dial: Dialer,
+    limiter: StartLimiter | None,
 ) -> StreamEnded:
     stream = config.session.stream
     frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
@@ -186,7 +197,13 @@ async def _run_actors(
         )
         nursery.start_soon(_tap, events_recv, render_send, started, ended)
         log.info("stream.started", source_rate=source_rate, rate=rate)
-        await session.run(inbox=frames_recv, outbox=events_send, config=config.session, dial=dial)
+        await session.run(
+            inbox=frames_recv,
+            outbox=events_send,
+            config=config.session,
+            dial=dial,
+            limiter=limiter,
+        )
     return ended[0] if ended else StreamEnded("failed", stream=stream, t=trio.current_time())
 
 

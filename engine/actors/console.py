@@ -112,10 +112,10 @@ def format_metrics(event: TaskMetrics) -> str:
 
 
 def format_ended(event: StreamEnded) -> str:
-    """``[stream] done: status, N finals, audio lost X ms``."""
+    """``[stream] done: status, N finals, R reconnects, audio lost X ms``."""
     return (
         f"{_prefix(event.stream)}done: {_clean(event.status)}, {event.finals} finals, "
-        f"audio lost {event.audio_lost_ms} ms"
+        f"{event.reconnects} reconnects, audio lost {event.audio_lost_ms} ms"
     )
 
 
