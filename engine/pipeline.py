@@ -80,6 +80,7 @@ async def run_file_stream(
     stream = config.session.stream
     rate = get_model(config.session.model).sample_rate
     events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+    failure: InputError | ConfigError | None = None
     with structlog.contextvars.bound_contextvars(stream=stream):
         async with trio.open_nursery() as nursery:
             drain_scope = trio.CancelScope()
@@ -95,23 +96,29 @@ async def run_file_stream(
                 raw_recv.close()
                 events_send.close()
                 events_recv.close()
+                failure = exc
                 nursery.cancel_scope.cancel()
-                return await _report_failure(stream, exc, console)
-            if drain is not None:
-                nursery.start_soon(_drain_on, drain, drain_scope)
-            ended = await _run_actors(
-                config,
-                info.rate,
-                rate,
-                raw_recv,
-                (events_send, events_recv),
-                sinks,
-                console,
-                dial,
-                limiter,
-            )
-            nursery.cancel_scope.cancel()
-            return ended
+            else:
+                if drain is not None:
+                    nursery.start_soon(_drain_on, drain, drain_scope)
+                ended = await _run_actors(
+                    config,
+                    info.rate,
+                    rate,
+                    raw_recv,
+                    (events_send, events_recv),
+                    sinks,
+                    console,
+                    dial,
+                    limiter,
+                )
+                nursery.cancel_scope.cancel()
+                return ended
+        # Reported outside the nursery: its scope is cancelled, so sending to the
+        # console in there raises Cancelled, which the nursery swallows, and the
+        # stream would end with no error line and no StreamEnded (returning None).
+        assert failure is not None
+        return await _report_failure(stream, failure, console)
 
 
 async def _capture(

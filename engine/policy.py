@@ -204,7 +204,9 @@ class TokenBucket:
     def try_take(self, now: float) -> float:
         """Take a token if one is there (returns 0.0); else the seconds until one will be."""
         self._refill(now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        # A whisker below a whole token counts as one: float rounding must not
+        # produce waits shorter than the clock can represent.
+        if self._tokens >= 1.0 - 1e-9:
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) * self.limit.per_s / self.limit.rate

@@ -27,6 +27,7 @@ class StartLimiter:
     def __init__(self, limits: Mapping[str, RateLimit] = RATE_LIMITS) -> None:
         self._limits = dict(limits)
         self._buckets: dict[str, TokenBucket] = {}
+        self._locks: dict[str, trio.Lock] = {}
         self.waited_s = 0.0  # total time streams spent waiting, for metrics
 
     async def acquire(self, family: str) -> None:
@@ -41,10 +42,13 @@ class StartLimiter:
         bucket = self._buckets.get(family)
         if bucket is None:
             bucket = self._buckets[family] = TokenBucket(limit, trio.current_time())
-        while True:
-            wait = bucket.try_take(trio.current_time())
-            if wait <= 0.0:
-                return
-            self.waited_s += wait
-            log.debug("ratelimit.wait", family=family, wait_s=round(wait, 3))
-            await trio.sleep(wait)
+        # Waiters queue in FIFO order (trio.Lock is fair): no thundering herd.
+        lock = self._locks.setdefault(family, trio.Lock())
+        async with lock:
+            while True:
+                wait = bucket.try_take(trio.current_time())
+                if wait <= 0.0:
+                    return
+                self.waited_s += wait
+                log.debug("ratelimit.wait", family=family, wait_s=round(wait, 3))
+                await trio.sleep(wait)
