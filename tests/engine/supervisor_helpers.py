@@ -48,7 +48,9 @@ class Behaviour:
     fail_after: int | None = None
     fail_code: str = "InternalError"
     close_after: int | None = None
-    mute_after: int | None = None  # keep reading, never send anything again
+    mute_after: int | None = (
+        None  # keep reading, never send anything again (not even task-finished)
+    )
     deaf_after: int | None = None  # stop reading (pings go unanswered)
     never_finish: bool = False
     never_start: bool = False
@@ -145,7 +147,8 @@ class ContentServer:
                             task_ms += 100
                             await self.after_unit(ws, core, conn, b, index, seen, task_ms)
                     case m.FinishRequested():
-                        if b.never_finish:
+                        muted = b.mute_after is not None and len(conn.units) >= b.mute_after
+                        if b.never_finish or muted:
                             continue
                         await ws.send_message(core.send(m.FinishTaskReply({"duration": 1})))
                     case m.ConnectionClosed():

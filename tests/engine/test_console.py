@@ -86,7 +86,9 @@ class TestFormat:
     def test_ended(self) -> None:
         """The end of a stream prints its status, finals and lost audio."""
         event = StreamEnded("partial", finals=3, audio_lost_ms=1800, stream="a")
-        assert format_ended(event) == "[a] done: partial, 3 finals, 0 reconnects, audio lost 1800 ms"
+        assert (
+            format_ended(event) == "[a] done: partial, 3 finals, 0 reconnects, audio lost 1800 ms"
+        )
 
     def test_silent_events(self) -> None:
         """Partials, audio, session events and empty finals print no line."""
