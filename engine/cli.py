@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import pathlib
 import signal
@@ -122,6 +123,26 @@ def _stream_ids(files: Sequence[str]) -> list[str]:
     return ids
 
 
+def _output_stems(files: Sequence[str]) -> list[str]:
+    """A unique output file stem per file, so two inputs never write the same files.
+
+    The first file with a stem keeps it; a later one with the same stem (the same file
+    twice, or ``a/x.wav`` and ``b/x.wav``) gets ``x-2``, ``x-3``, …, skipping any stem
+    another input already has.
+    """
+    stems = [pathlib.Path(path).stem for path in files]
+    taken: set[str] = set()
+    out = []
+    for stem in stems:
+        unique, n = stem, 1
+        while unique in taken or (unique != stem and unique in stems):
+            n += 1
+            unique = f"{stem}-{n}"
+        taken.add(unique)
+        out.append(unique)
+    return out
+
+
 async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) -> int:
     spec = get_model(args.model)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
@@ -130,6 +151,14 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
         raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    if not args.fast and not (math.isfinite(args.speed) and args.speed > 0):
+        raise ConfigError(
+            f"--speed must be a positive number, got {args.speed:g}; fix: e.g. --speed 2, or --fast"
+        )
+    if not (math.isfinite(args.finish_timeout) and args.finish_timeout > 0):
+        raise ConfigError(
+            f"--finish-timeout must be a positive number, got {args.finish_timeout:g}"
+        )
     options = RecognitionOptions(language_hints=args.language)
     key = os.environ.get("DASHSCOPE_API_KEY", "")
     async with contextlib.AsyncExitStack() as stack:
@@ -152,10 +181,13 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
                     finish_timeout_s=args.finish_timeout,
                 ),
                 out_dir=args.out,
+                output_stem=stem,
                 formats=formats,
                 speed=None if args.fast else args.speed,
             )
-            for path, stream in zip(args.files, _stream_ids(args.files), strict=True)
+            for path, stream, stem in zip(
+                args.files, _stream_ids(args.files), _output_stems(args.files), strict=True
+            )
         ]
         return await run_streams(configs, jobs=args.jobs, dial=dial, out=sys.stdout)
 

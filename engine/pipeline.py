@@ -48,6 +48,8 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
         path: the audio file.
         session: the session settings (model, endpoint, key, deadlines).
         out_dir: where output files go; None writes no files.
+        output_stem: the output files' name without extension (default: the audio
+            file's stem); streams of one run need distinct stems.
         formats: output formats (``txt``, ``srt``, ``vtt``, ``jsonl``).
         speed: real-time multiplier; None sends as fast as the service accepts.
     """
@@ -55,6 +57,7 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     session: SessionConfig
     out_dir: str | None = None
+    output_stem: str | None = None
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
     speed: float | None = 1.0
 
@@ -161,7 +164,7 @@ async def _drain_on(drain: trio.Event, scope: trio.CancelScope) -> None:
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
     if config.out_dir is None:
         return []
-    stem = pathlib.Path(config.path).stem
+    stem = config.output_stem or pathlib.Path(config.path).stem
     return open_sinks(pathlib.Path(config.out_dir), stem, config.formats)
 
 

@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     from adapters.dashscope.messages import WireSentence
     from engine.config import SessionConfig
 
-__all__ = ["run"]
+__all__ = ["SessionStats", "run"]
 
 log = structlog.get_logger("steno.session")
 
@@ -100,7 +100,7 @@ async def run(
     config: SessionConfig,
     dial: Dialer = dial_tcp,
     limiter: StartLimiter | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[SessionStats] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one stream's session until its input ends and its last task is finished.
 
@@ -119,13 +119,56 @@ async def run(
     parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
     session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter())
     async with inbox, outbox:
-        task_status.started()
+        task_status.started(SessionStats(session))
         with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
             log.info("session.start", seed=session.seed)
             async with trio.open_nursery() as nursery:
                 session.nursery = nursery
                 await session.run(inbox)
             await session.end()
+
+
+class SessionStats:
+    """A live, read-only view of a session's counters and bounded state (for metrics, soaks)."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    @property
+    def buffered_samples(self) -> int:
+        return self._session.buffer.samples
+
+    @property
+    def buffered_frames(self) -> int:
+        return len(self._session.buffer)
+
+    @property
+    def max_buffered_samples(self) -> int:
+        return self._session.buffer.max_samples
+
+    @property
+    def tasks_opened(self) -> int:
+        return self._session.tasks
+
+    @property
+    def live_tasks(self) -> int:
+        """Background tasks of the session (conversation owners and their helpers)."""
+        nursery = self._session.nursery
+        return len(nursery.child_tasks) if nursery is not None else 0
+
+    @property
+    def reconnects(self) -> int:
+        return self._session.reconnects
+
+    @property
+    def finals(self) -> int:
+        return self._session.finals
+
+    @property
+    def lost_samples(self) -> int:
+        return self._session.lost_samples
 
 
 class _Session:

@@ -36,8 +36,11 @@ FRAME = 1600  # samples per 100 ms frame
 GROUP = 5  # frames per sentence
 
 
-def frame_pcm(index: int) -> bytes:
-    return np.full(FRAME, index + 1, dtype="<i2").tobytes()
+def frame_pcm(index: int, frame: int = FRAME) -> bytes:
+    """A frame whose first two samples hold ``index + 1`` (32 bits); zeros are padding."""
+    pcm = bytearray(np.ones(frame, dtype="<i2").tobytes())
+    pcm[0:4] = (index + 1).to_bytes(4, "little")
+    return bytes(pcm)
 
 
 @dataclass
@@ -62,14 +65,17 @@ class Connection:
     opened_at: float
     closed_at: float | None = None
     units: list[int] = field(default_factory=list)  # decoded frame indices, -1 = padding
+    received: int = 0  # real (non-padding) frames
     frame_times: list[float] = field(default_factory=list)
     run_task: m.RunTaskRequested | None = None
 
 
 class ContentServer:
-    def __init__(self, *behaviours: Behaviour) -> None:
+    def __init__(self, *behaviours: Behaviour, frame: int = FRAME) -> None:
         self.behaviours = list(behaviours) or [Behaviour()]
         self.connections: list[Connection] = []
+        self.frame = frame  # samples per encoded frame
+        self.keep_history = True  # per-connection unit logs (off for soaks)
 
     def behaviour(self, number: int) -> Behaviour:
         return self.behaviours[min(number, len(self.behaviours) - 1)]
@@ -136,18 +142,21 @@ class ContentServer:
                         await ws.send_message(core.send(m.StartTask()))
                     case m.AudioReceived(pcm):
                         pending += pcm
-                        while len(pending) >= 2 * FRAME:
-                            unit = np.frombuffer(bytes(pending[: 2 * FRAME]), dtype="<i2")
-                            del pending[: 2 * FRAME]
-                            index = int(unit[0]) - 1
-                            conn.units.append(index)
-                            conn.frame_times.append(trio.current_time())
+                        unit_bytes = 2 * self.frame
+                        while len(pending) >= unit_bytes:
+                            index = int.from_bytes(pending[0:4], "little") - 1
+                            del pending[:unit_bytes]
+                            conn.received += index >= 0
+                            if self.keep_history:
+                                conn.units.append(index)
+                                conn.frame_times.append(trio.current_time())
                             if index >= 0:
                                 seen[index] = task_ms
-                            task_ms += 100
+                                seen.pop(index - 2 * GROUP, None)  # bounded
+                            task_ms += self.frame * 1000 // RATE
                             await self.after_unit(ws, core, conn, b, index, seen, task_ms)
                     case m.FinishRequested():
-                        muted = b.mute_after is not None and len(conn.units) >= b.mute_after
+                        muted = b.mute_after is not None and conn.received >= b.mute_after
                         if b.never_finish or muted:
                             continue
                         await ws.send_message(core.send(m.FinishTaskReply({"duration": 1})))
@@ -164,7 +173,7 @@ class ContentServer:
         seen: dict[int, int],
         task_ms: int,
     ) -> None:
-        received = len([u for u in conn.units if u >= 0])
+        received = conn.received
         if b.fail_after is not None and received >= b.fail_after:
             await ws.send_message(core.send(m.FailTask(b.fail_code, "scripted failure")))
             await ws.aclose()
@@ -268,3 +277,72 @@ def expected_finals(frames: int) -> list[tuple[str, int, int]]:
 @pytest.fixture(name="server")
 def _server() -> ContentServer:  # pragma: no cover - convenience
     return ContentServer()
+
+
+class ChannelWebSocket:
+    """Just enough of trio-websocket's connection over memory channels (no framing cost).
+
+    For long virtual-time soaks, where wsproto's pure-Python framing would dominate.
+    """
+
+    def __init__(
+        self,
+        inbound: trio.MemoryReceiveChannel[bytes | str],
+        outbound: trio.MemorySendChannel[bytes | str],
+    ) -> None:
+        self._in = inbound
+        self._out = outbound
+        self.deaf = False  # set on the server end to stop answering pings
+
+    async def send_message(self, message: bytes | str) -> None:
+        try:
+            await self._out.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise trio_websocket.ConnectionClosed(trio_websocket.CloseReason(1006, None)) from None
+
+    async def get_message(self) -> bytes | str:
+        try:
+            return await self._in.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise trio_websocket.ConnectionClosed(trio_websocket.CloseReason(1000, None)) from None
+
+    async def ping(self, payload: bytes | None = None) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._out.aclose()
+        await self._in.aclose()
+
+
+class ChannelServer(ContentServer):
+    """A ContentServer reached over :class:`ChannelWebSocket` pairs."""
+
+    @contextlib.asynccontextmanager
+    async def dial(  # type: ignore[override]
+        self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
+    ) -> AsyncIterator[Any]:
+        number = len(self.connections)
+        conn = Connection(number, trio.current_time())
+        self.connections.append(conn)
+        behaviour = self.behaviour(number)
+        if behaviour.reject is not None:
+            raise trio_websocket.ConnectionRejected(behaviour.reject, (), b"{}")
+        up_send, up_recv = trio.open_memory_channel[bytes | str](64)
+        down_send, down_recv = trio.open_memory_channel[bytes | str](64)
+        client = ChannelWebSocket(down_recv, up_send)
+        server = ChannelWebSocket(up_recv, down_send)
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                try:
+                    await self.converse(server, conn, behaviour)  # type: ignore[arg-type]
+                finally:
+                    conn.closed_at = trio.current_time()
+                    await server.aclose()
+
+            nursery.start_soon(serve)
+            try:
+                yield client
+            finally:
+                await client.aclose()
+                nursery.cancel_scope.cancel()
