@@ -58,6 +58,7 @@ class TestSoak:
             events_send, events_recv = trio.open_memory_channel[Event](64)
             finals = gaps = 0
             ended: StreamEnded | None = None
+            done = trio.Event()
             cfg = config(
                 stream=name,
                 seed=seed,
@@ -85,6 +86,7 @@ class TestSoak:
                         gaps += 1
                     elif isinstance(event, StreamEnded):
                         ended = event
+                        done.set()
 
             async def watch(stats: session.SessionStats) -> None:
                 points = samples.setdefault(name, [])
@@ -107,7 +109,7 @@ class TestSoak:
                 )
                 async with trio.open_nursery() as watchers:
                     watchers.start_soon(watch, stats)
-                    await ended_event(lambda: ended is not None)
+                    await done.wait()
                     watchers.cancel_scope.cancel()
             results[name] = (finals, ended, len(server.connections))
 
@@ -126,9 +128,3 @@ class TestSoak:
             assert len(points) >= 23
             assert max(p[0] for p in points) <= 120 * RATE  # the replay buffer bound
             assert max(p[1] for p in points) <= 6  # conversations do not pile up
-
-
-async def ended_event(predicate: object) -> None:
-    check = predicate  # a callable returning bool
-    while not check():  # type: ignore[operator]
-        await trio.sleep(60)
