@@ -1,3 +1,70 @@
-"""Stenograph: a trio actor engine for realtime speech recognition and translation."""
+"""Stenograph: a trio actor engine for realtime speech recognition that never loses a word silently.
+
+The public surface is re-exported here; implementation modules may change.
+"""
 
 from __future__ import annotations
+
+from engine.config import Secret as Secret
+from engine.config import SessionConfig as SessionConfig
+from engine.errors import AuthError as AuthError
+from engine.errors import ConfigError as ConfigError
+from engine.errors import ConnectFailed as ConnectFailed
+from engine.errors import Disconnected as Disconnected
+from engine.errors import InputError as InputError
+from engine.errors import StenoError as StenoError
+from engine.errors import TaskFailed as TaskFailed
+from engine.events import AudioFrame as AudioFrame
+from engine.events import AudioGap as AudioGap
+from engine.events import Event as Event
+from engine.events import Final as Final
+from engine.events import Partial as Partial
+from engine.events import Reconnecting as Reconnecting
+from engine.events import Rotated as Rotated
+from engine.events import SessionClosed as SessionClosed
+from engine.events import SessionOpened as SessionOpened
+from engine.events import StreamEnded as StreamEnded
+from engine.events import StreamError as StreamError
+from engine.events import StreamStarted as StreamStarted
+from engine.events import TaskMetrics as TaskMetrics
+from engine.events import Translation as Translation
+from engine.events import decode_jsonl_line as decode_jsonl_line
+from engine.pipeline import FileStreamConfig as FileStreamConfig
+from engine.pipeline import run_file_stream as run_file_stream
+from engine.policy import CLI as CLI
+from engine.policy import DAEMON as DAEMON
+from engine.policy import RestartPolicy as RestartPolicy
+from engine.ratelimit import StartLimiter as StartLimiter
+
+__all__ = [
+    "CLI",
+    "DAEMON",
+    "AudioFrame",
+    "AudioGap",
+    "AuthError",
+    "ConfigError",
+    "ConnectFailed",
+    "Disconnected",
+    "Event",
+    "FileStreamConfig",
+    "Final",
+    "InputError",
+    "Partial",
+    "Reconnecting",
+    "RestartPolicy",
+    "Rotated",
+    "Secret",
+    "SessionClosed",
+    "SessionConfig",
+    "SessionOpened",
+    "StartLimiter",
+    "StenoError",
+    "StreamEnded",
+    "StreamError",
+    "StreamStarted",
+    "TaskFailed",
+    "TaskMetrics",
+    "Translation",
+    "decode_jsonl_line",
+    "run_file_stream",
+]
