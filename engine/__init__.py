@@ -5,6 +5,8 @@ The public surface is re-exported here; implementation modules may change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from engine.config import Secret as Secret
 from engine.config import SessionConfig as SessionConfig
 from engine.errors import AuthError as AuthError
@@ -29,12 +31,27 @@ from engine.events import StreamStarted as StreamStarted
 from engine.events import TaskMetrics as TaskMetrics
 from engine.events import Translation as Translation
 from engine.events import decode_jsonl_line as decode_jsonl_line
-from engine.pipeline import FileStreamConfig as FileStreamConfig
-from engine.pipeline import run_file_stream as run_file_stream
 from engine.policy import CLI as CLI
 from engine.policy import DAEMON as DAEMON
 from engine.policy import RestartPolicy as RestartPolicy
 from engine.ratelimit import StartLimiter as StartLimiter
+
+if TYPE_CHECKING:
+    from engine.pipeline import FileStreamConfig as FileStreamConfig
+    from engine.pipeline import run_file_stream as run_file_stream
+
+# Names from modules that import adapters/ are loaded on first use: adapters import
+# engine.errors and engine.events, and an eager import here would be circular.
+_LAZY = {"FileStreamConfig": "engine.pipeline", "run_file_stream": "engine.pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
 
 __all__ = [
     "CLI",

@@ -220,10 +220,20 @@ class Conversation:
         Raises:
             FinishTimeout: the deadline passed.
         """
-        self.finish_sent_t = trio.current_time()
+        timeout = self.config.finish_timeout_s
+        self.finish_sent_t = sent = trio.current_time()
         await self.command(m.FinishTask())
-        with trio.move_on_after(self.config.finish_timeout_s):
-            await self.ended.wait()
+        # The deadline measures the server's silence: results still arriving for a
+        # backlog (audio sent faster than real time) extend it, up to the task's
+        # audio duration on top, since no service needs longer than real time.
+        audio_s = (self.sent_until - self.offset) / self.rate
+        cap = sent + timeout + audio_s
+        while not self.ended.is_set():
+            quiet_until = max(sent, self.last_server_t) + timeout
+            with trio.move_on_at(min(quiet_until, cap)):
+                await self.ended.wait()
+            if trio.current_time() >= cap or self.last_server_t + timeout <= trio.current_time():
+                break
         if self.error is not None:
             raise self.error
         if not self.finished.is_set():

@@ -353,3 +353,41 @@ class TestFailures:
         error = of(events, StreamError)[0]
         assert error.kind == "timeout" and "5 s" in error.message
         assert of(events, AudioGap)[0].end == 5 * FRAME
+
+
+class TestFinishDeadline:
+    async def test_a_slow_flush_is_not_a_timeout(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Results still arriving after finish-task extend the deadline (a backlog, not a hang)."""
+
+        async def slow_flush(server: ServerSide) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await server.expect(m.FinishRequested)
+            for n in range(4):  # 4 results 6 s apart: 24 s in all, each gap under 10 s
+                await trio.sleep(6.0)
+                await server.send(m.SendResult(sentence(n + 1, n * 100, n * 100 + 90, f"s{n}")))
+            await server.send(m.FinishTaskReply())
+            await server.closed_by_client()
+
+        events = await run_session(slow_flush, 300, pace=0.0, cfg=config(finish_timeout_s=10.0))
+        assert len(of(events, Final)) == 4
+        assert of(events, StreamEnded)[0].status == "ok"
+
+    async def test_silence_after_finish_times_out(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A server silent after finish-task is given up on after finish_timeout_s."""
+
+        async def silent(server: ServerSide) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await server.expect(m.FinishRequested)
+            await trio.sleep_forever()
+
+        events = await run_session(silent, 300, pace=0.0, cfg=config(finish_timeout_s=10.0))
+        assert of(events, StreamError)[0].kind == "finish-timeout"
+        closed = of(events, SessionClosed)[0]
+        # 30 s of audio buffered during the handshake replays at 10x (3 s), then 10 s of silence
+        assert closed.t == pytest.approx(3.0 + 10.0, abs=0.5)
