@@ -25,6 +25,9 @@ EDGES: Final[dict[str, Edge]] = {
     "capture->resampler": Edge(
         4, "block", "a file source can wait; 400 ms of look-ahead is plenty"
     ),
+    "push->resampler": Edge(
+        32, "block", "an embedding host's pushes: bounded, and push() waits when the engine lags"
+    ),
     "resampler->session": Edge(
         16, "block", "the session buffers in its replay buffer; this only absorbs jitter"
     ),
