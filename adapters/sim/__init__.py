@@ -2,13 +2,18 @@
 
 Serve it over TCP with :func:`serve` / :func:`open_simulator`, or over memory
 streams with :func:`open_memory_net`; see ``server.py`` and ``memory.py``.
+Seeded fault plans: ``faults.py``.
 """
 
 from __future__ import annotations
 
 from .config import SimConfig as SimConfig
 from .context import ConnectionContext as ConnectionContext
-from .context import FaultPlan as FaultPlan
+from .context import FaultHooks as FaultHooks
+from .faults import FaultPlan as FaultPlan
+from .faults import FaultSpecError as FaultSpecError
+from .faults import parse_fault_spec as parse_fault_spec
+from .faults import random_plan as random_plan
 from .memory import MemoryNet as MemoryNet
 from .memory import open_memory_net as open_memory_net
 from .recognizers import make_recognizer as make_recognizer
@@ -21,7 +26,9 @@ from .server import serve as serve
 __all__ = [
     "INFERENCE_PATH",
     "ConnectionContext",
+    "FaultHooks",
     "FaultPlan",
+    "FaultSpecError",
     "MemoryNet",
     "SimConfig",
     "SimServer",
@@ -29,5 +36,7 @@ __all__ = [
     "make_recognizer",
     "open_memory_net",
     "open_simulator",
+    "parse_fault_spec",
+    "random_plan",
     "serve",
 ]

@@ -24,6 +24,12 @@ Timers run on trio's clock: no frame for ``idle_timeout_s`` while a task streams
 → ``task-failed`` ``CLIENT_ERROR`` and close; audio below ``silence_rms`` for
 ``silence_timeout_s`` without ``heartbeat`` → close; with ``heartbeat`` → a
 heartbeat result every ``heartbeat_interval_s`` of silence.
+
+Faults: with a :class:`~.context.ConnectionFaults` in the context, its timers
+run beside the reader, every received message passes through ``on_receive``
+and every outgoing frame through ``before_send``; the connection is its
+:class:`~.context.FaultControl` (:meth:`InferenceConnection.fail_task`,
+:meth:`InferenceConnection.write_frame`).
 """
 
 from __future__ import annotations
@@ -115,10 +121,27 @@ class InferenceConnection:
             Cancels the running task's recognizer; its session is closed
             (shielded, bounded) before this returns.
         """
+        faults = self._ctx.faults
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if faults is not None:
+                await nursery.start(faults.run, self)
             nursery.start_soon(self._read_loop)
+        if faults is not None:
+            await faults.drain(self)  # frames a fault held back still go out before the close
         return self._close or (1000, None)
+
+    async def fail_task(self, code: str, message: str) -> bool:
+        """Fail the open task with ``code`` and end the connection; False if no task is open."""
+        task = self._open_task()
+        if task is None or task.ended:
+            return False
+        await self._fail(task, code, message)
+        return True
+
+    async def write_frame(self, frame: str) -> bool:
+        """Write a frame the fault hooks held back (they already saw it); False if closed."""
+        return await self._write(frame)
 
     def _shutdown(self, code: int = 1000, reason: str | None = None) -> None:
         """End the connection: stop reading and every task (not a checkpoint).
@@ -152,6 +175,9 @@ class InferenceConnection:
                 assert task is not None
                 await self._fail(task, "CLIENT_ERROR", f"request timeout after {idle:g} seconds.")
                 return
+            faults = self._ctx.faults
+            if data is not None and faults is not None and not await faults.on_receive(data):
+                continue
             if task is not None:
                 task.frames_in += 1
             self._core.receive_data(data)
@@ -329,18 +355,23 @@ class InferenceConnection:
             faults = self._ctx.faults
             if faults is not None and frame is not None:
                 frame = await faults.before_send(frame)
-            if frame is None:
-                return
-            # A frame the core produced must leave whole, even if the connection is
-            # being shut down meanwhile (task-failed, then close) — but not forever.
-            deadline = trio.current_time() + self._config.disconnect_timeout_s
-            try:
-                with trio.CancelScope(shield=True, deadline=deadline):
-                    await self._ws.send_message(frame)
-            except ConnectionClosed:
-                if task is not None:
-                    task.outcome = "closed by client"
-                self._shutdown()
+            if frame is not None:
+                await self._write(frame, task)
+
+    async def _write(self, frame: str, task: _Task | None = None) -> bool:
+        """Write one frame; a closed socket ends the connection (and gives False)."""
+        # A frame the core produced must leave whole, even if the connection is
+        # being shut down meanwhile (task-failed, then close) — but not forever.
+        deadline = trio.current_time() + self._config.disconnect_timeout_s
+        try:
+            with trio.CancelScope(shield=True, deadline=deadline):
+                await self._ws.send_message(frame)
+        except ConnectionClosed:
+            if task is not None:
+                task.outcome = "closed by client"
+            self._shutdown()
+            return False
+        return True
 
 
 async def _guard(call: Awaitable[_T]) -> _T:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from adapters.recognizers.base import Recognizer
 
     from .config import SimConfig
-    from .context import FaultPlan
+    from .faults import FaultSource
 
 __all__ = ["MemoryNet", "open_memory_net"]
 
@@ -149,7 +149,7 @@ async def _client(
 
 @asynccontextmanager
 async def open_memory_net(
-    config: SimConfig, recognizer: Recognizer, *, faults: FaultPlan | None = None
+    config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
 ) -> AsyncIterator[MemoryNet]:
     """A :class:`MemoryNet` to a simulator with ``config``, for the body of an ``async with``.
 

@@ -8,10 +8,16 @@ so the same code runs behind a TCP listener (:func:`serve`,
 checks the key: ``Authorization: Bearer <key>`` (scheme case-insensitive, as
 SDK ≤ 1.26.3 sends ``bearer``) or ``?api_key=<key>`` for browser clients; a
 missing or unknown key gets HTTP 401 with a JSON body (DASHSCOPE.md §1.2, §11.2).
+
+Faults (``faults.py``) act at three layers: the byte stream of each connection
+is wrapped so a plan can drop it or make it half-open; the upgrade may be
+delayed or refused (a malformed ``X-Steno-Fault`` gets 400); the handlers get
+the connection's hooks (:class:`~.context.ConnectionFaults`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import urllib.parse
 from contextlib import asynccontextmanager
@@ -20,10 +26,11 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import msgspec
 import structlog
 import trio
-from trio_websocket import wrap_server_stream
+from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from engine._util import unwrap_single_group
 
+from ._faultrun import FaultInjector
 from .context import ConnectionContext
 from .inference import InferenceConnection
 
@@ -34,8 +41,9 @@ if TYPE_CHECKING:
 
     from adapters.recognizers.base import Recognizer
 
+    from ._faultrun import PlanRunner
     from .config import SimConfig
-    from .context import FaultPlan
+    from .faults import FaultSource
 
 __all__ = ["INFERENCE_PATH", "SimServer", "SimulatorHandle", "open_simulator", "serve"]
 
@@ -64,22 +72,27 @@ class SimServer:
         config: timers, keys and limits.
         recognizer: the recognizer every task opens a session of; the caller
             owns it (and closes it).
-        faults: an optional fault plan handed to every connection.
+        faults: a :class:`~.faults.FaultPlan` for the connections it selects
+            (numbered 1, 2, … in order of arrival), a factory ``n -> plan | None``,
+            or hand-written :class:`~.context.FaultHooks`. Clients may request
+            their own plan per connection (``X-Steno-Fault``) in any case.
     """
 
     def __init__(
-        self, config: SimConfig, recognizer: Recognizer, *, faults: FaultPlan | None = None
+        self, config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
     ) -> None:
         self.config = config
         self.recognizer = recognizer
         self.faults = faults
+        self._injector = FaultInjector(faults)
         self._ids = itertools.count(1)
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection on ``stream`` until it ends, then close it.
 
         Resource handling:
-            ``stream`` is owned from the call on and always closed.
+            ``stream`` is owned from the call on and always closed — after the
+            client left, if a fault made it half-open.
 
         Error handling:
             A client that does not finish the upgrade in ``connect_timeout_s``
@@ -88,33 +101,43 @@ class SimServer:
         """
         conn_id = next(self._ids)
         config = self.config
+        faults = self._injector.connection(conn_id)
         with structlog.contextvars.bound_contextvars(conn=conn_id):
             try:
                 async with trio.open_nursery() as nursery:
                     request = None
                     with trio.move_on_after(config.connect_timeout_s):
                         request = await wrap_server_stream(
-                            nursery, stream, max_message_size=config.max_message_bytes
+                            nursery, faults.wrap(stream), max_message_size=config.max_message_bytes
                         )
                     if request is not None:
-                        await self._handle(request, conn_id)
+                        await self._handle(request, conn_id, faults)
                     nursery.cancel_scope.cancel()
+                await faults.linger()
             finally:
                 await trio.aclose_forcefully(stream)
 
-    async def _handle(self, request: WebSocketRequest, conn_id: int) -> None:
+    async def _handle(self, request: WebSocketRequest, conn_id: int, faults: PlanRunner) -> None:
         url = urllib.parse.urlsplit(request.path)
-        status = self.faults.on_upgrade(request.path) if self.faults is not None else None
+        refusal = await faults.on_upgrade(request.path, request.headers)
+        status, message = refusal if refusal is not None else (None, None)
         if status is None and url.path not in _INFERENCE_PATHS:
             status = 404
         if status is None:
             status = self._check_key(request.headers, url.query)
-        if status is not None:
-            _log.info("upgrade rejected", path=url.path, status=status)
-            await request.reject(status, extra_headers=list(_JSON), body=_error_body(status))
+        try:
+            if status is not None:
+                _log.info("upgrade rejected", path=url.path, status=status)
+                body = _error_body(status, message)
+                await request.reject(status, extra_headers=list(_JSON), body=body)
+                return
+            ws = await request.accept()
+        except ConnectionClosed:
+            _log.info("client left during the upgrade")  # e.g. tired of a slow accept
             return
-        ws = await request.accept()
-        ctx = ConnectionContext(conn_id, self.config, self.recognizer, self.faults)
+        ctx = ConnectionContext(
+            conn_id, self.config, self.recognizer, faults if faults.active else None
+        )
         code, reason = await InferenceConnection(ws, ctx).run()
         # Our own decision to close: do the close handshake, briefly. (When the server
         # itself is cancelled, serve_stream just drops the stream.)
@@ -137,20 +160,23 @@ class SimServer:
         return None if allowed is None or key in allowed else 401
 
 
-def _error_body(status: int) -> bytes:
-    code, message = {
+def _error_body(status: int, message: str | None = None) -> bytes:
+    code, default = {
+        400: ("InvalidParameter", "Bad request."),
         401: ("InvalidApiKey", "Invalid API-key provided."),
+        403: ("AccessDenied", "Access denied."),
         404: ("NotFound", "No such endpoint; use /api-ws/v1/inference."),
+        429: ("Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
         503: ("ServiceUnavailable", "Service temporarily unavailable."),
     }.get(status, ("Rejected", "The upgrade was rejected."))
-    return msgspec.json.encode({"code": code, "message": message})
+    return msgspec.json.encode({"code": code, "message": message or default})
 
 
 async def serve(
     config: SimConfig,
     recognizer: Recognizer,
     *,
-    faults: FaultPlan | None = None,
+    faults: FaultSource | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the simulator on TCP ``config.host:config.port`` until cancelled.
@@ -184,7 +210,7 @@ async def serve(
 
 @asynccontextmanager
 async def open_simulator(
-    config: SimConfig, recognizer: Recognizer, *, faults: FaultPlan | None = None
+    config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
 ) -> AsyncIterator[SimulatorHandle]:
     """Run a TCP simulator for the body of an ``async with``; yields where it listens.
 
@@ -194,6 +220,6 @@ async def open_simulator(
     """
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve, config, recognizer)
+            port = await nursery.start(functools.partial(serve, faults=faults), config, recognizer)
             yield SimulatorHandle(config.host, port)
             nursery.cancel_scope.cancel()
