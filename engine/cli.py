@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the embedded simulator's recognizer (no API key only)",
     )
     t.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    t.add_argument(
+        "--sim-fault",
+        metavar="SPEC",
+        help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
+    )
     t.set_defaults(func=transcribe)
 
     s = sub.add_parser("simulate", help="run the DashScope-compatible simulator")
@@ -91,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--api-key-file",
         help="accept only the key in this file (default: any non-empty key)",
+    )
+    s.add_argument(
+        "--fault",
+        metavar="SPEC",
+        help="seeded fault plan for every connection, e.g. 'drop:at=5;every=2;seed=7'",
     )
     s.set_defaults(func=simulate)
     return parser
@@ -167,7 +178,7 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
         elif key:
             url = inference_url(args.region)
         else:
-            url = await _embedded_simulator(stack, args.recognizer)
+            url = await _embedded_simulator(stack, args.recognizer, args.sim_fault)
             key = "embedded-simulator"
         configs = [
             FileStreamConfig(
@@ -192,14 +203,18 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
         return await run_streams(configs, jobs=args.jobs, dial=dial, out=sys.stdout)
 
 
-async def _embedded_simulator(stack: contextlib.AsyncExitStack, recognizer_kind: str) -> str:
+async def _embedded_simulator(
+    stack: contextlib.AsyncExitStack, recognizer_kind: str, fault: str | None
+) -> str:
     from adapters.sim.config import SimConfig
+    from adapters.sim.faults import parse_fault_spec
     from adapters.sim.recognizers import make_recognizer
     from adapters.sim.server import open_simulator
 
+    faults = parse_fault_spec(fault) if fault else None
     recognizer = make_recognizer(recognizer_kind)  # type: ignore[arg-type]
     stack.push_async_callback(recognizer.aclose)
-    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
+    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer, faults=faults))
     what = "pocketsphinx, offline, low accuracy" if recognizer_kind == "sphinx" else "scripted"
     print(
         f"steno: no DASHSCOPE_API_KEY set: using the embedded simulator at {sim.inference_url} ({what})",
@@ -282,6 +297,7 @@ def exit_code(results: Sequence[StreamEnded]) -> int:
 
 async def simulate(args: argparse.Namespace) -> int:
     from adapters.sim.config import SimConfig
+    from adapters.sim.faults import parse_fault_spec
     from adapters.sim.recognizers import make_recognizer
     from adapters.sim.server import serve
 
@@ -293,13 +309,14 @@ async def simulate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"cannot read --api-key-file: {exc}") from None
     config = SimConfig(host=args.host, port=args.port, api_keys=keys)
+    faults = parse_fault_spec(args.fault) if args.fault else None
     recognizer = make_recognizer(args.recognizer)
     try:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve, config, recognizer)
+            port = await nursery.start(functools.partial(serve, faults=faults), config, recognizer)
             print(
                 f"steno: simulator listening on ws://{args.host}:{port}/api-ws/v1/inference "
-                f"({args.recognizer})",
+                f"({args.recognizer}{', faults: ' + str(faults) if faults else ''})",
                 file=sys.stderr,
                 flush=True,
             )
