@@ -114,6 +114,7 @@ async def run_file_stream(
                     console,
                     dial,
                     limiter,
+                    drain,
                 )
                 nursery.cancel_scope.cancel()
                 return ended
@@ -178,6 +179,7 @@ async def _run_actors(
     console: trio.MemorySendChannel[Event] | None,
     dial: Dialer,
     limiter: StartLimiter | None,
+    drain: trio.Event | None,
 ) -> StreamEnded:
     stream = config.session.stream
     frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
@@ -213,6 +215,7 @@ async def _run_actors(
             config=config.session,
             dial=dial,
             limiter=limiter,
+            drain=drain,
         )
     return ended[0] if ended else StreamEnded("failed", stream=stream, t=trio.current_time())
 

@@ -100,6 +100,7 @@ async def run(
     config: SessionConfig,
     dial: Dialer = dial_tcp,
     limiter: StartLimiter | None = None,
+    drain: trio.Event | None = None,
     task_status: trio.TaskStatus[SessionStats] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one stream's session until its input ends and its last task is finished.
@@ -108,7 +109,9 @@ async def run(
     event written is always :class:`StreamEnded`.
 
     Cancellation: cancelling abandons the task without ``finish-task`` (the second
-    Ctrl-C); close the inbox instead for a graceful finish.
+    Ctrl-C); close the inbox instead for a graceful finish. Once ``drain`` is set
+    (the first Ctrl-C), failures are no longer retried: the stream finishes within
+    its deadlines and reports what it could not finalize.
 
     Error handling: service and network failures never raise; they are retried by
     ``config.policy`` or become a :class:`StreamError` plus an :class:`AudioGap` for
@@ -117,7 +120,7 @@ async def run(
     """
     spec = get_model(config.model)
     parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
-    session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter())
+    session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter(), drain)
     async with inbox, outbox:
         task_status.started(SessionStats(session))
         with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
@@ -180,8 +183,10 @@ class _Session:
         spec: ModelSpec,
         parameters: dict[str, object],
         limiter: StartLimiter,
+        drain: trio.Event | None = None,
     ) -> None:
         self.config = config
+        self.drain = drain
         self.outbox = outbox
         self.dial = dial
         self.spec = spec
@@ -289,7 +294,7 @@ class _Session:
             await self.fail(exc, permanent=True, inbox=inbox)
             return False
         delay = next_delay(self.config.policy, attempt, self.rng)
-        if delay is None:
+        if delay is None or (self.drain is not None and self.drain.is_set()):
             await self.fail(exc, permanent=False, inbox=inbox)
             return False
         self.reconnects += 1

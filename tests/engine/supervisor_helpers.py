@@ -231,6 +231,7 @@ async def run_stream(
     cfg: SessionConfig | None = None,
     pause: tuple[int, float] | None = None,
     limiter: StartLimiter | None = None,
+    drain: trio.Event | None = None,
 ) -> list[Event]:
     """Feed ``frames`` paced frames (optionally pausing ``pause[1]`` s before frame ``pause[0]``)."""
     frames_send, frames_recv = trio.open_memory_channel[AudioFrame](16)
@@ -260,6 +261,7 @@ async def run_stream(
             config=cfg or config(),
             dial=server.dial,
             limiter=limiter,
+            drain=drain,
         )
     return out
 

@@ -217,3 +217,19 @@ class TestRotation:
         conns = server.connections
         for old, new in itertools.pairwise(conns):
             assert old.closed_at is None or new.opened_at < old.closed_at
+
+
+class TestDrain:
+    async def test_a_drain_does_not_retry_the_finish(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """After the first Ctrl-C, a server that never finishes costs one deadline, not five."""
+        server = ContentServer(Behaviour(never_finish=True))
+        drain = trio.Event()
+        drain.set()
+        events = await run_stream(server, 12, cfg=config(finish_timeout_s=3.0), drain=drain)
+        assert len(server.connections) == 1
+        assert not of(events, Reconnecting)
+        (gap,) = of(events, AudioGap)
+        assert (gap.start, gap.end, gap.reason) == (10 * FRAME, 12 * FRAME, "finish-deadline")
+        assert of(events, StreamEnded)[0].status == "partial"
