@@ -1,0 +1,167 @@
+"""`steno transcribe` under every simulator fault plan, and Ctrl-C, as a user sees it.
+
+Real processes on the real clock: each fault plan hits the first connection while
+the file streams, and the transcript on disk must equal the fault-free one. The
+audio is tone-coded speech that the scripted recognizer decodes exactly, so
+"equal" means word for word and cue for cue.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+import soundfile
+from e2e_helpers import cli_env, run_steno, steno_command
+
+from adapters.recognizers.tonecode import synthesize
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "good morning",
+    "the weather is sunny today",
+    "we will have the budget",
+    "thank you",
+]
+
+
+@pytest.fixture(name="tones", scope="module")
+def _tones(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    path = tmp_path_factory.mktemp("faults") / "tones.wav"
+    soundfile.write(path, synthesize(SENTENCES, 16000), 16000, subtype="PCM_16")
+    return path
+
+
+def transcribe(tones: pathlib.Path, out: pathlib.Path, *extra: str, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+    return run_steno(
+        "transcribe",
+        tones,
+        "--recognizer",
+        "scripted",
+        "--speed",
+        "3",
+        "--out",
+        out,
+        *extra,
+        env=cli_env(None),
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(name="baseline", scope="module")
+def _baseline(tones: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("baseline")
+    run = transcribe(tones, out)
+    assert run.returncode == 0, run.describe()
+    texts = {ext: (out / f"tones.{ext}").read_text() for ext in ("txt", "srt")}
+    assert texts["txt"].splitlines() == [s[:1].upper() + s[1:] + "." for s in SENTENCES]
+    return texts
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        "drop:at=1.2;first=1",
+        "half-open:at=1.2;first=1",
+        "fail-task:InternalError,at=1.2;first=1",
+        "fail-task:CLIENT_ERROR,message=request timeout after 23 seconds.,at=1.2;first=1",
+        "no-task-finished;first=1",
+        "reject:503;first=2",
+        "throttle;first=1",
+        "delay:0.4,jitter=0.2;seed=5",
+        "slow-accept:1.5;first=1",
+    ],
+)
+def test_transient_faults_change_nothing(
+    plan: str, tones: pathlib.Path, baseline: dict[str, str], tmp_path: pathlib.Path
+) -> None:
+    """Same TXT and SRT as without faults, exit 0, and the console says it reconnected."""
+    run = transcribe(tones, tmp_path, "--sim-fault", plan, "--finish-timeout", "3")
+    assert run.returncode == 0, run.describe()
+    assert (tmp_path / "tones.txt").read_text() == baseline["txt"]
+    assert (tmp_path / "tones.srt").read_text() == baseline["srt"]
+    done = run.stream_lines("tones.wav")[-1]
+    assert done.startswith("done: ok")
+    assert done.endswith("audio lost 0 ms")
+    if not plan.startswith(("delay", "slow-accept")):
+        assert any(
+            line.startswith("reconnecting (attempt 1") for line in run.stream_lines("tones.wav")
+        )
+
+
+def test_permanent_fault_is_one_clear_error(tones: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """401 at the upgrade: one error line naming the fix, exit 1, no retries."""
+    run = transcribe(tones, tmp_path, "--sim-fault", "reject:401")
+    assert run.returncode == 1, run.describe()
+    lines = run.stream_lines("tones.wav")
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "DASHSCOPE_API_KEY" in errors[0]
+    assert not any(line.startswith("reconnecting") for line in lines)
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*steno_command(), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_streaming(proc: subprocess.Popen[str]) -> None:
+    """Block until the process reports the embedded simulator (then it is streaming)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30  # real-time: a real process starting up
+    for line in proc.stderr:
+        if "embedded simulator" in line:
+            return
+        assert time.monotonic() < deadline, "steno did not start streaming"
+    raise AssertionError("steno exited before streaming")
+
+
+class TestInterrupt:
+    def test_first_ctrl_c_finishes_within_the_deadline(
+        self, tones: pathlib.Path, tmp_path: pathlib.Path
+    ) -> None:
+        """SIGINT against a server that never finishes: exit 130 once the finish deadline passes."""
+        args = [
+            "transcribe", os.fspath(tones), "--recognizer", "scripted", "--out", os.fspath(tmp_path),
+            "--sim-fault", "no-task-finished", "--finish-timeout", "3",
+        ]  # fmt: skip
+        proc = _start(args, cli_env(None))
+        _wait_for_streaming(proc)
+        time.sleep(1.5)  # real-time: let it stream a while before the Ctrl-C
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+        assert proc.returncode == 130, err
+        assert 2.5 <= elapsed < 8.0, f"exited {elapsed:.1f} s after Ctrl-C"
+        assert "finishing every stream" in err
+        assert "lost audio" in out  # the unfinalized tail is reported, not hidden
+        assert (tmp_path / "tones.jsonl").exists()
+
+    def test_second_ctrl_c_stops_at_once(self, tones: pathlib.Path, tmp_path: pathlib.Path) -> None:
+        """Two SIGINTs: the run stops at once, without waiting for any deadline."""
+        args = [
+            "transcribe", os.fspath(tones), "--recognizer", "scripted", "--out", os.fspath(tmp_path),
+            "--sim-fault", "no-task-finished", "--finish-timeout", "30",
+        ]  # fmt: skip
+        proc = _start(args, cli_env(None))
+        _wait_for_streaming(proc)
+        time.sleep(1.0)  # real-time: streaming
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # real-time: the drain has begun
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert time.monotonic() - sent < 5.0
