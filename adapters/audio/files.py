@@ -27,7 +27,7 @@ import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Final, Literal, Protocol, Self, TypeAlias, final
+from typing import TYPE_CHECKING, Final, Literal, NoReturn, Protocol, Self, TypeAlias, final
 
 import msgspec
 import numpy as np
@@ -97,7 +97,13 @@ class AudioSource:
     """
 
     def __init__(
-        self, info: SourceInfo, reader: _Reader, block_frames: int, first: Frames | None = None
+        self,
+        info: SourceInfo,
+        reader: _Reader,
+        block_frames: int,
+        first: Frames | None = None,
+        *,
+        end_error: InputError | None = None,
     ) -> None:
         self.info: Final = info
         self.path: Final = info.path
@@ -108,6 +114,8 @@ class AudioSource:
         self._block_frames = block_frames
         self._pending = first
         self._done = False
+        # Raised once, after the last block: the file ended early (a truncated WAV).
+        self._end_error = end_error
 
     def __aiter__(self) -> Self:
         return self
@@ -116,21 +124,28 @@ class AudioSource:
         if self._pending is not None:
             frames, self._pending = self._pending, None
         elif self._done:
-            raise StopAsyncIteration
+            self._stop()
         else:
             frames = await self._reader.read(self._block_frames)
         if len(frames) < self._block_frames:
             self._done = True
             if len(frames) == 0:
-                raise StopAsyncIteration
+                self._stop()
         block = _downmix(frames)
         block.flags.writeable = False
         return block
+
+    def _stop(self) -> NoReturn:
+        error, self._end_error = self._end_error, None
+        if error is not None:
+            raise error
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Release the file or kill the decoder. Idempotent; safe while cancelled."""
         self._done = True
         self._pending = None
+        self._end_error = None
         await self._reader.aclose()
 
     async def __aenter__(self) -> Self:
@@ -162,7 +177,9 @@ async def open_audio_source(
 
     Raises:
         InputError: Missing, empty, not audio, corrupt, rate outside 8–48 kHz, or
-            needing ffmpeg when it is not installed.
+            needing ffmpeg when it is not installed. A WAV file cut short (its header
+            promises more audio than the file holds) opens, yields what is there, and
+            then raises ``InputError`` from the iteration instead of ending quietly.
         ValueError: A non-positive ``block_frames`` or ``block_ms``.
 
     Resource handling:
@@ -211,12 +228,23 @@ async def open_audio_source(
         if frames == 0:
             raise _no_audio(name)
         _check_rate(name, rate)
+        declared = None
+        if snd.format in ("WAV", "WAVEX"):
+            declared = await trio.to_thread.run_sync(_declared_wav_frames, name, channels)
     except BaseException:
         snd.close()
         raise
     source_info = SourceInfo(name, rate, channels, frames / rate, "soundfile")
     block = _block(rate, block_frames, block_ms)
-    return AudioSource(source_info, _SoundFileReader(snd, name), block)
+    cut_short = None
+    # More than 10 ms missing: sloppy writers that round the data size are not flagged.
+    if declared is not None and declared - frames > rate // 100:
+        cut_short = InputError(
+            f"{name} is cut short: its header promises {declared / rate:.3f} s of audio but "
+            f"the file ends after {frames / rate:.3f} s (only that much was sent); "
+            "fix: copy or export the file again"
+        )
+    return AudioSource(source_info, _SoundFileReader(snd, name), block, end_error=cut_short)
 
 
 def _downmix(frames: Frames) -> Frames:
@@ -251,6 +279,43 @@ def _not_audio(name: str, reason: str) -> InputError:
 
 
 # ------------------------------------------------------------------ soundfile
+
+_WAV_HEAD_BYTES: Final = 1 << 16
+# PCM, IEEE float, A-law, µ-law, extensible: one frame is exactly block_align bytes.
+_WAV_FRAME_FORMATS: Final = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
+
+
+def _declared_wav_frames(name: str, channels: int) -> int | None:
+    """The frames a RIFF/WAVE header promises in its ``data`` chunk, or None if unknown.
+
+    Unknown: not a plain RIFF/WAVE, a compressed format, a streaming writer's
+    placeholder size (0 or 0xFFFFFFFF), or no ``data`` chunk in the first 64 KiB.
+    Blocking (reads the file head); call it in a thread.
+    """
+    try:
+        with open(name, "rb") as f:
+            head = f.read(_WAV_HEAD_BYTES)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    frame_bytes = None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk == b"fmt " and size >= 16 and body + 16 <= len(head):
+            tag = int.from_bytes(head[body : body + 2], "little")
+            align = int.from_bytes(head[body + 12 : body + 14], "little")
+            bits = int.from_bytes(head[body + 14 : body + 16], "little")
+            if tag in _WAV_FRAME_FORMATS and align == channels * ((bits + 7) // 8) and align:
+                frame_bytes = align
+        elif chunk == b"data":
+            if frame_bytes is None or size in (0, 0xFFFFFFFF):
+                return None
+            return size // frame_bytes
+        pos = body + size + (size & 1)
+    return None
 
 
 @final

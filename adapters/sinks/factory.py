@@ -52,7 +52,7 @@ def open_sinks(out_dir: Path, stem: str, formats: Iterable[str]) -> list[Sink]:
                 sinks.append(FORMATS[name](path))
             except OSError as exc:
                 raise ConfigError(
-                    f"cannot create output file {path}: {exc.strerror or exc}; check --out-dir"
+                    f"cannot create output file {path}: {exc.strerror or exc}; fix: check --out"
                 ) from exc
     except BaseException:
         for sink in sinks:

@@ -1,0 +1,355 @@
+"""Helpers of the end-to-end CLI tests: run ``steno`` as a real process, host a
+simulator for it on 127.0.0.1, make broken audio, and check the output formats.
+
+Every CLI run is a subprocess with ``CI=true``, no stdin and a hard timeout, so a
+hang fails the test instead of the suite. A simulator the test needs runs in a
+thread with its own ``trio.run`` (the CLI is another process, so the test's own
+event loop, if any, is not involved).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+import soundfile
+import trio
+
+from adapters.recognizers.base import Recognizer
+from adapters.sim.config import SimConfig
+from adapters.sim.server import open_simulator
+from engine.events import EventUnion, decode_jsonl_line
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO = ROOT / "scenarios" / "audio"
+DEMO_NAMES = ("meeting", "numbers", "weather")
+FORMATS = ("txt", "srt", "vtt", "jsonl")
+
+SIM_NOTICE = "steno: no DASHSCOPE_API_KEY set: using the embedded simulator at ws://127.0.0.1:"
+
+
+def demo_wav(name: str) -> pathlib.Path:
+    return DEMO / f"{name}.wav"
+
+
+def demo_text(name: str) -> str:
+    return (DEMO / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def demo_sentences(name: str) -> list[str]:
+    return [line.strip() for line in demo_text(name).splitlines() if line.strip()]
+
+
+def scripted_lines(name: str) -> list[str]:
+    """The demo file's sentences as the scripted transcript recognizer finals them:
+    capitalized, with a full stop."""
+    return [s[:1].upper() + s[1:] + "." for s in demo_sentences(name)]
+
+
+def demo_duration_s(name: str) -> float:
+    return float(soundfile.info(str(demo_wav(name))).duration)
+
+
+# --------------------------------------------------------------------- the CLI
+
+
+def steno_command() -> list[str]:
+    """The installed ``steno`` console script next to this interpreter, else ``-m``."""
+    script = pathlib.Path(sys.executable).with_name("steno")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "engine.cli"]
+
+
+def cli_env(api_key: str | None = None) -> dict[str, str]:
+    """The test's environment with ``CI=true`` and ``DASHSCOPE_API_KEY`` exactly ``api_key``.
+
+    ``None`` removes the key, so ``steno transcribe`` starts the embedded simulator.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    env["CI"] = "true"
+    env.pop("COLUMNS", None)
+    if api_key is not None:
+        env["DASHSCOPE_API_KEY"] = api_key
+    return env
+
+
+class CliRun(msgspec.Struct, frozen=True, kw_only=True):
+    """What one ``steno`` process did."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed_s: float
+
+    @property
+    def stdout_lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+    def stream_lines(self, stream: str) -> list[str]:
+        """The console lines (stdout) of one stream, without the ``[stream] `` prefix."""
+        prefix = f"[{stream}] "
+        return [line[len(prefix) :] for line in self.stdout_lines if line.startswith(prefix)]
+
+    def error_lines(self, stream: str) -> list[str]:
+        return [line for line in self.stream_lines(stream) if line.startswith("error: ")]
+
+    def log_events(self, name: str) -> list[dict[str, Any]]:
+        """The structured (JSON, as off a terminal) log records on stderr named ``name``."""
+        records = []
+        for line in self.stderr_lines:
+            if not line.startswith("{"):
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == name:
+                records.append(record)
+        return records
+
+    def describe(self) -> str:
+        """Everything the process printed, for assertion messages."""
+        return (
+            f"$ steno {' '.join(self.args)}\nexit {self.returncode} after {self.elapsed_s:.1f} s\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
+
+
+def run_steno(
+    *args: str | os.PathLike[str],
+    env: dict[str, str],
+    timeout: float,
+    cwd: pathlib.Path = ROOT,
+) -> CliRun:
+    """Run ``steno ARGS`` to completion with no stdin; fail the test after ``timeout`` s."""
+    argv = [os.fspath(a) for a in args]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [*steno_command(), *argv],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,  # real-time: a real process; killed at the deadline
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        raise AssertionError(
+            f"steno {' '.join(argv)} did not end within {timeout} s (killed)\n"
+            f"--- stdout\n{out}--- stderr\n{err}"
+        ) from None
+    return CliRun(
+        args=argv,
+        returncode=done.returncode,
+        stdout=done.stdout,
+        stderr=done.stderr,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def run_steno_concurrently(
+    runs: Sequence[tuple[Sequence[str | os.PathLike[str]], dict[str, str]]],
+    *,
+    timeout: float,
+) -> list[CliRun]:
+    """``run_steno`` for each ``(args, env)`` at the same time; results in order.
+
+    Independent runs overlap their start-up (imports) instead of queueing it.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(len(runs), 1)) as pool:
+        futures = [pool.submit(run_steno, *args, env=env, timeout=timeout) for args, env in runs]
+        return [future.result() for future in futures]
+
+
+# ------------------------------------------------------------------ simulator
+
+
+class SimulatorThread:
+    """A TCP simulator on 127.0.0.1 (any free port) in a thread with its own ``trio.run``.
+
+    Use as a context manager; it yields the inference URL, and stops the server
+    and closes the recognizer on the way out.
+
+    Args:
+        config: the simulator's settings (keep ``host`` 127.0.0.1 and ``port`` 0).
+        recognizer: builds the recognizer inside the simulator's thread.
+    """
+
+    def __init__(self, config: SimConfig, recognizer: Callable[[], Recognizer]) -> None:
+        self._config = config
+        self._make_recognizer = recognizer
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._thread_main, name="simulator", daemon=True)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self.url = ""
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        # real-time: the simulator binds a real socket in a real thread; bounded wait.
+        if not self._ready.wait(timeout=30) or self._error is not None or not self.url:
+            self._stop()
+            raise RuntimeError(f"the simulator did not start: {self._error!r}")
+        return self.url
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+        if self._error is not None:
+            raise RuntimeError("the simulator thread failed") from self._error
+
+    def _stop(self) -> None:
+        if self._token is not None and self._scope is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._scope.cancel)
+        self._thread.join(timeout=30)  # real-time: the thread's trio.run winds down
+        if self._thread.is_alive():
+            raise RuntimeError("the simulator thread did not stop within 30 s")
+
+    def _thread_main(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        recognizer = self._make_recognizer()
+        try:
+            with trio.CancelScope() as scope:
+                async with open_simulator(self._config, recognizer) as handle:
+                    self._scope = scope
+                    self._token = trio.lowlevel.current_trio_token()
+                    self.url = handle.inference_url
+                    self._ready.set()
+                    await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await recognizer.aclose()
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A 127.0.0.1 port that refuses connections: bound (so nobody else takes it) but
+    not listening, for as long as the block runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+# -------------------------------------------------------------- broken input
+
+
+def write_low_rate_wav(path: pathlib.Path, rate: int = 4000, seconds: float = 1.0) -> None:
+    """A valid 16-bit PCM WAV of a 440 Hz tone at ``rate`` Hz."""
+    t = np.arange(int(rate * seconds)) / rate
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    soundfile.write(str(path), tone, rate, subtype="PCM_16")
+
+
+def write_truncated_header_wav(path: pathlib.Path, source: pathlib.Path) -> None:
+    """The first 30 bytes of ``source``: the RIFF header cut off inside the fmt chunk."""
+    path.write_bytes(source.read_bytes()[:30])
+
+
+def write_garbled_header_wav(path: pathlib.Path, source: pathlib.Path) -> None:
+    """``source`` with its ``WAVEfmt `` magic overwritten (the rest intact)."""
+    data = bytearray(source.read_bytes()[:64_000])
+    data[8:16] = b"GARBLED!"
+    path.write_bytes(bytes(data))
+
+
+# ---------------------------------------------------------- output formats
+
+_SRT_TIME = re.compile(r"^(\d{2,}):(\d{2}):(\d{2}),(\d{3}) --> (\d{2,}):(\d{2}):(\d{2}),(\d{3})$")
+_VTT_TIME = re.compile(r"^(\d{2,}):(\d{2}):(\d{2})\.(\d{3}) --> (\d{2,}):(\d{2}):(\d{2})\.(\d{3})$")
+
+
+class Cue(msgspec.Struct, frozen=True):
+    index: int
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+def _ms(h: str, m: str, s: str, ms: str) -> int:
+    return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(ms)
+
+
+def _parse_cues(blocks: Sequence[str], timing: re.Pattern[str], what: str) -> list[Cue]:
+    cues = []
+    for block in blocks:
+        lines = block.split("\n")
+        assert len(lines) >= 3, f"{what}: a cue needs number, timing and text: {block!r}"
+        assert lines[0].isdigit(), f"{what}: bad cue number {lines[0]!r}"
+        match = timing.match(lines[1])
+        assert match, f"{what}: bad timing line {lines[1]!r}"
+        g = match.groups()
+        text = "\n".join(lines[2:])
+        assert text.strip(), f"{what}: empty cue text in {block!r}"
+        cues.append(Cue(int(lines[0]), _ms(*g[:4]), _ms(*g[4:]), text))
+    return cues
+
+
+def _check_cue_order(cues: Sequence[Cue], what: str) -> None:
+    assert [c.index for c in cues] == list(range(1, len(cues) + 1)), (
+        f"{what}: cue numbers are not 1..n: {[c.index for c in cues]}"
+    )
+    for cue in cues:
+        assert cue.start_ms < cue.end_ms, f"{what}: cue {cue.index} does not move forward"
+    for before, after in itertools.pairwise(cues):
+        assert before.start_ms < after.start_ms, f"{what}: cue {after.index} starts too early"
+        assert before.end_ms <= after.start_ms, f"{what}: cue {after.index} overlaps"
+
+
+def parse_srt(text: str) -> list[Cue]:
+    """Parse and check a SubRip file: numbered 1..n, times increasing, no overlap."""
+    assert "\r" not in text
+    body = text.strip("\n")
+    cues = _parse_cues(body.split("\n\n") if body else [], _SRT_TIME, "srt")
+    _check_cue_order(cues, "srt")
+    return cues
+
+
+def parse_vtt(text: str) -> list[Cue]:
+    """Parse and check a WebVTT file: ``WEBVTT`` header, then cues like SRT's."""
+    assert text.startswith("WEBVTT\n"), f"vtt: no WEBVTT header: {text[:40]!r}"
+    header, _, body = text.partition("\n\n")
+    assert header == "WEBVTT", f"vtt: unexpected header block {header!r}"
+    body = body.strip("\n")
+    cues = _parse_cues(body.split("\n\n") if body else [], _VTT_TIME, "vtt")
+    _check_cue_order(cues, "vtt")
+    return cues
+
+
+def parse_jsonl(text: str) -> list[EventUnion]:
+    """Decode every line with ``engine.events.decode_jsonl_line`` (which must not fail)."""
+    assert text.endswith("\n"), "jsonl: the last line is not terminated"
+    return [decode_jsonl_line(line) for line in text.splitlines()]

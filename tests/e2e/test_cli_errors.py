@@ -1,0 +1,310 @@
+"""``steno transcribe`` with bad input, a bad key or no server: one clear line, a
+non-zero exit, and the other files of the run unaffected.
+
+Each bad file runs together with a good demo file against a simulator this module
+hosts on 127.0.0.1 (a scripted recognizer that "hears" the demo file's known
+sentences, so the good file's transcript is exact and the run takes about a second).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import pytest
+from e2e_helpers import (
+    FORMATS,
+    CliRun,
+    SimulatorThread,
+    cli_env,
+    demo_sentences,
+    demo_wav,
+    parse_jsonl,
+    parse_srt,
+    refused_port,
+    run_steno,
+    run_steno_concurrently,
+    scripted_lines,
+    write_garbled_header_wav,
+    write_low_rate_wav,
+    write_truncated_header_wav,
+)
+
+from adapters.recognizers.scripted import ScriptedRecognizer
+from adapters.sim.config import SimConfig
+from adapters.sim.server import INFERENCE_PATH
+from engine.events import StreamEnded
+
+KEY = "right"
+GOOD = "numbers"
+
+
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    """A simulator that accepts only the key ``right``."""
+    with SimulatorThread(
+        SimConfig(api_keys=[KEY]),
+        lambda: ScriptedRecognizer.transcript(demo_sentences(GOOD)),
+    ) as url:
+        yield url
+
+
+def _no_traceback(run: CliRun) -> None:
+    assert "Traceback" not in run.stdout + run.stderr, run.describe()
+
+
+def _assert_good_file_unaffected(run: CliRun, out: pathlib.Path) -> None:
+    lines = run.stream_lines(f"{GOOD}.wav")
+    assert lines[:2] == scripted_lines(GOOD), run.describe()
+    assert any(line.startswith("done: ok, 2 finals, 0 reconnects") for line in lines), lines
+    assert not run.error_lines(f"{GOOD}.wav")
+    assert (out / f"{GOOD}.txt").read_text().splitlines() == scripted_lines(GOOD)
+    assert [c.text for c in parse_srt((out / f"{GOOD}.srt").read_text())] == scripted_lines(GOOD)
+    assert (out / f"{GOOD}.vtt").read_text().startswith("WEBVTT\n")
+    ended = parse_jsonl((out / f"{GOOD}.jsonl").read_text())[-1]
+    assert isinstance(ended, StreamEnded)
+    assert ended.status == "ok"
+
+
+# ------------------------------------------------------------ bad files
+
+Maker = Callable[[pathlib.Path], pathlib.Path]
+
+
+def _missing(d: pathlib.Path) -> pathlib.Path:
+    return d / "nope.wav"
+
+
+def _empty(d: pathlib.Path) -> pathlib.Path:
+    (d / "empty.wav").write_bytes(b"")
+    return d / "empty.wav"
+
+
+def _not_audio(d: pathlib.Path) -> pathlib.Path:
+    (d / "notes.wav").write_text("These are meeting notes, not a recording.\n")
+    return d / "notes.wav"
+
+
+def _low_rate(d: pathlib.Path) -> pathlib.Path:
+    write_low_rate_wav(d / "low-4k.wav", rate=4000)
+    return d / "low-4k.wav"
+
+
+def _truncated_header(d: pathlib.Path) -> pathlib.Path:
+    write_truncated_header_wav(d / "truncated.wav", demo_wav(GOOD))
+    return d / "truncated.wav"
+
+
+def _garbled_header(d: pathlib.Path) -> pathlib.Path:
+    write_garbled_header_wav(d / "garbled.wav", demo_wav(GOOD))
+    return d / "garbled.wav"
+
+
+def _cut_short(d: pathlib.Path) -> pathlib.Path:
+    """A WAV whose header is whole but whose data stops at a third (a broken copy)."""
+    data = demo_wav(GOOD).read_bytes()
+    (d / "cut.wav").write_bytes(data[: len(data) // 3])
+    return d / "cut.wav"
+
+
+NOT_AUDIO = r"is not audio or its header is corrupt \(libsndfile: .+\); fix: check that it plays, or convert it"
+
+# id -> (make the bad file in a directory, the error message it must give)
+BAD_FILES: dict[str, tuple[Maker, str]] = {
+    "missing": (_missing, r"^audio file not found: .*nope\.wav; fix: check the path$"),
+    "empty": (_empty, r"^.*empty\.wav is empty \(0 bytes\); fix: pass a file that contains audio$"),
+    "not-audio": (_not_audio, rf"^.*notes\.wav {NOT_AUDIO}"),
+    "rate-4khz": (
+        _low_rate,
+        r"^.*low-4k\.wav is 4000 Hz; Stenograph needs 8–48 kHz; fix: resample it, e\.g\. `ffmpeg .*-ar 16000",
+    ),
+    "truncated-header": (_truncated_header, rf"^.*truncated\.wav {NOT_AUDIO}"),
+    "garbled-header": (_garbled_header, rf"^.*garbled\.wav {NOT_AUDIO}"),
+}
+
+
+class BadFileRun(NamedTuple):
+    run: CliRun
+    bad: pathlib.Path
+    out: pathlib.Path
+
+
+@pytest.fixture(scope="module")
+def bad_file_runs(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadFileRun]:
+    """Each bad file with the good demo file, one run per bad file, all at once."""
+    makers = {case: make for case, (make, _) in BAD_FILES.items()} | {"cut-short": _cut_short}
+    cases = []
+    for case, make in makers.items():
+        base = tmp_path_factory.mktemp(case)
+        cases.append((case, make(base), base / "out"))
+    runs = run_steno_concurrently(
+        [
+            (
+                ["transcribe", bad, demo_wav(GOOD), "--fast", "--url", sim_url, "--out", out],
+                cli_env(api_key=KEY),
+            )
+            for _, bad, out in cases
+        ],
+        timeout=60,
+    )
+    return {
+        case: BadFileRun(run, bad, out) for (case, bad, out), run in zip(cases, runs, strict=True)
+    }
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_file_gives_one_line_and_spares_the_good_file(
+    bad_file_runs: dict[str, BadFileRun], case: str
+) -> None:
+    run, bad, out = bad_file_runs[case]
+    message = BAD_FILES[case][1]
+    assert run.returncode == 1, run.describe()
+    _no_traceback(run)
+    stream = bad.name
+    errors = run.error_lines(stream)
+    assert len(errors) == 1, run.describe()
+    assert re.search(message, errors[0].removeprefix("error: ")), errors[0]
+    assert run.stream_lines(stream) == [
+        errors[0],
+        "done: failed, 0 finals, 0 reconnects, audio lost 0 ms",
+    ]
+    # The bad file wrote nothing (it failed before any output was opened); the good
+    # one is whole.
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{GOOD}.{f}" for f in FORMATS)
+    _assert_good_file_unaffected(run, out)
+
+
+def test_file_cut_short_is_transcribed_and_reported(
+    bad_file_runs: dict[str, BadFileRun],
+) -> None:
+    """A WAV whose data stops before its header says: what is there is transcribed,
+    one line says the file is cut short, and the exit code is 3 (audio lost)."""
+    run, bad, out = bad_file_runs["cut-short"]
+    assert run.returncode == 3, run.describe()
+    _no_traceback(run)
+    (error,) = run.error_lines(bad.name)
+    assert re.fullmatch(
+        r"error: .*cut\.wav is cut short: its header promises 6\.855 s of audio but the file"
+        r" ends after 2\.\d{3} s \(only that much was sent\); fix: copy or export the file again",
+        error,
+    ), error
+    assert run.stream_lines(bad.name)[-1].startswith("done: partial, ")
+    assert (out / "cut.txt").exists()
+    assert isinstance(ended := parse_jsonl((out / "cut.jsonl").read_text())[-1], StreamEnded)
+    assert ended.status == "partial"
+    _assert_good_file_unaffected(run, out)
+
+
+# ------------------------------------------------------ usage errors
+
+# id -> (flags, the start of the one ``steno: error:`` line)
+BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
+    "speed-0": (["--speed", "0"], "steno: error: --speed must be a positive number, got 0; fix: "),
+    "speed-nan": (
+        ["--speed", "nan"],
+        "steno: error: --speed must be a positive number, got nan; fix: ",
+    ),
+    "finish-timeout-negative": (
+        ["--finish-timeout", "-1"],
+        "steno: error: --finish-timeout must be a positive number, got -1",
+    ),
+    "format-unknown": (
+        ["--format", "txt,doc"],
+        "steno: error: unknown output format 'doc'; fix: use txt",
+    ),
+    "model-unknown": (["--model", "nope"], ""),  # argparse's own message, checked below
+}
+
+
+@pytest.fixture(scope="module")
+def bad_option_runs() -> dict[str, CliRun]:
+    runs = run_steno_concurrently(
+        [
+            (["transcribe", demo_wav(GOOD), *flags], cli_env(api_key=None))
+            for flags, _ in BAD_OPTIONS.values()
+        ],
+        timeout=60,
+    )
+    return dict(zip(BAD_OPTIONS, runs, strict=True))
+
+
+def test_unknown_model_is_a_usage_error(bad_option_runs: dict[str, CliRun]) -> None:
+    run = bad_option_runs["model-unknown"]
+    assert run.returncode == 2, run.describe()
+    _no_traceback(run)
+    assert run.stdout == ""
+    (line,) = [line for line in run.stderr_lines if "error" in line]
+    assert "argument --model: invalid choice: 'nope'" in line
+    assert "paraformer-realtime-v2" in line  # the valid choices are the fix
+    assert "embedded simulator" not in run.stderr  # nothing was started
+
+
+@pytest.mark.parametrize("case", [c for c in BAD_OPTIONS if c != "model-unknown"])
+def test_bad_option_value_is_a_usage_error(bad_option_runs: dict[str, CliRun], case: str) -> None:
+    run = bad_option_runs[case]
+    message = BAD_OPTIONS[case][1]
+    assert run.returncode == 2, run.describe()
+    _no_traceback(run)
+    assert run.stdout == ""
+    (line,) = [line for line in run.stderr_lines if line.startswith("steno: ")]
+    assert line.startswith(message), run.describe()
+    assert "embedded simulator" not in run.stderr  # rejected before anything started
+
+
+# ------------------------------------------------------ the service
+
+
+def test_wrong_key_is_rejected_with_a_fix(sim_url: str, tmp_path: pathlib.Path) -> None:
+    run = run_steno(
+        "transcribe",
+        demo_wav(GOOD),
+        "--fast",
+        "--url",
+        sim_url,
+        "--out",
+        tmp_path,
+        env=cli_env(api_key="wrong"),
+        timeout=30,
+    )
+    assert run.returncode == 1, run.describe()
+    _no_traceback(run)
+    stream = f"{GOOD}.wav"
+    (error,) = run.error_lines(stream)
+    assert re.fullmatch(
+        r"error: the service rejected the API key \(HTTP 401\); fix: set DASHSCOPE_API_KEY .+",
+        error,
+    ), error
+    # Permanent: no retries.
+    assert not [line for line in run.stream_lines(stream) if line.startswith("reconnecting")]
+    assert run.stream_lines(stream)[-1].startswith("done: failed, 0 finals, 0 reconnects")
+    assert run.elapsed_s < 15, run.describe()
+
+
+@pytest.mark.slow
+def test_unreachable_server_gives_a_connect_error_and_ends(tmp_path: pathlib.Path) -> None:
+    """A refused connection is retried a few times with backoff, then fails the stream."""
+    with refused_port() as port:
+        url = f"ws://127.0.0.1:{port}{INFERENCE_PATH}"
+        run = run_steno(
+            "transcribe",
+            demo_wav(GOOD),
+            "--fast",
+            "--url",
+            url,
+            "--out",
+            tmp_path,
+            env=cli_env(api_key=KEY),
+            timeout=45,
+        )
+    assert run.returncode == 1, run.describe()
+    _no_traceback(run)
+    assert run.elapsed_s < 30, run.describe()
+    stream = f"{GOOD}.wav"
+    (error,) = run.error_lines(stream)
+    assert error.startswith(f"error: cannot connect to {url}: "), error
+    assert "; fix: check that the service (or `steno simulate`) is running and the --url" in error
+    retries = [line for line in run.stream_lines(stream) if line.startswith("reconnecting")]
+    assert 1 <= len(retries) <= 5, run.describe()
+    assert run.stream_lines(stream)[-1].startswith("done: failed, 0 finals, ")
