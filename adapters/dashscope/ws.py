@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 import trio_websocket
+import wsproto.utilities
 
 from engine._util import unwrap_single_group
 from engine.errors import AuthError, ConnectFailed, Disconnected
@@ -148,6 +149,10 @@ async def connect(
         if not opened:
             raise ConnectFailed(f"the handshake with {_where(url)} failed") from None
         # The close handshake timed out after our work was done: nothing is lost.
+    except wsproto.utilities.LocalProtocolError as exc:
+        # trio-websocket's reader answers a ping that arrives while the connection
+        # is closing with a pong that wsproto refuses: the connection is over.
+        raise Disconnected(f"the connection broke while closing: {exc}") from None
     except trio_websocket.HandshakeError as exc:
         cause = exc.__cause__ or exc
         raise ConnectFailed(

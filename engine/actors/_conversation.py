@@ -41,6 +41,7 @@ from engine.errors import (
     StenoTimeout,
     TaskFailed,
 )
+from engine.results import Heard, HeardWord, Result, Translated
 from engine.timeline import TaskClock
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class Conversation:
         offset: int,
         rate: int,
         parameters: dict[str, Any],
-        on_event: Callable[[Conversation, m.ClientEvent], Awaitable[None]],
+        on_result: Callable[[Conversation, Result], Awaitable[None]],
         dial: Dialer,
         attempt: int = 0,
     ) -> None:
@@ -73,7 +74,7 @@ class Conversation:
         self.clock = TaskClock(offset, rate)
         self.rate = rate
         self.parameters = parameters
-        self.on_event = on_event
+        self.on_result = on_result
         self.dial = dial
         self.attempt = attempt
         self.core = InferenceClient()
@@ -278,10 +279,11 @@ class Conversation:
             case m.TaskFinished():
                 self.finished_t = trio.current_time()
                 self.close_reason = "finished"
-                await self.on_event(self, event)
                 self.finished.set()
                 self.ended.set()
-                return
+            case m.ResultGenerated(_, output):
+                for result in results_of(output):
+                    await self.on_result(self, result)
             case m.TaskFailed(_, code, message):
                 self.close_reason = f"task-failed: {code}"
                 raise TaskFailed(code, message)
@@ -293,8 +295,6 @@ class Conversation:
                 raise RemoteProtocolError(f"the server broke the protocol: {reason}")
             case m.UnknownEvent(name):
                 log.warning("session.unknown_event", event_name=name)
-                return
-        await self.on_event(self, event)
 
     async def _liveness(self) -> None:
         """Ping with a pong deadline; declare a stall when audio goes unanswered.
@@ -329,3 +329,29 @@ class Conversation:
                         f"no pong within {cfg.pong_timeout_s:g} s (the connection is half-open)"
                     )
                 next_ping = trio.current_time() + cfg.ping_interval_s
+
+
+def results_of(output: m.Output) -> list[Result]:
+    """The neutral results in a result-generated payload (paraformer, fun-asr and gummy shapes)."""
+    results: list[Result] = []
+    for s in (output.sentence, output.transcription):
+        if s is not None:
+            results.append(_heard(s))
+    for tr in output.translations or ():
+        results.append(
+            Translated(
+                tr.lang,
+                tr.is_final,
+                tr.begin_time,
+                tr.end_time if tr.is_final else None,
+                tr.text,
+                tr.stash.text if tr.stash is not None else "",
+            )
+        )
+    return results
+
+
+def _heard(s: m.WireSentence) -> Heard:
+    words = tuple(HeardWord(w.begin_time, w.end_time, w.text, w.punctuation) for w in s.words)
+    stash = s.stash.text if s.stash is not None else ""
+    return Heard(s.is_final, s.begin_time, s.end_time if s.is_final else None, s.text, words, stash)

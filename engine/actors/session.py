@@ -44,7 +44,6 @@ import msgspec
 import structlog
 import trio
 
-from adapters.dashscope import messages as m
 from adapters.dashscope.models import ModelSpec, get_model, run_task_parameters
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._util import unwrap_single_group
@@ -74,16 +73,17 @@ from engine.events import (
     StreamEnded,
     StreamError,
     TaskMetrics,
+    TranslatedAudio,
     Translation,
     Word,
     samples_to_ms,
 )
 from engine.policy import classify, next_delay
 from engine.ratelimit import StartLimiter
+from engine.results import Heard, Result, Translated, VoiceOut
 from engine.timeline import ReplayBuffer
 
 if TYPE_CHECKING:
-    from adapters.dashscope.messages import WireSentence
     from engine.config import SessionConfig
 
 __all__ = ["SessionStats", "run"]
@@ -367,7 +367,7 @@ class _Session:
             offset=offset,
             rate=self.rate,
             parameters=self.parameters,
-            on_event=self.on_event,
+            on_result=self.on_result,
             dial=self.dial,
             attempt=attempt,
         )
@@ -519,36 +519,34 @@ class _Session:
 
     # ------------------------------------------------------------- results
 
-    async def on_event(self, conv: Conversation, event: m.ClientEvent) -> None:
+    async def on_result(self, conv: Conversation, result: Result) -> None:
         if conv.retired:
             return
-        match event:
-            case m.ResultGenerated(_, output):
-                for sentence in (output.sentence, output.transcription):
-                    if sentence is not None:
-                        await self.on_sentence(conv, sentence)
-                for tr in output.translations or ():
-                    await self.on_translation(conv, tr)
+        match result:
+            case Heard():
+                await self.on_heard(conv, result)
+            case Translated():
+                await self.on_translated(conv, result)
+            case VoiceOut(response_id, pcm, rate):
+                await self.emit(TranslatedAudio(response_id, pcm, rate))
 
-    async def on_sentence(self, conv: Conversation, s: WireSentence) -> None:
+    async def on_heard(self, conv: Conversation, s: Heard) -> None:
         clock = conv.clock
         if s.text and conv.first_text_t is None:
             conv.first_text_t = trio.current_time()
         words = tuple(
-            Word(clock.to_global(w.begin_time), clock.to_global(w.end_time), w.text, w.punctuation)
+            Word(clock.to_global(w.begin_ms), clock.to_global(w.end_ms), w.text, w.punctuation)
             for w in s.words
         )
-        start = clock.to_global(s.begin_time)
-        if not s.is_final:
+        start = clock.to_global(s.begin_ms)
+        if not s.final or s.end_ms is None:
             conv.pending_partial = bool(s.text)
-            stash = s.stash.text if s.stash is not None else ""
             await self.emit(
-                Partial(self.next_sentence_id, start, s.text, words, rate=self.rate, stash=stash)
+                Partial(self.next_sentence_id, start, s.text, words, rate=self.rate, stash=s.stash)
             )
             return
-        assert s.end_time is not None
         conv.pending_partial = False
-        end = max(start, clock.to_global(s.end_time))
+        end = max(start, clock.to_global(s.end_ms))
         if end <= self.buffer.commit_point and self.finals:
             log.info("session.duplicate_final_dropped", start=start, end=end)
             return
@@ -560,18 +558,19 @@ class _Session:
             Final(sentence_id, start, end, s.text, words, rate=self.rate, task_id=conv.task_id)
         )
 
-    async def on_translation(self, conv: Conversation, tr: m.WireTranslation) -> None:
+    async def on_translated(self, conv: Conversation, tr: Translated) -> None:
         clock = conv.clock
-        end = clock.to_global(tr.end_time) if tr.end_time is not None else None
+        end = clock.to_global(tr.end_ms) if tr.end_ms is not None else None
         await self.emit(
             Translation(
                 tr.lang,
-                self.next_sentence_id - (1 if tr.is_final else 0),
-                clock.to_global(tr.begin_time),
+                self.next_sentence_id - (1 if tr.final else 0),
+                clock.to_global(tr.begin_ms),
                 end,
                 tr.text,
-                tr.is_final,
+                tr.final,
                 rate=self.rate,
+                stash=tr.stash,
             )
         )
 

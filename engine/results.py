@@ -1,0 +1,53 @@
+"""Protocol-neutral recognition results, as conversations hand them to the session.
+
+Each protocol's conversation (the inference task protocol, the realtime
+protocol) turns its own wire events into these; the session maps their task
+times (ms from the task's first audio) onto the stream's global timeline and
+makes engine events of them. So the session never sees a wire format.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["Heard", "HeardWord", "Result", "Translated", "VoiceOut"]
+
+
+class HeardWord(msgspec.Struct, frozen=True, array_like=True):
+    begin_ms: int
+    end_ms: int
+    text: str
+    punctuation: str = ""
+
+
+class Heard(msgspec.Struct, frozen=True):
+    """The current text of a source-language sentence (``final`` once it is settled)."""
+
+    final: bool
+    begin_ms: int
+    end_ms: int | None
+    text: str
+    words: tuple[HeardWord, ...] = ()
+    stash: str = ""
+
+
+class Translated(msgspec.Struct, frozen=True):
+    """The current translation of a sentence into ``lang``."""
+
+    lang: str
+    final: bool
+    begin_ms: int
+    end_ms: int | None
+    text: str
+    stash: str = ""
+
+
+class VoiceOut(msgspec.Struct, frozen=True):
+    """Translated speech (int16 mono PCM) for one response."""
+
+    response_id: str
+    pcm: bytes
+    rate: int = 24000
+
+
+Result = Heard | Translated | VoiceOut
