@@ -47,15 +47,22 @@ from engine.timeline import TaskClock
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["Conversation"]
+__all__ = ["Conversation", "InferenceConversation", "results_of"]
 
 log = structlog.get_logger("steno.session")
 
-_ENDED = frozenset({State.ERROR, State.FAILED, State.CLOSED})
-
 
 class Conversation:
-    """One connection and one server task; see the module docstring."""
+    """One connection and one server task; see the module docstring.
+
+    This base owns what every protocol shares (the transport, the reader, the
+    liveness watch, send and finish deadlines). A protocol supplies its sans-IO
+    core and five hooks: :meth:`_new_core`, :meth:`_start`, :meth:`_audio`,
+    :meth:`_finish_command` and :meth:`_on_core_event`, plus ``_ENDED``, the core
+    states in which the reader is already raising the real cause.
+    """
+
+    _ENDED: frozenset[Any] = frozenset()
 
     def __init__(
         self,
@@ -77,7 +84,7 @@ class Conversation:
         self.on_result = on_result
         self.dial = dial
         self.attempt = attempt
-        self.core = InferenceClient()
+        self.core: Any = self._new_core()
         self.transport: Transport | None = None
         self.started = trio.Event()
         self.finished = trio.Event()
@@ -153,9 +160,25 @@ class Conversation:
             self.ended.set()
             self.pump_scope.cancel()
 
+    # ------------------------------------------------------- protocol hooks
+
+    def _new_core(self) -> Any:
+        raise NotImplementedError
+
     async def _start(self) -> None:
-        run_task = m.RunTask(self.task_id, self.config.model, self.parameters)
-        await self.command(run_task)
+        """Open the server task; return once the server has started it."""
+        raise NotImplementedError
+
+    def _audio(self, pcm: bytes) -> Any:
+        raise NotImplementedError
+
+    def _finish_command(self) -> Any:
+        raise NotImplementedError
+
+    async def _on_core_event(self, event: Any) -> None:
+        raise NotImplementedError
+
+    async def _wait_started(self) -> None:
         with trio.move_on_after(self.config.start_timeout_s):
             await self.started.wait()
         if not self.started.is_set():
@@ -177,11 +200,11 @@ class Conversation:
 
     # --------------------------------------------------------------- sending
 
-    async def command(self, command: m.ClientCommand) -> None:
+    async def command(self, command: Any) -> None:
         try:
             frame = self.core.send(command)
         except LocalProtocolError:
-            if self.core.state in _ENDED:
+            if self.core.state in self._ENDED:
                 # The reader has the real cause and is raising it now; it cancels us.
                 with trio.fail_after(5.0):
                     await trio.sleep_forever()
@@ -206,13 +229,13 @@ class Conversation:
             self.first_audio_t = now
         if self.unanswered_since is None:
             self.unanswered_since = now
-        await self.command(m.SendAudio(pcm))
+        await self.command(self._audio(pcm))
         self.clock.advance(len(pcm) // 2)
         self.sent_until = end
 
     async def send_padding(self, samples: int) -> None:
         """Keep-alive silence that is not on the global timeline."""
-        await self.command(m.SendAudio(bytes(2 * samples)))
+        await self.command(self._audio(bytes(2 * samples)))
         self.clock.pad(samples)
 
     async def finish(self) -> None:
@@ -223,7 +246,7 @@ class Conversation:
         """
         timeout = self.config.finish_timeout_s
         self.finish_sent_t = sent = trio.current_time()
-        await self.command(m.FinishTask())
+        await self.command(self._finish_command())
         # The deadline measures the server's silence: results still arriving for a
         # backlog (audio sent faster than real time) extend it, up to the task's
         # audio duration on top, since no service needs longer than real time.
@@ -272,30 +295,6 @@ class Conversation:
             if data is None:
                 return
 
-    async def _on_core_event(self, event: m.ClientEvent) -> None:
-        match event:
-            case m.TaskStarted():
-                self.started.set()
-            case m.TaskFinished():
-                self.finished_t = trio.current_time()
-                self.close_reason = "finished"
-                self.finished.set()
-                self.ended.set()
-            case m.ResultGenerated(_, output):
-                for result in results_of(output):
-                    await self.on_result(self, result)
-            case m.TaskFailed(_, code, message):
-                self.close_reason = f"task-failed: {code}"
-                raise TaskFailed(code, message)
-            case m.ConnectionClosed():
-                self.close_reason = "connection-lost"
-                raise Disconnected("the server closed the connection before task-finished")
-            case m.ProtocolViolation(reason):
-                self.close_reason = "protocol-error"
-                raise RemoteProtocolError(f"the server broke the protocol: {reason}")
-            case m.UnknownEvent(name):
-                log.warning("session.unknown_event", event_name=name)
-
     async def _liveness(self) -> None:
         """Ping with a pong deadline; declare a stall when audio goes unanswered.
 
@@ -329,6 +328,49 @@ class Conversation:
                         f"no pong within {cfg.pong_timeout_s:g} s (the connection is half-open)"
                     )
                 next_ping = trio.current_time() + cfg.ping_interval_s
+
+
+class InferenceConversation(Conversation):
+    """A task on the inference ("task") protocol: paraformer, fun-asr, gummy."""
+
+    _ENDED = frozenset({State.ERROR, State.FAILED, State.CLOSED})
+
+    def _new_core(self) -> InferenceClient:
+        return InferenceClient()
+
+    async def _start(self) -> None:
+        await self.command(m.RunTask(self.task_id, self.config.model, self.parameters))
+        await self._wait_started()
+
+    def _audio(self, pcm: bytes) -> m.SendAudio:
+        return m.SendAudio(pcm)
+
+    def _finish_command(self) -> m.FinishTask:
+        return m.FinishTask()
+
+    async def _on_core_event(self, event: Any) -> None:
+        match event:
+            case m.TaskStarted():
+                self.started.set()
+            case m.TaskFinished():
+                self.finished_t = trio.current_time()
+                self.close_reason = "finished"
+                self.finished.set()
+                self.ended.set()
+            case m.ResultGenerated(_, output):
+                for result in results_of(output):
+                    await self.on_result(self, result)
+            case m.TaskFailed(_, code, message):
+                self.close_reason = f"task-failed: {code}"
+                raise TaskFailed(code, message)
+            case m.ConnectionClosed():
+                self.close_reason = "connection-lost"
+                raise Disconnected("the server closed the connection before task-finished")
+            case m.ProtocolViolation(reason):
+                self.close_reason = "protocol-error"
+                raise RemoteProtocolError(f"the server broke the protocol: {reason}")
+            case m.UnknownEvent(name):
+                log.warning("session.unknown_event", event_name=name)
 
 
 def results_of(output: m.Output) -> list[Result]:

@@ -47,7 +47,7 @@ import trio
 from adapters.dashscope.models import ModelSpec, get_model, run_task_parameters
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._util import unwrap_single_group
-from engine.actors._conversation import Conversation
+from engine.actors._conversation import Conversation, InferenceConversation
 from engine.errors import (
     AuthError,
     ConfigError,
@@ -361,7 +361,7 @@ class _Session:
 
     def conversation(self, offset: int, attempt: int) -> Conversation:
         self.tasks += 1
-        return Conversation(
+        return InferenceConversation(
             config=self.config,
             task_id=uuid.uuid4().hex,
             offset=offset,
