@@ -13,72 +13,35 @@ No I/O, no clock, no logging: the transport in ``ws.py`` and the simulator do th
 
 from __future__ import annotations
 
-from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 
-from engine.errors import LocalProtocolError
-
 from . import messages as m
+from ._core import MAX_TEXT_FRAME, UNDECODABLE, Core
 from ._state import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, State
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 __all__ = ["MAX_TEXT_FRAME", "InferenceClient", "InferenceServer"]
-
-MAX_TEXT_FRAME: Final = 1 << 20
-"""The largest text frame either core accepts (1 MiB); larger ones are violations."""
-
-_UNDECODABLE: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
-"""What decoding a hostile text frame raises: bad JSON or schema, nesting deeper than
-the interpreter's recursion limit, a ``str`` holding lone surrogates."""
 
 _SERVER_EVENT_NAMES: Final = frozenset(
     {"task-started", "result-generated", "task-finished", "task-failed"}
 )
 
 
-class _Core:
-    """State bookkeeping shared by both roles."""
+class _Core(Core):
+    """State bookkeeping shared by both roles of the inference protocol."""
 
     _table: dict[tuple[State, type[object]], State]
+    _error = State.ERROR
 
     def __init__(self) -> None:
-        self._state = State.IDLE
-        self._events: deque[Any] = deque()
+        super().__init__(State.IDLE)
         self.task_id: str | None = None
 
     @property
     def state(self) -> State:
-        return self._state
-
-    def _check_live(self) -> None:
-        if self._state is State.ERROR:
-            raise LocalProtocolError(
-                "the protocol core is in ERROR state; the connection must close"
-            )
-
-    def _transition(self, item: object) -> bool:
-        """Apply ``item``; False (and state ERROR) when the table has no entry."""
-        new = self._table.get((self._state, type(item)))
-        if new is None:
-            self._state = State.ERROR
-            return False
-        self._state = new
-        return True
-
-    def _local(self, command: object) -> None:
-        self._check_live()
-        before = self._state
-        if not self._transition(command):
-            raise LocalProtocolError(f"cannot send {type(command).__name__} in state {before.name}")
-
-    def events(self) -> Iterator[Any]:
-        """Drain the events produced by ``receive_data`` so far (not a checkpoint)."""
-        while self._events:
-            yield self._events.popleft()
+        state: State = self._state
+        return state
 
 
 class InferenceClient(_Core):
@@ -133,7 +96,7 @@ class InferenceClient(_Core):
             return
         try:
             message = self._decoder.decode(data)
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             self._violation(f"malformed server frame: {exc}")
             return
         event = self._interpret(message)
@@ -211,7 +174,7 @@ class InferenceServer(_Core):
             return
         try:
             message = self._decoder.decode(data)
-        except _UNDECODABLE as exc:
+        except UNDECODABLE as exc:
             self._deliver(m.BadRequest(f"malformed client frame: {exc}"))
             return
         self._deliver(self._interpret(message))

@@ -23,7 +23,7 @@ import msgspec
 
 from . import realtime_messages as m
 from . import realtime_wire as w
-from ._realtime_core import MAX_TEXT_FRAME, UNDECODABLE, Core, new_event_id, new_id
+from ._core import MAX_TEXT_FRAME, UNDECODABLE, Core, new_event_id, new_id
 from ._realtime_state import CLIENT_TRANSITIONS, ClientState
 from .realtime_server import RealtimeServer
 from .realtime_wire import opt

@@ -15,7 +15,7 @@ import msgspec
 
 from . import realtime_messages as m
 from . import realtime_wire as w
-from ._realtime_core import MAX_TEXT_FRAME, UNDECODABLE, Core, new_id
+from ._core import MAX_TEXT_FRAME, UNDECODABLE, Core, new_id
 from ._realtime_state import SERVER_TRANSITIONS, ServerState
 from .realtime_session import default_session, merge_session
 

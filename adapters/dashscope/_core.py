@@ -1,4 +1,9 @@
-"""What the realtime client and server cores share: limits, id makers, table bookkeeping."""
+"""What every sans-IO protocol core shares: frame limits, id makers, table bookkeeping.
+
+The inference cores and the realtime cores, client and server roles, all keep
+their state by a transition table with a sticky ERROR state (``_state.py``,
+``_realtime_state.py``); :class:`Core` is that bookkeeping, once.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ MAX_TEXT_FRAME: Final = 1 << 20
 """The largest text frame either core accepts (1 MiB); larger ones are refused unparsed."""
 
 UNDECODABLE: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
+"""What decoding a hostile text frame raises: bad JSON or schema, nesting deeper than
+the interpreter's recursion limit, a ``str`` holding lone surrogates."""
 
 
 def new_event_id() -> str:
@@ -46,6 +53,15 @@ class Core:
             raise LocalProtocolError(
                 "the protocol core is in ERROR state; the connection must close"
             )
+
+    def _transition(self, item: object) -> bool:
+        """Apply ``item``; False (and state ERROR) when the table has no entry."""
+        new = self._table.get((self._state, type(item)))
+        if new is None:
+            self._state = self._error
+            return False
+        self._state = new
+        return True
 
     def _local(self, command: object) -> None:
         self._check_live()
