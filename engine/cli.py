@@ -30,6 +30,7 @@ from adapters.dashscope.ws import dial_tcp
 from adapters.sinks.factory import FORMATS
 from engine import logging as steno_logging
 from engine.actors import console
+from engine.batch_cli import add_batch_commands
 from engine.config import Secret, SessionConfig
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeded fault plan for every connection, e.g. 'drop:at=5;every=2;seed=7'",
     )
     s.set_defaults(func=simulate)
+    add_batch_commands(sub)
     return parser
 
 
@@ -316,6 +318,7 @@ async def simulate(args: argparse.Namespace) -> int:
             port = await nursery.start(functools.partial(serve, faults=faults), config, recognizer)
             print(
                 f"steno: simulator listening on ws://{args.host}:{port}/api-ws/v1/inference "
+                f"and http://{args.host}:{port}/api/v1 "
                 f"({args.recognizer}{', faults: ' + str(faults) if faults else ''})",
                 file=sys.stderr,
                 flush=True,

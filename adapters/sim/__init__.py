@@ -17,6 +17,8 @@ from .faults import random_plan as random_plan
 from .memory import MemoryNet as MemoryNet
 from .memory import open_memory_net as open_memory_net
 from .recognizers import make_recognizer as make_recognizer
+from .restconfig import RestConfig as RestConfig
+from .restconfig import RestFault as RestFault
 from .server import INFERENCE_PATH as INFERENCE_PATH
 from .server import SimServer as SimServer
 from .server import SimulatorHandle as SimulatorHandle
@@ -30,6 +32,8 @@ __all__ = [
     "FaultPlan",
     "FaultSpecError",
     "MemoryNet",
+    "RestConfig",
+    "RestFault",
     "SimConfig",
     "SimServer",
     "SimulatorHandle",

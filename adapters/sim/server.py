@@ -26,13 +26,17 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import msgspec
 import structlog
 import trio
+import wsproto.utilities
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from engine._util import unwrap_single_group
 
 from ._faultrun import FaultInjector
 from .context import ConnectionContext
+from .http import sniff
 from .inference import InferenceConnection
+from .rest import RestService
+from .restconfig import RestConfig
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -64,6 +68,11 @@ class SimulatorHandle(msgspec.Struct, frozen=True):
     def inference_url(self) -> str:
         return f"ws://{self.host}:{self.port}{INFERENCE_PATH}"
 
+    @property
+    def http_url(self) -> str:
+        """The batch REST API base (same port): ``dashscope.base_http_api_url``."""
+        return f"http://{self.host}:{self.port}/api/v1"
+
 
 class SimServer:
     """Serves simulator connections over any stream; shared by all of them.
@@ -79,13 +88,20 @@ class SimServer:
     """
 
     def __init__(
-        self, config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
+        self,
+        config: SimConfig,
+        recognizer: Recognizer,
+        *,
+        faults: FaultSource | None = None,
+        rest: RestConfig | None = None,
     ) -> None:
         self.config = config
         self.recognizer = recognizer
         self.faults = faults
         self._injector = FaultInjector(faults)
         self._ids = itertools.count(1)
+        # Plain HTTP requests on the same port: the batch REST API (rest.py).
+        self.rest = RestService(rest or RestConfig(), recognizer, check_key=self._check_key)
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection on ``stream`` until it ends, then close it.
@@ -99,20 +115,36 @@ class SimServer:
             is dropped. Exceptions of the handler propagate (see :func:`serve`
             for the TCP server, which logs them instead).
         """
+        # One port for both: a WebSocket upgrade goes on below, plain HTTP to the
+        # batch REST API (http.py peeks at a TCP socket, so this stream stays raw).
+        routed = await sniff(stream, self.config.connect_timeout_s)
+        if routed is None:
+            return
+        stream, upgrade = routed
+        if not upgrade:
+            await self.rest.serve_stream(stream)
+            return
         conn_id = next(self._ids)
         config = self.config
         faults = self._injector.connection(conn_id)
         with structlog.contextvars.bound_contextvars(conn=conn_id):
             try:
-                async with trio.open_nursery() as nursery:
-                    request = None
-                    with trio.move_on_after(config.connect_timeout_s):
-                        request = await wrap_server_stream(
-                            nursery, faults.wrap(stream), max_message_size=config.max_message_bytes
-                        )
-                    if request is not None:
-                        await self._handle(request, conn_id, faults)
-                    nursery.cancel_scope.cancel()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        request = None
+                        with trio.move_on_after(config.connect_timeout_s):
+                            request = await wrap_server_stream(
+                                nursery,
+                                faults.wrap(stream),
+                                max_message_size=config.max_message_bytes,
+                            )
+                        if request is not None:
+                            await self._handle(request, conn_id, faults)
+                        nursery.cancel_scope.cancel()
+                except* wsproto.utilities.LocalProtocolError:
+                    # trio-websocket answers a ping that arrives while we are closing
+                    # with a pong wsproto refuses; the connection is over either way.
+                    _log.info("ping during close ignored")
                 await faults.linger()
             finally:
                 await trio.aclose_forcefully(stream)
