@@ -34,6 +34,7 @@ from engine.batch_cli import add_batch_commands
 from engine.config import Secret, SessionConfig
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded
+from engine.live_cli import add_live_commands
 from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter
 from engine.wiring import EDGES
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=simulate)
     add_batch_commands(sub)
+    add_live_commands(sub)
     return parser
 
 

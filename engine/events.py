@@ -28,6 +28,8 @@ __all__ = [
     "AudioEvent",
     "AudioFrame",
     "AudioGap",
+    "DeviceLost",
+    "DeviceRestored",
     "Event",
     "EventUnion",
     "Final",
@@ -257,6 +259,31 @@ class StreamEnded(LifecycleEvent, frozen=True):
     audio_ms: int = 0
 
 
+class DeviceLost(LifecycleEvent, frozen=True):
+    """The capture device stopped delivering at global sample ``at``; capture retries.
+
+    ``cause`` is how the loss showed: ``finished`` (PortAudio ended the stream),
+    ``inactive`` (the stream went inactive without a stop), ``stalled`` (no audio for
+    too long) or ``error: …``. The outage becomes an ``AudioGap(reason="device")``.
+    """
+
+    device: str
+    at: int
+    cause: str
+    rate: int = 16000
+
+
+class DeviceRestored(LifecycleEvent, frozen=True):
+    """Capture resumed on ``device`` after ``outage_s`` (trio clock); audio resumes at
+    global sample ``at`` (the outage is silence on the timeline, reported as a gap)."""
+
+    device: str
+    at: int
+    outage_s: float
+    attempts: int = 1
+    rate: int = 16000
+
+
 RecognitionUnion = Partial | Final | Translation | SpeechStarted | SpeechStopped
 LifecycleUnion = (
     StreamStarted
@@ -268,6 +295,8 @@ LifecycleUnion = (
     | StreamError
     | TaskMetrics
     | StreamEnded
+    | DeviceLost
+    | DeviceRestored
 )
 AudioUnion = AudioFrame | TranslatedAudio
 EventUnion = RecognitionUnion | LifecycleUnion | AudioUnion

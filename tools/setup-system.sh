@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install the system packages Stenograph's tests and tools use, when missing:
 # ffmpeg (mp3/m4a/mp4 input, `steno prepare`), flite (demo audio), sox, and
-# libportaudio2 (live capture through sounddevice). Idempotent; needs root for apt.
+# libportaudio2 (live capture through sounddevice), and PulseAudio with the ALSA
+# pulse plugin (a null-sink sound device for the real capture tests). Idempotent; needs root for apt.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v flite >/dev/null || need+=(flite)
 command -v sox >/dev/null || need+=(sox)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
+# a virtual sound device for the real capture tests (a PulseAudio null sink)
+command -v pulseaudio >/dev/null || need+=(pulseaudio)
+command -v paplay >/dev/null || need+=(pulseaudio-utils)
+[ -e /usr/share/alsa/alsa.conf.d/50-pulseaudio.conf ] || need+=(libasound2-plugins)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "setup-system: missing ${need[*]}; fix: sudo apt-get install ${need[*]}" >&2

@@ -18,6 +18,8 @@ import trio
 
 from engine.events import (
     AudioGap,
+    DeviceLost,
+    DeviceRestored,
     Final,
     Partial,
     Reconnecting,
@@ -134,6 +136,12 @@ def format_line(event: Event) -> str | None:
             return format_metrics(event)
         case StreamEnded():
             return format_ended(event)
+        case DeviceLost(device, _, cause):
+            return (
+                f"{_prefix(event.stream)}device {_clean(device)!r} lost ({_clean(cause)}); retrying"
+            )
+        case DeviceRestored(device, _, outage_s):
+            return f"{_prefix(event.stream)}device {_clean(device)!r} back after {outage_s:.1f} s"
         case _:
             return None
 

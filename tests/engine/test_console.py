@@ -233,3 +233,15 @@ class TestRun:
                 async with send:
                     for i in range(3):
                         await send.send(Final(i, 0, 1, "x"))
+
+
+class TestDeviceLines:
+    def test_device_lost_and_restored(self) -> None:
+        """A capture device's loss and return are one line each."""
+        from engine.actors.console import format_line
+        from engine.events import DeviceLost, DeviceRestored
+
+        lost = DeviceLost("pulse", 16000, "finished", stream="mic")
+        back = DeviceRestored("pulse", 48000, 2.04, stream="mic")
+        assert format_line(lost) == "[mic] device 'pulse' lost (finished); retrying"
+        assert format_line(back) == "[mic] device 'pulse' back after 2.0 s"

@@ -1,0 +1,217 @@
+"""One live stream, composed from actors: mic → resampler → session → renderer.
+
+The live counterpart of :mod:`engine.pipeline` (which plays a file). The mic actor
+owns a drop-oldest hand-off from PortAudio, so capture never waits on the
+pipeline; every other edge is bounded and blocking (``engine.wiring``). Ending is
+a drain from the source: when ``drain`` is set, capture stops, its queue is sent,
+the resampler flushes and the session finishes its task; the renderer then closes
+the files. Capture gaps (overflow, device outages) reach the renderer as
+``AudioGap`` events and are folded into the final :class:`StreamEnded`.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+import trio
+
+from adapters.dashscope.models import get_model
+from adapters.sinks.factory import open_sinks
+from engine._util import unwrap_single_group
+from engine.actors import mic, renderer, resampler, session
+from engine.actors.capture import RawBlock
+from engine.config import SessionConfig
+from engine.events import (
+    AudioFrame,
+    AudioGap,
+    Event,
+    StreamEnded,
+    StreamError,
+    StreamStarted,
+    samples_to_ms,
+)
+from engine.wiring import EDGES
+
+if TYPE_CHECKING:
+    from adapters.audio.devices import AudioBackend
+    from adapters.dashscope.ws import Dialer
+    from adapters.sinks.base import Sink
+    from engine.ratelimit import StartLimiter
+
+__all__ = ["CAPTURE_GAPS", "LiveStreamConfig", "run_live_stream"]
+
+log = structlog.get_logger("steno.live")
+
+#: Gap reasons the capture side reports (the session reports its own in StreamEnded).
+CAPTURE_GAPS = frozenset({"capture-overflow", "device"})
+
+
+class LiveStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One live stream: the device, the session and the outputs."""
+
+    session: SessionConfig
+    mic: mic.MicConfig
+    out_dir: str | None = None
+    output_stem: str = "listen"
+    formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
+
+
+async def run_live_stream(
+    config: LiveStreamConfig,
+    *,
+    console: trio.MemorySendChannel[Event],
+    drain: trio.Event,
+    dial: Dialer,
+    limiter: StartLimiter | None = None,
+    backend: AudioBackend | None = None,
+    run_blocking: Any = None,
+) -> StreamEnded:
+    """Transcribe an input device until ``drain`` is set; return its StreamEnded.
+
+    Channels: takes ownership of ``console`` and closes it.
+
+    Cancellation: cancelling closes the device and abandons the task at once;
+    setting ``drain`` stops capture and finishes the task gracefully.
+
+    Error handling: :class:`ConfigError` (no PortAudio, no such device, a bad
+    output) and :class:`InputError` (the device cannot be opened) are raised before
+    any audio is captured. Capture gaps (overflow, device outages) make an ``ok``
+    StreamEnded ``partial`` and count in its ``audio_lost_ms``.
+    """
+    cfg = config.session
+    rate = get_model(cfg.model).sample_rate
+    raw_send, raw_recv = trio.open_memory_channel[RawBlock](EDGES["capture->resampler"].size)
+    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
+        EDGES["resampler->session"].size
+    )
+    events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+    ended: list[StreamEnded] = []
+    extra = {} if run_blocking is None else {"run_blocking": run_blocking}
+    with structlog.contextvars.bound_contextvars(stream=cfg.stream), unwrap_single_group():
+        async with console, trio.open_nursery() as nursery:
+            try:
+                sinks = (
+                    await trio.to_thread.run_sync(_open_outputs, config) if config.out_dir else []
+                )
+                stats = await nursery.start(
+                    functools.partial(
+                        _capture, raw_send, events_send.clone(), config.mic, drain, backend, extra
+                    )
+                )
+            except BaseException:
+                raw_send.close()
+                raw_recv.close()
+                frames_send.close()
+                frames_recv.close()
+                events_send.close()
+                events_recv.close()
+                render_send.close()
+                render_recv.close()
+                raise
+            nursery.start_soon(
+                lambda: resampler.run(
+                    inbox=raw_recv,
+                    outbox=frames_send,
+                    config=resampler.ResamplerConfig(
+                        out_rate=rate, frame_ms=cfg.frame_ms, stream=cfg.stream
+                    ),
+                )
+            )
+            nursery.start_soon(
+                lambda: renderer.run(inbox=render_recv, sinks=sinks, forward=console.clone())
+            )
+            device = stats.device.name if stats.device else str(config.mic.device)
+            started = StreamStarted(
+                f"device:{device}",
+                cfg.model,
+                rate,
+                endpoint=cfg.url.split("?", 1)[0],
+                stream=cfg.stream,
+                t=trio.current_time(),
+            )
+            nursery.start_soon(_tap, events_recv, render_send, started, ended)
+            log.info("live.started", device=device, device_rate=stats.rate, rate=rate)
+            await session.run(
+                inbox=frames_recv,
+                outbox=events_send,
+                config=cfg,
+                dial=dial,
+                limiter=limiter,
+                drain=drain,
+            )
+    return ended[0] if ended else StreamEnded("failed", stream=cfg.stream, t=trio.current_time())
+
+
+async def _capture(
+    raw_send: trio.MemorySendChannel[RawBlock],
+    events: trio.MemorySendChannel[Event],
+    config: mic.MicConfig,
+    drain: trio.Event,
+    backend: AudioBackend | None,
+    extra: dict[str, Any],
+    task_status: trio.TaskStatus[mic.MicStats] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the mic actor; a device that never came back is reported, not raised."""
+    from adapters.audio.devices import DeviceFailed
+
+    started = False
+    errors = events.clone()
+    async with errors:
+        try:
+            with unwrap_single_group():
+                async with trio.open_nursery() as inner:
+                    stats = await inner.start(
+                        functools.partial(
+                            mic.run,
+                            outbox=raw_send,
+                            events=events,
+                            config=config,
+                            backend=backend,
+                            stop=drain,
+                            **extra,
+                        )
+                    )
+                    started = True
+                    task_status.started(stats)
+        except DeviceFailed as exc:
+            if not started:
+                raise
+            log.error("capture.failed", error=str(exc))
+            await errors.send(
+                StreamError("device", str(exc), stream=config.stream, t=trio.current_time())
+            )
+
+
+def _open_outputs(config: LiveStreamConfig) -> list[Sink]:
+    if config.out_dir is None:
+        return []
+    return open_sinks(pathlib.Path(config.out_dir), config.output_stem, config.formats)
+
+
+async def _tap(
+    inbox: trio.MemoryReceiveChannel[Event],
+    outbox: trio.MemorySendChannel[Event],
+    first: Event,
+    ended: list[StreamEnded],
+) -> None:
+    """Forward events to the renderer; fold capture gaps and errors into StreamEnded."""
+    lost_ms = errors = 0
+    async with inbox, outbox:
+        await outbox.send(first)
+        async for event in inbox:
+            if isinstance(event, AudioGap) and event.reason in CAPTURE_GAPS:
+                lost_ms += samples_to_ms(event.end - event.start, event.rate)
+            elif isinstance(event, StreamError):
+                errors += 1
+            elif isinstance(event, StreamEnded):
+                status = "partial" if event.status == "ok" and (lost_ms or errors) else event.status
+                event = msgspec.structs.replace(
+                    event, status=status, audio_lost_ms=event.audio_lost_ms + lost_ms
+                )
+                ended.append(event)
+            await outbox.send(event)
