@@ -1,0 +1,582 @@
+"""Capacity benchmark: N concurrent paced streams through the engine's session actor.
+
+Usage::
+
+    python -m tools.bench.capacity --streams 10 --streams 100 --duration 20 --json out.json
+
+Each step (one N) starts a fresh simulator process (``tools/bench/sim_server.py``, scripted
+tone recognizer, 127.0.0.1) and, in this process, N :func:`engine.actors.session.run`
+actors over real loopback TCP. Each session is fed by its own paced feeder: tone-coded
+speech (a few sentences, synthesized once, looped; each stream starts at its own point
+of the loop) in ``--frame-ms`` :class:`AudioFrame`s on an absolute schedule
+(``trio.sleep_until``). Feeders are spread evenly over one frame period (a live source's
+frames do not line up with another's); ``--aligned`` makes them all tick together.
+
+Phases of a step: *connect* (every session opens its task; the feeders wait for all of
+them), *stream* (the measured window: ``--duration`` seconds of paced audio), *finish*
+(inputs close, every session finishes its task and ends). CPU numbers cover the stream
+window only; events are counted over the whole step.
+
+Measured per step: client CPU (this process, ``getrusage``), simulator CPU
+(``/proc/PID/stat``), CPU used by everything else on the machine (``/proc/stat`` minus
+both), send lateness of the feeders (wake-up minus schedule), frames sent, events by type,
+final lag, errors, reconnects, gaps, and wall times. The task-start limiter is given a
+limit far above N, so starts are never throttled (the JSON says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import functools
+import gc
+import json
+import logging
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import trio
+
+from adapters.recognizers.tonecode import synthesize
+from engine.actors import session
+from engine.config import Secret, SessionConfig
+from engine.events import (
+    AudioFrame,
+    AudioGap,
+    Event,
+    Final,
+    SessionOpened,
+    StreamEnded,
+    StreamError,
+)
+from engine.logging import configure
+from engine.policy import RATE_LIMITS, RateLimit
+from engine.ratelimit import StartLimiter
+from engine.wiring import EDGES
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = 16000
+MODEL = "paraformer-realtime-v2"
+# Four sentences of the tone vocabulary: about 7.2 s of audio, 4 finals per loop.
+SENTENCES = [
+    "good morning",
+    "the weather today is sunny",
+    "the train leaves at seven",
+    "thank you",
+]
+LATE_MS = 20.0  # PERF.md: "kept up" = p99 wake-up lateness under 20 ms
+START_LIMIT = RateLimit(1_000_000.0, burst=1_000_000)  # never throttles a benchmark's starts
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------ measuring
+
+
+class CpuSnapshot(NamedTuple):
+    wall: float  # time.monotonic()
+    client: float  # CPU seconds of this process (all threads)
+    sim: float  # CPU seconds of the simulator process
+    busy: float  # CPU seconds of the whole machine, all cores
+    irq: float  # ... of which in interrupts (hard and soft)
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads) in seconds, from /proc/PID/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """CPU seconds of the whole machine (all cores) from /proc/stat: (busy, of which irq).
+
+    Interrupt time (irq + softirq, where loopback TCP does much of its work) is charged
+    to no process, so it is reported apart from "others".
+    """
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK, (irq + softirq) / CLK_TCK
+
+
+def snapshot(sim_pid: int) -> CpuSnapshot:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    busy, irq = _machine_cpu()
+    return CpuSnapshot(
+        time.monotonic(), usage.ru_utime + usage.ru_stime, _process_cpu(sim_pid), busy, irq
+    )
+
+
+def percentiles_ms(values: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of seconds, in milliseconds (None when there are no values)."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    a = np.asarray(values) * 1000.0
+    p50, p99 = np.percentile(a, [50, 99])
+    return {
+        "p50": round(float(p50), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(a.max()), 3),
+    }
+
+
+# ------------------------------------------------------------------- the audio
+
+
+def audio_loop(frame_samples: int) -> list[bytes]:
+    """The tone-coded sentences as PCM frames, padded with silence to whole frames."""
+    samples = synthesize(SENTENCES, RATE)
+    pad = -len(samples) % frame_samples
+    pcm = np.concatenate([samples, np.zeros(pad, dtype=np.int16)]).astype("<i2").tobytes()
+    step = frame_samples * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+# --------------------------------------------------------------------- a step
+
+
+@dataclass
+class StepState:
+    """What the consumer and the feeders record during one step."""
+
+    n: int
+    index: dict[str, int]
+    resolved: list[bool]
+    all_resolved: trio.Event = field(default_factory=trio.Event)
+    unresolved: int = 0
+    opened: int = 0
+    t0: list[float | None] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+    frames_sent: int = 0
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    statuses: collections.Counter[str] = field(default_factory=collections.Counter)
+    final_lags: list[float] = field(default_factory=list)
+    audio_lost_ms: int = 0
+    gap_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    error_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def resolve(self, i: int) -> None:
+        """Stream ``i`` opened its first task, or failed before it could."""
+        if not self.resolved[i]:
+            self.resolved[i] = True
+            self.unresolved -= 1
+            if self.unresolved == 0:
+                self.all_resolved.set()
+
+
+async def consume(
+    events: trio.MemoryReceiveChannel[Event], state: StepState, spf: int, frame_s: float
+) -> None:
+    """Count every event of every stream; note opens, final lags, errors and endings."""
+    async with events:
+        async for event in events:
+            state.counts[type(event).__name__] += 1
+            i = state.index[event.stream]
+            match event:
+                case SessionOpened():
+                    if not state.resolved[i]:
+                        state.opened += 1
+                    state.resolve(i)
+                case Final(end=end):
+                    t0 = state.t0[i]
+                    if t0 is not None and end > 0:
+                        # from the scheduled send of the frame holding the last sample
+                        state.final_lags.append(event.t - (t0 + (end - 1) // spf * frame_s))
+                case StreamError(kind=kind):
+                    state.error_kinds[kind] += 1
+                    state.resolve(i)
+                case AudioGap(reason=reason):
+                    state.gap_reasons[reason] += 1
+                case StreamEnded(status=status, audio_lost_ms=lost):
+                    state.statuses[status] += 1
+                    state.audio_lost_ms += lost
+                    state.resolve(i)
+
+
+async def feed(
+    i: int,
+    inbox: trio.MemorySendChannel[AudioFrame],
+    state: StepState,
+    *,
+    start: float,
+    frames: int,
+    loop: list[bytes],
+    offset: int,
+    frame_s: float,
+    spf: int,
+) -> None:
+    """Send ``frames`` frames on an absolute schedule from ``start``; record lateness."""
+    state.t0[i] = start
+    async with inbox:
+        for k in range(frames):
+            at = start + k * frame_s
+            await trio.sleep_until(at)
+            state.lateness.append(trio.current_time() - at)
+            await inbox.send(AudioFrame(k * spf, loop[(offset + k) % len(loop)], RATE))
+            state.frames_sent += 1
+
+
+async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One step: N streams through connect, a measured stream window, and finish."""
+    frame_s = args.frame_ms / 1000.0
+    spf = RATE * args.frame_ms // 1000
+    loop = audio_loop(spf)
+    frames = round(args.duration / frame_s)
+    rng = random.Random(args.seed + n)
+    names = [f"s{i}" for i in range(n)]
+    state = StepState(n, {name: i for i, name in enumerate(names)}, [False] * n, unresolved=n)
+    state.t0 = [None] * n
+    limiter = StartLimiter(dict.fromkeys(RATE_LIMITS, START_LIMIT))
+    inbox_size = EDGES["resampler->session"].size
+    phases: dict[str, float] = {}
+    window: tuple[CpuSnapshot, CpuSnapshot] | None = None
+    load_start = os.getloadavg()
+    t_finish: float | None = None
+    t_begin = trio.current_time()
+
+    with trio.move_on_after(args.connect_timeout * 2 + args.duration + args.finish_deadline) as cs:
+        async with trio.open_nursery() as nursery:
+            events_send, events_recv = trio.open_memory_channel[Event](max(256, 4 * n))
+            nursery.start_soon(consume, events_recv, state, spf, frame_s)
+            inboxes: list[trio.MemorySendChannel[AudioFrame]] = []
+            async with events_send:
+                for i, name in enumerate(names):
+                    send, recv = trio.open_memory_channel[AudioFrame](inbox_size)
+                    config = SessionConfig(
+                        stream=name,
+                        model=MODEL,
+                        url=sim_url,
+                        api_key=Secret("bench"),
+                        frame_ms=args.frame_ms,
+                        connect_timeout_s=args.connect_timeout,
+                        start_timeout_s=args.connect_timeout,
+                        finish_timeout_s=args.finish_timeout,
+                        seed=args.seed + i,
+                    )
+                    actor = functools.partial(
+                        session.run,
+                        inbox=recv,
+                        outbox=events_send.clone(),
+                        config=config,
+                        limiter=limiter,
+                    )
+                    await nursery.start(actor)
+                    inboxes.append(send)
+
+            with trio.move_on_after(args.connect_timeout * 2):
+                await state.all_resolved.wait()
+            phases["connect_s"] = trio.current_time() - t_begin
+
+            base = trio.current_time() + 0.5  # time to spawn every feeder before the first tick
+            async with trio.open_nursery() as feeders:
+                for i, inbox in enumerate(inboxes):
+                    phase = 0.0 if args.aligned else i * frame_s / n
+                    feeders.start_soon(
+                        functools.partial(
+                            feed,
+                            i,
+                            inbox,
+                            state,
+                            start=base + phase,
+                            frames=frames,
+                            loop=loop,
+                            offset=rng.randrange(len(loop)),
+                            frame_s=frame_s,
+                            spf=spf,
+                        )
+                    )
+                await trio.sleep_until(base)
+                before = snapshot(sim_pid)
+            window = (before, snapshot(sim_pid))
+            phases["stream_s"] = trio.current_time() - base
+            t_finish = trio.current_time()
+        if t_finish is not None:
+            phases["finish_s"] = trio.current_time() - t_finish
+    phases["wall_s"] = trio.current_time() - t_begin
+    return summarize(
+        state,
+        window,
+        phases,
+        completed=not cs.cancelled_caught,
+        frames=frames,
+        args=args,
+        limiter=limiter,
+        load=(load_start, os.getloadavg()),
+    )
+
+
+def summarize(
+    state: StepState,
+    window: tuple[CpuSnapshot, CpuSnapshot] | None,
+    phases: dict[str, float],
+    *,
+    completed: bool,
+    frames: int,
+    args: argparse.Namespace,
+    limiter: StartLimiter,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> dict[str, Any]:
+    """The JSON record of one step."""
+    n = state.n
+    record: dict[str, Any] = {
+        "streams": n,
+        "duration_s": args.duration,
+        "frame_ms": args.frame_ms,
+        "completed": completed,
+        "streams_opened": state.opened,
+        "loadavg_start": [round(x, 2) for x in load[0]],
+        "loadavg_end": [round(x, 2) for x in load[1]],
+        **{k: round(v, 3) for k, v in phases.items()},
+    }
+    if window is not None:
+        before, after = window
+        span = after.wall - before.wall
+        client, sim = after.client - before.client, after.sim - before.sim
+        irq = after.irq - before.irq
+        others = max(0.0, (after.busy - before.busy) - client - sim - irq)
+        sent = n * frames  # the window holds every paced frame of every stream
+        audio_s = sent * args.frame_ms / 1000.0  # stream-seconds of audio in the window
+        record |= {
+            "window_s": round(span, 3),
+            "client_cpu_s": round(client, 3),
+            "client_cpu_pct": round(100 * client / span, 1),
+            "client_ms_per_stream_s": round(1000 * client / audio_s, 3),
+            "client_pct_core_per_stream": round(100 * client / audio_s, 4),
+            "client_us_per_frame": round(1e6 * client / sent, 1),
+            "sim_cpu_s": round(sim, 3),
+            "sim_cpu_pct": round(100 * sim / span, 1),
+            "sim_ms_per_stream_s": round(1000 * sim / audio_s, 3),
+            "sim_us_per_frame": round(1e6 * sim / sent, 1),
+            "irq_cpu_pct": round(100 * irq / span, 1),
+            "others_cpu_pct": round(100 * others / span, 1),
+        }
+    lateness_ms = percentiles_ms(state.lateness)
+    late = sum(1 for x in state.lateness if x * 1000.0 > LATE_MS)
+    finals = state.counts["Final"]
+    record |= {
+        "frames_expected": n * frames,
+        "frames_sent": state.frames_sent,
+        "lateness_ms": lateness_ms,
+        "frames_late_over_20ms": late,
+        "kept_up": (
+            completed and state.frames_sent == n * frames and (lateness_ms["p99"] or 0.0) < LATE_MS
+        ),
+        "events": dict(sorted(state.counts.items())),
+        "partials": state.counts["Partial"],
+        "finals": finals,
+        "events_per_stream_s": round(sum(state.counts.values()) / (n * args.duration), 2),
+        "finals_per_stream": round(finals / n, 2),
+        "final_lag_ms": percentiles_ms(state.final_lags),
+        "errors": sum(state.error_kinds.values()),
+        "error_kinds": dict(state.error_kinds),
+        "reconnects": state.counts["Reconnecting"],
+        "gaps": sum(state.gap_reasons.values()),
+        "gap_reasons": dict(state.gap_reasons),
+        "audio_lost_ms": state.audio_lost_ms,
+        "stream_status": dict(state.statuses),
+        "start_limiter": {
+            "rate_per_s": START_LIMIT.rate,
+            "burst": START_LIMIT.burst,
+            "waited_s": round(limiter.waited_s, 3),
+        },
+    }
+    return record
+
+
+# --------------------------------------------------------- the simulator process
+
+
+class SimProcess:
+    """``tools.bench.sim_server`` in a child process; it stops when its stdin closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.bench.sim_server"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError(f"the simulator did not start (exit code {self.proc.returncode})")
+        info = json.loads(line)
+        self.pid: int = info["pid"]
+        self.url = f"ws://{info['host']}:{info['port']}/api-ws/v1/inference"
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+
+
+# --------------------------------------------------------------------- output
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "trio": metadata.version("trio"),
+        "trio_websocket": metadata.version("trio-websocket"),
+        "msgspec": metadata.version("msgspec"),
+        "nofile_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+_COLUMNS = [
+    ("N", "{streams}"),
+    ("load1", "{load1:.2f}"),
+    ("client %core", "{client_cpu_pct}"),
+    ("ms CPU/stream-s", "{client_ms_per_stream_s}"),
+    ("%core/stream", "{client_pct_core_per_stream}"),
+    ("µs/frame", "{client_us_per_frame}"),
+    ("sim %core", "{sim_cpu_pct}"),
+    ("sim µs/frame", "{sim_us_per_frame}"),
+    ("irq %", "{irq_cpu_pct}"),
+    ("others %", "{others_cpu_pct}"),
+    ("late p50/p99/max ms", "{late}"),
+    ("frames sent", "{frames_sent}/{frames_expected}"),
+    ("partials", "{partials}"),
+    ("finals", "{finals}"),
+    ("final lag p50/p99 ms", "{lag}"),
+    ("err/reconn/gaps", "{errors}/{reconnects}/{gaps}"),
+    ("window s", "{window_s}"),
+    ("wall s", "{wall_s:.1f}"),
+]
+
+
+def _fmt(p: dict[str, float | None], keys: tuple[str, ...]) -> str:
+    return "/".join("-" if p[k] is None else f"{p[k]:.1f}" for k in keys)
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """A Markdown table of the steps (paste-able into the README)."""
+    rows = [[title for title, _ in _COLUMNS]]
+    for r in records:
+        values = collections.defaultdict(
+            lambda: "-",
+            r,
+            load1=r["loadavg_end"][0],
+            late=_fmt(r["lateness_ms"], ("p50", "p99", "max")),
+            lag=_fmt(r["final_lag_ms"], ("p50", "p99")),
+        )
+        rows.append([spec.format_map(values) for _, spec in _COLUMNS])
+    widths = [max(len(row[c]) for row in rows) for c in range(len(_COLUMNS))]
+    lines = [
+        "| " + " | ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.capacity", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--streams", type=int, action="extend", nargs="+", required=True, metavar="N",
+        help="concurrent streams; repeat (or list several) for a ramp, one step each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of paced audio per step"
+    )
+    parser.add_argument("--frame-ms", type=int, default=100, help="audio per frame")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--aligned", action="store_true", help="all feeders tick at once")
+    parser.add_argument("--connect-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--finish-timeout", type=float, default=60.0,
+        help="the sessions' finish-task deadline (an overloaded simulator drains slowly)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--finish-deadline", type=float, default=120.0,
+        help="abandon a step this long after its stream window should have ended",
+    )  # fmt: skip
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds of rest between steps")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.frame_ms <= 0 or min(args.streams) <= 0:
+        parser.error("--duration, --frame-ms and --streams must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure(json=False, level=logging.WARNING)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket per stream
+    result: dict[str, Any] = {
+        "tool": "tools/bench/capacity.py",
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": {
+            "model": MODEL,
+            "recognizer": "scripted (tone)",
+            "sentences": SENTENCES,
+            "rate": RATE,
+            "frame_ms": args.frame_ms,
+            "duration_s": args.duration,
+            "phases": "aligned" if args.aligned else "spread over one frame period",
+            "transport": "engine session actor, trio-websocket, TCP 127.0.0.1",
+            "simulator": "separate process per step (tools.bench.sim_server)",
+            "start_limit": {"rate_per_s": START_LIMIT.rate, "burst": START_LIMIT.burst},
+            "session_overrides": {
+                "connect_timeout_s": args.connect_timeout,
+                "start_timeout_s": args.connect_timeout,
+                "finish_timeout_s": args.finish_timeout,
+            },
+        },
+        "steps": [],
+    }
+    for k, n in enumerate(args.streams):
+        if k:
+            time.sleep(args.settle)
+        gc.collect()
+        sim = SimProcess()
+        try:
+            record = trio.run(run_step, n, sim.url, sim.pid, args)
+        finally:
+            sim.close()
+        result["steps"].append(record)
+        print(table([record]).splitlines()[-1] if k else table([record]), flush=True)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(table(result["steps"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
