@@ -32,6 +32,7 @@ from engine import logging as steno_logging
 from engine.actors import console
 from engine.batch_cli import add_batch_commands
 from engine.config import Secret, SessionConfig
+from engine.daemon_cli import add_daemon_command
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded
 from engine.live_cli import add_live_commands
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=simulate)
     add_batch_commands(sub)
     add_live_commands(sub)
+    add_daemon_command(sub)
     return parser
 
 

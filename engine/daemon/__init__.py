@@ -1,0 +1,40 @@
+"""``steno daemon``: many streams per process, 24/7, built on the public ``open_stream`` API.
+
+Modules: ``config`` (strict TOML Structs), ``keys`` (the API key, redaction,
+``--dump``), ``sources`` (file, url via ffmpeg, stdin, the mic seam), ``gate``
+(the suspend idle policy and its timeline map), ``rolling`` (hourly/daily,
+size-capped output files), ``runner`` (one stream), ``metrics`` (/metrics and
+/healthz, pure formatting), ``http`` (a tiny h11 GET server), ``manager``
+(reload by stream id, drain within a deadline, signals).
+The command line is ``engine/daemon_cli.py``.
+"""
+
+from __future__ import annotations
+
+from engine.daemon.config import DaemonConfig as DaemonConfig
+from engine.daemon.config import StreamSpec as StreamSpec
+from engine.daemon.config import decode_config as decode_config
+from engine.daemon.config import load_config as load_config
+from engine.daemon.keys import dump_config as dump_config
+from engine.daemon.keys import resolve_api_key as resolve_api_key
+from engine.daemon.manager import Daemon as Daemon
+from engine.daemon.manager import ReloadPlan as ReloadPlan
+from engine.daemon.manager import plan_reload as plan_reload
+from engine.daemon.manager import run_daemon as run_daemon
+from engine.daemon.runner import StreamEnv as StreamEnv
+from engine.daemon.sources import SourceContext as SourceContext
+
+__all__ = [
+    "Daemon",
+    "DaemonConfig",
+    "ReloadPlan",
+    "SourceContext",
+    "StreamEnv",
+    "StreamSpec",
+    "decode_config",
+    "dump_config",
+    "load_config",
+    "plan_reload",
+    "resolve_api_key",
+    "run_daemon",
+]

@@ -1,0 +1,360 @@
+"""The daemon's TOML configuration, decoded strictly: a typo is refused with its key path.
+
+::
+
+    [daemon]
+    listen = "127.0.0.1:9464"         # /healthz and /metrics; loopback unless allowed
+    api-key-file = "/etc/steno/key"   # else $DASHSCOPE_API_KEY
+    drain-deadline-s = 30
+
+    [[stream]]
+    id = "lobby"
+    model = "paraformer-realtime-v2"
+    source = { kind = "url", url = "rtsp://cam.local/lobby" }
+    outputs = { formats = ["jsonl", "srt"], rotate = "hour", max-bytes = 50_000_000 }
+    idle = { policy = "suspend", threshold-dbfs = -50, after-s = 30, preroll-ms = 500 }
+
+Every table is a frozen Struct with ``forbid_unknown_fields`` and kebab-case keys
+(house rule R14), so :func:`load_config` refuses an unknown key or a bad value with
+msgspec's path (``$.stream[1].source.kind``) before anything starts. The API key is
+never part of the configuration: it comes from the environment or a file
+(``keys.resolve_api_key``), and ``keys.dump_config`` shows it only as ``***``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import urllib.parse
+from typing import Final, Literal
+
+import msgspec
+
+from adapters.dashscope.models import MODELS, RecognitionOptions, run_task_parameters
+from engine.errors import ConfigError
+from engine.policy import DAEMON, RestartPolicy
+
+__all__ = [
+    "DaemonConfig",
+    "DaemonSection",
+    "FileSource",
+    "IdleSpec",
+    "MicSource",
+    "OutputSpec",
+    "RestartSpec",
+    "SessionTuning",
+    "SourceSpec",
+    "StdinSource",
+    "StreamSpec",
+    "UrlSource",
+    "decode_config",
+    "load_config",
+]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_URL_SCHEMES: Final = frozenset(
+    {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
+)
+
+
+class _Strict(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="kebab"
+):
+    """Base of every table: unknown keys are errors, keys are kebab-case."""
+
+
+# ---------------------------------------------------------------- sources
+
+
+class FileSource(_Strict, frozen=True, tag="file", tag_field="kind"):
+    """An audio file played in real time (``speed`` times), once or in a ``loop``."""
+
+    path: str
+    loop: bool = False
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.speed <= 100:
+            raise ValueError("speed must be in (0, 100]")
+
+
+class UrlSource(_Strict, frozen=True, tag="url", tag_field="kind"):
+    """A network stream read by ffmpeg (http/https/rtsp/rtmp/srt/udp…).
+
+    ``realtime`` paces an on-demand file (ffmpeg ``-re``); a live stream paces itself.
+    A stream that ends or breaks is reopened (``reconnect``) with the stream's backoff.
+    """
+
+    url: str
+    realtime: bool = False
+    rate: int = 16000
+    timeout_s: float = 10.0
+    reconnect: bool = True
+
+    def __post_init__(self) -> None:
+        scheme = urllib.parse.urlsplit(self.url).scheme.lower()
+        if scheme not in _URL_SCHEMES:
+            raise ValueError(
+                f"url scheme {scheme or '(none)'!r} is not a network stream; fix: use one of "
+                f"{', '.join(sorted(_URL_SCHEMES))}, or kind = 'file' for a local file"
+            )
+        _check_rate(self.rate)
+        if self.timeout_s <= 0:
+            raise ValueError("timeout-s must be positive")
+
+
+class StdinSource(_Strict, frozen=True, tag="stdin", tag_field="kind"):
+    """Raw interleaved int16 little-endian PCM on the daemon's standard input."""
+
+    rate: int = 16000
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        _check_rate(self.rate)
+        if not 1 <= self.channels <= 32:
+            raise ValueError("channels must be 1–32")
+
+
+class MicSource(_Strict, frozen=True, tag="mic", tag_field="kind"):
+    """A capture device (sounddevice); ``device`` is a name or index, None the default."""
+
+    device: str | int | None = None
+    rate: int | None = None
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rate is not None:
+            _check_rate(self.rate)
+        if not 1 <= self.channels <= 32:
+            raise ValueError("channels must be 1–32")
+
+
+SourceSpec = FileSource | UrlSource | StdinSource | MicSource
+
+
+def _check_rate(rate: int) -> None:
+    if not 8000 <= rate <= 48000:
+        raise ValueError(f"rate {rate} is outside 8000–48000 Hz")
+
+
+# ------------------------------------------------------------ per stream
+
+
+class OutputSpec(_Strict, frozen=True):
+    """Rolling output files: ``{id}-{YYYYmmdd-HH}.{ext}`` (hour), ``{id}-{YYYYmmdd}.{ext}`` (day).
+
+    ``dir`` defaults to the daemon's ``output-dir``; ``max-bytes`` starts a new file
+    once one has reached it (always between records); ``timezone`` names the files.
+    """
+
+    dir: str | None = None
+    formats: tuple[Literal["txt", "srt", "vtt", "jsonl"], ...] = ("jsonl", "srt", "txt")
+    rotate: Literal["hour", "day", "never"] = "hour"
+    max_bytes: int | None = None
+    timezone: Literal["utc", "local"] = "utc"
+
+    def __post_init__(self) -> None:
+        if not self.formats or len(set(self.formats)) != len(self.formats):
+            raise ValueError("formats must be a non-empty list without repeats")
+        if self.max_bytes is not None and self.max_bytes < 4096:
+            raise ValueError("max-bytes must be at least 4096")
+
+
+class IdleSpec(_Strict, frozen=True):
+    """What a long silence does: ``keepalive`` (heartbeat) or ``suspend`` the task.
+
+    suspend: after ``after-s`` below ``threshold-dbfs`` the task is finished and no
+    audio is sent; the next block above the threshold reopens one, preceded by the
+    last ``preroll-ms`` of the silence so no word's start is cut. ``finish-after-s``
+    is how long the session waits without audio before finishing the task; it must
+    exceed the source's block length (100 ms for the built-in sources).
+    """
+
+    policy: Literal["keepalive", "suspend"] = "keepalive"
+    threshold_dbfs: float = -50.0
+    after_s: float = 30.0
+    preroll_ms: int = 500
+    finish_after_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not -120.0 <= self.threshold_dbfs <= 0.0:
+            raise ValueError("threshold-dbfs must be in [-120, 0]")
+        if self.after_s <= 0 or not 0 <= self.preroll_ms < self.after_s * 1000:
+            raise ValueError("need after-s > 0 and 0 <= preroll-ms < after-s")
+        if not 0 < self.finish_after_s < 23:
+            raise ValueError("finish-after-s must be in (0, 23)")
+
+
+class RestartSpec(_Strict, frozen=True):
+    """Overrides of the daemon restart policy (unbounded attempts, capped backoff)."""
+
+    max_attempts: int | None = None
+    backoff_base_s: float | None = None
+    backoff_cap_s: float | None = None
+    healthy_after_s: float | None = None
+    jitter: bool | None = None
+
+    def policy(self) -> RestartPolicy:
+        """:data:`engine.policy.DAEMON` with the fields set here replaced."""
+        changes = {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+        return msgspec.structs.replace(DAEMON, **changes)
+
+    def __post_init__(self) -> None:
+        self.policy()  # RestartPolicy checks its own invariants
+
+
+class SessionTuning(_Strict, frozen=True):
+    """Session knobs worth changing in a daemon; ``rotate-task-after-s = 0`` never rotates."""
+
+    frame_ms: int = 100
+    replay_buffer_s: float = 120.0
+    finish_timeout_s: float = 10.0
+    idle_timeout_s: float = 10.0
+    rotate_task_after_s: float = 3600.0
+    ping_interval_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.ping_interval_s <= 300:
+            raise ValueError("ping-interval-s must be 5–300")
+        if not 10 <= self.frame_ms <= 5000:
+            raise ValueError("frame-ms must be 10–5000")
+        if self.replay_buffer_s <= 0 or self.finish_timeout_s <= 0:
+            raise ValueError("replay-buffer-s and finish-timeout-s must be positive")
+        if not 0 < self.idle_timeout_s < 23:
+            raise ValueError("idle-timeout-s must be in (0, 23)")
+        if self.rotate_task_after_s < 0 or 0 < self.rotate_task_after_s < 60:
+            raise ValueError("rotate-task-after-s must be 0 (never) or at least 60")
+
+
+class StreamSpec(_Strict, frozen=True):
+    """One stream: a source, a model, outputs and policies. ``id`` is stable across reloads."""
+
+    id: str
+    source: SourceSpec
+    model: str = "paraformer-realtime-v2"
+    language_hints: tuple[str, ...] = ()
+    translate_to: tuple[str, ...] = ()  # stored; translation models arrive later
+    url: str | None = None  # overrides the daemon's endpoint for this stream
+    outputs: OutputSpec = OutputSpec()
+    idle: IdleSpec = IdleSpec()
+    restart: RestartSpec = RestartSpec()
+    session: SessionTuning = SessionTuning()
+
+    def __post_init__(self) -> None:
+        if not _ID.fullmatch(self.id):
+            raise ValueError(
+                f"stream id {self.id!r} must be 1–64 of A-Z a-z 0-9 . _ - (it names files)"
+            )
+        spec = MODELS.get(self.model)
+        if spec is None or spec.protocol != "inference":
+            known = ", ".join(sorted(n for n, s in MODELS.items() if s.protocol == "inference"))
+            raise ValueError(f"unknown model {self.model!r}; fix: use one of {known}")
+        try:
+            run_task_parameters(spec, self.options(), sample_rate=spec.sample_rate)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    def options(self) -> RecognitionOptions:
+        return RecognitionOptions(language_hints=list(self.language_hints) or None, heartbeat=True)
+
+
+# ---------------------------------------------------------------- daemon
+
+
+class DaemonSection(_Strict, frozen=True):
+    """Process-wide settings.
+
+    ``simulator`` starts the embedded simulator for every stream (offline runs only:
+    it is never chosen by accident). ``url`` or ``region`` picks the real endpoint.
+    """
+
+    listen: str = "127.0.0.1:9464"
+    allow_non_loopback: bool = False
+    api_key_file: str | None = None
+    region: Literal["cn", "intl"] = "cn"
+    url: str | None = None
+    simulator: Literal["sphinx", "scripted"] | None = None
+    output_dir: str = "out/daemon"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    drain_deadline_s: float = 30.0
+    http_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        host, _port = self.address()
+        if not self.allow_non_loopback and not _is_loopback(host):
+            raise ValueError(
+                f"listen address {host!r} is not loopback; fix: use 127.0.0.1, "
+                "or set allow-non-loopback = true"
+            )
+        if self.drain_deadline_s <= 0 or self.http_timeout_s <= 0:
+            raise ValueError("drain-deadline-s and http-timeout-s must be positive")
+
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); ``[::1]:9464`` for IPv6."""
+        host, sep, port = self.listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"listen must be HOST:PORT, got {self.listen!r}")
+        return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DaemonConfig(_Strict, frozen=True):
+    """The whole file: ``[daemon]`` and the ``[[stream]]`` entries."""
+
+    daemon: DaemonSection = DaemonSection()
+    streams: tuple[StreamSpec, ...] = msgspec.field(default=(), name="stream")
+
+    def __post_init__(self) -> None:
+        # Errors here are about the whole file, where msgspec adds no path: name it.
+        seen: dict[str, int] = {}
+        stdin: int | None = None
+        for i, stream in enumerate(self.streams):
+            if stream.id in seen:
+                raise ValueError(
+                    f"stream id {stream.id!r} is already used by stream[{seen[stream.id]}]"
+                    f" - at `$.stream[{i}].id`"
+                )
+            seen[stream.id] = i
+            if isinstance(stream.source, StdinSource):
+                if stdin is not None:
+                    raise ValueError(
+                        f"only one stream can read stdin (stream[{stdin}] does)"
+                        f" - at `$.stream[{i}].source`"
+                    )
+                stdin = i
+
+    def stream(self, stream_id: str) -> StreamSpec:
+        return next(s for s in self.streams if s.id == stream_id)
+
+
+# ------------------------------------------------------------- loading
+
+
+def decode_config(raw: bytes | str, *, origin: str = "config") -> DaemonConfig:
+    """Decode TOML into a :class:`DaemonConfig`.
+
+    Raises:
+        ConfigError: one line, ``origin: what - at `$.path```.
+    """
+    try:
+        return msgspec.toml.decode(raw, type=DaemonConfig)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> DaemonConfig:
+    """Read and decode a config file (blocking; small)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    return decode_config(raw, origin=os.fspath(path))

@@ -1,0 +1,183 @@
+"""``steno daemon CONFIG.toml``: many streams, 24/7, with /healthz and /metrics on loopback.
+
+Wiring: ``engine/cli.py`` calls :func:`add_daemon_command` on its subparsers; the
+command's ``func`` is an async function of ``args`` run by ``trio.run`` there,
+and a :class:`~engine.errors.ConfigError` becomes one ``steno: error: …`` line
+and exit code 2 — before any stream, socket or file is opened. Until then,
+``python -m engine.daemon_cli daemon CONFIG.toml`` runs the same command.
+
+* ``--check`` validates the file (and that a key is available), prints one line
+  and exits; with ``--dump`` it prints the effective configuration as TOML
+  (every default filled in, the key as ``***``).
+* Logs are structlog JSON lines on stdout, at the config's ``log-level``.
+* SIGTERM or Ctrl-C drains every stream within ``drain-deadline-s``; a second
+  one cancels. SIGHUP reloads the file (and the key) and applies it by stream id.
+
+Exit codes: 0 drained cleanly; 1 the drain deadline passed or a second signal
+cancelled; 2 bad configuration (including no API key); 130 interrupted before
+the daemon ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Final
+
+import structlog
+import trio
+
+from adapters.dashscope.models import inference_url
+from engine import logging as steno_logging
+from engine.config import Secret
+from engine.daemon.config import DaemonConfig, load_config
+from engine.daemon.keys import dump_config, resolve_api_key
+from engine.daemon.manager import run_daemon
+from engine.daemon.runner import StreamEnv
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, TextIO
+
+__all__ = ["add_daemon_command", "daemon_command", "main"]
+
+EXIT_OK: Final = 0
+EXIT_UNCLEAN: Final = 1
+EXIT_USAGE: Final = 2
+SIMULATOR_KEY: Final = "embedded-simulator"
+
+log = structlog.get_logger("steno.daemon")
+
+
+def add_daemon_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``daemon`` to ``steno``'s subcommands (``argparse`` ``add_subparsers()`` result)."""
+    d: argparse.ArgumentParser = subparsers.add_parser(
+        "daemon",
+        help="run many streams 24/7 from a TOML config (/healthz, /metrics, rolling files)",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    )
+    d.add_argument("config", metavar="CONFIG.toml")
+    d.add_argument("--check", action="store_true", help="validate the config and exit")
+    d.add_argument(
+        "--dump", action="store_true", help="with --check: print the effective config (key as ***)"
+    )
+    d.set_defaults(func=daemon_command)
+    return d
+
+
+def _key_for(config: DaemonConfig, environ: Mapping[str, str]) -> tuple[Secret, str]:
+    """The API key and its origin; refuses to start without one unless a simulator is configured."""
+    key, origin = resolve_api_key(config.daemon, environ)
+    if config.daemon.simulator is not None:
+        return Secret(SIMULATOR_KEY), f"the embedded {config.daemon.simulator} simulator"
+    if not key:
+        raise ConfigError(
+            f"no API key ({origin} is empty); fix: export DASHSCOPE_API_KEY or set "
+            '[daemon] api-key-file (offline only: [daemon] simulator = "scripted")'
+        )
+    return key, origin
+
+
+def _endpoint(config: DaemonConfig) -> str:
+    return config.daemon.url or inference_url(config.daemon.region)
+
+
+async def daemon_command(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    out: TextIO | None = None,
+) -> int:
+    """Run (or ``--check``) the daemon described by ``args.config``."""
+    out = out or sys.stdout
+    config = await trio.to_thread.run_sync(load_config, args.config)
+    key, origin = await trio.to_thread.run_sync(_key_for, config, environ)
+    if args.check:
+        if args.dump:
+            print(dump_config(config, key_source=origin), file=out, end="")
+        ids = ", ".join(s.id for s in config.streams) or "none"
+        print(
+            f"steno: {args.config}: OK ({len(config.streams)} streams: {ids}; key from {origin})",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    _configure_logging(config.daemon.log_level)
+    _warn_if_shared(config)
+    async with contextlib.AsyncExitStack() as stack:
+        url = await _simulator(stack, config) if config.daemon.simulator else _endpoint(config)
+        env = StreamEnv(url=url, api_key=key, clock=time.time)
+
+        async def reload() -> tuple[DaemonConfig, StreamEnv]:
+            new = await trio.to_thread.run_sync(load_config, args.config)
+            if (new.daemon.simulator is None) != (config.daemon.simulator is None):
+                raise ConfigError("switching to or from the simulator needs a restart")
+            new_key, _ = await trio.to_thread.run_sync(_key_for, new, environ)
+            new_url = url if new.daemon.simulator else _endpoint(new)
+            return new, dataclasses.replace(env, url=new_url, api_key=new_key)
+
+        host, port = config.daemon.address()
+        try:
+            clean = await run_daemon(config, env, reload=reload)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); fix: change [daemon] listen"
+            ) from None
+    return EXIT_OK if clean else EXIT_UNCLEAN
+
+
+def _warn_if_shared(config: DaemonConfig) -> None:
+    """A key file others can read is worth one warning line (its path, never its content)."""
+    path = config.daemon.api_key_file
+    if path is not None and config.daemon.simulator is None:
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_mode & 0o077:
+                log.warning("daemon.key_file_permissions", path=path, fix="chmod 600")
+
+
+def _configure_logging(level: str) -> None:
+    # The daemon logs JSON lines to stdout (a service manager collects them),
+    # with the same processors (secret redaction) as every other entry point.
+    steno_logging.configure(json=True, level=logging.getLevelNamesMapping()[level.upper()])
+    structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer))
+
+
+async def _simulator(stack: contextlib.AsyncExitStack, config: DaemonConfig) -> str:
+    from adapters.sim.config import SimConfig
+    from adapters.sim.recognizers import make_recognizer
+    from adapters.sim.server import open_simulator
+
+    kind = config.daemon.simulator
+    assert kind is not None
+    recognizer = make_recognizer(kind)
+    stack.push_async_callback(recognizer.aclose)
+    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
+    log.warning(
+        "daemon.simulator", recognizer=kind, url=sim.inference_url, note="not the real service"
+    )
+    return str(sim.inference_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engine.daemon_cli daemon CONFIG.toml`` (until engine/cli.py wires it)."""
+    parser = argparse.ArgumentParser(prog="steno")
+    add_daemon_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    steno_logging.configure(json=True)
+    try:
+        code: int = trio.run(args.func, args)
+    except ConfigError as exc:
+        print(f"steno: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""The daemon's strict TOML config: refusals with key paths, the key's origin, dumps."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import typing
+
+import msgspec
+import pytest
+from daemon_helpers import KEY, config
+
+from adapters.sinks.factory import FORMATS
+from engine.config import Secret
+from engine.daemon.config import DaemonConfig, OutputSpec, UrlSource, decode_config, load_config
+from engine.daemon.keys import dump_config, redact_url, resolve_api_key
+from engine.daemon_cli import daemon_command, main
+from engine.errors import ConfigError
+from engine.policy import DAEMON
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "scenarios" / "daemon-example.toml"
+
+TWO = """
+[daemon]
+simulator = "scripted"
+
+[[stream]]
+id = "a"
+source = { kind = "file", path = "a.wav" }
+
+[[stream]]
+id = "b"
+source = { kind = "url", url = "rtsp://user:hunter2@cam.local/s1?token=abc&ch=1" }
+"""
+
+
+def refusal(toml: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        decode_config(toml.encode(), origin="d.toml")
+    message = str(info.value)
+    assert "\n" not in message  # one line
+    return message
+
+
+class TestDecoding:
+    def test_the_example_decodes(self) -> None:
+        """scenarios/daemon-example.toml is valid, with its defaults filled in."""
+        cfg = load_config(EXAMPLE)
+        assert cfg.daemon.listen == "127.0.0.1:9464"
+        assert [s.id for s in cfg.streams] == ["demo-weather"]
+        assert cfg.streams[0].restart.policy() == DAEMON
+
+    @pytest.mark.parametrize(
+        ("change", "path", "words"),
+        [
+            (("kind = \"url\"", "kind = \"tape\""), "$.stream[1].source.kind", "Invalid value"),
+            (("ch=1\" }", "ch=1\", speed = 2 }"), "$.stream[1].source", "unknown field `speed`"),
+            (("[daemon]", "[daemon]\nlisten-on = 1"), "$.daemon", "unknown field `listen-on`"),
+            (("id = \"a\"", "id = \"a b\""), "$.stream[0]", "stream id"),
+            (("id = \"b\"", "id = \"a\""), "$.stream[1].id", "already used by stream[0]"),
+            (("rtsp://", "file:///"), "$.stream[1].source", "not a network stream"),
+            (("[daemon]", "[daemon]\nlisten = \"0.0.0.0:9464\""), "$.daemon", "not loopback"),
+            (("[daemon]", "[daemon]\ndrain-deadline-s = \"soon\""), "$.daemon.drain-deadline-s", "Expected `float`"),
+        ],
+    )  # fmt: skip
+    def test_refusals_name_the_key_path(
+        self, change: tuple[str, str], path: str, words: str
+    ) -> None:
+        """A typo or a bad value is refused in one line that names where it is."""
+        message = refusal(TWO.replace(*change, 1))
+        assert message.startswith("d.toml: ")
+        assert words in message
+        assert message.endswith(f"- at `{path}`")
+
+    def test_stream_level_refusals(self) -> None:
+        """Model, language, formats, idle and stdin rules are checked at load time."""
+        base = '[[stream]]\nid = "a"\nsource = { kind = "stdin" }\n'
+        assert "unknown model" in refusal(base + 'model = "whisper"')
+        assert "does not support language 'xx'" in refusal(base + 'language-hints = ["xx"]')
+        assert "$.stream[0].outputs.formats[0]" in refusal(base + 'outputs = { formats = ["doc"] }')
+        assert "preroll-ms" in refusal(base + "idle = { after-s = 1, preroll-ms = 1000 }")
+        assert "only one stream can read stdin" in refusal(base + base.replace('"a"', '"b"'))
+
+    def test_non_loopback_needs_an_explicit_yes(self) -> None:
+        """0.0.0.0 is refused unless allow-non-loopback; [::1] is loopback."""
+        ok = config('[daemon]\nlisten = "0.0.0.0:9464"\nallow-non-loopback = true\n')
+        assert ok.daemon.address() == ("0.0.0.0", 9464)
+        assert config('[daemon]\nlisten = "[::1]:1"\n').daemon.address() == ("::1", 1)
+        assert "HOST:PORT" in refusal('[daemon]\nlisten = "localhost"\n')
+
+    def test_formats_match_the_sinks(self) -> None:
+        """The formats a config may name are exactly the sinks that exist."""
+        hint = typing.get_type_hints(OutputSpec)["formats"]
+        assert set(typing.get_args(typing.get_args(hint)[0])) == set(FORMATS)
+
+
+class TestKeys:
+    def test_file_wins_over_the_environment(self, tmp_path: pathlib.Path) -> None:
+        """api-key-file is read (stripped); without it, $DASHSCOPE_API_KEY."""
+        (tmp_path / "key").write_text(f"  {KEY}\n")
+        section = config(f'[daemon]\napi-key-file = "{tmp_path / "key"}"\n').daemon
+        key, origin = resolve_api_key(section, {"DASHSCOPE_API_KEY": "sk-env"})
+        assert key == Secret(KEY)
+        assert origin.startswith("api-key-file")
+        key, origin = resolve_api_key(config("").daemon, {"DASHSCOPE_API_KEY": "sk-env"})
+        assert (key, origin) == (Secret("sk-env"), "DASHSCOPE_API_KEY")
+
+    def test_an_unreadable_key_file_is_a_config_error(self, tmp_path: pathlib.Path) -> None:
+        section = config(f'[daemon]\napi-key-file = "{tmp_path / "missing"}"\n').daemon
+        with pytest.raises(ConfigError, match="cannot read api-key-file"):
+            resolve_api_key(section, {})
+
+    def test_urls_lose_their_credentials(self) -> None:
+        """User info and secret-looking query values become ***; the rest stays."""
+        url = "rtsp://user:hunter2@cam.local:554/s1?token=abc&ch=1&api_key=zz"
+        assert redact_url(url) == "rtsp://***@cam.local:554/s1?token=***&ch=1&api_key=***"
+        assert redact_url("http://host/a.mp3") == "http://host/a.mp3"
+
+
+class TestDump:
+    def test_dump_is_decodable_and_complete(self) -> None:
+        """--dump writes every default; decoding it gives the same configuration."""
+        cfg = decode_config(TWO.encode())
+        text = dump_config(cfg, key_source="DASHSCOPE_API_KEY")
+        assert "# api key: *** (from DASHSCOPE_API_KEY)" in text
+        assert "drain-deadline-s = 30.0" in text
+        again = decode_config(text.encode())
+        assert again.streams[0].restart.policy() == cfg.streams[0].restart.policy()
+
+        def plain(c: DaemonConfig) -> object:
+            return msgspec.to_builtins(
+                msgspec.structs.replace(
+                    c,
+                    streams=tuple(
+                        msgspec.structs.replace(s, restart=type(s.restart)()) for s in c.streams
+                    ),
+                )
+            )
+
+        assert plain(
+            msgspec.structs.replace(again, streams=(again.streams[0], cfg.streams[1]))
+        ) == plain(cfg)
+        assert isinstance(again.streams[1].source, UrlSource)
+
+    def test_dump_hides_credentials(self) -> None:
+        text = dump_config(decode_config(TWO.encode()))
+        assert "hunter2" not in text and "abc" not in text
+        assert "rtsp://***@cam.local/s1?token=***&ch=1" in text
+
+
+class TestCheckCommand:
+    async def test_check_prints_ok_and_the_dump(
+        self, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--check --dump: the effective config on stdout, one OK line on stderr, exit 0."""
+        path = tmp_path / "d.toml"
+        path.write_text(TWO.replace('simulator = "scripted"', ""))
+        args = argparse.Namespace(config=str(path), check=True, dump=True)
+        code = await daemon_command(args, environ={"DASHSCOPE_API_KEY": KEY})
+        out, err = capsys.readouterr()
+        assert code == 0
+        assert "[[stream]]" in out and KEY not in out and KEY not in err
+        assert err.startswith(f"steno: {path}: OK (2 streams: a, b; key from DASHSCOPE_API_KEY)")
+
+    async def test_no_key_and_no_simulator_is_refused(self, tmp_path: pathlib.Path) -> None:
+        path = tmp_path / "d.toml"
+        path.write_text(TWO.replace('simulator = "scripted"', ""))
+        args = argparse.Namespace(config=str(path), check=True, dump=False)
+        with pytest.raises(ConfigError, match="no API key"):
+            await daemon_command(args, environ={})
+
+    def test_main_exits_2_with_one_line(
+        self, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A bad config: exit code 2 and a single 'steno: error:' line naming the path."""
+        path = tmp_path / "d.toml"
+        path.write_text(TWO.replace('kind = "url"', 'kind = "tape"'))
+        assert main(["daemon", str(path), "--check"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith("steno: error: ") and "$.stream[1].source.kind" in err
