@@ -93,7 +93,7 @@ async def test_reload_and_drain_in_a_real_process(tmp_path: pathlib.Path) -> Non
             await lines.until("daemon.stream.start", stream="a")
             # Another process's file: nothing to wait on but the file itself.
             while not await trio.to_thread.run_sync(_has_text, out, "a"):  # noqa: ASYNC110
-                await trio.sleep(0.1)
+                await trio.sleep(0.1)  # real-time: polling another process's file
 
             write_config(cfg, wav, out, "a", "b")
             proc.send_signal(signal.SIGHUP)
