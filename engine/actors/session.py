@@ -409,6 +409,11 @@ class _Session:
                 if cfg.idle_policy == "finish":
                     await self.finish(conv)
                     return "idle"
+                # A paused source is a pause in speech: rotate now if a task is due,
+                # before the prepared one (which gets no padding) idles out.
+                rotated = await self.maybe_rotate(conv)
+                if rotated is not None:
+                    return rotated
                 await conv.send_padding(self.rate * cfg.frame_ms // 1000)
                 continue
             self.buffer.append(frame)

@@ -233,3 +233,17 @@ class TestDrain:
         (gap,) = of(events, AudioGap)
         assert (gap.start, gap.end, gap.reason) == (10 * FRAME, 12 * FRAME, "finish-deadline")
         assert of(events, StreamEnded)[0].status == "partial"
+
+
+class TestRotationWhilePaused:
+    async def test_a_paused_source_still_rotates(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A source that pauses after the next task was prepared rotates during the pause."""
+        server = ContentServer()
+        cfg = config(max_task_age_s=3.0, rotation_lead_s=1.0, idle_timeout_s=8.0)
+        events = await run_stream(server, 40, pause=(25, 60.0), cfg=cfg)
+        rotations = of(events, Rotated)
+        assert rotations
+        assert any(r.t < 2.5 + 60.0 for r in rotations if r.t > 2.5)  # during the pause
+        assert finals_of(events) == expected_finals(40)
