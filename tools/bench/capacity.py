@@ -417,14 +417,27 @@ class SimProcess:
         self.pid: int = info["pid"]
         self.url = f"ws://{info['host']}:{info['port']}/api-ws/v1/inference"
 
-    def close(self) -> None:
+    def close(self) -> str:
+        """Stop the simulator; never raises. Returns how: ``eof``, ``sigterm`` or ``sigkill``.
+
+        An overloaded simulator can take long to wind down a thousand connections, so
+        end-of-file on stdin gets some seconds, then SIGTERM, then SIGKILL.
+        """
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            self.proc.wait(timeout=5)
+        for how, stop, grace in (
+            ("eof", None, 15.0),
+            ("sigterm", self.proc.terminate, 10.0),
+            ("sigkill", self.proc.kill, None),
+        ):
+            if stop is not None:
+                stop()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+            return how
+        raise AssertionError("unreachable")  # pragma: no cover - wait() without timeout
 
 
 # --------------------------------------------------------------------- output
@@ -568,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             record = trio.run(run_step, n, sim.url, sim.pid, args)
         finally:
-            sim.close()
+            sim_exit = sim.close()
+        record["sim_exit"] = sim_exit
         result["steps"].append(record)
         print(table([record]).splitlines()[-1] if k else table([record]), flush=True)
         if args.json is not None:
