@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from adapters.recognizers.base import Recognizer
 
     from .config import SimConfig
+    from .translate import Translator
     from .validation import Rejection, TaskSpec
 
 __all__ = ["ConnectionContext", "ConnectionFaults", "FaultControl", "FaultHooks"]
@@ -100,3 +101,5 @@ class ConnectionContext:
     config: SimConfig
     recognizer: Recognizer
     faults: ConnectionFaults | None = None
+    translator: Translator | None = None
+    """Renders translations (gummy, livetranslate); None: the labelled stand-in."""

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from .config import SimConfig
     from .faults import FaultSource
+    from .translate import Translator
 
 __all__ = ["MemoryNet", "open_memory_net"]
 
@@ -149,7 +150,11 @@ async def _client(
 
 @asynccontextmanager
 async def open_memory_net(
-    config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
+    config: SimConfig,
+    recognizer: Recognizer,
+    *,
+    faults: FaultSource | None = None,
+    translator: Translator | None = None,
 ) -> AsyncIterator[MemoryNet]:
     """A :class:`MemoryNet` to a simulator with ``config``, for the body of an ``async with``.
 
@@ -157,7 +162,7 @@ async def open_memory_net(
         The recognizer stays the caller's. Leaving the block cancels every
         connection, client and server side.
     """
-    server = SimServer(config, recognizer, faults=faults)
+    server = SimServer(config, recognizer, faults=faults, translator=translator)
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
             yield MemoryNet(server, nursery)

@@ -37,6 +37,7 @@ from .http import sniff
 from .inference import InferenceConnection
 from .rest import RestService
 from .restconfig import RestConfig
+from .translate import ScriptedTranslator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from ._faultrun import PlanRunner
     from .config import SimConfig
     from .faults import FaultSource
+    from .translate import Translator
 
 __all__ = ["INFERENCE_PATH", "SimServer", "SimulatorHandle", "open_simulator", "serve"]
 
@@ -85,6 +87,9 @@ class SimServer:
             (numbered 1, 2, … in order of arrival), a factory ``n -> plan | None``,
             or hand-written :class:`~.context.FaultHooks`. Clients may request
             their own plan per connection (``X-Steno-Fault``) in any case.
+        translator: renders translations for gummy and livetranslate; default:
+            the demo fixture table (:meth:`~.translate.ScriptedTranslator.demo`),
+            which answers unknown sentences with a labelled stand-in.
     """
 
     def __init__(
@@ -94,9 +99,11 @@ class SimServer:
         *,
         faults: FaultSource | None = None,
         rest: RestConfig | None = None,
+        translator: Translator | None = None,
     ) -> None:
         self.config = config
         self.recognizer = recognizer
+        self.translator = translator if translator is not None else ScriptedTranslator.demo()
         self.faults = faults
         self._injector = FaultInjector(faults)
         self._ids = itertools.count(1)
@@ -168,7 +175,11 @@ class SimServer:
             _log.info("client left during the upgrade")  # e.g. tired of a slow accept
             return
         ctx = ConnectionContext(
-            conn_id, self.config, self.recognizer, faults if faults.active else None
+            conn_id,
+            self.config,
+            self.recognizer,
+            faults if faults.active else None,
+            translator=self.translator,
         )
         code, reason = await InferenceConnection(ws, ctx).run()
         # Our own decision to close: do the close handshake, briefly. (When the server
@@ -209,6 +220,7 @@ async def serve(
     recognizer: Recognizer,
     *,
     faults: FaultSource | None = None,
+    translator: Translator | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the simulator on TCP ``config.host:config.port`` until cancelled.
@@ -222,7 +234,7 @@ async def serve(
         A connection whose handler raises is logged and dropped; the server and
         the other connections go on.
     """
-    server = SimServer(config, recognizer, faults=faults)
+    server = SimServer(config, recognizer, faults=faults, translator=translator)
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
 
@@ -242,7 +254,11 @@ async def serve(
 
 @asynccontextmanager
 async def open_simulator(
-    config: SimConfig, recognizer: Recognizer, *, faults: FaultSource | None = None
+    config: SimConfig,
+    recognizer: Recognizer,
+    *,
+    faults: FaultSource | None = None,
+    translator: Translator | None = None,
 ) -> AsyncIterator[SimulatorHandle]:
     """Run a TCP simulator for the body of an ``async with``; yields where it listens.
 
@@ -252,6 +268,8 @@ async def open_simulator(
     """
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(functools.partial(serve, faults=faults), config, recognizer)
+            port = await nursery.start(
+                functools.partial(serve, faults=faults, translator=translator), config, recognizer
+            )
             yield SimulatorHandle(config.host, port)
             nursery.cancel_scope.cancel()
