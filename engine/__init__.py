@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.config import Secret as Secret
-from engine.config import SessionConfig as SessionConfig
 from engine.errors import AuthError as AuthError
 from engine.errors import ConfigError as ConfigError
 from engine.errors import ConnectFailed as ConnectFailed
@@ -37,12 +35,21 @@ from engine.policy import RestartPolicy as RestartPolicy
 from engine.ratelimit import StartLimiter as StartLimiter
 
 if TYPE_CHECKING:
+    from engine.config import Secret as Secret
+    from engine.config import SessionConfig as SessionConfig
+    from engine.config import TranslationOptions as TranslationOptions
     from engine.pipeline import FileStreamConfig as FileStreamConfig
     from engine.pipeline import run_file_stream as run_file_stream
 
 # Names from modules that import adapters/ are loaded on first use: adapters import
 # engine.errors and engine.events, and an eager import here would be circular.
-_LAZY = {"FileStreamConfig": "engine.pipeline", "run_file_stream": "engine.pipeline"}
+_LAZY = {
+    "FileStreamConfig": "engine.pipeline",
+    "run_file_stream": "engine.pipeline",
+    "Secret": "engine.config",
+    "SessionConfig": "engine.config",
+    "TranslationOptions": "engine.config",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -82,6 +89,7 @@ __all__ = [
     "TaskFailed",
     "TaskMetrics",
     "Translation",
+    "TranslationOptions",
     "decode_jsonl_line",
     "run_file_stream",
 ]

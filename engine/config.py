@@ -9,7 +9,7 @@ import msgspec
 from adapters.dashscope.models import RecognitionOptions
 from engine.policy import CLI, RestartPolicy
 
-__all__ = ["USER_AGENT", "Secret", "SessionConfig"]
+__all__ = ["USER_AGENT", "Secret", "SessionConfig", "TranslationOptions"]
 
 USER_AGENT: Final = "stenograph/0.1.0"
 
@@ -43,15 +43,57 @@ class Secret:
         return hash(self._value)
 
 
+class TranslationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Speech translation, for the models that translate (gummy, livetranslate).
+
+    Attributes:
+        targets: target language codes; livetranslate takes exactly one, gummy
+            accepts a list (the service documents one at present).
+        source: the source language; None lets the service detect it.
+        transcription: also recognize the source language (its text, and the
+            commit points of the replay buffer); off, translations alone settle.
+        speech: livetranslate only: ask for translated speech (24 kHz PCM) as
+            well as text (modalities ``text`` + ``audio``).
+        voice: livetranslate's voice for translated speech.
+        phrases: livetranslate hot phrases, source text -> target text.
+        vad_silence_ms: livetranslate server-VAD silence that ends a segment;
+            gummy's ``max_end_silence``. None: the service default.
+        image: livetranslate only: an image, or a video whose frames are sent,
+            as visual context (``input_image_buffer.append``).
+    """
+
+    targets: tuple[str, ...]
+    source: str | None = None
+    transcription: bool = True
+    speech: bool = False
+    voice: str = "Tina"
+    phrases: dict[str, str] = {}
+    vad_silence_ms: int | None = None
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.targets or not all(self.targets):
+            raise ValueError("translation needs at least one target language")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("translation target languages must not repeat")
+        if self.source is not None and not self.source:
+            raise ValueError("the source language must not be empty (None: auto-detect)")
+        if self.vad_silence_ms is not None and not 200 <= self.vad_silence_ms <= 6000:
+            raise ValueError("vad_silence_ms must be 200–6000 ms")
+
+
 class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How one stream talks to the speech service.
 
     Attributes:
         stream: the stream id put on every event.
         model: a model name from ``adapters.dashscope.models.MODELS``.
-        url: the inference WebSocket URL.
+        url: the service's WebSocket URL: the inference endpoint (the realtime
+            endpoint's URL is derived from it for realtime models).
         api_key: sent as ``Authorization: Bearer``; never logged.
         options: recognition parameters for run-task.
+        translation: what to translate into (translating models only; None:
+            gummy transcribes only, livetranslate refuses).
         frame_ms: audio per binary frame (the service recommends about 100 ms).
         connect_timeout_s: deadline for the TCP connect plus WebSocket handshake.
         start_timeout_s: deadline from run-task to task-started.
@@ -77,6 +119,7 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     url: str
     api_key: Secret
     options: RecognitionOptions = RecognitionOptions(heartbeat=True)
+    translation: TranslationOptions | None = None
     frame_ms: int = 100
     connect_timeout_s: float = 10.0
     start_timeout_s: float = 10.0

@@ -21,7 +21,11 @@ class HeardWord(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Heard(msgspec.Struct, frozen=True):
-    """The current text of a source-language sentence (``final`` once it is settled)."""
+    """The current text of a source-language sentence (``final`` once it is settled).
+
+    ``key`` names the sentence within its task (the wire ``sentence_id``, or the
+    realtime ASR item id), so its translations can be matched to it.
+    """
 
     final: bool
     begin_ms: int
@@ -29,10 +33,11 @@ class Heard(msgspec.Struct, frozen=True):
     text: str
     words: tuple[HeardWord, ...] = ()
     stash: str = ""
+    key: str = ""
 
 
 class Translated(msgspec.Struct, frozen=True):
-    """The current translation of a sentence into ``lang``."""
+    """The current translation of a sentence into ``lang``; ``key`` is its source sentence's."""
 
     lang: str
     final: bool
@@ -40,6 +45,7 @@ class Translated(msgspec.Struct, frozen=True):
     end_ms: int | None
     text: str
     stash: str = ""
+    key: str = ""
 
 
 class VoiceOut(msgspec.Struct, frozen=True):

@@ -33,6 +33,7 @@ EXPECTED = {
     "TaskFailed",
     "TaskMetrics",
     "Translation",
+    "TranslationOptions",
     "decode_jsonl_line",
     "run_file_stream",
 }

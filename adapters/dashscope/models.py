@@ -7,6 +7,7 @@ the simulator and the CLI agree (DASHSCOPE.md §3.1, §4.1, §8).
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Final, Literal
 
 import msgspec
@@ -20,6 +21,7 @@ __all__ = [
     "RecognitionOptions",
     "get_model",
     "inference_url",
+    "realtime_url",
     "run_task_parameters",
 ]
 
@@ -55,6 +57,13 @@ _GUMMY_PARAMS: Final = frozenset(
 
 
 class ModelSpec(msgspec.Struct, frozen=True):
+    """One model: its protocol, rate, rate-limit family and run-task parameters.
+
+    ``utterance`` models (gummy-chat) recognize one sentence per task: the client
+    stops sending at its end and opens a new task for the next one, and a task
+    carries at most ``max_task_audio_s`` of audio (DASHSCOPE.md §4.4, §8).
+    """
+
     name: str
     family: Family
     protocol: Literal["inference", "realtime"]
@@ -62,6 +71,8 @@ class ModelSpec(msgspec.Struct, frozen=True):
     parameters: frozenset[str]
     translation: bool = False
     languages: tuple[str, ...] = ()
+    utterance: bool = False
+    max_task_audio_s: float | None = None
 
 
 MODELS: Final[dict[str, ModelSpec]] = {
@@ -94,7 +105,16 @@ MODELS: Final[dict[str, ModelSpec]] = {
         ModelSpec(
             "gummy-realtime-v1", "gummy", "inference", 16000, _GUMMY_PARAMS, translation=True
         ),
-        ModelSpec("gummy-chat-v1", "gummy", "inference", 16000, _GUMMY_PARAMS, translation=True),
+        ModelSpec(
+            "gummy-chat-v1",
+            "gummy",
+            "inference",
+            16000,
+            _GUMMY_PARAMS,
+            translation=True,
+            utterance=True,
+            max_task_audio_s=60.0,
+        ),
         ModelSpec(
             "qwen3.5-livetranslate-flash-realtime",
             "livetranslate",
@@ -127,6 +147,25 @@ def inference_url(region: str) -> str:
         return ENDPOINTS[region] + "/api-ws/v1/inference"
     except KeyError:
         raise ConfigError(f"unknown region {region!r}; fix: use cn or intl") from None
+
+
+def realtime_url(url: str, model: str) -> str:
+    """The realtime endpoint beside the inference endpoint ``url``, for ``model``.
+
+    >>> realtime_url("wss://dashscope.aliyuncs.com/api-ws/v1/inference", "m")
+    'wss://dashscope.aliyuncs.com/api-ws/v1/realtime?model=m'
+    """
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/inference"):
+        path = path[: -len("inference")] + "realtime"
+    elif not path.endswith("/realtime"):
+        path = "/api-ws/v1/realtime"
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "model"]
+    query.append(("model", model))
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc, path, urllib.parse.urlencode(query), "")
+    )
 
 
 class RecognitionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -97,6 +97,8 @@ class Conversation:
         self.close_reason = "closed"
         self.sent_until = offset  # global end of the real audio sent
         self.finals = 0
+        self.sentence_ids: dict[str, int] = {}  # result key -> the stream's sentence id
+        self.utterance_done = False  # an utterance model's sentence ended: send no more
         self.pending_partial = False
         self.started_t: float | None = None
         self.first_audio_t: float | None = None
@@ -129,7 +131,7 @@ class Conversation:
         try:
             with structlog.contextvars.bound_contextvars(task_id=self.task_id):
                 async with connect(
-                    self.config.url,
+                    self._url(),
                     api_key=self.config.api_key.reveal(),
                     user_agent=USER_AGENT,
                     connect_timeout=self.config.connect_timeout_s,
@@ -164,6 +166,10 @@ class Conversation:
 
     def _new_core(self) -> Any:
         raise NotImplementedError
+
+    def _url(self) -> str:
+        """The endpoint to dial."""
+        return self.config.url
 
     async def _start(self) -> None:
         """Open the server task; return once the server has started it."""
@@ -388,6 +394,7 @@ def results_of(output: m.Output) -> list[Result]:
                 tr.end_time if tr.is_final else None,
                 tr.text,
                 tr.stash.text if tr.stash is not None else "",
+                key=str(tr.sentence_id),
             )
         )
     return results
@@ -396,4 +403,5 @@ def results_of(output: m.Output) -> list[Result]:
 def _heard(s: m.WireSentence) -> Heard:
     words = tuple(HeardWord(w.begin_time, w.end_time, w.text, w.punctuation) for w in s.words)
     stash = s.stash.text if s.stash is not None else ""
-    return Heard(s.is_final, s.begin_time, s.end_time if s.is_final else None, s.text, words, stash)
+    end = s.end_time if s.is_final else None
+    return Heard(s.is_final, s.begin_time, end, s.text, words, stash, key=str(s.sentence_id))

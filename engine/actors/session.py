@@ -48,6 +48,7 @@ from adapters.dashscope.models import ModelSpec, get_model, run_task_parameters
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._util import unwrap_single_group
 from engine.actors._conversation import Conversation, InferenceConversation
+from engine.actors._realtime import RealtimeConversation
 from engine.errors import (
     AuthError,
     ConfigError,
@@ -82,6 +83,7 @@ from engine.policy import classify, next_delay
 from engine.ratelimit import StartLimiter
 from engine.results import Heard, Result, Translated, VoiceOut
 from engine.timeline import ReplayBuffer
+from engine.translation import check_translation, gummy_parameters, realtime_settings, transcribes
 
 if TYPE_CHECKING:
     from engine.config import SessionConfig
@@ -91,6 +93,7 @@ __all__ = ["SessionStats", "run"]
 log = structlog.get_logger("steno.session")
 
 _REPLAY_FRAME_BYTES = 16000  # the service's recommended maximum frame size
+_MAX_KEYS = 64  # sentence keys a task remembers, to join late translations to their finals
 
 
 async def run(
@@ -119,7 +122,14 @@ async def run(
     before ``task_status.started``.
     """
     spec = get_model(config.model)
-    parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
+    check_translation(spec, config.translation)
+    parameters: dict[str, object]
+    if spec.protocol == "realtime":
+        parameters = {"session": realtime_settings(config, spec)}
+    else:
+        parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
+        if spec.family == "gummy":
+            parameters |= gummy_parameters(config.translation)
     session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter(), drain)
     async with inbox, outbox:
         task_status.started(SessionStats(session))
@@ -192,6 +202,11 @@ class _Session:
         self.spec = spec
         self.rate = spec.sample_rate
         self.parameters = parameters
+        # Without source text, final translations settle sentences (commit points).
+        self.transcribes = transcribes(spec, config.translation)
+        cap = spec.max_task_audio_s
+        # An utterance model's cap, less a margin for finish-task to arrive in time.
+        self.max_task_samples = None if cap is None else int((cap - 2.0) * self.rate)
         self.limiter = limiter
         self.seed = (
             config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
@@ -274,6 +289,9 @@ class _Session:
                 attempt, ready = 0, outcome
                 continue
             if outcome == "idle" and await self.await_input(inbox):
+                attempt = 0
+                continue
+            if outcome == "utterance":
                 attempt = 0
                 continue
             return
@@ -361,7 +379,8 @@ class _Session:
 
     def conversation(self, offset: int, attempt: int) -> Conversation:
         self.tasks += 1
-        return InferenceConversation(
+        kind = RealtimeConversation if self.spec.protocol == "realtime" else InferenceConversation
+        return kind(
             config=self.config,
             task_id=uuid.uuid4().hex,
             offset=offset,
@@ -395,10 +414,17 @@ class _Session:
     async def pump(
         self, conv: Conversation, inbox: trio.MemoryReceiveChannel[AudioFrame]
     ) -> Conversation | str:
-        """Replay, then stream live; return ``"done"``, ``"idle"`` or the next conversation."""
+        """Replay, then stream live.
+
+        Returns ``"done"``, ``"idle"``, ``"utterance"`` (an utterance model's task
+        ended: the rest goes to a new task) or the next conversation (a rotation).
+        """
         await self.replay(conv, inbox)
         cfg = self.config
         while not self.input_done:
+            if self.utterance_over(conv):
+                await self.finish(conv)
+                return "utterance"
             with trio.move_on_after(cfg.idle_timeout_s) as idle:
                 try:
                     frame = await inbox.receive()
@@ -423,7 +449,13 @@ class _Session:
                 return rotated
         await self.replay(conv, inbox)
         await self.finish(conv)
-        return "done"
+        return "utterance" if self.buffer.commit_point < self.buffer.end else "done"
+
+    def utterance_over(self, conv: Conversation) -> bool:
+        """An utterance model's task must take no more audio (its sentence ended, or its cap)."""
+        return conv.utterance_done or (
+            self.max_task_samples is not None and conv.clock.task_samples >= self.max_task_samples
+        )
 
     async def replay(
         self, conv: Conversation, inbox: trio.MemoryReceiveChannel[AudioFrame]
@@ -431,7 +463,7 @@ class _Session:
         """Send the buffer from the task's position to its end, paced at ``replay_speed``."""
         t0 = trio.current_time()
         sent = 0
-        while conv.sent_until < self.buffer.end:
+        while conv.sent_until < self.buffer.end and not self.utterance_over(conv):
             chunk = bytearray()
             end = conv.sent_until
             for frame in self.buffer.frames_from(conv.sent_until):
@@ -449,7 +481,10 @@ class _Session:
 
     async def finish(self, conv: Conversation) -> None:
         await conv.finish()
-        self.buffer.commit(conv.sent_until)  # task-finished: everything sent is final
+        # task-finished: everything sent is final; except that an utterance model
+        # ignores the audio after its sentence end, which the next task gets.
+        if not conv.utterance_done or self.buffer.commit_point <= conv.offset:
+            self.buffer.commit(conv.sent_until)
         await self.emit(
             TaskMetrics(
                 conv.task_id,
@@ -551,26 +586,56 @@ class _Session:
             )
             return
         conv.pending_partial = False
+        if self.spec.utterance:
+            conv.utterance_done = True
         end = max(start, clock.to_global(s.end_ms))
-        if end <= self.buffer.commit_point and self.finals:
-            log.info("session.duplicate_final_dropped", start=start, end=end)
+        sentence_id = self.settle(conv, end, s.key)
+        if sentence_id is None:
             return
-        self.buffer.commit(end)
-        conv.finals += 1
-        self.finals += 1
-        sentence_id, self.next_sentence_id = self.next_sentence_id, self.next_sentence_id + 1
         await self.emit(
             Final(sentence_id, start, end, s.text, words, rate=self.rate, task_id=conv.task_id)
         )
 
+    def settle(self, conv: Conversation, end: int, key: str) -> int | None:
+        """A sentence ended at global ``end``: commit it, return its id (None: a duplicate)."""
+        if end <= self.buffer.commit_point and self.finals:
+            log.info("session.duplicate_final_dropped", end=end)
+            return None
+        self.buffer.commit(end)
+        conv.finals += 1
+        self.finals += 1
+        sentence_id, self.next_sentence_id = self.next_sentence_id, self.next_sentence_id + 1
+        if key:
+            ids = conv.sentence_ids
+            ids[key] = sentence_id
+            if len(ids) > _MAX_KEYS:
+                del ids[next(iter(ids))]
+        return sentence_id
+
     async def on_translated(self, conv: Conversation, tr: Translated) -> None:
+        """A translation joins its source sentence by key; without source text it settles it."""
         clock = conv.clock
-        end = clock.to_global(tr.end_ms) if tr.end_ms is not None else None
+        start = clock.to_global(tr.begin_ms)
+        end = max(start, clock.to_global(tr.end_ms)) if tr.end_ms is not None else None
+        if tr.final and self.spec.utterance:
+            conv.utterance_done = True
+        sentence_id = conv.sentence_ids.get(tr.key) if tr.key else None
+        if sentence_id is None:
+            if not self.transcribes:
+                conv.pending_partial = not tr.final and bool(tr.text)
+                if tr.final:
+                    sentence_id = self.settle(conv, end if end is not None else start, tr.key)
+                    if sentence_id is None:
+                        return
+            elif not tr.key and tr.final:
+                sentence_id = self.next_sentence_id - 1  # keyless: follows its final
+        if sentence_id is None:
+            sentence_id = self.next_sentence_id  # the sentence in progress
         await self.emit(
             Translation(
                 tr.lang,
-                self.next_sentence_id - (1 if tr.final else 0),
-                clock.to_global(tr.begin_ms),
+                sentence_id,
+                start,
                 end,
                 tr.text,
                 tr.final,

@@ -1,0 +1,165 @@
+"""Translation options: what each model accepts, and what each protocol is sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.dashscope.models import get_model
+from engine.actors._realtime import SegmentTimes
+from engine.config import Secret, SessionConfig, TranslationOptions
+from engine.errors import ConfigError
+from engine.translation import check_translation, gummy_parameters, realtime_settings, transcribes
+
+LIVE = "qwen3.5-livetranslate-flash-realtime"
+
+
+def opts(**kw: object) -> TranslationOptions:
+    kw.setdefault("targets", ("zh",))
+    return TranslationOptions(**kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("paraformer-realtime-v2", opts(), "does not translate; fix: use gummy"),
+        (LIVE, None, "needs a target language; fix: --to LANG"),
+        (LIVE, opts(targets=("zh", "en")), "one language per stream"),
+        (LIVE, opts(targets=("xx",)), "cannot translate into 'xx'"),
+        (LIVE, opts(targets=("el",), speech=True), "cannot speak 'el'"),
+        ("gummy-realtime-v1", opts(speech=True), "text only, no translated speech"),
+        ("gummy-chat-v1", opts(phrases={"a": "b"}), "takes no translation phrases"),
+        ("gummy-realtime-v1", opts(image="x.jpg"), "takes no images"),
+    ],
+)
+def test_refused_before_connecting(
+    model: str, options: TranslationOptions | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_translation(get_model(model), options)
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("paraformer-realtime-v2", None),
+        ("gummy-realtime-v1", None),
+        ("gummy-realtime-v1", opts(targets=("en", "ja"))),
+        ("gummy-chat-v1", opts()),
+        (LIVE, opts()),
+        (LIVE, opts(targets=("el",))),  # text-only target, text-only session
+        (LIVE, opts(speech=True, phrases={"通义千问": "Qwen"})),
+    ],
+)
+def test_accepted(model: str, options: TranslationOptions | None) -> None:
+    check_translation(get_model(model), options)
+
+
+def test_options_validate_themselves() -> None:
+    with pytest.raises(ValueError, match="at least one target"):
+        TranslationOptions(targets=())
+    with pytest.raises(ValueError, match="must not repeat"):
+        TranslationOptions(targets=("zh", "zh"))
+    with pytest.raises(ValueError, match="200–6000"):
+        TranslationOptions(targets=("zh",), vad_silence_ms=100)
+
+
+def test_gummy_parameters_are_explicit_as_the_sdk_sends_them() -> None:
+    assert gummy_parameters(None) == {
+        "transcription_enabled": True,
+        "translation_enabled": False,
+        "source_language": None,
+    }
+    assert gummy_parameters(opts(targets=("en",), source="zh", vad_silence_ms=800)) == {
+        "transcription_enabled": True,
+        "translation_enabled": True,
+        "translation_target_languages": ["en"],
+        "source_language": "zh",
+        "max_end_silence": 800,
+    }
+    assert gummy_parameters(opts(transcription=False))["transcription_enabled"] is False
+
+
+def test_realtime_settings_state_every_value() -> None:
+    config = SessionConfig(
+        stream="s",
+        model=LIVE,
+        url="ws://x/api-ws/v1/inference",
+        api_key=Secret("k"),
+        translation=opts(
+            targets=("en",), source="zh", speech=True, voice="Cherry", phrases={"通义千问": "Qwen"}
+        ),
+    )
+    settings = realtime_settings(config, get_model(LIVE))
+    wire = settings.to_wire()
+    assert wire.modalities == ["text", "audio"]
+    assert wire.voice == "Cherry"
+    assert wire.sample_rate == 16000
+    assert wire.input_audio_transcription.model == "qwen3-asr-flash-realtime"  # type: ignore[union-attr]
+    assert wire.input_audio_transcription.language == "zh"  # type: ignore[union-attr]
+    assert wire.translation.language == "en"  # type: ignore[union-attr]
+    text_only = realtime_settings(
+        msgspec_replace(config, translation=opts(transcription=False)), get_model(LIVE)
+    )
+    assert text_only.modalities == ("text",)
+    assert text_only.input_audio_transcription.model is None
+
+
+def msgspec_replace(config: SessionConfig, **kw: object) -> SessionConfig:
+    import msgspec
+
+    return msgspec.structs.replace(config, **kw)
+
+
+def test_transcribes() -> None:
+    assert transcribes(get_model("paraformer-realtime-v2"), None)
+    assert transcribes(get_model("gummy-realtime-v1"), opts())
+    assert not transcribes(get_model("gummy-realtime-v1"), opts(transcription=False))
+
+
+# ------------------------------------------------------------ segment times
+
+
+def test_named_segments_keep_their_own_times() -> None:
+    times = SegmentTimes()
+    times.started(420, "item_A")
+    times.stopped(2650, "item_A")
+    times.started(3000, "item_B")
+    assert times.span("item_A", now_ms=5000) == (420, 2650)
+    assert times.span("item_B", now_ms=5000) == (3000, 5000)  # still open: ends "now"
+
+
+def test_unnamed_segments_are_claimed_by_items_in_order() -> None:
+    times = SegmentTimes()
+    times.started(420, None)  # the documented example names no item
+    times.stopped(2650, None)
+    times.started(3000, None)
+    assert times.span("item_A", 9000) == (420, 2650)
+    times.stopped(4000, None)
+    assert times.span("item_B", 9000) == (3000, 4000)
+    assert times.span("item_A", 9999) == (420, 2650)  # remembered
+
+
+def test_stop_before_any_item_text_ends_the_oldest_open_segment() -> None:
+    times = SegmentTimes()
+    times.started(100, None)
+    times.started(900, None)  # (overlap: a second start before the first stop)
+    times.stopped(800, None)
+    assert times.span("a", 5000) == (100, 800)
+    assert times.span("b", 5000) == (900, 5000)
+
+
+def test_item_without_vad_events_follows_the_last_segment() -> None:
+    times = SegmentTimes()
+    assert times.span("manual-1", 1500) == (0, 1500)
+    times.stopped(1500, "manual-1")
+    assert times.span("manual-2", 4000) == (1500, 4000)
+
+
+def test_segment_memory_is_bounded() -> None:
+    times = SegmentTimes()
+    for i in range(1000):
+        times.started(i * 10, f"item{i}")
+        times.stopped(i * 10 + 5, f"item{i}")
+    assert len(times._segments) <= 64
+    assert len(times._by_item) <= 64
+    assert times.span("item999", 99999) == (9990, 9995)
