@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.dashscope.languages import check_target
+from adapters.dashscope.languages import check_gummy_targets, check_target
 from adapters.dashscope.realtime_session import (
     ASR_MODEL,
     ServerVad,
@@ -52,6 +52,7 @@ def check_translation(spec: ModelSpec, options: TranslationOptions | None) -> No
             )
         check_target(spec.name, options.targets[0], options.speech)
         return
+    check_gummy_targets(spec.name, options.source, options.targets)
     if options.speech:
         raise ConfigError(
             f"{spec.name} returns text only, no translated speech; "

@@ -29,6 +29,8 @@ def opts(**kw: object) -> TranslationOptions:
         ("gummy-realtime-v1", opts(speech=True), "text only, no translated speech"),
         ("gummy-chat-v1", opts(phrases={"a": "b"}), "takes no translation phrases"),
         ("gummy-realtime-v1", opts(image="x.jpg"), "takes no images"),
+        ("gummy-realtime-v1", opts(targets=("qq",)), "qq"),
+        ("gummy-chat-v1", opts(source="qq"), "qq"),
     ],
 )
 def test_refused_before_connecting(
