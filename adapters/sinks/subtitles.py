@@ -1,8 +1,16 @@
 """SubRip (``.srt``) and WebVTT (``.vtt``) subtitles: one cue per final sentence.
 
 Cue times come from the stream's global timeline, so cues stay continuous across
-reconnects and rotations. A cue's text is a list of lines (today the sentence;
-a translation line per cue is a matter of overriding :meth:`CueSink.cue_lines`).
+reconnects and rotations.
+
+Bilingual subtitles: given target languages, a cue shows the source line, then
+one line per language in the order given. Translations may arrive before or after
+their sentence's final, so sentences wait in a bounded
+:class:`~adapters.sinks.cues.SentenceHold` until complete; a cue written without
+every translation is counted in :attr:`CueSink.incomplete_cues`, and a result that
+came after its cue was written in :attr:`CueSink.late_results`. The held cues are
+the only state in memory: a crash loses at most those, and the file stays a valid
+prefix.
 """
 
 from __future__ import annotations
@@ -11,12 +19,14 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from adapters.sinks.base import AppendOnlyFile, text_lines
-from engine.events import Final, samples_to_ms
+from adapters.sinks.cues import DEFAULT_MAX_HELD, SentenceHold, span_ms
+from engine.events import Final, Translation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from adapters.sinks.cues import Sentence
     from engine.events import Event
 
 __all__ = [
@@ -49,9 +59,7 @@ def cue_span_ms(final: Final) -> tuple[int, int]:
 
     Players and validators reject cues that end where they start.
     """
-    start = samples_to_ms(final.start, final.rate)
-    end = samples_to_ms(final.end, final.rate)
-    return start, max(end, start + 1)
+    return span_ms(final.start, final.end, final.rate)
 
 
 def format_srt_cue(index: int, start_ms: int, end_ms: int, lines: Sequence[str]) -> str:
@@ -76,16 +84,41 @@ def _vtt_escape(line: str) -> str:
 
 
 class CueSink:
-    """Base of the subtitle sinks: numbers cues from 1, one cue per final with text.
+    """Base of the subtitle sinks: numbers cues from 1, one cue per sentence with text.
 
     Subclasses set :meth:`format_cue` and may write a header at open.
+
+    Args:
+        path: the output file, created fresh.
+        languages: target languages for bilingual cues, in line order; empty
+            (the default) writes the source text alone, as each final arrives.
+        transcript: whether the stream emits source finals; False for a
+            translation-only stream, whose cues take the translations' times.
+        max_held: how many sentences may wait for their translations.
+
+    Attributes:
+        incomplete_cues: cues written without every target language's translation
+            (the hold overflowed, or the stream ended first).
+
+    Raises:
+        ValueError: a blank language or a negative ``max_held``.
+        OSError: from the constructor, :meth:`write` and :meth:`close`.
     """
 
     header = b""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        languages: Sequence[str] = (),
+        transcript: bool = True,
+        max_held: int = DEFAULT_MAX_HELD,
+    ) -> None:
+        self._hold = SentenceHold(languages, transcript=transcript, max_held=max_held)
         self._file = AppendOnlyFile(path)
         self._next_index = 1
+        self.incomplete_cues = 0
         if self.header:
             try:
                 self._file.append(self.header)
@@ -98,27 +131,72 @@ class CueSink:
     def path(self) -> Path:
         return self._file.path
 
-    def cue_lines(self, final: Final) -> list[str]:
-        """The text lines of ``final``'s cue; empty means no cue."""
-        return text_lines(final.text)
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._hold.languages
+
+    @property
+    def late_results(self) -> int:
+        """Finals and translations dropped because their cue had already been written."""
+        return self._hold.late
+
+    @property
+    def held(self) -> int:
+        """Sentences waiting for their translations."""
+        return len(self._hold)
+
+    def cue_lines(self, sentence: Sentence) -> list[str]:
+        """The text lines of ``sentence``'s cue; empty means no cue.
+
+        Without target languages these are the source text's lines. With them,
+        each language (the source first) gives exactly one line, or none when its
+        text is missing or blank, so a line never spills into the next language's.
+        """
+        source = text_lines(sentence.source.text) if sentence.source is not None else []
+        if not self._hold.languages:
+            return source
+        lines = [source]
+        for lang in self._hold.languages:
+            translation = sentence.translations.get(lang)
+            lines.append(text_lines(translation.text) if translation is not None else [])
+        return [" ".join(parts) for parts in lines if parts]
 
     def format_cue(self, index: int, start_ms: int, end_ms: int, lines: Sequence[str]) -> str:
         raise NotImplementedError
 
     def write(self, event: Event) -> None:
-        if not isinstance(event, Final):
+        if not isinstance(event, Final | Translation):
             return
-        lines = self.cue_lines(event)
-        if not lines:
-            return
-        start, end = cue_span_ms(event)
-        self._file.append(self.format_cue(self._next_index, start, end, lines).encode())
-        # Only a cue that reached the file takes a number: after a failed write
-        # the next cue reuses it, so the numbers on disk stay contiguous.
-        self._next_index += 1
+        if self._file.closed:
+            raise ValueError(f"{self.path}: write to a closed sink")
+        if self._hold.add(event):
+            self._write_ready()
 
     def close(self) -> None:
-        self._file.close()
+        """Write the held cues with the translations they have, then fsync and close.
+
+        Idempotent; the file is closed even when a write fails.
+        """
+        if self._file.closed:
+            return
+        try:
+            self._write_ready(flush=True)
+        finally:
+            self._file.close()
+
+    def _write_ready(self, *, flush: bool = False) -> None:
+        while (sentence := self._hold.next_out(flush=flush)) is not None:
+            lines = self.cue_lines(sentence)
+            if lines:
+                start, end = sentence.span_ms()
+                self._file.append(self.format_cue(self._next_index, start, end, lines).encode())
+                # Only a cue that reached the file takes a number: after a failed
+                # write the cue stays held and the next attempt reuses the number,
+                # so the numbers on disk stay contiguous.
+                self._next_index += 1
+                if self._hold.missing(sentence):
+                    self.incomplete_cues += 1
+            self._hold.pop(sentence)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"

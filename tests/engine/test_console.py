@@ -4,6 +4,8 @@ import io
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.actors import console
 from engine.actors.console import (
@@ -18,6 +20,9 @@ from engine.actors.console import (
     format_metrics,
     format_reconnecting,
     format_status,
+    format_transcript,
+    format_translation,
+    format_translation_status,
 )
 from engine.events import (
     AudioFrame,
@@ -30,6 +35,7 @@ from engine.events import (
     StreamEnded,
     StreamError,
     TaskMetrics,
+    Translation,
 )
 
 
@@ -245,3 +251,207 @@ class TestDeviceLines:
         back = DeviceRestored("pulse", 48000, 2.04, stream="mic")
         assert format_line(lost) == "[mic] device 'pulse' lost (finished); retrying"
         assert format_line(back) == "[mic] device 'pulse' back after 2.0 s"
+
+
+def _tr(
+    text: str, lang: str = "de", *, final: bool = True, sid: int = 0, stash: str = ""
+) -> Translation:
+    return Translation(lang, sid, 0, 1 if final else None, text, final, stash=stash, stream="a")
+
+
+def _translating(tty: bool, width: int = 40) -> ConsoleView:
+    return ConsoleView(tty=tty, width=lambda: width, translate=True)
+
+
+class TestTranslationFormat:
+    def test_transcript_and_translation_lines(self) -> None:
+        """Settled text prints as the vendor samples do, with the stream prefix."""
+        assert format_transcript(Final(0, 0, 1, "hello", stream="a")) == "[a] Transcript ==> hello"
+        assert format_translation(_tr("hallo")) == "[a] Translate ==> [de] hallo"
+        assert format_transcript(Final(0, 0, 1, "hi")) == "Transcript ==> hi"
+
+    def test_format_line_modes(self) -> None:
+        """Only translation mode prints final translations; previews and blanks never print."""
+        final = Final(0, 0, 1, "hello", stream="a")
+        assert format_line(final) == "[a] hello"
+        assert format_line(final, translate=True) == "[a] Transcript ==> hello"
+        assert format_line(_tr("hallo")) is None
+        assert format_line(_tr("hallo"), translate=True) == "[a] Translate ==> [de] hallo"
+        assert format_line(_tr("hal", final=False), translate=True) is None
+        assert format_line(_tr(" "), translate=True) is None
+
+    def test_translation_text_is_neutralised(self) -> None:
+        """Language and text from the network cannot inject control sequences."""
+        line = format_translation(_tr("a\x1b[2Jb\nc", lang="d\re"))
+        assert line == "[a] Translate ==> [d e] a [2Jb c"
+
+
+class TestTranslationStatus:
+    def test_fits(self) -> None:
+        """Source preview then each language's preview, text and stash."""
+        line = format_translation_status(
+            Partial(0, 0, "hello ", stash="wor", stream="a"),
+            [_tr("hallo ", final=False, stash="We"), _tr("salut", "fr", final=False)],
+            80,
+        )
+        assert line == "[a] hello wor | de: hallo We | fr: salut"
+
+    def test_translation_preview_alone(self) -> None:
+        """After the source settled, the translation preview still shows."""
+        assert format_translation_status(None, [_tr("hallo", final=False)], 80) == "[a] de: hallo"
+
+    def test_long_source_cannot_push_translations_off(self) -> None:
+        """Room is shared fairly; each cut part keeps its newest words behind an ellipsis."""
+        line = format_translation_status(
+            Partial(0, 0, "0123456789" * 4, stream="a"), [_tr("abc", final=False)], 30
+        )
+        assert line == "[a] …" + ("0123456789" * 4)[-14:] + " | de: abc"
+        assert display_width(line) == 29
+
+    def test_both_long(self) -> None:
+        """Two long parts split the room evenly."""
+        line = format_translation_status(
+            Partial(0, 0, "a" * 50, stream="a"), [_tr("b" * 50, final=False)], 31
+        )
+        assert line == "[a] …" + "a" * 8 + " | de: …" + "b" * 9
+        assert display_width(line) == 30
+
+    def test_wide_characters(self) -> None:
+        """CJK previews are cut by columns, never past the width."""
+        line = format_translation_status(
+            Partial(0, 0, "hello world again", stream="a"),
+            [_tr("你好世界欢迎光临", "zh", final=False)],
+            30,
+        )
+        assert display_width(line) <= 29
+        assert line.startswith("[a] …") and " | zh: …" in line and line.endswith("光临")
+
+    def test_tiny_terminal(self) -> None:
+        """Too narrow for every part: the line is simply cut, still one line."""
+        line = format_translation_status(
+            Partial(0, 0, "hello", stream="a"), [_tr("hallo", final=False)], 12
+        )
+        assert line == "[a] hello |"
+
+    @given(
+        source=st.none() | st.text(max_size=60),
+        previews=st.lists(st.tuples(st.sampled_from(["de", "fr", "zh"]), st.text(max_size=60))),
+        width=st.integers(min_value=1, max_value=120),
+    )
+    def test_never_wider_than_the_terminal(
+        self, source: str | None, previews: list[tuple[str, str]], width: int
+    ) -> None:
+        """Whatever the texts, the status line fits in width - 1 columns and has no newline."""
+        partial = None if source is None else Partial(0, 0, source, stream="s")
+        shown = [_tr(text, lang, final=False) for lang, text in previews]
+        if partial is None and not shown:
+            return
+        line = format_translation_status(partial, shown, width)
+        assert display_width(line) <= max(width - 1, 1)
+        assert "\n" not in line and "\r" not in line
+
+    def test_needs_something_to_show(self) -> None:
+        """An empty status line is a bug."""
+        with pytest.raises(ValueError, match="partial or a translation"):
+            format_translation_status(None, [], 80)
+
+
+class TestTranslationView:
+    def test_tty_status_shows_source_and_translation(self) -> None:
+        """Partials and translation previews share the stream's status line."""
+        view = _translating(tty=True)
+        assert view.render(Partial(1, 0, "hello", stream="a")) == ERASE_LINE + "[a] hello"
+        out = view.render(_tr("hallo", final=False, sid=1))
+        assert out == ERASE_LINE + "[a] hello | de: hallo"
+
+    def test_tty_final_prints_transcript_and_keeps_preview(self) -> None:
+        """A final prints 'Transcript ==>' and the translation preview stays on the status line."""
+        view = _translating(tty=True)
+        view.render(Partial(1, 0, "hello", stream="a"))
+        view.render(_tr("hal", final=False, sid=1))
+        out = view.render(Final(1, 0, 1, "hello", stream="a"))
+        assert out == ERASE_LINE + "[a] Transcript ==> hello\n" + "[a] de: hal"
+        out = view.render(_tr("hallo", sid=1))
+        assert out == ERASE_LINE + "[a] Translate ==> [de] hallo\n"
+        assert view.finish() == ""
+
+    def test_tty_translation_before_final(self) -> None:
+        """A final translation may come first; the source preview stays until its final."""
+        view = _translating(tty=True)
+        view.render(Partial(1, 0, "hello", stream="a"))
+        view.render(_tr("hal", final=False, sid=1))
+        out = view.render(_tr("hallo", sid=1))
+        assert out == ERASE_LINE + "[a] Translate ==> [de] hallo\n" + "[a] hello"
+
+    def test_older_final_translation_keeps_newer_preview(self) -> None:
+        """The final translation of sentence 1 does not clear sentence 2's preview."""
+        view = _translating(tty=True)
+        view.render(_tr("zwei", final=False, sid=2))
+        out = view.render(_tr("eins", sid=1))
+        assert out == ERASE_LINE + "[a] Translate ==> [de] eins\n" + "[a] de: zwei"
+
+    def test_language_order_is_stable(self) -> None:
+        """Languages keep the places they were first seen in, sentence after sentence."""
+        view = _translating(tty=True, width=80)
+        view.render(_tr("eins", final=False, sid=1))
+        view.render(_tr("un", "fr", final=False, sid=1))
+        view.render(_tr("eins", sid=1))
+        out = view.render(_tr("deux", "fr", final=False, sid=2))
+        assert out == ERASE_LINE + "[a] fr: deux"
+        out = view.render(_tr("zwei", final=False, sid=2))
+        assert out == ERASE_LINE + "[a] de: zwei | fr: deux"
+
+    def test_empty_preview_clears_its_part(self) -> None:
+        """A blank preview removes its language from the status line."""
+        view = _translating(tty=True)
+        view.render(Partial(1, 0, "hello", stream="a"))
+        view.render(_tr("hal", final=False, sid=1))
+        assert view.render(_tr("", final=False, sid=1)) == ERASE_LINE + "[a] hello"
+
+    def test_not_tty_prints_settled_lines_only(self) -> None:
+        """Without a TTY previews print nothing; transcripts and translations print as lines."""
+        view = _translating(tty=False)
+        events: list[Event] = [
+            Partial(1, 0, "he", stream="a"),
+            _tr("ha", final=False, sid=1),
+            _tr("hallo", sid=1),
+            Final(1, 0, 1, "hello", stream="a"),
+            _tr("salut", "fr", sid=1),
+            StreamEnded("ok", finals=1, stream="a"),
+        ]
+        out = "".join(view.render(e) for e in events) + view.finish()
+        assert out == (
+            "[a] Translate ==> [de] hallo\n"
+            "[a] Transcript ==> hello\n"
+            "[a] Translate ==> [fr] salut\n"
+            "[a] done: ok, 1 finals, 0 reconnects, audio lost 0 ms\n"
+        )
+
+    def test_transcription_mode_ignores_translations(self) -> None:
+        """Without translate, translations neither print nor touch the status line."""
+        view = _view(tty=True)
+        view.render(Partial(1, 0, "hello", stream="a"))
+        assert view.render(_tr("hal", final=False, sid=1)) == ""
+        assert view.render(_tr("hallo", sid=1)) == ""
+        assert view.render(Final(1, 0, 1, "hello", stream="a")) == ERASE_LINE + "[a] hello\n"
+
+    def test_stream_end_clears_its_status(self) -> None:
+        """A finished stream's previews leave the status line."""
+        view = _translating(tty=True)
+        view.render(_tr("hal", final=False, sid=1))
+        out = view.render(StreamEnded("ok", stream="a"))
+        assert out == ERASE_LINE + "[a] done: ok, 0 finals, 0 reconnects, audio lost 0 ms\n"
+        assert view.finish() == ""
+
+
+class TestTranslationRun:
+    async def test_translate_mode(self) -> None:
+        """run(translate=True) prints transcripts and translations."""
+        out = io.StringIO()
+        send, inbox = trio.open_memory_channel[Event](4)
+        async with send:
+            await send.send(Final(1, 0, 1, "hello", stream="a"))
+            await send.send(_tr("hallo", sid=1))
+        with trio.fail_after(10):
+            await console.run(inbox=inbox, out=out, tty=False, translate=True)
+        assert out.getvalue() == "[a] Transcript ==> hello\n[a] Translate ==> [de] hallo\n"
