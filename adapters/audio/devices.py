@@ -4,11 +4,12 @@ File work never needs PortAudio, so ``sounddevice`` is imported only by
 :func:`load_backend`; without Debian's ``libportaudio2`` that import raises
 ``OSError``, which becomes a :class:`~engine.errors.ConfigError` naming the fix.
 
-The engine talks to PortAudio only through :class:`AudioBackend`, a handful of
-calls named after sounddevice's: :class:`SoundDeviceBackend` is the real one and
-tests pass a fake with the same calls (``adapters.audio.fakeportaudio``), so
-most tests need no device. Backends raise only our errors: a PortAudio failure is
-:class:`DeviceFailed`, a device that does not exist is :class:`DeviceNotFound`.
+The engine talks to PortAudio only through :class:`AudioBackend` (capture) and
+:class:`OutputBackend` (playback), a handful of calls named after sounddevice's:
+:class:`SoundDeviceBackend` is the real one (both) and tests pass a fake with the same
+calls (``adapters.audio.fakeportaudio``), so most tests need no device. Backends
+raise only our errors: a PortAudio failure is :class:`DeviceFailed`, a device that
+does not exist is :class:`DeviceNotFound`.
 
 Measured PortAudio behaviour this is built on (``/work/shared/research/AUDIO.md``):
 the device list is read once at initialisation, so a device that appears later is
@@ -20,7 +21,7 @@ restarted.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, final
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
 
 import msgspec
 
@@ -36,14 +37,20 @@ __all__ = [
     "DeviceFailed",
     "DeviceInfo",
     "DeviceNotFound",
+    "DeviceQueries",
     "InputCallback",
     "InputHandle",
+    "OutputBackend",
+    "OutputCallback",
+    "OutputHandle",
+    "OutputStatus",
     "SoundDeviceBackend",
     "format_device_table",
     "list_devices",
     "load_backend",
     "reinitialize",
     "resolve_input",
+    "resolve_output",
 ]
 
 PORTAUDIO_FIX: Final = "fix: apt-get install libportaudio2"
@@ -53,7 +60,8 @@ PORTAUDIO_FIX: Final = "fix: apt-get install libportaudio2"
 
 
 class DeviceNotFound(ConfigError):
-    """No input device matches what was asked for (the message lists those that exist)."""
+    """No input (or output) device matches what was asked for (the message lists those
+    that exist)."""
 
 
 class DeviceFailed(InputError):
@@ -94,9 +102,31 @@ class InputHandle(Protocol):
     def close(self) -> None: ...
 
 
-class AudioBackend(Protocol):
-    """The PortAudio calls Stenograph makes. Every method blocks (call it from a thread)
-    and raises only :class:`DeviceFailed` for PortAudio failures."""
+class OutputStatus(Protocol):
+    """The status flag PortAudio hands the output callback (sounddevice's CallbackFlags)."""
+
+    @property
+    def output_underflow(self) -> bool: ...
+
+
+#: ``callback(outdata, frames, time_info, status)``, called on PortAudio's own thread;
+#: it must fill ``outdata`` (``frames`` × channels int16 samples, as bytes) completely.
+OutputCallback = Callable[[memoryview, int, Any, OutputStatus], None]
+
+
+class OutputHandle(InputHandle, Protocol):
+    """An open output stream (sounddevice's ``RawOutputStream``): the same calls, and
+    the output latency."""
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the callback filling a block to the block being heard."""
+        ...
+
+
+class DeviceQueries(Protocol):
+    """The device-listing calls every backend has. Each blocks (call it from a thread)
+    and raises only :class:`DeviceFailed`."""
 
     def query_devices(self) -> Sequence[Mapping[str, Any]]:
         """Every device, as sounddevice's dicts (``name``, ``index``, ``hostapi``,
@@ -110,6 +140,11 @@ class AudioBackend(Protocol):
         ...
 
     def default_output(self) -> int: ...
+
+
+class AudioBackend(DeviceQueries, Protocol):
+    """The PortAudio calls capture makes. Every method blocks (call it from a thread)
+    and raises only :class:`DeviceFailed` for PortAudio failures."""
 
     def open_input(
         self,
@@ -127,6 +162,23 @@ class AudioBackend(Protocol):
     def reinitialize(self) -> None:
         """Terminate and re-initialise PortAudio (re-reads the device list; closes every
         open stream of the process)."""
+        ...
+
+
+class OutputBackend(DeviceQueries, Protocol):
+    """The PortAudio calls playback makes: blocking, raising only :class:`DeviceFailed`."""
+
+    def open_output(
+        self,
+        *,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: OutputCallback,
+        finished_callback: Callable[[], None],
+    ) -> OutputHandle:
+        """Open (not start) an int16 callback output stream."""
         ...
 
 
@@ -163,7 +215,7 @@ class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
         return self.output_channels > 0
 
 
-def list_devices(backend: AudioBackend) -> list[DeviceInfo]:
+def list_devices(backend: DeviceQueries) -> list[DeviceInfo]:
     """Every device the backend knows, inputs and outputs, in PortAudio's order."""
     hostapis = [str(h.get("name", "?")) for h in backend.query_hostapis()]
     default_in, default_out = backend.default_input(), backend.default_output()
@@ -186,7 +238,7 @@ def list_devices(backend: AudioBackend) -> list[DeviceInfo]:
     return devices
 
 
-def resolve_input(backend: AudioBackend, device: str | int | None) -> DeviceInfo:
+def resolve_input(backend: DeviceQueries, device: str | int | None) -> DeviceInfo:
     """The input device ``device`` names: None is the default input, an int (or a string
     of digits) an index, any other string a name (exact, case-insensitive, else a unique
     substring).
@@ -195,35 +247,61 @@ def resolve_input(backend: AudioBackend, device: str | int | None) -> DeviceInfo
         DeviceNotFound: no such input device (or an ambiguous name); the message lists
             the inputs that exist and the fix.
     """
-    inputs = [d for d in list_devices(backend) if d.is_input]
+    return _resolve(backend, device, "input")
+
+
+def resolve_output(backend: DeviceQueries, device: str | int | None) -> DeviceInfo:
+    """The output device ``device`` names, resolved like :func:`resolve_input`.
+
+    Raises:
+        DeviceNotFound: no such output device (or an ambiguous name); the message lists
+            the outputs that exist and the fix.
+    """
+    return _resolve(backend, device, "output")
+
+
+# How to fix a missing device, and how to name another one, per direction.
+_NONE_FIX: Final = {
+    "input": "plug in or enable a microphone",
+    "output": "plug in or enable speakers or headphones",
+}
+_PICK_FIX: Final = {"input": "--device with {}", "output": "pick {} for playback"}
+
+
+def _resolve(
+    backend: DeviceQueries, device: str | int | None, kind: Literal["input", "output"]
+) -> DeviceInfo:
+    usable = [d for d in list_devices(backend) if (d.is_input if kind == "input" else d.is_output)]
     if device is None:
-        found = [d for d in inputs if d.default_input]
-        what = "no default input device"
+        found = [d for d in usable if (d.default_input if kind == "input" else d.default_output)]
+        what = f"no default {kind} device"
     elif isinstance(device, int) or device.strip().isdigit():
-        found = [d for d in inputs if d.index == int(device)]
-        what = f"no input device with index {int(device)}"
+        found = [d for d in usable if d.index == int(device)]
+        what = f"no {kind} device with index {int(device)}"
     else:
         wanted = device.strip().casefold()
-        found = [d for d in inputs if d.name.casefold() == wanted] or [
-            d for d in inputs if wanted in d.name.casefold()
+        found = [d for d in usable if d.name.casefold() == wanted] or [
+            d for d in usable if wanted in d.name.casefold()
         ]
-        what = f"no input device matching {device!r}"
+        what = f"no {kind} device matching {device!r}"
         if len(found) > 1:
             names = ", ".join(repr(d.name) for d in found)
             raise DeviceNotFound(
-                f"{device!r} matches several input devices ({names}); fix: --device with a "
-                "full name or an index (steno devices lists them)"
+                f"{device!r} matches several {kind} devices ({names}); fix: "
+                + _PICK_FIX[kind].format("a full name or an index")
+                + " (steno devices lists them)"
             )
     if found:
         return found[0]
-    if not inputs:
+    if not usable:
         raise DeviceNotFound(
-            f"{what}: PortAudio sees no input devices at all; fix: plug in or enable a "
-            "microphone (or start PulseAudio; see tools/pulse-ci.sh) and check `steno devices`"
+            f"{what}: PortAudio sees no {kind} devices at all; fix: {_NONE_FIX[kind]} "
+            "(or start PulseAudio; see tools/pulse-ci.sh) and check `steno devices`"
         )
-    listing = "; ".join(f"{d.index}: {d.name!r}" for d in inputs)
+    listing = "; ".join(f"{d.index}: {d.name!r}" for d in usable)
     raise DeviceNotFound(
-        f"{what}; the input devices are {listing}; fix: --device with one of these names or indexes"
+        f"{what}; the {kind} devices are {listing}; fix: "
+        + _PICK_FIX[kind].format("one of these names or indexes")
     )
 
 
@@ -327,6 +405,31 @@ class SoundDeviceBackend:
             )
         return _MappedHandle(stream, self._errors)
 
+    def open_output(
+        self,
+        *,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: OutputCallback,
+        finished_callback: Callable[[], None],
+    ) -> OutputHandle:
+        def raw_callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+            callback(memoryview(outdata), frames, time_info, status)  # cffi buffer → bytes
+
+        with map_exceptions(self._errors):
+            stream: OutputHandle = self._sd.RawOutputStream(
+                device=device,
+                samplerate=samplerate,
+                channels=channels,
+                dtype="int16",
+                blocksize=blocksize,
+                callback=raw_callback,
+                finished_callback=finished_callback,
+            )
+        return _MappedHandle(stream, self._errors)
+
     def reinitialize(self) -> None:
         with map_exceptions(self._errors):
             self._sd._terminate()
@@ -335,7 +438,7 @@ class SoundDeviceBackend:
 
 @final
 class _MappedHandle:
-    """An InputStream whose PortAudio errors come out as :class:`DeviceFailed`."""
+    """A stream (input or output) whose PortAudio errors come out as :class:`DeviceFailed`."""
 
     def __init__(
         self, stream: InputHandle, errors: Mapping[type[BaseException], type[DeviceFailed]]
@@ -352,6 +455,11 @@ class _MappedHandle:
     def stopped(self) -> bool:
         with map_exceptions(self._errors):
             return bool(self._stream.stopped)
+
+    @property
+    def latency(self) -> float:
+        with map_exceptions(self._errors):
+            return float(getattr(self._stream, "latency", 0.0))
 
     def start(self) -> None:
         with map_exceptions(self._errors):

@@ -1,11 +1,13 @@
 """A fake PortAudio for tests: devices that can be unplugged and replugged.
 
-:class:`FakeBackend` implements :class:`~adapters.audio.devices.AudioBackend` the way
-the real one was measured to behave (``/work/shared/research/AUDIO.md``): the device
+:class:`FakeBackend` implements :class:`~adapters.audio.devices.AudioBackend` and
+:class:`~adapters.audio.devices.OutputBackend` the way the real one was measured to
+behave (``/work/shared/research/AUDIO.md``): the device
 list is cached until :meth:`FakeBackend.reinitialize`; a lost device's stream goes
 inactive without being stopped and calls ``finished_callback``; opening a device that
 is gone raises :class:`~adapters.audio.devices.DeviceFailed`. Tests drive the audio
-callback by hand with :meth:`FakeInputStream.feed` (house rule R15: test helpers
+callback by hand with :meth:`FakeInputStream.feed`, and pull played audio out of an
+output stream with :meth:`FakeOutputStream.pull` (house rule R15: test helpers
 ship with the package, so adapters written by others can be tested the same way).
 """
 
@@ -23,9 +25,23 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from adapters.audio.devices import CallbackStatus, InputCallback, InputHandle
+    from adapters.audio.devices import (
+        CallbackStatus,
+        InputCallback,
+        InputHandle,
+        OutputCallback,
+        OutputHandle,
+        OutputStatus,
+    )
 
-__all__ = ["FAKE_MIC", "FakeBackend", "FakeInputStream", "FakeStatus"]
+__all__ = [
+    "FAKE_MIC",
+    "FAKE_SPEAKER",
+    "FakeBackend",
+    "FakeInputStream",
+    "FakeOutputStream",
+    "FakeStatus",
+]
 
 
 FAKE_MIC: Final[Mapping[str, Any]] = {
@@ -37,12 +53,23 @@ FAKE_MIC: Final[Mapping[str, Any]] = {
     "default_samplerate": 48000.0,
 }
 
+FAKE_SPEAKER: Final[Mapping[str, Any]] = {
+    "name": "fake speaker",
+    "index": 1,
+    "hostapi": 0,
+    "max_input_channels": 0,
+    "max_output_channels": 2,
+    "default_samplerate": 48000.0,
+}
+
 
 class FakeStatus(msgspec.Struct, frozen=True):
-    """The callback's status flags, for :meth:`FakeInputStream.feed`."""
+    """The callback's status flags, for :meth:`FakeInputStream.feed` and
+    :meth:`FakeOutputStream.pull`."""
 
     input_overflow: bool = False
     input_underflow: bool = False
+    output_underflow: bool = False
 
 
 @final
@@ -110,6 +137,74 @@ class FakeInputStream:
 
 
 @final
+class FakeOutputStream:
+    """A fake ``RawOutputStream`` (int16): :meth:`pull` asks the callback for audio, the
+    way PortAudio does when it needs the next block; losing the device (:meth:`die`)
+    behaves as measured for output too (inactive, not stopped, ``finished_callback``)."""
+
+    def __init__(
+        self,
+        *,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: OutputCallback,
+        finished_callback: Callable[[], None],
+    ) -> None:
+        self.device, self.samplerate, self.channels = device, samplerate, channels
+        self.blocksize = blocksize
+        self._callback, self._finished_callback = callback, finished_callback
+        self._active = self._stopped = False
+        self.started = self.closed = self._finished = False
+        self.played = bytearray()  # everything the callback wrote, in order
+        self.latency = 0.02
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def start(self) -> None:
+        if self.closed:
+            raise DeviceFailed("Stream is closed [PaErrorCode -9988]")
+        self._active, self._stopped, self.started = True, False, True
+
+    def stop(self) -> None:
+        if self._active:
+            self._active, self._stopped = False, True
+        self._finish()
+
+    def close(self) -> None:
+        self.stop()
+        self.closed = True
+
+    def pull(self, frames: int, status: OutputStatus | None = None) -> bytes | None:
+        """Run the callback for ``frames`` frames and return what it wrote (also appended
+        to :attr:`played`); None when the stream is not active."""
+        if not self._active:
+            return None
+        out = bytearray(frames * self.channels * 2)
+        self._callback(memoryview(out), frames, None, status or FakeStatus())
+        self.played += out
+        return bytes(out)
+
+    def die(self, *, finished: bool = True) -> None:
+        """The device went away (see :meth:`FakeInputStream.die`)."""
+        self._active = False
+        if finished:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.started and not self._finished:
+            self._finished = True
+            self._finished_callback()
+
+
+@final
 class FakeBackend:
     """A fake :class:`AudioBackend`: devices that can be unplugged and replugged, with
     PortAudio's cached device list (a replugged device is listed only after
@@ -126,14 +221,21 @@ class FakeBackend:
         self.present = True
         self.listed = list(self.devices)
         self.streams: list[FakeInputStream] = []
+        self.output_streams: list[FakeOutputStream] = []
         self.reinits = 0
         self.fail_opens = 0  # the next N opens fail
+        self.refused_rates: set[int] = set()  # output opens at these rates fail
         self._default_input, self._default_output = default_input, default_output
 
     @property
     def stream(self) -> FakeInputStream:
         """The newest stream."""
         return self.streams[-1]
+
+    @property
+    def output(self) -> FakeOutputStream:
+        """The newest output stream."""
+        return self.output_streams[-1]
 
     def query_devices(self) -> Sequence[Mapping[str, Any]]:
         return list(self.listed)
@@ -174,8 +276,41 @@ class FakeBackend:
         self.streams.append(stream)
         return stream
 
+    def open_output(
+        self,
+        *,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: OutputCallback,
+        finished_callback: Callable[[], None],
+    ) -> OutputHandle:
+        outputs = [d for d in self.listed if int(d.get("max_output_channels", 0)) > 0]
+        listed = any(int(d["index"]) == device for d in outputs)
+        if self.fail_opens > 0 or not self.present or not listed:
+            self.fail_opens = max(0, self.fail_opens - 1)
+            raise DeviceFailed(
+                "Error opening RawOutputStream: Illegal combination of I/O devices "
+                "[PaErrorCode -9993]"
+            )
+        if samplerate in self.refused_rates:
+            raise DeviceFailed(
+                "Error opening RawOutputStream: Invalid sample rate [PaErrorCode -9997]"
+            )
+        stream = FakeOutputStream(
+            device=device,
+            samplerate=samplerate,
+            channels=channels,
+            blocksize=blocksize,
+            callback=callback,
+            finished_callback=finished_callback,
+        )
+        self.output_streams.append(stream)
+        return stream
+
     def reinitialize(self) -> None:
-        for stream in self.streams:
+        for stream in self._all_streams():
             if not stream.closed:
                 stream.close()
         self.listed = list(self.devices) if self.present else []
@@ -184,9 +319,12 @@ class FakeBackend:
     def unplug(self, *, finished: bool = True) -> None:
         """The device vanishes; every active stream dies."""
         self.present = False
-        for stream in self.streams:
+        for stream in self._all_streams():
             if stream.active:
                 stream.die(finished=finished)
 
     def replug(self) -> None:
         self.present = True
+
+    def _all_streams(self) -> list[FakeInputStream | FakeOutputStream]:
+        return [*self.streams, *self.output_streams]

@@ -19,8 +19,9 @@ from adapters.audio.devices import (
     load_backend,
     reinitialize,
     resolve_input,
+    resolve_output,
 )
-from adapters.audio.fakeportaudio import FAKE_MIC, FakeBackend
+from adapters.audio.fakeportaudio import FAKE_MIC, FakeBackend, FakeStatus
 from engine.errors import ConfigError, InputError
 
 MACHINE = [
@@ -197,6 +198,7 @@ def fake_sd(**overrides: Any) -> types.SimpleNamespace:
         query_hostapis=lambda: [{"name": "ALSA"}],
         default=types.SimpleNamespace(device=[0, None]),
         InputStream=Stream,
+        RawOutputStream=Stream,
         _terminate=lambda: calls.append("terminate"),
         _initialize=lambda: calls.append("initialize"),
         calls=calls,
@@ -260,6 +262,110 @@ class TestSoundDeviceBackend:
         )
         with pytest.raises(DeviceFailed, match="Stream is stopped"):
             handle.stop()
+
+
+class TestResolveOutput:
+    @pytest.mark.parametrize(("spec", "index"), [(None, 1), (1, 1), ("1", 1), ("hdmi", 1)])
+    def test_finds_by_default_index_or_name(self, spec: str | int | None, index: int) -> None:
+        """Outputs resolve like inputs: default, index, or a unique substring."""
+        assert resolve_output(machine(), spec).index == index
+
+    @pytest.mark.parametrize("spec", [0, "usb"])
+    def test_an_input_only_device_is_not_an_output(self, spec: str | int) -> None:
+        """An input-only device is refused, and the message lists only the outputs."""
+        with pytest.raises(DeviceNotFound, match="the output devices are 1: 'HDMI out'; fix: pick"):
+            resolve_output(machine(), spec)
+
+    def test_no_outputs_at_all(self) -> None:
+        """With no output device, the fix says to plug in speakers or headphones."""
+        with pytest.raises(
+            DeviceNotFound, match="no output devices at all; fix: plug in or enable"
+        ):
+            resolve_output(FakeBackend(), None)
+
+
+class TestOutputStreams:
+    def test_real_backend_opens_an_int16_raw_stream(self) -> None:
+        """open_output reaches RawOutputStream (int16) and hands the callback a memoryview."""
+        got: list[Any] = []
+        sd = fake_sd()
+
+        class Raw:
+            active, stopped = True, False
+
+            def __init__(self, **kwargs: Any) -> None:
+                got.append(kwargs)
+
+            def start(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        sd.RawOutputStream = Raw
+        handle = SoundDeviceBackend(sd).open_output(
+            device=1,
+            samplerate=24000,
+            channels=1,
+            blocksize=480,
+            callback=lambda out, frames, _t, _s: got.append((type(out), frames, len(out))),
+            finished_callback=lambda: None,
+        )
+        kwargs = got[0]
+        assert (kwargs["dtype"], kwargs["samplerate"], kwargs["channels"]) == ("int16", 24000, 1)
+        kwargs["callback"](bytearray(8), 4, None, None)
+        assert got[1] == (memoryview, 4, 8)
+        handle.close()
+
+    def test_real_backend_maps_output_errors(self) -> None:
+        """A PortAudio error opening an output is DeviceFailed."""
+        sd = fake_sd()
+        sd.RawOutputStream = sd.fail
+        with pytest.raises(DeviceFailed, match="Error querying device -1"):
+            SoundDeviceBackend(sd).open_output(
+                device=0,
+                samplerate=24000,
+                channels=1,
+                blocksize=0,
+                callback=lambda *a: None,
+                finished_callback=lambda: None,
+            )
+
+    def test_fake_output_pulls_and_dies_as_measured(self) -> None:
+        """pull runs the callback while active; unplugging leaves it inactive, not stopped,
+        with finished called once; an input-only device cannot be opened for output."""
+        backend = machine()
+        finished: list[int] = []
+        flags: list[bool] = []
+
+        def callback(out: memoryview, frames: int, _t: Any, status: Any) -> None:
+            out[:] = b"\x01\x00" * frames
+            flags.append(status.output_underflow)
+
+        stream = backend.open_output(
+            device=1,
+            samplerate=24000,
+            channels=1,
+            blocksize=0,
+            callback=callback,
+            finished_callback=lambda: finished.append(1),
+        )
+        assert backend.output.pull(2) is None  # not started
+        stream.start()
+        assert backend.output.pull(2, FakeStatus(output_underflow=True)) == b"\x01\x00" * 2
+        assert bytes(backend.output.played) == b"\x01\x00" * 2 and flags == [True]
+        backend.unplug()
+        assert (stream.active, stream.stopped, finished) == (False, False, [1])
+        stream.close()
+        assert finished == [1]
+        backend.replug()
+        with pytest.raises(DeviceFailed, match="-9993"):
+            backend.open_output(
+                device=0,
+                samplerate=24000,
+                channels=1,
+                blocksize=0,
+                callback=callback,
+                finished_callback=lambda: None,
+            )
 
 
 class TestFakeBackend:

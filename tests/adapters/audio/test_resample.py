@@ -9,7 +9,12 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.audio.resample import StreamResampler, float_to_pcm16
+from adapters.audio.resample import (
+    Pcm16Converter,
+    StreamResampler,
+    float_to_pcm16,
+    pcm16_to_float,
+)
 
 RATES = [8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 
@@ -181,3 +186,49 @@ class TestFloatToPcm16:
         sf.write(path, ints, 16000, subtype="PCM_16")
         floats, _ = sf.read(path, dtype="float32")
         assert float_to_pcm16(floats) == ints.astype("<i2").tobytes()
+
+
+class TestPcm16Converter:
+    def test_same_rate_passes_through_with_odd_bytes_carried(self) -> None:
+        """At the output rate, chunks come back unchanged; an odd byte waits for its pair."""
+        conv = Pcm16Converter(24000)
+        data = np.arange(100, dtype="<i2").tobytes()
+        out = conv.convert(data[:51], 24000, "r") + conv.convert(data[51:], 24000, "r")
+        assert out == data and conv.flush() == b"" and conv.dropped_bytes == 0
+
+    def test_a_dangling_byte_is_dropped_at_the_end_of_a_run(self) -> None:
+        """A new key ends the run; its unpaired byte is counted, never misaligns the next."""
+        conv = Pcm16Converter(24000)
+        assert conv.convert(b"\x01\x00\x02", 24000, "a") == b"\x01\x00"
+        assert conv.convert(b"\x03\x00", 24000, "b") == b"\x03\x00"
+        assert conv.dropped_bytes == 1
+
+    def test_other_rate_is_resampled_as_one_stream_per_run(self) -> None:
+        """16 kHz chunks of one run equal resampling the whole run at once."""
+        rng = np.random.default_rng(3)
+        x = (rng.standard_normal(16000) * 3000).astype("<i2")
+        conv = Pcm16Converter(24000)
+        out = b"".join(conv.convert(c.tobytes(), 16000, "r") for c in np.array_split(x, 37))
+        out += conv.flush()
+        whole = StreamResampler(16000, 24000)
+        expected = float_to_pcm16(whole.process(pcm16_to_float(x.tobytes()), last=True))
+        assert out == expected and len(out) == 2 * 24000
+
+    def test_rate_change_flushes_the_previous_run(self) -> None:
+        """The resampler's tail comes out before the next run's audio."""
+        conv = Pcm16Converter(24000)
+        first = conv.convert(np.zeros(1600, "<i2").tobytes(), 16000, "r")
+        second = conv.convert(b"\x05\x00" * 10, 24000, "r")
+        assert len(first) + len(second) == 2 * 2400 + 20 and second.endswith(b"\x05\x00" * 10)
+
+    def test_bad_rates(self) -> None:
+        """Rates must be positive."""
+        with pytest.raises(ValueError, match="positive"):
+            Pcm16Converter(0)
+        with pytest.raises(ValueError, match="positive"):
+            Pcm16Converter(24000).convert(b"", -1)
+
+    def test_pcm16_to_float_inverts_float_to_pcm16(self) -> None:
+        """int16 → float → int16 is exact."""
+        data = np.array([-32768, -1, 0, 1, 32767], "<i2").tobytes()
+        assert float_to_pcm16(pcm16_to_float(data)) == data
