@@ -23,6 +23,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 import trio
 
 from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
@@ -31,13 +32,14 @@ from adapters.sinks.factory import FORMATS
 from engine import logging as steno_logging
 from engine.actors import console
 from engine.batch_cli import add_batch_commands
-from engine.config import Secret, SessionConfig
+from engine.config import Secret, SessionConfig, TranslationOptions
 from engine.daemon_cli import add_daemon_command
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded
 from engine.live_cli import add_live_commands
 from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter
+from engine.translation import check_translation
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -54,6 +56,36 @@ EXIT_LOST_AUDIO: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
 INFERENCE_MODELS: Final = sorted(n for n, s in MODELS.items() if s.protocol == "inference")
+TRANSLATION_MODELS: Final = sorted(n for n, s in MODELS.items() if s.translation)
+
+
+def _add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments ``transcribe`` and ``translate`` share: files, outputs, endpoint, pace."""
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--out", metavar="DIR", help="write output files here")
+    p.add_argument(
+        "--format",
+        default="txt,srt,vtt,jsonl",
+        help=f"comma-separated output formats ({', '.join(FORMATS)})",
+    )
+    p.add_argument("--url", help="inference WebSocket URL (overrides --region)")
+    p.add_argument("--region", default="cn", choices=["cn", "intl"])
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
+    pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
+    p.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
+    p.add_argument(
+        "--recognizer",
+        default="sphinx",
+        choices=["sphinx", "scripted"],
+        help="the embedded simulator's recognizer (no API key only)",
+    )
+    p.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--sim-fault",
+        metavar="SPEC",
+        help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,34 +96,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("transcribe", help="transcribe audio files (many at once)")
-    t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--model", default="paraformer-realtime-v2", choices=INFERENCE_MODELS)
-    t.add_argument("--out", metavar="DIR", help="write output files here")
-    t.add_argument(
-        "--format",
-        default="txt,srt,vtt,jsonl",
-        help=f"comma-separated output formats ({', '.join(FORMATS)})",
-    )
-    t.add_argument("--url", help="inference WebSocket URL (overrides --region)")
-    t.add_argument("--region", default="cn", choices=["cn", "intl"])
-    pace = t.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
-    pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
     t.add_argument("--language", action="append", help="language hint (repeatable)")
-    t.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
-    t.add_argument(
-        "--recognizer",
-        default="sphinx",
-        choices=["sphinx", "scripted"],
-        help="the embedded simulator's recognizer (no API key only)",
-    )
-    t.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
-    t.add_argument(
-        "--sim-fault",
-        metavar="SPEC",
-        help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
-    )
+    _add_file_stream_arguments(t)
     t.set_defaults(func=transcribe)
+
+    tr = sub.add_parser(
+        "translate", help="transcribe and translate audio files (bilingual subtitles)"
+    )
+    tr.add_argument(
+        "--to", required=True, metavar="LANG", help="target language(s), e.g. zh or en,ja"
+    )
+    tr.add_argument(
+        "--from",
+        dest="source",
+        default="auto",
+        metavar="LANG",
+        help="source language (default auto)",
+    )
+    tr.add_argument("--model", default="gummy-realtime-v1", choices=TRANSLATION_MODELS)
+    tr.add_argument("--voice", help="livetranslate: translated speech in this voice (default Tina)")
+    tr.add_argument(
+        "--audio-out", metavar="DIR", help="livetranslate: write translated speech WAVs here"
+    )
+    tr.add_argument(
+        "--image", metavar="PATH", help="livetranslate: an image or video as visual context"
+    )
+    tr.add_argument(
+        "--phrases",
+        metavar="FILE",
+        help="livetranslate: hot phrases (TOML or JSON table source = target)",
+    )
+    tr.add_argument("--translation-only", action="store_true", help="no source-language text")
+    _add_file_stream_arguments(tr)
+    tr.set_defaults(func=translate)
 
     s = sub.add_parser("simulate", help="run the DashScope-compatible simulator")
     s.add_argument("--host", default="127.0.0.1")
@@ -161,6 +199,72 @@ def _output_stems(files: Sequence[str]) -> list[str]:
 
 
 async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) -> int:
+    options = RecognitionOptions(language_hints=args.language)
+    return await _run_files(args, options=options, translation=None, dial=dial)
+
+
+async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> int:
+    spec = get_model(args.model)
+    targets = tuple(t.strip() for t in args.to.split(",") if t.strip())
+    if not targets:
+        raise ConfigError("--to needs a language code; fix: e.g. --to zh")
+    if spec.protocol != "realtime":
+        for flag, value in (
+            ("--voice", args.voice),
+            ("--audio-out", args.audio_out),
+            ("--image", args.image),
+            ("--phrases", args.phrases),
+        ):
+            if value:
+                raise ConfigError(
+                    f"{flag} needs a livetranslate model, not {spec.name}; "
+                    "fix: --model qwen3.5-livetranslate-flash-realtime"
+                )
+    try:
+        translation = TranslationOptions(
+            targets=targets,
+            source=None if args.source in ("auto", "") else args.source,
+            transcription=not args.translation_only,
+            speech=bool(args.voice or args.audio_out),
+            voice=args.voice or "Tina",
+            phrases=await _read_phrases(args.phrases) if args.phrases else {},
+            image=args.image,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad translation options: {exc}") from None
+    check_translation(spec, translation)
+    options = (
+        RecognitionOptions(heartbeat=True) if spec.protocol == "inference" else RecognitionOptions()
+    )
+    return await _run_files(
+        args, options=options, translation=translation, dial=dial, audio_out=args.audio_out
+    )
+
+
+async def _read_phrases(path: str) -> dict[str, str]:
+    """A flat table of hot phrases (source = target) from a TOML or JSON file."""
+    try:
+        raw = await trio.Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --phrases {path}: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".json"):
+            return msgspec.json.decode(raw, type=dict[str, str])
+        return msgspec.toml.decode(raw, type=dict[str, str])
+    except msgspec.DecodeError as exc:
+        raise ConfigError(
+            f"bad --phrases file {path}: {exc}; fix: one 'source = \"target\"' pair a line"
+        ) from None
+
+
+async def _run_files(
+    args: argparse.Namespace,
+    *,
+    options: RecognitionOptions,
+    translation: TranslationOptions | None,
+    dial: Dialer | None,
+    audio_out: str | None = None,
+) -> int:
     spec = get_model(args.model)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     unknown = [f for f in formats if f not in FORMATS]
@@ -176,7 +280,6 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
         raise ConfigError(
             f"--finish-timeout must be a positive number, got {args.finish_timeout:g}"
         )
-    options = RecognitionOptions(language_hints=args.language)
     key = os.environ.get("DASHSCOPE_API_KEY", "")
     async with contextlib.AsyncExitStack() as stack:
         if args.url:
@@ -195,18 +298,22 @@ async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) ->
                     url=url,
                     api_key=Secret(key),
                     options=options,
+                    translation=translation,
                     finish_timeout_s=args.finish_timeout,
                 ),
                 out_dir=args.out,
                 output_stem=stem,
                 formats=formats,
                 speed=None if args.fast else args.speed,
+                voice_dir=audio_out,
             )
             for path, stream, stem in zip(
                 args.files, _stream_ids(args.files), _output_stems(args.files), strict=True
             )
         ]
-        return await run_streams(configs, jobs=args.jobs, dial=dial, out=sys.stdout)
+        return await run_streams(
+            configs, jobs=args.jobs, dial=dial, out=sys.stdout, translate=translation is not None
+        )
 
 
 async def _embedded_simulator(
@@ -235,6 +342,7 @@ async def run_streams(
     jobs: int,
     out: object,
     dial: Dialer | None = None,
+    translate: bool = False,
 ) -> int:
     """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
 
@@ -279,7 +387,7 @@ async def run_streams(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            lambda: console.run(inbox=console_recv, out=out, tty=tty)  # type: ignore[arg-type]
+            lambda: console.run(inbox=console_recv, out=out, tty=tty, translate=translate)  # type: ignore[arg-type]
         )
         async with trio.open_nursery() as streams:
             streams.start_soon(watch_signals, nursery.cancel_scope)

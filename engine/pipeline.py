@@ -24,9 +24,11 @@ import trio
 from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
+from adapters.sinks.voice import VoiceWavSink
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer, resampler, session
 from engine.actors.capture import RawBlock
+from engine.actors.renderer import close_sinks
 from engine.config import SessionConfig
 from engine.errors import ConfigError, InputError
 from engine.events import AudioFrame, Event, StreamEnded, StreamError, StreamStarted
@@ -52,6 +54,8 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
             file's stem); streams of one run need distinct stems.
         formats: output formats (``txt``, ``srt``, ``vtt``, ``jsonl``).
         speed: real-time multiplier; None sends as fast as the service accepts.
+        voice_dir: where translated speech goes (``<stem>.voice.wav``, 24 kHz);
+            None writes none. Needs a model that speaks (livetranslate).
     """
 
     path: str
@@ -60,6 +64,7 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     output_stem: str | None = None
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
     speed: float | None = 1.0
+    voice_dir: str | None = None
 
 
 async def run_file_stream(
@@ -163,10 +168,27 @@ async def _drain_on(drain: trio.Event, scope: trio.CancelScope) -> None:
 
 
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
-    if config.out_dir is None:
-        return []
     stem = config.output_stem or pathlib.Path(config.path).stem
-    return open_sinks(pathlib.Path(config.out_dir), stem, config.formats)
+    translation = config.session.translation
+    sinks: list[Sink] = []
+    if config.out_dir is not None:
+        sinks = open_sinks(
+            pathlib.Path(config.out_dir),
+            stem,
+            config.formats,
+            translation.targets if translation is not None else (),
+            transcript=translation is None or translation.transcription,
+        )
+    if config.voice_dir is not None:
+        path = pathlib.Path(config.voice_dir) / f"{stem}.voice.wav"
+        try:
+            sinks.append(VoiceWavSink(path))
+        except OSError as exc:
+            close_sinks(sinks)
+            raise ConfigError(
+                f"cannot create {path}: {exc.strerror or exc}; fix: check --audio-out"
+            ) from None
+    return sinks
 
 
 async def _run_actors(

@@ -144,6 +144,7 @@ class Conversation:
                                 nursery.start_soon(self._reader)
                                 await self._start()
                                 nursery.start_soon(self._liveness)
+                                self._start_helpers(nursery)
                                 reported = True
                                 task_status.started()
                                 await self.release.wait()
@@ -170,6 +171,9 @@ class Conversation:
     def _url(self) -> str:
         """The endpoint to dial."""
         return self.config.url
+
+    def _start_helpers(self, nursery: trio.Nursery) -> None:
+        """Start protocol-specific tasks beside the reader once the task started."""
 
     async def _start(self) -> None:
         """Open the server task; return once the server has started it."""

@@ -22,18 +22,20 @@ the inference protocol, and the session supervises both protocols alike
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 import trio
 
+from adapters.audio.images import MAX_FPS, open_image_feed
 from adapters.dashscope import realtime_messages as m
 from adapters.dashscope._realtime_state import ClientState
 from adapters.dashscope.models import realtime_url
 from adapters.dashscope.realtime import RealtimeClient
 from engine.actors._conversation import Conversation
-from engine.errors import Disconnected, RemoteProtocolError, TaskFailed
+from engine.errors import Disconnected, InputError, RemoteProtocolError, TaskFailed
 from engine.results import Heard, Translated, VoiceOut
 
 if TYPE_CHECKING:
@@ -114,6 +116,8 @@ class RealtimeConversation(Conversation):
         self.settings: SessionSettings = self.parameters["session"]
         self.created = trio.Event()
         self.times = SegmentTimes()
+        self.images_sent = 0
+        self._audio_waiter: tuple[int, trio.Event] | None = None
         return RealtimeClient()
 
     def _url(self) -> str:
@@ -133,6 +137,61 @@ class RealtimeConversation(Conversation):
             )
         await self.command(m.UpdateSession(self.settings))
         await self._wait_started()
+
+    def _start_helpers(self, nursery: trio.Nursery) -> None:
+        options = self.config.translation
+        if options is not None and options.image:
+            nursery.start_soon(self._send_images, options.image)
+
+    async def send_audio(self, pcm: bytes, end: int) -> None:
+        await super().send_audio(pcm, end)
+        waiter = self._audio_waiter
+        if waiter is not None and end >= waiter[0]:
+            waiter[1].set()
+
+    async def _audio_reaches(self, sample: int) -> None:
+        """Wait until the audio sent reaches global ``sample`` (no deadline: the pump's)."""
+        if self.sent_until >= sample and self.first_audio_t is not None:
+            return
+        event = trio.Event()
+        self._audio_waiter = (max(sample, self.offset + 1), event)
+        try:
+            await event.wait()
+        finally:
+            self._audio_waiter = None
+
+    async def _send_images(self, path: str) -> None:
+        """Send the image (or the video's frames) as visual context, in step with the audio.
+
+        A picture goes once the audio sent reaches its media time (a video and its
+        sound share a timeline), at most two a second, and never before the first
+        audio (DASHSCOPE.md §5.2). A new session resends the picture in force at
+        its offset. A feed that breaks stops the pictures, not the session.
+        """
+        last_sent = -math.inf
+        held: bytes | None = None  # the newest picture before our offset
+        try:
+            async with open_image_feed(path) as feed:
+                async for at_s, jpeg in feed:
+                    at = int(at_s * self.rate)
+                    if at < self.offset:
+                        held = jpeg
+                        continue
+                    if held is not None:
+                        await self._send_image(held, self.offset, last_sent)
+                        last_sent, held = trio.current_time(), None
+                    await self._send_image(jpeg, at, last_sent)
+                    last_sent = trio.current_time()
+                if held is not None:
+                    await self._send_image(held, self.offset, last_sent)
+        except InputError as exc:
+            log.warning("session.images_stopped", error=str(exc))
+
+    async def _send_image(self, jpeg: bytes, at: int, last_sent: float) -> None:
+        await self._audio_reaches(at)
+        await trio.sleep_until(last_sent + 1.0 / MAX_FPS)
+        await self.command(m.AppendImage(jpeg))
+        self.images_sent += 1
 
     def _audio(self, pcm: bytes) -> m.AppendAudio:
         return m.AppendAudio(pcm)
