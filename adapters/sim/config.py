@@ -35,6 +35,11 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         connect_timeout_s: the client must finish the HTTP upgrade within this.
         disconnect_timeout_s: how long a close handshake may take.
         max_message_bytes: the largest WebSocket message accepted (1009 above).
+        gummy_chat_auto_finish: gummy-chat sends ``task-finished`` on its own
+            right after its sentence end, without waiting for ``finish-task``
+            (undocumented either way, DASHSCOPE.md §13.1; the SDK copes with both).
+        gummy_chat_max_audio_s: a gummy-chat task's audio cap; reaching it
+            without a sentence end ends the sentence there (§2.5, §8).
     """
 
     host: str = "127.0.0.1"
@@ -50,6 +55,8 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     connect_timeout_s: float = 60.0
     disconnect_timeout_s: float = 10.0
     max_message_bytes: int = 1 << 22
+    gummy_chat_auto_finish: bool = False
+    gummy_chat_max_audio_s: float = 60.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +66,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             "max_audio_queue_s",
             "connect_timeout_s",
             "disconnect_timeout_s",
+            "gummy_chat_max_audio_s",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

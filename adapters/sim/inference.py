@@ -23,7 +23,27 @@ failed) sends nothing more.
 Timers run on trio's clock: no frame for ``idle_timeout_s`` while a task streams
 → ``task-failed`` ``CLIENT_ERROR`` and close; audio below ``silence_rms`` for
 ``silence_timeout_s`` without ``heartbeat`` → close; with ``heartbeat`` → a
-heartbeat result every ``heartbeat_interval_s`` of silence.
+heartbeat result every ``heartbeat_interval_s`` of silence (gummy: the task is
+kept alive but no heartbeat result is sent — the translation recognizers of the
+SDK would hand a paraformer-shaped heartbeat to ``on_event`` as an empty result;
+a guess, gummy's heartbeat is undocumented).
+
+gummy (DASHSCOPE.md §4): results are shaped by
+:func:`~.shaping.gummy_output`, translations rendered by the context's
+translator (the labelled stand-in when there is none). gummy-chat recognizes
+**one sentence per task**: once its final is sent the recognizer task stops
+feeding, the reader drops further audio unrecognized and unbilled, and the task
+waits for ``finish-task`` — or, with ``SimConfig.gummy_chat_auto_finish``,
+sends ``task-finished`` at once (whether the service does is undocumented,
+§13.1). A gummy-chat task whose audio reaches ``gummy_chat_max_audio_s`` (60 s,
+§2.5/§8) without a sentence end has its sentence ended there: the recognizer
+is flushed and its final is the sentence end ("≥1 min of speech is treated as
+one sentence"; the service's error-and-disconnect for longer audio is not
+modelled — a guess). ``max_end_silence`` is accepted but does not reach the
+recognizer: :meth:`~adapters.recognizers.base.Recognizer.open_session` has no
+sentence-end-silence knob (the scripted recognizer's is fixed per recognizer,
+``VadConfig.max_sentence_silence_ms``, 700 ms by default — gummy-chat's
+documented default; sphinx has none).
 
 Faults: with a :class:`~.context.ConnectionFaults` in the context, its timers
 run beside the reader, every received message passes through ``on_receive``
@@ -46,7 +66,14 @@ from adapters.dashscope._state import State
 from adapters.dashscope.inference import InferenceServer
 
 from .audio import AudioFormatError, AudioQueue, TaskAudio
-from .shaping import PartialFilter, heartbeat_output, sentence_output, sentence_usage
+from .shaping import (
+    PartialFilter,
+    gummy_output,
+    heartbeat_output,
+    sentence_output,
+    sentence_usage,
+)
+from .translate import StandInTranslator
 from .validation import Rejection, TaskSpec, check_run_task
 
 if TYPE_CHECKING:
@@ -57,6 +84,7 @@ if TYPE_CHECKING:
     from adapters.recognizers.base import Hypothesis, RecognizerSession
 
     from .context import ConnectionContext
+    from .translate import Translator
 
 __all__ = ["InferenceConnection"]
 
@@ -83,6 +111,7 @@ class _Task:
         self.scope = trio.CancelScope()
         self.context: dict[str, Any] = {}  # the latest continue-task payload.input
         self.ended = False  # task-finished or task-failed sent: send nothing more
+        self.utterance_over = False  # gummy-chat: its one sentence ended; audio is ignored
         self.outcome = "closed by client"
         self.started_at = now
         self.last_voice_at = now
@@ -105,6 +134,9 @@ class InferenceConnection:
         self._ws = ws
         self._ctx = ctx
         self._config = ctx.config
+        self._translator: Translator = (
+            ctx.translator if ctx.translator is not None else StandInTranslator()
+        )
         self._core = InferenceServer()
         self._send_lock = trio.Lock()
         self._task: _Task | None = None
@@ -200,6 +232,8 @@ class InferenceConnection:
             case m.FinishRequested():
                 if task is not None:
                     task.queue.close()
+                else:  # e.g. after gummy-chat's own task-finished
+                    _log.info("finish-task after the task ended", task_id=event.task_id)
                 return True
             case m.ContinueRequested(_, input_):
                 if task is not None:
@@ -238,6 +272,8 @@ class InferenceConnection:
         return True
 
     async def _on_audio(self, task: _Task, data: bytes) -> bool:
+        if task.utterance_over:
+            return True  # gummy-chat after its sentence end: ignored, unbilled
         try:
             pcm = task.audio.push(data)
         except AudioFormatError as exc:
@@ -250,7 +286,9 @@ class InferenceConnection:
         if TaskAudio.rms(pcm) >= config.silence_rms:
             task.last_voice_at = now
         elif task.spec.heartbeat:
-            if now - max(task.last_voice_at, task.last_heartbeat_at) >= config.heartbeat_interval_s:
+            # gummy: kept alive without heartbeat results (see the module docstring)
+            due = now - max(task.last_voice_at, task.last_heartbeat_at)
+            if task.spec.gummy is None and due >= config.heartbeat_interval_s:
                 task.last_heartbeat_at = now
                 task.heartbeats += 1
                 await self._send(m.SendResult(heartbeat_output(task.audio.duration_ms)), task)
@@ -288,6 +326,7 @@ class InferenceConnection:
                 format=spec.audio_format,
                 sample_rate=spec.sample_rate,
                 heartbeat=spec.heartbeat,
+                **_gummy_log_fields(spec),
             )
             try:
                 with task.scope:
@@ -318,25 +357,63 @@ class InferenceConnection:
         )
         try:
             chunk_bytes = self._config.feed_chunk_ms * spec.sample_rate // 1000 * 2
-            partials = PartialFilter(self._config.partial_interval_ms)
-            fed = 0  # bytes; ms = bytes * 500 // rate
-            while (chunk := await task.queue.get(chunk_bytes)) is not None:
-                hyps = await _guard(session.feed(chunk))
-                fed += len(chunk)
-                await self._emit(task, partials.select(hyps, fed * 500 // spec.sample_rate))
-            await self._emit(task, await _guard(session.flush()))
+            fed_ms = await self._feed(task, session, chunk_bytes)
+            if not task.utterance_over:
+                await self._emit(task, await _guard(session.flush()), fed_ms)
+            elif not self._config.gummy_chat_auto_finish:
+                while await task.queue.get(chunk_bytes) is not None:
+                    pass  # gummy-chat after its sentence: wait for finish-task
             task.outcome = "finished"
             await self._send(m.FinishTaskReply({"duration": task.audio.billed_seconds}), task)
         finally:
             await _close_session(session)
 
-    async def _emit(self, task: _Task, hyps: list[Hypothesis]) -> None:
+    async def _feed(self, task: _Task, session: RecognizerSession, chunk_bytes: int) -> int:
+        """Recognize the task's audio until ``finish-task`` or a gummy-chat sentence end.
+
+        Returns:
+            The milliseconds of audio recognized.
+        """
+        spec = task.spec
+        partials = PartialFilter(self._config.partial_interval_ms)
+        cap: int | None = None  # gummy-chat's audio cap, in bytes
+        if spec.gummy is not None and spec.gummy.utterance:
+            cap = int(self._config.gummy_chat_max_audio_s * spec.sample_rate) * 2
+        fed = 0  # bytes; ms = bytes * 500 // rate
+        while not task.utterance_over and (chunk := await task.queue.get(chunk_bytes)) is not None:
+            if cap is not None:
+                chunk = chunk[: cap - fed]
+            hyps = await _guard(session.feed(chunk))
+            fed += len(chunk)
+            fed_ms = fed * 500 // spec.sample_rate
+            await self._emit(task, partials.select(hyps, fed_ms), fed_ms)
+            if cap is not None and fed >= cap and not task.utterance_over:
+                _log.info("gummy-chat audio cap reached", audio_ms=fed_ms)
+                await self._emit(task, await _guard(session.flush()), fed_ms)
+                task.utterance_over = True
+        return fed * 500 // spec.sample_rate
+
+    async def _emit(self, task: _Task, hyps: list[Hypothesis], fed_ms: int) -> None:
+        gummy = task.spec.gummy
         for hyp in hyps:
+            if task.utterance_over:
+                return  # gummy-chat: nothing after its sentence end
             if hyp.final:
                 task.finals += 1
             else:
                 task.partials += 1
-            await self._send(m.SendResult(sentence_output(hyp), sentence_usage(hyp)), task)
+            if gummy is None:
+                output = sentence_output(hyp)
+            else:
+                output = gummy_output(
+                    hyp,
+                    transcription=gummy.transcription,
+                    targets=gummy.targets,
+                    translator=self._translator,
+                    current_ms=fed_ms,
+                )
+                task.utterance_over = gummy.utterance and hyp.final
+            await self._send(m.SendResult(output, sentence_usage(hyp)), task)
 
     # ------------------------------------------------------------ output
 
@@ -372,6 +449,17 @@ class InferenceConnection:
             self._shutdown()
             return False
         return True
+
+
+def _gummy_log_fields(spec: TaskSpec) -> dict[str, Any]:
+    gummy = spec.gummy
+    if gummy is None:
+        return {}
+    return {
+        "transcription": gummy.transcription,
+        "targets": list(gummy.targets),
+        "utterance": gummy.utterance,
+    }
 
 
 async def _guard(call: Awaitable[_T]) -> _T:

@@ -168,7 +168,7 @@ class TestRejections:
         ("model", "parameters", "code"),
         [
             ("no-such-model", {}, "Model.NotExist"),
-            ("gummy-realtime-v1", {}, "Model.NotExist"),
+            ("gummy-realtime-v1", {"translation_enabled": True}, "InvalidParameter"),
             ("qwen3.5-livetranslate-flash-realtime", {}, "InvalidParameter"),
             ("paraformer-realtime-v2", {"format": "mp3"}, "UNSUPPORTED_FORMAT"),
             ("paraformer-realtime-v2", {"format": None}, "UNSUPPORTED_FORMAT"),
