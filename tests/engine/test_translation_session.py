@@ -1,0 +1,195 @@
+"""Translation sessions end to end in memory (virtual time): gummy and livetranslate.
+
+Real components: the session actor, trio-websocket, the simulator's handlers
+and fault layer, the tone-coded recognizer and a scripted translation table.
+Each final gets its translation under the same sentence id, whatever the
+protocol's ordering, and transient faults change nothing: same finals, same
+translations, same global times, 0 ms lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from adapters.recognizers.scripted import ScriptedRecognizer
+from adapters.recognizers.tonecode import synthesize
+from adapters.sim.config import SimConfig
+from adapters.sim.faults import Connections, FaultPlan, random_plan
+from adapters.sim.memory import open_memory_net
+from adapters.sim.translate import ScriptedTranslator
+from engine.actors import session
+from engine.config import Secret, SessionConfig, TranslationOptions
+from engine.events import (
+    AudioFrame,
+    Event,
+    Final,
+    SessionOpened,
+    StreamEnded,
+    TaskMetrics,
+    Translation,
+)
+from engine.policy import RestartPolicy
+from tests.engine.test_sim_fault_props import transient
+
+SENTENCES = [
+    "good morning",
+    "the weather is sunny today",
+    "we will have the budget",
+    "please stop the train",
+    "thank you",
+]
+ZH = ["早上好。", "今天天气晴朗。", "我们会有预算。", "请停下火车。", "谢谢你。"]
+TABLE = ScriptedTranslator([{"en": en, "zh": zh} for en, zh in zip(SENTENCES, ZH, strict=True)])
+PCM = synthesize(SENTENCES, 16000)
+FRAME = 1600
+GUMMY = ["gummy-realtime-v1", "gummy-chat-v1"]
+
+
+async def translate(model: str, plan: FaultPlan | None, seed: int, **options: Any) -> list[Event]:
+    config = SessionConfig(
+        stream="s",
+        model=model,
+        url="ws://sim/api-ws/v1/inference",
+        api_key=Secret("sk"),
+        translation=TranslationOptions(targets=("zh",), source="en", **options),
+        seed=seed,
+        policy=RestartPolicy(max_attempts=12, backoff_base_s=0.2, backoff_cap_s=2.0),
+        finish_timeout_s=3.0,
+        ping_interval_s=2.0,
+        pong_timeout_s=2.0,
+    )
+    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](8)
+    events_send, events_recv = trio.open_memory_channel[Event](1000)
+    events: list[Event] = []
+
+    async def feed() -> None:
+        async with frames_send:
+            t0 = trio.current_time()
+            for i, start in enumerate(range(0, len(PCM), FRAME)):
+                await trio.sleep_until(t0 + i * 0.1)
+                pcm = PCM[start : start + FRAME].astype("<i2").tobytes()
+                await frames_send.send(AudioFrame(start, pcm, 16000))
+
+    async def collect() -> None:
+        async for event in events_recv:
+            events.append(event)
+
+    sim = SimConfig(api_keys=["sk"])
+    async with open_memory_net(
+        sim, ScriptedRecognizer.tone(), faults=plan, translator=TABLE
+    ) as net:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            nursery.start_soon(collect)
+            await session.run(inbox=frames_recv, outbox=events_send, config=config, dial=net.dial)
+    return events
+
+
+def run(model: str, plan: FaultPlan | None = None, seed: int = 1, **options: Any) -> list[Event]:
+    async def main() -> list[Event]:
+        with trio.fail_after(3600):
+            return await translate(model, plan, seed, **options)
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def finals(events: list[Event]) -> list[tuple[int, str, int, int]]:
+    return [(e.sentence_id, e.text, e.start, e.end) for e in events if isinstance(e, Final)]
+
+
+def translations(events: list[Event]) -> list[tuple[int, str, str]]:
+    return [
+        (e.sentence_id, e.lang, e.text) for e in events if isinstance(e, Translation) and e.final
+    ]
+
+
+def bilingual(events: list[Event]) -> list[tuple[str, str]]:
+    """(source, translation) per sentence id, joined the way a subtitle sink joins them."""
+    texts = {sid: text for sid, text, _, _ in finals(events)}
+    return [(texts[sid], text) for sid, _, text in translations(events)]
+
+
+@pytest.mark.parametrize("model", GUMMY)
+def test_every_final_gets_its_translation(model: str) -> None:
+    events = run(model)
+    got = finals(events)
+    assert [text.rstrip(".").lower() for _, text, _, _ in got] == SENTENCES
+    assert [sid for sid, *_ in got] == [1, 2, 3, 4, 5]
+    assert [(src.rstrip(".").lower(), zh) for src, zh in bilingual(events)] == list(
+        zip(SENTENCES, ZH, strict=True)
+    )
+    ended = next(e for e in events if isinstance(e, StreamEnded))
+    assert (ended.status, ended.audio_lost_ms) == ("ok", 0)
+
+
+def test_translation_previews_carry_the_sentence_in_progress() -> None:
+    events = run("gummy-realtime-v1")
+    final_ids = {sid for sid, *_ in finals(events)}
+    previews = [e for e in events if isinstance(e, Translation) and not e.final]
+    assert previews, "gummy sends translation partials"
+    assert {p.sentence_id for p in previews} <= final_ids
+    for p in previews:  # a preview grows towards its sentence's translation
+        assert ZH[p.sentence_id - 1].startswith(p.text)
+
+
+def test_gummy_chat_is_one_utterance_per_task() -> None:
+    events = run("gummy-chat-v1")
+    opened = [e for e in events if isinstance(e, SessionOpened)]
+    metrics = [e for e in events if isinstance(e, TaskMetrics)]
+    assert len(opened) >= len(SENTENCES)
+    assert all(m.finals <= 1 for m in metrics)
+    assert sum(m.finals for m in metrics) == len(SENTENCES)
+    # each new task starts where the previous sentence ended: the replay covers the rest
+    ends = {end for _, _, _, end in finals(events)}
+    assert all(o.offset == 0 or o.offset in ends for o in opened)
+
+
+@pytest.mark.parametrize("model", GUMMY)
+def test_translation_only_streams_settle_on_translations(model: str) -> None:
+    events = run(model, transcription=False)
+    assert not finals(events)
+    got = translations(events)
+    assert [(sid, text) for sid, _, text in got] == list(enumerate(ZH, start=1))
+    ended = next(e for e in events if isinstance(e, StreamEnded))
+    assert (ended.status, ended.finals, ended.audio_lost_ms) == ("ok", 5, 0)
+
+
+CLEAN: dict[str, list[Event]] = {}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(GUMMY),
+    seed=st.integers(0, 2**20),
+    count=st.integers(1, 3),
+    hits=st.integers(1, 3),
+)
+def test_transient_faults_change_nothing(model: str, seed: int, count: int, hits: int) -> None:
+    """Seeded random plans on the first connections: same finals, translations and times."""
+    plan = random_plan(
+        seed, count=count, horizon_s=8.0, max_frames=60, connections=Connections(first_n=hits)
+    )
+    assume(transient(plan))
+    if model not in CLEAN:
+        CLEAN[model] = run(model)
+    clean = CLEAN[model]
+    events = run(model, plan, seed)
+    assert finals(events) == finals(clean), plan
+    assert translations(events) == translations(clean), plan
+    ended = next(e for e in events if isinstance(e, StreamEnded))
+    assert ended.audio_lost_ms == 0, plan
+
+
+def test_events_round_trip_as_jsonl() -> None:
+    from engine.events import decode_jsonl_line, encode_jsonl_line
+
+    for event in run("gummy-realtime-v1"):
+        if isinstance(event, Translation | Final):
+            assert decode_jsonl_line(encode_jsonl_line(event)) == msgspec.structs.replace(event)
