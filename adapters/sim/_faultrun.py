@@ -234,7 +234,7 @@ class PlanRunner:
                 return None
             frame = sent
         for i, fault in enumerate(self._faults):
-            if isinstance(fault, NoTaskFinished) and _event_of(frame) == "task-finished":
+            if isinstance(fault, NoTaskFinished) and _event_of(frame) in _FINISHED_EVENTS:
                 if i not in self._fired:
                     self._fired.add(i)
                     self._applied(fault)
@@ -325,13 +325,18 @@ class _Header(msgspec.Struct):
 
 class _Frame(msgspec.Struct):
     header: _Header = msgspec.field(default_factory=_Header)
+    type: str = ""  # a realtime event
 
 
 _FRAME_DECODER: Final = msgspec.json.Decoder(_Frame)
+_FINISHED_EVENTS: Final = frozenset({"task-finished", "session.finished"})
+"""What ``no-task-finished`` swallows: the inference and the realtime end of a task."""
 
 
 def _event_of(frame: str) -> str:
+    """The inference ``header.event`` or the realtime ``type`` of a frame ("" if neither)."""
     try:
-        return _FRAME_DECODER.decode(frame).header.event
+        decoded = _FRAME_DECODER.decode(frame)
     except msgspec.DecodeError:
         return ""
+    return decoded.header.event or decoded.type

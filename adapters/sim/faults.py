@@ -16,7 +16,10 @@ there is refused with HTTP 400 and the parse error as message. In Python::
 
 Faults (``at`` seconds count from the accepted upgrade; ``after`` = N counts the
 client's WebSocket messages, ``run-task`` being 1, and fires *before* the N-th is
-handled):
+handled). They act on both endpoints; on ``/api-ws/v1/realtime`` the session's
+start (right after the upgrade) stands for run-task — ``throttle`` and a
+trigger-less ``fail-task`` send their ``error`` there instead of
+``session.created``:
 
 ================================  ===================================================
 ``drop:at=S`` / ``drop:after=N``  abort the stream: no close frame (TCP: RST)
@@ -24,9 +27,11 @@ handled):
                                   unanswered until the client gives up
 ``delay:S[,jitter=J]``            every event frame leaves S (+ uniform 0..J) seconds
                                   after it was produced, in order; pongs are not delayed
-``no-task-finished``              swallow ``task-finished`` (finish-task gets no reply)
+``no-task-finished``              swallow ``task-finished`` (finish-task gets no reply;
+                                  realtime: ``session.finished``)
 ``fail-task:CODE[,message=M]``    ``task-failed`` CODE at run-task, or ``at``/``after``
-                                  (with no task open then: at the next run-task)
+                                  (with no task open then: at the next run-task);
+                                  realtime: a fatal ``error`` (``server_error``, CODE)
 ``reject:STATUS``                 refuse the upgrade with HTTP STATUS (401, 403, 429, 503…)
 ``throttle``                      ``task-failed`` ``Throttling.RateQuota`` at run-task
 ``slow-accept:S``                 answer the upgrade S seconds late

@@ -4,8 +4,9 @@
 so the same code runs behind a TCP listener (:func:`serve`,
 :func:`open_simulator`) and behind an in-memory stream pair
 (:mod:`adapters.sim.memory`). At the upgrade it routes
-``/api-ws/v1/inference`` (also with a trailing ``/``; other paths get 404) and
-checks the key: ``Authorization: Bearer <key>`` (scheme case-insensitive, as
+``/api-ws/v1/inference`` (``inference.py``) and ``/api-ws/v1/realtime?model=…``
+(``realtime.py``), each also with a trailing ``/``; other paths get 404. It
+checks the key for every path: ``Authorization: Bearer <key>`` (scheme case-insensitive, as
 SDK ≤ 1.26.3 sends ``bearer``) or ``?api_key=<key>`` for browser clients; a
 missing or unknown key gets HTTP 401 with a JSON body (DASHSCOPE.md §1.2, §11.2).
 
@@ -35,6 +36,7 @@ from ._faultrun import FaultInjector
 from .context import ConnectionContext
 from .http import sniff
 from .inference import InferenceConnection
+from .realtime import RealtimeConnection
 from .rest import RestService
 from .restconfig import RestConfig
 from .translate import ScriptedTranslator
@@ -51,12 +53,21 @@ if TYPE_CHECKING:
     from .faults import FaultSource
     from .translate import Translator
 
-__all__ = ["INFERENCE_PATH", "SimServer", "SimulatorHandle", "open_simulator", "serve"]
+__all__ = [
+    "INFERENCE_PATH",
+    "REALTIME_PATH",
+    "SimServer",
+    "SimulatorHandle",
+    "open_simulator",
+    "serve",
+]
 
 _log = structlog.get_logger()
 
 INFERENCE_PATH: Final = "/api-ws/v1/inference"
 _INFERENCE_PATHS: Final = frozenset({INFERENCE_PATH, INFERENCE_PATH + "/"})
+REALTIME_PATH: Final = "/api-ws/v1/realtime"
+_REALTIME_PATHS: Final = frozenset({REALTIME_PATH, REALTIME_PATH + "/"})
 _JSON: Final = [(b"content-type", b"application/json; charset=utf-8")]
 
 
@@ -69,6 +80,11 @@ class SimulatorHandle(msgspec.Struct, frozen=True):
     @property
     def inference_url(self) -> str:
         return f"ws://{self.host}:{self.port}{INFERENCE_PATH}"
+
+    @property
+    def realtime_url(self) -> str:
+        """The realtime endpoint without a query: clients append ``?model=<model>``."""
+        return f"ws://{self.host}:{self.port}{REALTIME_PATH}"
 
     @property
     def http_url(self) -> str:
@@ -160,7 +176,8 @@ class SimServer:
         url = urllib.parse.urlsplit(request.path)
         refusal = await faults.on_upgrade(request.path, request.headers)
         status, message = refusal if refusal is not None else (None, None)
-        if status is None and url.path not in _INFERENCE_PATHS:
+        realtime = url.path in _REALTIME_PATHS
+        if status is None and not realtime and url.path not in _INFERENCE_PATHS:
             status = 404
         if status is None:
             status = self._check_key(request.headers, url.query)
@@ -181,7 +198,11 @@ class SimServer:
             faults if faults.active else None,
             translator=self.translator,
         )
-        code, reason = await InferenceConnection(ws, ctx).run()
+        if realtime:
+            model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
+            code, reason = await RealtimeConnection(ws, ctx, model).run()
+        else:
+            code, reason = await InferenceConnection(ws, ctx).run()
         # Our own decision to close: do the close handshake, briefly. (When the server
         # itself is cancelled, serve_stream just drops the stream.)
         with trio.move_on_after(self.config.disconnect_timeout_s):
@@ -208,7 +229,10 @@ def _error_body(status: int, message: str | None = None) -> bytes:
         400: ("InvalidParameter", "Bad request."),
         401: ("InvalidApiKey", "Invalid API-key provided."),
         403: ("AccessDenied", "Access denied."),
-        404: ("NotFound", "No such endpoint; use /api-ws/v1/inference."),
+        404: (
+            "NotFound",
+            "No such endpoint; use /api-ws/v1/inference or /api-ws/v1/realtime?model=<model>.",
+        ),
         429: ("Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
         503: ("ServiceUnavailable", "Service temporarily unavailable."),
     }.get(status, ("Rejected", "The upgrade was rejected."))

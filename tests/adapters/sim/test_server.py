@@ -74,7 +74,7 @@ class TestUpgrade:
         assert caught.value.status_code == 401
 
     @pytest.mark.parametrize(
-        "target", ["/", "/api-ws/v1/realtime?model=x", "/api-ws/v1/inferencex", "/api/v1/tasks"]
+        "target", ["/", "/api-ws/v1/realtimex?model=x", "/api-ws/v1/inferencex", "/api/v1/tasks"]
     )
     @deadline(10)
     async def test_unknown_path_404(
