@@ -50,9 +50,12 @@ TABLE = ScriptedTranslator([{"en": en, "zh": zh} for en, zh in zip(SENTENCES, ZH
 PCM = synthesize(SENTENCES, 16000)
 FRAME = 1600
 GUMMY = ["gummy-realtime-v1", "gummy-chat-v1"]
+LIVE = "qwen3.5-livetranslate-flash-realtime"
+ALL = [*GUMMY, LIVE]
 
 
 async def translate(model: str, plan: FaultPlan | None, seed: int, **options: Any) -> list[Event]:
+    options.setdefault("vad_silence_ms", 400)  # the tone clips pause ~0.7 s between sentences
     config = SessionConfig(
         stream="s",
         model=model,
@@ -116,7 +119,7 @@ def bilingual(events: list[Event]) -> list[tuple[str, str]]:
     return [(texts[sid], text) for sid, _, text in translations(events)]
 
 
-@pytest.mark.parametrize("model", GUMMY)
+@pytest.mark.parametrize("model", ALL)
 def test_every_final_gets_its_translation(model: str) -> None:
     events = run(model)
     got = finals(events)
@@ -151,7 +154,7 @@ def test_gummy_chat_is_one_utterance_per_task() -> None:
     assert all(o.offset == 0 or o.offset in ends for o in opened)
 
 
-@pytest.mark.parametrize("model", GUMMY)
+@pytest.mark.parametrize("model", ALL)
 def test_translation_only_streams_settle_on_translations(model: str) -> None:
     events = run(model, transcription=False)
     assert not finals(events)
@@ -164,9 +167,9 @@ def test_translation_only_streams_settle_on_translations(model: str) -> None:
 CLEAN: dict[str, list[Event]] = {}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    model=st.sampled_from(GUMMY),
+    model=st.sampled_from(ALL),
     seed=st.integers(0, 2**20),
     count=st.integers(1, 3),
     hits=st.integers(1, 3),
