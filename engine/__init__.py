@@ -16,6 +16,7 @@ from engine.errors import StenoError as StenoError
 from engine.errors import TaskFailed as TaskFailed
 from engine.events import AudioFrame as AudioFrame
 from engine.events import AudioGap as AudioGap
+from engine.events import AudioSkipped as AudioSkipped
 from engine.events import Event as Event
 from engine.events import Final as Final
 from engine.events import Partial as Partial
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from engine.config import TranslationOptions as TranslationOptions
     from engine.pipeline import FileStreamConfig as FileStreamConfig
     from engine.pipeline import run_file_stream as run_file_stream
+    from engine.stream import Stream as Stream
+    from engine.stream import StreamConfig as StreamConfig
+    from engine.stream import StreamStatistics as StreamStatistics
+    from engine.stream import open_stream as open_stream
 
 # Names from modules that import adapters/ are loaded on first use: adapters import
 # engine.errors and engine.events, and an eager import here would be circular.
@@ -49,6 +54,10 @@ _LAZY = {
     "Secret": "engine.config",
     "SessionConfig": "engine.config",
     "TranslationOptions": "engine.config",
+    "Stream": "engine.stream",
+    "StreamConfig": "engine.stream",
+    "StreamStatistics": "engine.stream",
+    "open_stream": "engine.stream",
 }
 
 
@@ -65,6 +74,7 @@ __all__ = [
     "DAEMON",
     "AudioFrame",
     "AudioGap",
+    "AudioSkipped",
     "AuthError",
     "ConfigError",
     "ConnectFailed",
@@ -83,13 +93,17 @@ __all__ = [
     "SessionOpened",
     "StartLimiter",
     "StenoError",
+    "Stream",
+    "StreamConfig",
     "StreamEnded",
     "StreamError",
     "StreamStarted",
+    "StreamStatistics",
     "TaskFailed",
     "TaskMetrics",
     "Translation",
     "TranslationOptions",
     "decode_jsonl_line",
+    "open_stream",
     "run_file_stream",
 ]

@@ -143,8 +143,9 @@ def _warn_if_shared(config: DaemonConfig) -> None:
 def _configure_logging(level: str) -> None:
     # The daemon logs JSON lines to stdout (a service manager collects them),
     # with the same processors (secret redaction) as every other entry point.
-    steno_logging.configure(json=True, level=logging.getLevelNamesMapping()[level.upper()])
-    structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer))
+    steno_logging.configure(
+        json=True, level=logging.getLevelNamesMapping()[level.upper()], stream=sys.stdout
+    )
 
 
 async def _simulator(stack: contextlib.AsyncExitStack, config: DaemonConfig) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "AudioEvent",
     "AudioFrame",
     "AudioGap",
+    "AudioSkipped",
     "DeviceLost",
     "DeviceRestored",
     "Event",
@@ -172,10 +173,15 @@ class LifecycleEvent(Event, frozen=True):
 
 
 class StreamStarted(LifecycleEvent, frozen=True):
+    """The stream began. ``started_at`` is the wall-clock time (ISO-8601, UTC) of global
+    sample 0, so a global time maps to wall time: ``started_at + sample / rate``
+    (empty in files written before it existed)."""
+
     source: str
     model: str
     rate: int
     endpoint: str = ""
+    started_at: str = ""
 
 
 class SessionOpened(LifecycleEvent, frozen=True):
@@ -210,6 +216,7 @@ GapReason = Literal[
     "capture-overflow",
     "device",
     "connection-lost",
+    "source",
 ]
 
 
@@ -224,6 +231,20 @@ class AudioGap(LifecycleEvent, frozen=True):
     def __post_init__(self) -> None:
         if self.end < self.start:
             raise ValueError("an audio gap cannot end before it starts")
+
+
+class AudioSkipped(LifecycleEvent, frozen=True):
+    """Time ``[start, end)`` (global samples) that the source left out on purpose (a
+    suspended silence, a paused host): not sent, not recognized, and not a loss."""
+
+    start: int
+    end: int
+    reason: str
+    rate: int = 16000
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError("a skipped span cannot end before it starts")
 
 
 class StreamError(LifecycleEvent, frozen=True):
@@ -250,13 +271,18 @@ class TaskMetrics(LifecycleEvent, frozen=True):
 
 
 class StreamEnded(LifecycleEvent, frozen=True):
-    """The stream is over. ``status`` is ``ok``, ``partial`` (audio lost) or ``failed``."""
+    """The stream is over. ``status`` is ``ok``, ``partial`` (audio lost) or ``failed``.
+
+    ``audio_ms`` is the global timeline's length; ``audio_skipped_ms`` the part of it
+    the source skipped on purpose (``AudioSkipped``).
+    """
 
     status: str
     finals: int = 0
     reconnects: int = 0
     audio_lost_ms: int = 0
     audio_ms: int = 0
+    audio_skipped_ms: int = 0
 
 
 class DeviceLost(LifecycleEvent, frozen=True):
@@ -292,6 +318,7 @@ LifecycleUnion = (
     | Reconnecting
     | Rotated
     | AudioGap
+    | AudioSkipped
     | StreamError
     | TaskMetrics
     | StreamEnded

@@ -23,7 +23,8 @@ from adapters.dashscope.models import get_model
 from adapters.sinks.factory import open_sinks
 from engine._util import unwrap_single_group
 from engine.actors import mic, renderer, resampler, session
-from engine.actors.capture import RawBlock
+from engine.actors.capture import RawBlock, Skip
+from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.events import (
     AudioFrame,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from adapters.audio.devices import AudioBackend
     from adapters.dashscope.ws import Dialer
     from adapters.sinks.base import Sink
+    from engine.clock import WallClock
     from engine.ratelimit import StartLimiter
 
 __all__ = ["CAPTURE_GAPS", "LiveStreamConfig", "run_live_stream"]
@@ -69,6 +71,7 @@ async def run_live_stream(
     limiter: StartLimiter | None = None,
     backend: AudioBackend | None = None,
     run_blocking: Any = None,
+    clock: WallClock = system_clock,
 ) -> StreamEnded:
     """Transcribe an input device until ``drain`` is set; return its StreamEnded.
 
@@ -77,6 +80,8 @@ async def run_live_stream(
     Cancellation: cancelling closes the device and abandons the task at once;
     setting ``drain`` stops capture and finishes the task gracefully.
 
+    ``clock`` (epoch seconds) stamps ``StreamStarted.started_at``.
+
     Error handling: :class:`ConfigError` (no PortAudio, no such device, a bad
     output) and :class:`InputError` (the device cannot be opened) are raised before
     any audio is captured. Capture gaps (overflow, device outages) make an ``ok``
@@ -84,7 +89,7 @@ async def run_live_stream(
     """
     cfg = config.session
     rate = get_model(cfg.model).sample_rate
-    raw_send, raw_recv = trio.open_memory_channel[RawBlock](EDGES["capture->resampler"].size)
+    raw_send, raw_recv = trio.open_memory_channel[RawBlock | Skip](EDGES["capture->resampler"].size)
     frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
         EDGES["resampler->session"].size
     )
@@ -131,6 +136,7 @@ async def run_live_stream(
                 cfg.model,
                 rate,
                 endpoint=cfg.url.split("?", 1)[0],
+                started_at=iso_utc(clock()),
                 stream=cfg.stream,
                 t=trio.current_time(),
             )
@@ -148,7 +154,7 @@ async def run_live_stream(
 
 
 async def _capture(
-    raw_send: trio.MemorySendChannel[RawBlock],
+    raw_send: trio.MemorySendChannel[RawBlock | Skip],
     events: trio.MemorySendChannel[Event],
     config: mic.MicConfig,
     drain: trio.Event,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 import structlog
@@ -32,29 +32,53 @@ def _msgspec_dumps(obj: Any, default: Any = None) -> bytes:
     return msgspec.json.encode(obj, enc_hook=str)
 
 
-def configure(*, json: bool, level: int = logging.INFO) -> None:
-    """Log to stderr: JSON lines (``json=True``) or a console renderer for people."""
+def configure(*, json: bool, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send logs to ``stream`` (default stderr): JSON lines (``json=True``) or a console renderer.
+
+    Secret-looking keys (``api_key``, ``authorization``, ``token`` …) are replaced by
+    ``***`` before anything is rendered. JSON goes straight to the stream's binary
+    buffer when it has one (``sys.stdout``, ``sys.stderr``), else through its text
+    layer (``io.StringIO``); each line is flushed as it is written.
+
+    Args:
+        json: JSON lines (daemons, pipes) instead of the console renderer (people).
+        level: the least severe level logged.
+        stream: where lines go: the daemon logs to stdout, the CLI to stderr.
+    """
+    out = sys.stderr if stream is None else stream
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         RedactSecrets(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    factory: Any
     if json:
-        structlog.configure(
-            processors=[
-                *shared,
-                structlog.processors.format_exc_info,
-                structlog.processors.JSONRenderer(serializer=_msgspec_dumps),
-            ],
-            wrapper_class=structlog.make_filtering_bound_logger(level),
-            logger_factory=structlog.BytesLoggerFactory(file=sys.stderr.buffer),
-            cache_logger_on_first_use=True,
-        )
+        binary = getattr(out, "buffer", None)
+        if binary is not None:
+            renderer = structlog.processors.JSONRenderer(serializer=_msgspec_dumps)
+            factory = structlog.BytesLoggerFactory(file=binary)
+        else:
+            renderer = structlog.processors.JSONRenderer(serializer=_msgspec_text)
+            factory = structlog.WriteLoggerFactory(file=out)
+        processors = [*shared, structlog.processors.format_exc_info, renderer]
     else:
-        structlog.configure(
-            processors=[*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())],
-            wrapper_class=structlog.make_filtering_bound_logger(level),
-            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-            cache_logger_on_first_use=True,
-        )
+        processors = [*shared, structlog.dev.ConsoleRenderer(colors=_isatty(out))]
+        factory = structlog.WriteLoggerFactory(file=out)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _msgspec_text(obj: Any, default: Any = None) -> str:
+    return msgspec.json.encode(obj, enc_hook=str).decode()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or minimal stream
+        return False

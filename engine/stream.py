@@ -3,7 +3,7 @@
     async with open_stream(StreamConfig(session=...)) as stream:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(produce, stream)     # await stream.push(pcm, rate=48000) ...
-            async for event in stream.events():     # ends after StreamEnded
+            async for event in stream.events():     # StreamStarted … StreamEnded
                 ...
 
 Inside, a pushed stream is the same actors as a file stream without the capture:
@@ -12,13 +12,20 @@ resampler (soxr) → session (the supervisor) → your ``events()``. Leaving the
 ``task-finished`` under its deadline); events nobody read are drained so the
 session can finish. Events are never dropped: read them while you push, or the
 bounded channels push back on ``push``.
+
+A source that pauses calls :meth:`Stream.skip` with the time that passed: the
+stream's global timeline moves on without audio, so later results keep their
+wall-clock place (``StreamStarted.started_at + sample / rate``), and the span is
+reported (``AudioSkipped``, or ``AudioGap`` when it was lost). Setting the
+``drain`` event stops retries: the stream finishes within its deadlines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Literal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Literal, final
 
 import msgspec
 import numpy as np
@@ -27,10 +34,11 @@ import trio
 from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine.actors import resampler, session
-from engine.actors.capture import RawBlock
+from engine.actors.capture import RawBlock, Skip
+from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.errors import InputError
-from engine.events import AudioFrame, Event, StreamEnded
+from engine.events import AudioFrame, Event, StreamEnded, StreamStarted, samples_to_ms
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -38,9 +46,10 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
+    from engine.clock import WallClock
     from engine.ratelimit import StartLimiter
 
-__all__ = ["Stream", "StreamConfig", "open_stream", "to_mono_float32"]
+__all__ = ["Stream", "StreamConfig", "StreamStatistics", "open_stream", "to_mono_float32"]
 
 MIN_RATE, MAX_RATE = 8000, 48000
 
@@ -54,12 +63,14 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
         input_channels: channels of pushed interleaved audio (downmixed to mono).
         simulator: start an embedded simulator with this recognizer and ignore
             ``session.url`` (for examples and offline work).
+        source: what ``StreamStarted.source`` says the audio is.
     """
 
     session: SessionConfig
     input_rate: int = 16000
     input_channels: int = 1
     simulator: Literal["sphinx", "scripted"] | None = None
+    source: str = "push"
 
     def __post_init__(self) -> None:
         _check_rate(self.input_rate)
@@ -95,20 +106,73 @@ def to_mono_float32(pcm: bytes | NDArray[np.generic], channels: int) -> NDArray[
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
+class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one stream's live counters (:meth:`Stream.statistics`).
+
+    Times on the global timeline are samples at ``rate`` (the session rate).
+
+    Attributes:
+        pushed_s: audio pushed so far, in seconds.
+        skipped_s: time skipped on purpose (``skip``; ``AudioSkipped``), in seconds.
+        timeline_samples: the global timeline made so far (resampled audio and skips).
+        buffered_samples, buffered_frames: the replay buffer (audio after the commit
+            point), bounded by ``max_buffered_samples``.
+        tasks_opened: server tasks opened (first, reconnects, rotations, resumes).
+        live_tasks: the session's background tasks now.
+        reconnects, finals: as in ``StreamEnded``.
+        audio_lost_ms: audio that was not and will not be recognized (``AudioGap``).
+        push_queue, frame_queue, event_queue: items waiting on the stream's bounded
+            edges (pushes → resampler → session → ``events()``).
+    """
+
+    rate: int
+    pushed_s: float
+    skipped_s: float
+    timeline_samples: int
+    buffered_samples: int
+    buffered_frames: int
+    max_buffered_samples: int
+    tasks_opened: int
+    live_tasks: int
+    reconnects: int
+    finals: int
+    audio_lost_ms: int
+    push_queue: int
+    frame_queue: int
+    event_queue: int
+
+
+@final
 class Stream:
-    """One pushed stream. Made by :func:`open_stream`; do not construct it yourself."""
+    """One pushed stream. Made by :func:`open_stream`; do not construct it yourself.
+
+    Attributes:
+        config: the stream's configuration.
+        started: its :class:`StreamStarted` (also the first event of :meth:`events`).
+        stats: the session's live counters (a read-only view; :meth:`statistics`
+            takes a snapshot of everything).
+    """
 
     def __init__(
         self,
         config: StreamConfig,
-        raw: trio.MemorySendChannel[RawBlock],
+        raw: trio.MemorySendChannel[RawBlock | Skip],
+        frames: trio.MemoryReceiveChannel[AudioFrame],
         events: trio.MemoryReceiveChannel[Event],
         stats: session.SessionStats,
+        resampling: resampler.ResamplerStats,
+        started: StreamStarted,
     ) -> None:
         self.config = config
-        self.stats = stats
+        self.stats = stats  # the session's live view (the daemon's gauges read it)
+        self.started = started
         self._raw = raw
+        self._frames = frames
         self._events = events
+        self._resampling = resampling
+        self._rate = started.rate
+        self._pushed = Fraction(0)
+        self._started_sent = False
         self._ended: StreamEnded | None = None
         self._input_done = False
 
@@ -135,6 +199,30 @@ class Stream:
         samples = to_mono_float32(pcm, channels or self.config.input_channels)
         if samples.size:
             await self._raw.send(RawBlock(samples, rate))
+            self._pushed += Fraction(samples.size, rate)
+
+    async def skip(
+        self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False
+    ) -> None:
+        """Let ``samples`` (at ``rate``) of source time pass without audio.
+
+        The global timeline moves on by that time, so audio pushed later keeps its
+        wall-clock place; a task in progress carries on across the hole (results map
+        around it) and a replay never joins audio across it. The span is reported in
+        order with the audio: ``AudioSkipped(reason)``, or, with ``lost``,
+        ``AudioGap(reason)`` (counted in ``StreamEnded.audio_lost_ms``). Like
+        :meth:`push`, it blocks while the engine is behind.
+
+        Raises:
+            InputError: a negative count or a rate outside 8–48 kHz.
+            trio.ClosedResourceError: after :meth:`end_input`.
+        """
+        rate = rate or self.config.input_rate
+        _check_rate(rate)
+        if samples < 0:
+            raise InputError(f"cannot skip {samples} samples; fix: pass a count >= 0")
+        if samples:
+            await self._raw.send(Skip(samples, rate, reason, lost))
 
     async def end_input(self) -> None:
         """No more audio: the session finishes its task. Idempotent."""
@@ -142,14 +230,50 @@ class Stream:
             self._input_done = True
             await self._raw.aclose()
 
+    def statistics(self) -> StreamStatistics:
+        """A snapshot of the live counters (not a checkpoint; cheap enough to poll)."""
+        s, r, rate = self.stats, self._resampling, self._rate
+        return StreamStatistics(
+            rate=rate,
+            pushed_s=float(self._pushed),
+            skipped_s=r.skipped_samples / rate,
+            timeline_samples=r.position,
+            buffered_samples=s.buffered_samples,
+            buffered_frames=s.buffered_frames,
+            max_buffered_samples=s.max_buffered_samples,
+            tasks_opened=s.tasks_opened,
+            live_tasks=s.live_tasks,
+            reconnects=s.reconnects,
+            finals=s.finals,
+            audio_lost_ms=samples_to_ms(s.lost_samples + r.lost_samples, rate),
+            push_queue=self._raw.statistics().current_buffer_used,
+            frame_queue=self._frames.statistics().current_buffer_used,
+            event_queue=self._events.statistics().current_buffer_used,
+        )
+
     async def events(self) -> AsyncIterator[Event]:
-        """The engine's events, in order; ends after :class:`StreamEnded`."""
+        """The engine's events, in order: :class:`StreamStarted` first, :class:`StreamEnded` last."""
+        if not self._started_sent:
+            self._started_sent = True
+            yield self.started
         async for event in self._events:
             if isinstance(event, StreamEnded):
-                self._ended = event
+                event = self._ended = self._account(event)
             yield event
             if self._ended is not None:
                 return
+
+    def _account(self, ended: StreamEnded) -> StreamEnded:
+        """Fold the skips (the resampler reported them) into the session's totals."""
+        r, rate = self._resampling, self._rate
+        lost_ms = samples_to_ms(r.lost_samples, rate)
+        return msgspec.structs.replace(
+            ended,
+            status="partial" if ended.status == "ok" and lost_ms else ended.status,
+            audio_lost_ms=ended.audio_lost_ms + lost_ms,
+            audio_ms=max(ended.audio_ms, samples_to_ms(r.position, rate)),
+            audio_skipped_ms=samples_to_ms(r.skipped_samples, rate),
+        )
 
     async def _drain(self) -> None:
         async for _ in self.events():
@@ -162,8 +286,19 @@ async def open_stream(
     *,
     dial: Dialer = dial_tcp,
     limiter: StartLimiter | None = None,
+    drain: trio.Event | None = None,
+    clock: WallClock = system_clock,
 ) -> AsyncIterator[Stream]:
     """Open a pushed stream; on exit, finish it gracefully.
+
+    Args:
+        config: the stream.
+        dial: how to open WebSockets (the in-memory simulator's ``net.dial`` in tests).
+        limiter: the task-start rate limiter shared by the process's streams.
+        drain: once set, failures are no longer retried: the stream finishes within
+            its deadlines and reports what it could not finalize (the first Ctrl-C,
+            a daemon drain). Ending the input is still up to the caller.
+        clock: the wall clock for ``StreamStarted.started_at`` (epoch seconds).
 
     Raises:
         ConfigError: a bad model or option, before anything is sent.
@@ -176,17 +311,29 @@ async def open_stream(
         if config.simulator is not None:
             session_config = await _embedded(stack, config)
         rate = get_model(session_config.model).sample_rate
-        raw_send, raw_recv = trio.open_memory_channel[RawBlock](EDGES["push->resampler"].size)
+        raw_send, raw_recv = trio.open_memory_channel[RawBlock | Skip](
+            EDGES["push->resampler"].size
+        )
         frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
             EDGES["resampler->session"].size
         )
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+        started = StreamStarted(
+            config.source,
+            session_config.model,
+            rate,
+            endpoint=session_config.url.split("?", 1)[0],
+            started_at=iso_utc(clock()),
+            stream=session_config.stream,
+            t=trio.current_time(),
+        )
         nursery = await stack.enter_async_context(trio.open_nursery())
-        nursery.start_soon(
+        resampling = await nursery.start(
             functools.partial(
                 resampler.run,
                 inbox=raw_recv,
                 outbox=frames_send,
+                events=events_send.clone(),
                 config=resampler.ResamplerConfig(
                     out_rate=rate, frame_ms=session_config.frame_ms, stream=session_config.stream
                 ),
@@ -200,9 +347,10 @@ async def open_stream(
                 config=session_config,
                 dial=dial,
                 limiter=limiter,
+                drain=drain,
             )
         )
-        stream = Stream(config, raw_send, events_recv, stats)
+        stream = Stream(config, raw_send, frames_recv, events_recv, stats, resampling, started)
         try:
             yield stream
         finally:

@@ -26,7 +26,7 @@ import trio
 from engine._util import unwrap_single_group
 from engine.errors import StenoError
 from engine.events import Event, StreamEnded
-from engine.stream import Stream, StreamConfig, open_stream
+from engine.stream import Stream, StreamConfig, StreamStatistics, open_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -47,7 +47,8 @@ class ThreadedStream:
         config: the stream's configuration.
         start_timeout_s: how long ``start`` waits for the stream to be ready.
         events_maxsize: bound of the event queue to the host (the engine waits when full).
-        open_kwargs: passed to :func:`open_stream` (``dial``, ``limiter``).
+        open_kwargs: passed to :func:`open_stream` (``dial``, ``limiter``, ``clock``;
+            the ``drain`` event is the stream's own: call :meth:`drain`).
     """
 
     def __init__(
@@ -66,7 +67,7 @@ class ThreadedStream:
         self._stream: Stream | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._error: Exception | None = None
-        self._stop = threading.Event()
+        self._drain: trio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="steno-stream", daemon=True)
         self.ended: StreamEnded | None = None
 
@@ -98,7 +99,8 @@ class ThreadedStream:
 
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
-        async with open_stream(self.config, **self._open_kwargs) as stream:
+        self._drain = trio.Event()
+        async with open_stream(self.config, drain=self._drain, **self._open_kwargs) as stream:
             self._stream = stream
             self._ready.set()
             async for event in stream.events():
@@ -123,6 +125,27 @@ class ThreadedStream:
         trio.from_thread.run(
             lambda: stream.push(pcm, rate=rate, channels=channels), trio_token=token
         )
+
+    def skip(
+        self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False
+    ) -> None:
+        """Let source time pass without audio, from any thread (see :meth:`Stream.skip`)."""
+        stream, token = self._live()
+        trio.from_thread.run(
+            lambda: stream.skip(samples, rate=rate, reason=reason, lost=lost), trio_token=token
+        )
+
+    def statistics(self) -> StreamStatistics:
+        """A snapshot of the stream's counters, from any thread."""
+        stream, token = self._live()
+        return trio.from_thread.run_sync(stream.statistics, trio_token=token)
+
+    def drain(self) -> None:
+        """Stop retrying failures: the stream finishes within its deadlines. Idempotent."""
+        _, token = self._live()
+        event = self._drain
+        if event is not None:
+            trio.from_thread.run_sync(event.set, trio_token=token)
 
     def end_input(self) -> None:
         """No more audio; the task finishes. Idempotent."""
@@ -230,6 +253,17 @@ class AsyncioStream:
         channels: int | None = None,
     ) -> None:
         await asyncio.to_thread(self._threaded.push, pcm, rate=rate, channels=channels)
+
+    async def skip(
+        self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False
+    ) -> None:
+        await asyncio.to_thread(self._threaded.skip, samples, rate=rate, reason=reason, lost=lost)
+
+    async def statistics(self) -> StreamStatistics:
+        return await asyncio.to_thread(self._threaded.statistics)
+
+    async def drain(self) -> None:
+        await asyncio.to_thread(self._threaded.drain)
 
     async def end_input(self) -> None:
         await asyncio.to_thread(self._threaded.end_input)

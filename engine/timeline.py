@@ -10,6 +10,13 @@ now, bounded by ``max_samples`` with a drop-oldest policy. Dropping is not yet a
 loss (the audio was probably sent and recognized); it becomes one only if the
 task dies before a final covers it, which is when :meth:`ReplayBuffer.lost_span`
 says which span can no longer be replayed.
+
+**Skips.** A source may skip time (``Stream.skip``: a suspended silence, a device
+gap): the next frame then starts later than the previous one ended. The buffer
+keeps such a *hole* as it is (never audio); a task that crosses it jumps its
+clock over it (:meth:`TaskClock.skip_to`), so the server hears contiguous audio
+while every result maps back to where it was spoken. A commit point that reaches
+a hole moves to its end: nothing in a hole needs recognizing.
 """
 
 from __future__ import annotations
@@ -34,14 +41,17 @@ class TaskClock:
     A task starts at global ``offset``. Keep-alive silence that the session sends
     while its source pauses exists on the task's timeline but not on the global
     one; :meth:`pad` records it, and times inside padding map to where it began.
+    A skip is the inverse: global time with no task audio; :meth:`skip_to` records
+    it, and task time after it maps past the hole.
     """
 
-    __slots__ = ("_anchors", "offset", "rate", "task_samples")
+    __slots__ = ("_anchors", "offset", "padded", "rate", "task_samples")
 
     def __init__(self, offset: int, rate: int) -> None:
         self.offset = offset
         self.rate = rate
         self.task_samples = 0  # audio (real and padding) sent to the task so far
+        self.padded = 0  # keep-alive padding sent so far, in samples
         # (task sample, global sample) where each run of real audio begins
         self._anchors: list[tuple[int, int]] = [(0, offset)]
 
@@ -53,7 +63,14 @@ class TaskClock:
         """Silence that is not on the global timeline was sent."""
         _, last_global = self._global_at(self.task_samples)
         self.task_samples += samples
+        self.padded += samples
         self._anchors.append((self.task_samples, last_global))
+
+    def skip_to(self, global_sample: int) -> None:
+        """The next real audio begins at ``global_sample``: the span from :attr:`global_end`
+        to it was skipped by the source (no-op unless it lies ahead)."""
+        if global_sample > self.global_end:
+            self._anchors.append((self.task_samples, global_sample))
 
     def _global_at(self, task_sample: int) -> tuple[int, int]:
         i = bisect.bisect_right(self._anchors, (task_sample, _INF)) - 1
@@ -61,6 +78,10 @@ class TaskClock:
         return t0, g0 + (task_sample - t0)
 
     def to_global(self, ms: int) -> int:
+        """A server time (ms since the task's first audio) as a global sample.
+
+        A time exactly at a skip maps to the audio after it.
+        """
         task_sample = ms * self.rate // 1000
         _, g = self._global_at(task_sample)
         # inside the padding that follows a run: clamp to where that padding started
@@ -76,20 +97,16 @@ class TaskClock:
 
     @property
     def global_end(self) -> int:
-        """The global sample just after the last real audio sent."""
+        """The global sample just after the last real audio sent (or the last skip)."""
         return self._global_at(self.task_samples)[1]
-
-    @property
-    def padded(self) -> int:
-        """Total keep-alive padding sent, in samples."""
-        return self.task_samples - (self.global_end - self.offset)
 
 
 class ReplayBuffer:
     """Audio frames from the commit point to the newest frame, bounded, drop-oldest.
 
-    Frames are contiguous on the global timeline (each starts where the previous
-    ended). Not thread-safe; owned by one session actor.
+    Each frame starts where the previous one ended, or later: the span between is
+    a hole the source skipped (see the module docstring). Not thread-safe; owned
+    by one session actor.
     """
 
     def __init__(self, max_samples: int) -> None:
@@ -97,10 +114,12 @@ class ReplayBuffer:
             raise ValueError("the replay buffer needs room for at least one sample")
         self.max_samples = max_samples
         self._frames: deque[AudioFrame] = deque()
+        self._holes: deque[tuple[int, int]] = deque()  # skipped spans after the commit point
         self._samples = 0
         self.commit_point = 0
         self.end = 0  # global end of the newest frame appended
         self.dropped_samples = 0  # total dropped by overflow, for metrics
+        self.skipped_samples = 0  # total skipped by the source (holes), for metrics
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -110,13 +129,29 @@ class ReplayBuffer:
         return self._samples
 
     @property
+    def holes(self) -> int:
+        """Skipped spans still ahead of the commit point."""
+        return len(self._holes)
+
+    @property
     def start(self) -> int:
         """Global start of the oldest frame kept (== end when empty)."""
         return self._frames[0].start if self._frames else self.end
 
     def append(self, frame: AudioFrame) -> None:
-        if frame.start != self.end and (self._frames or self.end):
+        """Add the newest frame; one that starts after :attr:`end` leaves a hole before it.
+
+        Raises:
+            ValueError: the frame starts before the buffer's end.
+        """
+        if frame.start < self.end:
             raise ValueError(f"frame at {frame.start} does not follow the buffer end {self.end}")
+        if frame.start > self.end:
+            self.skipped_samples += frame.start - self.end
+            if self.commit_point >= self.end:
+                self.commit_point = frame.start  # nothing pending before the hole
+            else:
+                self._holes.append((self.end, frame.start))
         self._frames.append(frame)
         self._samples += frame.samples
         self.end = frame.end
@@ -124,12 +159,17 @@ class ReplayBuffer:
             old = self._frames.popleft()
             self._samples -= old.samples
             self.dropped_samples += old.samples
+            self._prune_holes(self._frames[0].start)
 
     def skip_lost(self) -> tuple[int, int] | None:
-        """Give up on the span overflow dropped: move the commit point to the oldest frame kept."""
+        """Give up on the span overflow dropped: move the commit point to the oldest frame kept.
+
+        A hole inside that span is reported as part of it (one outage, one span).
+        """
         span = self.lost_span()
         if span is not None:
             self.commit_point = span[1]
+            self._prune_holes(self.commit_point)
         return span
 
     def commit(self, point: int) -> None:
@@ -137,6 +177,10 @@ class ReplayBuffer:
         if point <= self.commit_point:
             return
         self.commit_point = min(point, self.end) if self.end else point
+        self._prune_holes(self.commit_point)
+        if self._holes and self._holes[0][0] <= self.commit_point:
+            # Everything before a hole is safe: the commit point moves past it.
+            self.commit_point = self._holes.popleft()[1]
         while self._frames and self._frames[0].end <= self.commit_point:
             old = self._frames.popleft()
             self._samples -= old.samples
@@ -152,3 +196,8 @@ class ReplayBuffer:
         for frame in self._frames:
             if frame.end > sample:
                 yield frame
+
+    def _prune_holes(self, point: int) -> None:
+        """Forget holes that end at or before ``point``."""
+        while self._holes and self._holes[0][1] <= point:
+            self._holes.popleft()

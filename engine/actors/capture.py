@@ -25,7 +25,7 @@ from adapters.audio.files import SourceInfo, open_audio_source
 if TYPE_CHECKING:
     from adapters.audio.files import ToolFinder
 
-__all__ = ["FileCaptureConfig", "RawBlock", "SourceInfo", "block_deadline", "run"]
+__all__ = ["FileCaptureConfig", "RawBlock", "Skip", "SourceInfo", "block_deadline", "run"]
 
 log = structlog.get_logger()
 
@@ -39,6 +39,26 @@ class RawBlock(msgspec.Struct, frozen=True, eq=False):
 
     samples: NDArray[np.float32]
     rate: int
+
+
+class Skip(msgspec.Struct, frozen=True):
+    """Source time that passed without audio: ``samples`` at ``rate`` (a pause, a device gap).
+
+    It travels in order with the :class:`RawBlock` s. The resampler ends the run of
+    audio before it and moves the stream's global timeline on by the same time, so
+    later audio keeps its wall-clock place; the span is reported as an ``AudioGap``
+    (``lost``: audio that existed but was not captured) or an ``AudioSkipped`` (time
+    left out on purpose), with ``reason``.
+    """
+
+    samples: int
+    rate: int
+    reason: str = "skipped"
+    lost: bool = False
+
+    def __post_init__(self) -> None:
+        if self.samples < 0 or self.rate <= 0:
+            raise ValueError(f"a skip needs samples >= 0 and a positive rate, got {self}")
 
 
 class FileCaptureConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

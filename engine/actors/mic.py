@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import msgspec
 import structlog
@@ -63,7 +63,7 @@ from engine.actors._handoff import (
     silence_blocks,
     to_global,
 )
-from engine.actors.capture import RawBlock
+from engine.actors.capture import RawBlock, Skip
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
 
 if TYPE_CHECKING:
@@ -94,6 +94,10 @@ class MicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         give_up_after_s: stop retrying after this long without a device (None: never);
             the actor then raises :class:`DeviceFailed`.
         call_timeout_s: a PortAudio call (open, close) that takes longer is abandoned.
+        holes: how a hole (overflow, outage) goes downstream: ``silence`` of the same
+            length plus an ``AudioGap`` event, or ``skip``, a lost
+            :class:`~engine.actors.capture.Skip` (the resampler then reports the gap;
+            the timeline moves on without sending a long silence at once).
         stream: the stream id put on events.
     """
 
@@ -108,6 +112,7 @@ class MicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stall_timeout_s: float | None = 5.0
     give_up_after_s: float | None = None
     call_timeout_s: float = 5.0
+    holes: Literal["silence", "skip"] = "silence"
     stream: str = ""
 
     def __post_init__(self) -> None:
@@ -155,7 +160,7 @@ class _Mic:
         self,
         config: MicConfig,
         backend: AudioBackend,
-        outbox: trio.MemorySendChannel[RawBlock],
+        outbox: trio.MemorySendChannel[RawBlock | Skip],
         events: trio.MemorySendChannel[Event],
         blocking: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> None:
@@ -395,6 +400,9 @@ class _Mic:
             else:
                 start, end = (to_global(p, cfg.timeline_rate) for p in (item.start, item.end))
                 log.warning("mic.gap", reason=item.reason, start=start, end=end)
+                if cfg.holes == "skip":
+                    await self.outbox.send(Skip(item.frames, item.rate, item.reason, lost=True))
+                    continue
                 await self.emit(AudioGap(start, end, item.reason, rate=cfg.timeline_rate))
                 chunk = max(item.rate * max(cfg.block_ms, 100) // 1000, 1)
                 for zeros in silence_blocks(item.frames, chunk):
@@ -408,7 +416,7 @@ class _Mic:
 
 async def run(
     *,
-    outbox: trio.MemorySendChannel[RawBlock],
+    outbox: trio.MemorySendChannel[RawBlock | Skip],
     events: trio.MemorySendChannel[Event],
     config: MicConfig,
     backend: AudioBackend | None = None,
@@ -419,7 +427,8 @@ async def run(
     """Capture from an input device into ``outbox`` until ``stop`` is set.
 
     Args:
-        outbox: mono float32 blocks at the device's rate, gapless on the timeline.
+        outbox: mono float32 blocks at the device's rate, gapless on the timeline (holes
+            as silence, or as :class:`~engine.actors.capture.Skip` s: ``config.holes``).
         events: where :class:`DeviceLost`, :class:`DeviceRestored` and
             :class:`AudioGap` go.
         config: the device and the loss policy.

@@ -443,6 +443,8 @@ class _Session:
                 await conv.send_padding(self.rate * cfg.frame_ms // 1000)
                 continue
             self.buffer.append(frame)
+            if frame.start > conv.sent_until:  # the source skipped time (Stream.skip)
+                conv.clock.skip_to(frame.start)
             await conv.send_audio(frame.pcm, frame.end)
             rotated = await self.maybe_rotate(conv)
             if rotated is not None:
@@ -467,6 +469,11 @@ class _Session:
             chunk = bytearray()
             end = conv.sent_until
             for frame in self.buffer.frames_from(conv.sent_until):
+                if frame.start > end:  # a hole the source skipped: jump the task's clock
+                    if chunk:
+                        break  # send what precedes it first
+                    conv.clock.skip_to(frame.start)
+                    end = frame.start
                 if len(chunk) + len(frame.pcm) > _REPLAY_FRAME_BYTES and chunk:
                     break
                 skip = max(0, end - frame.start) * 2

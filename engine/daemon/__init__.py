@@ -1,8 +1,8 @@
 """``steno daemon``: many streams per process, 24/7, built on the public ``open_stream`` API.
 
 Modules: ``config`` (strict TOML Structs), ``keys`` (the API key, redaction,
-``--dump``), ``sources`` (file, url via ffmpeg, stdin, the mic seam), ``gate``
-(the suspend idle policy and its timeline map), ``rolling`` (hourly/daily,
+``--dump``), ``sources`` (file, url via ffmpeg, stdin, a microphone), ``gate``
+(the suspend idle policy's energy gate), ``rolling`` (hourly/daily,
 size-capped output files), ``runner`` (one stream), ``metrics`` (/metrics and
 /healthz, pure formatting), ``http`` (a tiny h11 GET server), ``manager``
 (reload by stream id, drain within a deadline, signals).

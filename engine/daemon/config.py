@@ -117,7 +117,13 @@ class StdinSource(_Strict, frozen=True, tag="stdin", tag_field="kind"):
 
 
 class MicSource(_Strict, frozen=True, tag="mic", tag_field="kind"):
-    """A capture device (sounddevice); ``device`` is a name or index, None the default."""
+    """A capture device (sounddevice); ``device`` is a name or index, None the default.
+
+    Captured like ``steno listen`` does: at the device's native rate (resampled with
+    soxr; ``rate`` is accepted for older files and ignored, with a warning), with
+    at most ``channels`` channels (downmixed), and reopened with backoff when it is
+    unplugged; the outage is an ``AudioGap(device)`` on the stream's timeline.
+    """
 
     device: str | int | None = None
     rate: int | None = None

@@ -1,4 +1,4 @@
-"""The suspend idle policy (pure): an energy gate with a pre-roll, and the timeline it keeps whole.
+"""The suspend idle policy (pure): an energy gate with a pre-roll.
 
 :class:`EnergyGate` sits between a stream's source and ``Stream.push``. While
 open it passes every block and counts the run of blocks below the threshold;
@@ -9,16 +9,11 @@ kept in a ring. The first block above the threshold opens it again: the ring
 (the pre-roll, so no word's start is cut) is pushed before the block, and the
 rest of the closed span is reported as *skipped*.
 
-Design note — the global timeline. ``Stream.push`` cannot express "these samples
-passed but were not sent": the resampler numbers frames contiguously from what
-was pushed. Until the engine grows ``Stream.skip`` (see the daemon's README
-section), :class:`TimelineMap` keeps the global timeline continuous on the
-daemon's side: it records at which *pushed* position how much audio was
-skipped, and maps every event's sample fields (sentence and word times, gaps,
-task offsets) from the pushed timeline to the global one before anything is
-written. The session sees a contiguous timeline and stays unaware; outputs and
-metrics see real time. With ``Stream.skip`` this module keeps the gate and
-loses the map.
+The runner hands a skipped span to ``Stream.skip(reason="suspended")``: the
+engine moves the stream's global timeline on by it, so transcripts stay on wall
+time and the span is reported (``AudioSkipped``). A source that breaks while the
+gate is closed (:meth:`EnergyGate.interrupt`) skips what was withheld so far,
+before the outage.
 """
 
 from __future__ import annotations
@@ -26,30 +21,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
-import msgspec
 import numpy as np
-
-from engine.events import (
-    AudioGap,
-    Partial,
-    Rotated,
-    SessionOpened,
-    SpeechStarted,
-    SpeechStopped,
-    Translation,
-    Word,
-)
-from engine.events import Final as FinalEvent
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from engine.events import Event
-
-__all__ = ["EnergyGate", "GateStep", "TimelineMap", "dbfs"]
+__all__ = ["EnergyGate", "GateStep", "dbfs"]
 
 
 def dbfs(samples: NDArray[np.float32]) -> float:
@@ -126,6 +105,20 @@ class EnergyGate:
             return self._reopen(samples, rate, extra=(skipped, skip_rate))
         return self._reopen(samples, rate)
 
+    def interrupt(self) -> GateStep:
+        """The source broke: skip what was withheld so far (the gate stays as it is).
+
+        While closed, the held silence comes before the outage, so it is skipped
+        now; the pre-roll starts over (it would not run into the next audio).
+        """
+        if not self.closed or not self._held:
+            return GateStep(self._rate)
+        skipped, self._held = self._held, 0
+        self.skipped_s += skipped / self._rate
+        self._ring.clear()
+        self._ring_samples = 0
+        return GateStep(self._rate, skipped=skipped, skip_rate=self._rate)
+
     def _reopen(
         self, samples: NDArray[np.float32], rate: int, extra: tuple[int, int] | None = None
     ) -> GateStep:
@@ -155,94 +148,3 @@ class EnergyGate:
         if excess > 0 and blocks:
             blocks[0] = blocks[0][excess:]
         return tuple(b for b in blocks if len(b))
-
-
-class TimelineMap:
-    """Pushed-timeline positions → global-timeline positions (samples at ``rate``).
-
-    ``pushed`` and ``skip`` are called in stream order with sample counts at the
-    source's rate; the map converts exactly (a running fraction) to the session
-    rate. At most ``max_anchors`` suspensions are remembered: an event older than
-    that many suspensions ago (impossible while the replay buffer is shorter than
-    them) would map with the oldest remembered offset.
-    """
-
-    def __init__(self, rate: int, *, max_anchors: int = 1024) -> None:
-        self.rate: Final = rate
-        self._pushed = Fraction(0)
-        self._offset = Fraction(0)
-        self._anchors: deque[tuple[int, int]] = deque(maxlen=max_anchors)  # (pushed, offset)
-        self._base = 0  # offset before the oldest anchor kept
-
-    @property
-    def anchors(self) -> int:
-        return len(self._anchors)
-
-    @property
-    def skipped_samples(self) -> int:
-        return int(self._offset)
-
-    def pushed(self, samples: int, rate: int) -> None:
-        self._pushed += Fraction(samples * self.rate, rate)
-
-    def skip(self, samples: int, rate: int) -> None:
-        if samples <= 0:
-            return
-        self._offset += Fraction(samples * self.rate, rate)
-        at, offset = int(self._pushed), int(self._offset)
-        if self._anchors and self._anchors[-1][0] == at:
-            self._anchors[-1] = (at, offset)
-            return
-        if len(self._anchors) == self._anchors.maxlen:
-            self._base = self._anchors[0][1]
-        self._anchors.append((at, offset))
-
-    def to_global(self, position: int, *, end: bool = False) -> int:
-        """Map a start (or, with ``end``, an exclusive end) position."""
-        for at, offset in reversed(self._anchors):
-            if at < position or (at == position and not end):
-                return position + offset
-        return position + self._base
-
-    def map_event(self, event: Event) -> Event:
-        """``event`` with every global sample field moved onto the global timeline."""
-        if not self._anchors:
-            return event
-        g = self.to_global
-        match event:
-            case FinalEvent():
-                start = g(event.start)
-                return msgspec.structs.replace(
-                    event,
-                    start=start,
-                    end=max(start, g(event.end, end=True)),
-                    words=self._words(event.words),
-                )
-            case Partial():
-                return msgspec.structs.replace(
-                    event, start=g(event.start), words=self._words(event.words)
-                )
-            case Translation():
-                end_ = None if event.end is None else g(event.end, end=True)
-                return msgspec.structs.replace(event, start=g(event.start), end=end_)
-            case AudioGap():
-                start = g(event.start)
-                return msgspec.structs.replace(
-                    event, start=start, end=max(start, g(event.end, end=True))
-                )
-            case SessionOpened():
-                return msgspec.structs.replace(event, offset=g(event.offset))
-            case Rotated():
-                return msgspec.structs.replace(event, at=g(event.at))
-            case SpeechStarted() | SpeechStopped():
-                return msgspec.structs.replace(event, at=g(event.at))
-        return event
-
-    def _words(self, words: tuple[Word, ...]) -> tuple[Word, ...]:
-        out = []
-        for w in words:
-            start = self.to_global(w.start)
-            out.append(
-                Word(start, max(start, self.to_global(w.end, end=True)), w.text, w.punctuation)
-            )
-        return tuple(out)

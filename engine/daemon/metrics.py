@@ -21,6 +21,9 @@ import msgspec
 
 from engine.events import (
     AudioGap,
+    AudioSkipped,
+    DeviceLost,
+    DeviceRestored,
     Event,
     Reconnecting,
     SessionOpened,
@@ -173,6 +176,13 @@ class StreamMetrics:
             case AudioGap(start=start, end=end, reason=reason, rate=rate):
                 self.gaps[reason] = self.gaps.get(reason, 0) + 1
                 self.audio_lost_s += (end - start) / rate
+            case AudioSkipped(start=start, end=end, rate=rate):
+                self.skipped_s += (end - start) / rate
+            case DeviceLost():
+                self._transient("source-down")
+            case DeviceRestored():
+                self.source_restarts += 1
+                self._transient("running")
             case TaskMetrics(first_package_delay_ms=first, last_package_delay_ms=last):
                 if first is not None:
                     self.first_package.observe(first / 1000.0)
@@ -289,7 +299,7 @@ _SIMPLE: Final[tuple[tuple[str, str, str, Callable[[StreamSnapshot], float]], ..
     ("steno_source_restarts_total", "counter", "Reopenings of a live source that broke.", lambda s: s.source_restarts),
     ("steno_stream_errors_total", "counter", "StreamError events (service, input and sink failures).", lambda s: s.errors),
     ("steno_audio_lost_seconds_total", "counter", "Audio that was not and will not be recognized (AudioGap).", lambda s: s.audio_lost_s),
-    ("steno_audio_suspended_seconds_total", "counter", "Silence not sent while the suspend idle policy held the stream.", lambda s: s.skipped_s),
+    ("steno_audio_suspended_seconds_total", "counter", "Time skipped on purpose (AudioSkipped: silence the suspend idle policy held back).", lambda s: s.skipped_s),
     ("steno_replay_buffer_seconds", "gauge", "Audio held after the commit point (bounded by replay-buffer-s).", lambda s: s.replay_buffer_s),
     ("steno_session_tasks", "gauge", "Background tasks of the session (conversations and helpers).", lambda s: s.live_tasks),
 )  # fmt: skip

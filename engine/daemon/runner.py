@@ -4,27 +4,32 @@ Theory of operation
 -------------------
 ::
 
-    source reader ──[source->push]──► pusher (gate) ──► Stream.push … Stream.events() ──► tap
-                                                                                           │
-                          renderer (rolling sinks) ◄──[events->renderer]───────────────────┘
+    source reader ──[source->push]──► pusher (gate) ──► Stream.push/skip … Stream.events() ──► tap
+                                          │                                                      │
+                                          └─ source events ─► renderer (rolling sinks) ◄─────────┘
 
 The daemon is built on the same embedding API as any host (:func:`engine.stream.open_stream`).
-The **reader** opens the source and forwards its blocks; a live source that
+The **reader** opens the source and forwards its items; a live source that
 breaks is reopened with the stream's backoff, and the outage is sent as a
-:class:`SourceGap` so the timeline keeps wall time. The **pusher** runs the
-suspend gate (``gate.py``), pushes, and measures lateness. The **tap** maps each
-event onto the global timeline, counts it (``metrics.py``) and hands it to the
-engine's renderer actor, which writes the rolling files.
+:class:`SourceGap`. The **pusher** runs the suspend gate (``gate.py``), pushes
+audio, and hands every span of time without audio to ``Stream.skip`` (a
+suspended silence, a source outage, a capture device's gap), so the engine keeps
+the global timeline on wall time and reports the span; it measures lateness and
+forwards the source's own events (a microphone's ``DeviceLost``/``DeviceRestored``,
+moved onto the stream's timeline). The **tap** counts every engine event
+(``metrics.py``) and hands it to the renderer actor, which writes the rolling files.
 
 Ending is always a drain from the source, as in the CLI: the drain event (or a
 permanent failure reported by the session) cancels the reader; its channel
 closes, the pusher ends the input, the session finishes its task (finish-task …
-task-finished under its deadline), the tap sees ``StreamEnded``, the renderer
-closes the files. Cancelling the caller's scope stops everything at once.
+task-finished under its deadline; once draining, a failure is not retried), the
+tap sees ``StreamEnded``, the renderer closes the files. Cancelling the caller's
+scope stops everything at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import random
@@ -38,20 +43,30 @@ from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import dial_tcp
 from engine._util import unwrap_single_group
 from engine.actors import renderer
-from engine.actors.capture import RawBlock
+from engine.actors.capture import Skip
 from engine.config import SessionConfig
 from engine.daemon.config import FileSource
-from engine.daemon.gate import EnergyGate, GateStep, TimelineMap
+from engine.daemon.gate import EnergyGate, GateStep
 from engine.daemon.rolling import open_rolling_sinks
-from engine.daemon.sources import SourceContext, SourceLost, describe_source, is_live, open_source
+from engine.daemon.sources import (
+    SourceContext,
+    SourceItem,
+    SourceLost,
+    SourceTimeline,
+    describe_source,
+    is_live,
+    open_source,
+)
 from engine.errors import StenoError
-from engine.events import Event, StreamEnded, StreamError, StreamStarted
+from engine.events import Event, StreamEnded, StreamError
 from engine.policy import classify, next_delay
 from engine.ratelimit import StartLimiter
 from engine.stream import StreamConfig, open_stream
 from engine.wiring import Edge
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from adapters.dashscope.ws import Dialer
     from engine.config import Secret
     from engine.daemon.config import StreamSpec
@@ -123,7 +138,6 @@ class _Run:
         self.env = env
         self.metrics = metrics
         self.rate = get_model(spec.model).sample_rate
-        self.timeline = TimelineMap(self.rate)
         self.reader_scope = trio.CancelScope()
         self.outcome: Outcome = "finished"
         self.failure: str | None = None
@@ -172,20 +186,16 @@ async def run_stream(
             timezone=out.timezone,
         )
     )
-    blocks_send, blocks_recv = trio.open_memory_channel[RawBlock | SourceGap](
+    items_send, items_recv = trio.open_memory_channel[SourceItem | SourceGap](
         EDGES["source->push"].size
     )
     render_send, render_recv = trio.open_memory_channel[Event](EDGES["events->renderer"].size)
     metrics.rate = run.rate
-    metrics.queues = {
-        "source->push": lambda: blocks_recv.statistics().current_buffer_used,
-        "events->renderer": lambda: render_recv.statistics().current_buffer_used,
-    }
-    config = StreamConfig(session=session_config(spec, env))
+    config = StreamConfig(source=describe_source(spec.source), session=session_config(spec, env))
     with structlog.contextvars.bound_contextvars(stream=spec.id):
         log.info(
             "daemon.stream.start",
-            source=describe_source(spec.source),
+            source=config.source,
             model=spec.model,
             idle=spec.idle.policy,
             translate_to=list(spec.translate_to) or None,
@@ -193,17 +203,20 @@ async def run_stream(
         try:
             # One cause, not a group: the manager classifies it (permanent or retry).
             with unwrap_single_group():
-                async with open_stream(config, dial=env.dial, limiter=env.limiter) as stream:
+                async with open_stream(
+                    config, dial=env.dial, limiter=env.limiter, drain=drain, clock=env.clock
+                ) as stream:
                     metrics.stats = stream.stats
+                    metrics.queues = _queues(stream, items_recv, render_recv)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
                             functools.partial(renderer.run, inbox=render_recv, sinks=sinks)
                         )
-                        nursery.start_soon(_tap, run, stream, render_send)
+                        nursery.start_soon(_tap, run, stream, render_send.clone())
                         async with trio.open_nursery() as feed:
-                            feed.start_soon(_read, run, blocks_send)
+                            feed.start_soon(_read, run, items_send)
                             feed.start_soon(_drain_on, run, drain)
-                            await _push(run, stream, blocks_recv)
+                            await _push(run, stream, items_recv, render_send)
                             feed.cancel_scope.cancel()
                         await stream.end_input()
         finally:
@@ -229,18 +242,34 @@ async def _drain_on(run: _Run, drain: trio.Event) -> None:
 # ---------------------------------------------------------------- reader
 
 
-async def _read(run: _Run, outbox: trio.MemorySendChannel[RawBlock | SourceGap]) -> None:
-    """Forward the source's blocks; reopen a live source that broke (Channels: closes outbox)."""
+def _queues(
+    stream: Stream,
+    items: trio.MemoryReceiveChannel[SourceItem | SourceGap],
+    render: trio.MemoryReceiveChannel[Event],
+) -> dict[str, Callable[[], int]]:
+    """The depth of every bounded edge of the stream, the engine's included (R7)."""
+    return {
+        "source->push": lambda: items.statistics().current_buffer_used,
+        "push->resampler": lambda: stream.statistics().push_queue,
+        "resampler->session": lambda: stream.statistics().frame_queue,
+        "session->renderer": lambda: stream.statistics().event_queue,
+        "events->renderer": lambda: render.statistics().current_buffer_used,
+    }
+
+
+async def _read(run: _Run, outbox: trio.MemorySendChannel[SourceItem | SourceGap]) -> None:
+    """Forward the source's items; reopen a live source that broke (Channels: closes outbox)."""
     spec, policy = run.spec, run.spec.restart.policy()
+    sources = dataclasses.replace(run.env.sources, timeline_rate=run.rate)
     attempt = 0
     async with outbox:
         with run.reader_scope:
             while True:
                 opened_t = trio.current_time()
                 try:
-                    async with open_source(spec.source, run.env.sources) as blocks:
-                        async for block in blocks:
-                            await outbox.send(block)
+                    async with open_source(spec.source, sources) as items:
+                        async for item in items:
+                            await outbox.send(item)
                     return  # the source ended: a file, stdin, or a live stream without reconnect
                 except SourceLost as exc:
                     if not getattr(spec.source, "reconnect", True):
@@ -250,6 +279,7 @@ async def _read(run: _Run, outbox: trio.MemorySendChannel[RawBlock | SourceGap])
                     attempt = 1 if lost_t - opened_t >= policy.healthy_after_s else attempt + 1
                     delay = next_delay(policy, attempt, run.rng) or policy.backoff_cap_s
                     run.metrics.source_restarts += 1
+                    run.metrics.error = str(exc)
                     run.metrics.set_state("source-down")
                     log.warning(
                         "daemon.source.lost",
@@ -272,10 +302,17 @@ async def _read(run: _Run, outbox: trio.MemorySendChannel[RawBlock | SourceGap])
 
 
 async def _push(
-    run: _Run, stream: Stream, inbox: trio.MemoryReceiveChannel[RawBlock | SourceGap]
+    run: _Run,
+    stream: Stream,
+    inbox: trio.MemoryReceiveChannel[SourceItem | SourceGap],
+    events: trio.MemorySendChannel[Event],
 ) -> None:
-    """Gate and push every block (Channels: reads and closes inbox)."""
-    idle, metrics, timeline = run.spec.idle, run.metrics, run.timeline
+    """Gate and push audio, skip time without audio, forward the source's events.
+
+    Channels: reads and closes ``inbox``; closes ``events`` (its clone of the
+    renderer's inbox).
+    """
+    idle, metrics = run.spec.idle, run.metrics
     gate = (
         EnergyGate(
             threshold_dbfs=idle.threshold_dbfs, after_s=idle.after_s, preroll_ms=idle.preroll_ms
@@ -285,54 +322,64 @@ async def _push(
     )
     speed = run.spec.source.speed if isinstance(run.spec.source, FileSource) else 1.0
     base: float | None = None  # when, on the trio clock, the source's audio began
-    seen = 0.0  # seconds of source audio since then
-    async with inbox:
+    seen = 0.0  # seconds of source time since then
+    timeline = SourceTimeline()
+    async with inbox, events:
         async for item in inbox:
-            if isinstance(item, SourceGap):
-                timeline.skip(round(item.seconds * run.rate), run.rate)
-                base = None
+            if isinstance(item, SourceGap | Skip):
+                if gate is not None:  # what the gate withheld came before the break
+                    await _skip(stream, gate.interrupt(), "suspended")
+                if isinstance(item, SourceGap):
+                    samples, rate, reason = round(item.seconds * run.rate), run.rate, "source"
+                    base = None
+                else:
+                    samples, rate, reason = item.samples, item.rate, item.reason
+                    seen += samples / rate
+                await stream.skip(samples, rate=rate, reason=reason, lost=True)
+                timeline.passed(samples, rate)
+                if isinstance(item, SourceGap):
+                    timeline.reopened()
+                continue
+            if isinstance(item, Event):
+                event = timeline.place(item, run.spec.id)
+                metrics.observe(event, trio.current_time())
+                await events.send(event)
                 continue
             duration = len(item.samples) / item.rate
+            timeline.passed(len(item.samples), item.rate)
             if base is None:
                 base, seen = trio.current_time() - duration / speed, 0.0
             seen += duration
             step = (
                 gate.feed(item.samples, item.rate) if gate else GateStep(item.rate, (item.samples,))
             )
-            if step.skipped:
-                timeline.skip(step.skipped, step.skip_rate)
-                metrics.skipped_s += step.skipped / step.skip_rate
+            await _skip(stream, step, "suspended")
             if step.suspended:
                 metrics.set_state("suspended")
                 log.info("daemon.stream.suspended", after_s=idle.after_s)
             for pcm in step.push:
                 await stream.push(pcm, rate=step.rate, channels=1)
-                timeline.pushed(len(pcm), step.rate)
             if step.resumed:
                 metrics.set_state("running")
                 log.info("daemon.stream.resumed", skipped_s=round(step.skipped / step.skip_rate, 3))
             metrics.push_lateness.observe(max(0.0, trio.current_time() - (base + seen / speed)))
+        if gate is not None:  # a trailing suspension is accounted for too
+            await _skip(stream, gate.interrupt(), "suspended")
+
+
+async def _skip(stream: Stream, step: GateStep, reason: str) -> None:
+    if step.skipped:
+        await stream.skip(step.skipped, rate=step.skip_rate, reason=reason)
 
 
 # ------------------------------------------------------------------- tap
 
 
 async def _tap(run: _Run, stream: Stream, outbox: trio.MemorySendChannel[Event]) -> None:
-    """Map, count and forward every event (Channels: closes outbox, which ends the renderer)."""
-    spec, metrics = run.spec, run.metrics
+    """Count and forward every event (Channels: closes outbox, which ends the renderer)."""
+    metrics = run.metrics
     async with outbox:
-        await outbox.send(
-            StreamStarted(
-                describe_source(spec.source),
-                spec.model,
-                run.rate,
-                endpoint=stream.config.session.url.split("?", 1)[0],
-                stream=spec.id,
-                t=trio.current_time(),
-            )
-        )
-        async for raw in stream.events():
-            event = run.timeline.map_event(raw)
+        async for event in stream.events():
             metrics.observe(event, trio.current_time())
             if isinstance(event, StreamError) and event.permanent and event.kind != "sink":
                 run.stop_source("failed", f"{event.kind}: {event.message}")

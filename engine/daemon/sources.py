@@ -1,9 +1,12 @@
 """Where a daemon stream's audio comes from: files, network streams via ffmpeg, stdin, a mic.
 
 :func:`open_source` is an async context manager yielding an async iterator of
-:class:`~engine.actors.capture.RawBlock` (mono float32 at the source's rate,
-about ``block_ms`` each). Live sources pace themselves; a file is paced on an
-absolute schedule like the file capture actor.
+:data:`SourceItem`: mostly :class:`~engine.actors.capture.RawBlock` (mono float32
+at the source's rate, about ``block_ms`` each); a microphone also yields
+:class:`~engine.actors.capture.Skip` (a capture gap: the stream skips that time)
+and its own events (``DeviceLost``, ``DeviceRestored``; positions count from the
+opening). Live sources pace themselves; a file is paced on an absolute schedule
+like the file capture actor.
 
 * ``file`` — :func:`adapters.audio.files.open_audio_source` (soundfile or ffmpeg),
   once or in a loop.
@@ -14,45 +17,59 @@ absolute schedule like the file capture actor.
   watchdog kills an ffmpeg that delivers nothing for ``timeout-s``. A broken or
   ended stream raises :class:`SourceLost` (transient: the stream reopens it).
 * ``stdin`` — raw interleaved int16 LE PCM from a file descriptor.
-* ``mic`` — the seam for ``engine/actors/mic.py`` (being written): until it lands,
-  a ``mic`` source needs an opener in ``SourceContext.openers["mic"]``.
+* ``mic`` — a capture device through the same actor as ``steno listen``
+  (:mod:`engine.actors.mic`: native rate and channels, a bounded hand-off, hot-plug
+  with backoff). Its holes (hand-off overflow, a device outage) come as lost
+  ``Skip`` s rather than silence, so an outage of hours is not pushed at once. A
+  device that is missing or cannot be opened raises :class:`SourceLost`: a 24/7
+  stream waits for it to be plugged in (with the stream's backoff).
 
 Every opener takes ``(spec, ctx)``; ``ctx.openers`` overrides any kind (tests,
-synthetic sources, the mic once it exists).
+synthetic sources).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, TypeAlias
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+import msgspec
 import structlog
 import trio
 
+from adapters.audio.devices import DeviceFailed, DeviceNotFound
 from adapters.audio.files import open_audio_source
 from engine._util import unwrap_single_group
-from engine.actors.capture import RawBlock
+from engine.actors import mic
+from engine.actors._handoff import in_thread
+from engine.actors.capture import RawBlock, Skip
 from engine.daemon.config import FileSource, MicSource, StdinSource, UrlSource
 from engine.daemon.keys import redact_url
 from engine.errors import ConfigError, StenoError
+from engine.events import DeviceLost, DeviceRestored, Event
 from engine.stream import to_mono_float32
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 
+    from adapters.audio.devices import AudioBackend
     from adapters.audio.files import ToolFinder
     from engine.daemon.config import SourceSpec
 
 __all__ = [
     "BlockSource",
     "SourceContext",
+    "SourceItem",
     "SourceLost",
     "SourceOpener",
+    "SourceTimeline",
     "describe_source",
     "is_live",
     "open_source",
@@ -68,18 +85,60 @@ class SourceLost(StenoError):
     """A live source broke or ended (transient: the stream reopens it after a backoff)."""
 
 
-BlockSource: TypeAlias = "contextlib.AbstractAsyncContextManager[AsyncIterator[RawBlock]]"
+SourceItem: TypeAlias = RawBlock | Skip | Event
+BlockSource: TypeAlias = "contextlib.AbstractAsyncContextManager[AsyncIterator[SourceItem]]"
 SourceOpener: TypeAlias = "Callable[[SourceSpec, SourceContext], BlockSource]"
+
+_MIC_QUEUE: Final = 16  # blocks; the mic's own drop-oldest hand-off absorbs more
 
 
 @dataclass(frozen=True)
 class SourceContext:
-    """What sources need from the process: tools, stdin, and opener overrides by kind."""
+    """What sources need from the process: tools, stdin, audio devices, opener overrides.
+
+    Attributes:
+        find_tool: looks up ffmpeg.
+        stdin_fd: the file descriptor of ``stdin`` sources.
+        block_ms: audio per block.
+        openers: opener overrides by source kind (tests, synthetic sources).
+        mic: the capture settings every ``mic`` source starts from (its device,
+            channels, block length, timeline rate and hole handling are set per source).
+        audio_backend: PortAudio (None: sounddevice's, loaded on first use); tests
+            pass ``adapters.audio.fakeportaudio.FakeBackend``.
+        run_blocking: runs a blocking PortAudio call (default: a worker thread).
+        timeline_rate: the stream's session rate (event positions); set per stream.
+    """
 
     find_tool: ToolFinder = shutil.which
     stdin_fd: int = 0
     block_ms: int = 100
     openers: Mapping[str, SourceOpener] = field(default_factory=dict)
+    mic: mic.MicConfig = field(default_factory=mic.MicConfig)
+    audio_backend: AudioBackend | None = None
+    run_blocking: Callable[[Callable[[], Any]], Awaitable[Any]] = in_thread
+    timeline_rate: int = 16000
+
+
+class SourceTimeline:
+    """Source time since a stream began (audio, skips, outages), exact, to place a
+    source's own events: their positions count from the source's latest opening."""
+
+    def __init__(self) -> None:
+        self.elapsed = Fraction(0)
+        self.origin = Fraction(0)  # when the latest opening of the source began
+
+    def passed(self, samples: int, rate: int) -> None:
+        self.elapsed += Fraction(samples, rate)
+
+    def reopened(self) -> None:
+        self.origin = self.elapsed
+
+    def place(self, event: Event, stream: str) -> Event:
+        """The source's event on the stream's timeline, stamped with the stream id."""
+        if isinstance(event, DeviceLost | DeviceRestored):
+            shift = round(self.origin * event.rate)
+            return msgspec.structs.replace(event, at=event.at + shift, stream=stream)
+        return msgspec.structs.replace(event, stream=stream)
 
 
 def source_kind(spec: SourceSpec) -> str:
@@ -112,8 +171,9 @@ def open_source(spec: SourceSpec, ctx: SourceContext) -> BlockSource:
 
     Raises:
         InputError: a file that is missing or not audio (permanent).
-        ConfigError: a source this process cannot open (no ffmpeg, no mic support).
-        SourceLost: a live source broke (transient), also from the iteration.
+        ConfigError: a source this process cannot open (no ffmpeg, no PortAudio).
+        SourceLost: a live source broke, or a device is missing (transient), also
+            from the iteration.
     """
     override = ctx.openers.get(source_kind(spec))
     if override is not None:
@@ -126,10 +186,7 @@ def open_source(spec: SourceSpec, ctx: SourceContext) -> BlockSource:
         case StdinSource():
             return _stdin_blocks(spec, ctx)
         case MicSource():
-            raise ConfigError(
-                "mic sources need the sounddevice capture actor (engine/actors/mic.py), which "
-                "this build does not have yet; fix: use a url, file or stdin source"
-            )
+            return _mic_items(spec, ctx)
     raise AssertionError(spec)  # pragma: no cover
 
 
@@ -273,3 +330,43 @@ async def _stdin_blocks(
         with trio.CancelScope(shield=True):
             await iterator.aclose()
             await stream.aclose()
+
+
+# -------------------------------------------------------------------- mic
+
+
+@contextlib.asynccontextmanager
+async def _mic_items(
+    spec: MicSource, ctx: SourceContext
+) -> AsyncIterator[AsyncIterator[SourceItem]]:
+    if spec.rate is not None:
+        log.warning("daemon.source.mic_rate_ignored", rate=spec.rate, note="native rate is used")
+    config = msgspec.structs.replace(
+        ctx.mic,
+        device=spec.device,
+        max_channels=spec.channels,
+        block_ms=ctx.block_ms,
+        timeline_rate=ctx.timeline_rate,
+        holes="skip",
+    )
+    send, recv = trio.open_memory_channel[SourceItem](_MIC_QUEUE)
+    try:
+        with unwrap_single_group():
+            async with recv, trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        mic.run,
+                        outbox=send,
+                        events=send.clone(),
+                        config=config,
+                        backend=ctx.audio_backend,
+                        run_blocking=ctx.run_blocking,
+                    )
+                )
+                try:
+                    yield recv
+                finally:
+                    nursery.cancel_scope.cancel()  # the mic closes its device (shielded)
+    except (DeviceNotFound, DeviceFailed) as exc:
+        # Missing, unplugged or broken: a 24/7 stream waits for the device.
+        raise SourceLost(f"{describe_source(spec)}: {exc}") from None

@@ -37,7 +37,7 @@ from engine.actors._handoff import (
     silence_blocks,
     to_global,
 )
-from engine.actors.capture import RawBlock
+from engine.actors.capture import RawBlock, Skip
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
 
 RATE = 48000
@@ -400,6 +400,36 @@ class TestHotPlug:
         np.testing.assert_allclose(out[10 * BLOCK + 110400 :], 0.7, atol=1e-6)
         assert (rig.stats.losses, rig.stats.restores) == (1, 1)
         assert rig.stats.outage_s == pytest.approx(2.3)
+
+    @deadline(60)
+    async def test_holes_can_be_skips_instead_of_silence(self, autojump_clock: Any) -> None:
+        """holes="skip": an outage goes downstream as one lost Skip of the exact outage
+        (no silence, no AudioGap of the mic's own), in order with the audio."""
+        async with trio.open_nursery() as nursery:
+            rig, raw = await start(nursery, consume=False, holes="skip")
+            items: list[RawBlock | Skip] = []
+
+            async def collect() -> None:
+                async for item in raw:
+                    items.append(item)
+
+            nursery.start_soon(collect)
+            backend = rig.backend
+            await feed(rig, [0.1] * 10)
+            await trio.sleep(0.05)
+            backend.unplug()
+            await trio.sleep(1.45)
+            backend.replug()
+            await trio.sleep(0.85)
+            await feed(rig, [0.7, 0.7], every=0.0)
+            await finish(rig)
+        kinds = [type(i).__name__ for i in items]
+        assert kinds == ["RawBlock"] * 10 + ["Skip"] + ["RawBlock"] * 2
+        skip = items[10]
+        assert isinstance(skip, Skip)
+        assert (skip.samples, skip.rate, skip.reason, skip.lost) == (110400, RATE, "device", True)
+        assert not rig.of(AudioGap)
+        assert rig.of(DeviceLost) and rig.of(DeviceRestored)
 
     @deadline(60)
     async def test_inactive_without_finished_callback_is_a_loss(self, autojump_clock: Any) -> None:

@@ -13,9 +13,9 @@ import trio.testing
 
 from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture, resampler
-from engine.actors.capture import FileCaptureConfig, RawBlock
-from engine.actors.resampler import Rechunker, ResamplerConfig
-from engine.events import AudioFrame
+from engine.actors.capture import FileCaptureConfig, RawBlock, Skip
+from engine.actors.resampler import Rechunker, ResamplerConfig, ResamplerStats
+from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "audio"
 
@@ -145,6 +145,96 @@ class TestResamplerActor:
         assert_tiled(frames, 1600)
 
 
+class TestSkip:
+    async def run_with_events(
+        self, items: list[RawBlock | Skip], config: ResamplerConfig
+    ) -> tuple[list[AudioFrame], list[Event], ResamplerStats]:
+        in_send, in_receive = trio.open_memory_channel[RawBlock | Skip](0)
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](100)
+        ev_send, ev_receive = trio.open_memory_channel[Event](100)
+        async with trio.open_nursery() as nursery:
+            stats = await nursery.start(
+                lambda task_status: resampler.run(
+                    inbox=in_receive,
+                    outbox=out_send,
+                    events=ev_send,
+                    config=config,
+                    task_status=task_status,
+                )
+            )
+            async with in_send:
+                for item in items:
+                    await in_send.send(item)
+        async with out_receive, ev_receive:
+            return [f async for f in out_receive], [e async for e in ev_receive], stats
+
+    async def test_a_skip_leaves_a_hole_on_wall_time(self) -> None:
+        """48 kHz audio, a 2 s skip, more audio: the run before is flushed (a short frame),
+        the next frame starts exactly 2 s of source time later, and the span is reported."""
+        first, second = noise(48000 + 1234, 1), noise(48000, 2)
+        items: list[RawBlock | Skip] = [
+            *blocks_of(first, 48000, 4800),
+            Skip(96000, 48000, "suspended"),
+            *blocks_of(second, 48000, 4800),
+        ]
+        frames, events, stats = await self.run_with_events(
+            items, ResamplerConfig(out_rate=16000, stream="s")
+        )
+        before = [f for f in frames if f.start < 16411]
+        after = frames[len(before) :]
+        assert_tiled(before, 1600)
+        hole_start = before[-1].end
+        assert abs(hole_start - round((48000 + 1234) / 3)) <= 2
+        skip_end = round((48000 + 1234 + 96000) / 3)  # source time so far, exactly
+        assert after[0].start == skip_end
+        assert all(b.start == a.end for a, b in itertools.pairwise(after))
+        (skipped,) = events
+        assert isinstance(skipped, AudioSkipped)
+        assert (skipped.start, skipped.end, skipped.reason, skipped.rate, skipped.stream) == (
+            hole_start,
+            skip_end,
+            "suspended",
+            16000,
+            "s",
+        )
+        assert (stats.skips, stats.skipped_samples, stats.lost_samples) == (
+            1,
+            skip_end - hole_start,
+            0,
+        )
+        assert stats.position == frames[-1].end
+        assert abs(frames[-1].end - round((48000 + 1234 + 96000 + 48000) / 3)) <= 2
+
+    async def test_a_lost_skip_is_a_gap_and_skips_need_no_audio(self) -> None:
+        """Lost skips are AudioGaps; skips before any audio or in a row just add up."""
+        items: list[RawBlock | Skip] = [
+            Skip(1600, 16000, "device", lost=True),
+            Skip(0, 16000),
+            Skip(800, 8000, "source", lost=True),
+            RawBlock(noise(1600), 16000),
+        ]
+        frames, events, stats = await self.run_with_events(items, ResamplerConfig(out_rate=16000))
+        assert [(f.start, f.samples) for f in frames] == [(3200, 1600)]
+        assert [(type(e), e.start, e.end, e.reason) for e in events] == [  # type: ignore[attr-defined]
+            (AudioGap, 0, 1600, "device"),
+            (AudioGap, 1600, 3200, "source"),
+        ]
+        assert (stats.lost_samples, stats.skipped_samples, stats.skips) == (3200, 0, 2)
+
+    async def test_without_an_event_channel_the_timeline_still_moves(self) -> None:
+        frames = await run_resampler(
+            [RawBlock(noise(800), 16000), Skip(800, 16000), RawBlock(noise(800), 16000)],  # type: ignore[list-item]
+            ResamplerConfig(out_rate=16000),
+        )
+        assert [(f.start, f.samples) for f in frames] == [(0, 800), (1600, 800)]
+
+    def test_bad_skips_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="samples >= 0"):
+            Skip(-1, 16000)
+        with pytest.raises(ValueError, match="positive rate"):
+            Skip(1, 0)
+
+
 class TestRechunker:
     def test_cuts_exact_frames_with_starts(self) -> None:
         """Pushed bytes come out as full frames with running starts; the rest waits."""
@@ -160,6 +250,16 @@ class TestRechunker:
         r = Rechunker(2)
         assert len(r.push(bytes(8))) == 2
         assert r.flush() == []
+
+    def test_skip_moves_the_next_start(self) -> None:
+        """A skip leaves a hole; it needs the held PCM flushed first."""
+        r = Rechunker(2)
+        r.push(b"\x01\x00" * 3)
+        with pytest.raises(ValueError, match="empty buffer"):
+            r.skip(5)
+        assert r.flush() == [(2, b"\x01\x00")]
+        r.skip(5)
+        assert r.push(bytes(4)) == [(8, bytes(4))]
 
     def test_rejects_empty_frames(self) -> None:
         """A frame must hold at least one sample."""

@@ -13,11 +13,24 @@ import trio
 import trio.testing
 
 from adapters.recognizers.scripted import ScriptedRecognizer
-from adapters.recognizers.tonecode import synthesize
+from adapters.recognizers.tonecode import LEAD_IN_MS, synthesize
 from adapters.sim.config import SimConfig
+from adapters.sim.faults import parse_fault_spec
 from adapters.sim.memory import open_memory_net
-from engine import ConfigError, Final, InputError, Secret, SessionConfig, StreamEnded
-from engine.stream import StreamConfig, open_stream, to_mono_float32
+from engine import (
+    AudioGap,
+    AudioSkipped,
+    ConfigError,
+    Event,
+    Final,
+    InputError,
+    Reconnecting,
+    Secret,
+    SessionConfig,
+    StreamEnded,
+    StreamStarted,
+)
+from engine.stream import Stream, StreamConfig, StreamStatistics, open_stream, to_mono_float32
 from engine.threaded import AsyncioStream, ThreadedStream
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -108,21 +121,152 @@ class TestOpenStream:
         assert to_mono_float32(np.array([0.5, -0.5], dtype=np.float64), 1).dtype == np.float32
 
 
+EPOCH = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+async def paced(stream: Stream, pcm: np.ndarray, chunk: int = 1600) -> None:
+    """Push int16 ``pcm`` at real-time pace (virtual time under autojump)."""
+    for start in range(0, len(pcm), chunk):
+        await stream.push(pcm[start : start + chunk].tobytes())
+        await trio.sleep(chunk / 16000)
+
+
+async def talk_skip_talk(stream: Stream, skip: int, **kw: object) -> list[Event]:
+    """ "good morning", a skip of ``skip`` samples, "thank you"; every event read."""
+    events: list[Event] = []
+
+    async def produce() -> None:
+        await paced(stream, synthesize(["good morning"], 16000))
+        await stream.skip(skip, **kw)  # type: ignore[arg-type]
+        await paced(stream, synthesize(["thank you"], 16000))
+        await stream.end_input()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
+        events.extend([event async for event in stream.events()])
+    return events
+
+
+class TestSkipDrainStatistics:
+    async def test_started_event_carries_the_wall_clock(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The first event is StreamStarted with the injected wall clock as ISO-8601 UTC."""
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            config = StreamConfig(session=session(), source="room-1")
+            async with open_stream(config, dial=net.dial, clock=lambda: EPOCH) as stream:
+                await stream.end_input()
+                events = [e async for e in stream.events()]
+        started = events[0]
+        assert isinstance(started, StreamStarted)
+        assert (started.source, started.rate, started.stream) == ("room-1", 16000, "embed")
+        assert started.started_at == "2023-11-14T22:13:20.000Z"
+        assert started.endpoint == "ws://sim/api-ws/v1/inference"
+        assert isinstance(events[-1], StreamEnded)
+
+    async def test_a_skip_keeps_later_results_on_wall_time(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A minute skipped mid-task: the second sentence lands a minute later on the global
+        timeline, the span is an AudioSkipped, nothing is lost."""
+        first = len(synthesize(["good morning"], 16000))
+        minute = 60 * 16000
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                events = await talk_skip_talk(stream, minute, reason="paused")
+        finals = [e for e in events if isinstance(e, Final)]
+        assert [f.text.rstrip(".").lower() for f in finals] == ["good morning", "thank you"]
+        expected = first + minute + LEAD_IN_MS * 16
+        assert abs(finals[1].start - expected) < 1600
+        assert finals[0].end <= first
+        (skipped,) = [e for e in events if isinstance(e, AudioSkipped)]
+        assert (skipped.start, skipped.end, skipped.reason) == (first, first + minute, "paused")
+        ended = events[-1]
+        assert isinstance(ended, StreamEnded)
+        assert (ended.status, ended.audio_lost_ms, ended.audio_skipped_ms) == ("ok", 0, 60000)
+        assert ended.audio_ms >= (first + minute) // 16
+
+    async def test_a_replay_never_joins_audio_across_a_skip(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The connection drops after the skip: the new task replays from the commit point
+        across the hole, and the second sentence still lands after it, once."""
+        first = len(synthesize(["good morning"], 16000))
+        plan = parse_fault_spec("drop:after=25;first=1")
+        sim = SimConfig(api_keys=["sk"])
+        async with open_memory_net(sim, ScriptedRecognizer.tone(), faults=plan) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                events = await talk_skip_talk(stream, 30 * 16000, reason="device", lost=True)
+        assert [e for e in events if isinstance(e, Reconnecting)]
+        finals = [e for e in events if isinstance(e, Final)]
+        assert [f.text.rstrip(".").lower() for f in finals] == ["good morning", "thank you"]
+        assert abs(finals[1].start - (first + 30 * 16000 + LEAD_IN_MS * 16)) < 1600
+        (gap,) = [e for e in events if isinstance(e, AudioGap)]
+        assert (gap.start, gap.end, gap.reason) == (first, first + 30 * 16000, "device")
+        ended = events[-1]
+        assert isinstance(ended, StreamEnded)
+        assert (ended.status, ended.audio_lost_ms) == ("partial", 30000)
+
+    async def test_drain_stops_retries(self, autojump_clock: trio.testing.MockClock) -> None:
+        """With drain set, a finish the server never answers is reported, not retried."""
+        plan = parse_fault_spec("no-task-finished")
+        drain = trio.Event()
+        async with open_memory_net(
+            SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone(), faults=plan
+        ) as net:
+            config = StreamConfig(session=session(finish_timeout_s=5.0))
+            async with open_stream(config, dial=net.dial, drain=drain) as stream:
+                await paced(stream, synthesize(["good morning"], 16000))
+                drain.set()
+                t0 = trio.current_time()
+        assert trio.current_time() - t0 < 6
+        assert stream.ended is not None
+        assert (stream.ended.reconnects, stream.ended.status) == (0, "partial")
+
+    async def test_statistics_is_a_frozen_snapshot(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Pushed and skipped time, the timeline, the session's counters, queue depths."""
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                await paced(stream, synthesize(["good morning"], 16000))
+                await stream.skip(8000, rate=8000)
+                await stream.push(b"\0\0" * 160)
+                await trio.sleep(1)
+                stats = stream.statistics()
+                with pytest.raises(InputError, match="skip -1"):
+                    await stream.skip(-1)
+        assert isinstance(stats, StreamStatistics)
+        pushed = len(synthesize(["good morning"], 16000)) + 160
+        assert stats.pushed_s == pytest.approx(pushed / 16000)
+        assert stats.skipped_s == pytest.approx(1.0)
+        # The last 160 samples wait in the resampler for a whole frame.
+        assert stats.timeline_samples == pushed - 160 + 16000
+        assert (stats.rate, stats.tasks_opened, stats.reconnects, stats.finals) == (16000, 1, 0, 1)
+        assert stats.audio_lost_ms == 0
+        assert stats.buffered_samples <= stats.max_buffered_samples
+        assert min(stats.push_queue, stats.frame_queue, stats.event_queue) >= 0
+        with pytest.raises(AttributeError):
+            stats.finals = 2  # type: ignore[misc]
+
+
 class TestHostWrappers:
     def test_threaded_stream(self) -> None:
         """Push from a plain thread, read events on it; the embedded simulator answers."""
         pcm = synthesize(SENTENCES, 16000)
         config = StreamConfig(session=session(), simulator="scripted")
         with ThreadedStream(config) as stream:
+            stream.skip(1600, reason="paused")
             for start in range(0, len(pcm), 1600):
                 stream.push(pcm[start : start + 1600].tobytes())
+            assert stream.statistics().pushed_s == pytest.approx(len(pcm) / 16000)
+            stream.drain()
             stream.end_input()
-            finals = [
-                e.text.rstrip(".").lower()
-                for e in stream.events(timeout=60)
-                if isinstance(e, Final)
-            ]
+            events = list(stream.events(timeout=60))
+        finals = [e.text.rstrip(".").lower() for e in events if isinstance(e, Final)]
         assert finals == SENTENCES
+        assert isinstance(events[0], StreamStarted)
+        assert [(e.start, e.end) for e in events if isinstance(e, AudioSkipped)] == [(0, 1600)]
         assert stream.ended is not None
 
     def test_threaded_stream_reports_a_bad_config(self) -> None:

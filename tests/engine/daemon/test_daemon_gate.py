@@ -1,4 +1,4 @@
-"""The suspend gate and the timeline map (pure, synchronous)."""
+"""The suspend gate (pure, synchronous)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from engine.daemon.gate import EnergyGate, TimelineMap, dbfs
-from engine.events import AudioGap, Final, Partial, SessionOpened, Word
+from engine.daemon.gate import EnergyGate, dbfs
 
 RATE = 16000
 BLOCK = 1600  # 100 ms
@@ -79,65 +76,24 @@ class TestEnergyGate:
         step = g.feed(np.full(4800, 0.5, dtype=np.float32), 48000)
         assert step.resumed and step.skipped == 4800 and step.skip_rate == 48000
 
+    def test_an_interruption_skips_what_was_withheld(self) -> None:
+        """A source break while closed: the held silence is skipped now, the pre-roll restarts."""
+        g = gate(after_s=0.5, preroll_ms=200)
+        for _ in range(5):
+            g.feed(QUIET, RATE)
+        assert g.closed
+        for _ in range(8):
+            g.feed(QUIET, RATE)
+        step = g.interrupt()
+        assert (step.skipped, step.skip_rate, step.push) == (8 * BLOCK, RATE, ())
+        assert g.closed and g.ring_samples == 0
+        assert not g.interrupt().skipped  # nothing more to skip
+        reopen = g.feed(loud(), RATE)
+        assert reopen.resumed and reopen.skipped == 0 and len(reopen.push) == 1
+        assert g.skipped_s == pytest.approx(8 * BLOCK / RATE)
 
-class TestTimelineMap:
-    def make(self) -> TimelineMap:
-        # pushed 0..1000, skipped 500, pushed 1000..1600, skipped 300 (at 8 kHz: 600 at 16k)
-        t = TimelineMap(RATE)
-        t.pushed(1000, RATE)
-        t.skip(500, RATE)
-        t.pushed(600, RATE)
-        t.skip(300, 8000)
-        return t
-
-    def test_starts_and_ends_around_a_skip(self) -> None:
-        """A start at the skip maps after it; an end there belongs before it."""
-        t = self.make()
-        assert [t.to_global(p) for p in (0, 999, 1000, 1599, 1600, 1700)] == [
-            0, 999, 1500, 2099, 2700, 2800,
-        ]  # fmt: skip
-        assert t.to_global(1000, end=True) == 1000
-        assert t.to_global(1600, end=True) == 2100
-        assert t.skipped_samples == 1100
-
-    def test_events_move_onto_the_global_timeline(self) -> None:
-        t = self.make()
-        final = Final(1, 900, 1600, "a b", (Word(900, 1000, "a"), Word(1000, 1600, "b")))
-        mapped = t.map_event(final)
-        assert isinstance(mapped, Final)
-        assert (mapped.start, mapped.end) == (900, 2100)
-        assert [(w.start, w.end) for w in mapped.words] == [(900, 1000), (1500, 2100)]
-        assert t.map_event(Partial(2, 1600, "c")).start == 2700  # type: ignore[attr-defined]
-        assert t.map_event(SessionOpened("t", 1000)).offset == 1500  # type: ignore[attr-defined]
-        gap = t.map_event(AudioGap(1000, 1000, "connection-lost"))
-        assert (gap.start, gap.end) == (1500, 1500)  # type: ignore[attr-defined]
-        assert TimelineMap(RATE).map_event(final) is final  # nothing skipped: untouched
-
-    def test_anchors_are_bounded(self) -> None:
-        """Old suspensions are forgotten beyond max_anchors; recent positions stay exact."""
-        t = TimelineMap(RATE, max_anchors=8)
-        for _ in range(100):
-            t.pushed(10, RATE)
-            t.skip(5, RATE)
-        assert t.anchors == 8
-        assert (t.to_global(995), t.to_global(1000)) == (995 + 495, 1000 + 500)
-        assert (
-            t.to_global(0) == 0 + 5 * 92
-        )  # before the oldest anchor kept: its predecessor's offset
-
-    @given(st.lists(st.tuples(st.booleans(), st.integers(1, 5000)), max_size=40))
-    def test_mapping_is_monotonic_and_never_moves_back(self, ops: list[tuple[bool, int]]) -> None:
-        """Global positions grow with pushed ones and are never before them."""
-        t = TimelineMap(RATE)
-        pushed = 0
-        for skip, n in ops:
-            if skip:
-                t.skip(n, RATE)
-            else:
-                t.pushed(n, RATE)
-                pushed += n
-        points = [t.to_global(p) for p in range(0, pushed + 1, max(1, pushed // 50))]
-        assert points == sorted(points)
-        assert all(
-            g >= p for g, p in zip(points, range(0, pushed + 1, max(1, pushed // 50)), strict=False)
-        )
+    def test_an_open_gate_has_nothing_to_skip(self) -> None:
+        g = gate()
+        g.feed(loud(), RATE)
+        assert g.interrupt().skipped == 0
+        assert not g.closed

@@ -33,7 +33,14 @@ from engine.actors.capture import RawBlock
 from engine.daemon.config import StreamSpec
 from engine.daemon.manager import Daemon, plan_reload, run_daemon
 from engine.daemon.sources import SourceContext, SourceLost
-from engine.events import Final, SessionClosed, StreamEnded, TaskMetrics, decode_jsonl_line
+from engine.events import (
+    AudioGap,
+    Final,
+    SessionClosed,
+    StreamEnded,
+    TaskMetrics,
+    decode_jsonl_line,
+)
 
 pytestmark = pytest.mark.usefixtures("inline_threads")
 
@@ -241,6 +248,11 @@ class TestLiveSource:
         # The second sentence sits where it was spoken: after the first open's audio *and* the outage.
         expected = opens[1] - opens[0] + LEAD_IN_MS / 1000
         assert abs(finals[1].start / RATE - expected) < 0.3
+        # The outage is on the timeline as lost audio: from the last block to the reopening.
+        (gap,) = [e for e in jsonl(tmp_path, "cam") if isinstance(e, AudioGap)]
+        assert gap.reason == "source"
+        assert abs(gap.end / RATE - (opens[1] - opens[0])) < 0.01
+        assert daemon.metrics["cam"].gaps == {"source": 1}
 
 
 def _only_synthetic(
@@ -281,9 +293,11 @@ class TestDrain:
     async def test_the_deadline_bounds_a_stream_that_cannot_finish(
         self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
     ) -> None:
-        """The server never sends task-finished: the drain gives up at its deadline."""
+        """The server never sends task-finished and the finish deadline is longer than the
+        drain's: the drain gives up at its own deadline."""
+        toml = streams("a").replace("frame-ms = 1000", "frame-ms = 1000, finish-timeout-s = 60")
         async with net_of("no-task-finished") as net:
-            daemon = Daemon(config(streams("a"), tmp_path), memory_env(net, {"file": talk}))
+            daemon = Daemon(config(toml, tmp_path), memory_env(net, {"file": talk}))
             async with trio.open_nursery() as nursery:
                 await nursery.start(daemon.run)
                 await trio.sleep(70)
@@ -291,3 +305,25 @@ class TestDrain:
                 daemon.request_drain()
             assert daemon.clean is False
             assert 30 <= trio.current_time() - t0 < 31
+
+    async def test_a_draining_stream_is_not_retried(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
+    ) -> None:
+        """Once draining, a finish that times out is reported (an exact gap), not retried:
+        the stream ends within its finish deadline and the drain is clean."""
+        async with net_of("no-task-finished") as net:
+            daemon = Daemon(config(streams("a"), tmp_path), memory_env(net, {"file": talk}))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(daemon.run)
+                await trio.sleep(70)
+                t0 = trio.current_time()
+                daemon.request_drain()
+            assert daemon.clean is True
+            assert trio.current_time() - t0 < 12  # the 10 s finish deadline, no reconnect
+        events = jsonl(tmp_path, "a")
+        ended = events[-1]
+        assert isinstance(ended, StreamEnded) and ended.status == "partial"
+        assert ended.reconnects == 0
+        gaps = [e for e in events if isinstance(e, AudioGap)]
+        assert [g.reason for g in gaps] == ["finish-deadline"]
+        assert daemon.metrics["a"].audio_lost_s == pytest.approx(ended.audio_lost_ms / 1000)

@@ -1,4 +1,4 @@
-"""Daemon sources: stdin PCM, a looping file, a network stream through ffmpeg, the mic seam."""
+"""Daemon sources: stdin PCM, a looping file, a network stream through ffmpeg, a microphone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import io
 import os
 import pathlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,13 +18,22 @@ import trio
 import trio.testing
 from daemon_helpers import _inline_threads  # noqa: F401 - the inline_threads fixture
 
+from adapters.audio.fakeportaudio import FakeBackend
 from adapters.recognizers.tonecode import synthesize
-from engine.actors.capture import RawBlock
+from engine.actors.capture import RawBlock, Skip
+from engine.actors.mic import MicConfig
 from engine.daemon.config import FileSource, MicSource, StdinSource, UrlSource
 from engine.daemon.sources import SourceContext, SourceLost, describe_source, open_source
 from engine.errors import ConfigError
+from engine.events import DeviceLost, DeviceRestored
 
 RATE = 16000
+
+
+async def inline(fn: Callable[[], Any]) -> Any:
+    """Blocking PortAudio calls run inline (no worker thread moves the virtual clock)."""
+    await trio.lowlevel.checkpoint()
+    return fn()
 
 
 async def collect(spec: object, ctx: SourceContext, limit: int = 10_000) -> list[RawBlock]:
@@ -136,12 +146,69 @@ class TestUrl:
             await collect(UrlSource(url="http://127.0.0.1:9/x"), ctx)
 
 
-class TestMicSeam:
-    async def test_mic_needs_an_opener_until_the_capture_actor_exists(self) -> None:
-        """Without one, a clear ConfigError; ctx.openers['mic'] plugs one in."""
-        with pytest.raises(ConfigError, match=r"engine/actors/mic\.py"):
-            open_source(MicSource(), SourceContext())
+class TestMic:
+    """A ``mic`` source is the capture actor on a (fake) PortAudio, in virtual time."""
 
+    @staticmethod
+    def context(backend: FakeBackend) -> SourceContext:
+        return SourceContext(
+            audio_backend=backend,
+            run_blocking=inline,
+            mic=MicConfig(stall_timeout_s=None),
+            timeline_rate=RATE,
+        )
+
+    async def test_blocks_a_device_gap_as_a_skip_and_device_events(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Audio at the device's rate; an outage is one lost Skip (not silence) between
+        DeviceLost and DeviceRestored, whose positions count from the opening."""
+        backend = FakeBackend()
+        items: list[object] = []
+        async with open_source(MicSource(device="fake", channels=2), self.context(backend)) as src:
+            stream = backend.stream
+            assert (stream.samplerate, stream.channels) == (48000, 2)
+
+            async def play() -> None:
+                for _ in range(5):
+                    await trio.sleep(0.1)
+                    backend.stream.feed(np.full((4800, 2), 0.25, np.float32))
+                await trio.sleep(0.05)  # the last block is delivered before the loss
+                backend.unplug()
+                await trio.sleep(2)
+                backend.replug()
+                await trio.sleep(1)
+                for _ in range(2):
+                    backend.stream.feed(np.full((4800, 2), 0.5, np.float32))
+                    await trio.sleep(0.1)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(play)
+                async for item in src:
+                    items.append(item)
+                    if isinstance(item, RawBlock) and item.samples[0] == 0.5:
+                        break
+        # Audio and skips keep timeline order; the device events may come between them.
+        audio = [type(i).__name__ for i in items if isinstance(i, RawBlock | Skip)]
+        assert audio == ["RawBlock"] * 5 + ["Skip", "RawBlock"]
+        (skip,) = [i for i in items if isinstance(i, Skip)]
+        (lost,) = [i for i in items if isinstance(i, DeviceLost)]
+        (restored,) = [i for i in items if isinstance(i, DeviceRestored)]
+        assert (skip.rate, skip.reason, skip.lost) == (48000, "device", True)
+        assert lost.at == 8000 and restored.at == 8000 + skip.samples // 3
+        assert all(b.rate == 48000 for b in items if isinstance(b, RawBlock))
+        assert stream.closed
+
+    async def test_a_missing_device_is_transient(self) -> None:
+        """Not plugged in (yet): SourceLost naming the devices, so the stream waits for it."""
+        with pytest.raises(SourceLost, match=r"mic:USB.*fake mic"):
+            await collect(MicSource(device="USB"), self.context(FakeBackend()))
+        backend = FakeBackend()
+        backend.fail_opens = 5
+        with pytest.raises(SourceLost, match="PaErrorCode"):
+            await collect(MicSource(), self.context(backend))
+
+    async def test_an_opener_override_still_wins(self) -> None:
         @contextlib.asynccontextmanager
         async def fake_mic(
             spec: object, ctx: SourceContext

@@ -17,9 +17,11 @@ Every hour a watcher samples what must stay bounded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pathlib
 
+import pytest
 import structlog
 import trio
 import trio.testing
@@ -42,7 +44,8 @@ from adapters.sim.faults import parse_fault_spec
 from adapters.sim.memory import open_memory_net
 from engine.daemon.manager import Daemon
 from engine.daemon.runner import EDGES
-from engine.events import AudioGap, Final, SessionOpened, decode_jsonl_line
+from engine.events import AudioGap, AudioSkipped, Final, SessionOpened, decode_jsonl_line
+from engine.wiring import EDGES as ENGINE_EDGES
 
 HOUR, DAY, DAYS = 3600, 24 * 3600, 7
 SU_CYCLE, SU_CYCLES = 3600.0, DAYS * 24
@@ -104,7 +107,7 @@ class TestAWeek:
                             point[f"{name}.session_tasks"] = stats.live_tasks
                             assert stats.buffered_samples <= stats.max_buffered_samples
                         for queue, depth in m.queues.items():
-                            assert depth() <= EDGES[queue].size
+                            assert depth() <= {**EDGES, **ENGINE_EDGES}[queue].size
                     samples.append(point)
 
             async with trio.open_nursery() as nursery:
@@ -149,6 +152,11 @@ class TestAWeek:
         for k, final in enumerate(finals):
             assert abs(final.start / RATE - expected_start_s(k, SU_CYCLE)) < 0.3, (k, final.start)
         assert not [e for e in events if isinstance(e, AudioGap)]
+        # Every suspension is on the timeline as a skipped span, in order, never overlapping.
+        skips = [e for e in events if isinstance(e, AudioSkipped)]
+        assert len(skips) >= SU_CYCLES - 1 and {e.reason for e in skips} == {"suspended"}
+        assert all(a.end <= b.start for a, b in itertools.pairwise(skips))
+        assert sum(e.end - e.start for e in skips) / RATE == pytest.approx(su_m.skipped_s)
         opened = [e.offset for e in events if isinstance(e, SessionOpened)]
         assert opened == sorted(opened)  # tasks open further along the timeline, never back
         su_jsonl = list((tmp_path / "out").glob("su-*.jsonl"))

@@ -1,0 +1,135 @@
+"""The global timeline (pure): task clocks with padding and skips, the replay buffer with holes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.events import AudioFrame
+from engine.timeline import ReplayBuffer, TaskClock
+
+RATE = 16000
+
+
+def frame(start: int, samples: int = 1600) -> AudioFrame:
+    return AudioFrame(start=start, pcm=b"\1\0" * samples, rate=RATE)
+
+
+class TestTaskClock:
+    def test_padding_maps_to_where_it_began(self) -> None:
+        """Keep-alive padding is on the task's timeline only."""
+        clock = TaskClock(1000, RATE)
+        clock.advance(1600)
+        clock.pad(3200)
+        clock.advance(1600)
+        assert clock.to_global(50) == 1800  # inside the first run
+        assert clock.to_global(150) == 2600  # inside the padding: where it began
+        assert clock.to_global(350) == 2600 + 800  # after it: the next run
+        assert (clock.padded, clock.global_end) == (3200, 4200)
+
+    def test_a_skip_moves_later_audio_past_the_hole(self) -> None:
+        """skip_to: task time after the jump maps past the skipped span."""
+        clock = TaskClock(0, RATE)
+        clock.advance(1600)  # global 0..1600
+        clock.skip_to(1600 + 16000)  # one second skipped
+        clock.advance(1600)
+        assert clock.global_end == 17600 + 1600
+        assert clock.to_global(50) == 800
+        assert clock.to_global(100) == 17600  # exactly at the skip: the audio after it
+        assert clock.to_global(150) == 17600 + 800
+        assert clock.padded == 0
+
+    def test_a_skip_after_padding_and_at_the_start(self) -> None:
+        """Padding then a skip at the same task time, and a skip before any audio."""
+        clock = TaskClock(0, RATE)
+        clock.advance(1600)
+        clock.pad(1600)
+        clock.skip_to(5000)
+        clock.advance(1600)
+        assert clock.to_global(150) == 1600  # inside the padding
+        assert clock.to_global(200) == 5000
+        assert clock.to_global(250) == 5800
+        fresh = TaskClock(100, RATE)
+        fresh.skip_to(900)
+        fresh.advance(160)
+        assert (fresh.to_global(0), fresh.to_global(10), fresh.global_end) == (900, 1060, 1060)
+
+    def test_a_skip_backwards_is_ignored(self) -> None:
+        clock = TaskClock(0, RATE)
+        clock.advance(1600)
+        clock.skip_to(800)
+        clock.skip_to(1600)
+        clock.advance(160)
+        assert clock.global_end == 1760
+
+    @given(st.lists(st.tuples(st.sampled_from(["audio", "pad", "skip"]), st.integers(1, 4000))))
+    def test_mapping_never_moves_back(self, ops: list[tuple[str, int]]) -> None:
+        """Global time grows with task time, whatever mix of audio, padding and skips."""
+        clock = TaskClock(0, RATE)
+        for op, n in ops:
+            if op == "audio":
+                clock.advance(n)
+            elif op == "pad":
+                clock.pad(n)
+            else:
+                clock.skip_to(clock.global_end + n)
+        points = [clock.to_global(ms) for ms in range(0, clock.task_samples // 16 + 1, 7)]
+        assert points == sorted(points)
+
+
+class TestReplayBufferHoles:
+    def test_a_hole_with_nothing_pending_moves_the_commit_point(self) -> None:
+        """All audio before the skip is final: the commit point jumps to the new audio."""
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.commit(1600)
+        buf.append(frame(20000))
+        assert (buf.commit_point, buf.start, buf.end, buf.holes) == (20000, 20000, 21600, 0)
+        assert buf.lost_span() is None
+        assert buf.skipped_samples == 20000 - 1600
+
+    def test_the_first_frame_may_start_late(self) -> None:
+        """A skip before any audio: the stream's first frame starts after it."""
+        buf = ReplayBuffer(RATE)
+        buf.append(frame(8000))
+        assert (buf.commit_point, buf.lost_span()) == (8000, None)
+
+    def test_a_hole_inside_pending_audio_is_kept_and_crossed_by_commits(self) -> None:
+        """A commit that reaches a hole moves past it; none lands inside one."""
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.append(frame(1600))  # pending: 0..3200
+        buf.append(frame(10000))  # hole 3200..10000
+        assert buf.holes == 1
+        assert [f.start for f in buf.frames_from(0)] == [0, 1600, 10000]
+        buf.commit(1000)
+        assert (buf.commit_point, buf.holes) == (1000, 1)
+        buf.commit(3200)  # the end of the audio before the hole
+        assert (buf.commit_point, buf.holes, buf.start) == (10000, 0, 10000)
+        assert buf.lost_span() is None
+
+    def test_a_commit_past_the_hole_forgets_it(self) -> None:
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.append(frame(5000))
+        buf.commit(6000)
+        assert (buf.commit_point, buf.holes, len(buf)) == (6000, 0, 1)
+
+    def test_frames_cannot_go_back(self) -> None:
+        buf = ReplayBuffer(RATE)
+        buf.append(frame(0))
+        with pytest.raises(ValueError, match="does not follow"):
+            buf.append(frame(800))
+
+    def test_overflow_across_a_hole_reports_one_span(self) -> None:
+        """Overflow drops the oldest audio; the lost span runs to the oldest frame kept
+        (a hole inside it is part of the one span; holes stay bounded)."""
+        buf = ReplayBuffer(3200)
+        buf.append(frame(0))
+        for k in range(1, 4):
+            buf.append(frame(10000 * k))  # a hole before each
+        assert buf.samples <= 3200 and buf.holes <= len(buf)
+        assert buf.lost_span() == (0, 20000)
+        assert buf.skip_lost() == (0, 20000)
+        assert (buf.commit_point, buf.holes) == (20000, 1)
