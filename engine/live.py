@@ -11,8 +11,8 @@ the files. Capture gaps (overflow, device outages) reach the renderer as
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import pathlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -20,10 +20,10 @@ import structlog
 import trio
 
 from adapters.dashscope.models import get_model
-from adapters.sinks.factory import open_sinks
 from engine._util import unwrap_single_group
-from engine.actors import mic, renderer, resampler, session
+from engine.actors import mic, playback, renderer, resampler, session
 from engine.actors.capture import RawBlock, Skip
+from engine.actors.renderer import close_sinks
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.events import (
@@ -33,8 +33,10 @@ from engine.events import (
     StreamEnded,
     StreamError,
     StreamStarted,
+    TranslatedAudio,
     samples_to_ms,
 )
+from engine.pipeline import open_outputs
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -53,13 +55,24 @@ CAPTURE_GAPS = frozenset({"capture-overflow", "device"})
 
 
 class LiveStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """One live stream: the device, the session and the outputs."""
+    """One live stream: the device, the session and the outputs.
+
+    ``voice_dir`` gets ``<output_stem>.voice.wav`` of the translated speech, and
+    ``playback`` plays it on an output device (both need a model that speaks).
+    """
 
     session: SessionConfig
     mic: mic.MicConfig
     out_dir: str | None = None
     output_stem: str = "listen"
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
+    voice_dir: str | None = None
+    playback: playback.PlaybackConfig | None = None
+
+
+#: Translated-voice chunks waiting for the playback actor; beyond it they are dropped
+#: (counted): the session's events must never wait on a speaker.
+PLAYBACK_QUEUE = 256
 
 
 async def run_live_stream(
@@ -99,16 +112,29 @@ async def run_live_stream(
     extra = {} if run_blocking is None else {"run_blocking": run_blocking}
     with structlog.contextvars.bound_contextvars(stream=cfg.stream), unwrap_single_group():
         async with console, trio.open_nursery() as nursery:
+            sinks: list[Sink] = []
+            voice: trio.MemorySendChannel[Event] | None = None
+            speaker: dict[str, Any] = dict(extra)
+            if backend is not None:
+                speaker["backend"] = backend
             try:
-                sinks = (
-                    await trio.to_thread.run_sync(_open_outputs, config) if config.out_dir else []
-                )
+                sinks = await trio.to_thread.run_sync(_open_outputs, config)
+                if config.playback is not None:
+                    voice, voice_recv = trio.open_memory_channel[Event](PLAYBACK_QUEUE)
+                    await nursery.start(
+                        functools.partial(
+                            playback.run, inbox=voice_recv, config=config.playback, **speaker
+                        )
+                    )
                 stats = await nursery.start(
                     functools.partial(
                         _capture, raw_send, events_send.clone(), config.mic, drain, backend, extra
                     )
                 )
             except BaseException:
+                close_sinks(sinks)
+                if voice is not None:
+                    voice.close()
                 raw_send.close()
                 raw_recv.close()
                 frames_send.close()
@@ -140,7 +166,7 @@ async def run_live_stream(
                 stream=cfg.stream,
                 t=trio.current_time(),
             )
-            nursery.start_soon(_tap, events_recv, render_send, started, ended)
+            nursery.start_soon(_tap, events_recv, render_send, started, ended, voice)
             log.info("live.started", device=device, device_rate=stats.rate, rate=rate)
             await session.run(
                 inbox=frames_recv,
@@ -194,9 +220,13 @@ async def _capture(
 
 
 def _open_outputs(config: LiveStreamConfig) -> list[Sink]:
-    if config.out_dir is None:
-        return []
-    return open_sinks(pathlib.Path(config.out_dir), config.output_stem, config.formats)
+    return open_outputs(
+        config.out_dir,
+        config.output_stem,
+        config.formats,
+        config.session.translation,
+        config.voice_dir,
+    )
 
 
 async def _tap(
@@ -204,12 +234,24 @@ async def _tap(
     outbox: trio.MemorySendChannel[Event],
     first: Event,
     ended: list[StreamEnded],
+    voice: trio.MemorySendChannel[Event] | None = None,
 ) -> None:
-    """Forward events to the renderer; fold capture gaps and errors into StreamEnded."""
-    lost_ms = errors = 0
-    async with inbox, outbox:
+    """Forward events to the renderer (and the translated voice to playback, never
+    waiting on it: a chunk that does not fit is dropped and counted); fold capture
+    gaps and errors into StreamEnded."""
+    lost_ms = errors = dropped = 0
+    async with inbox, outbox, contextlib.AsyncExitStack() as stack:
+        if voice is not None:
+            await stack.enter_async_context(voice)
         await outbox.send(first)
         async for event in inbox:
+            if voice is not None and isinstance(event, TranslatedAudio):
+                try:
+                    voice.send_nowait(event)
+                except (trio.WouldBlock, trio.BrokenResourceError):
+                    dropped += 1
+                    if dropped == 1 or dropped % 100 == 0:
+                        log.warning("playback.chunks_dropped", dropped=dropped)
             if isinstance(event, AudioGap) and event.reason in CAPTURE_GAPS:
                 lost_ms += samples_to_ms(event.end - event.start, event.rate)
             elif isinstance(event, StreamError):

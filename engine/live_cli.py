@@ -24,13 +24,14 @@ import trio
 from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
 from adapters.sinks.factory import FORMATS
 from engine._util import unwrap_single_group
-from engine.actors import console, mic
-from engine.config import Secret, SessionConfig
+from engine.actors import console, mic, playback
+from engine.config import Secret, SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded
 from engine.live import LiveStreamConfig, run_live_stream
 from engine.policy import DAEMON
 from engine.ratelimit import StartLimiter
+from engine.translation import check_translation
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from adapters.audio.devices import AudioBackend
+    from adapters.dashscope.models import ModelSpec
     from adapters.dashscope.ws import Dialer
 
 __all__ = ["add_live_commands", "devices", "listen", "main"]
@@ -55,8 +57,25 @@ def add_live_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     lp.add_argument(
         "--device", help="input device name (or unique part) or index; default: system default"
     )
-    inference = sorted(n for n, s in MODELS.items() if s.protocol == "inference")
-    lp.add_argument("--model", default="paraformer-realtime-v2", choices=inference)
+    lp.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        help="default: paraformer-realtime-v2, or gummy-realtime-v1 with --to",
+    )
+    lp.add_argument(
+        "--to", metavar="LANG", help="translate into LANG (e.g. zh, or en,ja for gummy)"
+    )
+    lp.add_argument("--from", dest="source", default="auto", metavar="LANG", help="source language")
+    lp.add_argument("--translation-only", action="store_true", help="with --to: no source text")
+    lp.add_argument(
+        "--play",
+        nargs="?",
+        const="",
+        metavar="DEVICE",
+        help="livetranslate: play the translated voice (on DEVICE, default output)",
+    )
+    lp.add_argument("--voice", help="livetranslate: the translated voice (default Tina)")
+    lp.add_argument("--audio-out", metavar="DIR", help="livetranslate: save the translated voice")
     lp.add_argument("--out", metavar="DIR", help="write output files here")
     lp.add_argument("--name", default="listen", help="output file name stem (default: listen)")
     lp.add_argument(
@@ -108,7 +127,8 @@ async def listen(
     """``steno listen``: the exit code as for ``transcribe`` (0, 1, 3; 130 on Ctrl-C)."""
     from engine import cli
 
-    spec = get_model(args.model)
+    spec = get_model(args.model or ("gummy-realtime-v1" if args.to else "paraformer-realtime-v2"))
+    translation = _translation(args, spec)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if unknown := [f for f in formats if f not in FORMATS]:
         raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
@@ -116,9 +136,7 @@ async def listen(
         raise ConfigError(f"--duration must be positive, got {args.duration:g}")
     if args.block_ms < 0 or not args.finish_timeout > 0:
         raise ConfigError("--block-ms must be 0 or more and --finish-timeout positive")
-    device: str | int | None = args.device
-    if isinstance(device, str) and device.strip().isdigit():
-        device = int(device)
+    device = _device(args.device)
     if backend is None:
         from adapters.audio.devices import load_backend
 
@@ -141,7 +159,12 @@ async def listen(
                 model=spec.name,
                 url=url,
                 api_key=Secret(key),
-                options=RecognitionOptions(language_hints=args.language, heartbeat=True),
+                options=(
+                    RecognitionOptions(language_hints=args.language, heartbeat=True)
+                    if spec.protocol == "inference"
+                    else RecognitionOptions()
+                ),
+                translation=translation,
                 finish_timeout_s=args.finish_timeout,
                 policy=DAEMON,  # a live source cannot be re-read: never give up on the network
             ),
@@ -154,8 +177,46 @@ async def listen(
             out_dir=args.out,
             output_stem=args.name,
             formats=formats,
+            voice_dir=args.audio_out,
+            playback=(
+                None
+                if args.play is None
+                else playback.PlaybackConfig(device=_device(args.play or None), stream=stream)
+            ),
         )
         return await _run(config, args.duration, out, backend, dial)
+
+
+def _device(name: str | None) -> str | int | None:
+    """A device argument: an index when it is a number, else a name (None: the default)."""
+    if isinstance(name, str) and name.strip().isdigit():
+        return int(name)
+    return name
+
+
+def _translation(args: argparse.Namespace, spec: ModelSpec) -> TranslationOptions | None:
+    """``--to`` and friends as TranslationOptions, checked against the model."""
+    speech = args.play is not None or bool(args.audio_out or args.voice)
+    if not args.to:
+        if speech or args.translation_only:
+            raise ConfigError(
+                "--play, --voice, --audio-out and --translation-only need --to LANG; "
+                "fix: e.g. --to en --model qwen3.5-livetranslate-flash-realtime"
+            )
+        check_translation(spec, None)
+        return None
+    try:
+        translation = TranslationOptions(
+            targets=tuple(t.strip() for t in args.to.split(",") if t.strip()),
+            source=None if args.source in ("auto", "") else args.source,
+            transcription=not args.translation_only,
+            speech=speech,
+            voice=args.voice or "Tina",
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad --to/--from: {exc}") from None
+    check_translation(spec, translation)
+    return translation
 
 
 async def _run(
@@ -191,7 +252,10 @@ async def _run(
     ended: StreamEnded | None = None
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: console.run(inbox=console_recv, out=out, tty=tty))
+            translate = config.session.translation is not None
+            nursery.start_soon(
+                lambda: console.run(inbox=console_recv, out=out, tty=tty, translate=translate)
+            )
             async with trio.open_nursery() as helpers:
                 helpers.start_soon(watch_signals, nursery.cancel_scope)
                 if duration is not None:

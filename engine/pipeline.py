@@ -29,7 +29,8 @@ from engine._util import unwrap_single_group
 from engine.actors import capture, renderer, resampler, session
 from engine.actors.capture import RawBlock
 from engine.actors.renderer import close_sinks
-from engine.config import SessionConfig
+from engine.clock import iso_utc, system_clock
+from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import AudioFrame, Event, StreamEnded, StreamError, StreamStarted
 from engine.wiring import EDGES
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from adapters.sinks.base import Sink
     from engine.ratelimit import StartLimiter
 
-__all__ = ["FileStreamConfig", "run_file_stream"]
+__all__ = ["FileStreamConfig", "open_outputs", "run_file_stream"]
 
 log = structlog.get_logger("steno.pipeline")
 
@@ -169,18 +170,35 @@ async def _drain_on(drain: trio.Event, scope: trio.CancelScope) -> None:
 
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
     stem = config.output_stem or pathlib.Path(config.path).stem
-    translation = config.session.translation
+    return open_outputs(
+        config.out_dir, stem, config.formats, config.session.translation, config.voice_dir
+    )
+
+
+def open_outputs(
+    out_dir: str | None,
+    stem: str,
+    formats: tuple[str, ...],
+    translation: TranslationOptions | None,
+    voice_dir: str | None,
+) -> list[Sink]:
+    """A stream's files: the formats under ``out_dir`` (bilingual when translating)
+    and ``<stem>.voice.wav`` under ``voice_dir``. Blocking (call from a thread).
+
+    Raises:
+        ConfigError: a bad format or a file that cannot be created (nothing is left open).
+    """
     sinks: list[Sink] = []
-    if config.out_dir is not None:
+    if out_dir is not None:
         sinks = open_sinks(
-            pathlib.Path(config.out_dir),
+            pathlib.Path(out_dir),
             stem,
-            config.formats,
+            formats,
             translation.targets if translation is not None else (),
             transcript=translation is None or translation.transcription,
         )
-    if config.voice_dir is not None:
-        path = pathlib.Path(config.voice_dir) / f"{stem}.voice.wav"
+    if voice_dir is not None:
+        path = pathlib.Path(voice_dir) / f"{stem}.voice.wav"
         try:
             sinks.append(VoiceWavSink(path))
         except OSError as exc:
@@ -226,6 +244,7 @@ async def _run_actors(
             config.session.model,
             rate,
             endpoint=config.session.url.split("?", 1)[0],
+            started_at=iso_utc(system_clock()),
             stream=stream,
             t=trio.current_time(),
         )

@@ -260,7 +260,7 @@ class Conversation:
         # The deadline measures the server's silence: results still arriving for a
         # backlog (audio sent faster than real time) extend it, up to the task's
         # audio duration on top, since no service needs longer than real time.
-        audio_s = (self.sent_until - self.offset) / self.rate
+        audio_s = self.clock.task_samples / self.rate  # what the server got (holes excluded)
         cap = sent + timeout + audio_s
         while not self.ended.is_set():
             quiet_until = max(sent, self.last_server_t) + timeout

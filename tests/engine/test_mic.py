@@ -684,17 +684,14 @@ class TestLiveCommands:
         return parser
 
     def test_commands_and_defaults(self) -> None:
-        """Both subcommands parse; listen defaults to the default device and all formats."""
+        """Both subcommands parse; listen defaults to the default device and all formats
+        (and the model to paraformer-realtime-v2, or gummy-realtime-v1 with --to)."""
         from engine.live_cli import devices, listen
 
         assert self.parser().parse_args(["devices"]).func is devices
         args = self.parser().parse_args(["listen"])
         assert args.func is listen and args.device is None and args.duration is None
-        assert (args.format, args.model, args.name) == (
-            "txt,srt,vtt,jsonl",
-            "paraformer-realtime-v2",
-            "listen",
-        )
+        assert (args.format, args.model, args.name) == ("txt,srt,vtt,jsonl", None, "listen")
 
     async def test_devices_prints_the_table(self) -> None:
         """``steno devices`` prints inputs and outputs of the backend."""
