@@ -116,7 +116,12 @@ class RecognitionEvent(Event, frozen=True):
 
 
 class Partial(RecognitionEvent, frozen=True):
-    """The current, not yet final, text of a sentence (replaces earlier partials)."""
+    """The current, not yet final, text of a sentence (replaces earlier partials).
+
+    ``stash`` is the tentative look-ahead to show after ``text``; ``pre_end`` is
+    gummy's VAD pre-end hint: the sentence is expected to end soon (a later
+    partial without it retracts it; only a Final settles the sentence).
+    """
 
     sentence_id: int
     start: int
@@ -124,6 +129,7 @@ class Partial(RecognitionEvent, frozen=True):
     words: tuple[Word, ...] = ()
     rate: int = 16000
     stash: str = ""
+    pre_end: bool = False
 
 
 class Final(RecognitionEvent, frozen=True):

@@ -24,7 +24,8 @@ class Heard(msgspec.Struct, frozen=True):
     """The current text of a source-language sentence (``final`` once it is settled).
 
     ``key`` names the sentence within its task (the wire ``sentence_id``, or the
-    realtime ASR item id), so its translations can be matched to it.
+    realtime ASR item id), so its translations can be matched to it; ``pre_end``
+    is gummy's VAD hint that the sentence is about to end.
     """
 
     final: bool
@@ -34,6 +35,7 @@ class Heard(msgspec.Struct, frozen=True):
     words: tuple[HeardWord, ...] = ()
     stash: str = ""
     key: str = ""
+    pre_end: bool = False
 
 
 class Translated(msgspec.Struct, frozen=True):

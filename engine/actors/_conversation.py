@@ -408,4 +408,7 @@ def _heard(s: m.WireSentence) -> Heard:
     words = tuple(HeardWord(w.begin_time, w.end_time, w.text, w.punctuation) for w in s.words)
     stash = s.stash.text if s.stash is not None else ""
     end = s.end_time if s.is_final else None
-    return Heard(s.is_final, s.begin_time, end, s.text, words, stash, key=str(s.sentence_id))
+    pre_end = bool(s.vad_pre_end) and not s.pre_end_failed
+    return Heard(
+        s.is_final, s.begin_time, end, s.text, words, stash, key=str(s.sentence_id), pre_end=pre_end
+    )

@@ -589,7 +589,15 @@ class _Session:
         if not s.final or s.end_ms is None:
             conv.pending_partial = bool(s.text)
             await self.emit(
-                Partial(self.next_sentence_id, start, s.text, words, rate=self.rate, stash=s.stash)
+                Partial(
+                    self.next_sentence_id,
+                    start,
+                    s.text,
+                    words,
+                    rate=self.rate,
+                    stash=s.stash,
+                    pre_end=s.pre_end,
+                )
             )
             return
         conv.pending_partial = False

@@ -165,3 +165,72 @@ def test_segment_memory_is_bounded() -> None:
     assert len(times._segments) <= 64
     assert len(times._by_item) <= 64
     assert times.span("item999", 99999) == (9990, 9995)
+
+
+# ------------------------------------------------------------ gummy results
+
+
+def _output(payload: dict[str, object]) -> object:
+    import msgspec
+
+    from adapters.dashscope import messages as m
+
+    return msgspec.json.decode(msgspec.json.encode(payload), type=m.Output)
+
+
+def _sentence(sid: int, text: str, *, end: int | None, **extra: object) -> dict[str, object]:
+    return {
+        "sentence_id": sid,
+        "begin_time": 180,
+        "end_time": end,
+        "current_time": 1500,
+        "text": text,
+        "sentence_end": end is not None,
+        "words": [],
+        **extra,
+    }
+
+
+def test_gummy_results_either_side_may_be_missing() -> None:
+    from engine.actors._conversation import results_of
+    from engine.results import Heard, Translated
+
+    both = results_of(
+        _output(  # type: ignore[arg-type]
+            {
+                "transcription": _sentence(0, "今天天气很好。", end=2400, stash={"text": "明"}),
+                "translations": [
+                    {**_sentence(0, "The weather is nice today.", end=2400), "lang": "en"}
+                ],
+            }
+        )
+    )
+    assert both == [
+        Heard(True, 180, 2400, "今天天气很好。", (), "明", key="0"),
+        Translated("en", True, 180, 2400, "The weather is nice today.", key="0"),
+    ]
+    only_translation = results_of(
+        _output({"translations": [{**_sentence(1, "Today", end=None), "lang": "en"}]})  # type: ignore[arg-type]
+    )
+    assert only_translation == [Translated("en", False, 180, None, "Today", key="1")]
+    only_source = results_of(_output({"transcription": _sentence(1, "今天", end=None)}))  # type: ignore[arg-type]
+    assert [type(r) for r in only_source] == [Heard]
+
+
+def test_gummy_vad_pre_end_reaches_the_partial_and_can_be_retracted() -> None:
+    from engine.actors._conversation import results_of
+
+    hinted = results_of(
+        _output({"transcription": _sentence(0, "今天", end=None, vad_pre_end=True)})
+    )  # type: ignore[arg-type]
+    retracted = results_of(
+        _output(  # type: ignore[arg-type]
+            {
+                "transcription": _sentence(
+                    0, "今天天", end=None, vad_pre_end=True, pre_end_failed=True
+                )
+            }
+        )
+    )
+    assert hinted[0].pre_end is True  # type: ignore[union-attr]
+    assert retracted[0].pre_end is False  # type: ignore[union-attr]
