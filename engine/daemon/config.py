@@ -14,9 +14,17 @@
     outputs = { formats = ["jsonl", "srt"], rotate = "hour", max-bytes = 50_000_000 }
     idle = { policy = "suspend", threshold-dbfs = -50, after-s = 30, preroll-ms = 500 }
 
+    [[stream]]
+    id = "hall-de"
+    model = "qwen3.5-livetranslate-flash-realtime"
+    source = { kind = "url", url = "srt://mixer.local:9000" }
+    translation = { to = ["de"], from = "en", speech = true, voice = "Tina" }
+
 Every table is a frozen Struct with ``forbid_unknown_fields`` and kebab-case keys
 (house rule R14), so :func:`load_config` refuses an unknown key or a bad value with
-msgspec's path (``$.stream[1].source.kind``) before anything starts. The API key is
+msgspec's path (``$.stream[1].source.kind``) before anything starts; whether a
+model can translate what a stream asks (``engine.translation``'s language tables)
+is checked there too, naming ``$.stream[N].translation.to`` and the like. The API key is
 never part of the configuration: it comes from the environment or a file
 (``keys.resolve_api_key``), and ``keys.dump_config`` shows it only as ``***``.
 """
@@ -27,13 +35,19 @@ import ipaddress
 import os
 import re
 import urllib.parse
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
 import msgspec
 
-from adapters.dashscope.models import MODELS, RecognitionOptions, run_task_parameters
+from adapters.dashscope.languages import check_gummy_targets, check_target
+from adapters.dashscope.models import MODELS, ModelSpec, RecognitionOptions, run_task_parameters
+from engine.config import TranslationOptions
 from engine.errors import ConfigError
 from engine.policy import DAEMON, RestartPolicy
+from engine.translation import check_translation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "DaemonConfig",
@@ -47,6 +61,7 @@ __all__ = [
     "SourceSpec",
     "StdinSource",
     "StreamSpec",
+    "TranslationSpec",
     "UrlSource",
     "decode_config",
     "load_config",
@@ -152,6 +167,9 @@ class OutputSpec(_Strict, frozen=True):
 
     ``dir`` defaults to the daemon's ``output-dir``; ``max-bytes`` starts a new file
     once one has reached it (always between records); ``timezone`` names the files.
+    A translating stream's ``srt``/``vtt`` cues are bilingual, ``txt`` adds
+    ``{stem}.{lang}.txt`` per target language, and ``translation.speech`` adds
+    ``{stem}.voice.wav`` (see ``rolling.py``).
     """
 
     dir: str | None = None
@@ -233,14 +251,74 @@ class SessionTuning(_Strict, frozen=True):
             raise ValueError("rotate-task-after-s must be 0 (never) or at least 60")
 
 
+_Language = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,34}$")]
+_TRANSLATING: Final = tuple(sorted(n for n, s in MODELS.items() if s.translation))
+
+
+class TranslationSpec(_Strict, frozen=True):
+    """``[stream.translation]``: what a translating model makes of the stream's speech.
+
+    ``to`` lists the target languages (livetranslate takes exactly one; gummy
+    documents one at present); ``from`` is the source language, ``auto`` to let
+    the service detect it. ``transcription = false`` keeps the translations
+    alone (no source text: the translations then settle the sentences).
+
+    livetranslate only: ``speech`` asks for the translated voice as well, which
+    the daemon writes beside the text files as ``{stem}.voice.wav`` (24 kHz
+    mono, one file per rolling period); ``voice`` names the voice (needs
+    ``speech``); ``phrases`` maps source phrases to fixed translations.
+    ``vad-silence-ms`` is the silence that ends a segment (livetranslate's
+    server VAD; gummy's ``max_end_silence``), unset for the service default.
+
+    Whether the stream's model takes these languages is checked when the file
+    loads (``adapters.dashscope.languages``), not when a stream connects.
+    """
+
+    to: Annotated[tuple[_Language, ...], msgspec.Meta(min_length=1)]
+    source: str = msgspec.field(default="auto", name="from")
+    transcription: bool = True
+    speech: bool = False
+    voice: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    phrases: dict[str, str] = {}
+    vad_silence_ms: Annotated[int, msgspec.Meta(ge=200, le=6000)] | None = None
+
+    def __post_init__(self) -> None:
+        if len(set(self.to)) != len(self.to):
+            raise ValueError("translation.to must not repeat a language")
+        if not self.source:
+            raise ValueError('translation.from must be a language code or "auto"')
+        if self.voice is not None and not self.speech:
+            raise ValueError(
+                "translation.voice needs speech = true (it names the translated voice)"
+            )
+
+    def options(self) -> TranslationOptions:
+        """The session's :class:`~engine.config.TranslationOptions` (``auto`` is None)."""
+        return TranslationOptions(
+            targets=self.to,
+            source=None if self.source == "auto" else self.source,
+            transcription=self.transcription,
+            speech=self.speech,
+            voice=self.voice or "Tina",
+            phrases=dict(self.phrases),
+            vad_silence_ms=self.vad_silence_ms,
+        )
+
+
 class StreamSpec(_Strict, frozen=True):
-    """One stream: a source, a model, outputs and policies. ``id`` is stable across reloads."""
+    """One stream: a source, a model, outputs and policies. ``id`` is stable across reloads.
+
+    ``translate-to`` (a placeholder of earlier versions, never acted on) is
+    refused with the fix: translation is the ``translation`` table now, and it
+    needs a model that translates.
+    """
 
     id: str
     source: SourceSpec
     model: str = "paraformer-realtime-v2"
     language_hints: tuple[str, ...] = ()
-    translate_to: tuple[str, ...] = ()  # stored; translation models arrive later
+    translation: TranslationSpec | None = None
+    translate_to: tuple[str, ...] | None = None  # refused: see the docstring
     url: str | None = None  # overrides the daemon's endpoint for this stream
     outputs: OutputSpec = OutputSpec()
     idle: IdleSpec = IdleSpec()
@@ -252,17 +330,103 @@ class StreamSpec(_Strict, frozen=True):
             raise ValueError(
                 f"stream id {self.id!r} must be 1–64 of A-Z a-z 0-9 . _ - (it names files)"
             )
+        if self.translate_to is not None:
+            raise ValueError(
+                "translate-to is replaced by the translation table; fix: "
+                f'translation = {{ to = ["{next(iter(self.translate_to), "en")}"] }} '
+                f"with a model that translates ({', '.join(_TRANSLATING)})"
+            )
         spec = MODELS.get(self.model)
-        if spec is None or spec.protocol != "inference":
-            known = ", ".join(sorted(n for n, s in MODELS.items() if s.protocol == "inference"))
-            raise ValueError(f"unknown model {self.model!r}; fix: use one of {known}")
-        try:
-            run_task_parameters(spec, self.options(), sample_rate=spec.sample_rate)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        if spec is None:
+            raise ValueError(
+                f"unknown model {self.model!r}; fix: use one of {', '.join(sorted(MODELS))}"
+            )
+        if self.language_hints and spec.translation:
+            raise ValueError(
+                f"{spec.name} takes no language-hints; fix: set the source language "
+                'with translation = { from = "…" } (or leave it to auto-detection)'
+            )
+        if spec.protocol == "inference":
+            try:
+                run_task_parameters(spec, self.options(), sample_rate=spec.sample_rate)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
 
     def options(self) -> RecognitionOptions:
+        """run-task parameters (inference models; the realtime protocol has none)."""
+        if MODELS[self.model].protocol == "realtime":
+            return RecognitionOptions()
         return RecognitionOptions(language_hints=list(self.language_hints) or None, heartbeat=True)
+
+    def translation_options(self) -> TranslationOptions | None:
+        """The session's translation, or None for a stream that only transcribes."""
+        return None if self.translation is None else self.translation.options()
+
+    def translation_problem(self) -> tuple[str, str] | None:
+        """Why the model cannot do the stream's translation, as (key, message), or None.
+
+        ``key`` is relative to the stream (``translation.to``, ``model``…); the
+        messages name the fix in this file's terms.
+        """
+        return _translation_problem(MODELS[self.model], self.translation)
+
+
+def _translation_problem(
+    spec: ModelSpec, translation: TranslationSpec | None
+) -> tuple[str, str] | None:
+    name = spec.name
+    if translation is None:
+        if spec.protocol == "realtime":
+            return "translation", (
+                f'{name} translates: it needs a target language; fix: translation = {{ to = ["en"] }}'
+            )
+        return None
+    if not spec.translation:
+        return "model", (
+            f"{name} does not translate; fix: model = one of {', '.join(_TRANSLATING)}, "
+            "or remove the translation table"
+        )
+    options = translation.options()
+    checks: list[tuple[str, Callable[[], object]]]
+    if spec.protocol == "realtime":
+        if len(translation.to) != 1:
+            return "translation.to", (
+                f"{name} translates into one language per stream, not "
+                f"{', '.join(translation.to)}; fix: one language, and a stream per language"
+            )
+        target = translation.to[0]
+        checks = [("translation.to", lambda: check_target(name, target, False))]
+        if translation.speech:
+            checks.append(("translation.speech", lambda: check_target(name, target, True)))
+    else:
+        for key, used in (
+            ("speech", translation.speech),
+            ("voice", translation.voice is not None),
+            ("phrases", bool(translation.phrases)),
+        ):
+            if used:
+                return f"translation.{key}", (
+                    f"{name} takes no translation {key}; "
+                    "fix: use qwen3.5-livetranslate-flash-realtime, or remove it"
+                )
+        checks = [
+            ("translation.from", lambda: check_gummy_targets(name, options.source, ())),
+            (
+                "translation.to",
+                lambda: check_gummy_targets(name, options.source, options.targets),
+            ),
+        ]
+    # Whatever the checks above do not name (they are the same tables, so nothing today).
+    checks.append(("translation", lambda: check_translation(spec, options)))
+    for key, check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            return key, str(exc).replace(
+                "fix: set modalities to text only (no translated speech), or",
+                "fix: speech = false, or",
+            )
+    return None
 
 
 # ---------------------------------------------------------------- daemon
@@ -329,6 +493,10 @@ class DaemonConfig(_Strict, frozen=True):
                     f" - at `$.stream[{i}].id`"
                 )
             seen[stream.id] = i
+            problem = stream.translation_problem()
+            if problem is not None:
+                key, message = problem
+                raise ValueError(f"{message} - at `$.stream[{i}].{key}`")
             if isinstance(stream.source, StdinSource):
                 if stdin is not None:
                     raise ValueError(

@@ -28,6 +28,7 @@ __all__ = ["KEY_ENV", "dump_config", "redact_url", "resolve_api_key"]
 
 KEY_ENV: Final = "DASHSCOPE_API_KEY"
 _SECRET_QUERY = re.compile(r"(?i)(token|key|secret|pass(word)?|auth|sig(nature)?)")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def resolve_api_key(section: DaemonSection, environ: Mapping[str, str]) -> tuple[Secret, str]:
@@ -101,16 +102,21 @@ def dump_config(config: DaemonConfig, *, key_source: str | None = None) -> str:
 def _toml_pairs(table: dict[str, Any], prefix: str) -> list[str]:
     """``key = value`` lines, then sub-tables (``[prefix.key]``); None (unset) is omitted."""
     scalars = [
-        f"{k} = {_toml_value(v)}"
+        f"{_toml_key(k)} = {_toml_value(v)}"
         for k, v in table.items()
         if v is not None and not isinstance(v, dict)
     ]
     tables: list[str] = []
     for k, v in table.items():
         if isinstance(v, dict):
-            name = f"{prefix}.{k}" if prefix else k
+            name = f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k)
             tables += ["", f"[{name}]", *_toml_pairs(v, name)]
     return scalars + tables
+
+
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted key (translation phrases are free text)."""
+    return key if _BARE_KEY.fullmatch(key) else msgspec.json.encode(key).decode()
 
 
 def _toml_value(value: object) -> str:

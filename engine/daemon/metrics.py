@@ -29,6 +29,8 @@ from engine.events import (
     SessionOpened,
     StreamError,
     TaskMetrics,
+    TranslatedAudio,
+    Translation,
 )
 from engine.events import (
     Final as FinalEvent,
@@ -125,6 +127,8 @@ class StreamSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     first_package_delay: HistogramSnapshot
     last_package_delay: HistogramSnapshot
     push_lateness: HistogramSnapshot
+    translations: int = 0
+    voice_s: float = 0.0
 
 
 class DaemonSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,6 +148,8 @@ class StreamMetrics:
         self.state: State = "starting"
         self.error: str | None = None
         self.reconnects = self.finals = self.tasks_opened = 0
+        self.translations = 0  # final translations, every language
+        self.voice_s = 0.0  # translated speech received
         self.restarts = self.source_restarts = self.errors = 0
         self.audio_lost_s = 0.0
         self.gaps: dict[str, int] = {}
@@ -173,6 +179,10 @@ class StreamMetrics:
                 self._transient("running")
             case FinalEvent():
                 self.finals += 1
+            case Translation(final=True):
+                self.translations += 1
+            case TranslatedAudio(pcm=pcm, rate=rate):
+                self.voice_s += len(pcm) / 2 / rate
             case AudioGap(start=start, end=end, reason=reason, rate=rate):
                 self.gaps[reason] = self.gaps.get(reason, 0) + 1
                 self.audio_lost_s += (end - start) / rate
@@ -220,6 +230,8 @@ class StreamMetrics:
             first_package_delay=self.first_package.snapshot(),
             last_package_delay=self.last_package.snapshot(),
             push_lateness=self.push_lateness.snapshot(),
+            translations=self.translations,
+            voice_s=self.voice_s,
         )
 
 
@@ -252,6 +264,7 @@ def render_health(snap: DaemonSnapshot) -> tuple[int, bytes]:
                 "model": s.model,
                 "reconnects": s.reconnects,
                 "finals": s.finals,
+                "translations": s.translations,
                 "audio_lost_ms": round(s.audio_lost_s * 1000),
                 "last_event_age_s": None
                 if s.last_event_age_s is None
@@ -294,6 +307,8 @@ def _le(bound: float) -> str:
 _SIMPLE: Final[tuple[tuple[str, str, str, Callable[[StreamSnapshot], float]], ...]] = (
     ("steno_reconnects_total", "counter", "Session reconnects (transient failures retried).", lambda s: s.reconnects),
     ("steno_finals_total", "counter", "Final sentences recognized.", lambda s: s.finals),
+    ("steno_translations_total", "counter", "Final translations, every target language.", lambda s: s.translations),
+    ("steno_translated_speech_seconds_total", "counter", "Translated speech received (livetranslate speech = true).", lambda s: s.voice_s),
     ("steno_tasks_opened_total", "counter", "Server tasks opened (reconnects, rotations, resumes).", lambda s: s.tasks_opened),
     ("steno_stream_restarts_total", "counter", "Restarts of the whole stream after a crash or a reload.", lambda s: s.restarts),
     ("steno_source_restarts_total", "counter", "Reopenings of a live source that broke.", lambda s: s.source_restarts),

@@ -17,6 +17,16 @@ Files open lazily on the first record the format renders, so an idle hour
 makes no empty files. The cap is soft: the record that crosses ``max_bytes``
 completes its file.
 
+Translation streams (``languages``): SRT and VTT cues are bilingual (the source
+line, then one line per language), TXT gets a ``{stem}.{lang}.txt`` per
+language beside ``{stem}.txt``, and with ``voice`` the translated speech goes to
+``{stem}.voice.wav`` (one WAV per period; ``max-bytes`` does not split it, it
+rolls over by itself at the 4 GiB WAV limit). A bilingual cue waits in its sink
+for the sentence's translations, so a period change does not close a subtitle
+file that still holds sentences: the switch waits until the hold is empty (the
+late translation joins its cue in the old period's file), for at most
+:data:`SWITCH_GRACE_S`; after that the held cues are written as they are.
+
 Time: the period comes from an injected wall clock (``clock() -> epoch
 seconds``; house rule R9): ``time.time`` in the daemon, a function of the trio
 MockClock in tests.
@@ -26,11 +36,15 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from adapters.sinks.base import text_lines
 from adapters.sinks.factory import FORMATS
-from engine.events import AudioEvent
+from adapters.sinks.subtitles import SrtSink, VttSink
+from adapters.sinks.text import TextSink
+from adapters.sinks.voice import VoiceWavSink
+from engine.events import AudioEvent, TranslatedAudio, Translation
 from engine.events import Final as FinalEvent
 
 if TYPE_CHECKING:
@@ -40,12 +54,24 @@ if TYPE_CHECKING:
     from adapters.sinks.base import Sink
     from engine.events import Event
 
-__all__ = ["RollingSink", "WallClock", "open_rolling_sinks", "period_stem"]
+__all__ = [
+    "SWITCH_GRACE_S",
+    "VOICE",
+    "RollingSink",
+    "WallClock",
+    "open_rolling_sinks",
+    "period_stem",
+]
 
 WallClock: TypeAlias = "Callable[[], float]"
 Rotate = Literal["hour", "day", "never"]
 
 _STAMP: Final = {"hour": "%Y%m%d-%H", "day": "%Y%m%d"}
+
+VOICE: Final = "wav"
+"""The format name of the translated voice (``{stem}.voice.wav``)."""
+SWITCH_GRACE_S: Final = 60.0
+"""How long a sink holding cues may keep its file once a switch is due (new period, size cap)."""
 
 
 def period_stem(stream: str, epoch_s: float, rotate: Rotate, timezone: str = "utc") -> str:
@@ -56,13 +82,32 @@ def period_stem(stream: str, epoch_s: float, rotate: Rotate, timezone: str = "ut
     return f"{stream}-{time.strftime(_STAMP[rotate], moment)}"
 
 
-def _renders(fmt: str, event: Event) -> bool:
-    """Whether the ``fmt`` sink writes something for ``event`` (so a file is worth opening)."""
+def _renders(
+    fmt: str, event: Event, languages: Sequence[str] = (), lang: str | None = None
+) -> bool:
+    """Whether the ``fmt`` sink writes something for ``event`` (so a file is worth opening).
+
+    A bilingual subtitle sink takes every final and final translation: a sentence
+    is complete only with all of them.
+    """
+    if fmt == VOICE:
+        return isinstance(event, TranslatedAudio)
     if isinstance(event, AudioEvent):
         return False
-    if fmt == "jsonl":
-        return True
-    if fmt in ("txt", "srt", "vtt"):
+    if fmt == "txt":
+        if lang is None:
+            return isinstance(event, FinalEvent) and bool(text_lines(event.text))
+        return (
+            isinstance(event, Translation)
+            and event.final
+            and event.lang == lang
+            and bool(text_lines(event.text))
+        )
+    if fmt in ("srt", "vtt"):
+        if languages:
+            return isinstance(event, FinalEvent) or (
+                isinstance(event, Translation) and event.final and event.lang in languages
+            )
         return isinstance(event, FinalEvent) and bool(text_lines(event.text))
     return True
 
@@ -73,18 +118,25 @@ class RollingSink:
     Args:
         directory: where files go (created when missing).
         stream: the stream id (the name prefix).
-        fmt: ``txt``, ``srt``, ``vtt`` or ``jsonl``.
+        fmt: ``txt``, ``srt``, ``vtt``, ``jsonl``, or :data:`VOICE` (``wav``: the
+            translated speech, ``{stem}.voice.wav``; never split by size here).
         clock: wall clock, epoch seconds. It is called from the renderer's worker
             thread, so it must be thread-safe (``time.time`` is).
         rotate: ``hour``, ``day`` or ``never``.
         max_bytes: start a new file once the current one has this many bytes.
         timezone: ``utc`` or ``local`` for the names.
+        languages: translation target languages: ``srt``/``vtt`` cues become
+            bilingual (see ``adapters.sinks.subtitles``).
+        transcript: whether the stream emits source finals (False: translation only).
+        lang: ``txt`` only: write this language's translations, to
+            ``{stem}.{lang}.txt``, instead of the source.
 
     Not thread-safe; the renderer calls it from one worker thread at a time.
 
     Raises:
         OSError: from :meth:`write` (the file cannot be created or written) and
             :meth:`close`.
+        ValueError: from the constructor: ``lang`` with a format other than ``txt``.
     """
 
     def __init__(
@@ -97,31 +149,53 @@ class RollingSink:
         rotate: Rotate = "hour",
         max_bytes: int | None = None,
         timezone: str = "utc",
+        languages: Sequence[str] = (),
+        transcript: bool = True,
+        lang: str | None = None,
     ) -> None:
-        self._factory = FORMATS[fmt]
+        if lang is not None and fmt != "txt":
+            raise ValueError(f"a {fmt} sink writes every language; lang is for txt only")
+        self._factory = _opener(fmt, tuple(languages), transcript, lang)
         self.directory = directory
         self.stream = stream
         self.fmt = fmt
+        self.languages = tuple(languages) if fmt in ("srt", "vtt") else ()
+        self.lang = lang
+        self.ext = "voice.wav" if fmt == VOICE else fmt if lang is None else f"{lang}.{fmt}"
         self._clock = clock
         self._rotate: Rotate = rotate
-        self._max_bytes = max_bytes
+        self._max_bytes = None if fmt == VOICE else max_bytes
         self._timezone = timezone
         self._sink: Sink | None = None
         self._stem = ""
         self._part = 0
+        self._due_since: float | None = None  # when a switch became due but cues were held
         self.path: Path | None = None
         self.files_opened = 0
 
     def write(self, event: Event) -> None:
-        if not _renders(self.fmt, event):
+        if not _renders(self.fmt, event, self.languages, self.lang):
             return  # the sink would ignore it: no need to look at the clock
-        stem = period_stem(self.stream, self._clock(), self._rotate, self._timezone)
-        if self._sink is not None and (stem != self._stem or self._full()):
+        now = self._clock()
+        stem = period_stem(self.stream, now, self._rotate, self._timezone)
+        if (
+            self._sink is not None
+            and (stem != self._stem or self._full())
+            and self._may_switch(now)
+        ):
             self.close()
         if self._sink is None:
             self._open(stem)
         assert self._sink is not None
         self._sink.write(event)
+
+    def _may_switch(self, now: float) -> bool:
+        """Switch files unless cues wait for translations (then only after the grace)."""
+        if not getattr(self._sink, "held", 0):
+            return True
+        if self._due_since is None:
+            self._due_since = now
+        return now - self._due_since >= SWITCH_GRACE_S
 
     def _full(self) -> bool:
         if self._max_bytes is None or self.path is None:
@@ -136,11 +210,12 @@ class RollingSink:
             self._stem, self._part = stem, 0
         while True:
             suffix = f".{self._part}" if self._part else ""
-            path = self.directory / f"{stem}{suffix}.{self.fmt}"
+            path = self.directory / f"{stem}{suffix}.{self.ext}"
             self._part += 1
             if not os.path.lexists(path):
                 break
         self._sink = self._factory(path)
+        self._due_since = None
         self.path = path
         self.files_opened += 1
 
@@ -151,7 +226,21 @@ class RollingSink:
             sink.close()
 
     def __repr__(self) -> str:
-        return f"RollingSink({str(self.path or self.directory / self.stream)!r}, {self.fmt})"
+        return f"RollingSink({str(self.path or self.directory / self.stream)!r}, {self.ext})"
+
+
+def _opener(
+    fmt: str, languages: tuple[str, ...], transcript: bool, lang: str | None
+) -> Callable[[Path], Sink]:
+    if fmt == VOICE:
+        return VoiceWavSink
+    if fmt == "txt" and lang is not None:
+        return partial(TextSink, lang=lang)
+    if fmt in ("srt", "vtt") and languages:
+        return partial(
+            SrtSink if fmt == "srt" else VttSink, languages=languages, transcript=transcript
+        )
+    return FORMATS[fmt]
 
 
 def open_rolling_sinks(
@@ -163,8 +252,15 @@ def open_rolling_sinks(
     rotate: Rotate,
     max_bytes: int | None,
     timezone: str,
+    languages: Sequence[str] = (),
+    transcript: bool = True,
+    voice: bool = False,
 ) -> list[Sink]:
     """One :class:`RollingSink` per format, after checking the directory is writable.
+
+    With translation ``languages``, ``srt``/``vtt`` are bilingual and ``txt`` adds
+    one sink per language (``{stem}.{lang}.txt``) right after the source's;
+    ``voice`` adds the translated speech (``{stem}.voice.wav``) last.
 
     Blocking (creates the directory); run it in a thread.
 
@@ -174,15 +270,21 @@ def open_rolling_sinks(
     directory.mkdir(parents=True, exist_ok=True)
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(13, "not writable", str(directory))
-    return [
-        RollingSink(
-            directory,
-            stream,
-            fmt,
-            clock=clock,
-            rotate=rotate,
-            max_bytes=max_bytes,
-            timezone=timezone,
-        )
-        for fmt in formats
-    ]
+    make = partial(
+        RollingSink,
+        directory,
+        stream,
+        clock=clock,
+        rotate=rotate,
+        max_bytes=max_bytes,
+        timezone=timezone,
+    )
+    langs = tuple(dict.fromkeys(languages))
+    sinks: list[Sink] = []
+    for fmt in formats:
+        sinks.append(make(fmt, languages=langs, transcript=transcript))
+        if fmt == "txt":
+            sinks.extend(make(fmt, lang=lang) for lang in langs)
+    if voice:
+        sinks.append(make(VOICE))
+    return sinks

@@ -19,6 +19,14 @@ forwards the source's own events (a microphone's ``DeviceLost``/``DeviceRestored
 moved onto the stream's timeline). The **tap** counts every engine event
 (``metrics.py``) and hands it to the renderer actor, which writes the rolling files.
 
+A translating stream (gummy on the inference protocol, livetranslate on the
+realtime one) differs only in its :class:`SessionConfig` (``translation``; the
+session derives the realtime URL itself) and in its files: bilingual subtitles,
+a TXT per language and, with ``speech``, the translated voice as WAV
+(``rolling.py``). The suspend policy works alike on both protocols: the session
+finishes its task (livetranslate: ``session.finish``) and opens a new one on the
+next push.
+
 Ending is always a drain from the source, as in the CLI: the drain event (or a
 permanent failure reported by the session) cancels the reader; its channel
 closes, the pusher ends the input, the session finishes its task (finish-task …
@@ -62,6 +70,7 @@ from engine.events import Event, StreamEnded, StreamError
 from engine.policy import classify, next_delay
 from engine.ratelimit import StartLimiter
 from engine.stream import StreamConfig, open_stream
+from engine.translation import transcribes
 from engine.wiring import Edge
 
 if TYPE_CHECKING:
@@ -116,6 +125,7 @@ def session_config(spec: StreamSpec, env: StreamEnv) -> SessionConfig:
         url=spec.url or env.url,
         api_key=env.api_key,
         options=spec.options(),
+        translation=spec.translation_options(),
         frame_ms=tuning.frame_ms,
         finish_timeout_s=tuning.finish_timeout_s,
         replay_buffer_s=tuning.replay_buffer_s,
@@ -173,7 +183,7 @@ async def run_stream(
     run = _Run(spec, env, metrics)
     # The manager fills in the daemon's output-dir (manager.effective_spec).
     directory = pathlib.Path(spec.outputs.dir or ".")
-    out = spec.outputs
+    out, translation = spec.outputs, spec.translation_options()
     sinks = await trio.to_thread.run_sync(
         functools.partial(
             open_rolling_sinks,
@@ -184,6 +194,9 @@ async def run_stream(
             rotate=out.rotate,
             max_bytes=out.max_bytes,
             timezone=out.timezone,
+            languages=translation.targets if translation is not None else (),
+            transcript=transcribes(get_model(spec.model), translation),
+            voice=translation is not None and translation.speech,
         )
     )
     items_send, items_recv = trio.open_memory_channel[SourceItem | SourceGap](
@@ -198,7 +211,7 @@ async def run_stream(
             source=config.source,
             model=spec.model,
             idle=spec.idle.policy,
-            translate_to=list(spec.translate_to) or None,
+            translate_to=list(translation.targets) if translation is not None else None,
         )
         try:
             # One cause, not a group: the manager classifies it (permanent or retry).

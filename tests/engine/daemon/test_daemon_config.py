@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import re
 import typing
 
 import msgspec
@@ -11,7 +12,7 @@ import pytest
 from daemon_helpers import KEY, config
 
 from adapters.sinks.factory import FORMATS
-from engine.config import Secret
+from engine.config import Secret, TranslationOptions
 from engine.daemon.config import DaemonConfig, OutputSpec, UrlSource, decode_config, load_config
 from engine.daemon.keys import dump_config, redact_url, resolve_api_key
 from engine.daemon_cli import daemon_command, main
@@ -93,6 +94,110 @@ class TestDecoding:
         """The formats a config may name are exactly the sinks that exist."""
         hint = typing.get_type_hints(OutputSpec)["formats"]
         assert set(typing.get_args(typing.get_args(hint)[0])) == set(FORMATS)
+
+
+TRANSLATING = """
+[[stream]]
+id = "plain"
+source = { kind = "stdin" }
+
+[[stream]]
+id = "t"
+model = "gummy-realtime-v1"
+source = { kind = "file", path = "t.wav" }
+[stream.translation]
+to = ["zh"]
+from = "en"
+"""
+LIVE = 'model = "gummy-realtime-v1"', 'model = "qwen3.5-livetranslate-flash-realtime"'
+
+
+class TestTranslation:
+    def test_the_table_becomes_the_sessions_options(self) -> None:
+        """[stream.translation] maps onto TranslationOptions; ``auto`` is no source."""
+        t = config(TRANSLATING).stream("t")
+        assert t.translation_options() == TranslationOptions(targets=("zh",), source="en")
+        live = config(
+            TRANSLATING.replace(*LIVE)
+            .replace('to = ["zh"]', 'to = ["de"]')
+            .replace('from = "en"', 'speech = true\nvoice = "Ethan"\nvad-silence-ms = 400')
+            + '[stream.translation.phrases]\n"good morning" = "Guten Morgen"\n'
+        ).stream("t")
+        assert live.translation_options() == TranslationOptions(
+            targets=("de",),
+            source=None,
+            speech=True,
+            voice="Ethan",
+            vad_silence_ms=400,
+            phrases={"good morning": "Guten Morgen"},
+        )
+        assert config(TRANSLATING).stream("plain").translation_options() is None
+
+    @pytest.mark.parametrize(
+        ("model", "change", "path", "words"),
+        [
+            ("gummy", ('to = ["zh"]', 'to = ["xx"]'), "$.stream[1].translation.to", "cannot translate 'en' (English) into 'xx'"),
+            ("gummy", ('from = "en"', 'from = "xx"'), "$.stream[1].translation.from", "cannot take source language 'xx'"),
+            ("gummy", ('from = "en"', "speech = true"), "$.stream[1].translation.speech", "takes no translation speech"),
+            ("gummy", ('from = "en"', 'phrases = { a = "b" }'), "$.stream[1].translation.phrases", "takes no translation phrases"),
+            ("gummy", ('model = "gummy-realtime-v1"', 'model = "fun-asr-realtime"'), "$.stream[1].model", "does not translate"),
+            ("gummy", ('to = ["zh"]', 'to = ["zh"]\nvoice = "Tina"'), "$.stream[1].translation", "voice needs speech = true"),
+            ("gummy", ('to = ["zh"]', "to = []"), "$.stream[1].translation.to", "length >= 1"),
+            ("gummy", ('to = ["zh"]', 'to = ["../zh"]'), "$.stream[1].translation.to[0]", "Expected `str` matching"),
+            ("gummy", ('from = "en"', "vad-silence-ms = 50"), "$.stream[1].translation.vad-silence-ms", ">= 200"),
+            ("gummy", ('from = "en"', 'form = "en"'), "$.stream[1].translation", "unknown field `form`"),
+            ("live", ('to = ["zh"]', 'to = ["xx"]'), "$.stream[1].translation.to", "cannot translate into 'xx'"),
+            ("live", ('to = ["zh"]', 'to = ["zh", "ja"]'), "$.stream[1].translation.to", "one language per stream"),
+            ("live", ('to = ["zh"]', 'to = ["kk"]\nspeech = true'), "$.stream[1].translation.speech", "cannot speak 'kk'"),
+            ("live", ('id = "t"', 'id = "t"\nlanguage-hints = ["en"]'), "$.stream[1]", "takes no language-hints"),
+        ],
+    )  # fmt: skip
+    def test_refusals_name_the_key_path(
+        self, model: str, change: tuple[str, str], path: str, words: str
+    ) -> None:
+        """A language or option the model cannot take is refused at load, at its key."""
+        toml = TRANSLATING.replace(*LIVE) if model == "live" else TRANSLATING
+        message = refusal(toml.replace(*change, 1))
+        assert words in message
+        assert message.endswith(f"- at `{path}`")
+
+    def test_livetranslate_needs_a_target(self) -> None:
+        base = '[[stream]]\nid = "a"\nsource = { kind = "stdin" }\n'
+        message = refusal(base + f"{LIVE[1]}\n")
+        assert "needs a target language" in message and 'translation = { to = ["en"] }' in message
+        assert message.endswith("- at `$.stream[0].translation`")
+
+    def test_translate_to_is_refused_with_the_fix(self) -> None:
+        """The old placeholder key is not silently dropped: it names its replacement."""
+        base = '[[stream]]\nid = "a"\nsource = { kind = "stdin" }\ntranslate-to = ["ja"]\n'
+        message = refusal(base)
+        assert (
+            'translate-to is replaced by the translation table; fix: translation = { to = ["ja"] }'
+            in message
+        )
+        assert message.endswith("- at `$.stream[0]`")
+
+    def test_dump_round_trips_translation(self) -> None:
+        """--dump writes the table back (phrases quoted as TOML keys), decodable again."""
+        toml = TRANSLATING.replace(*LIVE).replace('from = "en"', "speech = true")
+        toml += '[stream.translation.phrases]\n"a \\"b\\" c" = "d"\n'
+        cfg = decode_config(toml.encode())
+        again = decode_config(dump_config(cfg).encode())
+        assert again.stream("t").translation == cfg.stream("t").translation
+        assert again.stream("t").translation_options().phrases == {'a "b" c': "d"}  # type: ignore[union-attr]
+
+    def test_the_commented_examples_decode(self) -> None:
+        """Uncommenting every example stream of daemon-example.toml gives a valid file."""
+        setting = re.compile(r'^# (\[|[\w"-]+\s*=)')
+        text = "\n".join(
+            line[2:] if setting.match(line) else line for line in EXAMPLE.read_text().splitlines()
+        )
+        cfg = decode_config(text.encode(), origin=str(EXAMPLE))
+        models = {s.id: s.model for s in cfg.streams if s.translation is not None}
+        assert models == {
+            "keynote-zh": "gummy-realtime-v1",
+            "keynote-de": "qwen3.5-livetranslate-flash-realtime",
+        }
 
 
 class TestKeys:

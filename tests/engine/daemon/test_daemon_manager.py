@@ -39,6 +39,7 @@ from engine.events import (
     SessionClosed,
     StreamEnded,
     TaskMetrics,
+    Translation,
     decode_jsonl_line,
 )
 
@@ -129,6 +130,39 @@ class TestReload:
         c = jsonl(out, "c")
         assert [type(e) for e in c].count(SessionClosed) == 1  # only at the final drain
         assert len([e for e in c if isinstance(e, Final)]) >= 5
+
+    async def test_a_new_translation_target_restarts_only_that_stream(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
+    ) -> None:
+        """SIGHUP with a's target zh → ja: a is drained and restarted (ja from then on);
+        b, which translates too, keeps its task."""
+        out = tmp_path / "out"
+        gummy = '\nmodel = "gummy-realtime-v1"\ntranslation = {{ to = ["{to}"], from = "en" }}\n'
+        before = streams("a", "b").replace('id = "a"\n', 'id = "a"' + gummy.format(to="zh"))
+        before = before.replace('id = "b"\n', 'id = "b"' + gummy.format(to="de"))
+        async with net_of() as net, trio.open_nursery() as nursery:
+            daemon = Daemon(config(before, out), memory_env(net, {"file": talk}))
+            await nursery.start(daemon.run)
+            await trio.sleep(150)
+            old = dict(daemon.handles)
+            plan = daemon.reload(config(before.replace('to = ["zh"]', 'to = ["ja"]'), out))
+            assert (plan.changed, plan.unchanged) == (("a",), ("b",))
+            await old["a"].done.wait()
+            t_reload = trio.current_time()
+            await trio.sleep(150)
+            assert daemon.handles["b"] is old["b"] and old["b"].runs == 1
+            assert daemon.metrics["b"].tasks_opened == 1
+            assert daemon.handles["a"] is not old["a"] and daemon.metrics["a"].restarts == 1
+            assert daemon.metrics["a"].state == "running"
+            daemon.request_drain()
+        a = [e for e in jsonl(out, "a") if isinstance(e, Translation) and e.final]
+        langs = [e.lang for e in a]
+        assert langs[0] == "zh" and langs[-1] == "ja"
+        assert langs == sorted(langs, key=lambda lang: lang == "ja")  # zh, then only ja
+        assert all(e.t > t_reload for e in a if e.lang == "ja")
+        b = [e for e in jsonl(out, "b") if isinstance(e, Translation) and e.final]
+        assert len(b) >= 5 and {e.lang for e in b} == {"de"}
+        assert [type(e) for e in jsonl(out, "b")].count(SessionClosed) == 1
 
 
 class TestFailures:

@@ -22,6 +22,8 @@ from engine.events import (
     SessionOpened,
     StreamError,
     TaskMetrics,
+    TranslatedAudio,
+    Translation,
 )
 
 SAMPLE = re.compile(
@@ -90,6 +92,21 @@ class TestStreamMetrics:
         assert (m.first_package.count, m.last_package.count) == (1, 2)
         assert m.error == "rejected"
         assert m.state == "running"  # a permanent error is the runner's to decide
+
+    def test_translations_and_voice_are_counted(self) -> None:
+        """Final translations (not previews) and seconds of translated speech."""
+        m = metrics_of(
+            Translation("zh", 1, 0, None, "你", final=False),
+            Translation("zh", 1, 0, 100, "你好", final=True),
+            Translation("ja", 1, 0, 100, "こんにちは", final=True),
+            TranslatedAudio("r1", b"\x00\x00" * 12000),
+        )
+        assert (m.translations, m.voice_s) == (2, pytest.approx(0.5))
+        samples = parse(render_metrics(snapshot(m)))
+        assert samples["steno_translations_total"][0][1] == 2.0
+        assert samples["steno_translated_speech_seconds_total"][0][1] == pytest.approx(0.5)
+        entry = json.loads(render_health(snapshot(m))[1])["streams"]['cam "1"\\x']
+        assert entry["translations"] == 2
 
     def test_histogram_buckets(self) -> None:
         h = Histogram((0.1, 1.0))
