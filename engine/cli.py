@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
+from adapters.audio.images import open_image_feed
 from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
 from adapters.dashscope.ws import dial_tcp
 from adapters.sinks.factory import FORMATS
@@ -34,7 +35,7 @@ from engine.actors import console
 from engine.batch_cli import add_batch_commands
 from engine.config import Secret, SessionConfig, TranslationOptions
 from engine.daemon_cli import add_daemon_command
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded
 from engine.live_cli import add_live_commands
 from engine.pipeline import FileStreamConfig, run_file_stream
@@ -233,6 +234,8 @@ async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> 
     except ValueError as exc:
         raise ConfigError(f"bad translation options: {exc}") from None
     check_translation(spec, translation)
+    if translation.image:
+        await _check_image(translation.image)
     options = (
         RecognitionOptions(heartbeat=True) if spec.protocol == "inference" else RecognitionOptions()
     )
@@ -241,12 +244,25 @@ async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> 
     )
 
 
+async def _check_image(path: str) -> None:
+    """Open the ``--image`` feed once, so a picture the user got wrong (missing,
+    unreadable, not an image or a video, no ffmpeg) stops the run before anything
+    connects, instead of every stream going on without it."""
+    try:
+        async with open_image_feed(path):
+            pass
+    except InputError as exc:
+        raise ConfigError(f"bad --image: {exc}") from None
+
+
 async def _read_phrases(path: str) -> dict[str, str]:
     """A flat table of hot phrases (source = target) from a TOML or JSON file."""
     try:
         raw = await trio.Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read --phrases {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read --phrases {path}: {exc.strerror or exc}; fix: check the path"
+        ) from None
     try:
         if path.endswith(".json"):
             return msgspec.json.decode(raw, type=dict[str, str])

@@ -35,7 +35,13 @@ from adapters.dashscope._realtime_state import ClientState
 from adapters.dashscope.models import realtime_url
 from adapters.dashscope.realtime import RealtimeClient
 from engine.actors._conversation import Conversation
-from engine.errors import Disconnected, InputError, RemoteProtocolError, TaskFailed
+from engine.errors import (
+    Disconnected,
+    InputError,
+    RemoteProtocolError,
+    StenoError,
+    TaskFailed,
+)
 from engine.results import Heard, Translated, VoiceOut
 
 if TYPE_CHECKING:
@@ -47,6 +53,11 @@ log = structlog.get_logger("steno.session")
 
 _MAX_SEGMENTS: Final = 64
 """Speech segments whose times are remembered (a response outliving 64 segments has none)."""
+
+_IMAGE_GAP_S: Final = 1.0 / MAX_FPS + 0.05
+"""The least time between two pictures: the protocol's two a second, with a margin. The
+service counts arrivals, which the network can bring closer together; at exactly 0.5 s
+every third picture would sit on the limit's edge (the simulator refuses one there)."""
 
 
 class _Segment:
@@ -165,8 +176,9 @@ class RealtimeConversation(Conversation):
 
         A picture goes once the audio sent reaches its media time (a video and its
         sound share a timeline), at most two a second, and never before the first
-        audio (DASHSCOPE.md §5.2). A new session resends the picture in force at
-        its offset. A feed that breaks stops the pictures, not the session.
+        audio nor after ``session.finish`` (DASHSCOPE.md §5.2). A new session
+        resends the picture in force at its offset. A feed that breaks stops the
+        pictures, not the session.
         """
         last_sent = -math.inf
         held: bytes | None = None  # the newest picture before our offset
@@ -178,20 +190,36 @@ class RealtimeConversation(Conversation):
                         held = jpeg
                         continue
                     if held is not None:
-                        await self._send_image(held, self.offset, last_sent)
+                        if not await self._send_image(held, self.offset, last_sent):
+                            return
                         last_sent, held = trio.current_time(), None
-                    await self._send_image(jpeg, at, last_sent)
+                    if not await self._send_image(jpeg, at, last_sent):
+                        return
                     last_sent = trio.current_time()
                 if held is not None:
                     await self._send_image(held, self.offset, last_sent)
         except InputError as exc:
             log.warning("session.images_stopped", error=str(exc))
 
-    async def _send_image(self, jpeg: bytes, at: int, last_sent: float) -> None:
+    async def _send_image(self, jpeg: bytes, at: int, last_sent: float) -> bool:
+        """Send one picture in its turn; False once the session takes no more (finishing)."""
         await self._audio_reaches(at)
-        await trio.sleep_until(last_sent + 1.0 / MAX_FPS)
-        await self.command(m.AppendImage(jpeg))
+        await trio.sleep_until(last_sent + _IMAGE_GAP_S)
+        # The finish may have gone while we waited; the core refuses uploads after it
+        # (a LocalProtocolError that would wreck the session). No checkpoint between
+        # this check and ``command``'s core.send, so the check holds.
+        if self.core.state is not ClientState.STREAMING:
+            return False
+        try:
+            await self.command(m.AppendImage(jpeg))
+        except StenoError as exc:
+            # The connection broke under the picture: the session's failure, recorded
+            # like any after the start. Raising it would put a second exception beside
+            # the reader's in the conversation's nursery, a group nobody handles.
+            self.die(exc)
+            return False
         self.images_sent += 1
+        return True
 
     def _audio(self, pcm: bytes) -> m.AppendAudio:
         return m.AppendAudio(pcm)

@@ -177,12 +177,16 @@ def run_steno_concurrently(
     runs: Sequence[tuple[Sequence[str | os.PathLike[str]], dict[str, str]]],
     *,
     timeout: float,
+    jobs: int | None = None,
 ) -> list[CliRun]:
     """``run_steno`` for each ``(args, env)`` at the same time; results in order.
 
     Independent runs overlap their start-up (imports) instead of queueing it.
+    ``jobs`` caps how many run at once (default: all), for CPU-bound runs such as
+    the pocketsphinx ones, which only slow each other down past the core count.
     """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(len(runs), 1)) as pool:
+    workers = max(min(len(runs), jobs or len(runs)), 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_steno, *args, env=env, timeout=timeout) for args, env in runs]
         return [future.result() for future in futures]
 

@@ -4,6 +4,10 @@ non-zero exit, and the other files of the run unaffected.
 Each bad file runs together with a good demo file against a simulator this module
 hosts on 127.0.0.1 (a scripted recognizer that "hears" the demo file's known
 sentences, so the good file's transcript is exact and the run takes about a second).
+
+``steno translate`` with options the model cannot honour or files that cannot be
+used (``--image``, ``--phrases``): one ``steno: error:`` line naming the fix, exit 2,
+before anything starts (no simulator, no output directory).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from e2e_helpers import (
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.server import INFERENCE_PATH
+from engine.cli import EXIT_USAGE
 from engine.events import StreamEnded
 
 KEY = "right"
@@ -251,6 +256,98 @@ def test_bad_option_value_is_a_usage_error(bad_option_runs: dict[str, CliRun], c
     (line,) = [line for line in run.stderr_lines if line.startswith("steno: ")]
     assert line.startswith(message), run.describe()
     assert "embedded simulator" not in run.stderr  # rejected before anything started
+
+
+# ------------------------------------------- translate: usage errors
+
+LIVE = "qwen3.5-livetranslate-flash-realtime"
+FIX_LIVE = f"fix: --model {LIVE}"
+
+# id -> (flags after ``translate GOOD.wav``; {d} is a directory of bad files), and a
+# regular expression the one ``steno: error:`` line must match in full
+BAD_TRANSLATE: dict[str, tuple[list[str], str]] = {
+    "to-unknown": (
+        ["--to", "xx"],
+        r"gummy-realtime-v1 cannot translate into 'xx' from any source; "
+        r"fix: use one of ar, da, de, en, .*, zh",
+    ),
+    "audio-out-gummy": (
+        ["--to", "zh", "--audio-out", "{d}/voice"],
+        rf"--audio-out needs a livetranslate model, not gummy-realtime-v1; {FIX_LIVE}",
+    ),
+    "image-gummy": (
+        ["--to", "zh", "--image", "{d}/slide.jpg"],
+        rf"--image needs a livetranslate model, not gummy-realtime-v1; {FIX_LIVE}",
+    ),
+    "image-missing": (
+        ["--to", "zh", "--model", LIVE, "--image", "{d}/missing.jpg"],
+        r"bad --image: image file not found: .*/missing\.jpg; fix: check the path",
+    ),
+    "image-not-a-picture": (
+        ["--to", "zh", "--model", LIVE, "--image", "{d}/notes.jpg"],
+        r"bad --image: .*notes\.jpg.*; fix: .+",  # the words depend on ffmpeg (or its absence)
+    ),
+    "phrases-missing": (
+        ["--to", "zh", "--model", LIVE, "--phrases", "{d}/missing.toml"],
+        r"cannot read --phrases .*/missing\.toml: No such file or directory; fix: check the path",
+    ),
+    "phrases-malformed": (
+        ["--to", "zh", "--model", LIVE, "--phrases", "{d}/phrases.toml"],
+        r"bad --phrases file .*/phrases\.toml: .+; fix: one 'source = \"target\"' pair a line",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def translate_error_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[CliRun, pathlib.Path]]:
+    """Every bad ``translate`` invocation at once (each exits in well under a second)."""
+    d = tmp_path_factory.mktemp("bad-translate")
+    (d / "slide.jpg").write_bytes(b"\xff\xd8\xff\xe0 a picture \xff\xd9")
+    (d / "notes.jpg").write_text("These are notes, not a picture.\n")
+    (d / "phrases.toml").write_text("hello world\n")
+    cases = {
+        **{case: [a.format(d=d) for a in flags] for case, (flags, _) in BAD_TRANSLATE.items()},
+        "model-not-translating": ["--to", "zh", "--model", "paraformer-realtime-v2"],
+    }
+    outs = {case: d / f"out-{case}" for case in cases}
+    runs = run_steno_concurrently(
+        [
+            (["translate", demo_wav(GOOD), *flags, "--out", outs[case]], cli_env(api_key=None))
+            for case, flags in cases.items()
+        ],
+        timeout=60,
+    )
+    return {case: (run, outs[case]) for case, run in zip(cases, runs, strict=True)}
+
+
+@pytest.mark.parametrize("case", BAD_TRANSLATE)
+def test_bad_translate_option_is_one_line_with_the_fix(
+    translate_error_runs: dict[str, tuple[CliRun, pathlib.Path]], case: str
+) -> None:
+    run, out = translate_error_runs[case]
+    assert run.returncode == EXIT_USAGE, run.describe()
+    _no_traceback(run)
+    assert run.stdout == ""
+    (line,) = run.stderr_lines  # nothing else: no simulator notice, no log lines
+    assert re.fullmatch(f"steno: error: {BAD_TRANSLATE[case][1]}", line), line
+    assert not out.exists()  # refused before any output was opened
+
+
+def test_a_recognition_model_is_not_a_translate_choice(
+    translate_error_runs: dict[str, tuple[CliRun, pathlib.Path]],
+) -> None:
+    run, out = translate_error_runs["model-not-translating"]
+    assert run.returncode == EXIT_USAGE, run.describe()
+    _no_traceback(run)
+    assert run.stdout == ""
+    (line,) = [line for line in run.stderr_lines if "error" in line]
+    assert "argument --model: invalid choice: 'paraformer-realtime-v2'" in line
+    for model in ("gummy-chat-v1", "gummy-realtime-v1", LIVE):  # the choices are the fix
+        assert model in line
+    assert "embedded simulator" not in run.stderr
+    assert not out.exists()
 
 
 # ------------------------------------------------------ the service
