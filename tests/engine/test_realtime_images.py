@@ -43,10 +43,10 @@ from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.faults import Connections, DelayEvents, Drop, FaultPlan
 from adapters.sim.memory import MemoryNet, open_memory_net
-from engine.actors import _realtime, session
-from engine.config import Secret, SessionConfig, TranslationOptions
-from engine.events import AudioFrame, Event, SessionOpened, StreamEnded, Translation
-from engine.policy import RestartPolicy
+from engine.actors import _realtime
+from engine.config import TranslationOptions
+from engine.events import Event, SessionOpened, StreamEnded, Translation
+from tests.engine.session_harness import fault_tolerant_config, stream_pcm
 from tests.engine.test_translation_session import PCM, TABLE, ZH
 
 LIVE = "qwen3.5-livetranslate-flash-realtime"
@@ -182,37 +182,8 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def _translate(image: str, options: Options) -> tuple[list[Event], Tap]:
-    config = SessionConfig(
-        stream="s",
-        model=LIVE,
-        url="ws://sim/api-ws/v1/inference",
-        api_key=Secret("sk"),
-        translation=TranslationOptions(
-            targets=("zh",), source="en", image=image, vad_silence_ms=400
-        ),
-        seed=1,
-        policy=RestartPolicy(max_attempts=12, backoff_base_s=0.2, backoff_cap_s=2.0),
-        finish_timeout_s=3.0,
-        ping_interval_s=2.0,
-        pong_timeout_s=2.0,
-    )
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](8)
-    events_send, events_recv = trio.open_memory_channel[Event](1000)
-    events: list[Event] = []
-
-    async def feed() -> None:
-        async with frames_send:
-            t0 = trio.current_time()
-            for i, start in enumerate(range(0, len(PCM), FRAME)):
-                if options.speed is not None:
-                    await trio.sleep_until(t0 + i * FRAME / RATE / options.speed)
-                pcm = PCM[start : start + FRAME].astype("<i2").tobytes()
-                await frames_send.send(AudioFrame(start, pcm, RATE))
-
-    async def collect() -> None:
-        async for event in events_recv:
-            events.append(event)
-
+    translation = TranslationOptions(targets=("zh",), source="en", image=image, vad_silence_ms=400)
+    config = fault_tolerant_config(LIVE, translation=translation)
     await trio.sleep_until(options.start_s)
     async with open_memory_net(
         SimConfig(api_keys=["sk"]),
@@ -221,10 +192,7 @@ async def _translate(image: str, options: Options) -> tuple[list[Event], Tap]:
         translator=TABLE,
     ) as net:
         tap = Tap(net, options.break_at_picture)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            nursery.start_soon(collect)
-            await session.run(inbox=frames_recv, outbox=events_send, config=config, dial=tap.dial)
+        events = await stream_pcm(PCM, config, tap.dial, speed=options.speed)
     return events, tap
 
 

@@ -19,10 +19,8 @@ from adapters.recognizers.tonecode import synthesize
 from adapters.sim.config import SimConfig
 from adapters.sim.faults import Connections, FailTask, FaultPlan, RejectUpgrade, random_plan
 from adapters.sim.memory import open_memory_net
-from engine.actors import session
-from engine.config import Secret, SessionConfig
-from engine.events import AudioFrame, AudioGap, Event, Final, StreamEnded
-from engine.policy import RestartPolicy
+from engine.events import AudioGap, Event, Final, StreamEnded
+from tests.engine.session_harness import fault_tolerant_config, stream_pcm
 
 SENTENCES = [
     "good morning",
@@ -46,40 +44,10 @@ def transient(plan: FaultPlan) -> bool:
 
 
 async def transcribe(plan: FaultPlan | None, seed: int) -> list[Event]:
-    config = SessionConfig(
-        stream="s",
-        model="paraformer-realtime-v2",
-        url="ws://sim/api-ws/v1/inference",
-        api_key=Secret("sk"),
-        seed=seed,
-        policy=RestartPolicy(max_attempts=12, backoff_base_s=0.2, backoff_cap_s=2.0),
-        finish_timeout_s=3.0,
-        ping_interval_s=2.0,
-        pong_timeout_s=2.0,
-    )
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](8)
-    events_send, events_recv = trio.open_memory_channel[Event](1000)
-    events: list[Event] = []
-
-    async def feed() -> None:
-        async with frames_send:
-            t0 = trio.current_time()
-            for i, start in enumerate(range(0, len(PCM), FRAME)):
-                await trio.sleep_until(t0 + i * 0.1)
-                pcm = PCM[start : start + FRAME].astype("<i2").tobytes()
-                await frames_send.send(AudioFrame(start, pcm, 16000))
-
-    async def collect() -> None:
-        async for event in events_recv:
-            events.append(event)
-
+    config = fault_tolerant_config("paraformer-realtime-v2", seed=seed)
     sim = SimConfig(api_keys=["sk"])
     async with open_memory_net(sim, ScriptedRecognizer.tone(), faults=plan) as net:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            nursery.start_soon(collect)
-            await session.run(inbox=frames_recv, outbox=events_send, config=config, dial=net.dial)
-    return events
+        return await stream_pcm(PCM, config, net.dial)
 
 
 def run(plan: FaultPlan | None, seed: int) -> list[Event]:

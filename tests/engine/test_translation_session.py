@@ -24,10 +24,8 @@ from adapters.sim.config import SimConfig
 from adapters.sim.faults import Connections, FaultPlan, random_plan
 from adapters.sim.memory import open_memory_net
 from adapters.sim.translate import ScriptedTranslator
-from engine.actors import session
-from engine.config import Secret, SessionConfig, TranslationOptions
+from engine.config import TranslationOptions
 from engine.events import (
-    AudioFrame,
     Event,
     Final,
     SessionOpened,
@@ -35,7 +33,7 @@ from engine.events import (
     TaskMetrics,
     Translation,
 )
-from engine.policy import RestartPolicy
+from tests.engine.session_harness import fault_tolerant_config, stream_pcm
 from tests.engine.test_sim_fault_props import transient
 
 SENTENCES = [
@@ -56,43 +54,13 @@ ALL = [*GUMMY, LIVE]
 
 async def translate(model: str, plan: FaultPlan | None, seed: int, **options: Any) -> list[Event]:
     options.setdefault("vad_silence_ms", 400)  # the tone clips pause ~0.7 s between sentences
-    config = SessionConfig(
-        stream="s",
-        model=model,
-        url="ws://sim/api-ws/v1/inference",
-        api_key=Secret("sk"),
-        translation=TranslationOptions(targets=("zh",), source="en", **options),
-        seed=seed,
-        policy=RestartPolicy(max_attempts=12, backoff_base_s=0.2, backoff_cap_s=2.0),
-        finish_timeout_s=3.0,
-        ping_interval_s=2.0,
-        pong_timeout_s=2.0,
-    )
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](8)
-    events_send, events_recv = trio.open_memory_channel[Event](1000)
-    events: list[Event] = []
-
-    async def feed() -> None:
-        async with frames_send:
-            t0 = trio.current_time()
-            for i, start in enumerate(range(0, len(PCM), FRAME)):
-                await trio.sleep_until(t0 + i * 0.1)
-                pcm = PCM[start : start + FRAME].astype("<i2").tobytes()
-                await frames_send.send(AudioFrame(start, pcm, 16000))
-
-    async def collect() -> None:
-        async for event in events_recv:
-            events.append(event)
-
+    translation = TranslationOptions(targets=("zh",), source="en", **options)
+    config = fault_tolerant_config(model, seed=seed, translation=translation)
     sim = SimConfig(api_keys=["sk"])
     async with open_memory_net(
         sim, ScriptedRecognizer.tone(), faults=plan, translator=TABLE
     ) as net:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(feed)
-            nursery.start_soon(collect)
-            await session.run(inbox=frames_recv, outbox=events_send, config=config, dial=net.dial)
-    return events
+        return await stream_pcm(PCM, config, net.dial)
 
 
 def run(model: str, plan: FaultPlan | None = None, seed: int = 1, **options: Any) -> list[Event]:
