@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", default="gummy-realtime-v1", choices=TRANSLATION_MODELS)
     tr.add_argument("--voice", help="livetranslate: translated speech in this voice (default Tina)")
     tr.add_argument(
+        "--voice-clone",
+        choices=["never", "once", "always"],
+        help="livetranslate: speak the translation in the speaker's cloned voice",
+    )
+    tr.add_argument(
         "--audio-out", metavar="DIR", help="livetranslate: write translated speech WAVs here"
     )
     tr.add_argument(
@@ -212,6 +217,7 @@ async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> 
     if spec.protocol != "realtime":
         for flag, value in (
             ("--voice", args.voice),
+            ("--voice-clone", args.voice_clone),
             ("--audio-out", args.audio_out),
             ("--image", args.image),
             ("--phrases", args.phrases),
@@ -226,8 +232,9 @@ async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> 
             targets=targets,
             source=None if args.source in ("auto", "") else args.source,
             transcription=not args.translation_only,
-            speech=bool(args.voice or args.audio_out),
-            voice=args.voice or "Tina",
+            speech=bool(args.voice or args.audio_out or args.voice_clone),
+            voice=args.voice,
+            voice_clone=args.voice_clone,
             phrases=await _read_phrases(args.phrases) if args.phrases else {},
             image=args.image,
         )

@@ -54,7 +54,11 @@ class TranslationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
             commit points of the replay buffer); off, translations alone settle.
         speech: livetranslate only: ask for translated speech (24 kHz PCM) as
             well as text (modalities ``text`` + ``audio``).
-        voice: livetranslate's voice for translated speech.
+        voice: livetranslate's voice for translated speech; None: ``Tina``, or
+            ``default`` (the speaker's own) when cloning once or always.
+        voice_clone: livetranslate voice cloning: ``once`` (clone the speaker at
+            the start), ``always`` (keep cloning), ``never`` (use ``voice``, which
+            may be a pre-cloned voice id); None: no cloning.
         phrases: livetranslate hot phrases, source text -> target text.
         vad_silence_ms: livetranslate server-VAD silence that ends a segment;
             gummy's ``max_end_silence``. None: the service default.
@@ -66,7 +70,8 @@ class TranslationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     source: str | None = None
     transcription: bool = True
     speech: bool = False
-    voice: str = "Tina"
+    voice: str | None = None
+    voice_clone: Literal["never", "once", "always"] | None = None
     phrases: dict[str, str] = {}
     vad_silence_ms: int | None = None
     image: str | None = None

@@ -75,6 +75,11 @@ def add_live_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="livetranslate: play the translated voice (on DEVICE, default output)",
     )
     lp.add_argument("--voice", help="livetranslate: the translated voice (default Tina)")
+    lp.add_argument(
+        "--voice-clone",
+        choices=["never", "once", "always"],
+        help="livetranslate: speak the translation in the speaker's cloned voice",
+    )
     lp.add_argument("--audio-out", metavar="DIR", help="livetranslate: save the translated voice")
     lp.add_argument("--out", metavar="DIR", help="write output files here")
     lp.add_argument("--name", default="listen", help="output file name stem (default: listen)")
@@ -196,7 +201,7 @@ def _device(name: str | None) -> str | int | None:
 
 def _translation(args: argparse.Namespace, spec: ModelSpec) -> TranslationOptions | None:
     """``--to`` and friends as TranslationOptions, checked against the model."""
-    speech = args.play is not None or bool(args.audio_out or args.voice)
+    speech = args.play is not None or bool(args.audio_out or args.voice or args.voice_clone)
     if not args.to:
         if speech or args.translation_only:
             raise ConfigError(
@@ -211,7 +216,8 @@ def _translation(args: argparse.Namespace, spec: ModelSpec) -> TranslationOption
             source=None if args.source in ("auto", "") else args.source,
             transcription=not args.translation_only,
             speech=speech,
-            voice=args.voice or "Tina",
+            voice=args.voice,
+            voice_clone=args.voice_clone,
         )
     except ValueError as exc:
         raise ConfigError(f"bad --to/--from: {exc}") from None

@@ -18,6 +18,7 @@ from adapters.dashscope.realtime_session import (
     SessionSettings,
     TranscriptionSettings,
     TranslationSettings,
+    VoiceCloneOptions,
 )
 from engine.errors import ConfigError
 
@@ -53,7 +54,7 @@ def check_translation(spec: ModelSpec, options: TranslationOptions | None) -> No
         check_target(spec.name, options.targets[0], options.speech)
         return
     check_gummy_targets(spec.name, options.source, options.targets)
-    if options.speech:
+    if options.speech or options.voice_clone is not None:
         raise ConfigError(
             f"{spec.name} returns text only, no translated speech; "
             "fix: use qwen3.5-livetranslate-flash-realtime for a translated voice"
@@ -106,10 +107,14 @@ def realtime_settings(config: SessionConfig, spec: ModelSpec) -> SessionSettings
         if options.vad_silence_ms is None
         else ServerVad(silence_duration_ms=options.vad_silence_ms)
     )
+    clone = options.voice_clone
+    voice = options.voice or ("default" if clone in ("once", "always") else "Tina")
     try:
         return SessionSettings(
             modalities=("text", "audio") if options.speech else ("text",),
-            voice=options.voice,
+            voice=voice,
+            enable_voice_clone=clone is not None,
+            voice_clone_options=None if clone is None else VoiceCloneOptions(frequency=clone),
             sample_rate=spec.sample_rate,
             input_audio_transcription=TranscriptionSettings(
                 model=ASR_MODEL if options.transcription else None, language=options.source
@@ -120,4 +125,6 @@ def realtime_settings(config: SessionConfig, spec: ModelSpec) -> SessionSettings
             ),
         )
     except ValueError as exc:
-        raise ConfigError(f"bad livetranslate settings: {exc}; fix: check --voice/--to") from None
+        raise ConfigError(
+            f"bad livetranslate settings: {exc}; fix: check --voice/--voice-clone/--to"
+        ) from None

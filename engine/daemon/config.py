@@ -299,7 +299,7 @@ class TranslationSpec(_Strict, frozen=True):
             source=None if self.source == "auto" else self.source,
             transcription=self.transcription,
             speech=self.speech,
-            voice=self.voice or "Tina",
+            voice=self.voice,
             phrases=dict(self.phrases),
             vad_silence_ms=self.vad_silence_ms,
         )

@@ -234,3 +234,49 @@ def test_gummy_vad_pre_end_reaches_the_partial_and_can_be_retracted() -> None:
     )
     assert hinted[0].pre_end is True  # type: ignore[union-attr]
     assert retracted[0].pre_end is False  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------ voice cloning
+
+
+def _settings(**kw: object) -> object:
+    config = SessionConfig(
+        stream="s",
+        model=LIVE,
+        url="ws://x/api-ws/v1/inference",
+        api_key=Secret("k"),
+        translation=opts(targets=("en",), speech=True, **kw),
+    )
+    return realtime_settings(config, get_model(LIVE)).to_wire()
+
+
+@pytest.mark.parametrize("frequency", ["once", "always"])
+def test_cloning_once_or_always_speaks_in_the_default_voice(frequency: str) -> None:
+    wire = _settings(voice_clone=frequency)
+    assert wire.voice == "default"  # type: ignore[attr-defined]
+    assert wire.enable_voice_clone is True  # type: ignore[attr-defined]
+    assert wire.voice_clone_options.frequency == frequency  # type: ignore[attr-defined]
+
+
+def test_cloning_never_keeps_a_pre_cloned_voice_id() -> None:
+    wire = _settings(voice_clone="never", voice="vc-1234")
+    assert wire.voice == "vc-1234"  # type: ignore[attr-defined]
+    assert wire.voice_clone_options.frequency == "never"  # type: ignore[attr-defined]
+
+
+def test_cloning_with_another_voice_is_refused_with_the_rule() -> None:
+    with pytest.raises(ConfigError, match=r"voice must be 'default'.*fix:"):
+        _settings(voice_clone="once", voice="Tina")
+
+
+def test_no_cloning_sends_no_clone_options() -> None:
+    import msgspec
+
+    wire = _settings()
+    assert wire.voice == "Tina"  # type: ignore[attr-defined]
+    assert wire.enable_voice_clone is msgspec.UNSET  # type: ignore[attr-defined]
+
+
+def test_gummy_cannot_clone() -> None:
+    with pytest.raises(ConfigError, match="text only"):
+        check_translation(get_model("gummy-realtime-v1"), opts(voice_clone="once"))
