@@ -143,6 +143,17 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     rotation_lead_s: float = 5.0
     rotation_grace_s: float = 30.0
 
+    @property
+    def endpoint(self) -> str:
+        """The URL this stream's model is served at, without its query (keys, faults)."""
+        from adapters.dashscope.models import MODELS, realtime_url
+
+        spec = MODELS.get(self.model)
+        url = self.url
+        if spec is not None and spec.protocol == "realtime":
+            url = realtime_url(url, self.model)
+        return url.split("?", 1)[0]
+
     def __post_init__(self) -> None:
         if self.idle_timeout_s >= 23.0:
             raise ValueError("idle_timeout_s must be under the service's 23 s idle limit")

@@ -161,7 +161,7 @@ async def run_live_stream(
                 f"device:{device}",
                 cfg.model,
                 rate,
-                endpoint=cfg.url.split("?", 1)[0],
+                endpoint=cfg.endpoint,
                 started_at=iso_utc(clock()),
                 stream=cfg.stream,
                 t=trio.current_time(),

@@ -243,7 +243,7 @@ async def _run_actors(
             config.path,
             config.session.model,
             rate,
-            endpoint=config.session.url.split("?", 1)[0],
+            endpoint=config.session.endpoint,
             started_at=iso_utc(system_clock()),
             stream=stream,
             t=trio.current_time(),

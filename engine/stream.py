@@ -322,7 +322,7 @@ async def open_stream(
             config.source,
             session_config.model,
             rate,
-            endpoint=session_config.url.split("?", 1)[0],
+            endpoint=session_config.endpoint,
             started_at=iso_utc(clock()),
             stream=session_config.stream,
             t=trio.current_time(),

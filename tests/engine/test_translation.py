@@ -280,3 +280,11 @@ def test_no_cloning_sends_no_clone_options() -> None:
 def test_gummy_cannot_clone() -> None:
     with pytest.raises(ConfigError, match="text only"):
         check_translation(get_model("gummy-realtime-v1"), opts(voice_clone="once"))
+
+
+def test_the_endpoint_names_the_protocol_the_model_speaks_and_hides_the_query() -> None:
+    url = "ws://h:1/api-ws/v1/inference?api_key=secret"
+    live = SessionConfig(stream="s", model=LIVE, url=url, api_key=Secret("k"))
+    asr = SessionConfig(stream="s", model="paraformer-realtime-v2", url=url, api_key=Secret("k"))
+    assert live.endpoint == "ws://h:1/api-ws/v1/realtime"
+    assert asr.endpoint == "ws://h:1/api-ws/v1/inference"
