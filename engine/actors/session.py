@@ -451,7 +451,9 @@ class _Session:
                 return rotated
         await self.replay(conv, inbox)
         await self.finish(conv)
-        return "utterance" if self.buffer.commit_point < self.buffer.end else "done"
+        # An utterance model may have ignored audio after its sentence end: go on.
+        more = self.spec.utterance and self.buffer.commit_point < self.buffer.end
+        return "utterance" if more else "done"
 
     def utterance_over(self, conv: Conversation) -> bool:
         """An utterance model's task must take no more audio (its sentence ended, or its cap)."""
