@@ -21,7 +21,7 @@ import os
 import pathlib
 import signal
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
@@ -46,6 +46,7 @@ from engine.wiring import EDGES
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from adapters.dashscope.models import ModelSpec
     from adapters.dashscope.ws import Dialer
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_LOST_AUDIO", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -227,20 +228,13 @@ async def translate(args: argparse.Namespace, *, dial: Dialer | None = None) -> 
                     f"{flag} needs a livetranslate model, not {spec.name}; "
                     "fix: --model qwen3.5-livetranslate-flash-realtime"
                 )
-    try:
-        translation = TranslationOptions(
-            targets=targets,
-            source=None if args.source in ("auto", "") else args.source,
-            transcription=not args.translation_only,
-            speech=bool(args.voice or args.audio_out or args.voice_clone),
-            voice=args.voice,
-            voice_clone=args.voice_clone,
-            phrases=await _read_phrases(args.phrases) if args.phrases else {},
-            image=args.image,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"bad translation options: {exc}") from None
-    check_translation(spec, translation)
+    translation = translation_options(
+        args,
+        spec,
+        speech=bool(args.voice or args.audio_out or args.voice_clone),
+        phrases=await _read_phrases(args.phrases) if args.phrases else {},
+        image=args.image,
+    )
     if translation.image:
         await _check_image(translation.image)
     options = (
@@ -260,6 +254,31 @@ async def _check_image(path: str) -> None:
             pass
     except InputError as exc:
         raise ConfigError(f"bad --image: {exc}") from None
+
+
+def translation_options(
+    args: argparse.Namespace, spec: ModelSpec, *, speech: bool, **extra: Any
+) -> TranslationOptions:
+    """``--to``, ``--from``, ``--translation-only``, ``--voice``, ``--voice-clone`` (and
+    ``extra`` fields) as TranslationOptions, checked against ``spec`` (translate, listen).
+
+    Raises:
+        ConfigError: a bad value, or a translation the model cannot do.
+    """
+    try:
+        translation = TranslationOptions(
+            targets=tuple(t.strip() for t in args.to.split(",") if t.strip()),
+            source=None if args.source in ("auto", "") else args.source,
+            transcription=not args.translation_only,
+            speech=speech,
+            voice=args.voice,
+            voice_clone=args.voice_clone,
+            **extra,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad translation options: {exc}; fix: check --to/--from") from None
+    check_translation(spec, translation)
+    return translation
 
 
 async def _read_phrases(path: str) -> dict[str, str]:

@@ -210,19 +210,9 @@ def _translation(args: argparse.Namespace, spec: ModelSpec) -> TranslationOption
             )
         check_translation(spec, None)
         return None
-    try:
-        translation = TranslationOptions(
-            targets=tuple(t.strip() for t in args.to.split(",") if t.strip()),
-            source=None if args.source in ("auto", "") else args.source,
-            transcription=not args.translation_only,
-            speech=speech,
-            voice=args.voice,
-            voice_clone=args.voice_clone,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"bad --to/--from: {exc}") from None
-    check_translation(spec, translation)
-    return translation
+    from engine.cli import translation_options
+
+    return translation_options(args, spec, speech=speech)
 
 
 async def _run(

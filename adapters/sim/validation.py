@@ -49,8 +49,6 @@ _RATES: Final[dict[str, range]] = {
 }
 """Models accepting a range of rates; the others take exactly their table rate."""
 _SIMULATED_FAMILIES: Final = frozenset({"paraformer", "fun-asr", "gummy"})
-_UTTERANCE_MODELS: Final = frozenset({"gummy-chat-v1"})
-"""One sentence per task (DASHSCOPE.md §4.4)."""
 _END_SILENCE_MS: Final = range(200, 6001)
 _LANGUAGE_CODE: Final = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
 _GUMMY_SWITCHES: Final = (
@@ -207,7 +205,7 @@ def _check_gummy(model: str, params: dict[str, Any]) -> tuple[GummyOptions, str 
         max_end_silence_ms=silence,
         semantic_punctuation=params.get("semantic_punctuation_enabled", False),
         disfluency_removal=params.get("disfluency_removal_enabled", False),
-        utterance=model in _UTTERANCE_MODELS,
+        utterance=MODELS[model].utterance,  # one sentence per task (DASHSCOPE.md §4.4)
     )
     return options, None if source in (None, "auto") else source
 
