@@ -1,12 +1,22 @@
 """Stenograph: a trio actor engine for realtime speech recognition that never loses a word silently.
 
-The public surface is re-exported here; implementation modules may change.
+This package's face is the vocabulary every layer shares: events, errors, the
+configuration and policy types. It imports nothing from ``adapters/``, so an
+adapter that imports ``engine.errors`` (which runs this file first) never pulls
+in the adapters themselves: there is no import cycle and no lazy name.
+
+The assembly that puts actors and adapters together is public at its own
+module, :mod:`engine.stream` (``open_stream``, ``Stream``, ``StreamConfig``,
+``StreamStatistics``); re-exporting it here would make this package depend on
+``adapters/`` and close the loop again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+from engine.config import RecognitionOptions as RecognitionOptions
+from engine.config import Secret as Secret
+from engine.config import SessionConfig as SessionConfig
+from engine.config import TranslationOptions as TranslationOptions
 from engine.errors import AuthError as AuthError
 from engine.errors import ConfigError as ConfigError
 from engine.errors import ConnectFailed as ConnectFailed
@@ -35,40 +45,6 @@ from engine.policy import DAEMON as DAEMON
 from engine.policy import RestartPolicy as RestartPolicy
 from engine.ratelimit import StartLimiter as StartLimiter
 
-if TYPE_CHECKING:
-    from engine.config import Secret as Secret
-    from engine.config import SessionConfig as SessionConfig
-    from engine.config import TranslationOptions as TranslationOptions
-    from engine.pipeline import FileStreamConfig as FileStreamConfig
-    from engine.pipeline import run_file_stream as run_file_stream
-    from engine.stream import Stream as Stream
-    from engine.stream import StreamConfig as StreamConfig
-    from engine.stream import StreamStatistics as StreamStatistics
-    from engine.stream import open_stream as open_stream
-
-# Names from modules that import adapters/ are loaded on first use: adapters import
-# engine.errors and engine.events, and an eager import here would be circular.
-_LAZY = {
-    "FileStreamConfig": "engine.pipeline",
-    "run_file_stream": "engine.pipeline",
-    "Secret": "engine.config",
-    "SessionConfig": "engine.config",
-    "TranslationOptions": "engine.config",
-    "Stream": "engine.stream",
-    "StreamConfig": "engine.stream",
-    "StreamStatistics": "engine.stream",
-    "open_stream": "engine.stream",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
-
-
 __all__ = [
     "CLI",
     "DAEMON",
@@ -80,10 +56,10 @@ __all__ = [
     "ConnectFailed",
     "Disconnected",
     "Event",
-    "FileStreamConfig",
     "Final",
     "InputError",
     "Partial",
+    "RecognitionOptions",
     "Reconnecting",
     "RestartPolicy",
     "Rotated",
@@ -93,17 +69,12 @@ __all__ = [
     "SessionOpened",
     "StartLimiter",
     "StenoError",
-    "Stream",
-    "StreamConfig",
     "StreamEnded",
     "StreamError",
     "StreamStarted",
-    "StreamStatistics",
     "TaskFailed",
     "TaskMetrics",
     "Translation",
     "TranslationOptions",
     "decode_jsonl_line",
-    "open_stream",
-    "run_file_stream",
 ]

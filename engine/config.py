@@ -6,10 +6,15 @@ from typing import Final, Literal
 
 import msgspec
 
-from adapters.dashscope.models import RecognitionOptions
 from engine.policy import CLI, RestartPolicy
 
-__all__ = ["USER_AGENT", "Secret", "SessionConfig", "TranslationOptions"]
+__all__ = [
+    "USER_AGENT",
+    "RecognitionOptions",
+    "Secret",
+    "SessionConfig",
+    "TranslationOptions",
+]
 
 USER_AGENT: Final = "stenograph/0.1.0"
 
@@ -41,6 +46,28 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class RecognitionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Optional recognition parameters; ``None`` means "not sent" (the service default).
+
+    Which of them a model accepts, and which language hints, is DashScope's model
+    table: :func:`adapters.dashscope.models.run_task_parameters` checks them there.
+    """
+
+    language_hints: list[str] | None = None
+    vocabulary_id: str | None = None
+    disfluency_removal_enabled: bool | None = None
+    semantic_punctuation_enabled: bool | None = None
+    max_sentence_silence: int | None = None
+    multi_threshold_mode_enabled: bool | None = None
+    punctuation_prediction_enabled: bool | None = None
+    inverse_text_normalization_enabled: bool | None = None
+    heartbeat: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_sentence_silence is not None and not 200 <= self.max_sentence_silence <= 6000:
+            raise ValueError("max_sentence_silence must be 200–6000 ms")
 
 
 class TranslationOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -142,17 +169,6 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_task_age_s: float | None = None
     rotation_lead_s: float = 5.0
     rotation_grace_s: float = 30.0
-
-    @property
-    def endpoint(self) -> str:
-        """The URL this stream's model is served at, without its query (keys, faults)."""
-        from adapters.dashscope.models import MODELS, realtime_url
-
-        spec = MODELS.get(self.model)
-        url = self.url
-        if spec is not None and spec.protocol == "realtime":
-            url = realtime_url(url, self.model)
-        return url.split("?", 1)[0]
 
     def __post_init__(self) -> None:
         if self.idle_timeout_s >= 23.0:

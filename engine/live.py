@@ -19,10 +19,9 @@ import msgspec
 import structlog
 import trio
 
-from adapters.dashscope.models import get_model
+from adapters.dashscope.models import endpoint, get_model
 from engine._util import unwrap_single_group
 from engine.actors import mic, playback, renderer, resampler, session
-from engine.actors.capture import RawBlock, Skip
 from engine.actors.renderer import close_sinks
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
@@ -36,6 +35,7 @@ from engine.events import (
     TranslatedAudio,
     samples_to_ms,
 )
+from engine.messages import RawBlock, Skip
 from engine.pipeline import open_outputs
 from engine.wiring import EDGES
 
@@ -161,7 +161,7 @@ async def run_live_stream(
                 f"device:{device}",
                 cfg.model,
                 rate,
-                endpoint=cfg.endpoint,
+                endpoint=endpoint(cfg.model, cfg.url),
                 started_at=iso_utc(clock()),
                 stream=cfg.stream,
                 t=trio.current_time(),

@@ -21,18 +21,18 @@ import msgspec
 import structlog
 import trio
 
-from adapters.dashscope.models import get_model
+from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.voice import VoiceWavSink
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer, resampler, session
-from engine.actors.capture import RawBlock
 from engine.actors.renderer import close_sinks
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import AudioFrame, Event, StreamEnded, StreamError, StreamStarted
+from engine.messages import RawBlock
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ async def _run_actors(
             config.path,
             config.session.model,
             rate,
-            endpoint=config.session.endpoint,
+            endpoint=endpoint(config.session.model, config.session.url),
             started_at=iso_utc(system_clock()),
             stream=stream,
             t=trio.current_time(),

@@ -31,14 +31,14 @@ import msgspec
 import numpy as np
 import trio
 
-from adapters.dashscope.models import get_model
+from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine.actors import resampler, session
-from engine.actors.capture import RawBlock, Skip
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.errors import InputError
 from engine.events import AudioFrame, Event, StreamEnded, StreamStarted, samples_to_ms
+from engine.messages import RawBlock, Skip
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ async def open_stream(
             config.source,
             session_config.model,
             rate,
-            endpoint=session_config.endpoint,
+            endpoint=endpoint(session_config.model, session_config.url),
             started_at=iso_utc(clock()),
             stream=session_config.stream,
             t=trio.current_time(),

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from engine.config import RecognitionOptions as RecognitionOptions
 from engine.errors import ConfigError
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "RecognitionOptions",
+    "endpoint",
     "get_model",
     "inference_url",
     "realtime_url",
@@ -168,22 +170,19 @@ def realtime_url(url: str, model: str) -> str:
     )
 
 
-class RecognitionOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Optional recognition parameters; ``None`` means "not sent" (the service default)."""
+def endpoint(model: str, url: str) -> str:
+    """The URL a stream of ``model`` is served at, given the inference ``url``, without its query.
 
-    language_hints: list[str] | None = None
-    vocabulary_id: str | None = None
-    disfluency_removal_enabled: bool | None = None
-    semantic_punctuation_enabled: bool | None = None
-    max_sentence_silence: int | None = None
-    multi_threshold_mode_enabled: bool | None = None
-    punctuation_prediction_enabled: bool | None = None
-    inverse_text_normalization_enabled: bool | None = None
-    heartbeat: bool | None = None
+    Realtime models are served beside the inference endpoint (:func:`realtime_url`);
+    the query (keys, fault plans) is dropped so the result can be logged and reported.
 
-    def __post_init__(self) -> None:
-        if self.max_sentence_silence is not None and not 200 <= self.max_sentence_silence <= 6000:
-            raise ValueError("max_sentence_silence must be 200–6000 ms")
+    >>> endpoint("paraformer-realtime-v2", "ws://h:1/api-ws/v1/inference?api_key=k")
+    'ws://h:1/api-ws/v1/inference'
+    """
+    spec = MODELS.get(model)
+    if spec is not None and spec.protocol == "realtime":
+        url = realtime_url(url, model)
+    return url.split("?", 1)[0]
 
 
 def run_task_parameters(

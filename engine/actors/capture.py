@@ -15,50 +15,18 @@ import shutil
 from typing import TYPE_CHECKING
 
 import msgspec
-import numpy as np
 import structlog
 import trio
-from numpy.typing import NDArray  # msgspec resolves Struct annotations at runtime
 
 from adapters.audio.files import SourceInfo, open_audio_source
+from engine.messages import RawBlock
 
 if TYPE_CHECKING:
     from adapters.audio.files import ToolFinder
 
-__all__ = ["FileCaptureConfig", "RawBlock", "Skip", "SourceInfo", "block_deadline", "run"]
+__all__ = ["FileCaptureConfig", "SourceInfo", "block_deadline", "run"]
 
 log = structlog.get_logger()
-
-
-class RawBlock(msgspec.Struct, frozen=True, eq=False):
-    """Mono float32 samples at the source's own ``rate`` (a read-only array).
-
-    Equality is identity (``eq=False``): comparing arrays elementwise is the
-    caller's business.
-    """
-
-    samples: NDArray[np.float32]
-    rate: int
-
-
-class Skip(msgspec.Struct, frozen=True):
-    """Source time that passed without audio: ``samples`` at ``rate`` (a pause, a device gap).
-
-    It travels in order with the :class:`RawBlock` s. The resampler ends the run of
-    audio before it and moves the stream's global timeline on by the same time, so
-    later audio keeps its wall-clock place; the span is reported as an ``AudioGap``
-    (``lost``: audio that existed but was not captured) or an ``AudioSkipped`` (time
-    left out on purpose), with ``reason``.
-    """
-
-    samples: int
-    rate: int
-    reason: str = "skipped"
-    lost: bool = False
-
-    def __post_init__(self) -> None:
-        if self.samples < 0 or self.rate <= 0:
-            raise ValueError(f"a skip needs samples >= 0 and a positive rate, got {self}")
 
 
 class FileCaptureConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The device is opened at its own native rate and channel count (at most
 ``max_channels``); every block is downmixed to mono float32 and sent on as a
-:class:`~engine.actors.capture.RawBlock`, so the resampler (soxr) converts it to
+:class:`~engine.messages.RawBlock`, so the resampler (soxr) converts it to
 the model's rate, exactly like a file.
 
 **Hand-off.** PortAudio calls back on its own thread. The callback copies the
@@ -63,8 +63,8 @@ from engine.actors._handoff import (
     silence_blocks,
     to_global,
 )
-from engine.actors.capture import RawBlock, Skip
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
+from engine.messages import RawBlock, Skip
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -96,7 +96,7 @@ class MicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         call_timeout_s: a PortAudio call (open, close) that takes longer is abandoned.
         holes: how a hole (overflow, outage) goes downstream: ``silence`` of the same
             length plus an ``AudioGap`` event, or ``skip``, a lost
-            :class:`~engine.actors.capture.Skip` (the resampler then reports the gap;
+            :class:`~engine.messages.Skip` (the resampler then reports the gap;
             the timeline moves on without sending a long silence at once).
         stream: the stream id put on events.
     """
@@ -428,7 +428,7 @@ async def run(
 
     Args:
         outbox: mono float32 blocks at the device's rate, gapless on the timeline (holes
-            as silence, or as :class:`~engine.actors.capture.Skip` s: ``config.holes``).
+            as silence, or as :class:`~engine.messages.Skip` s: ``config.holes``).
         events: where :class:`DeviceLost`, :class:`DeviceRestored` and
             :class:`AudioGap` go.
         config: the device and the loss policy.

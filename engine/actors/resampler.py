@@ -1,13 +1,13 @@
 """The resampler actor: raw capture blocks in, fixed-size int16 :class:`AudioFrame` s out.
 
-It converts each :class:`~engine.actors.capture.RawBlock` to ``out_rate`` with a
+It converts each :class:`~engine.messages.RawBlock` to ``out_rate`` with a
 :class:`~adapters.audio.resample.StreamResampler` (float32, soxr HQ), turns the
 result into int16 little-endian PCM, and re-chunks it into frames of exactly
 ``frame_ms`` (the last may be shorter). ``start`` counts output samples from 0, so
 frames tile the stream's global timeline with no gaps or overlaps. The
 re-chunking is the pure :class:`Rechunker`.
 
-A :class:`~engine.actors.capture.Skip` (source time with no audio) ends the run
+A :class:`~engine.messages.Skip` (source time with no audio) ends the run
 before it (the resampler's tail and a short frame are sent), then moves the
 timeline on to the source time elapsed so far, ``round(seconds * out_rate)``, so
 the next frame starts after a hole and the timeline stays on wall time (each
@@ -26,11 +26,11 @@ import structlog
 import trio
 
 from adapters.audio.resample import StreamResampler, float_to_pcm16
-from engine.actors.capture import Skip
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
+from engine.messages import Skip
 
 if TYPE_CHECKING:
-    from engine.actors.capture import RawBlock
+    from engine.messages import RawBlock
 
 __all__ = ["Rechunker", "ResamplerConfig", "ResamplerStats", "run"]
 

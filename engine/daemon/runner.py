@@ -51,7 +51,6 @@ from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import dial_tcp
 from engine._util import unwrap_single_group
 from engine.actors import renderer
-from engine.actors.capture import Skip
 from engine.config import SessionConfig
 from engine.daemon.config import FileSource
 from engine.daemon.gate import EnergyGate, GateStep
@@ -67,6 +66,7 @@ from engine.daemon.sources import (
 )
 from engine.errors import StenoError
 from engine.events import Event, StreamEnded, StreamError
+from engine.messages import Skip
 from engine.policy import classify, next_delay
 from engine.ratelimit import StartLimiter
 from engine.stream import StreamConfig, open_stream

@@ -1,9 +1,9 @@
 """Where a daemon stream's audio comes from: files, network streams via ffmpeg, stdin, a mic.
 
 :func:`open_source` is an async context manager yielding an async iterator of
-:data:`SourceItem`: mostly :class:`~engine.actors.capture.RawBlock` (mono float32
+:data:`SourceItem`: mostly :class:`~engine.messages.RawBlock` (mono float32
 at the source's rate, about ``block_ms`` each); a microphone also yields
-:class:`~engine.actors.capture.Skip` (a capture gap: the stream skips that time)
+:class:`~engine.messages.Skip` (a capture gap: the stream skips that time)
 and its own events (``DeviceLost``, ``DeviceRestored``; positions count from the
 opening). Live sources pace themselves; a file is paced on an absolute schedule
 like the file capture actor.
@@ -49,11 +49,11 @@ from adapters.audio.files import open_audio_source
 from engine._util import unwrap_single_group
 from engine.actors import mic
 from engine.actors._handoff import in_thread
-from engine.actors.capture import RawBlock, Skip
 from engine.daemon.config import FileSource, MicSource, StdinSource, UrlSource
 from engine.daemon.keys import redact_url
 from engine.errors import ConfigError, StenoError
 from engine.events import DeviceLost, DeviceRestored, Event
+from engine.messages import RawBlock, Skip
 from engine.stream import to_mono_float32
 
 if TYPE_CHECKING:

@@ -16,8 +16,9 @@ from conftest import deadline
 
 from adapters.audio.files import SourceInfo
 from engine.actors import capture
-from engine.actors.capture import FileCaptureConfig, RawBlock, block_deadline
+from engine.actors.capture import FileCaptureConfig, block_deadline
 from engine.errors import InputError
+from engine.messages import RawBlock
 
 # Pacing runs on autojump_clock while the actor reads the file in a worker thread (or
 # an ffmpeg pipe). Autojump leaps to the earliest pending deadline whenever trio is

@@ -37,8 +37,8 @@ from engine.actors._handoff import (
     silence_blocks,
     to_global,
 )
-from engine.actors.capture import RawBlock, Skip
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
+from engine.messages import RawBlock, Skip
 
 RATE = 48000
 BLOCK = 4800  # 100 ms at the fake mic's native 48 kHz

@@ -13,9 +13,10 @@ import trio.testing
 
 from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture, resampler
-from engine.actors.capture import FileCaptureConfig, RawBlock, Skip
+from engine.actors.capture import FileCaptureConfig
 from engine.actors.resampler import Rechunker, ResamplerConfig, ResamplerStats
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
+from engine.messages import RawBlock, Skip
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "audio"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.dashscope.models import get_model
+from adapters.dashscope.models import endpoint, get_model
 from engine.actors._realtime import SegmentTimes
 from engine.config import Secret, SessionConfig, TranslationOptions
 from engine.errors import ConfigError
@@ -284,7 +284,5 @@ def test_gummy_cannot_clone() -> None:
 
 def test_the_endpoint_names_the_protocol_the_model_speaks_and_hides_the_query() -> None:
     url = "ws://h:1/api-ws/v1/inference?api_key=secret"
-    live = SessionConfig(stream="s", model=LIVE, url=url, api_key=Secret("k"))
-    asr = SessionConfig(stream="s", model="paraformer-realtime-v2", url=url, api_key=Secret("k"))
-    assert live.endpoint == "ws://h:1/api-ws/v1/realtime"
-    assert asr.endpoint == "ws://h:1/api-ws/v1/inference"
+    assert endpoint(LIVE, url) == "ws://h:1/api-ws/v1/realtime"
+    assert endpoint("paraformer-realtime-v2", url) == "ws://h:1/api-ws/v1/inference"

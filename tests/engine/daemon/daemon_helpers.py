@@ -18,11 +18,11 @@ import pytest
 import trio
 
 from adapters.recognizers.tonecode import LEAD_IN_MS, VOCABULARY, synthesize
-from engine.actors.capture import RawBlock
 from engine.config import Secret
 from engine.daemon.config import DaemonConfig, SourceSpec, decode_config
 from engine.daemon.runner import StreamEnv
 from engine.daemon.sources import SourceContext, SourceOpener
+from engine.messages import RawBlock
 
 RATE = 16000
 KEY = "sk-daemon-test-4f1c9e2b7d"  # recognizable: grepped for in every output

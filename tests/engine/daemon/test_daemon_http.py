@@ -21,11 +21,11 @@ from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.memory import open_memory_net
 from engine import logging as steno_logging
-from engine.actors.capture import RawBlock
 from engine.daemon.http import Response, serve_http
 from engine.daemon.keys import dump_config
 from engine.daemon.manager import run_daemon
 from engine.daemon.sources import SourceContext
+from engine.messages import RawBlock
 
 TOML = """
 [daemon]

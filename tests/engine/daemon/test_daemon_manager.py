@@ -29,7 +29,6 @@ from adapters.recognizers.tonecode import LEAD_IN_MS
 from adapters.sim.config import SimConfig
 from adapters.sim.faults import parse_fault_spec
 from adapters.sim.memory import open_memory_net
-from engine.actors.capture import RawBlock
 from engine.daemon.config import StreamSpec
 from engine.daemon.manager import Daemon, plan_reload, run_daemon
 from engine.daemon.sources import SourceContext, SourceLost
@@ -42,6 +41,7 @@ from engine.events import (
     Translation,
     decode_jsonl_line,
 )
+from engine.messages import RawBlock
 
 pytestmark = pytest.mark.usefixtures("inline_threads")
 

@@ -37,10 +37,10 @@ from adapters.recognizers.tonecode import split_words
 from adapters.sim.config import SimConfig
 from adapters.sim.memory import open_memory_net
 from adapters.sim.translate import ScriptedTranslator
-from engine.actors.capture import RawBlock
 from engine.daemon.manager import Daemon
 from engine.daemon.sources import SourceContext
 from engine.events import AudioSkipped, Final, SessionOpened, Translation, decode_jsonl_line
+from engine.messages import RawBlock
 
 pytestmark = pytest.mark.usefixtures("inline_threads")
 
