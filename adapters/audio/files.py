@@ -34,6 +34,7 @@ import numpy as np
 import soundfile as sf
 import trio
 
+from adapters.audio.pcm import to_mono_float32
 from engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -131,9 +132,7 @@ class AudioSource:
             self._done = True
             if len(frames) == 0:
                 self._stop()
-        block = _downmix(frames)
-        block.flags.writeable = False
-        return block
+        return to_mono_float32(frames)
 
     def _stop(self) -> NoReturn:
         error, self._end_error = self._end_error, None
@@ -245,13 +244,6 @@ async def open_audio_source(
             "fix: copy or export the file again"
         )
     return AudioSource(source_info, _SoundFileReader(snd, name), block, end_error=cut_short)
-
-
-def _downmix(frames: Frames) -> Frames:
-    if frames.shape[1] == 1:
-        return np.ascontiguousarray(frames[:, 0], dtype=np.float32)
-    mixed: Frames = frames.mean(axis=1, dtype=np.float32)
-    return mixed
 
 
 def _block(rate: int, block_frames: int | None, block_ms: int) -> int:

@@ -31,7 +31,6 @@ __all__ = [
     "BoundedCalls",
     "Handoff",
     "Hole",
-    "downmix",
     "in_thread",
     "outage_hole",
     "silence_blocks",
@@ -65,13 +64,6 @@ class Hole(NamedTuple):
 def to_global(position: Fraction, rate: int) -> int:
     """A position (seconds) as a global sample index at ``rate``."""
     return round(position * rate)
-
-
-def downmix(indata: NDArray[np.float32]) -> NDArray[np.float32]:
-    """A read-only mono float32 copy of a (frames × channels) callback buffer."""
-    mono = np.array(indata[:, 0] if indata.shape[1] == 1 else indata.mean(axis=1), np.float32)
-    mono.flags.writeable = False
-    return mono
 
 
 def outage_hole(position: Fraction, t_last: float, t_restart: float, rate: int) -> Hole:

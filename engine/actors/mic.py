@@ -52,12 +52,12 @@ import structlog
 import trio
 
 from adapters.audio.devices import DeviceFailed, DeviceNotFound, load_backend, resolve_input
+from adapters.audio.pcm import to_mono_float32
 from engine.actors._handoff import (
     Audio,
     BoundedCalls,
     Handoff,
     Hole,
-    downmix,
     in_thread,
     outage_hole,
     silence_blocks,
@@ -189,7 +189,7 @@ class _Mic:
         self, gen: int, indata: NDArray[np.float32], frames: int, _time: Any, status: CallbackStatus
     ) -> None:
         try:
-            block = downmix(indata)
+            block = to_mono_float32(indata)
             flags = (bool(status.input_overflow), bool(status.input_underflow))
             self.token.run_sync_soon(self.deliver, gen, block, flags)
         except trio.RunFinishedError:

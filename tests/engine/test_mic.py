@@ -31,7 +31,6 @@ from engine.actors._handoff import (
     BoundedCalls,
     Handoff,
     Hole,
-    downmix,
     in_thread,
     outage_hole,
     silence_blocks,
@@ -190,18 +189,6 @@ class TestHandoff:
 
 
 class TestPureHelpers:
-    def test_downmix_averages_channels_into_a_readonly_copy(self) -> None:
-        """Stereo becomes the channel mean, mono a copy; both float32 and read-only."""
-        buf = stereo(0.25, 10)
-        mono = downmix(buf)
-        assert mono.dtype == np.float32 and mono.shape == (10,)
-        np.testing.assert_allclose(mono, 0.25, atol=1e-7)
-        assert not mono.flags.writeable
-        one = np.arange(5, dtype=np.float32).reshape(5, 1)
-        copy = downmix(one)
-        one[:] = 9
-        assert list(copy) == [0, 1, 2, 3, 4]
-
     def test_outage_hole_is_whole_frames_at_the_new_rate(self) -> None:
         """An outage of 2.3 s at 44.1 kHz is 101430 frames, starting where audio stopped."""
         hole = outage_hole(Fraction(1), 1.0, 3.3, 44100)
