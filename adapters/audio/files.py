@@ -13,7 +13,7 @@ Two decoders, chosen by extension:
 * **ffmpeg** (mp3, m4a, mp4, webm and other containers) is probed with ``ffprobe`` and
   decoded by an ``ffmpeg`` subprocess writing f32le at the native rate and channel
   count; downmixing happens here, never in ffmpeg, so both decoders mix alike. A file
-  libsndfile rejects falls back to ffmpeg when ffmpeg can probe it.
+  libsndfile rejects falls back to ffmpeg when ffmpeg can probe it (:mod:`adapters.audio._ffmpeg`).
 
 The executable lookup (``find_tool``, default :func:`shutil.which`) is injectable, so
 tests can simulate a machine without ffmpeg.
@@ -24,16 +24,18 @@ from __future__ import annotations
 import functools
 import shutil
 import stat
-import subprocess
-from collections.abc import Callable
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Final, Literal, NoReturn, Protocol, Self, TypeAlias, final
+from typing import TYPE_CHECKING, Final, NoReturn, Self, final
 
-import msgspec
-import numpy as np
 import soundfile as sf
 import trio
 
+from adapters.audio._decode import MAX_RATE as MAX_RATE
+from adapters.audio._decode import MIN_RATE as MIN_RATE
+from adapters.audio._decode import SourceInfo as SourceInfo
+from adapters.audio._decode import block_size, check_rate, no_audio, not_audio
+from adapters.audio._ffmpeg import ToolFinder as ToolFinder
+from adapters.audio._ffmpeg import find_ffmpeg, open_ffmpeg
 from adapters.audio.pcm import to_mono_float32
 from engine.errors import InputError
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     import os
     from types import TracebackType
 
-    from numpy.typing import NDArray
+    from adapters.audio._decode import Frames, Reader
 
 __all__ = [
     "FFMPEG_EXTENSIONS",
@@ -53,36 +55,12 @@ __all__ = [
     "open_audio_source",
 ]
 
-MIN_RATE: Final = 8000
-MAX_RATE: Final = 48000
 #: Extensions that always go through ffmpeg (libsndfile cannot read these containers;
 #: it can read mp3, but ffmpeg handles its padding and odd headers better).
 FFMPEG_EXTENSIONS: Final = frozenset(
     {".mp3", ".m4a", ".m4b", ".mp4", ".aac", ".webm", ".mkv", ".mka", ".mov", ".wma", ".amr"}
     | {".3gp", ".avi", ".ac3", ".flv"}
 )
-_READ_BYTES: Final = 1 << 16
-
-ToolFinder = Callable[[str], str | None]
-Frames: TypeAlias = "NDArray[np.float32]"
-
-
-class SourceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What was learned about an audio file when it was opened."""
-
-    path: str
-    rate: int
-    channels: int
-    duration_s: float | None
-    decoder: Literal["soundfile", "ffmpeg"]
-
-
-class _Reader(Protocol):
-    async def read(self, frames: int) -> Frames:
-        """Up to ``frames`` frames, shape ``(n, channels)``; fewer only at the end."""
-        ...
-
-    async def aclose(self) -> None: ...
 
 
 @final
@@ -100,7 +78,7 @@ class AudioSource:
     def __init__(
         self,
         info: SourceInfo,
-        reader: _Reader,
+        reader: Reader,
         block_frames: int,
         first: Frames | None = None,
         *,
@@ -210,23 +188,24 @@ async def open_audio_source(
 
     ext = PurePath(name).suffix.lower()
     if ext in FFMPEG_EXTENSIONS:
-        tools = _find_ffmpeg(find_tool)
+        tools = find_ffmpeg(find_tool)
         if tools is None:
             raise InputError(f"{name} needs ffmpeg to decode {ext}; fix: apt-get install ffmpeg")
-        return await _open_ffmpeg(name, tools, block_frames, block_ms)
+        return AudioSource(*await open_ffmpeg(name, tools, block_frames, block_ms))
     try:
         snd = await trio.to_thread.run_sync(sf.SoundFile, name)
     except (sf.SoundFileError, RuntimeError) as exc:
         reason = getattr(exc, "error_string", "") or str(exc)
-        tools = _find_ffmpeg(find_tool)
+        tools = find_ffmpeg(find_tool)
         if tools is None:
-            raise _not_audio(name, f"libsndfile: {reason}") from None
-        return await _open_ffmpeg(name, tools, block_frames, block_ms, why=f"libsndfile: {reason}")
+            raise not_audio(name, f"libsndfile: {reason}") from None
+        opened = await open_ffmpeg(name, tools, block_frames, block_ms, why=f"libsndfile: {reason}")
+        return AudioSource(*opened)
     try:
         rate, channels, frames = int(snd.samplerate), int(snd.channels), int(snd.frames)
         if frames == 0:
-            raise _no_audio(name)
-        _check_rate(name, rate)
+            raise no_audio(name)
+        check_rate(name, rate)
         declared = None
         if snd.format in ("WAV", "WAVEX"):
             declared = await trio.to_thread.run_sync(_declared_wav_frames, name, channels)
@@ -234,7 +213,7 @@ async def open_audio_source(
         snd.close()
         raise
     source_info = SourceInfo(name, rate, channels, frames / rate, "soundfile")
-    block = _block(rate, block_frames, block_ms)
+    block = block_size(rate, block_frames, block_ms)
     cut_short = None
     # More than 10 ms missing: sloppy writers that round the data size are not flagged.
     if declared is not None and declared - frames > rate // 100:
@@ -244,30 +223,6 @@ async def open_audio_source(
             "fix: copy or export the file again"
         )
     return AudioSource(source_info, _SoundFileReader(snd, name), block, end_error=cut_short)
-
-
-def _block(rate: int, block_frames: int | None, block_ms: int) -> int:
-    return block_frames if block_frames is not None else max(1, rate * block_ms // 1000)
-
-
-def _check_rate(name: str, rate: int) -> None:
-    if not MIN_RATE <= rate <= MAX_RATE:
-        stem = PurePath(name).stem
-        raise InputError(
-            f"{name} is {rate} Hz; Stenograph needs 8–48 kHz; "
-            f"fix: resample it, e.g. `ffmpeg -i {name} -ar 16000 {stem}-16k.wav`"
-        )
-
-
-def _no_audio(name: str) -> InputError:
-    return InputError(f"{name} has no audio (0 frames); fix: pass a file that contains audio")
-
-
-def _not_audio(name: str, reason: str) -> InputError:
-    return InputError(
-        f"{name} is not audio or its header is corrupt ({reason}); "
-        f"fix: check that it plays, or convert it, e.g. `ffmpeg -i {name} {PurePath(name).stem}-converted.wav`"
-    )
 
 
 # ------------------------------------------------------------------ soundfile
@@ -321,147 +276,9 @@ class _SoundFileReader:
         try:
             data: Frames = await trio.to_thread.run_sync(read)
         except (sf.SoundFileError, RuntimeError) as exc:
-            raise _not_audio(self._name, f"libsndfile: {exc}") from exc
+            raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return data
 
     async def aclose(self) -> None:
         # Closing a local file does not block meaningfully; not a checkpoint.
         self._snd.close()
-
-
-# --------------------------------------------------------------------- ffmpeg
-
-
-class _Tools(msgspec.Struct, frozen=True):
-    ffmpeg: str
-    ffprobe: str
-
-
-class _ProbeStream(msgspec.Struct):
-    sample_rate: str = "0"
-    channels: int = 0
-    duration: str | None = None
-
-
-class _ProbeFormat(msgspec.Struct):
-    duration: str | None = None
-
-
-class _Probe(msgspec.Struct):
-    streams: list[_ProbeStream] = msgspec.field(default_factory=list)
-    format: _ProbeFormat = msgspec.field(default_factory=_ProbeFormat)
-
-
-def _find_ffmpeg(find_tool: ToolFinder) -> _Tools | None:
-    ffmpeg, ffprobe = find_tool("ffmpeg"), find_tool("ffprobe")
-    return None if ffmpeg is None or ffprobe is None else _Tools(ffmpeg, ffprobe)
-
-
-def _last_line(stderr: bytes) -> str:
-    lines = stderr.decode(errors="replace").strip().splitlines()
-    return lines[-1].strip() if lines else ""
-
-
-async def _open_ffmpeg(
-    name: str, tools: _Tools, block_frames: int | None, block_ms: int, *, why: str = ""
-) -> AudioSource:
-    probe_cmd = [tools.ffprobe, "-v", "error", "-select_streams", "a:0", "-of", "json"]
-    # "file:" so a name with a colon or a leading dash is never read as a protocol or option.
-    url = f"file:{name}"
-    probe_cmd += ["-show_entries", "stream=sample_rate,channels,duration:format=duration", url]
-    try:
-        done = await trio.run_process(
-            probe_cmd, capture_stdout=True, capture_stderr=True, check=False
-        )
-    except OSError as exc:
-        raise InputError(
-            f"cannot run {tools.ffprobe} ({exc}); fix: apt-get install ffmpeg"
-        ) from None
-    if done.returncode != 0:
-        raise _not_audio(name, why or f"ffprobe: {_last_line(done.stderr)}")
-    try:
-        probe = msgspec.json.decode(done.stdout, type=_Probe)
-        stream = probe.streams[0] if probe.streams else None
-        rate = int(float(stream.sample_rate)) if stream else 0
-    except (msgspec.DecodeError, ValueError):
-        raise _not_audio(name, "ffprobe printed no usable description") from None
-    if stream is None:
-        raise InputError(f"{name} has no audio stream; fix: pass a file with an audio track")
-    channels = stream.channels
-    if channels <= 0:
-        raise _not_audio(name, "ffprobe found no channels")
-    _check_rate(name, rate)
-    duration = stream.duration or probe.format.duration
-    info = SourceInfo(name, rate, channels, float(duration) if duration else None, "ffmpeg")
-
-    # -v fatal keeps stderr to a line or two, so its pipe never fills while we read stdout.
-    cmd = [tools.ffmpeg, "-nostdin", "-hide_banner", "-v", "fatal", "-i", url, "-map", "0:a:0"]
-    cmd += ["-ac", str(channels), "-ar", str(rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    try:
-        proc = await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-    except OSError as exc:
-        raise InputError(
-            f"cannot run {tools.ffmpeg} ({exc}); fix: apt-get install ffmpeg"
-        ) from None
-    reader = _FfmpegReader(proc, channels, name)
-    block = _block(rate, block_frames, block_ms)
-    try:
-        # Decode the first block now, so a file ffmpeg cannot decode fails at open.
-        first = await reader.read(block)
-        if len(first) == 0:
-            raise _no_audio(name)
-    except BaseException:
-        await reader.aclose()
-        raise
-    return AudioSource(info, reader, block, first)
-
-
-@final
-class _FfmpegReader:
-    def __init__(self, proc: trio.Process, channels: int, name: str) -> None:
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        self._proc = proc
-        self._stdout = proc.stdout
-        self._stderr = proc.stderr
-        self._channels = channels
-        self._name = name
-        self._buf = bytearray()
-        self._eof = False
-
-    async def read(self, frames: int) -> Frames:
-        frame_bytes = 4 * self._channels
-        want = frames * frame_bytes
-        while len(self._buf) < want and not self._eof:
-            chunk = await self._stdout.receive_some(max(_READ_BYTES, want - len(self._buf)))
-            if chunk:
-                self._buf += chunk
-            else:
-                await self._check_exit()
-                self._eof = True
-        n = min(len(self._buf), want) // frame_bytes * frame_bytes
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return np.frombuffer(data, dtype="<f4").reshape(-1, self._channels)
-
-    async def _check_exit(self) -> None:
-        stderr = bytearray()
-        while chunk := await self._stderr.receive_some(_READ_BYTES):
-            stderr += chunk
-        code = await self._proc.wait()
-        if code != 0:
-            detail = _last_line(bytes(stderr)) or f"exit code {code}"
-            raise InputError(
-                f"ffmpeg could not decode {self._name} ({detail}); "
-                f"fix: check that it plays, e.g. `ffmpeg -i {self._name} out.wav`"
-            )
-
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            if self._proc.returncode is None:
-                self._proc.kill()
-            await self._stdout.aclose()
-            await self._stderr.aclose()
-            await self._proc.wait()
