@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from adapters.dashscope.batch import BATCH_MODELS, HTTP_ENDPOINTS, BatchOptions, TaskInfo
+from adapters.dashscope.batch import BATCH_MODELS, HTTP_ENDPOINTS, BatchOptions
 from adapters.dashscope.batch_result import sentences, to_finals
 from adapters.sinks.factory import FORMATS
 from engine.errors import ConfigError, StenoError
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import argparse
 
     from adapters.dashscope.batch_http import BatchClient
+    from adapters.dashscope.batch_tasks import TaskInfo
     from engine._batch_target import Target
 
 __all__ = ["add_batch_commands"]

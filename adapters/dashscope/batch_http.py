@@ -10,13 +10,13 @@ refused, unresolvable, unreachable        :class:`~engine.errors.ConnectFailed`
 no answer within the deadline             :class:`~engine.errors.StenoTimeout`
 connection broke mid-exchange             :class:`~engine.errors.Disconnected`
 HTTP 401/403                              :class:`~engine.errors.AuthError`
-HTTP 429 / 5xx                            :class:`~.batch.BatchServiceError`
+HTTP 429 / 5xx                            :class:`~.batch_tasks.BatchServiceError`
 other 4xx (bad model, parameter, header)  :class:`~engine.errors.ConfigError`
 ========================================  =========================================
 
 Every network wait has a deadline on trio's clock: one per request
 (``request_timeout_s``), one per download, one for :meth:`BatchClient.wait`.
-Polling follows the SDK's schedule (1 s → 5 s, :func:`~.batch.poll_delays`), so
+Polling follows the SDK's schedule (1 s → 5 s, :func:`~.batch_tasks.poll_delays`), so
 it runs in virtual time under ``MockClock`` with an in-memory transport
 (``httpx.MockTransport``, or :func:`stream_transport` to the simulator over
 memory streams).
@@ -47,20 +47,22 @@ from ._httpedge import StreamOpener, deadline, mapped_errors, stream_transport
 from .batch import (
     HTTP_ENDPOINTS,
     BatchOptions,
-    BatchServiceError,
     Request,
-    TaskInfo,
-    TaskPage,
     cancel_request,
     list_request,
-    parse_task,
-    parse_task_page,
-    poll_delays,
-    response_error,
     status_request,
     submit_request,
 )
 from .batch_result import ResultFile, parse_result_file
+from .batch_tasks import (
+    BatchServiceError,
+    TaskInfo,
+    TaskPage,
+    parse_task,
+    parse_task_page,
+    poll_delays,
+    response_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

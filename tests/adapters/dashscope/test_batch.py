@@ -10,15 +10,17 @@ import pytest
 
 from adapters.dashscope.batch import (
     BatchOptions,
-    BatchServiceError,
     cancel_request,
     list_request,
+    status_request,
+    submit_request,
+)
+from adapters.dashscope.batch_tasks import (
+    BatchServiceError,
     parse_task,
     parse_task_page,
     poll_delays,
     response_error,
-    status_request,
-    submit_request,
 )
 from engine.errors import AuthError, ConfigError, RemoteProtocolError
 

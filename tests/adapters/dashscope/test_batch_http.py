@@ -17,8 +17,8 @@ import trio
 import trio.testing
 from conftest import deadline
 
-from adapters.dashscope.batch import BatchServiceError, parse_task
 from adapters.dashscope.batch_http import BatchClient, BatchConfig, open_batch_client
+from adapters.dashscope.batch_tasks import BatchServiceError, parse_task
 from engine.config import Secret
 from engine.errors import AuthError, ConfigError, ConnectFailed, StenoTimeout
 
