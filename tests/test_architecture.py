@@ -64,11 +64,6 @@ DATA_TABLES: Final = frozenset({"adapters/dashscope/languages.py"})
 KNOWN_EXCEPTIONS: Final[dict[tuple[str, str], str]] = {
     # rule, subject: the work that removes it (owner)
     ("cycle", "engine.cli <> engine.live_cli"): "cli package (cli)",
-    ("wire", "engine/actors/_conversation.py: trio_websocket"): "session split (conn)",
-    ("wire", "engine/actors/_conversation.py: wsproto"): "session split (conn)",
-    ("wire", "engine/actors/_realtime.py: trio_websocket"): "session split (conn)",
-    ("wire", "engine/actors/session.py: trio_websocket"): "session split (conn)",
-    ("wire", "engine/stream.py: trio_websocket"): "cli package (cli)",
     ("lines", "engine/actors/session.py"): "session split (conn)",
     ("lines", "engine/actors/_conversation.py"): "session split (conn)",
     ("lines", "adapters/sim/inference.py"): "module splits (split)",

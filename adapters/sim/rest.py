@@ -14,7 +14,7 @@ requests are routed here by ``server.py``; DASHSCOPE.md §1.1, §6, §11 item 14
 Theory of operation
 -------------------
 A submit answers ``PENDING`` at once and starts the task's job in the
-submitting connection's nursery (:func:`~.http.serve_http` keeps that open
+submitting connection's nursery (:func:`adapters.http.server.serve_http` keeps that open
 after the client has gone), so a task lives exactly as long as the server. The
 job waits ``pending_s`` (PENDING), then runs (RUNNING): every file is fetched,
 decoded and recognized (``_batchjob.py``), a few at a time, and the task ends
@@ -44,10 +44,10 @@ import structlog
 import trio
 
 from adapters.dashscope.batch import BATCH_MODELS, MAX_FILES
+from adapters.http.server import HttpRequest, HttpResponse, json_response, serve_http
 from engine.policy import RateLimit, TokenBucket
 
 from ._batchjob import SimTask, check_parameters, run_task
-from .http import HttpRequest, HttpResponse, json_response, serve_http
 from .restconfig import RestConfig, RestFault
 
 if TYPE_CHECKING:

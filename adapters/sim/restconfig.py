@@ -10,7 +10,7 @@ from typing import Literal
 
 import msgspec
 
-from .http import HttpLimits
+from adapters.http.server import HttpLimits
 
 __all__ = ["RestConfig", "RestFault", "Route"]
 

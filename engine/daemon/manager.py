@@ -37,7 +37,7 @@ import structlog
 import trio
 
 from engine._util import unwrap_single_group
-from engine.daemon.http import Response, serve_http
+from engine.daemon.http import Response, serve_status
 from engine.daemon.metrics import (
     CONTENT_TYPE,
     DaemonSnapshot,
@@ -352,7 +352,7 @@ async def _serve(nursery: trio.Nursery, daemon: Daemon, config: DaemonConfig) ->
     host, want = config.daemon.address()
     port: int = await nursery.start(
         functools.partial(
-            serve_http, host, want, daemon.http_app, timeout_s=config.daemon.http_timeout_s
+            serve_status, host, want, daemon.http_app, timeout_s=config.daemon.http_timeout_s
         )
     )
     return port

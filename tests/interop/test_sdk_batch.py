@@ -23,10 +23,10 @@ import soundfile
 import trio
 from dashscope.audio.asr import Transcription
 
+from adapters.http.server import HttpLimits, HttpRequest, HttpResponse, serve_http
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.recognizers.tonecode import synthesize
 from adapters.sim import SimConfig, SimulatorHandle, open_simulator
-from adapters.sim.http import HttpLimits, HttpRequest, HttpResponse, serve_http
 
 pytestmark = pytest.mark.interop
 

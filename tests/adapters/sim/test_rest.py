@@ -34,9 +34,9 @@ from adapters.dashscope.batch_http import (
     stream_transport,
 )
 from adapters.dashscope.batch_result import sentences
+from adapters.http.server import HttpRequest, HttpResponse, serve_http
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim import SimConfig, open_simulator
-from adapters.sim.http import HttpRequest, HttpResponse, serve_http
 from adapters.sim.memory import MemoryNet
 from adapters.sim.rest import RestConfig, RestFault
 from adapters.sim.server import SimServer

@@ -21,7 +21,7 @@ from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.memory import open_memory_net
 from engine import logging as steno_logging
-from engine.daemon.http import Response, serve_http
+from engine.daemon.http import Response, serve_status
 from engine.daemon.keys import dump_config
 from engine.daemon.manager import run_daemon
 from engine.daemon.sources import SourceContext
@@ -157,7 +157,7 @@ class TestServerAlone:
 
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(functools.partial(serve_http, "127.0.0.1", 0, app))
+                port = await nursery.start(functools.partial(serve_status, "127.0.0.1", 0, app))
                 assert (await request(port, get("/x")))[0] == 500
                 assert (await request(port, get("/x")))[2] == b"fine\n"
                 nursery.cancel_scope.cancel()
