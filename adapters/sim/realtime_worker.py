@@ -15,7 +15,7 @@ goes on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import structlog
 import trio
@@ -25,9 +25,10 @@ from adapters.dashscope.realtime_wire import WireTranscription, WireTranslation
 
 from . import realtime_ops as ops
 from .realtime_segment import Segment
+from .recognizer_calls import RecognizerFailed, close_session, guard
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from adapters.dashscope.realtime_server import RealtimeServer
     from adapters.recognizers.base import RecognizerSession
@@ -39,17 +40,9 @@ __all__ = ["SegmentWorker"]
 
 _log = structlog.get_logger()
 
-_SESSION_CLOSE_S: Final = 5.0
-
-_T = TypeVar("_T")
-
 
 class Sender(Protocol):
     async def __call__(self, *commands: m.ServerCommand) -> None: ...
-
-
-class _RecognizerFailed(Exception):
-    """The recognizer raised; the segment fails with ``InternalError``."""
 
 
 class _Live(NamedTuple):
@@ -160,10 +153,10 @@ class SegmentWorker:
         self.segments += 1
         self._live = _Live(segment, None, rate)
         try:
-            recognizer = await _guard(
+            recognizer = await guard(
                 self._ctx.recognizer.open_session(sample_rate=rate, language=language)
             )
-        except _RecognizerFailed as exc:
+        except RecognizerFailed as exc:
             await self._failed(exc)
             return
         self._live = self._live._replace(session=recognizer)
@@ -176,8 +169,8 @@ class SegmentWorker:
         for i in range(0, len(pcm), chunk_bytes):
             chunk = pcm[i : i + chunk_bytes]
             try:
-                hyps = await _guard(live.session.feed(chunk))
-            except _RecognizerFailed as exc:
+                hyps = await guard(live.session.feed(chunk))
+            except RecognizerFailed as exc:
                 await self._failed(exc)
                 return
             live.segment.fed_bytes += len(chunk)
@@ -189,8 +182,8 @@ class SegmentWorker:
             await self._release()
             return
         try:
-            hyps = await _guard(live.session.flush())
-        except _RecognizerFailed as exc:
+            hyps = await guard(live.session.flush())
+        except RecognizerFailed as exc:
             await self._failed(exc)
             await self._release()
             return
@@ -201,9 +194,9 @@ class SegmentWorker:
         """Forget the segment under way, closing its recognizer session."""
         live, self._live = self._live, None
         if live is not None and live.session is not None:
-            await _close_session(live.session)
+            await close_session(live.session)
 
-    async def _failed(self, exc: _RecognizerFailed) -> None:
+    async def _failed(self, exc: RecognizerFailed) -> None:
         assert self._live is not None
         segment = self._live.segment
         _log.warning("recognizer failed", item_id=segment.item_id, error=str(exc))
@@ -218,20 +211,3 @@ class SegmentWorker:
 
 def _fed_ms(live: _Live) -> int:
     return live.segment.fed_bytes * 500 // live.sample_rate
-
-
-async def _guard(call: Awaitable[_T]) -> _T:
-    """Await a recognizer call; its failures become :class:`_RecognizerFailed`."""
-    try:
-        return await call
-    except Exception as exc:
-        raise _RecognizerFailed(str(exc) or type(exc).__name__) from exc
-
-
-async def _close_session(session: RecognizerSession) -> None:
-    """Close a recognizer session even while cancelled, but not forever."""
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + _SESSION_CLOSE_S):
-        try:
-            await session.aclose()
-        except Exception:
-            _log.exception("recognizer session did not close cleanly")

@@ -1,0 +1,222 @@
+"""One inference task's state and its recognizer task (``/api-ws/v1/inference``).
+
+The connection (:mod:`.inference`) reads frames and puts a task's audio in its
+:class:`~.audio.AudioQueue`; :class:`TaskRecognizer` runs beside the reader,
+one per ``run-task``: it drains that queue into a recognizer session in
+``feed_chunk_ms`` pieces, sends the results (paced by ``partial_interval_ms``),
+flushes on ``finish-task`` and sends ``task-finished``. A recognizer failure
+sends ``task-failed`` ``InternalError`` and closes with 1011.
+
+gummy (DASHSCOPE.md §4): results are shaped by
+:func:`~.shaping.gummy_output`, translations rendered by the context's
+translator (the labelled stand-in when there is none). gummy-chat recognizes
+**one sentence per task**: once its final is sent the recognizer task stops
+feeding, the reader drops further audio unrecognized and unbilled, and the task
+waits for ``finish-task`` — or, with ``SimConfig.gummy_chat_auto_finish``,
+sends ``task-finished`` at once (whether the service does is undocumented,
+§13.1). A gummy-chat task whose audio reaches ``gummy_chat_max_audio_s`` (60 s,
+§2.5/§8) without a sentence end has its sentence ended there: the recognizer
+is flushed and its final is the sentence end ("≥1 min of speech is treated as
+one sentence"; the service's error-and-disconnect for longer audio is not
+modelled — a guess). ``max_end_silence`` is accepted but does not reach the
+recognizer: :meth:`~adapters.recognizers.base.Recognizer.open_session` has no
+sentence-end-silence knob (the scripted recognizer's is fixed per recognizer,
+``VadConfig.max_sentence_silence_ms``, 700 ms by default — gummy-chat's
+documented default; sphinx has none).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+import trio
+
+from adapters.dashscope import messages as m
+
+from .audio import AudioQueue, TaskAudio
+from .recognizer_calls import RecognizerFailed, close_session, guard
+from .shaping import PartialFilter, gummy_output, sentence_output, sentence_usage
+
+if TYPE_CHECKING:
+    from adapters.recognizers.base import Hypothesis, Recognizer, RecognizerSession
+
+    from .config import SimConfig
+    from .translate import Translator
+    from .validation import TaskSpec
+
+__all__ = ["Task", "TaskRecognizer"]
+
+_log = structlog.get_logger()
+
+
+class Task:
+    """One task's state, shared by the reader and its recognizer task."""
+
+    def __init__(self, spec: TaskSpec, queue_limit_bytes: int, now: float) -> None:
+        self.spec = spec
+        self.audio = TaskAudio(spec.audio_format, spec.sample_rate)
+        self.queue = AudioQueue(queue_limit_bytes)
+        self.scope = trio.CancelScope()
+        self.context: dict[str, Any] = {}  # the latest continue-task payload.input
+        self.ended = False  # task-finished or task-failed sent: send nothing more
+        self.utterance_over = False  # gummy-chat: its one sentence ended; audio is ignored
+        self.outcome = "closed by client"
+        self.started_at = now
+        self.last_voice_at = now
+        self.last_heartbeat_at = now
+        self.frames_in = 0
+        self.partials = 0
+        self.finals = 0
+        self.heartbeats = 0
+
+
+class TaskSender(Protocol):
+    """The connection's send path: the core's frame for ``command``, dropped once ``task`` ended."""
+
+    async def __call__(self, command: m.ServerCommand, task: Task | None = None) -> None: ...
+
+
+class Shutdown(Protocol):
+    """Ends the connection with a close code (not a checkpoint)."""
+
+    def __call__(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class TaskRecognizer:
+    """Runs the recognizer task of each of one connection's tasks.
+
+    Args:
+        config: the timings (``feed_chunk_ms``, ``partial_interval_ms``, gummy-chat's cap).
+        recognizer: opens one session per task.
+        translator: renders gummy's translations.
+        send: the connection's send path.
+        shutdown: ends the connection (on a recognizer failure).
+    """
+
+    def __init__(
+        self,
+        config: SimConfig,
+        recognizer: Recognizer,
+        translator: Translator,
+        send: TaskSender,
+        shutdown: Shutdown,
+    ) -> None:
+        self._config = config
+        self._recognizer = recognizer
+        self._translator = translator
+        self._send = send
+        self._shutdown = shutdown
+
+    async def run(self, task: Task) -> None:
+        """Recognize ``task`` until it finishes, fails or is cancelled (``task.scope``).
+
+        Cancellation:
+            The recognizer session is closed (shielded, bounded); ``task.outcome``
+            says why the task ended.
+        """
+        spec = task.spec
+        with structlog.contextvars.bound_contextvars(task_id=spec.task_id):
+            _log.info(
+                "task started",
+                model=spec.model,
+                format=spec.audio_format,
+                sample_rate=spec.sample_rate,
+                heartbeat=spec.heartbeat,
+                **_gummy_log_fields(spec),
+            )
+            try:
+                with task.scope:
+                    await self._recognize(task)
+            except RecognizerFailed as exc:
+                _log.exception("recognizer failed")
+                task.outcome = "InternalError"
+                await self._send(m.FailTask("InternalError", f"recognizer failed: {exc}"), task)
+                self._shutdown(1011, "recognizer failed")
+            finally:
+                _log.info(
+                    "task ended",
+                    outcome=task.outcome,
+                    frames_in=task.frames_in,
+                    audio_ms=task.audio.duration_ms,
+                    partials=task.partials,
+                    finals=task.finals,
+                    heartbeats=task.heartbeats,
+                    seconds=round(trio.current_time() - task.started_at, 3),
+                )
+
+    async def _recognize(self, task: Task) -> None:
+        spec = task.spec
+        session = await guard(
+            self._recognizer.open_session(sample_rate=spec.sample_rate, language=spec.language)
+        )
+        try:
+            chunk_bytes = self._config.feed_chunk_ms * spec.sample_rate // 1000 * 2
+            fed_ms = await self._feed(task, session, chunk_bytes)
+            if not task.utterance_over:
+                await self._emit(task, await guard(session.flush()), fed_ms)
+            elif not self._config.gummy_chat_auto_finish:
+                while await task.queue.get(chunk_bytes) is not None:
+                    pass  # gummy-chat after its sentence: wait for finish-task
+            task.outcome = "finished"
+            await self._send(m.FinishTaskReply({"duration": task.audio.billed_seconds}), task)
+        finally:
+            await close_session(session)
+
+    async def _feed(self, task: Task, session: RecognizerSession, chunk_bytes: int) -> int:
+        """Recognize the task's audio until ``finish-task`` or a gummy-chat sentence end.
+
+        Returns:
+            The milliseconds of audio recognized.
+        """
+        spec = task.spec
+        partials = PartialFilter(self._config.partial_interval_ms)
+        cap: int | None = None  # gummy-chat's audio cap, in bytes
+        if spec.gummy is not None and spec.gummy.utterance:
+            cap = int(self._config.gummy_chat_max_audio_s * spec.sample_rate) * 2
+        fed = 0  # bytes; ms = bytes * 500 // rate
+        while not task.utterance_over and (chunk := await task.queue.get(chunk_bytes)) is not None:
+            if cap is not None:
+                chunk = chunk[: cap - fed]
+            hyps = await guard(session.feed(chunk))
+            fed += len(chunk)
+            fed_ms = fed * 500 // spec.sample_rate
+            await self._emit(task, partials.select(hyps, fed_ms), fed_ms)
+            if cap is not None and fed >= cap and not task.utterance_over:
+                _log.info("gummy-chat audio cap reached", audio_ms=fed_ms)
+                await self._emit(task, await guard(session.flush()), fed_ms)
+                task.utterance_over = True
+        return fed * 500 // spec.sample_rate
+
+    async def _emit(self, task: Task, hyps: list[Hypothesis], fed_ms: int) -> None:
+        gummy = task.spec.gummy
+        for hyp in hyps:
+            if task.utterance_over:
+                return  # gummy-chat: nothing after its sentence end
+            if hyp.final:
+                task.finals += 1
+            else:
+                task.partials += 1
+            if gummy is None:
+                output = sentence_output(hyp)
+            else:
+                output = gummy_output(
+                    hyp,
+                    transcription=gummy.transcription,
+                    targets=gummy.targets,
+                    translator=self._translator,
+                    current_ms=fed_ms,
+                )
+                task.utterance_over = gummy.utterance and hyp.final
+            await self._send(m.SendResult(output, sentence_usage(hyp)), task)
+
+
+def _gummy_log_fields(spec: TaskSpec) -> dict[str, Any]:
+    gummy = spec.gummy
+    if gummy is None:
+        return {}
+    return {
+        "transcription": gummy.transcription,
+        "targets": list(gummy.targets),
+        "utterance": gummy.utterance,
+    }

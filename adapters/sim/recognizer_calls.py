@@ -1,0 +1,51 @@
+"""Calling a recognizer session from a simulator connection.
+
+Both endpoints drive a :class:`~adapters.recognizers.base.RecognizerSession`
+the same way: any failure of a call becomes one :class:`RecognizerFailed` (the
+inference task fails with ``InternalError``; a realtime segment fails alone),
+and a session is closed even while its task is cancelled, but not forever.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import structlog
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from adapters.recognizers.base import RecognizerSession
+
+__all__ = ["RecognizerFailed", "close_session", "guard"]
+
+_log = structlog.get_logger()
+
+_SESSION_CLOSE_S: Final = 5.0
+
+_T = TypeVar("_T")
+
+
+class RecognizerFailed(Exception):
+    """A recognizer call raised; its message says what went wrong."""
+
+
+async def guard(call: Awaitable[_T]) -> _T:
+    """Await a recognizer call; its failures become :class:`RecognizerFailed`."""
+    try:
+        return await call
+    except Exception as exc:
+        raise RecognizerFailed(str(exc) or type(exc).__name__) from exc
+
+
+async def close_session(session: RecognizerSession) -> None:
+    """Close a recognizer session even while cancelled, but not for more than 5 s.
+
+    Error handling: a failing ``aclose()`` is logged, not raised.
+    """
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + _SESSION_CLOSE_S):
+        try:
+            await session.aclose()
+        except Exception:
+            _log.exception("recognizer session did not close cleanly")
