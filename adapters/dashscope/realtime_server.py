@@ -4,12 +4,13 @@ It merges and validates ``session.update`` (``realtime_session.merge_session``),
 decodes appends, never lets client garbage crash it (``BadRequest``), and
 keeps a response's ids consistent: every response command must name an open
 response and its item, ``session.finished`` waits until every response is done.
+Frames to events and commands to frames: :mod:`.realtime_server_frames`.
 Re-exported by ``realtime``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -17,7 +18,8 @@ from . import realtime_messages as m
 from . import realtime_wire as w
 from ._core import MAX_TEXT_FRAME, UNDECODABLE, Core, new_id
 from ._realtime_state import SERVER_TRANSITIONS, ServerState
-from .realtime_session import default_session, merge_session
+from .realtime_server_frames import client_event, server_frame
+from .realtime_session import default_session
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -104,7 +106,7 @@ class RealtimeServer(Core):
         except UNDECODABLE as exc:
             self._deliver(self._bad(data, exc))
             return
-        self._deliver(self._interpret(frame))
+        self._deliver(client_event(frame, session=self.session, created=self.default))
 
     def _bad(self, data: str, exc: Exception) -> m.BadRequest:
         try:
@@ -115,27 +117,6 @@ class RealtimeServer(Core):
         if envelope.type not in w.CLIENT_TYPES:
             return m.BadRequest(f"invalid event type {envelope.type!r}", event_id)
         return m.BadRequest(f"malformed {envelope.type}: {exc}", event_id)
-
-    def _interpret(self, frame: w.AnyClientFrame) -> m.ServerEvent:
-        event_id = frame.event_id
-        match frame:
-            case w.SessionUpdateFrame(session=update):
-                merged = merge_session(self.session, update, self.default)
-                if isinstance(merged, w.WireSession):
-                    return m.SessionUpdateRequested(event_id, update, merged)
-                reply = m.SendError(merged.code, merged.message, merged.param, event_id)
-                return m.SessionUpdateRejected(event_id, reply)
-            case w.AudioAppendFrame(audio=pcm):
-                return m.AudioAppended(event_id, pcm)
-            case w.ImageAppendFrame(image=jpeg):
-                return m.ImageAppended(event_id, jpeg)
-            case w.CommitFrame():
-                return m.CommitRequested(event_id)
-            case w.ClearFrame():
-                return m.ClearRequested(event_id)
-            case w.FinishFrame():
-                return m.FinishRequested(event_id)
-        raise AssertionError(f"unhandled frame {frame!r}")  # pragma: no cover
 
     def _deliver(self, event: m.ServerEvent) -> None:
         before = self._state
@@ -157,8 +138,25 @@ class RealtimeServer(Core):
         self._check_live()
         self._check_ids(command)
         self._local(command)
-        frame = self._frame(command)
+        frame = server_frame(
+            command,
+            event_id=self._ids("event"),
+            session=self.session,
+            created=self.default,
+            conversation_id=self.conversation_id,
+        )
+        self._book(command)
         return self._encoder.encode(frame).decode()
+
+    def _book(self, command: m.ServerCommand) -> None:
+        """Keep the confirms owed and the open responses (after the frame is made)."""
+        match command:
+            case m.ConfirmSession():
+                self._pending_confirms -= 1
+            case m.CreateResponse(response_id, item_id):
+                self._open[response_id] = item_id
+            case m.FinishResponse(response_id):
+                del self._open[response_id]
 
     def send_all(self, commands: Sequence[m.ServerCommand]) -> list[str]:
         """``send`` each command in order; the frames, in order."""
@@ -261,155 +259,3 @@ class RealtimeServer(Core):
                     f"{type(command).__name__} for response {command.response_id!r} / item "
                     f"{command.item_id!r}, but the open responses are {self._open}"
                 )
-
-    def _frame(self, command: m.ServerCommand) -> w.ServerFrame:
-        event_id = self._ids("event")
-        part_type = "audio" if self.audio_output else "text"
-        match command:
-            case m.CreateSession():
-                # What the service created on upgrade: an early update shows in session.updated.
-                return w.SessionCreatedFrame(event_id=event_id, session=self.default)
-            case m.ConfirmSession():
-                self._pending_confirms -= 1
-                return w.SessionUpdatedFrame(event_id=event_id, session=self.session)
-            case m.SendError(code, message, param, offending):
-                error = _error("invalid_request_error", code, message, param, offending)
-                return w.ErrorFrame(event_id=event_id, error=error)
-            case m.FailSession(code, message, kind, param, offending):
-                error = _error(kind, code, message, param, offending)
-                return w.ErrorFrame(event_id=event_id, error=error)
-            case m.StartSpeech(start, item_id):
-                return w.SpeechStartedFrame(
-                    event_id=event_id, audio_start_ms=start, item_id=_some(item_id)
-                )
-            case m.StopSpeech(end, item_id):
-                return w.SpeechStoppedFrame(
-                    event_id=event_id, audio_end_ms=end, item_id=_some(item_id)
-                )
-            case m.AckCommit(item_id, previous):
-                return w.AudioCommittedFrame(
-                    event_id=event_id, item_id=_some(item_id), previous_item_id=_some(previous)
-                )
-            case m.AckClear():
-                return w.AudioClearedFrame(event_id=event_id)
-            case m.CreateItem(item_id, previous, role):
-                item = w.WireItem(id=item_id, status="in_progress", role=role)
-                return w.ItemCreatedFrame(event_id=event_id, item=item, previous_item_id=previous)
-            case m.SendSourcePartial(item_id, text, stash, language, emotion):
-                return w.TranscriptionTextFrame(
-                    event_id=event_id,
-                    item_id=item_id,
-                    text=text,
-                    stash=stash,
-                    language=_some(language),
-                    emotion=_some(emotion),
-                )
-            case m.SendSourceFinal(item_id, transcript, language, emotion):
-                return w.TranscriptionCompletedFrame(
-                    event_id=event_id,
-                    item_id=item_id,
-                    transcript=transcript,
-                    language=_some(language),
-                    emotion=_some(emotion),
-                )
-            case m.SendSourceFailed(item_id, code, message):
-                failure = w.WireItemError(code=code, message=message)
-                return w.TranscriptionFailedFrame(event_id=event_id, item_id=item_id, error=failure)
-            case m.CreateResponse(response_id, item_id):
-                self._open[response_id] = item_id
-                response = self._response(response_id, "in_progress", [])
-                return w.ResponseCreatedFrame(event_id=event_id, response=response)
-            case m.AddOutputItem(response_id, item_id):
-                item = w.WireItem(id=item_id, status="in_progress", role="assistant")
-                return w.OutputItemAddedFrame(event_id=event_id, response_id=response_id, item=item)
-            case m.AddContentPart(response_id, item_id):
-                return w.ContentPartAddedFrame(
-                    event_id=event_id,
-                    response_id=response_id,
-                    item_id=item_id,
-                    part=w.WirePart(type=part_type, text=""),
-                )
-            case m.SendTranslationPartial(response_id, item_id, text, stash):
-                if self.audio_output:
-                    return w.AudioTranscriptTextFrame(
-                        event_id=event_id,
-                        response_id=response_id,
-                        item_id=item_id,
-                        text=text,
-                        stash=stash,
-                    )
-                return w.TextTextFrame(
-                    event_id=event_id,
-                    response_id=response_id,
-                    item_id=item_id,
-                    text=text,
-                    stash=stash if stash else msgspec.UNSET,
-                )
-            case m.SendAudioDelta(response_id, item_id, pcm):
-                return w.AudioDeltaFrame(
-                    event_id=event_id, response_id=response_id, item_id=item_id, delta=pcm
-                )
-            case m.SendTranslationFinal(response_id, item_id, text):
-                if self.audio_output:
-                    return w.AudioTranscriptDoneFrame(
-                        event_id=event_id, response_id=response_id, item_id=item_id, transcript=text
-                    )
-                return w.TextDoneFrame(
-                    event_id=event_id, response_id=response_id, item_id=item_id, text=text
-                )
-            case m.FinishAudio(response_id, item_id):
-                return w.AudioDoneFrame(event_id=event_id, response_id=response_id, item_id=item_id)
-            case m.FinishContentPart(response_id, item_id, text):
-                return w.ContentPartDoneFrame(
-                    event_id=event_id,
-                    response_id=response_id,
-                    item_id=item_id,
-                    part=w.WirePart(type=part_type, text=text),
-                )
-            case m.FinishOutputItem(response_id, item_id, text):
-                item = _done_item(item_id, part_type, "text", text)
-                return w.OutputItemDoneFrame(event_id=event_id, response_id=response_id, item=item)
-            case m.FinishResponse(response_id, item_id, text, usage, status):
-                del self._open[response_id]
-                key = "transcript" if part_type == "audio" else "text"
-                output = [_done_item(item_id, part_type, key, text)]
-                response = self._response(response_id, status, output, usage or w.WireUsage())
-                return w.ResponseDoneFrame(event_id=event_id, response=response)
-            case m.FinishSessionReply():
-                return w.SessionFinishedFrame(event_id=event_id)
-        raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
-
-    def _response(
-        self,
-        response_id: str,
-        status: str,
-        output: list[w.WireItem],
-        usage: w.WireUsage | msgspec.UnsetType = msgspec.UNSET,
-    ) -> w.WireResponse:
-        session = self.session
-        return w.WireResponse(
-            id=response_id,
-            status=status,
-            conversation_id=self.conversation_id,
-            modalities=session.modalities,
-            voice=session.voice,
-            output_audio_format=session.output_audio_format,
-            output=output,
-            usage=usage,
-        )
-
-
-def _error(
-    kind: str, code: str, message: str, param: str | None, event_id: str | None
-) -> w.WireError:
-    return w.WireError(type=kind, code=code, message=message, param=param, event_id=_some(event_id))
-
-
-def _some(value: str | None) -> str | msgspec.UnsetType:
-    """Optional ids are left out of the frame when there are none (as in §5.3)."""
-    return msgspec.UNSET if value is None else value
-
-
-def _done_item(item_id: str, part_type: str, key: str, text: str) -> w.WireItem:
-    content: list[dict[str, Any]] = [{"type": part_type, key: text}]
-    return w.WireItem(id=item_id, status="completed", role="assistant", content=content)
