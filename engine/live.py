@@ -40,7 +40,7 @@ from engine.pipeline import open_outputs
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
-    from adapters.audio.devices import AudioBackend
+    from adapters.audio.backend import AudioBackend
     from adapters.dashscope.ws import Dialer
     from adapters.sinks.base import Sink
     from engine.clock import WallClock
@@ -189,7 +189,7 @@ async def _capture(
     task_status: trio.TaskStatus[mic.MicStats] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the mic actor; a device that never came back is reported, not raised."""
-    from adapters.audio.devices import DeviceFailed
+    from adapters.audio.backend import DeviceFailed
 
     started = False
     errors = events.clone()

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import TextIO
 
-    from adapters.audio.devices import AudioBackend
+    from adapters.audio.backend import AudioBackend
     from adapters.dashscope.models import ModelSpec
     from adapters.dashscope.ws import Dialer
 
@@ -110,7 +110,8 @@ async def devices(
     args: argparse.Namespace, *, backend: AudioBackend | None = None, out: TextIO | None = None
 ) -> int:
     """Print every device PortAudio sees (inputs, then outputs; ``*`` = default)."""
-    from adapters.audio.devices import format_device_table, list_devices, load_backend
+    from adapters.audio.devices import format_device_table, list_devices
+    from adapters.audio.portaudio import load_backend
 
     def listing() -> str:
         return format_device_table(list_devices(backend or load_backend()))
@@ -143,7 +144,7 @@ async def listen(
         raise ConfigError("--block-ms must be 0 or more and --finish-timeout positive")
     device = _device(args.device)
     if backend is None:
-        from adapters.audio.devices import load_backend
+        from adapters.audio.portaudio import load_backend
 
         backend = await trio.to_thread.run_sync(load_backend)
     await trio.to_thread.run_sync(_check_device, backend, device)  # fail before connecting
@@ -274,7 +275,8 @@ async def _run(
 
 
 def _check_device(backend: AudioBackend, device: str | int | None) -> None:
-    from adapters.audio.devices import DeviceNotFound, reinitialize, resolve_input
+    from adapters.audio.backend import DeviceNotFound
+    from adapters.audio.devices import reinitialize, resolve_input
 
     try:
         resolve_input(backend, device)

@@ -1,188 +1,33 @@
-"""Audio devices through PortAudio (sounddevice), behind a small injectable backend.
+"""Audio devices: listing them, resolving ``--device``, and the ``steno devices`` table.
 
-File work never needs PortAudio, so ``sounddevice`` is imported only by
-:func:`load_backend`; without Debian's ``libportaudio2`` that import raises
-``OSError``, which becomes a :class:`~engine.errors.ConfigError` naming the fix.
-
-The engine talks to PortAudio only through :class:`AudioBackend` (capture) and
-:class:`OutputBackend` (playback), a handful of calls named after sounddevice's:
-:class:`SoundDeviceBackend` is the real one (both) and tests pass a fake with the same
-calls (``adapters.audio.fakeportaudio``), so most tests need no device. Backends
-raise only our errors: a PortAudio failure is :class:`DeviceFailed`, a device that
-does not exist is :class:`DeviceNotFound`.
-
-Measured PortAudio behaviour this is built on (``/work/shared/research/AUDIO.md``):
-the device list is read once at initialisation, so a device that appears later is
-invisible until :func:`reinitialize`, which also closes *every* open stream in the
-process; a stream whose device died never recovers and must be closed, never
-restarted.
+Everything here goes through a backend's :class:`~adapters.audio.backend.DeviceQueries`
+(the real PortAudio one, :mod:`adapters.audio.portaudio`, or the fake), so it
+never imports PortAudio itself. PortAudio reads the device list once at
+initialisation: a device that appears later is invisible until
+:func:`reinitialize`, which also closes *every* open stream in the process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, final
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
-from engine.errors import ConfigError, InputError, map_exceptions
+from .backend import DeviceNotFound
 
 if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import NDArray
+    from collections.abc import Sequence
+
+    from .backend import AudioBackend, DeviceQueries
 
 __all__ = [
-    "AudioBackend",
-    "CallbackStatus",
-    "DeviceFailed",
     "DeviceInfo",
-    "DeviceNotFound",
-    "DeviceQueries",
-    "InputCallback",
-    "InputHandle",
-    "OutputBackend",
-    "OutputCallback",
-    "OutputHandle",
-    "OutputStatus",
-    "SoundDeviceBackend",
     "format_device_table",
     "list_devices",
-    "load_backend",
     "reinitialize",
     "resolve_input",
     "resolve_output",
 ]
-
-PORTAUDIO_FIX: Final = "fix: apt-get install libportaudio2"
-
-
-# Errors (subclasses of the engine's families, so callers may catch either)
-
-
-class DeviceNotFound(ConfigError):
-    """No input (or output) device matches what was asked for (the message lists those
-    that exist)."""
-
-
-class DeviceFailed(InputError):
-    """PortAudio failed: a device could not be opened, or it went away."""
-
-
-# The backend interface
-
-
-class CallbackStatus(Protocol):
-    """The status flags PortAudio hands the input callback (sounddevice's CallbackFlags)."""
-
-    @property
-    def input_overflow(self) -> bool: ...
-
-    @property
-    def input_underflow(self) -> bool: ...
-
-
-#: ``callback(indata, frames, time_info, status)``, called on PortAudio's own thread with
-#: ``indata`` float32 of shape (frames, channels), valid only during the call.
-InputCallback = Callable[["NDArray[np.float32]", int, Any, CallbackStatus], None]
-
-
-class InputHandle(Protocol):
-    """An open input stream (sounddevice's ``InputStream``)."""
-
-    @property
-    def active(self) -> bool: ...
-
-    @property
-    def stopped(self) -> bool: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class OutputStatus(Protocol):
-    """The status flag PortAudio hands the output callback (sounddevice's CallbackFlags)."""
-
-    @property
-    def output_underflow(self) -> bool: ...
-
-
-#: ``callback(outdata, frames, time_info, status)``, called on PortAudio's own thread;
-#: it must fill ``outdata`` (``frames`` × channels int16 samples, as bytes) completely.
-OutputCallback = Callable[[memoryview, int, Any, OutputStatus], None]
-
-
-class OutputHandle(InputHandle, Protocol):
-    """An open output stream (sounddevice's ``RawOutputStream``): the same calls, and
-    the output latency."""
-
-    @property
-    def latency(self) -> float:
-        """Seconds from the callback filling a block to the block being heard."""
-        ...
-
-
-class DeviceQueries(Protocol):
-    """The device-listing calls every backend has. Each blocks (call it from a thread)
-    and raises only :class:`DeviceFailed`."""
-
-    def query_devices(self) -> Sequence[Mapping[str, Any]]:
-        """Every device, as sounddevice's dicts (``name``, ``index``, ``hostapi``,
-        ``max_input_channels``, ``max_output_channels``, ``default_samplerate``)."""
-        ...
-
-    def query_hostapis(self) -> Sequence[Mapping[str, Any]]: ...
-
-    def default_input(self) -> int:
-        """The default input's index, or -1 when there is none."""
-        ...
-
-    def default_output(self) -> int: ...
-
-
-class AudioBackend(DeviceQueries, Protocol):
-    """The PortAudio calls capture makes. Every method blocks (call it from a thread)
-    and raises only :class:`DeviceFailed` for PortAudio failures."""
-
-    def open_input(
-        self,
-        *,
-        device: int,
-        samplerate: int,
-        channels: int,
-        blocksize: int,
-        callback: InputCallback,
-        finished_callback: Callable[[], None],
-    ) -> InputHandle:
-        """Open (not start) a float32 callback input stream."""
-        ...
-
-    def reinitialize(self) -> None:
-        """Terminate and re-initialise PortAudio (re-reads the device list; closes every
-        open stream of the process)."""
-        ...
-
-
-class OutputBackend(DeviceQueries, Protocol):
-    """The PortAudio calls playback makes: blocking, raising only :class:`DeviceFailed`."""
-
-    def open_output(
-        self,
-        *,
-        device: int,
-        samplerate: int,
-        channels: int,
-        blocksize: int,
-        callback: OutputCallback,
-        finished_callback: Callable[[], None],
-    ) -> OutputHandle:
-        """Open (not start) an int16 callback output stream."""
-        ...
-
-
-# Device information
 
 
 class DeviceInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -329,146 +174,3 @@ def format_device_table(devices: Sequence[DeviceInfo]) -> str:
                 f"({d.hostapi}, {d.rate} Hz, {channels} ch)"
             )
     return "\n".join(lines) + "\n"
-
-
-# The real backend
-
-
-def load_backend() -> SoundDeviceBackend:
-    """Import sounddevice (and with it PortAudio) now.
-
-    Raises:
-        ConfigError: sounddevice or the PortAudio library is not installed.
-    """
-    try:
-        import sounddevice
-    except OSError as exc:  # the wheel is there, libportaudio.so.2 is not
-        raise ConfigError(
-            f"live audio needs the PortAudio library ({exc}); {PORTAUDIO_FIX}"
-        ) from None
-    except ImportError:
-        raise ConfigError(
-            "live audio needs the sounddevice package; fix: pip install 'stenograph[audio]'"
-        ) from None
-    return SoundDeviceBackend(sounddevice)
-
-
-@final
-class SoundDeviceBackend:
-    """:class:`AudioBackend` on the ``sounddevice`` module. Made by :func:`load_backend`."""
-
-    def __init__(self, sd: Any) -> None:
-        self._sd = sd
-        self._errors: Mapping[type[BaseException], type[DeviceFailed]] = {
-            sd.PortAudioError: DeviceFailed,
-            ValueError: DeviceFailed,  # sounddevice's "No input device matching …"
-        }
-
-    def query_devices(self) -> Sequence[Mapping[str, Any]]:
-        with map_exceptions(self._errors):
-            return list(self._sd.query_devices())
-
-    def query_hostapis(self) -> Sequence[Mapping[str, Any]]:
-        with map_exceptions(self._errors):
-            return list(self._sd.query_hostapis())
-
-    def default_input(self) -> int:
-        return self._default(0)
-
-    def default_output(self) -> int:
-        return self._default(1)
-
-    def _default(self, which: int) -> int:
-        with map_exceptions(self._errors):
-            value = self._sd.default.device[which]
-        return -1 if value is None else int(value)
-
-    def open_input(
-        self,
-        *,
-        device: int,
-        samplerate: int,
-        channels: int,
-        blocksize: int,
-        callback: InputCallback,
-        finished_callback: Callable[[], None],
-    ) -> InputHandle:
-        with map_exceptions(self._errors):
-            stream: InputHandle = self._sd.InputStream(
-                device=device,
-                samplerate=samplerate,
-                channels=channels,
-                dtype="float32",
-                blocksize=blocksize,
-                callback=callback,
-                finished_callback=finished_callback,
-            )
-        return _MappedHandle(stream, self._errors)
-
-    def open_output(
-        self,
-        *,
-        device: int,
-        samplerate: int,
-        channels: int,
-        blocksize: int,
-        callback: OutputCallback,
-        finished_callback: Callable[[], None],
-    ) -> OutputHandle:
-        def raw_callback(outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-            callback(memoryview(outdata), frames, time_info, status)  # cffi buffer → bytes
-
-        with map_exceptions(self._errors):
-            stream: OutputHandle = self._sd.RawOutputStream(
-                device=device,
-                samplerate=samplerate,
-                channels=channels,
-                dtype="int16",
-                blocksize=blocksize,
-                callback=raw_callback,
-                finished_callback=finished_callback,
-            )
-        return _MappedHandle(stream, self._errors)
-
-    def reinitialize(self) -> None:
-        with map_exceptions(self._errors):
-            self._sd._terminate()
-            self._sd._initialize()
-
-
-@final
-class _MappedHandle:
-    """A stream (input or output) whose PortAudio errors come out as :class:`DeviceFailed`."""
-
-    def __init__(
-        self, stream: InputHandle, errors: Mapping[type[BaseException], type[DeviceFailed]]
-    ) -> None:
-        self._stream = stream
-        self._errors = errors
-
-    @property
-    def active(self) -> bool:
-        with map_exceptions(self._errors):
-            return bool(self._stream.active)
-
-    @property
-    def stopped(self) -> bool:
-        with map_exceptions(self._errors):
-            return bool(self._stream.stopped)
-
-    @property
-    def latency(self) -> float:
-        with map_exceptions(self._errors):
-            return float(getattr(self._stream, "latency", 0.0))
-
-    def start(self) -> None:
-        with map_exceptions(self._errors):
-            self._stream.start()
-
-    def stop(self) -> None:
-        with map_exceptions(self._errors):
-            self._stream.stop()
-
-    def close(self) -> None:
-        with map_exceptions(self._errors):
-            self._stream.close()

@@ -1,11 +1,11 @@
 """A fake PortAudio for tests: devices that can be unplugged and replugged.
 
-:class:`FakeBackend` implements :class:`~adapters.audio.devices.AudioBackend` and
-:class:`~adapters.audio.devices.OutputBackend` the way the real one was measured to
+:class:`FakeBackend` implements :class:`~adapters.audio.backend.AudioBackend` and
+:class:`~adapters.audio.backend.OutputBackend` the way the real one was measured to
 behave (``/work/shared/research/AUDIO.md``): the device
 list is cached until :meth:`FakeBackend.reinitialize`; a lost device's stream goes
 inactive without being stopped and calls ``finished_callback``; opening a device that
-is gone raises :class:`~adapters.audio.devices.DeviceFailed`. Tests drive the audio
+is gone raises :class:`~adapters.audio.backend.DeviceFailed`. Tests drive the audio
 callback by hand with :meth:`FakeInputStream.feed`, and pull played audio out of an
 output stream with :meth:`FakeOutputStream.pull` (house rule R15: test helpers
 ship with the package, so adapters written by others can be tested the same way).
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
 
-from adapters.audio.devices import DeviceFailed
+from adapters.audio.backend import DeviceFailed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from adapters.audio.devices import (
+    from adapters.audio.backend import (
         CallbackStatus,
         InputCallback,
         InputHandle,

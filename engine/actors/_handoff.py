@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, final
 import numpy as np
 import trio
 
-from adapters.audio.devices import DeviceFailed
+from adapters.audio.backend import DeviceFailed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator

@@ -51,8 +51,10 @@ import msgspec
 import structlog
 import trio
 
-from adapters.audio.devices import DeviceFailed, DeviceNotFound, load_backend, resolve_input
+from adapters.audio.backend import DeviceFailed, DeviceNotFound
+from adapters.audio.devices import resolve_input
 from adapters.audio.pcm import to_mono_float32
+from adapters.audio.portaudio import load_backend
 from engine.actors._handoff import (
     Audio,
     BoundedCalls,
@@ -72,7 +74,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from adapters.audio.devices import AudioBackend, CallbackStatus, DeviceInfo, InputHandle
+    from adapters.audio.backend import AudioBackend, CallbackStatus, InputHandle
+    from adapters.audio.devices import DeviceInfo
 
 __all__ = ["MicConfig", "MicStats", "run"]
 
@@ -432,7 +435,7 @@ async def run(
         events: where :class:`DeviceLost`, :class:`DeviceRestored` and
             :class:`AudioGap` go.
         config: the device and the loss policy.
-        backend: PortAudio (default: :func:`~adapters.audio.devices.load_backend`).
+        backend: PortAudio (default: :func:`~adapters.audio.portaudio.load_backend`).
         stop: setting it ends capture gracefully (the queue is drained first).
         run_blocking: runs a blocking PortAudio call (default: a worker thread, abandoned
             after ``call_timeout_s``).

@@ -48,7 +48,9 @@ import msgspec
 import structlog
 import trio
 
-from adapters.audio.devices import DeviceFailed, load_backend, resolve_output
+from adapters.audio.backend import DeviceFailed
+from adapters.audio.devices import resolve_output
+from adapters.audio.portaudio import load_backend
 from adapters.audio.resample import Pcm16Converter
 from engine.actors._handoff import BoundedCalls, in_thread
 from engine.actors._playring import PcmRing, PlaybackStats
@@ -58,7 +60,8 @@ from engine.events import TranslatedAudio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from adapters.audio.devices import DeviceInfo, OutputBackend, OutputHandle, OutputStatus
+    from adapters.audio.backend import OutputBackend, OutputHandle, OutputStatus
+    from adapters.audio.devices import DeviceInfo
     from engine.events import Event
 
 __all__ = [
@@ -377,7 +380,7 @@ async def run(
     Args:
         inbox: the stream's events; only :class:`~engine.events.TranslatedAudio` is used.
         config: the device, the ring's capacity and the loss policy.
-        backend: PortAudio (default: :func:`~adapters.audio.devices.load_backend`).
+        backend: PortAudio (default: :func:`~adapters.audio.portaudio.load_backend`).
         run_blocking: runs a blocking PortAudio call (default: a worker thread,
             abandoned after ``call_timeout_s``).
         task_status: gets the live :class:`PlaybackStats` once the device plays.

@@ -44,7 +44,7 @@ import msgspec
 import structlog
 import trio
 
-from adapters.audio.devices import DeviceFailed, DeviceNotFound
+from adapters.audio.backend import DeviceFailed, DeviceNotFound
 from adapters.audio.files import open_audio_source
 from engine._util import unwrap_single_group
 from engine.actors import mic
@@ -59,7 +59,7 @@ from engine.stream import to_mono_float32
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 
-    from adapters.audio.devices import AudioBackend
+    from adapters.audio.backend import AudioBackend
     from adapters.audio.files import ToolFinder
     from engine.daemon.config import SourceSpec
 

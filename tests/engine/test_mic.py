@@ -23,7 +23,7 @@ import trio
 import trio.testing
 from conftest import deadline
 
-from adapters.audio.devices import DeviceFailed, DeviceNotFound
+from adapters.audio.backend import DeviceFailed, DeviceNotFound
 from adapters.audio.fakeportaudio import FAKE_MIC, FakeBackend, FakeStatus
 from engine.actors import mic
 from engine.actors._handoff import (

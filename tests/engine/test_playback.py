@@ -18,7 +18,7 @@ import trio
 import trio.testing
 from conftest import deadline
 
-from adapters.audio.devices import DeviceFailed, DeviceNotFound
+from adapters.audio.backend import DeviceFailed, DeviceNotFound
 from adapters.audio.fakeportaudio import FAKE_MIC, FAKE_SPEAKER, FakeBackend, FakeStatus
 from engine.actors import playback
 from engine.actors._handoff import in_thread
