@@ -34,6 +34,10 @@ into the queue as a hole (silence, ``AudioGap(device)``), then
 :class:`DeviceRestored` is emitted. Every stream gets a fresh *generation*;
 callbacks of older generations are ignored.
 
+**Layout.** :class:`~engine.actors._micstream.MicStreams` owns the streams, the
+callbacks and the hand-off queue; this module supervises them (loss, recovery,
+stop) and pumps the queue downstream.
+
 **Blocking calls.** Opening, closing and re-initialising PortAudio run in worker
 threads through :class:`~engine.actors._handoff.BoundedCalls`: a call that hangs
 (a dead device can wedge PortAudio) is abandoned after ``call_timeout_s``, so
@@ -43,8 +47,6 @@ while a call is stuck (that would wait for it).
 
 from __future__ import annotations
 
-import functools
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import msgspec
@@ -52,30 +54,24 @@ import structlog
 import trio
 
 from adapters.audio.backend import DeviceFailed, DeviceNotFound
-from adapters.audio.devices import resolve_input
-from adapters.audio.pcm import to_mono_float32
 from adapters.audio.portaudio import load_backend
+from engine.actors._devicecalls import close_stream
 from engine.actors._handoff import (
     Audio,
     BoundedCalls,
-    Handoff,
-    Hole,
     in_thread,
     outage_hole,
     silence_blocks,
     to_global,
 )
+from engine.actors._micstream import MicStats, MicStreams
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
 from engine.messages import RawBlock, Skip
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    import numpy as np
-    from numpy.typing import NDArray
-
-    from adapters.audio.backend import AudioBackend, CallbackStatus, InputHandle
-    from adapters.audio.devices import DeviceInfo
+    from adapters.audio.backend import AudioBackend
 
 __all__ = ["MicConfig", "MicStats", "run"]
 
@@ -126,39 +122,9 @@ class MicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 @final
-class MicStats:
-    """Live counters of one mic actor (read them; the actor writes them)."""
-
-    def __init__(self) -> None:
-        self.device: DeviceInfo | None = None
-        self.rate = self.channels = 0
-        self.blocks = self.frames = 0  # delivered by PortAudio and accepted
-        self.dropped_blocks = self.dropped_frames = 0  # hand-off overflow (became holes)
-        self.input_overflows = self.input_underflows = 0  # PortAudio status flags
-        self.stale_blocks = 0  # callbacks of a stream already given up
-        self.losses = self.restores = 0
-        self.outage_s = 0.0
-
-
-def _quiet_close(handle: InputHandle | None, *, stop: bool) -> None:
-    if handle is None:
-        return
-    try:
-        if stop:
-            handle.stop()  # lets PortAudio deliver what it holds
-    except DeviceFailed as exc:
-        log.debug("mic.stop_failed", error=str(exc))
-    try:
-        handle.close()
-    except DeviceFailed as exc:
-        log.debug("mic.close_failed", error=str(exc))
-
-
-# ------------------------------------------------------------------- the actor
-
-
-@final
 class _Mic:
+    """Supervises one mic's streams (loss, recovery, stop) and pumps its audio downstream."""
+
     def __init__(
         self,
         config: MicConfig,
@@ -167,124 +133,19 @@ class _Mic:
         events: trio.MemorySendChannel[Event],
         blocking: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> None:
-        self.config, self.backend, self.outbox, self.events = config, backend, outbox, events
+        self.config, self.outbox, self.events = config, outbox, events
         self.calls = BoundedCalls(blocking, config.call_timeout_s)
-        self.token = trio.lowlevel.current_trio_token()
-        self.stats = MicStats()
-        self.handoff = Handoff(Fraction(config.buffer_ms, 1000))
-        self.spec: str | int | None = config.device
-        self.handle: InputHandle | None = None
-        self.gen = 0  # generation of the current stream; older callbacks are stale
-        self.segment_open = False  # the position of the current stream is known
-        self.early: list[NDArray[np.float32]] = []  # its blocks that came before that
-        self.rate = 0
-        self.position = Fraction(0)  # end of the audio accepted so far (seconds)
-        self.last_audio_t = 0.0
-        self.finished_gen = -1
-        self.stop_requested = self.done = False
-        self.attention = trio.Event()  # wakes the watcher
-        self.stopped = trio.Event()  # set once a stop is requested
-        self.wake = trio.Event()  # wakes the pump
-
-    # --- PortAudio's thread -------------------------------------------------
-
-    def callback(
-        self, gen: int, indata: NDArray[np.float32], frames: int, _time: Any, status: CallbackStatus
-    ) -> None:
-        try:
-            block = to_mono_float32(indata)
-            flags = (bool(status.input_overflow), bool(status.input_underflow))
-            self.token.run_sync_soon(self.deliver, gen, block, flags)
-        except trio.RunFinishedError:
-            pass  # the trio run is over; nobody is listening any more
-
-    def finished(self, gen: int) -> None:
-        try:
-            self.token.run_sync_soon(self.on_finished, gen)
-        except trio.RunFinishedError:
-            pass
-
-    # --- the trio thread (run_sync_soon callbacks: never raise, never block) ---
-
-    def deliver(self, gen: int, block: NDArray[np.float32], flags: tuple[bool, bool]) -> None:
-        if gen != self.gen:
-            self.stats.stale_blocks += 1
-            return
-        self.stats.input_overflows += flags[0]
-        self.stats.input_underflows += flags[1]
-        if self.segment_open:
-            self.accept(block)
-        else:
-            self.early.append(block)
-
-    def on_finished(self, gen: int) -> None:
-        if gen == self.gen and not self.stop_requested:
-            self.finished_gen = gen
-            self.attention.set()
-
-    def accept(self, block: NDArray[np.float32]) -> None:
-        item = Audio(self.position, block, self.rate)
-        self.position = item.end
-        self.last_audio_t = trio.current_time()
-        self.stats.blocks += 1
-        self.stats.frames += len(block)
-        blocks, frames = self.handoff.put_audio(item)
-        self.stats.dropped_blocks += blocks
-        self.stats.dropped_frames += frames
-        self.wake.set()
-
-    # --- opening ---------------------------------------------------------------
-
-    async def open(self, *, reinit: bool) -> None:
-        """Open and start a new stream as a new generation (its position not yet fixed)."""
-        self.gen += 1
-        self.segment_open, self.early = False, []
-        gen, cfg, backend = self.gen, self.config, self.backend
-        # Re-initialising closes every stream: it would wait for one PortAudio is stuck on.
-        may_reinit = not self.calls.stuck
-
-        def open_blocking() -> tuple[InputHandle, DeviceInfo, int]:
-            if reinit and may_reinit:
-                backend.reinitialize()
-            try:
-                info = resolve_input(backend, self.spec)
-            except DeviceNotFound:
-                if reinit or not may_reinit:
-                    raise
-                backend.reinitialize()  # maybe it appeared after PortAudio listed devices
-                info = resolve_input(backend, self.spec)
-            channels = min(info.input_channels, cfg.max_channels)
-            handle = backend.open_input(
-                device=info.index,
-                samplerate=info.rate,
-                channels=channels,
-                blocksize=info.rate * cfg.block_ms // 1000,
-                callback=functools.partial(self.callback, gen),
-                finished_callback=functools.partial(self.finished, gen),
-            )
-            try:
-                handle.start()
-            except BaseException:
-                _quiet_close(handle, stop=False)
-                raise
-            return handle, info, channels
-
-        handle, info, channels = await self.calls(
-            open_blocking, "opening the device", lambda r: _quiet_close(r[0], stop=False)
+        self.streams = MicStreams(
+            backend,
+            self.calls,
+            device=config.device,
+            max_channels=config.max_channels,
+            block_ms=config.block_ms,
+            buffer_ms=config.buffer_ms,
         )
-        self.handle, self.rate = handle, info.rate
-        self.stats.device, self.stats.rate, self.stats.channels = info, info.rate, channels
-        if isinstance(self.spec, int) or (isinstance(self.spec, str) and self.spec.isdigit()):
-            self.spec = info.name  # indexes can change when PortAudio re-initialises
-        log.info("mic.opened", device=info.name, rate=info.rate, channels=channels, gen=gen)
-
-    def open_segment(self) -> None:
-        """The new stream's position is fixed: accept the blocks it delivered meanwhile."""
-        self.segment_open = True
-        self.last_audio_t = trio.current_time()
-        early, self.early = self.early, []
-        for block in early:
-            self.accept(block)
+        self.stats = self.streams.stats
+        self.done = False
+        self.stopped = trio.Event()  # set once a stop is requested
 
     # --- supervising -------------------------------------------------------------
 
@@ -294,43 +155,41 @@ class _Mic:
 
     async def watch(self) -> str | None:
         """Wait for a stop request (None) or a device loss (its cause)."""
-        stall = self.config.stall_timeout_s
+        streams, stall = self.streams, self.config.stall_timeout_s
         while True:
-            handle = self.handle
-            if self.stop_requested:
+            handle = streams.handle
+            if streams.stop_requested:
                 return None
-            if self.finished_gen == self.gen:
+            if streams.finished_gen == streams.gen:
                 return "finished"
             if handle is not None and not handle.active and not handle.stopped:
                 return "inactive"
-            if stall is not None and trio.current_time() - self.last_audio_t > stall:
+            if stall is not None and trio.current_time() - streams.last_audio_t > stall:
                 return "stalled"
-            self.attention = trio.Event()
+            streams.attention = trio.Event()
             with trio.move_on_after(self.config.watch_interval_s):
-                await self.attention.wait()
+                await streams.attention.wait()
 
     async def recover(self, cause: str) -> None:
         """Report the loss, close the dead stream, reopen with backoff, fill the outage."""
-        cfg, stats = self.config, self.stats
-        name = stats.device.name if stats.device else str(self.spec)
-        t_last, position, old_rate = self.last_audio_t, self.position, self.rate
+        cfg, stats, streams = self.config, self.stats, self.streams
+        name = stats.device.name if stats.device else str(streams.spec)
+        t_last, position, old_rate = streams.last_audio_t, streams.position, streams.rate
         stats.losses += 1
         log.warning("mic.device_lost", device=name, cause=cause)
-        self.gen += 1  # from now on, callbacks of the dead stream are stale
+        streams.retire()  # from now on, callbacks of the dead stream are stale
         await self.emit(DeviceLost(name, to_global(position, cfg.timeline_rate), cause))
-        dead, self.handle = self.handle, None
-        try:
-            await self.calls(functools.partial(_quiet_close, dead, stop=False), "closing it")
-        except DeviceFailed as exc:  # PortAudio is stuck on the dead stream: go on without it
-            log.error("mic.close_failed", error=str(exc))
+        await close_stream(
+            self.calls, streams.detach(), stop=False, what="closing it", actor="mic"
+        )  # PortAudio stuck on the dead stream: logged, and we go on without it
         delay, attempts = cfg.retry_initial_s, 0
         while True:
             with trio.move_on_after(delay):
                 await self.stopped.wait()
             now = trio.current_time()
             gave_up = cfg.give_up_after_s is not None and now - t_last >= cfg.give_up_after_s
-            if self.stop_requested or gave_up:
-                self.fill_outage(outage_hole(position, t_last, now, old_rate))
+            if streams.stop_requested or gave_up:
+                streams.fill_outage(outage_hole(position, t_last, now, old_rate))
                 if gave_up:
                     raise DeviceFailed(
                         f"input device {name!r} did not come back within "
@@ -339,14 +198,14 @@ class _Mic:
                 return
             attempts += 1
             try:
-                await self.open(reinit=attempts > 1)
+                await streams.open(reinit=attempts > 1)
             except (DeviceNotFound, DeviceFailed) as exc:
                 log.info("mic.reopen_failed", attempt=attempts, error=str(exc))
                 delay = min(delay * 1.5, cfg.retry_cap_s)
                 continue
-            hole = outage_hole(position, t_last, trio.current_time(), self.rate)
-            self.fill_outage(hole)
-            self.open_segment()
+            hole = outage_hole(position, t_last, trio.current_time(), streams.rate)
+            streams.fill_outage(hole)
+            streams.open_segment()
             stats.restores += 1
             outage = float(hole.end - hole.start)
             stats.outage_s += outage
@@ -361,43 +220,37 @@ class _Mic:
             )
             return
 
-    def fill_outage(self, hole: Hole) -> None:
-        self.position = hole.end
-        self.handoff.put_hole(hole)
-        self.wake.set()
-
     def request_stop(self) -> None:
-        self.stop_requested = True
+        self.streams.stop_requested = True
         self.stopped.set()
-        self.attention.set()
+        self.streams.attention.set()
 
     async def shutdown(self, *, graceful: bool) -> None:
         """Stop and close the stream, then let the pump drain and end."""
-        self.stop_requested = True
-        handle, self.handle = self.handle, None
-        if handle is not None:
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.calls(
-                        functools.partial(_quiet_close, handle, stop=graceful), "closing the device"
-                    )
-                except DeviceFailed as exc:
-                    log.error("mic.close_failed", error=str(exc))
+        self.streams.stop_requested = True
+        await close_stream(
+            self.calls,
+            self.streams.detach(),
+            stop=graceful,
+            what="closing the device",
+            actor="mic",
+            shield=True,
+        )
         self.done = True
-        self.wake.set()
+        self.streams.wake.set()
 
     # --- downstream ------------------------------------------------------------
 
     async def pump(self) -> None:
         """Move the hand-off queue to the outbox until shutdown and empty."""
-        cfg = self.config
+        cfg, streams = self.config, self.streams
         while True:
-            item = self.handoff.pop()
+            item = streams.handoff.pop()
             if item is None:
                 if self.done:
                     return
-                self.wake = trio.Event()
-                await self.wake.wait()
+                streams.wake = trio.Event()
+                await streams.wake.wait()
             elif isinstance(item, Audio):
                 await self.outbox.send(RawBlock(item.samples, item.rate))
             else:
@@ -461,8 +314,8 @@ async def run(
             mic = _Mic(config, backend, outbox, events, run_blocking)
             failure: DeviceFailed | None = None
             try:
-                await mic.open(reinit=False)
-                mic.open_segment()
+                await mic.streams.open(reinit=False)
+                mic.streams.open_segment()
                 task_status.started(mic.stats)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(mic.pump)

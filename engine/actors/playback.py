@@ -33,6 +33,9 @@ restarted) and later audio is discarded (counted), while the actor keeps reading
 inbox so the sender never blocks or breaks. Blocking PortAudio calls run through
 :class:`~engine.actors._handoff.BoundedCalls`, so a wedged device cannot hang it.
 
+**Layout.** :class:`~engine.actors._playstream.PlayStream` owns the device side
+(opening, the callback, loss); this module feeds it from the inbox and drains it.
+
 **The end.** When the inbox ends, the queued audio plays out (bounded by its length
 plus ``drain_margin_s``), the stream plays silence for the device's latency plus
 ``tail_s`` (measured: stopping the ALSA ``pulse`` device otherwise cuts the last
@@ -41,7 +44,6 @@ plus ``drain_margin_s``), the stream plays silence for the device's latency plus
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, final
 
 import msgspec
@@ -51,17 +53,16 @@ import trio
 from adapters.audio.backend import DeviceFailed
 from adapters.audio.devices import resolve_output
 from adapters.audio.portaudio import load_backend
-from adapters.audio.resample import Pcm16Converter
 from engine.actors._handoff import BoundedCalls, in_thread
 from engine.actors._playring import PcmRing, PlaybackStats
+from engine.actors._playstream import PlayStream
 from engine.errors import ConfigError
 from engine.events import TranslatedAudio
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from adapters.audio.backend import OutputBackend, OutputHandle, OutputStatus
-    from adapters.audio.devices import DeviceInfo
+    from adapters.audio.backend import OutputBackend
     from engine.events import Event
 
 __all__ = [
@@ -138,181 +139,33 @@ def output_available(
     return output_problem(device, backend=backend) is None
 
 
-def _quiet_close(handle: OutputHandle | None, *, stop: bool) -> None:
-    if handle is None:
-        return
-    try:
-        if stop:
-            handle.stop()  # PortAudio plays what it holds first
-    except DeviceFailed as exc:
-        log.debug("playback.stop_failed", error=str(exc))
-    try:
-        handle.close()
-    except DeviceFailed as exc:
-        log.debug("playback.close_failed", error=str(exc))
-
-
 @final
 class _Player:
-    def __init__(
-        self,
-        config: PlaybackConfig,
-        backend: OutputBackend,
-        blocking: Callable[[Callable[[], Any]], Awaitable[Any]],
-    ) -> None:
-        self.config, self.backend = config, backend
-        self.calls = BoundedCalls(blocking, config.call_timeout_s)
-        self.token = trio.lowlevel.current_trio_token()
-        self.stats = PlaybackStats()
-        self.ring: PcmRing | None = None
-        self.converter: Pcm16Converter | None = None
-        self.handle: OutputHandle | None = None
-        self.stopping = self.finished = False
-        self.attention = trio.Event()  # wakes the watcher
-        self.idle = trio.Event()  # set when the ring runs empty (or playback stops)
+    """Feeds one playback stream from the inbox: conversion, overflow notes, the drain."""
+
+    def __init__(self, config: PlaybackConfig, stream: PlayStream) -> None:
+        self.config, self.stream, self.stats = config, stream, stream.stats
         self.response: str | None = None
         self.tag = -1
         self.unlogged_drop = 0
         self.last_log_t = -float("inf")
 
-    # --- PortAudio's thread -------------------------------------------------
-
-    def callback(self, out: memoryview, _frames: int, _time: Any, status: OutputStatus) -> None:
-        ring = self.ring
-        if ring is None:  # not possible once started; silence rather than raise
-            out[:] = bytes(len(out))
-            return
-        ring.fill(out, underflow=bool(status.output_underflow))
-
-    def finished_callback(self) -> None:
-        try:
-            self.token.run_sync_soon(self.on_finished)
-        except trio.RunFinishedError:
-            pass  # the trio run is over; nobody is listening any more
-
-    def emptied(self) -> None:
-        try:
-            self.token.run_sync_soon(self.on_emptied)
-        except trio.RunFinishedError:
-            pass
-
-    # --- the trio thread (run_sync_soon callbacks: never raise, never block) ---
-
-    def on_finished(self) -> None:
-        if not self.stopping:
-            self.finished = True
-            self.attention.set()
-
-    def on_emptied(self) -> None:
-        self.idle.set()
-
-    # --- trio ----------------------------------------------------------------
-
-    async def open(self) -> None:
-        cfg, backend, spec = self.config, self.backend, self.config.device
-
-        def open_blocking() -> tuple[OutputHandle, DeviceInfo, int]:
-            info = resolve_output(backend, spec)
-            rates = list(dict.fromkeys(r for r in (cfg.rate, info.rate) if r > 0))
-            for attempt, rate in enumerate(rates, 1):
-                self.ring = PcmRing(
-                    max(1, round(cfg.capacity_s * rate)), self.stats, on_empty=self.emptied
-                )
-                try:
-                    handle = backend.open_output(
-                        device=info.index,
-                        samplerate=rate,
-                        channels=1,
-                        blocksize=rate * cfg.block_ms // 1000,
-                        callback=self.callback,
-                        finished_callback=self.finished_callback,
-                    )
-                except DeviceFailed as exc:
-                    if attempt < len(rates):
-                        continue
-                    tried = " or ".join(str(r) for r in rates)
-                    raise DeviceFailed(
-                        f"cannot play on {info.name!r} (mono, {tried} Hz): {exc}; fix: choose "
-                        "'default' or 'pulse', which convert rates and channels"
-                    ) from exc
-                try:
-                    handle.start()
-                except BaseException:
-                    _quiet_close(handle, stop=False)
-                    raise
-                return handle, info, rate
-            raise AssertionError("unreachable: at least one rate is tried")
-
-        handle, info, rate = await self.calls(
-            open_blocking, "opening the output device", lambda r: _quiet_close(r[0], stop=False)
-        )
-        self.handle = handle
-        self.converter = Pcm16Converter(rate)
-        self.stats.device, self.stats.rate = info, rate
-        log.info("playback.opened", device=info.name, rate=rate, capacity_s=cfg.capacity_s)
-
-    async def watch(self) -> None:
-        """Poll for a device loss; on one, stop playback and return."""
-        cfg, stats = self.config, self.stats
-        calls, last_progress = stats.callbacks, trio.current_time()
-        while True:
-            now, handle = trio.current_time(), self.handle
-            if stats.callbacks != calls:
-                calls, last_progress = stats.callbacks, now
-            cause = None
-            if self.finished:
-                cause = "finished"
-            elif handle is not None:
-                try:
-                    if not handle.active and not handle.stopped:
-                        cause = "inactive"
-                except DeviceFailed as exc:
-                    cause = f"error: {exc}"
-            stall = cfg.stall_timeout_s
-            if cause is None and stall is not None and now - last_progress > stall:
-                cause = "stalled"
-            if cause is not None:
-                await self.lose(cause)
-                return
-            self.attention = trio.Event()
-            with trio.move_on_after(cfg.watch_interval_s):
-                await self.attention.wait()
-
-    async def lose(self, cause: str) -> None:
-        stats = self.stats
-        stats.lost = cause
-        self.idle.set()
-        dropped = self.ring.clear() if self.ring is not None else 0
-        stats.discarded_frames += dropped
-        name = stats.device.name if stats.device else str(self.config.device)
-        log.warning(
-            "playback.device_lost",
-            device=name,
-            cause=cause,
-            dropped_s=round(dropped / max(stats.rate, 1), 3),
-            note="playback stops; transcription goes on",
-        )
-        dead, self.handle = self.handle, None
-        try:
-            await self.calls(functools.partial(_quiet_close, dead, stop=False), "closing it")
-        except DeviceFailed as exc:  # PortAudio is stuck on the dead stream: go on
-            log.error("playback.close_failed", error=str(exc))
-
     async def consume(self, inbox: trio.MemoryReceiveChannel[Event]) -> None:
         async for event in inbox:
             if not isinstance(event, TranslatedAudio):
                 continue
-            if self.stats.lost is not None or self.ring is None or self.converter is None:
+            ring, converter = self.stream.ring, self.stream.converter
+            if self.stats.lost is not None or ring is None or converter is None:
                 self.stats.discarded_frames += len(event.pcm) // 2
                 continue
             if event.response_id != self.response:
                 self.response, self.tag = event.response_id, self.tag + 1
             try:
-                pcm = self.converter.convert(event.pcm, event.rate, self.tag)
+                pcm = converter.convert(event.pcm, event.rate, self.tag)
             except ValueError as exc:
                 log.warning("playback.bad_chunk", response_id=event.response_id, error=str(exc))
                 continue
-            if dropped := self.ring.push(pcm, self.tag):
+            if dropped := ring.push(pcm, self.tag):
                 self.note_overflow(dropped)
 
     def note_overflow(self, dropped: int) -> None:
@@ -336,35 +189,23 @@ class _Player:
     async def drain(self) -> None:
         """Let the queued audio play out (for at most its length plus the margin), then
         the device's latency plus ``tail_s`` of silence."""
-        ring, converter = self.ring, self.converter
+        stream = self.stream
+        ring, converter = stream.ring, stream.converter
         if ring is None or converter is None or self.stats.lost is not None:
             return
         ring.push(converter.flush(), self.tag)
-        self.idle = trio.Event()  # before looking: an emptying from now on sets this one
+        stream.idle = trio.Event()  # before looking: an emptying from now on sets this one
         cfg = self.config
         if ring.queued_frames:
             with trio.move_on_after(ring.queued_frames / self.stats.rate + cfg.drain_margin_s):
-                await self.idle.wait()
-        handle = self.handle
+                await stream.idle.wait()
+        handle = stream.handle
         if handle is not None and not ring.queued_frames and self.stats.played_frames:
             try:
                 latency = min(max(handle.latency, 0.0), 1.0)
             except DeviceFailed:
                 latency = 0.0
             await trio.sleep(latency + cfg.tail_s)  # the last block is still on its way
-
-    async def shutdown(self, *, graceful: bool) -> None:
-        self.stopping = True
-        handle, self.handle = self.handle, None
-        if handle is None:
-            return
-        with trio.CancelScope(shield=True):
-            try:
-                await self.calls(
-                    functools.partial(_quiet_close, handle, stop=graceful), "closing the device"
-                )
-            except DeviceFailed as exc:
-                log.error("playback.close_failed", error=str(exc))
 
 
 async def run(
@@ -406,19 +247,29 @@ async def run(
         async with inbox:
             if backend is None:
                 backend = await run_blocking(load_backend)
-            player = _Player(config, backend, run_blocking)
+            stream = PlayStream(
+                backend,
+                BoundedCalls(run_blocking, config.call_timeout_s),
+                device=config.device,
+                rate=config.rate,
+                capacity_s=config.capacity_s,
+                block_ms=config.block_ms,
+                watch_interval_s=config.watch_interval_s,
+                stall_timeout_s=config.stall_timeout_s,
+            )
+            player = _Player(config, stream)
             graceful = False
             try:
-                await player.open()
+                await stream.open()
                 task_status.started(player.stats)
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(player.watch)
+                    nursery.start_soon(stream.watch)
                     await player.consume(inbox)
                     await player.drain()
                     graceful = True
                     nursery.cancel_scope.cancel()
             finally:
-                await player.shutdown(graceful=graceful)
+                await stream.close(graceful=graceful)
             if player.unlogged_drop:
                 player.log_overflow()
             stats, rate = player.stats, max(player.stats.rate, 1)
