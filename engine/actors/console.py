@@ -3,8 +3,10 @@
 On a terminal the newest partial of the most recently active stream sits on a
 status line that is rewritten in place; everything else prints as whole lines
 above it. Elsewhere (a pipe, a log file) only whole lines are printed, with no
-control characters. The formatting is pure (``format_*`` and :class:`ConsoleView`);
-:func:`run` only moves events from the channel to the text stream.
+control characters. The formatting is pure: the lines in
+:mod:`engine.actors._consolelines`, the status line in :mod:`engine.actors._statusline`,
+what to write when in :class:`ConsoleView`; :func:`run` only moves events from
+the channel to the text stream.
 
 In translation mode (``translate=True``, for the speech translation models) a
 settled sentence prints as ``Transcript ==> text`` and each final translation as
@@ -17,266 +19,27 @@ and ignores translations.
 from __future__ import annotations
 
 import shutil
-import unicodedata
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
-from engine.events import (
-    AudioGap,
-    DeviceLost,
-    DeviceRestored,
-    Final,
-    Partial,
-    Reconnecting,
-    StreamEnded,
-    StreamError,
-    TaskMetrics,
-    Translation,
-    samples_to_ms,
-)
+from engine.actors._consolelines import format_line
+from engine.actors._statusline import format_status, format_translation_status
+from engine.events import Final, Partial, StreamEnded, Translation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from typing import TextIO
 
     from engine.events import Event
 
-__all__ = [
-    "ERASE_LINE",
-    "ConsoleView",
-    "display_width",
-    "format_ended",
-    "format_error",
-    "format_final",
-    "format_gap",
-    "format_line",
-    "format_metrics",
-    "format_reconnecting",
-    "format_status",
-    "format_transcript",
-    "format_translation",
-    "format_translation_status",
-    "run",
-    "terminal_width",
-]
+__all__ = ["ERASE_LINE", "ConsoleView", "run", "terminal_width"]
 
 ERASE_LINE = "\r\x1b[2K"
 """Back to column 0 and erase the whole line (ANSI EL 2)."""
 
-ELLIPSIS = "…"
-
 log = structlog.get_logger()
-
-
-def _clean(text: str) -> str:
-    # Text from the network never reaches the terminal as control sequences.
-    return "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
-    ).strip()
-
-
-def _prefix(stream: str) -> str:
-    return f"[{_clean(stream)}] " if stream else ""
-
-
-def _seconds(samples: int, rate: int) -> str:
-    ms = samples_to_ms(samples, rate)
-    return f"{ms // 1000}.{ms % 1000:03d}"
-
-
-def _delay(ms: float | None) -> str:
-    return "n/a" if ms is None else f"{round(ms)} ms"
-
-
-def format_final(event: Final) -> str:
-    """``[stream] text``."""
-    return f"{_prefix(event.stream)}{_clean(event.text)}"
-
-
-def format_transcript(event: Final) -> str:
-    """``[stream] Transcript ==> text``: a settled sentence in translation mode."""
-    return f"{_prefix(event.stream)}Transcript ==> {_clean(event.text)}"
-
-
-def format_translation(event: Translation) -> str:
-    """``[stream] Translate ==> [lang] text``: a final translation."""
-    return f"{_prefix(event.stream)}Translate ==> [{_clean(event.lang)}] {_clean(event.text)}"
-
-
-def format_reconnecting(event: Reconnecting) -> str:
-    """``[stream] reconnecting (attempt 2 in 1.5 s): cause``."""
-    return (
-        f"{_prefix(event.stream)}reconnecting (attempt {event.attempt} in {event.delay:.1f} s): "
-        f"{_clean(event.cause)}"
-    )
-
-
-def format_error(event: StreamError) -> str:
-    """``[stream] error: message``."""
-    return f"{_prefix(event.stream)}error: {_clean(event.message)}"
-
-
-def format_gap(event: AudioGap) -> str:
-    """``[stream] lost audio 12.300–14.100 s (reason)``."""
-    span = f"{_seconds(event.start, event.rate)}–{_seconds(event.end, event.rate)}"
-    return f"{_prefix(event.stream)}lost audio {span} s ({_clean(event.reason)})"
-
-
-def format_metrics(event: TaskMetrics) -> str:
-    """``[stream] request_id=… first_package_delay=123 ms last_package_delay=456 ms finals=3 audio=10.2 s``."""
-    return (
-        f"{_prefix(event.stream)}request_id={_clean(event.request_id) or 'n/a'}"
-        f" first_package_delay={_delay(event.first_package_delay_ms)}"
-        f" last_package_delay={_delay(event.last_package_delay_ms)}"
-        f" finals={event.finals} audio={event.audio_ms / 1000:.1f} s"
-    )
-
-
-def format_ended(event: StreamEnded) -> str:
-    """``[stream] done: status, N finals, R reconnects, audio lost X ms``."""
-    return (
-        f"{_prefix(event.stream)}done: {_clean(event.status)}, {event.finals} finals, "
-        f"{event.reconnects} reconnects, audio lost {event.audio_lost_ms} ms"
-    )
-
-
-def format_line(event: Event, *, translate: bool = False) -> str | None:
-    """The line ``event`` prints on its own (no newline), or None.
-
-    ``translate`` selects translation mode: finals print as transcripts and final
-    translations print too; otherwise translations print nothing.
-    """
-    match event:
-        case Final() if _clean(event.text):
-            return format_transcript(event) if translate else format_final(event)
-        case Translation() if translate and event.final and _clean(event.text):
-            return format_translation(event)
-        case Reconnecting():
-            return format_reconnecting(event)
-        case StreamError():
-            return format_error(event)
-        case AudioGap():
-            return format_gap(event)
-        case TaskMetrics():
-            return format_metrics(event)
-        case StreamEnded():
-            return format_ended(event)
-        case DeviceLost(device, _, cause):
-            return (
-                f"{_prefix(event.stream)}device {_clean(device)!r} lost ({_clean(cause)}); retrying"
-            )
-        case DeviceRestored(device, _, outage_s):
-            return f"{_prefix(event.stream)}device {_clean(device)!r} back after {outage_s:.1f} s"
-        case _:
-            return None
-
-
-def display_width(text: str) -> int:
-    """Terminal columns ``text`` takes: wide (CJK) characters 2, combining marks 0."""
-    return sum(_char_width(ch) for ch in text)
-
-
-def _char_width(ch: str) -> int:
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def format_status(partial: Partial, width: int) -> str:
-    """The status line for ``partial``: ``[stream] text``, at most ``width - 1`` columns.
-
-    The last column stays free, so terminals that wrap on it keep the line single.
-    A long text keeps its end, the words just heard, behind a leading ``…``.
-    """
-    limit = max(width - 1, 1)
-    prefix = _prefix(partial.stream)
-    text = _clean(partial.text + partial.stash)
-    if display_width(prefix + text) <= limit:
-        return prefix + text
-    room = limit - display_width(prefix) - 1
-    if room <= 0:
-        return _cut_head(prefix, limit)
-    return prefix + ELLIPSIS + _cut_tail(text, room)
-
-
-STATUS_SEPARATOR = " | "
-
-
-def format_translation_status(
-    partial: Partial | None, previews: Sequence[Translation], width: int
-) -> str:
-    """The translation-mode status line: ``[stream] source | de: translation | …``.
-
-    The source preview (text and stash) comes first, then each translation
-    preview as ``lang: text``, in the order given; either may be absent. The line
-    takes at most ``width - 1`` columns. When it is too long the room is shared
-    fairly between the parts, and each part cut keeps its end, the newest words,
-    behind a leading ``…``, so a long source cannot push the translations off.
-
-    Raises:
-        ValueError: neither a partial nor a preview was given.
-    """
-    first = partial if partial is not None else (previews[0] if previews else None)
-    if first is None:
-        raise ValueError("a status line needs a partial or a translation preview")
-    limit = max(width - 1, 1)
-    prefix = _prefix(first.stream)
-    labels = [""] if partial is not None else []
-    texts = [_clean(partial.text + partial.stash)] if partial is not None else []
-    for preview in previews:
-        labels.append(f"{_clean(preview.lang)}: ")
-        texts.append(_clean(preview.text + preview.stash))
-    line = prefix + STATUS_SEPARATOR.join(
-        label + text for label, text in zip(labels, texts, strict=True)
-    )
-    if display_width(line) <= limit:
-        return line
-    fixed = (
-        display_width(prefix)
-        + display_width(STATUS_SEPARATOR) * (len(texts) - 1)
-        + sum(display_width(label) for label in labels)
-    )
-    room = limit - fixed
-    if room < 2 * len(texts):  # not even "…" and one character each
-        return _cut_head(line, limit)
-    shares = _fair_shares([display_width(text) for text in texts], room)
-    parts = [
-        text if display_width(text) <= share else ELLIPSIS + _cut_tail(text, share - 1)
-        for text, share in zip(texts, shares, strict=True)
-    ]
-    return prefix + STATUS_SEPARATOR.join(
-        label + part for label, part in zip(labels, parts, strict=True)
-    )
-
-
-def _fair_shares(needs: list[int], room: int) -> list[int]:
-    # Max-min fair: the shortest parts take what they need, the rest split what is left.
-    shares = [0] * len(needs)
-    left = room
-    for done, i in enumerate(sorted(range(len(needs)), key=needs.__getitem__)):
-        shares[i] = min(needs[i], left // (len(needs) - done))
-        left -= shares[i]
-    return shares
-
-
-def _cut_head(text: str, cols: int) -> str:
-    used = 0
-    for i, ch in enumerate(text):
-        used += _char_width(ch)
-        if used > cols:
-            return text[:i]
-    return text
-
-
-def _cut_tail(text: str, cols: int) -> str:
-    used = 0
-    for i in range(len(text) - 1, -1, -1):
-        used += _char_width(text[i])
-        if used > cols:
-            return text[i + 1 :]
-    return text
 
 
 class _Status:
