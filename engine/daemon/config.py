@@ -24,7 +24,9 @@ Every table is a frozen Struct with ``forbid_unknown_fields`` and kebab-case key
 (house rule R14), so :func:`load_config` refuses an unknown key or a bad value with
 msgspec's path (``$.stream[1].source.kind``) before anything starts; whether a
 model can translate what a stream asks (``engine.translation``'s language tables)
-is checked there too, naming ``$.stream[N].translation.to`` and the like. The API key is
+is checked there too, naming ``$.stream[N].translation.to`` and the like. The source
+tables are in ``config_sources``, the translation table in ``config_translation``,
+their common base in ``config_base``. The API key is
 never part of the configuration: it comes from the environment or a file
 (``keys.resolve_api_key``), and ``keys.dump_config`` shows it only as ``***``.
 """
@@ -34,135 +36,39 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import urllib.parse
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
-from adapters.dashscope.languages import check_gummy_targets, check_target
-from adapters.dashscope.models import MODELS, ModelSpec, RecognitionOptions, run_task_parameters
-from engine.config import TranslationOptions
+from adapters.dashscope.models import MODELS, RecognitionOptions, run_task_parameters
+from engine.daemon.config_base import StrictTable
+from engine.daemon.config_sources import SourceSpec, StdinSource
+from engine.daemon.config_translation import TRANSLATING, TranslationSpec, translation_problem
 from engine.errors import ConfigError
 from engine.policy import DAEMON, RestartPolicy
-from engine.translation import check_translation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from engine.config import TranslationOptions
 
 __all__ = [
     "DaemonConfig",
     "DaemonSection",
-    "FileSource",
     "IdleSpec",
-    "MicSource",
     "OutputSpec",
     "RestartSpec",
     "SessionTuning",
-    "SourceSpec",
-    "StdinSource",
     "StreamSpec",
-    "TranslationSpec",
-    "UrlSource",
     "decode_config",
     "load_config",
 ]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_URL_SCHEMES: Final = frozenset(
-    {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"}
-)
-
-
-class _Strict(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="kebab"
-):
-    """Base of every table: unknown keys are errors, keys are kebab-case."""
-
-
-# ---------------------------------------------------------------- sources
-
-
-class FileSource(_Strict, frozen=True, tag="file", tag_field="kind"):
-    """An audio file played in real time (``speed`` times), once or in a ``loop``."""
-
-    path: str
-    loop: bool = False
-    speed: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.speed <= 100:
-            raise ValueError("speed must be in (0, 100]")
-
-
-class UrlSource(_Strict, frozen=True, tag="url", tag_field="kind"):
-    """A network stream read by ffmpeg (http/https/rtsp/rtmp/srt/udp…).
-
-    ``realtime`` paces an on-demand file (ffmpeg ``-re``); a live stream paces itself.
-    A stream that ends or breaks is reopened (``reconnect``) with the stream's backoff.
-    """
-
-    url: str
-    realtime: bool = False
-    rate: int = 16000
-    timeout_s: float = 10.0
-    reconnect: bool = True
-
-    def __post_init__(self) -> None:
-        scheme = urllib.parse.urlsplit(self.url).scheme.lower()
-        if scheme not in _URL_SCHEMES:
-            raise ValueError(
-                f"url scheme {scheme or '(none)'!r} is not a network stream; fix: use one of "
-                f"{', '.join(sorted(_URL_SCHEMES))}, or kind = 'file' for a local file"
-            )
-        _check_rate(self.rate)
-        if self.timeout_s <= 0:
-            raise ValueError("timeout-s must be positive")
-
-
-class StdinSource(_Strict, frozen=True, tag="stdin", tag_field="kind"):
-    """Raw interleaved int16 little-endian PCM on the daemon's standard input."""
-
-    rate: int = 16000
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        _check_rate(self.rate)
-        if not 1 <= self.channels <= 32:
-            raise ValueError("channels must be 1–32")
-
-
-class MicSource(_Strict, frozen=True, tag="mic", tag_field="kind"):
-    """A capture device (sounddevice); ``device`` is a name or index, None the default.
-
-    Captured like ``steno listen`` does: at the device's native rate (resampled with
-    soxr; ``rate`` is accepted for older files and ignored, with a warning), with
-    at most ``channels`` channels (downmixed), and reopened with backoff when it is
-    unplugged; the outage is an ``AudioGap(device)`` on the stream's timeline.
-    """
-
-    device: str | int | None = None
-    rate: int | None = None
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        if self.rate is not None:
-            _check_rate(self.rate)
-        if not 1 <= self.channels <= 32:
-            raise ValueError("channels must be 1–32")
-
-
-SourceSpec = FileSource | UrlSource | StdinSource | MicSource
-
-
-def _check_rate(rate: int) -> None:
-    if not 8000 <= rate <= 48000:
-        raise ValueError(f"rate {rate} is outside 8000–48000 Hz")
 
 
 # ------------------------------------------------------------ per stream
 
 
-class OutputSpec(_Strict, frozen=True):
+class OutputSpec(StrictTable, frozen=True):
     """Rolling output files: ``{id}-{YYYYmmdd-HH}.{ext}`` (hour), ``{id}-{YYYYmmdd}.{ext}`` (day).
 
     ``dir`` defaults to the daemon's ``output-dir``; ``max-bytes`` starts a new file
@@ -185,7 +91,7 @@ class OutputSpec(_Strict, frozen=True):
             raise ValueError("max-bytes must be at least 4096")
 
 
-class IdleSpec(_Strict, frozen=True):
+class IdleSpec(StrictTable, frozen=True):
     """What a long silence does: ``keepalive`` (heartbeat) or ``suspend`` the task.
 
     suspend: after ``after-s`` below ``threshold-dbfs`` the task is finished and no
@@ -210,7 +116,7 @@ class IdleSpec(_Strict, frozen=True):
             raise ValueError("finish-after-s must be in (0, 23)")
 
 
-class RestartSpec(_Strict, frozen=True):
+class RestartSpec(StrictTable, frozen=True):
     """Overrides of the daemon restart policy (unbounded attempts, capped backoff)."""
 
     max_attempts: int | None = None
@@ -228,7 +134,7 @@ class RestartSpec(_Strict, frozen=True):
         self.policy()  # RestartPolicy checks its own invariants
 
 
-class SessionTuning(_Strict, frozen=True):
+class SessionTuning(StrictTable, frozen=True):
     """Session knobs worth changing in a daemon; ``rotate-task-after-s = 0`` never rotates."""
 
     frame_ms: int = 100
@@ -251,61 +157,7 @@ class SessionTuning(_Strict, frozen=True):
             raise ValueError("rotate-task-after-s must be 0 (never) or at least 60")
 
 
-_Language = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,34}$")]
-_TRANSLATING: Final = tuple(sorted(n for n, s in MODELS.items() if s.translation))
-
-
-class TranslationSpec(_Strict, frozen=True):
-    """``[stream.translation]``: what a translating model makes of the stream's speech.
-
-    ``to`` lists the target languages (livetranslate takes exactly one; gummy
-    documents one at present); ``from`` is the source language, ``auto`` to let
-    the service detect it. ``transcription = false`` keeps the translations
-    alone (no source text: the translations then settle the sentences).
-
-    livetranslate only: ``speech`` asks for the translated voice as well, which
-    the daemon writes beside the text files as ``{stem}.voice.wav`` (24 kHz
-    mono, one file per rolling period); ``voice`` names the voice (needs
-    ``speech``); ``phrases`` maps source phrases to fixed translations.
-    ``vad-silence-ms`` is the silence that ends a segment (livetranslate's
-    server VAD; gummy's ``max_end_silence``), unset for the service default.
-
-    Whether the stream's model takes these languages is checked when the file
-    loads (``adapters.dashscope.languages``), not when a stream connects.
-    """
-
-    to: Annotated[tuple[_Language, ...], msgspec.Meta(min_length=1)]
-    source: str = msgspec.field(default="auto", name="from")
-    transcription: bool = True
-    speech: bool = False
-    voice: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    phrases: dict[str, str] = {}
-    vad_silence_ms: Annotated[int, msgspec.Meta(ge=200, le=6000)] | None = None
-
-    def __post_init__(self) -> None:
-        if len(set(self.to)) != len(self.to):
-            raise ValueError("translation.to must not repeat a language")
-        if not self.source:
-            raise ValueError('translation.from must be a language code or "auto"')
-        if self.voice is not None and not self.speech:
-            raise ValueError(
-                "translation.voice needs speech = true (it names the translated voice)"
-            )
-
-    def options(self) -> TranslationOptions:
-        """The session's :class:`~engine.config.TranslationOptions` (``auto`` is None)."""
-        return TranslationOptions(
-            targets=self.to,
-            source=None if self.source == "auto" else self.source,
-            transcription=self.transcription,
-            speech=self.speech,
-            voice=self.voice,
-            phrases=dict(self.phrases),
-            vad_silence_ms=self.vad_silence_ms,
-        )
-
-
-class StreamSpec(_Strict, frozen=True):
+class StreamSpec(StrictTable, frozen=True):
     """One stream: a source, a model, outputs and policies. ``id`` is stable across reloads.
 
     ``translate-to`` (a placeholder of earlier versions, never acted on) is
@@ -334,7 +186,7 @@ class StreamSpec(_Strict, frozen=True):
             raise ValueError(
                 "translate-to is replaced by the translation table; fix: "
                 f'translation = {{ to = ["{next(iter(self.translate_to), "en")}"] }} '
-                f"with a model that translates ({', '.join(_TRANSLATING)})"
+                f"with a model that translates ({', '.join(TRANSLATING)})"
             )
         spec = MODELS.get(self.model)
         if spec is None:
@@ -368,71 +220,13 @@ class StreamSpec(_Strict, frozen=True):
         ``key`` is relative to the stream (``translation.to``, ``model``…); the
         messages name the fix in this file's terms.
         """
-        return _translation_problem(MODELS[self.model], self.translation)
-
-
-def _translation_problem(
-    spec: ModelSpec, translation: TranslationSpec | None
-) -> tuple[str, str] | None:
-    name = spec.name
-    if translation is None:
-        if spec.protocol == "realtime":
-            return "translation", (
-                f'{name} translates: it needs a target language; fix: translation = {{ to = ["en"] }}'
-            )
-        return None
-    if not spec.translation:
-        return "model", (
-            f"{name} does not translate; fix: model = one of {', '.join(_TRANSLATING)}, "
-            "or remove the translation table"
-        )
-    options = translation.options()
-    checks: list[tuple[str, Callable[[], object]]]
-    if spec.protocol == "realtime":
-        if len(translation.to) != 1:
-            return "translation.to", (
-                f"{name} translates into one language per stream, not "
-                f"{', '.join(translation.to)}; fix: one language, and a stream per language"
-            )
-        target = translation.to[0]
-        checks = [("translation.to", lambda: check_target(name, target, False))]
-        if translation.speech:
-            checks.append(("translation.speech", lambda: check_target(name, target, True)))
-    else:
-        for key, used in (
-            ("speech", translation.speech),
-            ("voice", translation.voice is not None),
-            ("phrases", bool(translation.phrases)),
-        ):
-            if used:
-                return f"translation.{key}", (
-                    f"{name} takes no translation {key}; "
-                    "fix: use qwen3.5-livetranslate-flash-realtime, or remove it"
-                )
-        checks = [
-            ("translation.from", lambda: check_gummy_targets(name, options.source, ())),
-            (
-                "translation.to",
-                lambda: check_gummy_targets(name, options.source, options.targets),
-            ),
-        ]
-    # Whatever the checks above do not name (they are the same tables, so nothing today).
-    checks.append(("translation", lambda: check_translation(spec, options)))
-    for key, check in checks:
-        try:
-            check()
-        except ConfigError as exc:
-            return key, str(exc).replace(
-                "fix: set modalities to text only (no translated speech), or",
-                "fix: speech = false, or",
-            )
-    return None
+        return translation_problem(MODELS[self.model], self.translation)
 
 
 # ---------------------------------------------------------------- daemon
 
 
-class DaemonSection(_Strict, frozen=True):
+class DaemonSection(StrictTable, frozen=True):
     """Process-wide settings.
 
     ``simulator`` starts the embedded simulator for every stream (offline runs only:
@@ -476,7 +270,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class DaemonConfig(_Strict, frozen=True):
+class DaemonConfig(StrictTable, frozen=True):
     """The whole file: ``[daemon]`` and the ``[[stream]]`` entries."""
 
     daemon: DaemonSection = DaemonSection()

@@ -52,7 +52,7 @@ from adapters.dashscope.ws import dial_tcp
 from engine._util import unwrap_single_group
 from engine.actors import renderer
 from engine.config import SessionConfig
-from engine.daemon.config import FileSource
+from engine.daemon.config_sources import FileSource
 from engine.daemon.gate import EnergyGate, GateStep
 from engine.daemon.rolling import open_rolling_sinks
 from engine.daemon.sources import (

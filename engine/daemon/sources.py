@@ -49,7 +49,7 @@ from adapters.audio.files import open_audio_source
 from engine._util import unwrap_single_group
 from engine.actors import mic
 from engine.actors._handoff import in_thread
-from engine.daemon.config import FileSource, MicSource, StdinSource, UrlSource
+from engine.daemon.config_sources import FileSource, MicSource, StdinSource, UrlSource
 from engine.daemon.keys import redact_url
 from engine.errors import ConfigError, StenoError
 from engine.events import DeviceLost, DeviceRestored, Event
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from adapters.audio.backend import AudioBackend
     from adapters.audio.files import ToolFinder
-    from engine.daemon.config import SourceSpec
+    from engine.daemon.config_sources import SourceSpec
 
 __all__ = [
     "BlockSource",

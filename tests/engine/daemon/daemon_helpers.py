@@ -19,7 +19,8 @@ import trio
 
 from adapters.recognizers.tonecode import LEAD_IN_MS, VOCABULARY, synthesize
 from engine.config import Secret
-from engine.daemon.config import DaemonConfig, SourceSpec, decode_config
+from engine.daemon.config import DaemonConfig, decode_config
+from engine.daemon.config_sources import SourceSpec
 from engine.daemon.runner import StreamEnv
 from engine.daemon.sources import SourceContext, SourceOpener
 from engine.messages import RawBlock

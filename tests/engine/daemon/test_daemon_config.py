@@ -13,7 +13,8 @@ from daemon_helpers import KEY, config
 
 from adapters.sinks.factory import FORMATS
 from engine.config import Secret, TranslationOptions
-from engine.daemon.config import DaemonConfig, OutputSpec, UrlSource, decode_config, load_config
+from engine.daemon.config import DaemonConfig, OutputSpec, decode_config, load_config
+from engine.daemon.config_sources import UrlSource
 from engine.daemon.keys import dump_config, redact_url, resolve_api_key
 from engine.daemon_cli import daemon_command, main
 from engine.errors import ConfigError

@@ -21,7 +21,7 @@ from daemon_helpers import _inline_threads  # noqa: F401 - the inline_threads fi
 from adapters.audio.fakeportaudio import FakeBackend
 from adapters.recognizers.tonecode import synthesize
 from engine.actors.mic import MicConfig
-from engine.daemon.config import FileSource, MicSource, StdinSource, UrlSource
+from engine.daemon.config_sources import FileSource, MicSource, StdinSource, UrlSource
 from engine.daemon.sources import SourceContext, SourceLost, describe_source, open_source
 from engine.errors import ConfigError
 from engine.events import DeviceLost, DeviceRestored
