@@ -72,11 +72,10 @@ class FakeStatus(msgspec.Struct, frozen=True):
     output_underflow: bool = False
 
 
-@final
-class FakeInputStream:
-    """A fake ``InputStream`` that behaves as measured: ``feed`` calls the callback
-    (only while active), ``stop``/``close`` call ``finished_callback`` once, and a
-    device loss (:meth:`die`) leaves ``active`` False and ``stopped`` False."""
+class _FakeStream:
+    """What both fake streams do as measured: ``stop``/``close`` call ``finished_callback``
+    once (if the stream ever started), and a device loss (:meth:`die`) leaves ``active``
+    False and ``stopped`` False."""
 
     def __init__(
         self,
@@ -85,12 +84,11 @@ class FakeInputStream:
         samplerate: int,
         channels: int,
         blocksize: int,
-        callback: InputCallback,
         finished_callback: Callable[[], None],
     ) -> None:
         self.device, self.samplerate, self.channels = device, samplerate, channels
         self.blocksize = blocksize
-        self._callback, self._finished_callback = callback, finished_callback
+        self._finished_callback = finished_callback
         self._active = self._stopped = False
         self.started = self.closed = self._finished = False
 
@@ -115,13 +113,6 @@ class FakeInputStream:
     def close(self) -> None:
         self.stop()
         self.closed = True
-
-    def feed(self, block: NDArray[np.float32], status: CallbackStatus | None = None) -> bool:
-        """Deliver ``block`` (frames × channels) as the callback; False when not active."""
-        if not self._active:
-            return False
-        self._callback(block, len(block), None, status or FakeStatus())
-        return True
 
     def die(self, *, finished: bool = True) -> None:
         """The device went away: the stream goes inactive (not stopped); PortAudio calls
@@ -137,10 +128,40 @@ class FakeInputStream:
 
 
 @final
-class FakeOutputStream:
+class FakeInputStream(_FakeStream):
+    """A fake ``InputStream``: :meth:`feed` calls the callback (only while active)."""
+
+    def __init__(
+        self,
+        *,
+        device: int,
+        samplerate: int,
+        channels: int,
+        blocksize: int,
+        callback: InputCallback,
+        finished_callback: Callable[[], None],
+    ) -> None:
+        super().__init__(
+            device=device,
+            samplerate=samplerate,
+            channels=channels,
+            blocksize=blocksize,
+            finished_callback=finished_callback,
+        )
+        self._callback = callback
+
+    def feed(self, block: NDArray[np.float32], status: CallbackStatus | None = None) -> bool:
+        """Deliver ``block`` (frames × channels) as the callback; False when not active."""
+        if not self._active:
+            return False
+        self._callback(block, len(block), None, status or FakeStatus())
+        return True
+
+
+@final
+class FakeOutputStream(_FakeStream):
     """A fake ``RawOutputStream`` (int16): :meth:`pull` asks the callback for audio, the
-    way PortAudio does when it needs the next block; losing the device (:meth:`die`)
-    behaves as measured for output too (inactive, not stopped, ``finished_callback``)."""
+    way PortAudio does when it needs the next block."""
 
     def __init__(
         self,
@@ -152,35 +173,16 @@ class FakeOutputStream:
         callback: OutputCallback,
         finished_callback: Callable[[], None],
     ) -> None:
-        self.device, self.samplerate, self.channels = device, samplerate, channels
-        self.blocksize = blocksize
-        self._callback, self._finished_callback = callback, finished_callback
-        self._active = self._stopped = False
-        self.started = self.closed = self._finished = False
+        super().__init__(
+            device=device,
+            samplerate=samplerate,
+            channels=channels,
+            blocksize=blocksize,
+            finished_callback=finished_callback,
+        )
+        self._callback = callback
         self.played = bytearray()  # everything the callback wrote, in order
         self.latency = 0.02
-
-    @property
-    def active(self) -> bool:
-        return self._active
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    def start(self) -> None:
-        if self.closed:
-            raise DeviceFailed("Stream is closed [PaErrorCode -9988]")
-        self._active, self._stopped, self.started = True, False, True
-
-    def stop(self) -> None:
-        if self._active:
-            self._active, self._stopped = False, True
-        self._finish()
-
-    def close(self) -> None:
-        self.stop()
-        self.closed = True
 
     def pull(self, frames: int, status: OutputStatus | None = None) -> bytes | None:
         """Run the callback for ``frames`` frames and return what it wrote (also appended
@@ -191,12 +193,6 @@ class FakeOutputStream:
         self._callback(memoryview(out), frames, None, status or FakeStatus())
         self.played += out
         return bytes(out)
-
-    def die(self, *, finished: bool = True) -> None:
-        """The device went away (see :meth:`FakeInputStream.die`)."""
-        self._active = False
-        if finished:
-            self._finish()
 
     def _finish(self) -> None:
         if self.started and not self._finished:

@@ -6,21 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from audio_helpers import machine
 
 from adapters.audio.backend import DeviceFailed
 from adapters.audio.devices import reinitialize
-from adapters.audio.fakeportaudio import FAKE_MIC, FakeBackend, FakeStatus
-
-MACHINE = [
-    {**FAKE_MIC, "index": 0, "name": "HDA Intel PCH: ALC892 Analog (hw:0,0)"},
-    {**FAKE_MIC, "index": 1, "name": "HDMI out", "max_input_channels": 0, "max_output_channels": 8},
-    {**FAKE_MIC, "index": 2, "name": "USB Audio Mic (hw:1,0)", "default_samplerate": 44100.0},
-    {**FAKE_MIC, "index": 3, "name": "pulse", "hostapi": 1, "max_input_channels": 32},
-]
-
-
-def machine(default_input: int = 3) -> FakeBackend:
-    return FakeBackend(MACHINE, default_input=default_input, default_output=1)
+from adapters.audio.fakeportaudio import FakeBackend, FakeStatus
 
 
 class TestFakeOutput:
