@@ -32,6 +32,7 @@ from helpers import (
     server_frame,
     server_in,
 )
+from hostile_frames import json_values, mutated, nested
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,52 +52,6 @@ HOSTILE = settings(
 
 # ----------------------------------------------------------------------------- strategies
 
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
-def node_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a value inside ``node`` (dict keys and list indexes), root excluded."""
-    found: list[tuple[Any, ...]] = []
-    children = (
-        node.items()
-        if isinstance(node, dict)
-        else enumerate(node)
-        if isinstance(node, list)
-        else ()
-    )
-    for key, child in children:
-        found.append((*prefix, key))
-        found.extend(node_paths(child, (*prefix, key)))
-    return found
-
-
-@st.composite
-def mutated(draw: st.DrawFn, templates: dict[str, dict[str, Any]]) -> str:
-    """A valid frame with one value deleted or replaced by arbitrary JSON."""
-    frame = copy.deepcopy(draw(st.sampled_from(list(templates.values()))))
-    path = draw(st.sampled_from(node_paths(frame)))
-    parent = frame
-    for key in path[:-1]:
-        parent = parent[key]
-    if draw(st.booleans()):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = draw(json_values)
-    return dumps(frame)
-
 
 @st.composite
 def reheadered(draw: st.DrawFn, templates: dict[str, dict[str, Any]], key: str) -> str:
@@ -111,20 +66,6 @@ def headless(draw: st.DrawFn, templates: dict[str, dict[str, Any]]) -> str:
     frame = copy.deepcopy(draw(st.sampled_from(list(templates.values()))))
     del frame["header"]
     return dumps(frame)
-
-
-@st.composite
-def nested(draw: st.DrawFn, around: tuple[str, str]) -> str:
-    """Junk nested up to far past the interpreter's recursion limit, balanced or not.
-
-    Balanced junk inside ``around`` (a valid frame with a hole where venue payloads
-    allow anything) is a valid frame as long as the decoder can descend that deep.
-    """
-    depth = draw(st.integers(min_value=1, max_value=5000))
-    opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
-    tail = closer * depth if draw(st.booleans()) else ""
-    inner = opener * depth + "0" + tail
-    return around[0] + inner + around[1] if draw(st.booleans()) else inner
 
 
 def hostile(
