@@ -68,23 +68,10 @@ KNOWN_EXCEPTIONS: Final[dict[tuple[str, str], str]] = {
     ("cycle", "engine.cli <> engine.live_cli"): "cli package (cli)",
     ("lines", "engine/actors/session.py"): "session split (conn)",
     ("lines", "engine/actors/_conversation.py"): "session split (conn)",
-    ("lines", "adapters/sim/inference.py"): "module splits (split)",
-    ("lines", "adapters/sim/realtime.py"): "module splits (split)",
-    ("lines", "adapters/dashscope/realtime_server.py"): "module splits (split)",
     ("lines", "engine/cli.py"): "cli package (cli)",
     ("lines", "engine/daemon/runner.py"): "cli package (cli)",
-    ("lines", "engine/daemon/config.py"): "module splits (split)",
-    ("lines", "engine/actors/mic.py"): "module splits (split)",
-    ("lines", "engine/actors/console.py"): "module splits (split)",
-    ("lines", "engine/actors/playback.py"): "module splits (split)",
-    ("lines", "adapters/audio/devices.py"): "module splits (split)",
-    ("lines", "adapters/audio/images.py"): "module splits (split)",
     ("class", "engine/actors/session.py::_Session"): "session split (conn)",
     ("class", "engine/actors/_conversation.py::Conversation"): "session split (conn)",
-    ("class", "engine/actors/mic.py::_Mic"): "module splits (split)",
-    ("class", "adapters/sim/inference.py::InferenceConnection"): "module splits (split)",
-    ("class", "adapters/sim/realtime.py::RealtimeConnection"): "module splits (split)",
-    ("class", "adapters/dashscope/realtime_server.py::RealtimeServer"): "module splits (split)",
 }
 
 
