@@ -4,6 +4,7 @@ import io
 
 import pytest
 import trio
+from console_helpers import translation as tr
 
 from engine.actors import console
 from engine.actors.console import ERASE_LINE, ConsoleView
@@ -13,7 +14,6 @@ from engine.events import (
     Partial,
     Reconnecting,
     StreamEnded,
-    Translation,
 )
 
 
@@ -122,12 +122,6 @@ class TestRun:
                         await send.send(Final(i, 0, 1, "x"))
 
 
-def _tr(
-    text: str, lang: str = "de", *, final: bool = True, sid: int = 0, stash: str = ""
-) -> Translation:
-    return Translation(lang, sid, 0, 1 if final else None, text, final, stash=stash, stream="a")
-
-
 def _translating(tty: bool, width: int = 40) -> ConsoleView:
     return ConsoleView(tty=tty, width=lambda: width, translate=True)
 
@@ -137,17 +131,17 @@ class TestTranslationView:
         """Partials and translation previews share the stream's status line."""
         view = _translating(tty=True)
         assert view.render(Partial(1, 0, "hello", stream="a")) == ERASE_LINE + "[a] hello"
-        out = view.render(_tr("hallo", final=False, sid=1))
+        out = view.render(tr("hallo", final=False, sid=1))
         assert out == ERASE_LINE + "[a] hello | de: hallo"
 
     def test_tty_final_prints_transcript_and_keeps_preview(self) -> None:
         """A final prints 'Transcript ==>' and the translation preview stays on the status line."""
         view = _translating(tty=True)
         view.render(Partial(1, 0, "hello", stream="a"))
-        view.render(_tr("hal", final=False, sid=1))
+        view.render(tr("hal", final=False, sid=1))
         out = view.render(Final(1, 0, 1, "hello", stream="a"))
         assert out == ERASE_LINE + "[a] Transcript ==> hello\n" + "[a] de: hal"
-        out = view.render(_tr("hallo", sid=1))
+        out = view.render(tr("hallo", sid=1))
         assert out == ERASE_LINE + "[a] Translate ==> [de] hallo\n"
         assert view.finish() == ""
 
@@ -155,44 +149,44 @@ class TestTranslationView:
         """A final translation may come first; the source preview stays until its final."""
         view = _translating(tty=True)
         view.render(Partial(1, 0, "hello", stream="a"))
-        view.render(_tr("hal", final=False, sid=1))
-        out = view.render(_tr("hallo", sid=1))
+        view.render(tr("hal", final=False, sid=1))
+        out = view.render(tr("hallo", sid=1))
         assert out == ERASE_LINE + "[a] Translate ==> [de] hallo\n" + "[a] hello"
 
     def test_older_final_translation_keeps_newer_preview(self) -> None:
         """The final translation of sentence 1 does not clear sentence 2's preview."""
         view = _translating(tty=True)
-        view.render(_tr("zwei", final=False, sid=2))
-        out = view.render(_tr("eins", sid=1))
+        view.render(tr("zwei", final=False, sid=2))
+        out = view.render(tr("eins", sid=1))
         assert out == ERASE_LINE + "[a] Translate ==> [de] eins\n" + "[a] de: zwei"
 
     def test_language_order_is_stable(self) -> None:
         """Languages keep the places they were first seen in, sentence after sentence."""
         view = _translating(tty=True, width=80)
-        view.render(_tr("eins", final=False, sid=1))
-        view.render(_tr("un", "fr", final=False, sid=1))
-        view.render(_tr("eins", sid=1))
-        out = view.render(_tr("deux", "fr", final=False, sid=2))
+        view.render(tr("eins", final=False, sid=1))
+        view.render(tr("un", "fr", final=False, sid=1))
+        view.render(tr("eins", sid=1))
+        out = view.render(tr("deux", "fr", final=False, sid=2))
         assert out == ERASE_LINE + "[a] fr: deux"
-        out = view.render(_tr("zwei", final=False, sid=2))
+        out = view.render(tr("zwei", final=False, sid=2))
         assert out == ERASE_LINE + "[a] de: zwei | fr: deux"
 
     def test_empty_preview_clears_its_part(self) -> None:
         """A blank preview removes its language from the status line."""
         view = _translating(tty=True)
         view.render(Partial(1, 0, "hello", stream="a"))
-        view.render(_tr("hal", final=False, sid=1))
-        assert view.render(_tr("", final=False, sid=1)) == ERASE_LINE + "[a] hello"
+        view.render(tr("hal", final=False, sid=1))
+        assert view.render(tr("", final=False, sid=1)) == ERASE_LINE + "[a] hello"
 
     def test_not_tty_prints_settled_lines_only(self) -> None:
         """Without a TTY previews print nothing; transcripts and translations print as lines."""
         view = _translating(tty=False)
         events: list[Event] = [
             Partial(1, 0, "he", stream="a"),
-            _tr("ha", final=False, sid=1),
-            _tr("hallo", sid=1),
+            tr("ha", final=False, sid=1),
+            tr("hallo", sid=1),
             Final(1, 0, 1, "hello", stream="a"),
-            _tr("salut", "fr", sid=1),
+            tr("salut", "fr", sid=1),
             StreamEnded("ok", finals=1, stream="a"),
         ]
         out = "".join(view.render(e) for e in events) + view.finish()
@@ -207,14 +201,14 @@ class TestTranslationView:
         """Without translate, translations neither print nor touch the status line."""
         view = _view(tty=True)
         view.render(Partial(1, 0, "hello", stream="a"))
-        assert view.render(_tr("hal", final=False, sid=1)) == ""
-        assert view.render(_tr("hallo", sid=1)) == ""
+        assert view.render(tr("hal", final=False, sid=1)) == ""
+        assert view.render(tr("hallo", sid=1)) == ""
         assert view.render(Final(1, 0, 1, "hello", stream="a")) == ERASE_LINE + "[a] hello\n"
 
     def test_stream_end_clears_its_status(self) -> None:
         """A finished stream's previews leave the status line."""
         view = _translating(tty=True)
-        view.render(_tr("hal", final=False, sid=1))
+        view.render(tr("hal", final=False, sid=1))
         out = view.render(StreamEnded("ok", stream="a"))
         assert out == ERASE_LINE + "[a] done: ok, 0 finals, 0 reconnects, audio lost 0 ms\n"
         assert view.finish() == ""
@@ -227,7 +221,7 @@ class TestTranslationRun:
         send, inbox = trio.open_memory_channel[Event](4)
         async with send:
             await send.send(Final(1, 0, 1, "hello", stream="a"))
-            await send.send(_tr("hallo", sid=1))
+            await send.send(tr("hallo", sid=1))
         with trio.fail_after(10):
             await console.run(inbox=inbox, out=out, tty=False, translate=True)
         assert out.getvalue() == "[a] Transcript ==> hello\n[a] Translate ==> [de] hallo\n"

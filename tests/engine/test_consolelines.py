@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from console_helpers import translation as tr
 
 from engine.actors._consolelines import (
     format_ended,
@@ -27,14 +28,7 @@ from engine.events import (
     StreamEnded,
     StreamError,
     TaskMetrics,
-    Translation,
 )
-
-
-def _tr(
-    text: str, lang: str = "de", *, final: bool = True, sid: int = 0, stash: str = ""
-) -> Translation:
-    return Translation(lang, sid, 0, 1 if final else None, text, final, stash=stash, stream="a")
 
 
 class TestFormat:
@@ -123,7 +117,7 @@ class TestTranslationFormat:
     def test_transcript_and_translation_lines(self) -> None:
         """Settled text prints as the vendor samples do, with the stream prefix."""
         assert format_transcript(Final(0, 0, 1, "hello", stream="a")) == "[a] Transcript ==> hello"
-        assert format_translation(_tr("hallo")) == "[a] Translate ==> [de] hallo"
+        assert format_translation(tr("hallo")) == "[a] Translate ==> [de] hallo"
         assert format_transcript(Final(0, 0, 1, "hi")) == "Transcript ==> hi"
 
     def test_format_line_modes(self) -> None:
@@ -131,12 +125,12 @@ class TestTranslationFormat:
         final = Final(0, 0, 1, "hello", stream="a")
         assert format_line(final) == "[a] hello"
         assert format_line(final, translate=True) == "[a] Transcript ==> hello"
-        assert format_line(_tr("hallo")) is None
-        assert format_line(_tr("hallo"), translate=True) == "[a] Translate ==> [de] hallo"
-        assert format_line(_tr("hal", final=False), translate=True) is None
-        assert format_line(_tr(" "), translate=True) is None
+        assert format_line(tr("hallo")) is None
+        assert format_line(tr("hallo"), translate=True) == "[a] Translate ==> [de] hallo"
+        assert format_line(tr("hal", final=False), translate=True) is None
+        assert format_line(tr(" "), translate=True) is None
 
     def test_translation_text_is_neutralised(self) -> None:
         """Language and text from the network cannot inject control sequences."""
-        line = format_translation(_tr("a\x1b[2Jb\nc", lang="d\re"))
+        line = format_translation(tr("a\x1b[2Jb\nc", lang="d\re"))
         assert line == "[a] Translate ==> [d e] a [2Jb c"

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from console_helpers import translation as tr
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.actors._statusline import display_width, format_status, format_translation_status
-from engine.events import Partial, Translation
-
-
-def _tr(
-    text: str, lang: str = "de", *, final: bool = True, sid: int = 0, stash: str = ""
-) -> Translation:
-    return Translation(lang, sid, 0, 1 if final else None, text, final, stash=stash, stream="a")
+from engine.events import Partial
 
 
 class TestStatus:
@@ -45,19 +40,19 @@ class TestTranslationStatus:
         """Source preview then each language's preview, text and stash."""
         line = format_translation_status(
             Partial(0, 0, "hello ", stash="wor", stream="a"),
-            [_tr("hallo ", final=False, stash="We"), _tr("salut", "fr", final=False)],
+            [tr("hallo ", final=False, stash="We"), tr("salut", "fr", final=False)],
             80,
         )
         assert line == "[a] hello wor | de: hallo We | fr: salut"
 
     def test_translation_preview_alone(self) -> None:
         """After the source settled, the translation preview still shows."""
-        assert format_translation_status(None, [_tr("hallo", final=False)], 80) == "[a] de: hallo"
+        assert format_translation_status(None, [tr("hallo", final=False)], 80) == "[a] de: hallo"
 
     def test_long_source_cannot_push_translations_off(self) -> None:
         """Room is shared fairly; each cut part keeps its newest words behind an ellipsis."""
         line = format_translation_status(
-            Partial(0, 0, "0123456789" * 4, stream="a"), [_tr("abc", final=False)], 30
+            Partial(0, 0, "0123456789" * 4, stream="a"), [tr("abc", final=False)], 30
         )
         assert line == "[a] …" + ("0123456789" * 4)[-14:] + " | de: abc"
         assert display_width(line) == 29
@@ -65,7 +60,7 @@ class TestTranslationStatus:
     def test_both_long(self) -> None:
         """Two long parts split the room evenly."""
         line = format_translation_status(
-            Partial(0, 0, "a" * 50, stream="a"), [_tr("b" * 50, final=False)], 31
+            Partial(0, 0, "a" * 50, stream="a"), [tr("b" * 50, final=False)], 31
         )
         assert line == "[a] …" + "a" * 8 + " | de: …" + "b" * 9
         assert display_width(line) == 30
@@ -74,7 +69,7 @@ class TestTranslationStatus:
         """CJK previews are cut by columns, never past the width."""
         line = format_translation_status(
             Partial(0, 0, "hello world again", stream="a"),
-            [_tr("你好世界欢迎光临", "zh", final=False)],
+            [tr("你好世界欢迎光临", "zh", final=False)],
             30,
         )
         assert display_width(line) <= 29
@@ -83,7 +78,7 @@ class TestTranslationStatus:
     def test_tiny_terminal(self) -> None:
         """Too narrow for every part: the line is simply cut, still one line."""
         line = format_translation_status(
-            Partial(0, 0, "hello", stream="a"), [_tr("hallo", final=False)], 12
+            Partial(0, 0, "hello", stream="a"), [tr("hallo", final=False)], 12
         )
         assert line == "[a] hello |"
 
@@ -97,7 +92,7 @@ class TestTranslationStatus:
     ) -> None:
         """Whatever the texts, the status line fits in width - 1 columns and has no newline."""
         partial = None if source is None else Partial(0, 0, source, stream="s")
-        shown = [_tr(text, lang, final=False) for lang, text in previews]
+        shown = [tr(text, lang, final=False) for lang, text in previews]
         if partial is None and not shown:
             return
         line = format_translation_status(partial, shown, width)
