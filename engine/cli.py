@@ -40,6 +40,7 @@ from engine.events import Event, StreamEnded
 from engine.live_cli import add_live_commands
 from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter
+from engine.scenario import cli as scenario_cli
 from engine.translation import check_translation
 from engine.wiring import EDGES
 
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_commands(sub)
     add_live_commands(sub)
     add_daemon_command(sub)
+    scenario_cli.add_parser(sub)
     return parser
 
 
@@ -164,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tty = sys.stderr.isatty()
     level = logging.INFO if args.verbose or not tty else logging.WARNING
     steno_logging.configure(json=not tty, level=level)
+    if args.command == "scenario":  # runs trio itself (and may start processes)
+        return scenario_cli.run(args)
     try:
         code: int = trio.run(args.func, args)
     except ConfigError as exc:

@@ -1,0 +1,315 @@
+"""report.json, history.csv and the end table: built from serialized series (pure).
+
+A run and a merge produce the same :class:`Report` from the same inputs: the raw
+per-scenario series (:class:`~engine.scenario.metrics.SeriesState`, exact integers
+and HDR encodings), the history windows, and the threshold expressions. So
+``steno scenario merge`` of a run's segments writes what one process would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from engine.scenario.catalog import METRICS
+from engine.scenario.metrics import (
+    PERCENTILES,
+    SeriesState,
+    merge_states,
+    roll_up,
+    series_key,
+    summarize,
+)
+from engine.scenario.thresholds import Verdict, evaluate, parse_threshold
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "MetricSummary",
+    "Report",
+    "ThresholdDef",
+    "Window",
+    "build_report",
+    "decode_report",
+    "end_table",
+    "history_rows",
+    "judge",
+]
+
+REPORT_VERSION: Final = 1
+_STATS: Final = (
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "med",
+    *(f"p({p:g})" for p in PERCENTILES),
+    "rate",
+)
+HISTORY_COLUMNS: Final = (
+    "t_s",
+    "scenario",
+    "metric",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    *(f"p({p:g})" for p in PERCENTILES),
+)
+
+
+class ThresholdDef(msgspec.Struct, frozen=True):
+    """One expression as the scenario file gave it."""
+
+    key: str
+    threshold: str
+    abort_on_fail: bool = False
+    delay_abort_eval_s: float = 0.0
+
+
+class Window(msgspec.Struct, frozen=True):
+    """One history interval: its end (seconds after the run's start) and its series."""
+
+    t: float
+    series: list[SeriesState]
+
+
+class MetricSummary(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``metrics.<name>`` in report.json (values in the metric's unit)."""
+
+    type: str
+    unit: str
+    values: dict[str, float | None]
+    hdr: str = ""
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    """report.json. ``series`` and ``history`` are what ``merge`` reads back."""
+
+    version: int = REPORT_VERSION
+    scenario_file: str
+    scenario_sha256: str
+    target: str
+    segments: list[str]
+    started_at: str
+    duration_s: float
+    aborted: str | None = None
+    metrics: dict[str, MetricSummary]
+    thresholds: dict[str, list[Verdict]]
+    threshold_defs: list[ThresholdDef]
+    series: list[SeriesState]
+    history: list[Window]
+    scenarios: list[str]
+
+    @property
+    def breached(self) -> bool:
+        return any(not v.ok for verdicts in self.thresholds.values() for v in verdicts)
+
+
+def decode_report(raw: bytes) -> Report:
+    return msgspec.json.decode(raw, type=Report)
+
+
+def judge(
+    defs: Sequence[ThresholdDef], series: Iterable[SeriesState], *, duration_s: float
+) -> dict[str, list[Verdict]]:
+    """Evaluate every threshold on the rolled-up series."""
+    rolled = {series_key(s.metric, s.scenario, s.code): s for s in roll_up(series)}
+    out: dict[str, list[Verdict]] = {}
+    for d in defs:
+        t = parse_threshold(d.key, d.threshold)
+        state = rolled.get(d.key)
+        if state is None:
+            state = SeriesState(metric=t.metric)
+        out.setdefault(d.key, []).append(evaluate(t, summarize(state, duration_s=duration_s)))
+    return out
+
+
+def build_report(
+    *,
+    scenario_file: str,
+    scenario_sha256: str,
+    target: str,
+    segments: list[str],
+    started_at: str,
+    duration_s: float,
+    series: list[SeriesState],
+    history: list[Window],
+    defs: list[ThresholdDef],
+    scenarios: list[str],
+    aborted: str | None = None,
+) -> Report:
+    series = merge_states(series)
+    metrics = {}
+    for s in roll_up(series):
+        info = METRICS[s.metric]
+        metrics[series_key(s.metric, s.scenario, s.code)] = MetricSummary(
+            info.kind, info.unit, summarize(s, duration_s=duration_s), s.hdr
+        )
+    return Report(
+        scenario_file=scenario_file,
+        scenario_sha256=scenario_sha256,
+        target=target,
+        segments=segments,
+        started_at=started_at,
+        duration_s=round(duration_s, 3),
+        aborted=aborted,
+        metrics=dict(sorted(metrics.items())),
+        thresholds=judge(defs, series, duration_s=duration_s),
+        threshold_defs=defs,
+        series=series,
+        history=history,
+        scenarios=scenarios,
+    )
+
+
+def merge_windows(groups: Iterable[Sequence[Window]]) -> list[Window]:
+    """History windows of several segments, merged per interval end time."""
+    by_t: dict[float, list[SeriesState]] = {}
+    for windows in groups:
+        for w in windows:
+            by_t.setdefault(round(w.t, 3), []).extend(w.series)
+    return [Window(t, merge_states(states)) for t, states in sorted(by_t.items())]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return f"{value:.1f}ms" if value < 10_000 else f"{value / 1000:.2f}s"
+    if value == int(value) and abs(value) < 1e12:
+        return f"{int(value)}"
+    return f"{value:.3f}"
+
+
+def history_rows(window: Window) -> list[list[str]]:
+    """history.csv rows of one window (every rolled-up series)."""
+    rows = []
+    for s in roll_up(window.series):
+        info = METRICS[s.metric]
+        v = summarize(s, duration_s=0.0)
+        scenario = s.scenario or ("*" if not s.code else f"*code:{s.code}")
+        row = [f"{window.t:g}", scenario, s.metric, _csv(v.get("count")), _csv(v.get("sum"))]
+        if info.kind == "trend":
+            row += [
+                _csv(v.get(k)) for k in ("min", "max", "avg", *(f"p({p:g})" for p in PERCENTILES))
+            ]
+        else:
+            row += [""] * (3 + len(PERCENTILES))
+        rows.append(row)
+    return rows
+
+
+def _csv(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def history_csv(windows: Iterable[Window], *, header: bool = True) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(HISTORY_COLUMNS)
+    for window in windows:
+        w.writerows(history_rows(window))
+    return buf.getvalue()
+
+
+_TABLE_TRENDS: Final = ("avg", "min", "p(50)", "p(90)", "p(95)", "p(99)", "max")
+
+
+def end_table(report: Report) -> str:
+    """The end-of-test summary: per scenario, trends, counters and thresholds."""
+    lines: list[str] = []
+    targets = ", ".join(report.segments)
+    lines.append(
+        f"steno scenario: {report.scenario_file} -> {report.target} "
+        f"(segments {targets}, {report.duration_s:.1f} s{', ABORTED: ' + report.aborted if report.aborted else ''})"
+    )
+    for scenario in [*report.scenarios, ""]:
+        title = f"scenario {scenario}" if scenario else "all scenarios"
+        rows = []
+        for name, m in report.metrics.items():
+            metric, _, tag = name.partition("{")
+            if (scenario and tag != f"scenario:{scenario}}}") or (
+                not scenario and tag and not tag.startswith("code:")
+            ):
+                continue
+            v = m.values
+            if m.type == "trend":
+                if not v.get("count"):
+                    continue
+                rows.append(
+                    [
+                        name if not scenario else metric,
+                        _fmt(v["count"]),
+                        *(_fmt(v.get(k), m.unit) for k in _TABLE_TRENDS),
+                    ]
+                )
+            else:
+                rate = v.get("rate")
+                rows.append(
+                    [
+                        name if not scenario else metric,
+                        _fmt(v["count"]),
+                        f"{rate:.2f}/s" if rate is not None else "-",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+        if not rows:
+            continue
+        lines.append("")
+        lines.append(title)
+        header = ["metric", "count", *_TABLE_TRENDS]
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            lines.append(
+                "  "
+                + "  ".join(
+                    str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
+                    for i, c in enumerate(r)
+                ).rstrip()
+            )
+    if report.thresholds:
+        lines.append("")
+        lines.append("thresholds")
+        for key, verdicts in report.thresholds.items():
+            unit = METRICS[key.partition("{")[0]].unit
+            for verdict in verdicts:
+                mark = "ok  " if verdict.ok else "FAIL"
+                lines.append(
+                    f"  {mark} {key}: {verdict.threshold} (value {_fmt(verdict.value, unit)})"
+                )
+    return "\n".join(lines)
+
+
+def threshold_defs(thresholds: Mapping[str, Sequence[object]]) -> list[ThresholdDef]:
+    """The file's ``[thresholds]`` as flat definitions."""
+    from engine.scenario.spec import ThresholdSpec, seconds
+
+    out = []
+    for key, items in thresholds.items():
+        for item in items:
+            if isinstance(item, ThresholdSpec):
+                out.append(
+                    ThresholdDef(
+                        key, item.threshold, item.abort_on_fail, seconds(item.delay_abort_eval)
+                    )
+                )
+            else:
+                out.append(ThresholdDef(key, str(item)))
+    return out
