@@ -146,7 +146,7 @@ async def _check(args: argparse.Namespace) -> int:
     audio = await _load_audio(file, base)
     durations = {name: a.duration_s for name, a in audio.items()}
     print(
-        f"{args.file}: ok, {len(file.scenarios)} scenario(s), {sum(len(v) for v in file.thresholds.values())} threshold(s)"
+        f"{args.file}: ok, {len(file.scenarios)} scenario(s), {len(file.threshold_items())} threshold(s)"
     )
     print(plan_text(file, durations, _segment(args.segment)))
     return 0

@@ -23,10 +23,11 @@ from engine.scenario.metrics import (
     series_key,
     summarize,
 )
+from engine.scenario.spec import ThresholdSpec, seconds
 from engine.scenario.thresholds import Verdict, evaluate, parse_threshold
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -297,19 +298,9 @@ def end_table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def threshold_defs(thresholds: Mapping[str, Sequence[object]]) -> list[ThresholdDef]:
-    """The file's ``[thresholds]`` as flat definitions."""
-    from engine.scenario.spec import ThresholdSpec, seconds
-
-    out = []
-    for key, items in thresholds.items():
-        for item in items:
-            if isinstance(item, ThresholdSpec):
-                out.append(
-                    ThresholdDef(
-                        key, item.threshold, item.abort_on_fail, seconds(item.delay_abort_eval)
-                    )
-                )
-            else:
-                out.append(ThresholdDef(key, str(item)))
-    return out
+def threshold_defs(items: Iterable[tuple[str, ThresholdSpec]]) -> list[ThresholdDef]:
+    """The file's ``[thresholds]`` (``ScenarioFile.threshold_items()``) as flat definitions."""
+    return [
+        ThresholdDef(key, t.threshold, t.abort_on_fail, seconds(t.delay_abort_eval))
+        for key, t in items
+    ]

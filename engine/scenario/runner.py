@@ -295,7 +295,7 @@ async def run_file(
     audio = await _load_audio(file, base)
     out = pathlib.Path(options.out)
     history = _start_history(out)
-    defs = threshold_defs(file.thresholds)
+    defs = threshold_defs(file.threshold_items())
     recorder = Recorder()
     active: dict[str, int] = {s.name: 0 for s in file.scenarios}
     ticker = _Ticker(file, recorder, active, defs, history, stderr if options.progress else None)

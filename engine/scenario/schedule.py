@@ -74,7 +74,9 @@ class Segment(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ValueError(f"segment {self.index}/{self.count}: need 0 <= I < N")
+            raise ValueError(
+                f"bad segment {self.index}/{self.count}; fix: I/N with 0 <= I < N, e.g. 0/2"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Segment:
@@ -136,7 +138,7 @@ def target_at(steps: Sequence[tuple[float, int]], t: float) -> int:
     """The wanted number of sessions at ``t`` (the last step at or before it)."""
     count = steps[0][1]
     for when, n in steps:
-        if when > t:
+        if when > t + 1e-9:  # t comes from a clock reading: forgive rounding at a step
             break
         count = n
     return count

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
@@ -281,7 +281,22 @@ class ScenarioFile(_Strict, frozen=True, kw_only=True):
         name="scenario"
     )
     run: RunSection = RunSection()
-    thresholds: dict[str, tuple[str | ThresholdSpec, ...]] = {}
+    # Tables stay raw here so a bad one is refused with its key (msgspec cannot name a
+    # dict key in its paths); :meth:`threshold_items` gives them as ThresholdSpecs.
+    thresholds: dict[str, tuple[str | dict[str, Any], ...]] = {}
+
+    def threshold_items(self) -> list[tuple[str, ThresholdSpec]]:
+        """Every expression as ``(metric key, ThresholdSpec)``, in file order."""
+        out = []
+        for key, items in self.thresholds.items():
+            for item in items:
+                spec = (
+                    ThresholdSpec(threshold=item)
+                    if isinstance(item, str)
+                    else msgspec.convert(item, ThresholdSpec)
+                )
+                out.append((key, spec))
+        return out
 
     def __post_init__(self) -> None:
         # Errors here are about the whole file, where msgspec adds no path: name it.
@@ -297,11 +312,19 @@ class ScenarioFile(_Strict, frozen=True, kw_only=True):
             seen[scenario.name] = i
         for key, expressions in self.thresholds.items():
             for j, item in enumerate(expressions):
-                text = item if isinstance(item, str) else item.threshold
+                where = f"$.thresholds.{key}[{j}]"
                 try:
-                    parse_threshold(key, text, scenarios=frozenset(seen))
+                    spec = (
+                        ThresholdSpec(threshold=item)
+                        if isinstance(item, str)
+                        else msgspec.convert(item, ThresholdSpec)
+                    )
+                    parse_threshold(key, spec.threshold, scenarios=frozenset(seen))
+                except msgspec.ValidationError as exc:
+                    message, _, path = str(exc).partition(" - at `$")
+                    raise ValueError(f"{message} - at `{where}{path.rstrip('`')}`") from None
                 except ThresholdError as exc:
-                    raise ValueError(f"{exc} - at `$.thresholds.{key}[{j}]`") from None
+                    raise ValueError(f"{exc} - at `{where}`") from None
 
 
 # ------------------------------------------------------------------------- loading
