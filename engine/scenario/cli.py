@@ -28,7 +28,7 @@ EXIT_RUN_FAILED: Final = 1
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add ``scenario`` with its ``run``, ``check`` and ``merge`` commands."""
+    """Add ``scenario`` with its ``run``, ``check``, ``simulate`` and ``merge`` commands."""
     p = subparsers.add_parser(
         "scenario", help="load-test a service with a scenario file (k6-style)"
     )
@@ -60,6 +60,13 @@ def add_parser(subparsers: Any) -> None:
     c.add_argument("file", metavar="FILE")
     c.add_argument("--segment", metavar="I/N", help="the plan of one execution segment")
 
+    s = sub.add_parser(
+        "simulate", help="serve the simulator that knows a scenario's audio (a --target for runs)"
+    )
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+
     m = sub.add_parser("merge", help="merge segment reports into one run's report")
     m.add_argument("dirs", nargs="+", metavar="DIR")
     m.add_argument("--out", required=True, metavar="DIR")
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.scenario_command == "check":
             return trio.run(_check, args)
+        if args.scenario_command == "simulate":
+            return trio.run(_simulate, args)
         if args.scenario_command == "merge":
             from engine.scenario.merge import merge_dirs
 
@@ -136,6 +145,15 @@ async def _run(args: argparse.Namespace) -> int:
         args.file, options, stdout=io.StringIO() if args.quiet else stdout, stderr=sys.stderr
     )
     return code
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    from engine.scenario.runner import audio_refs, read_scenario
+    from engine.scenario.simproc import serve_scenario
+
+    file, _raw, base = read_scenario(args.file)
+    await serve_scenario(audio_refs(file, base), host=args.host, port=args.port, child=False)
+    return 0
 
 
 async def _check(args: argparse.Namespace) -> int:

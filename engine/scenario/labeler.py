@@ -62,12 +62,15 @@ class _Pieces:
         step = self.rate * _WINDOW_MS // 1000
         for start_ms, samples in self.parts:
             first = round((start_ms - begin_ms) * self.rate / 1000)
-            x = samples.astype(np.float64) ** 2
-            for i in range(0, len(x) - step + 1, step):
-                w = (first + i) // step
-                if 0 <= w < n:
-                    energy[w] += x[i : i + step].mean()
-                    count[w] += 1
+            whole = len(samples) // step
+            if whole == 0:
+                continue
+            x = samples[: whole * step].astype(np.float64).reshape(whole, step)
+            means = np.einsum("ij,ij->i", x, x) / step
+            w = (first + np.arange(whole) * step) // step
+            keep = (w >= 0) & (w < n)
+            np.add.at(energy, w[keep], means[keep])
+            np.add.at(count, w[keep], 1)
         db = np.full(n, _SILENT_DB)
         heard = count > 0
         db[heard] = 10 * np.log10(np.maximum(energy[heard] / count[heard], 1e-9) / 32768.0**2)
@@ -97,6 +100,7 @@ class EnvelopeLabeler:
         self._sentences = sentences
         self._pieces = _Pieces(rate)
         self._begin_ms: int | None = None
+        self._guess: list[str] | None = None  # a partial's words: matched once per sentence
 
     def _best(self, begin_ms: int, end_ms: int) -> list[str] | None:
         envelope = self._pieces.envelope(begin_ms, end_ms)
@@ -112,7 +116,9 @@ class EnvelopeLabeler:
         if self._begin_ms is None:
             self._begin_ms = begin_ms
         self._pieces.parts.append((samples_begin_ms, samples))
-        words = self._best(self._begin_ms, end_ms) or ["unknown"]
+        if self._guess is None:  # partials are shown, not scored: match once, on the first piece
+            self._guess = self._best(self._begin_ms, end_ms) or ["unknown"]
+        words = self._guess
         shown = min(max(1, (end_ms - self._begin_ms) // _MS_PER_WORD), max(len(words) - 1, 1))
         return _spread(words[:shown], self._begin_ms, end_ms)
 
@@ -127,6 +133,7 @@ class EnvelopeLabeler:
         finally:
             self._pieces = _Pieces(self._pieces.rate)
             self._begin_ms = None
+            self._guess = None
 
 
 def _spread(words: list[str], begin_ms: int, end_ms: int) -> list[RecognizedWord]:

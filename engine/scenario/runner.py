@@ -64,6 +64,7 @@ __all__ = [
     "EXIT_BREACH",
     "EXIT_INTERRUPTED",
     "RunOptions",
+    "audio_refs",
     "read_scenario",
     "run_file",
     "split_limits",
@@ -128,17 +129,8 @@ async def _target(
     where = options.target or file.run.target
     key = os.environ.get("DASHSCOPE_API_KEY", "")
     if where == "embedded":
-        refs = []
-        for s in file.scenarios:
-            ref = s.audio.reference
-            refs.append(
-                AudioRef(
-                    os.fspath(resolve_path(s.audio.file, base)),
-                    os.fspath(resolve_path(ref, base)) if ref else None,
-                )
-            )
         log = pathlib.Path(options.out) / "simulator.log"
-        async with open_embedded(refs, log=log) as sim:
+        async with open_embedded(audio_refs(file, base), log=log) as sim:
             yield (
                 Target(sim.url, Secret(EMBEDDED_KEY), loopback=True, embedded=True),
                 (f"embedded simulator (pid {sim.pid}, scripted recognizer)"),
@@ -166,6 +158,20 @@ async def _target(
     if any(s.faults for s in file.scenarios):
         print("steno scenario: faults apply to loopback simulators only; ignored", file=stderr)
     yield Target(where, Secret(key), loopback=False), where
+
+
+def audio_refs(file: ScenarioFile, base: pathlib.Path) -> list[AudioRef]:
+    """Every scenario's audio and reference, as paths the simulator process can open."""
+    refs = []
+    for s in file.scenarios:
+        ref = s.audio.reference
+        refs.append(
+            AudioRef(
+                os.fspath(resolve_path(s.audio.file, base)),
+                os.fspath(resolve_path(ref, base)) if ref else None,
+            )
+        )
+    return refs
 
 
 def read_scenario(path: str) -> tuple[ScenarioFile, bytes, pathlib.Path]:

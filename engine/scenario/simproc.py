@@ -15,6 +15,7 @@ list of ``{"file", "reference"}``; it learns every file's sentences
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     import pathlib
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-__all__ = ["AudioRef", "Embedded", "open_embedded"]
+    from engine.scenario.labeler import Sentence
+
+__all__ = ["AudioRef", "Embedded", "open_embedded", "serve_scenario"]
 
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 10.0
@@ -133,11 +136,11 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
 # --------------------------------------------------------------------- the child
 
 
-async def _learn(audio: Sequence[AudioRef]) -> dict[int, list[object]]:
+async def _learn(audio: Sequence[AudioRef]) -> dict[int, list[Sentence]]:
     from adapters.audio.files import open_audio_source
     from engine.scenario.labeler import learn
 
-    tables: dict[int, list[object]] = {rate: [] for rate in RATES}
+    tables: dict[int, list[Sentence]] = {rate: [] for rate in RATES}
     for ref in audio:
         if ref.reference is None:
             continue
@@ -171,18 +174,37 @@ async def _stop_when(waiter: Callable[[], Awaitable[None]], scope: trio.CancelSc
     scope.cancel()
 
 
-async def _child(audio: Sequence[AudioRef]) -> None:
+async def serve_scenario(
+    audio: Sequence[AudioRef],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    child: bool = True,
+) -> None:
+    """Learn the audio, serve until SIGINT/SIGTERM (and, as a child, stdin's end).
+
+    A child prints one JSON line (``host``, ``port``, ``pid``) once it listens; otherwise
+    one line for a person (``steno scenario simulate``).
+    """
     from adapters.sim.config import SimConfig
     from adapters.sim.server import serve
     from engine.scenario.labeler import recognizer
 
-    tables = await _learn(audio)
-    rec = recognizer(tables)  # type: ignore[arg-type]
+    rec = recognizer(await _learn(audio))
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(serve, SimConfig(host="127.0.0.1", port=0), rec)
-        print(json.dumps({"host": "127.0.0.1", "port": port, "pid": os.getpid()}), flush=True)
+        bound = await nursery.start(serve, SimConfig(host=host, port=port), rec)
+        if child:
+            print(json.dumps({"host": host, "port": bound, "pid": os.getpid()}), flush=True)
+        else:
+            print(
+                f"steno scenario: simulator for the scenario's audio at "
+                f"ws://{host}:{bound}/api-ws/v1/inference (scripted recognizer)",
+                file=sys.stderr,
+                flush=True,
+            )
         async with trio.open_nursery() as waiters:
-            waiters.start_soon(_stop_when, _until_stdin_closes, waiters.cancel_scope)
+            if child:
+                waiters.start_soon(_stop_when, _until_stdin_closes, waiters.cancel_scope)
             waiters.start_soon(_stop_when, _until_signalled, waiters.cancel_scope)
         nursery.cancel_scope.cancel()
 
@@ -195,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     configure(json=True, level=logging.ERROR)
     audio = msgspec.json.decode(args[0] if args else "[]", type=list[AudioRef])
-    trio.run(_child, audio)
+    trio.run(functools.partial(serve_scenario, audio))
     return 0
 
 

@@ -206,3 +206,50 @@ class TestHtmlInChromium:
             check=True,
         )
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+class TestProcessesAgainstUrl:
+    def test_two_processes_against_a_served_simulator(self, tmp_path: pathlib.Path) -> None:
+        """``scenario simulate`` serves the scenario's simulator on a URL; ``run --processes 2``
+        runs segments 0/2 and 1/2 against it and merges them into one report."""
+        (tmp_path / "s.toml").write_text(SMALL)
+        server = subprocess.Popen(
+            [*STENO, "scenario", "simulate", str(tmp_path / "s.toml"), "--port", "0"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert server.stderr is not None
+            line = server.stderr.readline()
+            m = re.search(r"(ws://127\.0\.0\.1:\d+/api-ws/v1/inference)", line)
+            assert m, line
+            result = steno(
+                "scenario",
+                "run",
+                tmp_path / "s.toml",
+                "--target",
+                m.group(1),
+                "--processes",
+                "2",
+                "--out",
+                tmp_path / "out",
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            server.stderr.close()  # type: ignore[union-attr]
+        assert result.returncode == 0, result.stderr
+        report = msgspec.json.decode((tmp_path / "out" / "report.json").read_bytes())
+        assert report["segments"] == ["0/2", "1/2"]
+        assert report["metrics"]["sessions_started{scenario:rooms}"]["values"]["count"] == 3
+        assert report["metrics"]["wer"]["values"]["max"] == 0.0
+        for i in range(2):
+            seg = msgspec.json.decode(
+                (tmp_path / "out" / f"segment-{i}" / "report.json").read_bytes()
+            )
+            assert seg["segments"] == [f"{i}/2"]
+        assert (tmp_path / "out" / "report.html").is_file()
+        assert "segments 0/2, 1/2" in result.stdout
