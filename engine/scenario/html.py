@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render_html"]
 
-_W: Final = 620
+_W: Final = 600
 _H: Final = 260
 _PAD_L, _PAD_R, _PAD_T, _PAD_B = 64, 16, 28, 40
 _COLORS: Final = ("#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd")
@@ -44,7 +44,7 @@ def _nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
     mag = 10.0 ** (len(str(int(v))) - 1)
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+    for step in (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
         if step * mag >= v:
             return step * mag
     return v  # pragma: no cover
@@ -202,7 +202,7 @@ def charts(report: Report) -> list[str]:
 _CSS: Final = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1340px; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; }
+.charts { display: flex; flex-wrap: wrap; gap: 12px; }
 svg.chart { background: #fff; border: 1px solid #ddd; font-size: 11px; }
 svg.chart .title { font-size: 13px; font-weight: 600; }
 svg.chart .plot { fill: #fafafa; stroke: #bbb; } svg.chart .grid { stroke: #e5e5e5; }
