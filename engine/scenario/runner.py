@@ -205,7 +205,7 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
 
 
-class _Ticker:
+class Ticker:
     """Once a second: activity samples, progress, abort checks; per interval: history."""
 
     def __init__(
@@ -304,7 +304,7 @@ async def run_file(
     defs = threshold_defs(file.threshold_items())
     recorder = Recorder()
     active: dict[str, int] = {s.name: 0 for s in file.scenarios}
-    ticker = _Ticker(file, recorder, active, defs, history, stderr if options.progress else None)
+    ticker = Ticker(file, recorder, active, defs, history, stderr if options.progress else None)
     started_at = iso_utc(system_clock())
     interrupted: list[bool] = []
     async with _target(file, options, audio, base, stderr) as (target, label):
