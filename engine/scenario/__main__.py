@@ -1,7 +1,8 @@
-"""``python -m engine.scenario run|check|merge …``: the ``steno scenario`` verb on its own."""
+"""``python -m engine.scenario run|check|simulate|merge …``: the verb on its own."""
 
 from __future__ import annotations
 
 from engine.scenario.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (a tool walking the package) runs nothing
+    raise SystemExit(main())

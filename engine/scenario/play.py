@@ -30,7 +30,7 @@ import hashlib
 import random
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
 import trio
@@ -53,9 +53,8 @@ from engine.scenario.spec import FaultStep, seconds
 from engine.stream import StreamConfig, open_stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    import trio_websocket
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
 
     from adapters.dashscope.ws import Dialer
     from engine.ratelimit import StartLimiter
@@ -225,17 +224,32 @@ class Player:
         await stream.end_input()
 
     def _timed_dial(self, dialed: list[float]) -> Dialer:
-        inner, rec, name = self._dial, self.recorder, self.spec.name
+        return timed(self._dial, self.recorder, self.spec.name, dialed)
 
-        @contextlib.asynccontextmanager
-        async def dial(
-            url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-        ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-            t = trio.current_time()
-            async with inner(url, headers, connect_timeout=connect_timeout) as ws:
-                now = trio.current_time()
-                rec.observe("connect_time", name, (now - t) * 1000)
-                dialed.append(now)
-                yield ws
 
-        return dial
+_Conn = TypeVar("_Conn")
+
+
+def timed(
+    inner: Callable[..., AbstractAsyncContextManager[_Conn]],
+    recorder: Recorder,
+    scenario: str,
+    dialed: list[float],
+) -> Callable[..., AbstractAsyncContextManager[_Conn]]:
+    """A dialer that records ``connect_time`` per connection and notes when each opened.
+
+    Generic in the connection type, so the engine side never names the wire library.
+    """
+
+    @contextlib.asynccontextmanager
+    async def dial(
+        url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
+    ) -> AsyncIterator[_Conn]:
+        t = trio.current_time()
+        async with inner(url, headers, connect_timeout=connect_timeout) as conn:
+            now = trio.current_time()
+            recorder.observe("connect_time", scenario, (now - t) * 1000)
+            dialed.append(now)
+            yield conn
+
+    return dial
