@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import trio
 
+from engine.scenario.lifecycle import Lifecycle, Step
 from engine.scenario.schedule import (
     WHOLE,
     Segment,
@@ -73,6 +74,7 @@ async def run_executor(
     *,
     segment: Segment = WHOLE,
     run_start: float | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> None:
     """Run one scenario's executor to its end (including its graceful stop).
 
@@ -82,9 +84,27 @@ async def run_executor(
         recorder: where the executor's own counters go.
         segment: the execution segment this process runs.
         run_start: the run's start on the trio clock (default: now).
+        lifecycle: follows the scenario's phases (:mod:`engine.scenario.lifecycle`).
     """
+    life = lifecycle if lifecycle is not None else Lifecycle()
+    try:
+        await _run(spec, body, recorder, segment, run_start, life)
+    except trio.Cancelled:
+        life.fire(Step.CANCELLED)
+        raise
+
+
+async def _run(
+    spec: Executor,
+    body: Body,
+    recorder: Recorder,
+    segment: Segment,
+    run_start: float | None,
+    life: Lifecycle,
+) -> None:
     start = (trio.current_time() if run_start is None else run_start) + seconds(spec.start_time)
     await trio.sleep_until(start)
+    life.fire(Step.STARTED)
     end = start + executor_end(spec)
     stop = end + seconds(spec.graceful_stop)
     name = spec.name
@@ -97,14 +117,22 @@ async def run_executor(
             recorder.add("sessions_interrupted", name)
             raise
 
-    with trio.CancelScope(deadline=stop):
-        match spec:
-            case ConstantSessions() | PerSessionIterations():
-                await _closed(spec, one, start, end, segment)
-            case RampingSessions():
-                await _ramping(spec, one, start, end, segment)
-            case SessionArrivalRate() | RampingSessionArrivalRate():
-                await _open(spec, one, start, end, segment, recorder)
+    async def time_up() -> None:
+        await trio.sleep_until(end)
+        life.fire(Step.TIME_UP)
+
+    with trio.CancelScope(deadline=stop) as graceful:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(time_up)
+            match spec:
+                case ConstantSessions() | PerSessionIterations():
+                    await _closed(spec, one, start, end, segment)
+                case RampingSessions():
+                    await _ramping(spec, one, start, end, segment)
+                case SessionArrivalRate() | RampingSessionArrivalRate():
+                    await _open(spec, one, start, end, segment, recorder)
+            nursery.cancel_scope.cancel()  # every stream ended: stop waiting for the time
+    life.fire(Step.CANCELLED if graceful.cancelled_caught else Step.ENDED)
 
 
 _One = Callable[[int, int, float], Awaitable[None]]

@@ -40,6 +40,7 @@ from engine.policy import RATE_LIMITS, RateLimit
 from engine.ratelimit import StartLimiter
 from engine.scenario.audio import ScenarioAudio, load_audio, resolve_path
 from engine.scenario.executor import run_executor
+from engine.scenario.lifecycle import Lifecycle
 from engine.scenario.metrics import Recorder
 from engine.scenario.plan import estimate
 from engine.scenario.play import Player, Target
@@ -220,6 +221,7 @@ class Ticker:
         self.file = file
         self.recorder = recorder
         self.active = active
+        self.phases: dict[str, Lifecycle] = {s.name: Lifecycle() for s in file.scenarios}
         self.abort_defs = [d for d in defs if d.abort_on_fail]
         self.history_path = history
         self.progress = progress
@@ -278,7 +280,11 @@ class Ticker:
             if (t := self.recorder.trend("first_package_delay", s.name)) is not None
         ]
         p95 = max((v for v in fpd if v is not None), default=None)
-        parts = [f"{name} {n}" for name, n in self.active.items()]
+        parts = [
+            f"{name} {n}"
+            + ("" if (life := self.phases.get(name)) is None else f" {life.phase.value}")
+            for name, n in self.active.items()
+        ]
         line = (
             f"\r\x1b[K{elapsed:5.0f}s  active: {', '.join(parts) or '0'}  "
             f"started {self.recorder.count('sessions_started')}  "
@@ -333,6 +339,7 @@ async def run_file(
                                 recorder,
                                 segment=options.segment,
                                 run_start=start,
+                                lifecycle=ticker.phases[s.name],
                             )
                         )
             nursery.cancel_scope.cancel()
