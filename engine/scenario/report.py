@@ -27,7 +27,7 @@ from engine.scenario.spec import ThresholdSpec, seconds
 from engine.scenario.thresholds import Verdict, evaluate, parse_threshold
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -82,13 +82,54 @@ class Window(msgspec.Struct, frozen=True):
     series: list[SeriesState]
 
 
-class MetricSummary(msgspec.Struct, frozen=True, omit_defaults=True):
-    """``metrics.<name>`` in report.json (values in the metric's unit)."""
+class MetricSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``metrics.<name>`` in report.json, in the metric's unit, flat like k6's summary
+    export: ``count``, ``sum``, ``rate``, and for trends ``min``, ``max``, ``avg``,
+    ``med``, ``p(50)`` … ``p(99)`` and ``hdr`` (the HdrHistogram V2 encoding, base64).
+    Statistics with no value (an empty trend) are left out."""
 
     type: str
     unit: str
-    values: dict[str, float | None]
+    count: float = 0.0
+    sum: float | None = None
+    rate: float | None = None
+    min: float | None = None
+    max: float | None = None
+    avg: float | None = None
+    med: float | None = None
+    p50: float | None = msgspec.field(default=None, name="p(50)")
+    p90: float | None = msgspec.field(default=None, name="p(90)")
+    p95: float | None = msgspec.field(default=None, name="p(95)")
+    p99: float | None = msgspec.field(default=None, name="p(99)")
     hdr: str = ""
+
+    @classmethod
+    def of(cls, kind: str, unit: str, stats: Mapping[str, float | None], hdr: str) -> MetricSummary:
+        return cls(
+            type=kind,
+            unit=unit,
+            count=stats.get("count") or 0.0,
+            sum=stats.get("sum"),
+            rate=stats.get("rate"),
+            min=stats.get("min"),
+            max=stats.get("max"),
+            avg=stats.get("avg"),
+            med=stats.get("med"),
+            p50=stats.get("p(50)"),
+            p90=stats.get("p(90)"),
+            p95=stats.get("p(95)"),
+            p99=stats.get("p(99)"),
+            hdr=hdr,
+        )
+
+    @property
+    def values(self) -> dict[str, float | None]:
+        """The statistics by their k6 names (``p(95)``, ``avg``, …)."""
+        return {
+            "count": self.count, "sum": self.sum, "rate": self.rate, "min": self.min,
+            "max": self.max, "avg": self.avg, "med": self.med, "p(50)": self.p50,
+            "p(90)": self.p90, "p(95)": self.p95, "p(99)": self.p99,
+        }  # fmt: skip
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,7 +192,7 @@ def build_report(
     metrics = {}
     for s in roll_up(series):
         info = METRICS[s.metric]
-        metrics[series_key(s.metric, s.scenario, s.code)] = MetricSummary(
+        metrics[series_key(s.metric, s.scenario, s.code)] = MetricSummary.of(
             info.kind, info.unit, summarize(s, duration_s=duration_s), s.hdr
         )
     return Report(

@@ -88,17 +88,13 @@ class TestRealRun:
         _, out = run
         report = msgspec.json.decode((out / "report.json").read_bytes())
         m = report["metrics"]
-        assert m["sessions_started{scenario:rooms}"]["values"]["count"] == 3
-        assert (
-            m["sessions_completed"]["values"]["count"] == m["sessions_started"]["values"]["count"]
-        )
-        assert (
-            m["sessions_dropped{scenario:callers}"]["values"]["count"] >= 1
-        )  # 4 sessions, 6 starts
-        assert m["wer"]["values"]["max"] == 0.0  # every final word for word, across reconnects
-        assert m["audio_lost_ms"]["values"]["sum"] == 0.0
-        assert m["reconnects{scenario:callers}"]["values"]["count"] >= 1
-        assert m["finals{scenario:rooms}"]["values"]["count"] == 6  # 2 sentences × 3
+        assert m["sessions_started{scenario:rooms}"]["count"] == 3
+        assert m["sessions_completed"]["count"] == m["sessions_started"]["count"]
+        assert m["sessions_dropped{scenario:callers}"]["count"] >= 1  # 4 sessions, 6 starts
+        assert m["wer"]["max"] == 0.0  # every final word for word, across reconnects
+        assert m["audio_lost_ms"]["sum"] == 0.0
+        assert m["reconnects{scenario:callers}"]["count"] >= 1
+        assert m["finals{scenario:rooms}"]["count"] == 6  # 2 sentences × 3
         for name in (
             "connect_time",
             "task_start_time",
@@ -107,7 +103,7 @@ class TestRealRun:
             "final_lag",
             "send_lateness",
         ):
-            values = m[name]["values"]
+            values = m[name]
             assert values["count"] > 0 and values["p(50)"] is not None and m[name]["hdr"], name
         assert all(v["ok"] for vs in report["thresholds"].values() for v in vs)
         assert report["segments"] == ["0/1"]
@@ -244,8 +240,8 @@ class TestProcessesAgainstUrl:
         assert result.returncode == 0, result.stderr
         report = msgspec.json.decode((tmp_path / "out" / "report.json").read_bytes())
         assert report["segments"] == ["0/2", "1/2"]
-        assert report["metrics"]["sessions_started{scenario:rooms}"]["values"]["count"] == 3
-        assert report["metrics"]["wer"]["values"]["max"] == 0.0
+        assert report["metrics"]["sessions_started{scenario:rooms}"]["count"] == 3
+        assert report["metrics"]["wer"]["max"] == 0.0
         for i in range(2):
             seg = msgspec.json.decode(
                 (tmp_path / "out" / f"segment-{i}" / "report.json").read_bytes()
