@@ -120,6 +120,13 @@ def stream_fault(
     return str(msgspec.structs.replace(plan, seed=seed))
 
 
+def _first(group: BaseExceptionGroup[StenoError]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _with_fault(url: str, spec: str | None) -> str:
     if spec is None:
         return url
@@ -156,7 +163,8 @@ class Player:
         self.active[name] = self.active.get(name, 0) + 1
         try:
             await self._play(it)
-        except StenoError as exc:
+        except* StenoError as group:  # from open_stream or our nursery: maybe grouped
+            exc = _first(group)
             self.recorder.add("sessions_failed", name)
             self.recorder.add("errors", name, code=error_code(str(exc), type(exc).__name__))
         finally:
