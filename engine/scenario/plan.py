@@ -86,7 +86,9 @@ def plan_text(file: ScenarioFile, audio_s: Mapping[str, float], segment: Segment
         total_audio += e.audio_s
         start = seconds(s.start_time)
         lines.append(
-            f"{s.name}: {s.executor_name} from {start:g}s for {executor_end(s):g}s "
+            f"{s.name}: {s.executor_name} from {start:g}s "
+            + ("for at most " if isinstance(s, PerSessionIterations) else "for ")
+            + f"{executor_end(s):g}s "
             f"(+{seconds(s.graceful_stop):g}s graceful stop), model {s.model}, "
             f"audio {s.audio.file} ({audio_s.get(s.name, 0.0):.1f}s at {s.audio.speed:g}x); "
             f"at most {e.streams} streams"
