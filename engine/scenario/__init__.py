@@ -8,7 +8,8 @@ Execution segments (``--segment I/N``) split a run over processes or machines wi
 coordinator; ``merge`` puts them back together exactly.
 
 Modules: ``spec`` (the file), ``schedule`` (executors as pure time functions,
-segments), ``executor`` (driving them on the trio clock), ``play`` (one stream,
+segments), ``executor`` (driving them on the trio clock) with ``lifecycle`` (its
+phase table), ``play`` (one stream,
 measured), ``metrics`` / ``catalog`` (series), ``thresholds``, ``report`` / ``html``
 (outputs), ``runner`` (a run), ``merge`` (segments), ``simproc`` / ``labeler`` (the
 embedded target), ``plan`` (``check``), ``cli`` (the verb).
