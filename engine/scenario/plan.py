@@ -120,7 +120,7 @@ def _row(
             i = int((start + t) // bucket)
             if i < n_buckets:
                 counts[i] += 1
-        cells = [f"{c / bucket:g}" for c in counts]
+        cells = [f"{c / bucket:.3g}" for c in counts]
         unit = "starts/s"
     else:
         end = start + _expected_end(s, audio_s)

@@ -55,6 +55,15 @@ class TestExample:
         for audio in ("numbers.wav", "numbers.txt", "weather.wav"):
             assert (ROOT / "scenarios" / "audio" / audio).is_file()
 
+    def test_shipped_scenarios_decode(self) -> None:
+        """Every scenarios/*.toml that is a scenario file decodes, and its audio is there."""
+        for path in sorted((ROOT / "scenarios").glob("*.toml")):
+            if path.name in ("daemon-example.toml", "translations.toml"):
+                continue
+            file = load_scenario(path)
+            for s in file.scenarios:
+                assert (ROOT / s.audio.file).is_file(), (path, s.audio.file)
+
     def test_every_executor_and_the_object_threshold_form(self) -> None:
         """All five executors and k6's { threshold, abort-on-fail } form decode."""
         file = decode_scenario(
