@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scenario_command == "merge":
             from engine.scenario.merge import merge_dirs
 
-            return merge_dirs(args.dirs, args.out, stdout=sys.stdout)
+            return merge_dirs(args.dirs, args.out, stdout=sys.stdout, stderr=sys.stderr)
         return trio.run(_run, args)
     except ConfigError as exc:
         print(f"steno scenario: error: {exc}", file=sys.stderr)

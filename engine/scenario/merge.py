@@ -80,11 +80,31 @@ def read_report(directory: str) -> Report:
         raise ConfigError(f"{path} is not a steno scenario report: {exc}") from None
 
 
-def merge_dirs(dirs: Sequence[str], out: str, *, stdout: TextIO) -> int:
-    """Merge segment directories into ``out``; the exit code is a run's (0 or 99)."""
+def missing_segments(report: Report) -> list[str]:
+    """The segments of the report's I/N split that it does not cover."""
+    parsed = [Segment.parse(s) for s in report.segments]
+    n = parsed[0].count if parsed else 1
+    have = {p.index for p in parsed}
+    return [f"{i}/{n}" for i in range(n) if i not in have]
+
+
+def merge_dirs(
+    dirs: Sequence[str], out: str, *, stdout: TextIO, stderr: TextIO | None = None
+) -> int:
+    """Merge segment directories into ``out``; the exit code is a run's (0 or 99).
+
+    Merging only some segments of a split is allowed (a partial view) and said on stderr.
+    """
     from engine.scenario.runner import EXIT_BREACH, write_outputs
 
     report = merge_reports([read_report(d) for d in dirs])
+    missing = missing_segments(report)
+    if missing:
+        print(
+            f"steno scenario: segments {', '.join(missing)} are missing: the report covers "
+            "only the merged segments' share of the run",
+            file=stderr if stderr is not None else sys.stderr,
+        )
     write_outputs(report, pathlib.Path(out))
     print(end_table(report), file=stdout)
     return EXIT_BREACH if report.breached else 0

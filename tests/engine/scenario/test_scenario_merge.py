@@ -117,6 +117,22 @@ class TestMerge:
         assert whole.metrics["first_package_delay"].values["count"] > 100
         assert not all(v.ok for vs in whole.thresholds.values() for v in vs)  # a real verdict
 
+    async def test_partial_merge_says_what_is_missing(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
+    ) -> None:
+        """Merging 1 of 3 segments works and names the missing ones on stderr."""
+        import io
+
+        from engine.scenario.merge import merge_dirs
+
+        write_outputs(await run(Segment(1, 3)), tmp_path / "1")
+        err = io.StringIO()
+        code = merge_dirs(
+            [str(tmp_path / "1")], str(tmp_path / "m"), stdout=io.StringIO(), stderr=err
+        )
+        assert code in (0, 99)
+        assert "segments 0/3, 2/3 are missing" in err.getvalue()
+
     async def test_refuses_mixed_inputs(self, autojump_clock: trio.testing.MockClock) -> None:
         """Different files, repeated or mixed splits are refused."""
         a = await run(Segment(0, 2))
