@@ -55,6 +55,7 @@ def add_parser(subparsers: Any) -> None:
         "--yes", action="store_true", help="allow a non-loopback target (it bills the key)"
     )
     r.add_argument("--quiet", action="store_true", help="no end table on stdout, no progress line")
+    r.add_argument("--status-file", help=argparse.SUPPRESS)  # a --processes child's live numbers
 
     c = sub.add_parser("check", help="validate a scenario file and print its plan")
     c.add_argument("file", metavar="FILE")
@@ -138,6 +139,7 @@ async def _run(args: argparse.Namespace) -> int:
         segment=_segment(args.segment),
         yes=args.yes,
         progress=sys.stderr.isatty() and not args.quiet,
+        status_file=args.status_file,
     )
     import io
 

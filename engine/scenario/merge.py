@@ -25,6 +25,7 @@ import trio
 from engine.errors import ConfigError
 from engine.scenario.report import Report, build_report, decode_report, end_table, merge_windows
 from engine.scenario.schedule import Segment
+from engine.scenario.ticker import Progress, progress_line
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -78,6 +79,27 @@ def read_report(directory: str) -> Report:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ConfigError(f"{path} is not a steno scenario report: {exc}") from None
+
+
+def _statuses(dirs: Sequence[str]) -> list[Progress]:
+    out = []
+    for d in dirs:
+        try:
+            raw = pathlib.Path(d, "status.json").read_bytes()
+            out.append(msgspec.json.decode(raw, type=Progress))
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            continue  # not started yet
+    return out
+
+
+async def _draw_progress(dirs: Sequence[str], stderr: TextIO) -> None:
+    """Once a second: the segments' status files, summed into one progress line."""
+    while True:
+        await trio.sleep(1.0)
+        snapshots = _statuses(dirs)
+        if snapshots:
+            stderr.write(progress_line(snapshots))
+            stderr.flush()
 
 
 def missing_segments(report: Report) -> list[str]:
@@ -147,16 +169,25 @@ async def run_processes(
                 "--target",
                 t.url,
                 "--quiet",
+                "--status-file",
+                os.path.join(dirs[i], "status.json"),
             ]
             if not t.loopback:
                 args.append("--yes")
             result = await trio.run_process(args, env=env, check=False, stdout=subprocess.DEVNULL)
             codes[i] = result.returncode
-            print(f"steno scenario: segment {i}/{n} exited {result.returncode}", file=stderr)
+            clear = "\r\x1b[K" if stderr.isatty() else ""
+            print(f"{clear}steno scenario: segment {i}/{n} exited {result.returncode}", file=stderr)
 
         async with trio.open_nursery() as nursery:
-            for i in range(n):
-                nursery.start_soon(child, i)
+            if stderr.isatty():
+                nursery.start_soon(_draw_progress, dirs, stderr)
+            async with trio.open_nursery() as children:
+                for i in range(n):
+                    children.start_soon(child, i)
+            nursery.cancel_scope.cancel()
+        if stderr.isatty():
+            stderr.write("\r\x1b[K")
     bad = [c for c in codes if c not in (0, 99)]
     if bad:
         print(f"steno scenario: {len(bad)} segment process(es) failed (exit {bad[0]})", file=stderr)

@@ -24,7 +24,6 @@ import hashlib
 import ipaddress
 import os
 import pathlib
-import resource
 import signal
 import sys
 import urllib.parse
@@ -40,23 +39,20 @@ from engine.policy import RATE_LIMITS, RateLimit
 from engine.ratelimit import StartLimiter
 from engine.scenario.audio import ScenarioAudio, load_audio, resolve_path
 from engine.scenario.executor import run_executor
-from engine.scenario.lifecycle import Lifecycle
 from engine.scenario.metrics import Recorder
 from engine.scenario.plan import estimate
 from engine.scenario.play import Player, Target
 from engine.scenario.report import (
     Report,
-    ThresholdDef,
-    Window,
     build_report,
     end_table,
     history_csv,
-    judge,
     threshold_defs,
 )
 from engine.scenario.schedule import WHOLE, Segment
 from engine.scenario.simproc import AudioRef, open_embedded
-from engine.scenario.spec import ScenarioFile, load_scenario, seconds
+from engine.scenario.spec import ScenarioFile, load_scenario
+from engine.scenario.ticker import Ticker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -85,6 +81,7 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     segment: Segment = WHOLE
     yes: bool = False
     progress: bool = False
+    status_file: str | None = None
 
 
 def split_limits(segment: Segment) -> dict[str, RateLimit]:
@@ -193,108 +190,6 @@ def _start_history(out: pathlib.Path) -> pathlib.Path:
     return history
 
 
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:  # not Linux: the peak is the best there is
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
-
-
-class Ticker:
-    """Once a second: activity samples, progress, abort checks; per interval: history."""
-
-    def __init__(
-        self,
-        file: ScenarioFile,
-        recorder: Recorder,
-        active: dict[str, int],
-        defs: list[ThresholdDef],
-        history: pathlib.Path,
-        progress: TextIO | None,
-    ) -> None:
-        self.file = file
-        self.recorder = recorder
-        self.active = active
-        self.phases: dict[str, Lifecycle] = {s.name: Lifecycle() for s in file.scenarios}
-        self.abort_defs = [d for d in defs if d.abort_on_fail]
-        self.history_path = history
-        self.progress = progress
-        self.windows: list[Window] = []
-        self.aborted: str | None = None
-        self.interval = seconds(file.run.history_interval)
-        self._stream_s = 0.0
-        self._cpu = _cpu_s()
-
-    async def run(self, start: float, stop: trio.CancelScope) -> None:
-        tick = 0
-        next_cut = self.interval
-        while True:
-            tick += 1
-            await trio.sleep_until(start + tick)
-            elapsed = trio.current_time() - start
-            for s in self.file.scenarios:
-                n = self.active.get(s.name, 0)
-                if n or elapsed >= seconds(s.start_time):
-                    self.recorder.observe("sessions_active", s.name, n)
-                self._stream_s += n
-            if self.abort_defs and self.aborted is None:
-                self._check_abort(elapsed, stop)
-            if elapsed + 1e-6 >= next_cut:
-                self.cut(next_cut)
-                next_cut += self.interval
-            if self.progress is not None:
-                self._draw(elapsed)
-
-    def _check_abort(self, elapsed: float, stop: trio.CancelScope) -> None:
-        due = [d for d in self.abort_defs if elapsed >= d.delay_abort_eval_s]
-        verdicts = judge(due, self.recorder.states(), duration_s=elapsed)
-        for key, vs in verdicts.items():
-            for v in vs:
-                if not v.ok:
-                    self.aborted = f"{key}: {v.threshold} failed (abort-on-fail)"
-                    stop.cancel()
-                    return
-
-    def cut(self, t: float) -> None:
-        cpu = _cpu_s()
-        if self._stream_s > 0:
-            self.recorder.observe("cpu_per_stream_s", "", (cpu - self._cpu) * 1000 / self._stream_s)
-        self.recorder.observe("rss_mb", "", _rss_mb())
-        self._cpu, self._stream_s = cpu, 0.0
-        window = Window(round(t, 3), self.recorder.cut())
-        self.windows.append(window)
-        with open(self.history_path, "a", encoding="utf-8") as f:
-            f.write(history_csv([window], header=False))
-
-    def _draw(self, elapsed: float) -> None:
-        assert self.progress is not None
-        fpd = [
-            t.percentile_units(95)
-            for s in self.file.scenarios
-            if (t := self.recorder.trend("first_package_delay", s.name)) is not None
-        ]
-        p95 = max((v for v in fpd if v is not None), default=None)
-        parts = [
-            f"{name} {n}"
-            + ("" if (life := self.phases.get(name)) is None else f" {life.phase.value}")
-            for name, n in self.active.items()
-        ]
-        line = (
-            f"\r\x1b[K{elapsed:5.0f}s  active: {', '.join(parts) or '0'}  "
-            f"started {self.recorder.count('sessions_started')}  "
-            f"p95 first_package_delay {'-' if p95 is None else f'{p95 / 1000:.0f}ms'}  "
-            f"errors {self.recorder.count('errors')}  dropped {self.recorder.count('sessions_dropped')}"
-        )
-        self.progress.write(line)
-        self.progress.flush()
-
-
 async def run_file(
     path: str, options: RunOptions, *, stdout: TextIO, stderr: TextIO
 ) -> tuple[int, Report]:
@@ -311,6 +206,7 @@ async def run_file(
     recorder = Recorder()
     active: dict[str, int] = {s.name: 0 for s in file.scenarios}
     ticker = Ticker(file, recorder, active, defs, history, stderr if options.progress else None)
+    ticker.status = pathlib.Path(options.status_file) if options.status_file else None
     started_at = iso_utc(system_clock())
     interrupted: list[bool] = []
     async with _target(file, options, audio, base, stderr) as (target, label):

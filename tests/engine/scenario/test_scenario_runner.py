@@ -14,9 +14,10 @@ from engine.scenario.executor import Iteration
 from engine.scenario.metrics import Recorder
 from engine.scenario.play import error_code, stream_fault
 from engine.scenario.report import threshold_defs
-from engine.scenario.runner import Ticker, is_loopback, split_limits
+from engine.scenario.runner import is_loopback, split_limits
 from engine.scenario.schedule import Segment
 from engine.scenario.spec import FaultStep, decode_scenario
+from engine.scenario.ticker import Progress, Ticker, progress_line
 
 FILE = """
 [run]
@@ -127,3 +128,24 @@ class TestHelpers:
         assert error_code("network: connect failed: HTTP 503 at upgrade", "network") == "http-503"
         assert error_code("network: the server closed the connection", "network") == "network"
         assert msgspec.json.encode(error_code("x", "y")) == b'"y"'
+
+
+class TestProgress:
+    async def test_status_file_and_sum(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
+    ) -> None:
+        """A --processes child writes its numbers each second; the parent sums segments."""
+        file = decode_scenario(FILE)
+        rec = Recorder()
+        rec.add("sessions_started", "rooms", 4)
+        rec.observe("first_package_delay", "rooms", 300.0)
+        ticker = Ticker(file, rec, {"rooms": 2}, [], tmp_path / "h.csv", None)
+        ticker.status = tmp_path / "status.json"
+        with trio.move_on_after(1.5), trio.CancelScope() as executors:
+            await ticker.run(trio.current_time(), executors)
+        one = msgspec.json.decode(ticker.status.read_bytes(), type=Progress)
+        assert (one.active, one.started, one.phases) == ({"rooms": 2}, 4, {"rooms": "waiting"})
+        other = msgspec.structs.replace(one, started=6, errors=1, p95_first_package_delay_ms=900.0)
+        line = progress_line([one, other])
+        assert "active: rooms 4" in line and "started 10" in line and "errors 1" in line
+        assert "max p95 of 2 first_package_delay 900ms" in line
