@@ -7,6 +7,7 @@ import csv
 import os
 import pathlib
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -219,6 +220,8 @@ class TestProcessesAgainstUrl:
         )
         try:
             assert server.stderr is not None
+            ready, _, _ = select.select([server.stderr], [], [], 60.0)  # a deadline on the wait
+            assert ready, "the scenario simulator did not start within 60 s"
             line = server.stderr.readline()
             m = re.search(r"(ws://127\.0\.0\.1:\d+/api-ws/v1/inference)", line)
             assert m, line
