@@ -160,10 +160,10 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 async def _check(args: argparse.Namespace) -> int:
     from engine.scenario.plan import plan_text
-    from engine.scenario.runner import _load_audio, read_scenario
+    from engine.scenario.runner import load_scenario_audio, read_scenario
 
     file, _raw, base = read_scenario(args.file)
-    audio = await _load_audio(file, base)
+    audio = await load_scenario_audio(file, base)
     durations = {name: a.duration_s for name, a in audio.items()}
     print(
         f"{args.file}: ok, {len(file.scenarios)} scenario(s), {len(file.threshold_items())} threshold(s)"

@@ -139,18 +139,18 @@ async def run_processes(
     from engine.scenario.runner import (
         EMBEDDED_KEY,
         RunOptions,
-        _load_audio,
-        _target,
+        load_scenario_audio,
+        open_target,
         read_scenario,
     )
 
     file, _raw, base = read_scenario(path)
-    audio = await _load_audio(file, base)
+    audio = await load_scenario_audio(file, base)
     os.makedirs(out, exist_ok=True)
     options = RunOptions(out=out, target=target, yes=yes)
     dirs = [os.path.join(out, f"segment-{i}") for i in range(n)]
     codes: list[int] = [0] * n
-    async with _target(file, options, audio, base, stderr) as (t, label):
+    async with open_target(file, options, audio, base, stderr) as (t, label):
         env = dict(os.environ)
         if t.embedded:
             env["DASHSCOPE_API_KEY"] = EMBEDDED_KEY

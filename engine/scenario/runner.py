@@ -62,6 +62,8 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "RunOptions",
     "audio_refs",
+    "load_scenario_audio",
+    "open_target",
     "read_scenario",
     "run_file",
     "split_limits",
@@ -105,7 +107,8 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-async def _load_audio(file: ScenarioFile, base: pathlib.Path) -> dict[str, ScenarioAudio]:
+async def load_scenario_audio(file: ScenarioFile, base: pathlib.Path) -> dict[str, ScenarioAudio]:
+    """Every scenario's audio by scenario name, each distinct file read once."""
     cache: dict[object, ScenarioAudio] = {}
     out = {}
     for s in file.scenarios:
@@ -116,14 +119,20 @@ async def _load_audio(file: ScenarioFile, base: pathlib.Path) -> dict[str, Scena
 
 
 @contextlib.asynccontextmanager
-async def _target(
+async def open_target(
     file: ScenarioFile,
     options: RunOptions,
     audio: dict[str, ScenarioAudio],
     base: pathlib.Path,
     stderr: TextIO,
 ) -> AsyncIterator[tuple[Target, str]]:
-    """The target's URL and key, with the embedded simulator running while in use."""
+    """The target (URL, key, whether faults apply) and its label for the reports; the
+    embedded simulator runs while the block does.
+
+    Raises:
+        ConfigError: a bad target; a remote one without DASHSCOPE_API_KEY, or without
+            ``--yes`` (after printing the audio hours it would send).
+    """
     where = options.target or file.run.target
     key = os.environ.get("DASHSCOPE_API_KEY", "")
     if where == "embedded":
@@ -199,7 +208,7 @@ async def run_file(
         ConfigError: a bad scenario file, audio, target or flag (exit 2).
     """
     file, raw, base = read_scenario(path)
-    audio = await _load_audio(file, base)
+    audio = await load_scenario_audio(file, base)
     out = pathlib.Path(options.out)
     history = _start_history(out)
     defs = threshold_defs(file.threshold_items())
@@ -209,7 +218,7 @@ async def run_file(
     ticker.status = pathlib.Path(options.status_file) if options.status_file else None
     started_at = iso_utc(system_clock())
     interrupted: list[bool] = []
-    async with _target(file, options, audio, base, stderr) as (target, label):
+    async with open_target(file, options, audio, base, stderr) as (target, label):
         limiter = StartLimiter(split_limits(options.segment))
         start = trio.current_time()
         async with trio.open_nursery() as nursery:
