@@ -269,66 +269,54 @@ def history_csv(windows: Iterable[Window], *, header: bool = True) -> str:
 _TABLE_TRENDS: Final = ("avg", "min", "p(50)", "p(90)", "p(95)", "p(99)", "max")
 
 
-def end_table(report: Report) -> str:
-    """The end-of-test summary: per scenario, trends, counters and thresholds."""
-    lines: list[str] = []
-    targets = ", ".join(report.segments)
-    lines.append(
-        f"steno scenario: {report.scenario_file} -> {report.target} "
-        f"(segments {targets}, {report.duration_s:.1f} s{', ABORTED: ' + report.aborted if report.aborted else ''})"
-    )
-    for scenario in [*report.scenarios, ""]:
-        title = f"scenario {scenario}" if scenario else "all scenarios"
-        rows = []
-        for name, m in report.metrics.items():
-            metric, _, tag = name.partition("{")
-            if (scenario and tag != f"scenario:{scenario}}}") or (
-                not scenario and tag and not tag.startswith("code:")
-            ):
-                continue
-            v = m.values
-            if m.type == "trend":
-                if not v.get("count"):
-                    continue
-                rows.append(
-                    [
-                        name if not scenario else metric,
-                        _fmt(v["count"]),
-                        *(_fmt(v.get(k), m.unit) for k in _TABLE_TRENDS),
-                    ]
-                )
-            else:
-                rate = v.get("rate")
-                rows.append(
-                    [
-                        name if not scenario else metric,
-                        _fmt(v["count"]),
-                        f"{rate:.2f}/s" if rate is not None else "-",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ]
-                )
-        if not rows:
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  "
+        + "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r))
+        for r in [header, *rows]
+    ]
+
+
+def _section(report: Report, scenario: str) -> list[str]:
+    """One scenario's trends and counters (``""``: the whole run, with errors by code)."""
+    trends: list[list[str]] = []
+    counters: list[list[str]] = []
+    for name, m in report.metrics.items():
+        metric, _, tag = name.partition("{")
+        mine = tag == f"scenario:{scenario}}}" if scenario else not tag or tag.startswith("code:")
+        if not mine:
             continue
-        lines.append("")
-        lines.append(title)
-        header = ["metric", "count", *_TABLE_TRENDS]
-        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-        for r in [header, *rows]:
-            lines.append(
-                "  "
-                + "  ".join(
-                    str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i])
-                    for i, c in enumerate(r)
-                ).rstrip()
+        label = metric if scenario else name
+        v = m.values
+        if m.type == "counter":
+            rate = v.get("rate")
+            counters.append([label, _fmt(v["count"]), "-" if rate is None else f"{rate:.2f}/s"])
+        elif v.get("count"):
+            trends.append(
+                [label, _fmt(v["count"]), *(_fmt(v.get(k), m.unit) for k in _TABLE_TRENDS)]
             )
+    lines: list[str] = []
+    if trends:
+        lines += _table(["trend", "count", *_TABLE_TRENDS], trends)
+    if counters:
+        lines += ([""] if trends else []) + _table(["counter", "count", "rate"], counters)
+    return lines
+
+
+def end_table(report: Report) -> str:
+    """The end-of-test summary: per scenario and for the run, trends, counters, thresholds."""
+    aborted = f", ABORTED: {report.aborted}" if report.aborted else ""
+    lines = [
+        f"steno scenario: {report.scenario_file} -> {report.target} "
+        f"(segments {', '.join(report.segments)}, {report.duration_s:.1f} s{aborted})"
+    ]
+    for scenario in [*report.scenarios, ""]:
+        section = _section(report, scenario)
+        if section:
+            lines += ["", f"scenario {scenario}" if scenario else "all scenarios", *section]
     if report.thresholds:
-        lines.append("")
-        lines.append("thresholds")
+        lines += ["", "thresholds"]
         for key, verdicts in report.thresholds.items():
             unit = METRICS[key.partition("{")[0]].unit
             for verdict in verdicts:
