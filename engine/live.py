@@ -1,12 +1,13 @@
-"""One live stream, composed from actors: mic → resampler → session → renderer.
+"""One live stream: the microphone actor is the producer of an :func:`open_stream`.
 
 The live counterpart of :mod:`engine.pipeline` (which plays a file). The mic actor
 owns a drop-oldest hand-off from PortAudio, so capture never waits on the
 pipeline; every other edge is bounded and blocking (``engine.wiring``). Ending is
 a drain from the source: when ``drain`` is set, capture stops, its queue is sent,
 the resampler flushes and the session finishes its task; the renderer then closes
-the files. Capture gaps (overflow, device outages) reach the renderer as
-``AudioGap`` events and are folded into the final :class:`StreamEnded`.
+the files. Capture gaps (overflow, device outages) travel the stream's input lane
+as ``AudioGap`` events; :mod:`engine.stream` folds them into the final
+:class:`StreamEnded`, which this module only forwards.
 """
 
 from __future__ import annotations
@@ -19,24 +20,14 @@ import msgspec
 import structlog
 import trio
 
-from adapters.dashscope.models import endpoint, get_model
 from engine._util import unwrap_single_group
-from engine.actors import mic, playback, renderer, resampler, session
+from engine.actors import mic, playback, renderer
 from engine.actors.renderer import close_sinks
-from engine.clock import iso_utc, system_clock
+from engine.clock import system_clock
 from engine.config import SessionConfig
-from engine.events import (
-    AudioFrame,
-    AudioGap,
-    Event,
-    StreamEnded,
-    StreamError,
-    StreamStarted,
-    TranslatedAudio,
-    samples_to_ms,
-)
-from engine.messages import RawBlock, Skip
+from engine.events import Event, StreamEnded, StreamError, TranslatedAudio
 from engine.pipeline import open_outputs
+from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
@@ -45,13 +36,11 @@ if TYPE_CHECKING:
     from adapters.sinks.base import Sink
     from engine.clock import WallClock
     from engine.ratelimit import StartLimiter
+    from engine.stream import Feed, Stream
 
-__all__ = ["CAPTURE_GAPS", "LiveStreamConfig", "run_live_stream"]
+__all__ = ["LiveStreamConfig", "run_live_stream"]
 
 log = structlog.get_logger("steno.live")
-
-#: Gap reasons the capture side reports (the session reports its own in StreamEnded).
-CAPTURE_GAPS = frozenset({"capture-overflow", "device"})
 
 
 class LiveStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,22 +90,17 @@ async def run_live_stream(
     StreamEnded ``partial`` and count in its ``audio_lost_ms``.
     """
     cfg = config.session
-    rate = get_model(cfg.model).sample_rate
-    raw_send, raw_recv = trio.open_memory_channel[RawBlock | Skip](EDGES["capture->resampler"].size)
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
-        EDGES["resampler->session"].size
-    )
-    events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
-    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
-    ended: list[StreamEnded] = []
     extra = {} if run_blocking is None else {"run_blocking": run_blocking}
+    speaker: dict[str, Any] = dict(extra)
+    if backend is not None:
+        speaker["backend"] = backend
+    producer = functools.partial(_produce, config=config, drain=drain, backend=backend, extra=extra)
+    ended: StreamEnded | None = None
     with structlog.contextvars.bound_contextvars(stream=cfg.stream), unwrap_single_group():
         async with console, trio.open_nursery() as nursery:
             sinks: list[Sink] = []
             voice: trio.MemorySendChannel[Event] | None = None
-            speaker: dict[str, Any] = dict(extra)
-            if backend is not None:
-                speaker["backend"] = backend
+            rendering = False
             try:
                 sinks = await trio.to_thread.run_sync(_open_outputs, config)
                 if config.playback is not None:
@@ -126,96 +110,73 @@ async def run_live_stream(
                             playback.run, inbox=voice_recv, config=config.playback, **speaker
                         )
                     )
-                stats = await nursery.start(
-                    functools.partial(
-                        _capture, raw_send, events_send.clone(), config.mic, drain, backend, extra
-                    )
-                )
+                async with open_stream(
+                    StreamConfig(session=cfg, source=f"device:{config.mic.device}"),
+                    producer=producer,
+                    dial=dial,
+                    limiter=limiter,
+                    drain=drain,
+                    clock=clock,
+                ) as stream:
+                    rendering = True
+                    await _render(stream, sinks, console.clone(), voice)
+                ended = stream.ended
             except BaseException:
-                close_sinks(sinks)
+                if not rendering:
+                    close_sinks(sinks)
                 if voice is not None:
                     voice.close()
-                raw_send.close()
-                raw_recv.close()
-                frames_send.close()
-                frames_recv.close()
-                events_send.close()
-                events_recv.close()
-                render_send.close()
-                render_recv.close()
                 raise
-            nursery.start_soon(
-                lambda: resampler.run(
-                    inbox=raw_recv,
-                    outbox=frames_send,
-                    config=resampler.ResamplerConfig(
-                        out_rate=rate, frame_ms=cfg.frame_ms, stream=cfg.stream
-                    ),
-                )
-            )
-            nursery.start_soon(
-                lambda: renderer.run(inbox=render_recv, sinks=sinks, forward=console.clone())
-            )
-            device = stats.device.name if stats.device else str(config.mic.device)
-            started = StreamStarted(
-                f"device:{device}",
-                cfg.model,
-                rate,
-                endpoint=endpoint(cfg.model, cfg.url),
-                started_at=iso_utc(clock()),
-                stream=cfg.stream,
-                t=trio.current_time(),
-            )
-            nursery.start_soon(_tap, events_recv, render_send, started, ended, voice)
-            log.info("live.started", device=device, device_rate=stats.rate, rate=rate)
-            await session.run(
-                inbox=frames_recv,
-                outbox=events_send,
-                config=cfg,
-                dial=dial,
-                limiter=limiter,
-                drain=drain,
-            )
-    return ended[0] if ended else StreamEnded("failed", stream=cfg.stream, t=trio.current_time())
+    return ended or StreamEnded("failed", stream=cfg.stream, t=trio.current_time())
 
 
-async def _capture(
-    raw_send: trio.MemorySendChannel[RawBlock | Skip],
-    events: trio.MemorySendChannel[Event],
-    config: mic.MicConfig,
+async def _produce(
+    feed: Feed,
+    *,
+    config: LiveStreamConfig,
     drain: trio.Event,
     backend: AudioBackend | None,
     extra: dict[str, Any],
-    task_status: trio.TaskStatus[mic.MicStats] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the mic actor; a device that never came back is reported, not raised."""
+    """The microphone's producer; a device that never came back is reported, not raised.
+
+    Channels: the mic actor owns and closes both lanes of ``feed``; a clone of the
+    events lane reports a device failure after the start.
+
+    Raises:
+        ConfigError, InputError: no PortAudio, no such device, or it cannot be
+            opened (before ``started``).
+    """
     from adapters.audio.backend import DeviceFailed
 
     started = False
-    errors = events.clone()
-    async with errors:
+    errors = feed.events.clone()
+    async with feed.audio, feed.events, errors:
         try:
             with unwrap_single_group():
                 async with trio.open_nursery() as inner:
                     stats = await inner.start(
                         functools.partial(
                             mic.run,
-                            outbox=raw_send,
-                            events=events,
-                            config=config,
+                            outbox=feed.audio,
+                            events=feed.events,
+                            config=config.mic,
                             backend=backend,
                             stop=drain,
                             **extra,
                         )
                     )
+                    device = stats.device.name if stats.device else str(config.mic.device)
+                    log.info("live.started", device=device, device_rate=stats.rate)
                     started = True
-                    task_status.started(stats)
+                    task_status.started(f"device:{device}")
         except DeviceFailed as exc:
             if not started:
                 raise
             log.error("capture.failed", error=str(exc))
             await errors.send(
-                StreamError("device", str(exc), stream=config.stream, t=trio.current_time())
+                StreamError("device", str(exc), stream=config.mic.stream, t=trio.current_time())
             )
 
 
@@ -229,22 +190,25 @@ def _open_outputs(config: LiveStreamConfig) -> list[Sink]:
     )
 
 
-async def _tap(
-    inbox: trio.MemoryReceiveChannel[Event],
-    outbox: trio.MemorySendChannel[Event],
-    first: Event,
-    ended: list[StreamEnded],
-    voice: trio.MemorySendChannel[Event] | None = None,
+async def _render(
+    stream: Stream,
+    sinks: list[Sink],
+    console: trio.MemorySendChannel[Event],
+    voice: trio.MemorySendChannel[Event] | None,
 ) -> None:
-    """Forward events to the renderer (and the translated voice to playback, never
-    waiting on it: a chunk that does not fit is dropped and counted); fold capture
-    gaps and errors into StreamEnded."""
-    lost_ms = errors = dropped = 0
-    async with inbox, outbox, contextlib.AsyncExitStack() as stack:
+    """Hand every event to the renderer (files, then the console), and the translated
+    voice to playback, never waiting on it: a chunk that does not fit is dropped and
+    counted. Channels: closes ``console`` (via the renderer) and ``voice``."""
+    dropped = 0
+    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+    async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
+        nursery.start_soon(
+            functools.partial(renderer.run, inbox=render_recv, sinks=sinks, forward=console)
+        )
+        await stack.enter_async_context(render_send)
         if voice is not None:
             await stack.enter_async_context(voice)
-        await outbox.send(first)
-        async for event in inbox:
+        async for event in stream.events():
             if voice is not None and isinstance(event, TranslatedAudio):
                 try:
                     voice.send_nowait(event)
@@ -252,14 +216,4 @@ async def _tap(
                     dropped += 1
                     if dropped == 1 or dropped % 100 == 0:
                         log.warning("playback.chunks_dropped", dropped=dropped)
-            if isinstance(event, AudioGap) and event.reason in CAPTURE_GAPS:
-                lost_ms += samples_to_ms(event.end - event.start, event.rate)
-            elif isinstance(event, StreamError):
-                errors += 1
-            elif isinstance(event, StreamEnded):
-                status = "partial" if event.status == "ok" and (lost_ms or errors) else event.status
-                event = msgspec.structs.replace(
-                    event, status=status, audio_lost_ms=event.audio_lost_ms + lost_ms
-                )
-                ended.append(event)
-            await outbox.send(event)
+            await render_send.send(event)

@@ -1,14 +1,22 @@
-"""One file stream, composed from actors: capture → resampler → session → renderer.
+"""One file stream: the file's capture actor is the producer of an :func:`open_stream`.
 
 Theory of operation
 -------------------
-Each stream is a nursery of four actors joined by the bounded edges of
-``engine.wiring``. Ending is always a *drain* from the source: when the file
-ends, or when a drain is requested (first Ctrl-C / SIGTERM), the capture actor
-stops and closes its outbox; the end of input flows downstream, the resampler
-flushes, and the session finishes its task (``finish-task`` … ``task-finished``
-under a deadline) before the renderer closes the files. Cancelling the stream's
-scope instead (the second Ctrl-C) stops everything at once.
+::
+
+    capture (file) ──► open_stream: resampler → session ──► Stream.events() ──► renderer ──► console
+
+The capture actor is started first (:class:`~engine.stream.Producer`), so a file
+that cannot be read is reported before anything connects; the output files are
+created next (a bad ``--out`` likewise), then the stream's session starts.
+Ending is always a *drain* from the source: when the file ends, or when a drain
+is requested (first Ctrl-C / SIGTERM), the capture actor stops and closes its
+lanes; the end of input flows downstream, the resampler flushes, and the session
+finishes its task (``finish-task`` … ``task-finished`` under a deadline) before
+the renderer closes the files. Cancelling the stream's scope instead (the second
+Ctrl-C) stops everything at once. The stream's ``StreamEnded`` is complete when
+it arrives here (:mod:`engine.stream` folds the input side in); this module only
+forwards it.
 """
 
 from __future__ import annotations
@@ -21,23 +29,23 @@ import msgspec
 import structlog
 import trio
 
-from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.voice import VoiceWavSink
 from engine._util import unwrap_single_group
-from engine.actors import capture, renderer, resampler, session
+from engine.actors import capture, renderer
 from engine.actors.renderer import close_sinks
-from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
-from engine.events import AudioFrame, Event, StreamEnded, StreamError, StreamStarted
-from engine.messages import RawBlock
+from engine.events import Event, StreamEnded, StreamError
+from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from adapters.sinks.base import Sink
+    from engine.messages import RawBlock, Skip
     from engine.ratelimit import StartLimiter
+    from engine.stream import Feed, Stream
 
 __all__ = ["FileStreamConfig", "open_outputs", "run_file_stream"]
 
@@ -86,86 +94,104 @@ async def run_file_stream(
     Error handling: a bad file or output directory never raises; it is reported as a
     :class:`StreamError` on the console and a ``failed`` StreamEnded.
     """
-    stream = config.session.stream
-    rate = get_model(config.session.model).sample_rate
-    events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
-    failure: InputError | ConfigError | None = None
-    with structlog.contextvars.bound_contextvars(stream=stream):
-        async with trio.open_nursery() as nursery:
-            drain_scope = trio.CancelScope()
-            raw_send, raw_recv = trio.open_memory_channel[RawBlock](
-                EDGES["capture->resampler"].size
-            )
-            try:
-                info = await nursery.start(
-                    _capture, raw_send, events_send.clone(), config, drain_scope
-                )
-                sinks = await trio.to_thread.run_sync(_open_outputs, config)
-            except (InputError, ConfigError) as exc:
-                raw_recv.close()
-                events_send.close()
-                events_recv.close()
-                failure = exc
-                nursery.cancel_scope.cancel()
-            else:
-                if drain is not None:
-                    nursery.start_soon(_drain_on, drain, drain_scope)
-                ended = await _run_actors(
-                    config,
-                    info.rate,
-                    rate,
-                    raw_recv,
-                    (events_send, events_recv),
-                    sinks,
-                    console,
-                    dial,
-                    limiter,
-                    drain,
-                )
-                nursery.cancel_scope.cancel()
-                return ended
-        # Reported outside the nursery: its scope is cancelled, so sending to the
-        # console in there raises Cancelled, which the nursery swallows, and the
-        # stream would end with no error line and no StreamEnded (returning None).
-        assert failure is not None
-        return await _report_failure(stream, failure, console)
+    stream_id = config.session.stream
+    sinks: list[Sink] = []
+    producer = functools.partial(_produce, config=config, drain=drain, sinks=sinks)
+    opened = False
+    with structlog.contextvars.bound_contextvars(stream=stream_id):
+        try:
+            async with open_stream(
+                StreamConfig(session=config.session, source=config.path),
+                producer=producer,
+                dial=dial,
+                limiter=limiter,
+                drain=drain,
+            ) as stream:
+                opened = True
+                await _render(stream, sinks, console)
+            if stream.ended is not None:
+                return stream.ended
+            return StreamEnded("failed", stream=stream_id, t=trio.current_time())
+        except (InputError, ConfigError) as exc:
+            if opened:
+                raise
+            close_sinks(sinks)
+            return await _report_failure(stream_id, exc, console)
 
 
-async def _capture(
-    raw_send: trio.MemorySendChannel[RawBlock],
-    errors: trio.MemorySendChannel[Event],
+async def _produce(
+    feed: Feed,
+    *,
     config: FileStreamConfig,
-    drain_scope: trio.CancelScope,
-    task_status: trio.TaskStatus[capture.SourceInfo] = trio.TASK_STATUS_IGNORED,
+    drain: trio.Event | None,
+    sinks: list[Sink],
+    task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the capture actor in the drain scope; a decode error after the start is reported."""
+    """The file's producer: start the capture, create the outputs, then push until the
+    file ends or ``drain`` is set (Channels: closes both lanes of ``feed``).
+
+    Raises:
+        InputError: the file cannot be read (before ``started``).
+        ConfigError: an output file cannot be created (before ``started``).
+    """
     started = False
-    async with errors:
+    drain_scope, watch_scope = trio.CancelScope(), trio.CancelScope()
+    async with feed.audio, feed.events:
         try:
             with drain_scope, unwrap_single_group():
                 async with trio.open_nursery() as inner:
-                    info = await inner.start(
-                        functools.partial(
-                            capture.run,
-                            outbox=raw_send,
-                            config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
-                        )
-                    )
+                    if drain is not None:
+                        inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
+                    info = await inner.start(_capture, feed.audio, config, watch_scope)
+                    sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
+                    log.info("stream.started", source_rate=info.rate)
                     started = True
-                    task_status.started(info)
+                    task_status.started(None)
         except InputError as exc:
             if not started:
                 raise
             # The file broke mid-way: what was decoded is still transcribed and finished.
             log.error("capture.failed", error=str(exc))
-            await errors.send(
+            await feed.events.send(
                 StreamError("input", str(exc), stream=config.session.stream, t=trio.current_time())
             )
 
 
-async def _drain_on(drain: trio.Event, scope: trio.CancelScope) -> None:
-    await drain.wait()
-    scope.cancel()
+async def _capture(
+    outbox: trio.MemorySendChannel[RawBlock | Skip],
+    config: FileStreamConfig,
+    watch_scope: trio.CancelScope,
+    task_status: trio.TaskStatus[capture.SourceInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The capture actor; when it ends, the drain watcher is no longer needed."""
+    try:
+        await capture.run(
+            outbox=outbox,
+            config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
+            task_status=task_status,
+        )
+    finally:
+        watch_scope.cancel()
+
+
+async def _drain_on(drain: trio.Event, scope: trio.CancelScope, watch: trio.CancelScope) -> None:
+    with watch:
+        await drain.wait()
+        scope.cancel()
+
+
+async def _render(
+    stream: Stream, sinks: list[Sink], console: trio.MemorySendChannel[Event] | None
+) -> None:
+    """Hand every event of the stream to the renderer (files, then the console)."""
+    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            functools.partial(renderer.run, inbox=render_recv, sinks=sinks, forward=console)
+        )
+        async with render_send:
+            async for event in stream.events():
+                await render_send.send(event)
 
 
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
@@ -207,81 +233,6 @@ def open_outputs(
                 f"cannot create {path}: {exc.strerror or exc}; fix: check --audio-out"
             ) from None
     return sinks
-
-
-async def _run_actors(
-    config: FileStreamConfig,
-    source_rate: int,
-    rate: int,
-    raw_recv: trio.MemoryReceiveChannel[RawBlock],
-    events: tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]],
-    sinks: list[Sink],
-    console: trio.MemorySendChannel[Event] | None,
-    dial: Dialer,
-    limiter: StartLimiter | None,
-    drain: trio.Event | None,
-) -> StreamEnded:
-    stream = config.session.stream
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
-        EDGES["resampler->session"].size
-    )
-    events_send, events_recv = events
-    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
-    ended: list[StreamEnded] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: resampler.run(
-                inbox=raw_recv,
-                outbox=frames_send,
-                config=resampler.ResamplerConfig(
-                    out_rate=rate, frame_ms=config.session.frame_ms, stream=stream
-                ),
-            )
-        )
-        nursery.start_soon(lambda: renderer.run(inbox=render_recv, sinks=sinks, forward=console))
-        started = StreamStarted(
-            config.path,
-            config.session.model,
-            rate,
-            endpoint=endpoint(config.session.model, config.session.url),
-            started_at=iso_utc(system_clock()),
-            stream=stream,
-            t=trio.current_time(),
-        )
-        nursery.start_soon(_tap, events_recv, render_send, started, ended)
-        log.info("stream.started", source_rate=source_rate, rate=rate)
-        await session.run(
-            inbox=frames_recv,
-            outbox=events_send,
-            config=config.session,
-            dial=dial,
-            limiter=limiter,
-            drain=drain,
-        )
-    return ended[0] if ended else StreamEnded("failed", stream=stream, t=trio.current_time())
-
-
-async def _tap(
-    inbox: trio.MemoryReceiveChannel[Event],
-    outbox: trio.MemorySendChannel[Event],
-    first: Event,
-    ended: list[StreamEnded],
-) -> None:
-    """Forward the session's events to the renderer, remembering the StreamEnded.
-
-    An input error reported mid-stream turns an ``ok`` ending into ``partial``.
-    """
-    errors = 0
-    async with inbox, outbox:
-        await outbox.send(first)
-        async for event in inbox:
-            if isinstance(event, StreamError):
-                errors += 1
-            if isinstance(event, StreamEnded):
-                if errors and event.status == "ok":
-                    event = msgspec.structs.replace(event, status="partial")
-                ended.append(event)
-            await outbox.send(event)
 
 
 async def _report_failure(

@@ -1,4 +1,4 @@
-"""The embedding API: push PCM at any rate, read the engine's events.
+"""The one stream assembly: producers push audio in, the engine's events come out.
 
     async with open_stream(StreamConfig(session=...)) as stream:
         async with trio.open_nursery() as nursery:
@@ -6,9 +6,33 @@
             async for event in stream.events():     # StreamStarted … StreamEnded
                 ...
 
-Inside, a pushed stream is the same actors as a file stream without the capture:
-resampler (soxr) → session (the supervisor) → your ``events()``. Leaving the
-``async with`` ends the input and finishes the task (``finish-task`` …
+Every face builds its stream here: ``steno transcribe``/``translate`` (a file's
+capture actor is the producer, :mod:`engine.pipeline`), ``steno listen`` (the
+microphone actor, :mod:`engine.live`), the daemon (its pusher), the capacity
+bench and any embedding host (``push``/``skip``).
+
+Theory of operation
+-------------------
+::
+
+    producer ─┬─[push->resampler]──► resampler ──[resampler->session]──► session ─┐
+    push/skip ┘                          │                                         │
+                                         ▼ input events                            │
+    producer events ───────────► relay (InputLedger counts) ─┐                     │
+                                                              ▼                     ▼
+                                                        [session->renderer] ──► events()
+
+An optional *producer* (:class:`Producer`) is started first, with a :class:`Feed`:
+clones of the audio edge and of the input-events lane. A source that cannot be
+opened (a missing file, no such device) therefore raises out of
+:func:`open_stream` before anything connects. The input side's facts (the
+resampler's gaps and skips, a capture device's gaps, a producer's
+``StreamError``) pass one ledger on their way to ``events()``; the session's own
+:class:`StreamEnded` is held until every lane has closed, then completed with
+the ledger once (:func:`complete_end`) and yielded last. That is the only place
+the end of a stream is folded; observers downstream read it, never rewrite it.
+
+Leaving the ``async with`` ends the input and finishes the task (``finish-task`` …
 ``task-finished`` under its deadline); events nobody read are drained so the
 session can finish. Events are never dropped: read them while you push, or the
 bounded channels push back on ``push``.
@@ -24,8 +48,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections import Counter
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, final
 
 import msgspec
 import numpy as np
@@ -33,11 +58,21 @@ import trio
 
 from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
+from engine._embedded import open_embedded_simulator
+from engine._util import unwrap_single_group
 from engine.actors import resampler, session
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.errors import InputError
-from engine.events import AudioFrame, Event, StreamEnded, StreamStarted, samples_to_ms
+from engine.events import (
+    AudioFrame,
+    AudioGap,
+    Event,
+    StreamEnded,
+    StreamError,
+    StreamStarted,
+    samples_to_ms,
+)
 from engine.messages import RawBlock, Skip
 from engine.wiring import EDGES
 
@@ -49,7 +84,15 @@ if TYPE_CHECKING:
     from engine.clock import WallClock
     from engine.ratelimit import StartLimiter
 
-__all__ = ["Stream", "StreamConfig", "StreamStatistics", "open_stream", "to_mono_float32"]
+__all__ = [
+    "Feed",
+    "Producer",
+    "Stream",
+    "StreamConfig",
+    "StreamStatistics",
+    "open_stream",
+    "to_mono_float32",
+]
 
 MIN_RATE, MAX_RATE = 8000, 48000
 
@@ -142,9 +185,85 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
     event_queue: int
 
 
+class Feed(NamedTuple):
+    """What a producer gets: its own clones of the stream's input lanes.
+
+    The producer owns both and closes both when its source ends (``async with
+    feed.audio, feed.events:``); the stream's input ends once every producer and
+    :meth:`Stream.end_input` have closed theirs.
+
+    Attributes:
+        audio: mono float32 blocks at the source's rate (``RawBlock``) and spans of
+            source time without audio (``Skip``), to the resampler.
+        events: the source's own events (``AudioGap`` of a capture hole,
+            ``DeviceLost``, ``StreamError`` of a source that broke mid-way), placed
+            on the stream's timeline by the producer.
+    """
+
+    audio: trio.MemorySendChannel[RawBlock | Skip]
+    events: trio.MemorySendChannel[Event]
+
+
+class Producer(Protocol):
+    """A source started by :func:`open_stream` before the session (``nursery.start``).
+
+    It calls ``task_status.started(source)`` once its source is open, with what
+    ``StreamStarted.source`` should say (``None`` keeps ``StreamConfig.source``),
+    then pushes into its :class:`Feed` until the source ends. An exception before
+    ``started`` leaves :func:`open_stream` with nothing connected.
+    """
+
+    async def __call__(
+        self, feed: Feed, *, task_status: trio.TaskStatus[str | None] = ...
+    ) -> None: ...
+
+
+class InputLedger:
+    """The input side's facts, counted as they pass to ``events()`` (not a checkpoint).
+
+    Counts what the session cannot know: audio lost before it (``AudioGap`` from
+    the resampler or a capture device) and failures of the source (``StreamError``).
+    """
+
+    def __init__(self) -> None:
+        self.lost: Counter[int] = Counter()  # lost samples by rate
+        self.errors = 0
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, AudioGap):
+            self.lost[event.rate] += event.end - event.start
+        elif isinstance(event, StreamError):
+            self.errors += 1
+
+    @property
+    def lost_ms(self) -> int:
+        return sum(samples_to_ms(samples, rate) for rate, samples in self.lost.items())
+
+
+def complete_end(
+    ended: StreamEnded, ledger: InputLedger, resampling: resampler.ResamplerStats, rate: int
+) -> StreamEnded:
+    """The stream's :class:`StreamEnded`: the session's account plus the input side's.
+
+    An ``ok`` session becomes ``partial`` when the input lost audio or its source
+    failed mid-way; the timeline's length and skipped time come from the resampler.
+    """
+    lost_ms = ledger.lost_ms
+    status = ended.status
+    if status == "ok" and (lost_ms or ledger.errors):
+        status = "partial"
+    return msgspec.structs.replace(
+        ended,
+        status=status,
+        audio_lost_ms=ended.audio_lost_ms + lost_ms,
+        audio_ms=max(ended.audio_ms, samples_to_ms(resampling.position, rate)),
+        audio_skipped_ms=samples_to_ms(resampling.skipped_samples, rate),
+    )
+
+
 @final
 class Stream:
-    """One pushed stream. Made by :func:`open_stream`; do not construct it yourself.
+    """One stream. Made by :func:`open_stream`; do not construct it yourself.
 
     Attributes:
         config: the stream's configuration.
@@ -161,6 +280,7 @@ class Stream:
         events: trio.MemoryReceiveChannel[Event],
         stats: session.SessionStats,
         resampling: resampler.ResamplerStats,
+        ledger: InputLedger,
         started: StreamStarted,
     ) -> None:
         self.config = config
@@ -170,6 +290,7 @@ class Stream:
         self._frames = frames
         self._events = events
         self._resampling = resampling
+        self._ledger = ledger
         self._rate = started.rate
         self._pushed = Fraction(0)
         self._started_sent = False
@@ -245,35 +366,30 @@ class Stream:
             live_tasks=s.live_tasks,
             reconnects=s.reconnects,
             finals=s.finals,
-            audio_lost_ms=samples_to_ms(s.lost_samples + r.lost_samples, rate),
+            audio_lost_ms=samples_to_ms(s.lost_samples, rate) + self._ledger.lost_ms,
             push_queue=self._raw.statistics().current_buffer_used,
             frame_queue=self._frames.statistics().current_buffer_used,
             event_queue=self._events.statistics().current_buffer_used,
         )
 
     async def events(self) -> AsyncIterator[Event]:
-        """The engine's events, in order: :class:`StreamStarted` first, :class:`StreamEnded` last."""
+        """The engine's events, in order: :class:`StreamStarted` first, :class:`StreamEnded` last.
+
+        The session's StreamEnded is held until every lane has closed (late input
+        events pass first), then completed with the input side's account.
+        """
         if not self._started_sent:
             self._started_sent = True
             yield self.started
+        held: StreamEnded | None = None
         async for event in self._events:
             if isinstance(event, StreamEnded):
-                event = self._ended = self._account(event)
+                held = event
+                continue
             yield event
-            if self._ended is not None:
-                return
-
-    def _account(self, ended: StreamEnded) -> StreamEnded:
-        """Fold the skips (the resampler reported them) into the session's totals."""
-        r, rate = self._resampling, self._rate
-        lost_ms = samples_to_ms(r.lost_samples, rate)
-        return msgspec.structs.replace(
-            ended,
-            status="partial" if ended.status == "ok" and lost_ms else ended.status,
-            audio_lost_ms=ended.audio_lost_ms + lost_ms,
-            audio_ms=max(ended.audio_ms, samples_to_ms(r.position, rate)),
-            audio_skipped_ms=samples_to_ms(r.skipped_samples, rate),
-        )
+        if held is not None and self._ended is None:
+            self._ended = complete_end(held, self._ledger, self._resampling, self._rate)
+            yield self._ended
 
     async def _drain(self) -> None:
         async for _ in self.events():
@@ -284,24 +400,33 @@ class Stream:
 async def open_stream(
     config: StreamConfig,
     *,
+    producer: Producer | None = None,
     dial: Dialer = dial_tcp,
     limiter: StartLimiter | None = None,
     drain: trio.Event | None = None,
     clock: WallClock = system_clock,
 ) -> AsyncIterator[Stream]:
-    """Open a pushed stream; on exit, finish it gracefully.
+    """Open a stream; on exit, finish it gracefully.
 
     Args:
         config: the stream.
+        producer: a source to start before the session (a file's capture, a
+            microphone). It is then the stream's only source: its end is the end of
+            the input, and ``push``/``skip`` raise ``trio.ClosedResourceError``.
         dial: how to open WebSockets (the in-memory simulator's ``net.dial`` in tests).
         limiter: the task-start rate limiter shared by the process's streams.
         drain: once set, failures are no longer retried: the stream finishes within
             its deadlines and reports what it could not finalize (the first Ctrl-C,
-            a daemon drain). Ending the input is still up to the caller.
+            a daemon drain). Ending the input is still up to the caller (and the
+            producer).
         clock: the wall clock for ``StreamStarted.started_at`` (epoch seconds).
 
     Raises:
         ConfigError: a bad model or option, before anything is sent.
+        Exception: what ``producer`` raised before it started (nothing connected).
+
+    Channels: see the module's theory of operation; every edge is bounded
+    (``engine.wiring.EDGES``) and blocking.
 
     Cancellation: cancelling the surrounding scope abandons the task at once (no
     ``finish-task``); exiting normally, or with an exception, finishes it.
@@ -309,7 +434,8 @@ async def open_stream(
     async with contextlib.AsyncExitStack() as stack:
         session_config = config.session
         if config.simulator is not None:
-            session_config = await _embedded(stack, config)
+            sim = await stack.enter_async_context(open_embedded_simulator(config.simulator))
+            session_config = msgspec.structs.replace(session_config, url=sim.inference_url)
         rate = get_model(session_config.model).sample_rate
         raw_send, raw_recv = trio.open_memory_channel[RawBlock | Skip](
             EDGES["push->resampler"].size
@@ -317,9 +443,19 @@ async def open_stream(
         frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
             EDGES["resampler->session"].size
         )
+        # The input-events lane has the events edge's bound: it ends in that edge.
+        input_send, input_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+        ledger = InputLedger()
+        stack.enter_context(unwrap_single_group())
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        source = config.source
+        if producer is not None:
+            feed = Feed(raw_send.clone(), input_send.clone())
+            raw_send.close()  # the producer is the source: its end is the input's end
+            source = await nursery.start(producer, feed) or source
         started = StreamStarted(
-            config.source,
+            source,
             session_config.model,
             rate,
             endpoint=endpoint(session_config.model, session_config.url),
@@ -327,13 +463,13 @@ async def open_stream(
             stream=session_config.stream,
             t=trio.current_time(),
         )
-        nursery = await stack.enter_async_context(trio.open_nursery())
+        nursery.start_soon(_relay, input_recv, events_send.clone(), ledger)
         resampling = await nursery.start(
             functools.partial(
                 resampler.run,
                 inbox=raw_recv,
                 outbox=frames_send,
-                events=events_send.clone(),
+                events=input_send,
                 config=resampler.ResamplerConfig(
                     out_rate=rate, frame_ms=session_config.frame_ms, stream=session_config.stream
                 ),
@@ -350,7 +486,9 @@ async def open_stream(
                 drain=drain,
             )
         )
-        stream = Stream(config, raw_send, frames_recv, events_recv, stats, resampling, started)
+        stream = Stream(
+            config, raw_send, frames_recv, events_recv, stats, resampling, ledger, started
+        )
         try:
             yield stream
         finally:
@@ -358,13 +496,13 @@ async def open_stream(
             await stream._drain()
 
 
-async def _embedded(stack: contextlib.AsyncExitStack, config: StreamConfig) -> SessionConfig:
-    from adapters.sim.config import SimConfig
-    from adapters.sim.recognizers import make_recognizer
-    from adapters.sim.server import open_simulator
-
-    assert config.simulator is not None
-    recognizer = make_recognizer(config.simulator)
-    stack.push_async_callback(recognizer.aclose)
-    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
-    return msgspec.structs.replace(config.session, url=str(sim.inference_url))
+async def _relay(
+    inbox: trio.MemoryReceiveChannel[Event],
+    outbox: trio.MemorySendChannel[Event],
+    ledger: InputLedger,
+) -> None:
+    """Count the input side's events and pass them on (Channels: closes both)."""
+    async with inbox, outbox:
+        async for event in inbox:
+            ledger.observe(event)
+            await outbox.send(event)
