@@ -1,14 +1,15 @@
-"""Capacity benchmark: N concurrent paced streams through the engine's session actor.
+"""Capacity benchmark: N concurrent paced streams through the engine's one stream assembly.
 
 Usage::
 
     python -m tools.bench.capacity --streams 10 --streams 100 --duration 20 --json out.json
 
 Each step (one N) starts a fresh simulator process (``tools/bench/sim_server.py``, scripted
-tone recognizer, 127.0.0.1) and, in this process, N :func:`engine.actors.session.run`
-actors over real loopback TCP. Each session is fed by its own paced feeder: tone-coded
+tone recognizer, 127.0.0.1) and, in this process, N streams opened with
+:func:`engine.stream.open_stream` (resampler → session, as every face of the engine)
+over real loopback TCP. Each stream is fed by its own paced feeder: tone-coded
 speech (a few sentences, synthesized once, looped; each stream starts at its own point
-of the loop) in ``--frame-ms`` :class:`AudioFrame`s on an absolute schedule
+of the loop) pushed in ``--frame-ms`` blocks on an absolute schedule
 (``trio.sleep_until``). Feeders are spread evenly over one frame period (a live source's
 frames do not line up with another's); ``--aligned`` makes them all tick together.
 
@@ -49,10 +50,8 @@ import numpy as np
 import trio
 
 from adapters.recognizers.tonecode import synthesize
-from engine.actors import session
 from engine.config import Secret, SessionConfig
 from engine.events import (
-    AudioFrame,
     AudioGap,
     Event,
     Final,
@@ -63,7 +62,7 @@ from engine.events import (
 from engine.logging import configure
 from engine.policy import RATE_LIMITS, RateLimit
 from engine.ratelimit import StartLimiter
-from engine.wiring import EDGES
+from engine.stream import Stream, StreamConfig, open_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
@@ -206,7 +205,7 @@ async def consume(
 
 async def feed(
     i: int,
-    inbox: trio.MemorySendChannel[AudioFrame],
+    stream: Stream,
     state: StepState,
     *,
     start: float,
@@ -214,17 +213,33 @@ async def feed(
     loop: list[bytes],
     offset: int,
     frame_s: float,
-    spf: int,
 ) -> None:
-    """Send ``frames`` frames on an absolute schedule from ``start``; record lateness."""
+    """Push ``frames`` frames on an absolute schedule from ``start``; record lateness.
+
+    Ends the stream's input when done (or cancelled)."""
     state.t0[i] = start
-    async with inbox:
+    try:
         for k in range(frames):
             at = start + k * frame_s
             await trio.sleep_until(at)
             state.lateness.append(trio.current_time() - at)
-            await inbox.send(AudioFrame(k * spf, loop[(offset + k) % len(loop)], RATE))
+            await stream.push(loop[(offset + k) % len(loop)], rate=RATE)
             state.frames_sent += 1
+    finally:
+        await stream.end_input()
+
+
+async def run_stream(
+    config: SessionConfig,
+    limiter: StartLimiter,
+    outbox: trio.MemorySendChannel[Event],
+    task_status: trio.TaskStatus[Stream] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """One stream: open it, hand it to the feeder, forward its events (closes ``outbox``)."""
+    async with outbox, open_stream(StreamConfig(session=config), limiter=limiter) as stream:
+        task_status.started(stream)
+        async for event in stream.events():
+            await outbox.send(event)
 
 
 async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -238,7 +253,6 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
     state = StepState(n, {name: i for i, name in enumerate(names)}, [False] * n, unresolved=n)
     state.t0 = [None] * n
     limiter = StartLimiter(dict.fromkeys(RATE_LIMITS, START_LIMIT))
-    inbox_size = EDGES["resampler->session"].size
     phases: dict[str, float] = {}
     window: tuple[CpuSnapshot, CpuSnapshot] | None = None
     load_start = os.getloadavg()
@@ -249,10 +263,9 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
         async with trio.open_nursery() as nursery:
             events_send, events_recv = trio.open_memory_channel[Event](max(256, 4 * n))
             nursery.start_soon(consume, events_recv, state, spf, frame_s)
-            inboxes: list[trio.MemorySendChannel[AudioFrame]] = []
+            streams: list[Stream] = []
             async with events_send:
                 for i, name in enumerate(names):
-                    send, recv = trio.open_memory_channel[AudioFrame](inbox_size)
                     config = SessionConfig(
                         stream=name,
                         model=MODEL,
@@ -264,15 +277,9 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
                         finish_timeout_s=args.finish_timeout,
                         seed=args.seed + i,
                     )
-                    actor = functools.partial(
-                        session.run,
-                        inbox=recv,
-                        outbox=events_send.clone(),
-                        config=config,
-                        limiter=limiter,
+                    streams.append(
+                        await nursery.start(run_stream, config, limiter, events_send.clone())
                     )
-                    await nursery.start(actor)
-                    inboxes.append(send)
 
             with trio.move_on_after(args.connect_timeout * 2):
                 await state.all_resolved.wait()
@@ -280,20 +287,19 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
 
             base = trio.current_time() + 0.5  # time to spawn every feeder before the first tick
             async with trio.open_nursery() as feeders:
-                for i, inbox in enumerate(inboxes):
+                for i, stream in enumerate(streams):
                     phase = 0.0 if args.aligned else i * frame_s / n
                     feeders.start_soon(
                         functools.partial(
                             feed,
                             i,
-                            inbox,
+                            stream,
                             state,
                             start=base + phase,
                             frames=frames,
                             loop=loop,
                             offset=rng.randrange(len(loop)),
                             frame_s=frame_s,
-                            spf=spf,
                         )
                     )
                 await trio.sleep_until(base)
@@ -562,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame_ms": args.frame_ms,
             "duration_s": args.duration,
             "phases": "aligned" if args.aligned else "spread over one frame period",
-            "transport": "engine session actor, trio-websocket, TCP 127.0.0.1",
+            "transport": "engine open_stream (resampler, session), trio-websocket, TCP 127.0.0.1",
             "simulator": "separate process per step (tools.bench.sim_server)",
             "start_limit": {"rate_per_s": START_LIMIT.rate, "burst": START_LIMIT.burst},
             "session_overrides": {
