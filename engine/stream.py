@@ -48,17 +48,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections import Counter
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, final
+from typing import TYPE_CHECKING, Literal, final
 
 import msgspec
-import numpy as np
 import trio
 
 from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._embedded import open_embedded_simulator
+from engine._stream_input import (
+    Feed,
+    InputLedger,
+    Producer,
+    check_rate,
+    complete_end,
+    relay,
+    to_mono_float32,
+)
 from engine._util import unwrap_single_group
 from engine.actors import resampler, session
 from engine.clock import iso_utc, system_clock
@@ -66,10 +73,8 @@ from engine.config import SessionConfig
 from engine.errors import InputError
 from engine.events import (
     AudioFrame,
-    AudioGap,
     Event,
     StreamEnded,
-    StreamError,
     StreamStarted,
     samples_to_ms,
 )
@@ -79,6 +84,7 @@ from engine.wiring import EDGES
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import numpy as np
     from numpy.typing import NDArray
 
     from engine.clock import WallClock
@@ -93,8 +99,6 @@ __all__ = [
     "open_stream",
     "to_mono_float32",
 ]
-
-MIN_RATE, MAX_RATE = 8000, 48000
 
 
 class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,37 +120,9 @@ class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     source: str = "push"
 
     def __post_init__(self) -> None:
-        _check_rate(self.input_rate)
+        check_rate(self.input_rate)
         if self.input_channels < 1:
             raise ValueError("input_channels must be at least 1")
-
-
-def _check_rate(rate: int) -> None:
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise InputError(
-            f"pushed audio at {rate} Hz; Stenograph needs 8000–48000 Hz; fix: resample it first"
-        )
-
-
-def to_mono_float32(pcm: bytes | NDArray[np.generic], channels: int) -> NDArray[np.float32]:
-    """int16 LE bytes or an int16/float array (frames × channels, or interleaved) → mono float32."""
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        if len(pcm) % (2 * channels):
-            raise InputError(f"{len(pcm)} bytes is not whole int16 frames of {channels} channel(s)")
-        array: NDArray[np.generic] = np.frombuffer(pcm, dtype="<i2")
-    else:
-        array = np.asarray(pcm)
-    if array.dtype.kind == "i":
-        samples = array.astype(np.float32) / 32768.0
-    elif array.dtype.kind == "f":
-        samples = array.astype(np.float32, copy=False)
-    else:
-        raise InputError(f"pushed audio has dtype {array.dtype}; push int16 or float PCM")
-    if samples.ndim == 1 and channels > 1:
-        samples = samples.reshape(-1, channels)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
-    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,82 +159,6 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
     push_queue: int
     frame_queue: int
     event_queue: int
-
-
-class Feed(NamedTuple):
-    """What a producer gets: its own clones of the stream's input lanes.
-
-    The producer owns both and closes both when its source ends (``async with
-    feed.audio, feed.events:``); the stream's input ends once every producer and
-    :meth:`Stream.end_input` have closed theirs.
-
-    Attributes:
-        audio: mono float32 blocks at the source's rate (``RawBlock``) and spans of
-            source time without audio (``Skip``), to the resampler.
-        events: the source's own events (``AudioGap`` of a capture hole,
-            ``DeviceLost``, ``StreamError`` of a source that broke mid-way), placed
-            on the stream's timeline by the producer.
-    """
-
-    audio: trio.MemorySendChannel[RawBlock | Skip]
-    events: trio.MemorySendChannel[Event]
-
-
-class Producer(Protocol):
-    """A source started by :func:`open_stream` before the session (``nursery.start``).
-
-    It calls ``task_status.started(source)`` once its source is open, with what
-    ``StreamStarted.source`` should say (``None`` keeps ``StreamConfig.source``),
-    then pushes into its :class:`Feed` until the source ends. An exception before
-    ``started`` leaves :func:`open_stream` with nothing connected.
-    """
-
-    async def __call__(
-        self, feed: Feed, *, task_status: trio.TaskStatus[str | None] = ...
-    ) -> None: ...
-
-
-class InputLedger:
-    """The input side's facts, counted as they pass to ``events()`` (not a checkpoint).
-
-    Counts what the session cannot know: audio lost before it (``AudioGap`` from
-    the resampler or a capture device) and failures of the source (``StreamError``).
-    """
-
-    def __init__(self) -> None:
-        self.lost: Counter[int] = Counter()  # lost samples by rate
-        self.errors = 0
-
-    def observe(self, event: Event) -> None:
-        if isinstance(event, AudioGap):
-            self.lost[event.rate] += event.end - event.start
-        elif isinstance(event, StreamError):
-            self.errors += 1
-
-    @property
-    def lost_ms(self) -> int:
-        return sum(samples_to_ms(samples, rate) for rate, samples in self.lost.items())
-
-
-def complete_end(
-    ended: StreamEnded, ledger: InputLedger, resampling: resampler.ResamplerStats, rate: int
-) -> StreamEnded:
-    """The stream's :class:`StreamEnded`: the session's account plus the input side's.
-
-    An ``ok`` session becomes ``partial`` when the input lost audio or its source
-    failed mid-way; the timeline's length and skipped time come from the resampler.
-    """
-    lost_ms = ledger.lost_ms
-    status = ended.status
-    if status == "ok" and (lost_ms or ledger.errors):
-        status = "partial"
-    return msgspec.structs.replace(
-        ended,
-        status=status,
-        audio_lost_ms=ended.audio_lost_ms + lost_ms,
-        audio_ms=max(ended.audio_ms, samples_to_ms(resampling.position, rate)),
-        audio_skipped_ms=samples_to_ms(resampling.skipped_samples, rate),
-    )
 
 
 @final
@@ -316,7 +216,7 @@ class Stream:
             trio.ClosedResourceError: after :meth:`end_input`.
         """
         rate = rate or self.config.input_rate
-        _check_rate(rate)
+        check_rate(rate)
         samples = to_mono_float32(pcm, channels or self.config.input_channels)
         if samples.size:
             await self._raw.send(RawBlock(samples, rate))
@@ -339,7 +239,7 @@ class Stream:
             trio.ClosedResourceError: after :meth:`end_input`.
         """
         rate = rate or self.config.input_rate
-        _check_rate(rate)
+        check_rate(rate)
         if samples < 0:
             raise InputError(f"cannot skip {samples} samples; fix: pass a count >= 0")
         if samples:
@@ -463,7 +363,7 @@ async def open_stream(
             stream=session_config.stream,
             t=trio.current_time(),
         )
-        nursery.start_soon(_relay, input_recv, events_send.clone(), ledger)
+        nursery.start_soon(relay, input_recv, events_send.clone(), ledger)
         resampling = await nursery.start(
             functools.partial(
                 resampler.run,
@@ -494,15 +394,3 @@ async def open_stream(
         finally:
             await stream.end_input()
             await stream._drain()
-
-
-async def _relay(
-    inbox: trio.MemoryReceiveChannel[Event],
-    outbox: trio.MemorySendChannel[Event],
-    ledger: InputLedger,
-) -> None:
-    """Count the input side's events and pass them on (Channels: closes both)."""
-    async with inbox, outbox:
-        async for event in inbox:
-            ledger.observe(event)
-            await outbox.send(event)

@@ -3,7 +3,7 @@
     python tools/soak.py --streams 8 --minutes 30 --out soak.json
 
 The simulator (scripted recognizer) runs in this process; the daemon runs as a
-child process exactly as in production (``python -m engine.daemon_cli daemon``,
+child process exactly as in production (``python -m engine.cli daemon``,
 its key from a file, JSON logs to a file), every stream looping a tone-coded
 recording with silences, so the suspend/keep-alive paths and rolling files all
 work. Every ``--sample-s`` the daemon's RSS, open file descriptors and threads
@@ -154,7 +154,7 @@ async def soak(args: argparse.Namespace, work: pathlib.Path) -> dict[str, Any]:
         log_file = await trio.to_thread.run_sync(open, log, "wb")
         with log_file:
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "engine.daemon_cli", "daemon", str(config)],
+                [sys.executable, "-m", "engine.cli", "daemon", str(config)],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

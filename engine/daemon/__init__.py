@@ -6,7 +6,7 @@ Modules: ``config`` (strict TOML Structs), ``keys`` (the API key, redaction,
 size-capped output files), ``runner`` (one stream), ``metrics`` (/metrics and
 /healthz, pure formatting), ``http`` (a tiny h11 GET server), ``manager``
 (reload by stream id, drain within a deadline, signals).
-The command line is ``engine/daemon_cli.py``.
+The command line is ``engine/cli/daemon.py``.
 """
 
 from __future__ import annotations

@@ -405,3 +405,15 @@ def test_unreachable_server_gives_a_connect_error_and_ends(tmp_path: pathlib.Pat
     retries = [line for line in run.stream_lines(stream) if line.startswith("reconnecting")]
     assert 1 <= len(retries) <= 5, run.describe()
     assert run.stream_lines(stream)[-1].startswith("done: failed, 0 finals, ")
+
+
+def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
+    """``steno --version`` prints the package's version from its metadata and exits 0."""
+    from importlib import metadata
+
+    from engine.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"steno {metadata.version('stenograph')}\n"

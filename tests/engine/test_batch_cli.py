@@ -1,13 +1,12 @@
-"""``steno batch …`` and ``steno prepare`` (engine/batch_cli.py), run in-process.
+"""``steno batch …`` and ``steno prepare`` (engine/cli/batch.py, prepare.py), run in-process.
 
-The commands are built with :func:`add_batch_commands` on a bare parser (as
-``engine.cli`` does) and awaited directly. They serve and poll over loopback TCP
+The commands are parsed by ``steno``'s own parser (:func:`engine.cli.build_parser`)
+and awaited directly. They serve and poll over loopback TCP
 in real time (the CLI's own 1 s polling), so each run takes a few seconds.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import pathlib
@@ -28,9 +27,9 @@ from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.recognizers.tonecode import synthesize
 from adapters.recognizers.wer import word_error_rate
 from adapters.sim import SimConfig, SimulatorHandle, open_simulator
-from engine import _batch_files
-from engine._batch_target import file_urls
-from engine.batch_cli import add_batch_commands
+from engine.cli import build_parser, prepare
+from engine.cli.batch_files import output_stems
+from engine.cli.batch_target import file_urls
 from engine.errors import ConfigError
 from engine.events import Final, StreamEnded, StreamStarted, decode_jsonl_line
 
@@ -70,9 +69,7 @@ async def _sim() -> AsyncIterator[SimulatorHandle]:
 
 
 async def steno(*argv: object) -> int:
-    parser = argparse.ArgumentParser(prog="steno")
-    add_batch_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args([str(a) for a in argv])
+    args = build_parser().parse_args([str(a) for a in argv])
     code: int = await args.func(args)
     return code
 
@@ -265,7 +262,7 @@ class TestPrepare:
         tmp_path: pathlib.Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        monkeypatch.setattr(_batch_files.shutil, "which", lambda name: None)
+        monkeypatch.setattr(prepare.shutil, "which", lambda name: None)
         assert await steno("prepare", DEMO_AUDIO / "weather.wav", "-o", tmp_path) == 1
         assert "needs ffmpeg; fix: apt-get install ffmpeg" in capsys.readouterr().err
 
@@ -286,4 +283,4 @@ class TestHelpers:
             "file:///tmp/My%20Talk.opus",
             "https://x/",
         ]
-        assert _batch_files.output_stems(urls) == ["talk", "talk-2", "My Talk", "file"]
+        assert output_stems(urls) == ["talk", "talk-2", "My Talk", "file"]

@@ -122,11 +122,9 @@ async def test_live_translation_is_played_and_saved(autojump_clock: Any, tmp_pat
 
 class TestListenOptions:
     def parser(self) -> argparse.ArgumentParser:
-        from engine.live_cli import add_live_commands
+        from engine.cli import build_parser
 
-        parser = argparse.ArgumentParser(prog="steno")
-        add_live_commands(parser.add_subparsers(dest="command", required=True))
-        return parser
+        return build_parser()
 
     @pytest.mark.parametrize(
         ("argv", "message"),
@@ -141,7 +139,7 @@ class TestListenOptions:
         ],
     )
     async def test_refused_before_connecting(self, argv: list[str], message: str) -> None:
-        from engine.live_cli import listen
+        from engine.cli.listen import listen
 
         args = self.parser().parse_args(["listen", "--url", "ws://127.0.0.1:9/x", *argv])
         backend = FakeBackend([FAKE_MIC, FAKE_SPEAKER], default_output=1)

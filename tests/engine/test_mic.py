@@ -664,16 +664,15 @@ class TestLiveCommands:
     """``steno devices`` / ``steno listen`` argument handling (no device, no server)."""
 
     def parser(self) -> argparse.ArgumentParser:
-        from engine.live_cli import add_live_commands
+        from engine.cli import build_parser
 
-        parser = argparse.ArgumentParser(prog="steno")
-        add_live_commands(parser.add_subparsers(dest="command", required=True))
-        return parser
+        return build_parser()
 
     def test_commands_and_defaults(self) -> None:
         """Both subcommands parse; listen defaults to the default device and all formats
         (and the model to paraformer-realtime-v2, or gummy-realtime-v1 with --to)."""
-        from engine.live_cli import devices, listen
+        from engine.cli.devices import devices
+        from engine.cli.listen import listen
 
         assert self.parser().parse_args(["devices"]).func is devices
         args = self.parser().parse_args(["listen"])
@@ -682,7 +681,7 @@ class TestLiveCommands:
 
     async def test_devices_prints_the_table(self) -> None:
         """``steno devices`` prints inputs and outputs of the backend."""
-        from engine.live_cli import devices
+        from engine.cli.devices import devices
 
         out = io.StringIO()
         assert (
@@ -703,8 +702,8 @@ class TestLiveCommands:
         self, argv: list[str], message: str
     ) -> None:
         """A wrong device, format or duration is a ConfigError before anything starts."""
+        from engine.cli.listen import listen
         from engine.errors import ConfigError
-        from engine.live_cli import listen
 
         args = self.parser().parse_args(["listen", *argv])
         with pytest.raises(ConfigError, match=re.escape(message)):

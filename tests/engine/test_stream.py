@@ -30,7 +30,19 @@ from engine import (
     StreamEnded,
     StreamStarted,
 )
-from engine.stream import Stream, StreamConfig, StreamStatistics, open_stream, to_mono_float32
+from engine.actors.capture import RawBlock
+from engine.actors.resampler import ResamplerStats
+from engine.events import StreamError
+from engine.stream import (
+    Feed,
+    InputLedger,
+    Stream,
+    StreamConfig,
+    StreamStatistics,
+    complete_end,
+    open_stream,
+    to_mono_float32,
+)
 from engine.threaded import AsyncioStream, ThreadedStream
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -248,6 +260,76 @@ class TestSkipDrainStatistics:
         assert min(stats.push_queue, stats.frame_queue, stats.event_queue) >= 0
         with pytest.raises(AttributeError):
             stats.finals = 2  # type: ignore[misc]
+
+
+class TestProducers:
+    async def test_a_producer_is_the_source_and_its_facts_reach_the_end(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A producer's audio is transcribed; its gap and its error are folded once into
+        the StreamEnded, which comes last; ``StreamStarted.source`` is what it opened."""
+        mono = synthesize(SENTENCES, 16000).astype(np.float32) / 32768.0
+
+        async def produce(feed: Feed, *, task_status: trio.TaskStatus[str | None]) -> None:
+            async with feed.audio, feed.events:
+                task_status.started("device:fake")
+                for start in range(0, len(mono), 1600):
+                    await feed.audio.send(RawBlock(mono[start : start + 1600], 16000))
+                    await trio.sleep(0.1)
+                await feed.events.send(AudioGap(0, 1600, "device", stream="embed"))
+                await feed.events.send(StreamError("device", "gone", stream="embed"))
+
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(
+                StreamConfig(session=session()), producer=produce, dial=net.dial
+            ) as stream:
+                with pytest.raises(trio.ClosedResourceError):
+                    await stream.push(b"\0\0")  # the producer is the only source
+                events = [e async for e in stream.events()]
+        assert isinstance(events[0], StreamStarted) and events[0].source == "device:fake"
+        assert [e.text.rstrip(".").lower() for e in events if isinstance(e, Final)] == SENTENCES
+        end = events[-1]
+        assert isinstance(end, StreamEnded) and end is stream.ended
+        assert (end.status, end.audio_lost_ms) == ("partial", 100)
+        assert sum(isinstance(e, StreamEnded) for e in events) == 1
+
+    async def test_a_producer_that_cannot_start_connects_nothing(self) -> None:
+        """The producer's error leaves open_stream before the session dials."""
+
+        async def broken(feed: Feed, *, task_status: trio.TaskStatus[str | None]) -> None:
+            raise InputError("no such file: x.wav")
+
+        async def dial(*_args: object, **_kwargs: object) -> object:
+            raise AssertionError("nothing may connect")
+
+        with pytest.raises(InputError, match="no such file"):
+            async with open_stream(
+                StreamConfig(session=session()),
+                producer=broken,
+                dial=dial,  # type: ignore[arg-type]
+            ):
+                pass
+
+    def test_the_end_is_completed_from_the_input_side(self) -> None:
+        """An ok session becomes partial by the input's gaps (summed per rate) or
+        errors; a failed one stays failed; the timeline comes from the resampler."""
+        ledger = InputLedger()
+        ledger.observe(AudioGap(0, 160, "device", rate=16000))
+        ledger.observe(AudioGap(500, 660, "capture-overflow", rate=16000))
+        resampling = ResamplerStats()
+        resampling.position, resampling.skipped_samples = 32000, 8000
+        ended = StreamEnded("ok", audio_lost_ms=5, audio_ms=1000)
+        done = complete_end(ended, ledger, resampling, 16000)
+        assert (done.status, done.audio_lost_ms) == ("partial", 25)
+        assert (done.audio_ms, done.audio_skipped_ms) == (2000, 500)
+        assert complete_end(StreamEnded("failed"), ledger, resampling, 16000).status == "failed"
+        errors = InputLedger()
+        errors.observe(StreamError("input", "truncated"))
+        clean = complete_end(StreamEnded("ok"), errors, ResamplerStats(), 16000)
+        assert (clean.status, clean.audio_lost_ms) == ("partial", 0)
+        assert (
+            complete_end(StreamEnded("ok"), InputLedger(), ResamplerStats(), 16000).status == "ok"
+        )
 
 
 class TestHostWrappers:

@@ -81,7 +81,7 @@ async def test_reload_and_drain_in_a_real_process(tmp_path: pathlib.Path) -> Non
     write_config(cfg, wav, out, "a")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DASHSCOPE_API_KEY", None)
-    cmd = [sys.executable, "-m", "engine.daemon_cli", "daemon", str(cfg)]
+    cmd = [sys.executable, "-m", "engine.cli", "daemon", str(cfg)]
     with trio.fail_after(60):
         proc = await trio.lowlevel.open_process(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL

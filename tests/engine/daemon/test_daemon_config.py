@@ -12,11 +12,12 @@ import pytest
 from daemon_helpers import KEY, config
 
 from adapters.sinks.factory import FORMATS
+from engine.cli import main
+from engine.cli.daemon import daemon_command
 from engine.config import Secret, TranslationOptions
 from engine.daemon.config import DaemonConfig, OutputSpec, decode_config, load_config
 from engine.daemon.config_sources import UrlSource
 from engine.daemon.keys import dump_config, redact_url, resolve_api_key
-from engine.daemon_cli import daemon_command, main
 from engine.errors import ConfigError
 from engine.policy import DAEMON
 

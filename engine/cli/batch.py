@@ -1,7 +1,8 @@
 """``steno batch submit|status|cancel|list`` and ``steno prepare``: batch file transcription.
 
-Wire into the ``steno`` parser with :func:`add_batch_commands` (each command sets
-``func``, an ``async (args) -> exit code`` that ``engine.cli.main`` runs).
+Each command sets ``func``, an ``async (args) -> exit code`` that
+``engine.cli.main`` runs. ``steno prepare`` (the upload-ready media) is
+:mod:`engine.cli.prepare`.
 
 Targets, as for ``steno transcribe``: ``--url`` (an HTTP API base such as a
 ``steno simulate``'s ``http://127.0.0.1:8765/api/v1``), else the real service
@@ -20,35 +21,42 @@ by ``main``); 130 interrupted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import pathlib
-import signal
 import sys
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from adapters.dashscope.batch import BATCH_MODELS, HTTP_ENDPOINTS, BatchOptions
 from adapters.dashscope.batch_result import sentences, to_finals
 from adapters.sinks.factory import FORMATS
+from engine.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_format_argument,
+    add_target_arguments,
+    parse_formats,
+)
+from engine.cli._signals import Interrupts
+from engine.cli.batch_files import output_stems, write_outputs
+from engine.cli.batch_target import file_urls, resolve_target
 from engine.errors import ConfigError, StenoError
-
-from ._batch_files import EXIT_FAILED, EXIT_OK, output_stems, prepare, write_outputs
-from ._batch_target import file_urls, resolve_target
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
     from adapters.dashscope.batch_http import BatchClient
     from adapters.dashscope.batch_tasks import TaskInfo
-    from engine._batch_target import Target
+    from engine.cli.batch_target import Target
 
-__all__ = ["add_batch_commands"]
-
-EXIT_INTERRUPTED: Final = 130
+__all__ = ["add_parser"]
 
 
-def add_batch_commands(subparsers: Any) -> None:
-    """Add ``batch`` (submit, status, cancel, list) and ``prepare`` to ``steno``'s subparsers.
+def add_parser(subparsers: Any) -> None:
+    """Add ``batch`` (submit, status, cancel, list) to ``steno``'s subparsers.
 
     Args:
         subparsers: what ``parser.add_subparsers(...)`` returned.
@@ -92,35 +100,22 @@ def add_batch_commands(subparsers: Any) -> None:
     _target_options(ls)
     ls.set_defaults(func=batch_list)
 
-    p = subparsers.add_parser(
-        "prepare", help="convert video or audio to 16 kHz mono Opus for batch upload (ffmpeg)"
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="write the .opus files here")
-    p.add_argument("--bitrate", type=int, default=32, metavar="KBPS", help="default 32")
-    p.set_defaults(func=prepare)
-
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="write TXT/SRT/VTT/JSONL and the raw JSON here"
     )
-    parser.add_argument(
-        "--format", default="txt,srt,vtt,jsonl", help=f"output formats ({', '.join(FORMATS)})"
-    )
+    add_format_argument(parser, help=f"output formats ({', '.join(FORMATS)})")
     parser.add_argument(
         "--timeout", type=float, default=6 * 3600.0, metavar="S", help="wait at most"
     )
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="HTTP API base, e.g. http://127.0.0.1:8765/api/v1")
-    parser.add_argument("--region", default="cn", choices=sorted(HTTP_ENDPOINTS))
-    parser.add_argument(
-        "--recognizer",
-        default="sphinx",
-        choices=["sphinx", "scripted"],
-        help="the embedded simulator's recognizer (no API key only)",
+    add_target_arguments(
+        parser,
+        url_help="HTTP API base, e.g. http://127.0.0.1:8765/api/v1",
+        regions=sorted(HTTP_ENDPOINTS),
     )
 
 
@@ -135,7 +130,7 @@ async def _client(stack: contextlib.AsyncExitStack, target: Target) -> BatchClie
 
 
 async def batch_submit(args: argparse.Namespace) -> int:
-    formats = _formats(args.format)
+    formats = parse_formats(args.format)
     try:
         options = BatchOptions(
             language_hints=args.language,
@@ -165,7 +160,7 @@ async def batch_submit(args: argparse.Namespace) -> int:
 
 
 async def batch_status(args: argparse.Namespace) -> int:
-    formats = _formats(args.format)
+    formats = parse_formats(args.format)
     async with contextlib.AsyncExitStack() as stack:
         target = await resolve_target(args, stack, existing_task=True)
         client = await _client(stack, target)
@@ -215,7 +210,7 @@ async def _finish(
     client: BatchClient,
     task_id: str,
     args: argparse.Namespace,
-    formats: list[str],
+    formats: Sequence[str],
     *,
     embedded: bool,
 ) -> int:
@@ -232,7 +227,14 @@ async def _finish(
     info: TaskInfo | None = None
     error: StenoError | None = None
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_on_interrupt, nursery.cancel_scope, task_id, embedded)
+        await nursery.start(
+            functools.partial(
+                Interrupts().watch,
+                first=nursery.cancel_scope.cancel,
+                then=nursery.cancel_scope.cancel,
+                notice=_stopped_waiting(task_id, embedded),
+            )
+        )
         try:
             info = await client.wait(task_id, on_status=progress)
         except StenoError as exc:
@@ -255,23 +257,17 @@ async def _finish(
     return await _results(client, info, args, formats)
 
 
-async def _on_interrupt(scope: trio.CancelScope, task_id: str, embedded: bool) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if embedded:
-                print("steno: interrupted; the embedded simulator's task ends too", file=sys.stderr)
-            else:
-                print(
-                    f"steno: stopped waiting; task {task_id} goes on: "
-                    f"`steno batch status {task_id} --wait --out DIR` picks it up",
-                    file=sys.stderr,
-                )
-            scope.cancel()
-            return
+def _stopped_waiting(task_id: str, embedded: bool) -> str:
+    if embedded:
+        return "interrupted; the embedded simulator's task ends too"
+    return (
+        f"stopped waiting; task {task_id} goes on: "
+        f"`steno batch status {task_id} --wait --out DIR` picks it up"
+    )
 
 
 async def _results(
-    client: BatchClient, info: TaskInfo, args: argparse.Namespace, formats: list[str]
+    client: BatchClient, info: TaskInfo, args: argparse.Namespace, formats: Sequence[str]
 ) -> int:
     outcomes = await client.download(info)
     stems = output_stems([o.file_url for o in outcomes])
@@ -312,11 +308,3 @@ def _print_task(info: TaskInfo) -> None:
 def _failed(exc: StenoError) -> int:
     print(f"steno: error: {exc}", file=sys.stderr)
     return EXIT_FAILED
-
-
-def _formats(text: str) -> list[str]:
-    formats = list(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
-    return formats

@@ -1,10 +1,8 @@
 """``steno daemon CONFIG.toml``: many streams, 24/7, with /healthz and /metrics on loopback.
 
-Wiring: ``engine/cli.py`` calls :func:`add_daemon_command` on its subparsers; the
-command's ``func`` is an async function of ``args`` run by ``trio.run`` there,
-and a :class:`~engine.errors.ConfigError` becomes one ``steno: error: …`` line
-and exit code 2 — before any stream, socket or file is opened. Until then,
-``python -m engine.daemon_cli daemon CONFIG.toml`` runs the same command.
+The command's ``func`` is an async function of ``args`` run by ``engine.cli.main``,
+where a :class:`~engine.errors.ConfigError` becomes one ``steno: error: …`` line
+and exit code 2 — before any stream, socket or file is opened.
 
 * ``--check`` validates the file (and that a key is available), prints one line
   and exits; with ``--dump`` it prints the effective configuration as TOML
@@ -20,7 +18,6 @@ the daemon ran.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -34,6 +31,8 @@ import trio
 
 from adapters.dashscope.models import inference_url
 from engine import logging as steno_logging
+from engine._embedded import open_embedded_simulator
+from engine.cli._common import EXIT_FAILED, EXIT_OK, SIMULATOR_KEY
 from engine.config import Secret
 from engine.daemon.config import DaemonConfig, load_config
 from engine.daemon.keys import dump_config, resolve_api_key
@@ -42,20 +41,19 @@ from engine.daemon.runner import StreamEnv
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    import argparse
+    from collections.abc import Mapping
     from typing import Any, TextIO
 
-__all__ = ["add_daemon_command", "daemon_command", "main"]
+__all__ = ["add_parser", "daemon_command"]
 
-EXIT_OK: Final = 0
-EXIT_UNCLEAN: Final = 1
-EXIT_USAGE: Final = 2
-SIMULATOR_KEY: Final = "embedded-simulator"
+#: The drain deadline passed, or a second signal cancelled.
+EXIT_UNCLEAN: Final = EXIT_FAILED
 
 log = structlog.get_logger("steno.daemon")
 
 
-def add_daemon_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``daemon`` to ``steno``'s subcommands (``argparse`` ``add_subparsers()`` result)."""
     d: argparse.ArgumentParser = subparsers.add_parser(
         "daemon",
@@ -149,36 +147,10 @@ def _configure_logging(level: str) -> None:
 
 
 async def _simulator(stack: contextlib.AsyncExitStack, config: DaemonConfig) -> str:
-    from adapters.sim.config import SimConfig
-    from adapters.sim.recognizers import make_recognizer
-    from adapters.sim.server import open_simulator
-
     kind = config.daemon.simulator
     assert kind is not None
-    recognizer = make_recognizer(kind)
-    stack.push_async_callback(recognizer.aclose)
-    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
+    sim = await stack.enter_async_context(open_embedded_simulator(kind))
     log.warning(
         "daemon.simulator", recognizer=kind, url=sim.inference_url, note="not the real service"
     )
-    return str(sim.inference_url)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engine.daemon_cli daemon CONFIG.toml`` (until engine/cli.py wires it)."""
-    parser = argparse.ArgumentParser(prog="steno")
-    add_daemon_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    steno_logging.configure(json=True)
-    try:
-        code: int = trio.run(args.func, args)
-    except ConfigError as exc:
-        print(f"steno: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return sim.inference_url

@@ -1,31 +1,40 @@
-"""``steno devices`` and ``steno listen``: live audio from an input device.
+"""``steno listen``: live audio from an input device.
 
-Wire them into the parser with :func:`add_live_commands` (``engine/cli.py``).
-``listen`` runs one live stream: the mic actor → resampler → session → renderer
-(files) → console (partials rewritten in place on a terminal, finals as lines).
-The first Ctrl-C (or SIGTERM, or ``--duration``) stops capture and drains: the
-queued audio is sent and the task finished; a second Ctrl-C stops at once.
-Without ``DASHSCOPE_API_KEY`` (and without ``--url``) the embedded simulator is
-used, as for ``steno transcribe``. A device lost mid-stream is retried until it
-returns (``DeviceLost`` … ``DeviceRestored``); the outage is an ``AudioGap``.
+``listen`` runs one live stream (:func:`engine.live.run_live_stream`: the mic
+actor is the producer of an ``open_stream``) → renderer (files) → console
+(partials rewritten in place on a terminal, finals as lines). The first Ctrl-C
+(or SIGTERM, or ``--duration``) stops capture and drains: the queued audio is
+sent and the task finished; a second Ctrl-C stops at once. Without
+``DASHSCOPE_API_KEY`` (and without ``--url``) the embedded simulator is used, as
+for ``steno transcribe``. A device lost mid-stream is retried until it returns
+(``DeviceLost`` … ``DeviceRestored``); the outage is an ``AudioGap``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
+import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
-import structlog
 import trio
 
-from adapters.dashscope.models import MODELS, RecognitionOptions, get_model, inference_url
-from adapters.sinks.factory import FORMATS
+from adapters.dashscope.models import MODELS, RecognitionOptions, get_model
+from adapters.dashscope.ws import dial_tcp
 from engine._util import unwrap_single_group
 from engine.actors import console, mic, playback
-from engine.config import Secret, SessionConfig, TranslationOptions
+from engine.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    add_format_argument,
+    add_target_arguments,
+    exit_code,
+    parse_formats,
+    resolve_endpoint,
+)
+from engine.cli._signals import Interrupts
+from engine.cli.translate import translation_options
+from engine.config import SessionConfig
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded
 from engine.live import LiveStreamConfig, run_live_stream
@@ -36,23 +45,17 @@ from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
     from typing import TextIO
 
     from adapters.audio.backend import AudioBackend
     from adapters.dashscope.models import ModelSpec
     from adapters.dashscope.ws import Dialer
+    from engine.config import TranslationOptions
 
-__all__ = ["add_live_commands", "devices", "listen", "main"]
-
-log = structlog.get_logger("steno.live")
+__all__ = ["add_parser", "listen"]
 
 
-def add_live_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``devices`` and ``listen`` to ``steno``'s subcommands."""
-    d = subparsers.add_parser("devices", help="list audio input and output devices")
-    d.set_defaults(func=devices)
-
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     lp = subparsers.add_parser("listen", help="transcribe an input device live (Ctrl-C finishes)")
     lp.add_argument(
         "--device", help="input device name (or unique part) or index; default: system default"
@@ -83,41 +86,13 @@ def add_live_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     lp.add_argument("--audio-out", metavar="DIR", help="livetranslate: save the translated voice")
     lp.add_argument("--out", metavar="DIR", help="write output files here")
     lp.add_argument("--name", default="listen", help="output file name stem (default: listen)")
-    lp.add_argument(
-        "--format",
-        default="txt,srt,vtt,jsonl",
-        help=f"comma-separated output formats ({', '.join(FORMATS)})",
-    )
-    lp.add_argument("--url", help="inference WebSocket URL (overrides --region)")
-    lp.add_argument("--region", default="cn", choices=["cn", "intl"])
+    add_format_argument(lp)
+    add_target_arguments(lp, url_help="inference WebSocket URL (overrides --region)")
     lp.add_argument("--language", action="append", help="language hint (repeatable)")
-    lp.add_argument(
-        "--recognizer",
-        default="sphinx",
-        choices=["sphinx", "scripted"],
-        help="the embedded simulator's recognizer (no API key only)",
-    )
     lp.add_argument("--duration", type=float, metavar="S", help="stop (and drain) after S seconds")
     lp.add_argument("--block-ms", type=int, default=100, help="audio per device callback (0: any)")
     lp.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
     lp.set_defaults(func=listen)
-
-
-# ---------------------------------------------------------------- steno devices
-
-
-async def devices(
-    args: argparse.Namespace, *, backend: AudioBackend | None = None, out: TextIO | None = None
-) -> int:
-    """Print every device PortAudio sees (inputs, then outputs; ``*`` = default)."""
-    from adapters.audio.devices import format_device_table, list_devices
-    from adapters.audio.portaudio import load_backend
-
-    def listing() -> str:
-        return format_device_table(list_devices(backend or load_backend()))
-
-    (out or sys.stdout).write(await trio.to_thread.run_sync(listing))
-    return 0
 
 
 # ----------------------------------------------------------------- steno listen
@@ -131,13 +106,9 @@ async def listen(
     out: TextIO | None = None,
 ) -> int:
     """``steno listen``: the exit code as for ``transcribe`` (0, 1, 3; 130 on Ctrl-C)."""
-    from engine import cli
-
     spec = get_model(args.model or ("gummy-realtime-v1" if args.to else "paraformer-realtime-v2"))
     translation = _translation(args, spec)
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    if unknown := [f for f in formats if f not in FORMATS]:
-        raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
+    formats = parse_formats(args.format)
     if args.duration is not None and not args.duration > 0:
         raise ConfigError(f"--duration must be positive, got {args.duration:g}")
     if args.block_ms < 0 or not args.finish_timeout > 0:
@@ -148,23 +119,16 @@ async def listen(
 
         backend = await trio.to_thread.run_sync(load_backend)
     await trio.to_thread.run_sync(_check_device, backend, device)  # fail before connecting
-    key = os.environ.get("DASHSCOPE_API_KEY", "")
     out = out or sys.stdout
     async with contextlib.AsyncExitStack() as stack:
-        if args.url:
-            url = args.url
-        elif key:
-            url = inference_url(args.region)
-        else:
-            url = await cli._embedded_simulator(stack, args.recognizer, None)
-            key = "embedded-simulator"
+        endpoint = await resolve_endpoint(args, stack, api="inference")
         stream = str(args.device or "mic")
         config = LiveStreamConfig(
             session=SessionConfig(
                 stream=stream,
                 model=spec.name,
-                url=url,
-                api_key=Secret(key),
+                url=endpoint.url,
+                api_key=endpoint.key,
                 options=(
                     RecognitionOptions(language_hints=args.language, heartbeat=True)
                     if spec.protocol == "inference"
@@ -211,8 +175,6 @@ def _translation(args: argparse.Namespace, spec: ModelSpec) -> TranslationOption
             )
         check_translation(spec, None)
         return None
-    from engine.cli import translation_options
-
     return translation_options(args, spec, speech=speech)
 
 
@@ -223,23 +185,9 @@ async def _run(
     backend: AudioBackend | None,
     dial: Dialer | None,
 ) -> int:
-    from adapters.dashscope.ws import dial_tcp
-    from engine.cli import EXIT_FAILED, EXIT_INTERRUPTED, exit_code
-
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
-    interrupted = False
-
-    async def watch_signals(cancel: trio.CancelScope) -> None:
-        nonlocal interrupted
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                if drain.is_set() and interrupted:
-                    cancel.cancel()
-                    return
-                interrupted = True
-                drain.set()
-                print("steno: finishing (press Ctrl-C again to stop now)", file=sys.stderr)
+    interrupts = Interrupts()
 
     async def stop_after(seconds: float) -> None:
         await trio.sleep(seconds)
@@ -254,7 +202,14 @@ async def _run(
                 lambda: console.run(inbox=console_recv, out=out, tty=tty, translate=translate)
             )
             async with trio.open_nursery() as helpers:
-                helpers.start_soon(watch_signals, nursery.cancel_scope)
+                await helpers.start(
+                    functools.partial(
+                        interrupts.watch,
+                        first=drain.set,
+                        then=nursery.cancel_scope.cancel,
+                        notice="finishing (press Ctrl-C again to stop now)",
+                    )
+                )
                 if duration is not None:
                     helpers.start_soon(stop_after, duration)
                 try:
@@ -269,7 +224,7 @@ async def _run(
                 except InputError as exc:  # the device could not be opened at all
                     print(f"steno: error: {exc}", file=sys.stderr)
                 helpers.cancel_scope.cancel()
-    if interrupted:
+    if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if ended is None else exit_code([ended])
 
@@ -283,34 +238,3 @@ def _check_device(backend: AudioBackend, device: str | int | None) -> None:
     except DeviceNotFound:
         reinitialize(backend)  # it may have appeared after PortAudio listed devices
         resolve_input(backend, device)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engine.live_cli devices|listen …``: the live commands on their own
-    (the same as ``steno devices|listen`` once :func:`add_live_commands` is wired)."""
-    import argparse
-    import logging
-
-    from engine import cli
-    from engine import logging as steno_logging
-
-    parser = argparse.ArgumentParser(prog="steno", description="Live audio commands.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at info level")
-    add_live_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    tty = sys.stderr.isatty()
-    steno_logging.configure(
-        json=not tty, level=logging.INFO if args.verbose or not tty else logging.WARNING
-    )
-    try:
-        code: int = trio.run(args.func, args)
-    except ConfigError as exc:
-        print(f"steno: error: {exc}", file=sys.stderr)
-        return cli.EXIT_USAGE
-    except KeyboardInterrupt:
-        return cli.EXIT_INTERRUPTED
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

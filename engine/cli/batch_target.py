@@ -7,14 +7,12 @@ this machine (the real service only fetches URLs).
 from __future__ import annotations
 
 import ipaddress
-import os
 import pathlib
-import sys
 import urllib.parse
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from adapters.dashscope.batch import HTTP_ENDPOINTS, URL_SCHEMES
-from engine.config import Secret
+from adapters.dashscope.batch import URL_SCHEMES
+from engine.cli._common import api_key, resolve_endpoint
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,10 +21,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from adapters.dashscope.batch_http import BatchConfig
+    from engine.config import Secret
 
-__all__ = ["SIMULATOR_KEY", "Target", "file_urls", "resolve_target"]
-
-SIMULATOR_KEY: Final = "embedded-simulator"
+__all__ = ["Target", "file_urls", "resolve_target"]
 
 
 class Target(NamedTuple):
@@ -54,40 +51,27 @@ async def resolve_target(
     """
     from adapters.dashscope.batch_http import BatchConfig  # httpx: only when a batch command runs
 
-    key = os.environ.get("DASHSCOPE_API_KEY", "")
     timeout = getattr(args, "timeout", 6 * 3600.0)
     if not timeout > 0:
         raise ConfigError(f"--timeout must be positive, got {timeout:g}")
-    if args.url:
-        local = _is_loopback(args.url)
-        try:
-            config = BatchConfig(
-                base_url=args.url,
-                trust_env=not local,
-                wait_timeout_s=timeout,
-                poll_initial_s=_poll(local),
-                poll_max_s=5 * _poll(local),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"bad --url: {exc}") from None
-        return Target(config, Secret(key or "steno-local"), local, False)
-    if key:
-        config = BatchConfig(base_url=HTTP_ENDPOINTS[args.region], wait_timeout_s=timeout)
-        return Target(config, Secret(key), False, False)
-    if existing_task:
+    if existing_task and not args.url and not api_key():
         raise ConfigError(
             "no DASHSCOPE_API_KEY set, and the embedded simulator forgets its tasks when a "
             "command ends; fix: set DASHSCOPE_API_KEY, or pass --url of a running `steno simulate`"
         )
-    base = await _embedded_simulator(stack, args.recognizer)
-    config = BatchConfig(
-        base_url=base,
-        trust_env=False,
-        wait_timeout_s=timeout,
-        poll_initial_s=_poll(True),
-        poll_max_s=5 * _poll(True),
-    )
-    return Target(config, Secret(SIMULATOR_KEY), True, True)
+    endpoint = await resolve_endpoint(args, stack, api="http", anonymous_key="steno-local")
+    local = endpoint.embedded or (bool(args.url) and _is_loopback(endpoint.url))
+    try:
+        config = BatchConfig(
+            base_url=endpoint.url,
+            trust_env=not local,
+            wait_timeout_s=timeout,
+            poll_initial_s=_poll(local),
+            poll_max_s=5 * _poll(local),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"bad --url: {exc}") from None
+    return Target(config, endpoint.key, local, endpoint.embedded)
 
 
 def _poll(local: bool) -> float:
@@ -103,22 +87,6 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-async def _embedded_simulator(stack: contextlib.AsyncExitStack, kind: str) -> str:
-    from adapters.sim.config import SimConfig
-    from adapters.sim.recognizers import make_recognizer
-    from adapters.sim.server import open_simulator
-
-    recognizer = make_recognizer(kind)  # type: ignore[arg-type]
-    stack.push_async_callback(recognizer.aclose)
-    sim = await stack.enter_async_context(open_simulator(SimConfig(), recognizer))
-    what = "pocketsphinx, offline, low accuracy" if kind == "sphinx" else "scripted"
-    print(
-        f"steno: no DASHSCOPE_API_KEY set: using the embedded simulator at {sim.http_url} ({what})",
-        file=sys.stderr,
-    )
-    return str(sim.http_url)
 
 
 def file_urls(items: Sequence[str], *, local_files: bool) -> list[str]:

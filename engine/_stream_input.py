@@ -1,0 +1,158 @@
+"""The input side of a stream: producers, their lanes, and the ledger of what they lost.
+
+:func:`engine.stream.open_stream` starts a :class:`Producer` with a :class:`Feed`
+(its clones of the stream's input lanes). The input side's events pass an
+:class:`InputLedger` on their way to ``Stream.events()`` (:func:`relay`); when
+every lane has closed, :func:`complete_end` completes the session's
+``StreamEnded`` with it, once. :func:`to_mono_float32` is how pushed PCM becomes
+the mono float32 that travels the audio lane.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+import msgspec
+import numpy as np
+
+from engine.errors import InputError
+from engine.events import AudioGap, Event, StreamEnded, StreamError, samples_to_ms
+
+if TYPE_CHECKING:
+    import trio
+    from numpy.typing import NDArray
+
+    from engine.actors.resampler import ResamplerStats
+    from engine.messages import RawBlock, Skip
+
+
+__all__ = [
+    "MAX_RATE",
+    "MIN_RATE",
+    "Feed",
+    "InputLedger",
+    "Producer",
+    "check_rate",
+    "complete_end",
+    "relay",
+    "to_mono_float32",
+]
+
+MIN_RATE, MAX_RATE = 8000, 48000
+
+
+def check_rate(rate: int) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InputError(
+            f"pushed audio at {rate} Hz; Stenograph needs 8000–48000 Hz; fix: resample it first"
+        )
+
+
+def to_mono_float32(pcm: bytes | NDArray[np.generic], channels: int) -> NDArray[np.float32]:
+    """int16 LE bytes or an int16/float array (frames × channels, or interleaved) → mono float32."""
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        if len(pcm) % (2 * channels):
+            raise InputError(f"{len(pcm)} bytes is not whole int16 frames of {channels} channel(s)")
+        array: NDArray[np.generic] = np.frombuffer(pcm, dtype="<i2")
+    else:
+        array = np.asarray(pcm)
+    if array.dtype.kind == "i":
+        samples = array.astype(np.float32) / 32768.0
+    elif array.dtype.kind == "f":
+        samples = array.astype(np.float32, copy=False)
+    else:
+        raise InputError(f"pushed audio has dtype {array.dtype}; push int16 or float PCM")
+    if samples.ndim == 1 and channels > 1:
+        samples = samples.reshape(-1, channels)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+class Feed(NamedTuple):
+    """What a producer gets: its own clones of the stream's input lanes.
+
+    The producer owns both and closes both when its source ends (``async with
+    feed.audio, feed.events:``); the stream's input ends once every producer and
+    :meth:`Stream.end_input` have closed theirs.
+
+    Attributes:
+        audio: mono float32 blocks at the source's rate (``RawBlock``) and spans of
+            source time without audio (``Skip``), to the resampler.
+        events: the source's own events (``AudioGap`` of a capture hole,
+            ``DeviceLost``, ``StreamError`` of a source that broke mid-way), placed
+            on the stream's timeline by the producer.
+    """
+
+    audio: trio.MemorySendChannel[RawBlock | Skip]
+    events: trio.MemorySendChannel[Event]
+
+
+class Producer(Protocol):
+    """A source started by :func:`open_stream` before the session (``nursery.start``).
+
+    It calls ``task_status.started(source)`` once its source is open, with what
+    ``StreamStarted.source`` should say (``None`` keeps ``StreamConfig.source``),
+    then pushes into its :class:`Feed` until the source ends. An exception before
+    ``started`` leaves :func:`open_stream` with nothing connected.
+    """
+
+    async def __call__(
+        self, feed: Feed, *, task_status: trio.TaskStatus[str | None] = ...
+    ) -> None: ...
+
+
+class InputLedger:
+    """The input side's facts, counted as they pass to ``events()`` (not a checkpoint).
+
+    Counts what the session cannot know: audio lost before it (``AudioGap`` from
+    the resampler or a capture device) and failures of the source (``StreamError``).
+    """
+
+    def __init__(self) -> None:
+        self.lost: Counter[int] = Counter()  # lost samples by rate
+        self.errors = 0
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, AudioGap):
+            self.lost[event.rate] += event.end - event.start
+        elif isinstance(event, StreamError):
+            self.errors += 1
+
+    @property
+    def lost_ms(self) -> int:
+        return sum(samples_to_ms(samples, rate) for rate, samples in self.lost.items())
+
+
+def complete_end(
+    ended: StreamEnded, ledger: InputLedger, resampling: ResamplerStats, rate: int
+) -> StreamEnded:
+    """The stream's :class:`StreamEnded`: the session's account plus the input side's.
+
+    An ``ok`` session becomes ``partial`` when the input lost audio or its source
+    failed mid-way; the timeline's length and skipped time come from the resampler.
+    """
+    lost_ms = ledger.lost_ms
+    status = ended.status
+    if status == "ok" and (lost_ms or ledger.errors):
+        status = "partial"
+    return msgspec.structs.replace(
+        ended,
+        status=status,
+        audio_lost_ms=ended.audio_lost_ms + lost_ms,
+        audio_ms=max(ended.audio_ms, samples_to_ms(resampling.position, rate)),
+        audio_skipped_ms=samples_to_ms(resampling.skipped_samples, rate),
+    )
+
+
+async def relay(
+    inbox: trio.MemoryReceiveChannel[Event],
+    outbox: trio.MemorySendChannel[Event],
+    ledger: InputLedger,
+) -> None:
+    """Count the input side's events and pass them on (Channels: closes both)."""
+    async with inbox, outbox:
+        async for event in inbox:
+            ledger.observe(event)
+            await outbox.send(event)

@@ -1,0 +1,7 @@
+"""``python -m engine.cli``: the same as ``steno``."""
+
+from __future__ import annotations
+
+from engine.cli import main
+
+raise SystemExit(main())

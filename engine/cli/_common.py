@@ -1,0 +1,174 @@
+"""What every ``steno`` verb shares: exit codes, the key and URL lookup, output options.
+
+Exit codes (README "Exit codes"): 0 every stream ok; 1 a stream failed (bad
+input, rejected key, service error); 2 bad usage or configuration (a
+:class:`~engine.errors.ConfigError`, printed by ``main`` as one line); 3 audio
+was lost (an ``AudioGap``) but the run finished; 130 interrupted.
+
+Where a verb sends (:func:`resolve_endpoint`): ``--url`` if given, else the
+real service with ``DASHSCOPE_API_KEY`` (``--region``), else the embedded
+simulator, started in-process with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+
+from adapters.sinks.factory import FORMATS
+from engine._embedded import describe_recognizer, open_embedded_simulator
+from engine.config import Secret
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    import argparse
+    import contextlib
+    from collections.abc import Mapping, Sequence
+
+    from engine.events import StreamEnded
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_LOST_AUDIO",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "SIMULATOR_KEY",
+    "Endpoint",
+    "add_format_argument",
+    "add_target_arguments",
+    "api_key",
+    "exit_code",
+    "parse_formats",
+    "resolve_endpoint",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_LOST_AUDIO: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+#: The key sent to an embedded simulator (it accepts any non-empty key).
+SIMULATOR_KEY: Final = "embedded-simulator"
+
+DEFAULT_FORMATS: Final = "txt,srt,vtt,jsonl"
+
+
+def exit_code(results: Sequence[StreamEnded]) -> int:
+    """The run's exit code from its streams' endings: failed > partial > ok."""
+    statuses = {r.status for r in results}
+    if "failed" in statuses:
+        return EXIT_FAILED
+    if "partial" in statuses:
+        return EXIT_LOST_AUDIO
+    return EXIT_OK
+
+
+# ------------------------------------------------------------ key and endpoint
+
+
+def api_key(environ: Mapping[str, str] | None = None) -> str:
+    """``DASHSCOPE_API_KEY`` (empty when unset): the one place a verb reads it."""
+    return (os.environ if environ is None else environ).get("DASHSCOPE_API_KEY", "")
+
+
+class Endpoint(NamedTuple):
+    """Where a verb sends, and with which key.
+
+    Attributes:
+        url: the inference WebSocket URL, or the batch HTTP API base.
+        key: the API key (the simulator's placeholder when embedded).
+        embedded: an in-process simulator that ends with the command.
+    """
+
+    url: str
+    key: Secret
+    embedded: bool
+
+
+async def resolve_endpoint(
+    args: argparse.Namespace,
+    stack: contextlib.AsyncExitStack,
+    *,
+    api: Literal["inference", "http"],
+    anonymous_key: str = "",
+    faults: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Endpoint:
+    """``--url``, else the service with ``DASHSCOPE_API_KEY``, else an embedded simulator.
+
+    Args:
+        args: the verb's ``url``, ``region`` and ``recognizer`` options.
+        stack: owns the embedded simulator when one is started.
+        api: the WebSocket inference API or the batch HTTP API.
+        anonymous_key: the key sent to ``--url`` when no key is set.
+        faults: the embedded simulator's fault plan (``--sim-fault``).
+        environ: where the key is read (the process environment by default).
+
+    Raises:
+        ConfigError: a bad fault plan or recognizer.
+    """
+    key = api_key(environ)
+    if args.url:
+        return Endpoint(args.url, Secret(key or anonymous_key), embedded=False)
+    if key:
+        return Endpoint(_service_url(api, args.region), Secret(key), embedded=False)
+    sim = await stack.enter_async_context(open_embedded_simulator(args.recognizer, faults=faults))
+    url = sim.inference_url if api == "inference" else sim.http_url
+    print(
+        f"steno: no DASHSCOPE_API_KEY set: using the embedded simulator at {url} "
+        f"({describe_recognizer(args.recognizer)})",
+        file=sys.stderr,
+    )
+    return Endpoint(url, Secret(SIMULATOR_KEY), embedded=True)
+
+
+def _service_url(api: Literal["inference", "http"], region: str) -> str:
+    if api == "inference":
+        from adapters.dashscope.models import inference_url
+
+        return inference_url(region)
+    from adapters.dashscope.batch import HTTP_ENDPOINTS
+
+    return HTTP_ENDPOINTS[region]
+
+
+def add_target_arguments(
+    parser: argparse.ArgumentParser, *, url_help: str, regions: Sequence[str] = ("cn", "intl")
+) -> None:
+    """``--url``, ``--region`` and ``--recognizer`` (the embedded simulator's)."""
+    parser.add_argument("--url", help=url_help)
+    parser.add_argument("--region", default="cn", choices=list(regions))
+    parser.add_argument(
+        "--recognizer",
+        default="sphinx",
+        choices=["sphinx", "scripted"],
+        help="the embedded simulator's recognizer (no API key only)",
+    )
+
+
+# ------------------------------------------------------------------- outputs
+
+
+def add_format_argument(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
+    """``--format`` (comma-separated output formats)."""
+    parser.add_argument(
+        "--format",
+        default=DEFAULT_FORMATS,
+        help=help or f"comma-separated output formats ({', '.join(FORMATS)})",
+    )
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``--format`` as a tuple of known formats, in order, without repeats.
+
+    Raises:
+        ConfigError: an unknown format.
+    """
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown output format {unknown[0]!r}; fix: use {', '.join(FORMATS)}")
+    return formats

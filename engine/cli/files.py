@@ -1,0 +1,213 @@
+"""Files as streams, the body of ``steno transcribe`` and ``steno translate``.
+
+Every file is a stream (:func:`engine.pipeline.run_file_stream`, a producer over
+:func:`engine.stream.open_stream`) in one trio process, at most ``--jobs`` at a
+time, all printing to one console. The first SIGINT/SIGTERM drains every stream
+(each finishes its task); a second cancels at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import pathlib
+import sys
+from typing import TYPE_CHECKING
+
+import trio
+
+from adapters.dashscope.models import get_model
+from adapters.dashscope.ws import dial_tcp
+from engine.actors import console
+from engine.cli._common import (
+    EXIT_INTERRUPTED,
+    add_format_argument,
+    add_target_arguments,
+    exit_code,
+    parse_formats,
+    resolve_endpoint,
+)
+from engine.cli._signals import Interrupts
+from engine.config import SessionConfig
+from engine.errors import ConfigError
+from engine.events import Event, StreamEnded
+from engine.pipeline import FileStreamConfig, run_file_stream
+from engine.ratelimit import StartLimiter
+from engine.wiring import EDGES
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from adapters.dashscope.models import RecognitionOptions
+    from adapters.dashscope.ws import Dialer
+    from engine.config import TranslationOptions
+
+__all__ = ["add_file_stream_arguments", "output_stems", "run_files", "run_streams", "stream_ids"]
+
+
+def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments ``transcribe`` and ``translate`` share: files, outputs, endpoint, pace."""
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--out", metavar="DIR", help="write output files here")
+    add_format_argument(p)
+    add_target_arguments(p, url_help="inference WebSocket URL (overrides --region)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
+    pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
+    p.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
+    p.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--sim-fault",
+        metavar="SPEC",
+        help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
+    )
+
+
+def stream_ids(files: Sequence[str]) -> list[str]:
+    """A readable, unique id per file: its name, with a counter for repeats."""
+    seen: dict[str, int] = {}
+    ids = []
+    for path in files:
+        name = pathlib.Path(path).name
+        seen[name] = seen.get(name, 0) + 1
+        ids.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return ids
+
+
+def output_stems(files: Sequence[str]) -> list[str]:
+    """A unique output file stem per file, so two inputs never write the same files.
+
+    The first file with a stem keeps it; a later one with the same stem (the same file
+    twice, or ``a/x.wav`` and ``b/x.wav``) gets ``x-2``, ``x-3``, …, skipping any stem
+    another input already has.
+    """
+    stems = [pathlib.Path(path).stem for path in files]
+    taken: set[str] = set()
+    out = []
+    for stem in stems:
+        unique, n = stem, 1
+        while unique in taken or (unique != stem and unique in stems):
+            n += 1
+            unique = f"{stem}-{n}"
+        taken.add(unique)
+        out.append(unique)
+    return out
+
+
+async def run_files(
+    args: argparse.Namespace,
+    *,
+    options: RecognitionOptions,
+    translation: TranslationOptions | None,
+    dial: Dialer | None,
+    audio_out: str | None = None,
+) -> int:
+    """Check the shared options, resolve the endpoint, run every file; the exit code.
+
+    Raises:
+        ConfigError: a bad option (before anything connects).
+    """
+    spec = get_model(args.model)
+    formats = parse_formats(args.format)
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    if not args.fast and not (math.isfinite(args.speed) and args.speed > 0):
+        raise ConfigError(
+            f"--speed must be a positive number, got {args.speed:g}; fix: e.g. --speed 2, or --fast"
+        )
+    if not (math.isfinite(args.finish_timeout) and args.finish_timeout > 0):
+        raise ConfigError(
+            f"--finish-timeout must be a positive number, got {args.finish_timeout:g}"
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
+        configs = [
+            FileStreamConfig(
+                path=path,
+                session=SessionConfig(
+                    stream=stream,
+                    model=spec.name,
+                    url=endpoint.url,
+                    api_key=endpoint.key,
+                    options=options,
+                    translation=translation,
+                    finish_timeout_s=args.finish_timeout,
+                ),
+                out_dir=args.out,
+                output_stem=stem,
+                formats=formats,
+                speed=None if args.fast else args.speed,
+                voice_dir=audio_out,
+            )
+            for path, stream, stem in zip(
+                args.files, stream_ids(args.files), output_stems(args.files), strict=True
+            )
+        ]
+        return await run_streams(
+            configs, jobs=args.jobs, dial=dial, out=sys.stdout, translate=translation is not None
+        )
+
+
+async def run_streams(
+    configs: Sequence[FileStreamConfig],
+    *,
+    jobs: int,
+    out: object,
+    dial: Dialer | None = None,
+    translate: bool = False,
+) -> int:
+    """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
+
+    The first SIGINT/SIGTERM drains every stream (each finishes its task); a second
+    cancels at once.
+    """
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
+    drain = trio.Event()
+    limiter = trio.CapacityLimiter(jobs)
+    starts = StartLimiter()  # one token bucket per model family for the whole run
+    results: list[StreamEnded] = []
+    interrupts = Interrupts()
+
+    async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
+        async with limiter:
+            if drain.is_set():
+                channel.close()
+                return
+            ended = await run_file_stream(
+                config,
+                console=channel,
+                drain=drain,
+                dial=dial or dial_tcp,
+                limiter=starts,
+            )
+            results.append(ended)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            functools.partial(
+                console.run,
+                inbox=console_recv,
+                out=out,  # type: ignore[arg-type]
+                tty=tty,
+                translate=translate,
+            )
+        )
+        async with trio.open_nursery() as streams:
+            await streams.start(
+                functools.partial(
+                    interrupts.watch,
+                    first=drain.set,
+                    then=nursery.cancel_scope.cancel,
+                    notice="finishing every stream (press Ctrl-C again to stop now)",
+                )
+            )
+            async with console_send, trio.open_nursery() as workers:
+                for config in configs:
+                    workers.start_soon(one, config, console_send.clone())
+            streams.cancel_scope.cancel()
+    if interrupts.interrupted:
+        return EXIT_INTERRUPTED
+    return exit_code(results)
