@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from adapters.sinks.factory import FORMATS
@@ -39,6 +40,7 @@ __all__ = [
     "add_format_argument",
     "add_target_arguments",
     "api_key",
+    "check_url",
     "exit_code",
     "parse_formats",
     "resolve_endpoint",
@@ -112,6 +114,7 @@ async def resolve_endpoint(
     """
     key = api_key(environ)
     if args.url:
+        check_url(args.url, api)
         return Endpoint(args.url, Secret(key or anonymous_key), embedded=False)
     if key:
         return Endpoint(_service_url(api, args.region), Secret(key), embedded=False)
@@ -123,6 +126,30 @@ async def resolve_endpoint(
         file=sys.stderr,
     )
     return Endpoint(url, Secret(SIMULATOR_KEY), embedded=True)
+
+
+#: The schemes each API is reached by, and what a right ``--url`` looks like.
+_URL_FORMS: Final = {
+    "inference": (("ws", "wss"), "ws://127.0.0.1:8765/api-ws/v1/inference (or wss://…)"),
+    "http": (("http", "https"), "http://127.0.0.1:8765/api/v1 (or https://…)"),
+}
+
+
+def check_url(url: str, api: Literal["inference", "http"]) -> None:
+    """Refuse a ``--url`` the API cannot be reached by (a wrong scheme, no host).
+
+    Raises:
+        ConfigError: one line naming the right form.
+    """
+    schemes, example = _URL_FORMS[api]
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError(f"bad --url {url!r} ({exc}); fix: e.g. {example}") from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        what = "a WebSocket URL" if api == "inference" else "an HTTP URL"
+        raise ConfigError(f"bad --url {url!r}: not {what}; fix: e.g. {example}")
 
 
 def _service_url(api: Literal["inference", "http"], region: str) -> str:

@@ -40,7 +40,7 @@ from engine.cli._common import (
     parse_formats,
 )
 from engine.cli._signals import Interrupts
-from engine.cli.batch_files import output_stems, write_outputs
+from engine.cli.batch_files import check_out_dir, output_stems, write_outputs
 from engine.cli.batch_target import file_urls, resolve_target
 from engine.errors import ConfigError, StenoError
 
@@ -142,6 +142,8 @@ async def batch_submit(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"bad options: {exc}") from None
+    if args.out:  # before the task runs (and is billed), not after
+        await trio.to_thread.run_sync(check_out_dir, pathlib.Path(args.out))
     async with contextlib.AsyncExitStack() as stack:
         target = await resolve_target(args, stack, existing_task=False)
         urls = file_urls(args.urls, local_files=target.local_files)
@@ -161,6 +163,8 @@ async def batch_submit(args: argparse.Namespace) -> int:
 
 async def batch_status(args: argparse.Namespace) -> int:
     formats = parse_formats(args.format)
+    if args.out:
+        await trio.to_thread.run_sync(check_out_dir, pathlib.Path(args.out))
     async with contextlib.AsyncExitStack() as stack:
         target = await resolve_target(args, stack, existing_task=True)
         client = await _client(stack, target)

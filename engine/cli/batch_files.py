@@ -7,6 +7,7 @@ stream (TXT, SRT, VTT, JSONL) and keeps the raw result JSON beside them.
 from __future__ import annotations
 
 import pathlib
+import tempfile
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,25 @@ if TYPE_CHECKING:
 
     from adapters.dashscope.batch_http import FileOutcome
 
-__all__ = ["output_stems", "unique_stems", "write_outputs"]
+__all__ = ["check_out_dir", "output_stems", "unique_stems", "write_outputs"]
+
+
+def check_out_dir(out_dir: pathlib.Path) -> None:
+    """Make sure ``--out`` can take files (creating it), before a task is submitted
+    (and billed). Blocking (call from a thread).
+
+    Raises:
+        ConfigError: it cannot be created or written, in one line naming the fix.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir, prefix=".steno-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to --out {out_dir}: {exc.strerror or exc}; "
+            "fix: pass a directory you can write to"
+        ) from None
 
 
 def output_stems(urls: Sequence[str]) -> list[str]:

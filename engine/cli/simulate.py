@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from engine._util import unwrap_single_group
 from engine.cli._common import EXIT_OK
 from engine.errors import ConfigError
 
@@ -48,19 +49,33 @@ async def simulate(args: argparse.Namespace) -> int:
             keys = [text.strip()]
         except OSError as exc:
             raise ConfigError(f"cannot read --api-key-file: {exc}") from None
-    config = SimConfig(host=args.host, port=args.port, api_keys=keys)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port; fix: a port in 0–65535")
+    try:
+        config = SimConfig(host=args.host, port=args.port, api_keys=keys)
+    except ValueError as exc:
+        raise ConfigError(f"bad simulator option: {exc}; fix: check --host and --port") from None
     faults = parse_fault_spec(args.fault) if args.fault else None
     recognizer = make_recognizer(args.recognizer)
     try:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(functools.partial(serve, faults=faults), config, recognizer)
-            print(
-                f"steno: simulator listening on ws://{args.host}:{port}/api-ws/v1/inference "
-                f"and http://{args.host}:{port}/api/v1 "
-                f"({args.recognizer}{', faults: ' + str(faults) if faults else ''})",
-                file=sys.stderr,
-                flush=True,
-            )
+        with unwrap_single_group():
+            async with trio.open_nursery() as nursery:
+                try:
+                    port = await nursery.start(
+                        functools.partial(serve, faults=faults), config, recognizer
+                    )
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                        "fix: check --host, pick another --port (0 takes a free one) or stop what uses it"
+                    ) from None
+                print(
+                    f"steno: simulator listening on ws://{args.host}:{port}/api-ws/v1/inference "
+                    f"and http://{args.host}:{port}/api/v1 "
+                    f"({args.recognizer}{', faults: ' + str(faults) if faults else ''})",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         with trio.CancelScope(shield=True):
             await recognizer.aclose()

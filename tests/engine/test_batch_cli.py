@@ -228,6 +228,24 @@ class TestAgainstARunningSimulator:
         assert "fix: check the network" in err
         assert "\n" not in err
 
+    @deadline(60)
+    async def test_unwritable_out_is_refused_before_submitting(
+        self,
+        sim: SimulatorHandle,
+        tmp_path: pathlib.Path,
+        tone_wav: pathlib.Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """An --out that cannot take files is a usage error before the task is submitted
+        (and billed): the service has no task afterwards."""
+        url = ("--url", sim.http_url)
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory")
+        with pytest.raises(ConfigError, match="cannot write to --out .*; fix: pass a directory"):
+            await steno("batch", "submit", tone_wav, *url, "--wait", "--out", blocker / "out")
+        assert await steno("batch", "list", *url) == 0
+        assert capsys.readouterr().out == ""
+
     @pytest.mark.parametrize("command", ["status", "cancel"])
     async def test_existing_task_without_key(self, command: str) -> None:
         """status/cancel need a service that remembers tasks: an error naming the fix."""
