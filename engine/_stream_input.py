@@ -11,7 +11,7 @@ the mono float32 that travels the audio lane.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import msgspec
 import numpy as np
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "INTERRUPTED",
     "MAX_RATE",
     "MIN_RATE",
     "Feed",
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 MIN_RATE, MAX_RATE = 8000, 48000
+
+#: ``StreamError.kind`` of a source stopped before its end, and the stream's status then.
+INTERRUPTED: Final = "interrupted"
 
 
 def check_rate(rate: int) -> None:
@@ -107,18 +111,23 @@ class InputLedger:
     """The input side's facts, counted as they pass to ``events()`` (not a checkpoint).
 
     Counts what the session cannot know: audio lost before it (``AudioGap`` from
-    the resampler or a capture device) and failures of the source (``StreamError``).
+    the resampler or a capture device), failures of the source (``StreamError``),
+    and a source stopped before its end (``StreamError(kind="interrupted")``).
     """
 
     def __init__(self) -> None:
         self.lost: Counter[int] = Counter()  # lost samples by rate
         self.errors = 0
+        self.interrupted = False
 
     def observe(self, event: Event) -> None:
         if isinstance(event, AudioGap):
             self.lost[event.rate] += event.end - event.start
         elif isinstance(event, StreamError):
-            self.errors += 1
+            if event.kind == INTERRUPTED:
+                self.interrupted = True
+            else:
+                self.errors += 1
 
     @property
     def lost_ms(self) -> int:
@@ -131,12 +140,16 @@ def complete_end(
     """The stream's :class:`StreamEnded`: the session's account plus the input side's.
 
     An ``ok`` session becomes ``partial`` when the input lost audio or its source
-    failed mid-way; the timeline's length and skipped time come from the resampler.
+    failed mid-way, and any but a failed one ``interrupted`` when the source was
+    stopped before its end; the timeline's length and skipped time come from the
+    resampler.
     """
     lost_ms = ledger.lost_ms
     status = ended.status
     if status == "ok" and (lost_ms or ledger.errors):
         status = "partial"
+    if ledger.interrupted and status != "failed":
+        status = INTERRUPTED
     return msgspec.structs.replace(
         ended,
         status=status,

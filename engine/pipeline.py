@@ -32,18 +32,19 @@ import trio
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.voice import VoiceWavSink
+from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer
 from engine.actors.renderer import close_sinks
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded, StreamError
+from engine.messages import RawBlock
 from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from adapters.sinks.base import Sink
-    from engine.messages import RawBlock, Skip
     from engine.ratelimit import StartLimiter
     from engine.stream import Feed, Stream
 
@@ -130,48 +131,97 @@ async def _produce(
     """The file's producer: start the capture, create the outputs, then push until the
     file ends or ``drain`` is set (Channels: closes both lanes of ``feed``).
 
+    A drain before the end of the file stops reading it; what was read is still
+    sent, and the part never sent is reported as ``StreamError("interrupted")``,
+    which makes the stream end ``interrupted``.
+
     Raises:
         InputError: the file cannot be read (before ``started``).
         ConfigError: an output file cannot be created (before ``started``).
     """
-    started = False
+    # The drain stops the capture (drain_scope); the watcher has a scope of its own,
+    # so ending it never cancels a scope the capture's unwinding passes through.
     drain_scope, watch_scope = trio.CancelScope(), trio.CancelScope()
-    async with feed.audio, feed.events:
-        try:
-            with drain_scope, unwrap_single_group():
-                async with trio.open_nursery() as inner:
-                    if drain is not None:
-                        inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
-                    info = await inner.start(_capture, feed.audio, config, watch_scope)
-                    sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
-                    log.info("stream.started", source_rate=info.rate)
-                    started = True
-                    task_status.started(None)
-        except InputError as exc:
-            if not started:
-                raise
+    blocks_send, blocks_recv = trio.open_memory_channel[RawBlock](EDGES["capture->resampler"].size)
+    broken: list[InputError] = []  # a decoding failure after the start
+    sent = 0  # frames handed to the stream
+    stream = config.session.stream
+    async with feed.audio, feed.events, blocks_recv:
+        with unwrap_single_group():  # one cause for open_stream to raise
+            async with trio.open_nursery() as inner:
+                info = await inner.start(_capture, blocks_send, config, drain_scope, broken)
+                if drain is not None:
+                    inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
+                sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
+                log.info("stream.started", source_rate=info.rate)
+                task_status.started(None)
+                async for block in blocks_recv:  # what was read is sent, even after a drain
+                    await feed.audio.send(block)
+                    sent += len(block.samples)
+                watch_scope.cancel()
+        for exc in broken:
             # The file broke mid-way: what was decoded is still transcribed and finished.
             log.error("capture.failed", error=str(exc))
             await feed.events.send(
-                StreamError("input", str(exc), stream=config.session.stream, t=trio.current_time())
+                StreamError("input", str(exc), stream=stream, t=trio.current_time())
+            )
+        if drain_scope.cancelled_caught:
+            message = interrupted_message(sent / info.rate, info.duration_s)
+            log.warning("capture.interrupted", message=message)
+            await feed.events.send(
+                StreamError(
+                    INTERRUPTED, message, permanent=False, stream=stream, t=trio.current_time()
+                )
             )
 
 
+def interrupted_message(sent_s: float, duration_s: float | None) -> str:
+    """``interrupted at 4.1 s of 12.6 s: 4.1–12.6 s not sent`` (the rest when unknown)."""
+    if duration_s is None:
+        return f"interrupted at {sent_s:.1f} s: the rest of the file was not sent"
+    return (
+        f"interrupted at {sent_s:.1f} s of {duration_s:.1f} s: "
+        f"{sent_s:.1f}–{duration_s:.1f} s not sent"
+    )
+
+
 async def _capture(
-    outbox: trio.MemorySendChannel[RawBlock | Skip],
+    outbox: trio.MemorySendChannel[RawBlock],
     config: FileStreamConfig,
-    watch_scope: trio.CancelScope,
+    drain_scope: trio.CancelScope,
+    broken: list[InputError],
     task_status: trio.TaskStatus[capture.SourceInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The capture actor; when it ends, the drain watcher is no longer needed."""
+    """The capture actor, in the drain scope: a drain stops reading the file.
+
+    A bad file raises before ``started``; a decoding failure later is kept in
+    ``broken``, so the blocks read before it still go out.
+    """
+    status = _Status(task_status)
     try:
-        await capture.run(
-            outbox=outbox,
-            config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
-            task_status=task_status,
-        )
-    finally:
-        watch_scope.cancel()
+        with drain_scope:
+            await capture.run(
+                outbox=outbox,
+                config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
+                task_status=status,
+            )
+    except InputError as exc:
+        if not status.done:
+            raise
+        broken.append(exc)
+
+
+class _Status:
+    """A ``task_status`` that remembers whether ``started`` was called."""
+
+    def __init__(self, inner: trio.TaskStatus[capture.SourceInfo]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: capture.SourceInfo | None = None) -> None:
+        assert value is not None
+        self.done = True
+        self.inner.started(value)
 
 
 async def _drain_on(drain: trio.Event, scope: trio.CancelScope, watch: trio.CancelScope) -> None:

@@ -21,7 +21,10 @@ code`` that ``main`` runs under ``trio.run``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
+import signal
 import sys
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from engine import logging as steno_logging
+from engine._util import unwrap_single_group
 from engine.cli import (
     batch,
     daemon,
@@ -47,6 +51,7 @@ from engine.cli._common import (
     EXIT_USAGE,
     exit_code,
 )
+from engine.cli._signals import Interrupts
 from engine.errors import ConfigError
 from engine.scenario import cli as scenario_cli
 
@@ -90,7 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one verb; return its exit code (a :class:`ConfigError` is one line and 2)."""
+    """Run one verb; return its exit code (a :class:`ConfigError` is one line and 2).
+
+    An interrupt that reaches no verb's own handler (one during start-up or
+    shutdown, such as a second Ctrl-C while the embedded simulator stops) ends the
+    run at once with 130 and no traceback.
+    """
+    entry = argv is None  # the process's own command line (not a caller's list)
     args = build_parser().parse_args(argv)
     tty = sys.stderr.isatty()
     level = logging.INFO if args.verbose or not tty else logging.WARNING
@@ -98,10 +109,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "scenario":  # runs trio itself (and may start processes)
         return scenario_cli.run(args)
     try:
-        code: int = trio.run(args.func, args)
+        code: int = trio.run(_run, args)
     except ConfigError as exc:
         print(f"steno: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        if _only_interrupts(group):
+            return EXIT_INTERRUPTED
+        raise
+    finally:
+        if entry:  # the run is over: a late Ctrl-C must not become a traceback on the way out
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
+
+
+async def _run(args: argparse.Namespace) -> int:
+    """Run the verb under a last-resort interrupt handler.
+
+    A verb installs its own handler while it can react (drain, stop waiting); a
+    signal outside it cancels the verb (its clean-up is cancelled too), and one
+    more ends the process at once.
+    """
+    work = trio.CancelScope()
+    interrupts = Interrupts()
+
+    def stop() -> None:
+        work.cancel()
+
+    code = EXIT_INTERRUPTED
+    with unwrap_single_group():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(interrupts.watch, first=stop, then=_exit_now))
+            with work:
+                code = await args.func(args)
+            nursery.cancel_scope.cancel()
+    return EXIT_INTERRUPTED if interrupts.interrupted else code
+
+
+def _exit_now() -> None:
+    """A further interrupt while a cancelled verb still cleans up: leave now."""
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _only_interrupts(group: BaseExceptionGroup[BaseException]) -> bool:
+    """A group of nothing but KeyboardInterrupt (and the Cancelled it caused)."""
+    rest = group.split((KeyboardInterrupt, trio.Cancelled))[1]
+    return rest is None and group.subgroup(KeyboardInterrupt) is not None

@@ -59,8 +59,10 @@ DEFAULT_FORMATS: Final = "txt,srt,vtt,jsonl"
 
 
 def exit_code(results: Sequence[StreamEnded]) -> int:
-    """The run's exit code from its streams' endings: failed > partial > ok."""
+    """The run's exit code from its streams' endings: interrupted > failed > partial > ok."""
     statuses = {r.status for r in results}
+    if "interrupted" in statuses:
+        return EXIT_INTERRUPTED
     if "failed" in statuses:
         return EXIT_FAILED
     if "partial" in statuses:

@@ -31,7 +31,7 @@ from engine.cli._common import (
 from engine.cli._signals import Interrupts
 from engine.config import SessionConfig
 from engine.errors import ConfigError
-from engine.events import Event, StreamEnded
+from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter
 from engine.wiring import EDGES
@@ -160,30 +160,27 @@ async def run_streams(
 ) -> int:
     """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
 
-    The first SIGINT/SIGTERM drains every stream (each finishes its task); a second
-    cancels at once.
+    Files start in command-line order. The first SIGINT/SIGTERM drains every
+    stream (each finishes its task, and one stopped before the end of its file ends
+    ``interrupted``) and starts no more (each file never started gets one line); a
+    second cancels at once.
     """
     tty = bool(getattr(out, "isatty", lambda: False)())
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
-    limiter = trio.CapacityLimiter(jobs)
+    slots = trio.Semaphore(jobs)
     starts = StartLimiter()  # one token bucket per model family for the whole run
     results: list[StreamEnded] = []
     interrupts = Interrupts()
 
     async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
-        async with limiter:
-            if drain.is_set():
-                channel.close()
-                return
+        try:
             ended = await run_file_stream(
-                config,
-                console=channel,
-                drain=drain,
-                dial=dial or dial_tcp,
-                limiter=starts,
+                config, console=channel, drain=drain, dial=dial or dial_tcp, limiter=starts
             )
             results.append(ended)
+        finally:
+            slots.release()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
@@ -205,9 +202,26 @@ async def run_streams(
                 )
             )
             async with console_send, trio.open_nursery() as workers:
+                # Files start in command-line order, each once a slot is free.
                 for config in configs:
+                    await slots.acquire()
+                    if drain.is_set():
+                        slots.release()
+                        await console_send.send(_not_started(config))
+                        continue
                     workers.start_soon(one, config, console_send.clone())
             streams.cancel_scope.cancel()
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(results)
+
+
+def _not_started(config: FileStreamConfig) -> StreamError:
+    """The one line of a file the run was interrupted before."""
+    return StreamError(
+        "interrupted",
+        "interrupted before it started: nothing of it was sent",
+        permanent=False,
+        stream=config.session.stream,
+        t=trio.current_time(),
+    )

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 import soundfile
-from e2e_helpers import cli_env, run_steno, steno_command
+from e2e_helpers import cli_env, parse_jsonl, run_steno, steno_command
 
 from adapters.recognizers.tonecode import synthesize
+from engine.events import StreamEnded
 
 pytestmark = pytest.mark.slow
 
@@ -165,3 +167,50 @@ class TestInterrupt:
         proc.communicate(timeout=30)
         assert proc.returncode == 130
         assert time.monotonic() - sent < 5.0
+
+    def test_an_interrupted_run_says_so_for_every_file(
+        self, tones: pathlib.Path, tmp_path: pathlib.Path
+    ) -> None:
+        """--jobs 1, three files, one Ctrl-C in the first: it ends ``interrupted`` with its
+        unsent span (console and JSONL), each file never started gets one line, in
+        command-line order, and the exit code is 130."""
+        files = []
+        for name in ("first", "second", "third"):
+            (tmp_path / f"{name}.wav").symlink_to(tones)
+            files.append(os.fspath(tmp_path / f"{name}.wav"))
+        out = tmp_path / "out"
+        args = ["transcribe", *files, "--jobs", "1", "--recognizer", "scripted", "--out", os.fspath(out)]  # fmt: skip
+        proc = _start(args, cli_env(None))
+        _wait_for_streaming(proc)
+        time.sleep(1.5)  # real-time: the first file streams a while
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stdout + stderr
+        lines = stdout.splitlines()
+        (unsent,) = [line for line in lines if line.startswith("[first.wav] error: interrupted at")]
+        assert re.fullmatch(r"\[first\.wav\] error: interrupted at [\d.]+ s of [\d.]+ s: [\d.]+–[\d.]+ s not sent", unsent)  # fmt: skip
+        assert any(line.startswith("[first.wav] done: interrupted,") for line in lines)
+        never = [line for line in lines if "interrupted before it started" in line]
+        assert [line.split("]")[0] for line in never] == ["[second.wav", "[third.wav"]
+        ended = parse_jsonl((out / "first.jsonl").read_text())[-1]
+        assert isinstance(ended, StreamEnded) and ended.status == "interrupted"
+        assert not (out / "second.jsonl").exists()
+
+    @pytest.mark.parametrize("pause", [0.0, 0.3, 1.0])
+    def test_a_second_ctrl_c_during_shutdown_is_130_without_a_traceback(
+        self, tones: pathlib.Path, tmp_path: pathlib.Path, pause: float
+    ) -> None:
+        """Ctrl-C, then another once the drain is over (the simulator shutting down) or
+        while it runs: exit 130 at once, and no traceback."""
+        args = ["transcribe", os.fspath(tones), "--recognizer", "scripted", "--fast"]
+        proc = _start(args, cli_env(None))
+        _wait_for_streaming(proc)
+        time.sleep(0.5)  # real-time: streaming
+        proc.send_signal(signal.SIGINT)
+        time.sleep(pause)  # real-time: somewhere in the drain or the shutdown
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stdout + stderr

@@ -241,7 +241,7 @@ class TestAgainstARunningSimulator:
         url = ("--url", sim.http_url)
         blocker = tmp_path / "a-file"
         blocker.write_text("not a directory")
-        with pytest.raises(ConfigError, match="cannot write to --out .*; fix: pass a directory"):
+        with pytest.raises(ConfigError, match=r"cannot write to --out .*; fix: pass a directory"):
             await steno("batch", "submit", tone_wav, *url, "--wait", "--out", blocker / "out")
         assert await steno("batch", "list", *url) == 0
         assert capsys.readouterr().out == ""
