@@ -34,7 +34,7 @@ from engine import logging as steno_logging
 from engine._embedded import open_embedded_simulator
 from engine.cli._common import EXIT_FAILED, EXIT_OK, SIMULATOR_KEY
 from engine.config import Secret
-from engine.daemon.config import DaemonConfig, load_config
+from engine.daemon.config import DaemonConfig, FileSource, load_config
 from engine.daemon.keys import dump_config, resolve_api_key
 from engine.daemon.manager import run_daemon
 from engine.daemon.runner import StreamEnv
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, TextIO
 
-__all__ = ["add_parser", "daemon_command"]
+__all__ = ["add_parser", "check_startable", "daemon_command"]
 
 #: The drain deadline passed, or a second signal cancelled.
 EXIT_UNCLEAN: Final = EXIT_FAILED
@@ -82,6 +82,27 @@ def _key_for(config: DaemonConfig, environ: Mapping[str, str]) -> tuple[Secret, 
     return key, origin
 
 
+def check_startable(config: DaemonConfig, origin: str) -> None:
+    """What can be checked at load rather than failing at run time (blocking: stats files).
+
+    Raises:
+        ConfigError: a config with no stream, or a file source that is not a file,
+            with the key path and the fix.
+    """
+    if not config.streams:
+        raise ConfigError(
+            f"{origin}: no [[stream]]: the daemon would run nothing; "
+            'fix: add a [[stream]] with an id and a source, e.g. source = { kind = "file", path = "a.wav" }'
+        )
+    for i, spec in enumerate(config.streams):
+        source = spec.source
+        if isinstance(source, FileSource) and not os.path.isfile(source.path):
+            raise ConfigError(
+                f"{origin}: $.stream[{i}].source.path: no such file {source.path!r} "
+                f"(stream {spec.id!r}); fix: check the path (relative to the working directory)"
+            )
+
+
 def _endpoint(config: DaemonConfig) -> str:
     return config.daemon.url or inference_url(config.daemon.region)
 
@@ -96,6 +117,7 @@ async def daemon_command(
     out = out or sys.stdout
     config = await trio.to_thread.run_sync(load_config, args.config)
     key, origin = await trio.to_thread.run_sync(_key_for, config, environ)
+    await trio.to_thread.run_sync(check_startable, config, args.config)
     if args.check:
         if args.dump:
             print(dump_config(config, key_source=origin), file=out, end="")
@@ -113,6 +135,7 @@ async def daemon_command(
 
         async def reload() -> tuple[DaemonConfig, StreamEnv]:
             new = await trio.to_thread.run_sync(load_config, args.config)
+            await trio.to_thread.run_sync(check_startable, new, args.config)
             if (new.daemon.simulator is None) != (config.daemon.simulator is None):
                 raise ConfigError("switching to or from the simulator needs a restart")
             new_key, _ = await trio.to_thread.run_sync(_key_for, new, environ)

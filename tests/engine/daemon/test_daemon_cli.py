@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -117,3 +118,41 @@ async def test_reload_and_drain_in_a_real_process(tmp_path: pathlib.Path) -> Non
         (jsonl,) = out.glob(f"{name}-*.jsonl")
         last = json.loads(jsonl.read_bytes().splitlines()[-1])
         assert last["type"] == "StreamEnded" and last["status"] == "ok"
+
+
+class TestCheckAtLoad:
+    """``--check`` (and a run, before anything starts) refuses what cannot work."""
+
+    @pytest.mark.parametrize(
+        ("streams", "message"),
+        [
+            ("", r"no \[\[stream\]\]: the daemon would run nothing; fix: add a \[\[stream\]\]"),
+            (
+                STREAM.format(id="a", wav="/nonexistent/a.wav"),
+                r"\$\.stream\[0\]\.source\.path: no such file '/nonexistent/a\.wav' \(stream 'a'\); fix:",
+            ),
+        ],
+    )
+    async def test_refused(self, tmp_path: pathlib.Path, streams: str, message: str) -> None:
+        from engine.cli.daemon import daemon_command
+        from engine.errors import ConfigError
+
+        path = tmp_path / "d.toml"
+        path.write_text('[daemon]\nsimulator = "scripted"\n' + streams)
+        for check in (True, False):
+            args = argparse.Namespace(config=str(path), check=check, dump=False)
+            with pytest.raises(ConfigError, match=message):
+                await daemon_command(args, environ={})
+
+    async def test_an_existing_file_passes(
+        self, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from engine.cli.daemon import daemon_command
+
+        wav = tmp_path / "a.wav"
+        soundfile.write(wav, synthesize(["thank you"], 16000), 16000, subtype="PCM_16")
+        path = tmp_path / "d.toml"
+        write_config(path, wav, tmp_path / "out", "a")
+        args = argparse.Namespace(config=str(path), check=True, dump=False)
+        assert await daemon_command(args, environ={}) == 0
+        assert "OK (1 streams: a;" in capsys.readouterr().err

@@ -262,7 +262,10 @@ class TestCheckCommand:
     ) -> None:
         """--check --dump: the effective config on stdout, one OK line on stderr, exit 0."""
         path = tmp_path / "d.toml"
-        path.write_text(TWO.replace('simulator = "scripted"', ""))
+        (tmp_path / "a.wav").write_bytes(b"")  # --check refuses a file source that is missing
+        path.write_text(
+            TWO.replace('simulator = "scripted"', "").replace("a.wav", str(tmp_path / "a.wav"))
+        )
         args = argparse.Namespace(config=str(path), check=True, dump=True)
         code = await daemon_command(args, environ={"DASHSCOPE_API_KEY": KEY})
         out, err = capsys.readouterr()
