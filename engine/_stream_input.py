@@ -4,8 +4,8 @@
 (its clones of the stream's input lanes). The input side's events pass an
 :class:`InputLedger` on their way to ``Stream.events()`` (:func:`relay`); when
 every lane has closed, :func:`complete_end` completes the session's
-``StreamEnded`` with it, once. :func:`to_mono_float32` is how pushed PCM becomes
-the mono float32 that travels the audio lane.
+``StreamEnded`` with it, once. Pushed PCM becomes the mono float32 of the audio
+lane through the one downmix, :func:`adapters.audio.pcm.to_mono_float32`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import msgspec
-import numpy as np
 
 from engine.errors import InputError
 from engine.events import AudioGap, Event, StreamEnded, StreamError, samples_to_ms
 
 if TYPE_CHECKING:
     import trio
-    from numpy.typing import NDArray
 
     from engine.actors.resampler import ResamplerStats
     from engine.messages import RawBlock, Skip
@@ -37,7 +35,6 @@ __all__ = [
     "check_rate",
     "complete_end",
     "relay",
-    "to_mono_float32",
 ]
 
 MIN_RATE, MAX_RATE = 8000, 48000
@@ -51,27 +48,6 @@ def check_rate(rate: int) -> None:
         raise InputError(
             f"pushed audio at {rate} Hz; Stenograph needs 8000–48000 Hz; fix: resample it first"
         )
-
-
-def to_mono_float32(pcm: bytes | NDArray[np.generic], channels: int) -> NDArray[np.float32]:
-    """int16 LE bytes or an int16/float array (frames × channels, or interleaved) → mono float32."""
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        if len(pcm) % (2 * channels):
-            raise InputError(f"{len(pcm)} bytes is not whole int16 frames of {channels} channel(s)")
-        array: NDArray[np.generic] = np.frombuffer(pcm, dtype="<i2")
-    else:
-        array = np.asarray(pcm)
-    if array.dtype.kind == "i":
-        samples = array.astype(np.float32) / 32768.0
-    elif array.dtype.kind == "f":
-        samples = array.astype(np.float32, copy=False)
-    else:
-        raise InputError(f"pushed audio has dtype {array.dtype}; push int16 or float PCM")
-    if samples.ndim == 1 and channels > 1:
-        samples = samples.reshape(-1, channels)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1, dtype=np.float32)
-    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 class Feed(NamedTuple):

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Literal, final
 import msgspec
 import trio
 
+from adapters.audio.pcm import to_mono_float32
 from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._embedded import open_embedded_simulator
@@ -64,7 +65,6 @@ from engine._stream_input import (
     check_rate,
     complete_end,
     relay,
-    to_mono_float32,
 )
 from engine._util import unwrap_single_group
 from engine.actors import resampler, session

@@ -34,7 +34,8 @@ from engine import logging as steno_logging
 from engine._embedded import open_embedded_simulator
 from engine.cli._common import EXIT_FAILED, EXIT_OK, SIMULATOR_KEY
 from engine.config import Secret
-from engine.daemon.config import DaemonConfig, FileSource, load_config
+from engine.daemon.config import DaemonConfig, load_config
+from engine.daemon.config_sources import FileSource
 from engine.daemon.keys import dump_config, resolve_api_key
 from engine.daemon.manager import run_daemon
 from engine.daemon.runner import StreamEnv

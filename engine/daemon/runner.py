@@ -19,13 +19,10 @@ forwards the source's own events (a microphone's ``DeviceLost``/``DeviceRestored
 moved onto the stream's timeline). The **tap** counts every engine event
 (``metrics.py``) and hands it to the renderer actor, which writes the rolling files.
 
-A translating stream (gummy on the inference protocol, livetranslate on the
-realtime one) differs only in its :class:`SessionConfig` (``translation``; the
-session derives the realtime URL itself) and in its files: bilingual subtitles,
-a TXT per language and, with ``speech``, the translated voice as WAV
-(``rolling.py``). The suspend policy works alike on both protocols: the session
-finishes its task (livetranslate: ``session.finish``) and opens a new one on the
-next push.
+A translating stream (gummy, livetranslate) differs only in its
+:class:`SessionConfig` (``translation``) and its files (bilingual subtitles, a
+TXT per language, the translated voice as WAV: ``rolling.py``). Suspending works
+alike on both protocols: the task is finished and a new one opens on the next push.
 
 Ending is always a drain from the source, as in the CLI: the drain event (or a
 permanent failure reported by the session) cancels the reader; its channel

@@ -46,6 +46,7 @@ import trio
 
 from adapters.audio.backend import DeviceFailed, DeviceNotFound
 from adapters.audio.files import open_audio_source
+from adapters.audio.pcm import to_mono_float32
 from engine._util import unwrap_single_group
 from engine.actors import mic
 from engine.actors._handoff import in_thread
@@ -54,7 +55,6 @@ from engine.daemon.keys import redact_url
 from engine.errors import ConfigError, StenoError
 from engine.events import DeviceLost, DeviceRestored, Event
 from engine.messages import RawBlock, Skip
-from engine.stream import to_mono_float32
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
