@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from adapters.sinks.factory import FORMATS
 from engine._embedded import describe_recognizer, open_embedded_simulator
+from engine._stream_input import INTERRUPTED
 from engine.config import Secret
 from engine.errors import ConfigError
 
@@ -61,7 +62,7 @@ DEFAULT_FORMATS: Final = "txt,srt,vtt,jsonl"
 def exit_code(results: Sequence[StreamEnded]) -> int:
     """The run's exit code from its streams' endings: interrupted > failed > partial > ok."""
     statuses = {r.status for r in results}
-    if "interrupted" in statuses:
+    if INTERRUPTED in statuses:
         return EXIT_INTERRUPTED
     if "failed" in statuses:
         return EXIT_FAILED

@@ -19,6 +19,7 @@ import trio
 
 from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import dial_tcp
+from engine._stream_input import INTERRUPTED
 from engine.actors import console
 from engine.cli._common import (
     EXIT_INTERRUPTED,
@@ -219,7 +220,7 @@ async def run_streams(
 def _not_started(config: FileStreamConfig) -> StreamError:
     """The one line of a file the run was interrupted before."""
     return StreamError(
-        "interrupted",
+        INTERRUPTED,
         "interrupted before it started: nothing of it was sent",
         permanent=False,
         stream=config.session.stream,
