@@ -64,6 +64,8 @@ def cases(tmp: pathlib.Path, busy_port: int) -> dict[str, tuple[list[str], int]]
         "daemon missing config": (["daemon", "/nonexistent.toml"], 2),
         "daemon no stream": (["daemon", str(empty), "--check"], 2),
         "daemon garbage config": (["daemon", str(garbage), "--check"], 2),
+        "scenario missing file": (["scenario", "check", "/nonexistent.toml"], 2),
+        "scenario garbage file": (["scenario", "run", str(garbage)], 2),
     }
 
 
@@ -87,7 +89,8 @@ def _why(name: str, run: CliRun, code: int) -> str:
     if run.returncode != code:
         return f"{name}: exit {run.returncode}, not {code}\n{run.describe()}"
     if code == 2 and not any(
-        line.startswith(("steno: error: ", "usage: steno")) for line in run.stderr_lines
+        line.startswith(("steno: error: ", "steno scenario: error: ", "usage: steno"))
+        for line in run.stderr_lines
     ):
         return f"{name}: no one-line error\n{run.describe()}"
     return ""
