@@ -195,6 +195,8 @@ async def batch_cancel(args: argparse.Namespace) -> int:
 
 
 async def batch_list(args: argparse.Namespace) -> int:
+    if args.page < 1 or not 1 <= args.page_size <= 100:
+        raise ConfigError("--page must be 1 or more and --page-size 1–100")
     async with contextlib.AsyncExitStack() as stack:
         target = await resolve_target(args, stack, existing_task=True)
         client = await _client(stack, target)

@@ -57,6 +57,10 @@ def cases(tmp: pathlib.Path, busy_port: int) -> dict[str, tuple[list[str], int]]
         "batch websocket url": (["batch", "submit", WAV, "--url", "ws://x/y"], 2),
         "batch unwritable out": (["batch", "submit", WAV, "--out", f"{a_file}/x", *SCRIPTED], 2),
         "batch status without key": (["batch", "status", "t1"], 2),
+        "batch list page zero": (
+            ["batch", "list", "--url", "http://127.0.0.1:9/api/v1", "--page", "0"],
+            2,
+        ),
         "prepare missing input": (["prepare", "/nonexistent.mp4", "-o", str(tmp / "p")], 1),
         "prepare bad bitrate": (["prepare", WAV, "-o", str(tmp / "p"), "--bitrate", "0"], 2),
         "listen no such device": (["listen", "--device", "nosuch", *SCRIPTED], 2),
