@@ -12,7 +12,7 @@ from engine.policy import RATE_LIMITS, RateLimit, TokenBucket
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["StartLimiter"]
+__all__ = ["StartLimiter", "process_limiter"]
 
 log = structlog.get_logger("steno.ratelimit")
 
@@ -52,3 +52,20 @@ class StartLimiter:
                 self.waited_s += wait
                 log.debug("ratelimit.wait", family=family, wait_s=round(wait, 3))
                 await trio.sleep(wait)
+
+
+_PROCESS: trio.lowlevel.RunVar[StartLimiter] = trio.lowlevel.RunVar("steno_start_limiter")
+
+
+def process_limiter() -> StartLimiter:
+    """The limiter of the running trio loop, for every stream opened without one.
+
+    A stream that is handed no limiter still shares the process's buckets (one
+    per trio run, so a test's virtual clock never meets another run's tokens).
+    """
+    try:
+        return _PROCESS.get()
+    except LookupError:
+        limiter = StartLimiter()
+        _PROCESS.set(limiter)
+        return limiter

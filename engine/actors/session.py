@@ -80,7 +80,7 @@ from engine.events import (
     samples_to_ms,
 )
 from engine.policy import classify, next_delay
-from engine.ratelimit import StartLimiter
+from engine.ratelimit import StartLimiter, process_limiter
 from engine.results import Heard, Result, Translated, VoiceOut
 from engine.timeline import ReplayBuffer
 from engine.translation import check_translation, gummy_parameters, realtime_settings, transcribes
@@ -130,7 +130,7 @@ async def run(
         parameters = run_task_parameters(spec, config.options, sample_rate=spec.sample_rate)
         if spec.family == "gummy":
             parameters |= gummy_parameters(config.translation)
-    session = _Session(config, outbox, dial, spec, parameters, limiter or StartLimiter(), drain)
+    session = _Session(config, outbox, dial, spec, parameters, limiter or process_limiter(), drain)
     async with inbox, outbox:
         task_status.started(SessionStats(session))
         with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
