@@ -32,7 +32,7 @@ from adapters.sim.memory import MemoryNet, open_memory_net
 from engine.actors import session
 from engine.cli.files import run_streams
 from engine.config import Secret, SessionConfig, TranslationOptions
-from engine.events import AudioFrame, Event, Final, StreamEnded, StreamError
+from engine.events import AudioFrame, Event, Final, Reconnecting, StreamEnded, StreamError
 from engine.pipeline import FileStreamConfig
 from engine.policy import CLI, DAEMON, RATE_LIMITS
 from tests.engine.session_harness import fault_tolerant_config, stream_pcm
@@ -40,6 +40,7 @@ from tests.engine.session_harness import fault_tolerant_config, stream_pcm
 RATE = 16000
 FRAME = 1600  # 100 ms
 BYTES_PER_S = RATE * 2
+LONG_SENTENCE = " ".join(["good", "morning"] * 150)  # a word every 300 ms for 90 s
 
 
 class Dials:
@@ -96,9 +97,16 @@ class _CountingSession:
         await self._inner.aclose()
 
 
-def run_virtual(main: Callable[[], Any]) -> Any:
+def run_virtual(main: Callable[[], Any], *, deadline: float | None = 7200.0) -> Any:
+    """Run ``main`` on a MockClock, failing after ``deadline`` virtual seconds.
+
+    A run that reads files in worker threads takes ``deadline=None``: while every
+    task waits on a thread, autojump leaps to the earliest deadline, which would be
+    this one (pytest's faulthandler_timeout guards against a hang instead).
+    """
+
     async def bounded() -> Any:
-        with trio.fail_after(7200):  # virtual seconds: a hang fails, it does not sit
+        with trio.fail_after(deadline if deadline is not None else float("inf")):
             return await main()
 
     return trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -156,7 +164,7 @@ def test_the_cli_files_share_one_token_bucket(tmp_path: pathlib.Path) -> None:
             code = await run_streams(configs, jobs=64, out=io.StringIO(), dial=dials.dial)
             return code, dials.times
 
-    code, dials = run_virtual(main)
+    code, dials = run_virtual(main, deadline=None)
     assert code == 0
     assert len(dials) == files  # no fault: one task per file
     assert_bucket_held(dials, "paraformer")
@@ -236,16 +244,17 @@ def gaps(dials: list[float]) -> list[float]:
 def test_the_cli_policy_gives_up_after_5_retries() -> None:
     """Every connection refused: the first attempt and 5 retries, each after a delay ≤ 10 s.
 
-    Planted bug: ``CLI.max_attempts`` 5 → 3 (4 dials, not 6), or its cap raised
-    (a delay over 10 s). The attempts are counted at the simulator's door, not
-    read from the constant.
+    Planted bug: ``CLI.max_attempts`` 5 → 3 (4 dials, not 6). The attempts are
+    counted at the simulator's door, not read from the constant; each delay stays
+    under its exponential bound (0.5 s doubling; 5 retries never reach the cap).
     """
     config = fault_tolerant_config("paraformer-realtime-v2", policy=CLI, seed=3)
 
     dials, events = run_virtual(lambda: refused_session(config, audio_s=120.0, run_s=None))
 
     assert len(dials) == 1 + 5, f"dialed at {dials}"
-    assert max(gaps(dials)) <= CLI.backoff_cap_s + 1e-6
+    for delay, bound in zip(gaps(dials), [0.5, 1.0, 2.0, 4.0, 8.0], strict=True):
+        assert delay <= bound + 1e-6, f"delays {gaps(dials)}"
     ended = [e for e in events if isinstance(e, StreamEnded)]
     assert [e.status for e in ended] == ["failed"]
     assert any(isinstance(e, StreamError) for e in events)
@@ -282,23 +291,44 @@ def test_gummy_chat_never_sends_a_task_more_than_58_s() -> None:
     Planted bug: ``max_task_samples = None`` in the session: the first task then
     carries the service's whole 60 s cap and more.
     """
-    t = np.arange(66 * RATE) / RATE
-    speech = (np.sin(2 * np.pi * 440.0 * t) * 8000).astype(np.int16)  # no pause in 66 s
+    # A "word" every 300 ms: 220 ms of tone, 80 ms of silence (far under the 700 ms
+    # that ends a sentence), 220 times over: 66 s with nowhere a sentence could end.
+    t = np.arange(round(0.22 * RATE)) / RATE
+    word = np.concatenate([np.sin(2 * np.pi * 440.0 * t) * 8000, np.zeros(round(0.08 * RATE))])
+    speech = np.tile(word, 220).astype(np.int16)
     pcm = np.concatenate([np.zeros(RATE // 2, np.int16), speech, np.zeros(RATE, np.int16)])
     translation = TranslationOptions(targets=("zh",), source="en", vad_silence_ms=400)
     config = fault_tolerant_config("gummy-chat-v1", translation=translation, seed=1)
 
     async def main() -> tuple[list[float], list[Event]]:
-        recognizer = CountingRecognizer(ScriptedRecognizer.transcript(["good morning"]))
+        recognizer = CountingRecognizer(ScriptedRecognizer.transcript([LONG_SENTENCE]))
         async with open_memory_net(SimConfig(), recognizer) as net:
             events = await stream_pcm(pcm, config, net.dial)
             return recognizer.task_audio_s(), events
 
     per_task, events = run_virtual(main)
+    print(
+        "PER_TASK",
+        per_task,
+        [
+            type(e).__name__
+            for e in events
+            if type(e).__name__
+            in (
+                "Final",
+                "SessionOpened",
+                "SessionClosed",
+                "Reconnecting",
+                "StreamError",
+                "AudioGap",
+            )
+        ],
+    )
 
     assert len(per_task) >= 2, per_task
     assert max(per_task) <= 58.0, f"tasks carried {[round(s, 2) for s in per_task]} s"
     assert sum(per_task) >= len(pcm) / RATE - 0.1  # replays may resend, nothing is skipped
     assert any(isinstance(e, Final) for e in events)
+    assert not any(isinstance(e, Reconnecting) for e in events)  # each task ended by itself
     (ended,) = [e for e in events if isinstance(e, StreamEnded)]
     assert ended.status == "ok", ended
