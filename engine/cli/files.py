@@ -60,6 +60,14 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
     p.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
     p.add_argument(
+        "--replay-buffer",
+        type=float,
+        default=120.0,  # SessionConfig.replay_buffer_s
+        metavar="S",
+        help="audio kept for replay after an outage, in seconds (default 120); "
+        "beyond it, the overflow is lost (exit 3)",
+    )
+    p.add_argument(
         "--sim-fault",
         metavar="SPEC",
         help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
@@ -122,6 +130,8 @@ async def run_files(
         raise ConfigError(
             f"--finish-timeout must be a positive number, got {args.finish_timeout:g}"
         )
+    if not (math.isfinite(args.replay_buffer) and args.replay_buffer > 0):
+        raise ConfigError(f"--replay-buffer must be a positive number, got {args.replay_buffer:g}")
     async with contextlib.AsyncExitStack() as stack:
         endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
         configs = [
@@ -135,6 +145,7 @@ async def run_files(
                     options=options,
                     translation=translation,
                     finish_timeout_s=args.finish_timeout,
+                    replay_buffer_s=args.replay_buffer,
                 ),
                 out_dir=args.out,
                 output_stem=stem,
