@@ -26,7 +26,7 @@ from adapters.recognizers.tonecode import (
     split_words,
     synthesize,
 )
-from engine.events import Final, StreamEnded
+from engine.events import AudioGap, Final, Reconnecting, StreamEnded
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,43 @@ def test_the_first_ctrl_c_finishes_every_stream(
         assert heard, f"{name}: interrupted at {sent_s} s, before its first sentence ended"
         assert txt[: len(heard)] == [line_of(s) for s in heard], f"{name} at {sent_s} s: {txt}"
         assert len(txt) <= len(heard) + 1, f"{name}: more than was sent: {txt}"
+
+
+def test_audio_lost_in_an_outage_is_exit_3(
+    clips: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    """The connection drops 1.5 s in, with a 0.2 s replay buffer (the sentence in
+    progress alone is longer): the stream reconnects, the overflow is reported as an
+    ``AudioGap(replay-overflow)`` and counted, the file ends ``partial``, exit 3.
+
+    Planted bugs: ``exit_code`` not mapping ``partial`` to 3, or the session never
+    reporting its overflow (``report_overflow`` a no-op: the stream ends ``ok``).
+    Before, only a truncated WAV reached exit 3, never a network gap.
+    """
+    args = [
+        "transcribe", os.fspath(clips["alpha"]), "--recognizer", "scripted", "--speed", "4",
+        "--out", os.fspath(tmp_path), "--format", "jsonl",
+        "--replay-buffer", "0.2", "--sim-fault", "drop:at=1.5;first=1",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [*steno_command(), *args],
+        env=cli_env(None),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,  # real-time: a real process
+        check=False,
+    )
+    report = f"--- stdout\n{done.stdout}--- stderr\n{done.stderr}"
+    assert done.returncode == 3, report
+    assert "Traceback" not in done.stdout + done.stderr, report
+    events = parse_jsonl((tmp_path / "alpha.jsonl").read_text())
+    assert any(isinstance(e, Reconnecting) for e in events), "no outage happened"
+    gaps = [e for e in events if isinstance(e, AudioGap)]
+    assert gaps, report
+    assert {g.reason for g in gaps} == {"replay-overflow"}, gaps
+    ended = events[-1]
+    assert isinstance(ended, StreamEnded) and ended.status == "partial", ended
+    lost_ms = sum(round((g.end - g.start) * 1000 / g.rate) for g in gaps)
+    assert ended.audio_lost_ms == pytest.approx(lost_ms, abs=len(gaps)), (ended, gaps)
+    assert any("lost" in line for line in done.stdout.splitlines()), report
