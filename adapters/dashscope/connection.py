@@ -43,6 +43,7 @@ import trio
 from engine._util import unwrap_single_group
 from engine.errors import Disconnected, FinishTimeout, LocalProtocolError, StenoError, StenoTimeout
 
+from ._liveness import Liveness
 from .transport import Dialer, Transport, request_headers
 
 if TYPE_CHECKING:
@@ -96,8 +97,7 @@ Ev = TypeVar("Ev")
 
 
 class Connection(Generic[Cmd, Ev]):
-    """See the module docstring. A protocol supplies its core and four hooks:
-    :meth:`_start`, :meth:`_audio`, :meth:`_finish_command`, :meth:`_interpret`."""
+    """See the module docstring; a protocol supplies its core and the ``_`` hooks below."""
 
     def __init__(
         self, *, settings: LinkSettings, dial: Dialer, task_id: str, core: ClientCore[Cmd, Ev]
@@ -121,8 +121,11 @@ class Connection(Generic[Cmd, Ev]):
         self.first_audio_t: float | None = None
         self.finish_sent_t: float | None = None
         self.finished_t: float | None = None
-        self.last_server_t = 0.0
-        self.unanswered_since: float | None = None  # first audio sent after the last server frame
+        self._live = Liveness(
+            stall_s=settings.stall_s,
+            ping_interval_s=settings.ping_interval_s,
+            pong_timeout_s=settings.pong_timeout_s,
+        )
 
     # ------------------------------------------------------------ owner task
 
@@ -207,7 +210,8 @@ class Connection(Generic[Cmd, Ev]):
             raise StenoTimeout(
                 f"the server did not start the task within {self.settings.start_s:g} s"
             )
-        self.started_t = self.last_server_t = trio.current_time()
+        self.started_t = trio.current_time()
+        self._live.heard(self.started_t)
 
     def _mark_finished(self) -> None:
         self.finished_t = trio.current_time()
@@ -244,8 +248,7 @@ class Connection(Generic[Cmd, Ev]):
         now = trio.current_time()
         if self.first_audio_t is None:
             self.first_audio_t = now
-        if self.unanswered_since is None:
-            self.unanswered_since = now
+        self._live.sent_audio(now)
         await self._command(self._audio(pcm))
         self.audio_samples += len(pcm) // 2
 
@@ -263,16 +266,19 @@ class Connection(Generic[Cmd, Ev]):
         """
         timeout = self.settings.finish_s
         self.finish_sent_t = sent = trio.current_time()
+        self._live.finishing()
         await self._command(self._finish_command())
         # The deadline measures the server's silence: results still arriving for a
         # backlog (audio sent faster than real time) extend it, up to the task's
         # audio duration on top, since no service needs longer than real time.
         cap = sent + timeout + self.audio_samples / self.settings.rate
         while not self.ended.is_set():
-            quiet_until = max(sent, self.last_server_t) + timeout
+            last_heard = self._live.last_heard_t
+            quiet_until = max(sent, last_heard) + timeout
             with trio.move_on_at(min(quiet_until, cap)):
                 await self.ended.wait()
-            if trio.current_time() >= cap or self.last_server_t + timeout <= trio.current_time():
+            now = trio.current_time()
+            if now >= cap or self._live.last_heard_t + timeout <= now:
                 break
         if self.error is not None:
             raise self.error
@@ -311,8 +317,7 @@ class Connection(Generic[Cmd, Ev]):
                     if self.finished.is_set():
                         return
                     data = None
-                self.last_server_t = trio.current_time()
-                self.unanswered_since = None
+                self._live.heard(trio.current_time())
                 results, failure = self._take_events(data)
                 for result in results:
                     await self._results_in.send(result)
@@ -334,40 +339,10 @@ class Connection(Generic[Cmd, Ev]):
         return results, None
 
     async def _liveness(self) -> None:
-        """Ping with a pong deadline; declare a stall when audio goes unanswered.
-
-        Wakes only at its next deadline (the next ping, or half a stall timeout),
-        not on a fixed tick: with thousands of streams, idle timers are the cost.
-        A stall is therefore detected between ``stall_s`` and 1.5 times it.
-        """
-        s = self.settings
         assert self._transport is not None
-        next_ping = trio.current_time() + s.ping_interval_s
-        while True:
-            await trio.sleep_until(min(next_ping, trio.current_time() + s.stall_s / 2))
-            now = trio.current_time()
-            since = self.unanswered_since
-            # After the finish command the finish deadline governs, not the stall watch.
-            if since is not None and self.finish_sent_t is None and now - since >= s.stall_s:
-                self.close_reason = "stalled"
-                self._fail(
-                    Disconnected(
-                        f"the server sent nothing for {now - since:.0f} s "
-                        "while audio was flowing (stall)"
-                    )
-                )
-            if now >= next_ping and self.error is None:
-                with trio.move_on_after(s.pong_timeout_s) as scope:
-                    await self._transport.ping()
-                if scope.cancelled_caught:
-                    self.close_reason = "ping-timeout"
-                    self._fail(
-                        Disconnected(
-                            f"no pong within {s.pong_timeout_s:g} s (the connection is half-open)"
-                        )
-                    )
-                next_ping = trio.current_time() + s.ping_interval_s
-            if self.error is not None:
-                raise self.error
-            if self.dead.is_set():
-                return  # a failure after the task finished: nothing to watch any more
+        reason, exc = await self._live.watch(self._transport)
+        if self.finished.is_set():
+            return  # a failure after the task finished: nothing to report
+        self.close_reason = reason
+        self._fail(exc)
+        raise exc

@@ -94,8 +94,10 @@ class MemoryTransport:
         """Close both directions (the peer reads ``code``); never raises."""
         if self._closed is None:
             self._closed = code
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                self._out.send_nowait(_Close(code))
+            with contextlib.suppress(
+                trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                self._out.send_nowait(_Close(code))  # a full queue: the peer reads EOF instead
             if self.peer is not None and self.peer._closed is None:
                 self.peer._closed = code
         self._out.close()
