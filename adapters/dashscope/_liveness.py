@@ -2,7 +2,8 @@
 
 :class:`Liveness` is the only owner of those facts: when a frame last came from
 the server (:meth:`heard`), and since when audio has gone unanswered
-(:meth:`sent_audio`). :meth:`watch` pings on an interval with a pong deadline (a
+(:meth:`sent_audio`; silence does not count: a quiet recognizer is not a dead
+connection). :meth:`watch` pings on an interval with a pong deadline (a
 half-open socket never answers) and declares a stall when audio went out but
 no server frame came back for ``stall_s``; once the finish command is sent, the
 finish deadline governs instead of the stall watch (:meth:`finishing`).
@@ -38,9 +39,13 @@ class Liveness:
         self.last_heard_t = now
         self.unanswered_since = None
 
-    def sent_audio(self, now: float) -> None:
-        """Real audio went out: an answer is due."""
-        if self.unanswered_since is None:
+    def sent_audio(self, now: float, *, voiced: bool = True) -> None:
+        """Real audio went out: an answer is due, unless it was silence.
+
+        A recognizer says nothing during silence (unless it sends heartbeats), so
+        silence does not arm the stall watch; pongs keep proving the socket alive.
+        """
+        if voiced and self.unanswered_since is None:
             self.unanswered_since = now
 
     def finishing(self) -> None:

@@ -243,12 +243,12 @@ class Connection(Generic[Cmd, Ev]):
                 "(the connection is half-open or the server stopped reading)"
             )
 
-    async def send_audio(self, pcm: bytes) -> None:
-        """Send real audio (the stall watch expects an answer to it)."""
+    async def send_audio(self, pcm: bytes, *, voiced: bool = True) -> None:
+        """Send real audio; the stall watch expects an answer to it unless not ``voiced``."""
         now = trio.current_time()
         if self.first_audio_t is None:
             self.first_audio_t = now
-        self._live.sent_audio(now)
+        self._live.sent_audio(now, voiced=voiced)
         await self._command(self._audio(pcm))
         self.audio_samples += len(pcm) // 2
 

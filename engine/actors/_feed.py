@@ -8,6 +8,12 @@ everything after the commit point, bounded, drop-oldest. An outage that outlasts
 the buffer becomes one pending ``replay-overflow`` span (:meth:`give_up_lost`),
 reported when the stream resumes or gives up.
 
+**Silence is not loss.** Audio after the last final that is silent
+(``_silence.py``) holds no words: :meth:`commit_silence` commits it, keeping a
+short pre-roll, so a reconnect replays only what could hold words and an outage
+during a silent stretch loses nothing. Silence that no task ever got that way is
+reported as skipped (:meth:`take_skipped`, an ``AudioSkipped``), never as a gap.
+
 Channels: reads the inbox (never closes it: the session's ``run`` does).
 
 Cancellation: every wait here is a checkpoint; callers bound the waits that need
@@ -22,6 +28,8 @@ import trio
 
 from engine.timeline import ReplayBuffer
 
+from ._silence import PRE_ROLL_S, is_silent
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -33,6 +41,9 @@ __all__ = ["REPLAY_FRAME_BYTES", "Feed"]
 
 REPLAY_FRAME_BYTES: Final = 16000
 """The service's recommended maximum frame size: the replay's chunk."""
+
+_MAX_SKIPPED: Final = 64
+"""Separate skipped spans held until reported (beyond it, the oldest two merge)."""
 
 
 class Feed:
@@ -46,6 +57,56 @@ class Feed:
         self.rate = rate
         self.input_done = False
         self._overflow: tuple[int, int] | None = None  # replay overflow not yet reported
+        self._pre_roll = int(PRE_ROLL_S * rate)
+        self._speech_end = 0  # global end of the newest frame that was not silent
+        self.sent_high = 0  # global end of the furthest audio any task was sent
+        self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
+
+    def _append(self, frame: AudioFrame) -> None:
+        self.buffer.append(frame)
+        if not is_silent(frame.pcm, self.rate):
+            self._speech_end = frame.end
+
+    def could_hold_words(self, start: int) -> bool:
+        """Audio from global ``start`` on may hold words (it begins before the last sound)."""
+        return start < self._speech_end
+
+    def mark_sent(self, end: int) -> None:
+        """A task was sent audio up to global ``end``."""
+        self.sent_high = max(self.sent_high, end)
+
+    def commit_silence(self, *, sentence_open: bool = False) -> None:
+        """Commit the silence after the last final, up to a pre-roll before the newest audio.
+
+        Nothing moves while a sentence is open or any audio after the commit point
+        could hold words.
+        """
+        buffer = self.buffer
+        point = buffer.end - self._pre_roll
+        if sentence_open or self._speech_end > buffer.commit_point or point <= buffer.commit_point:
+            return
+        unsent = max(buffer.commit_point, self.sent_high)
+        for frame in buffer.frames_from(unsent):
+            start, end = max(frame.start, unsent), min(frame.end, point)
+            if start >= point:
+                break
+            self._skip(start, end)
+        buffer.commit(point)
+
+    def _skip(self, start: int, end: int) -> None:
+        spans = self._skipped
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+            return
+        spans.append((start, end))
+        if len(spans) > _MAX_SKIPPED:
+            (a, _), (_, b) = spans[0], spans[1]
+            spans[0:2] = [(a, b)]
+
+    def take_skipped(self) -> list[tuple[int, int]]:
+        """The committed silence spans no task was sent, once (for ``AudioSkipped``)."""
+        spans, self._skipped = self._skipped, []
+        return spans
 
     async def next_frame(self, idle_s: float) -> AudioFrame | None:
         """The next frame, buffered; None after ``idle_s`` s of silence from the source.
@@ -59,7 +120,7 @@ class Feed:
             except trio.EndOfChannel:
                 self.input_done = True
                 raise
-            self.buffer.append(frame)
+            self._append(frame)
             return frame
         return None
 
@@ -70,22 +131,29 @@ class Feed:
         except trio.EndOfChannel:
             self.input_done = True
             return False
-        self.buffer.append(frame)
+        self._append(frame)
+        self.commit_silence()
         return True
 
-    async def absorb_all(self) -> None:
-        """Buffer input until it ends (callers bound this: a backoff, a handshake)."""
+    async def absorb_all(self, *, commit_silence: bool = True) -> None:
+        """Buffer input until it ends (callers bound this: a backoff, a handshake).
+
+        No task is being served meanwhile, so silence is committed as it comes
+        (unless ``commit_silence`` is false: a stream giving up accounts for all).
+        """
         if self.input_done:
             return
         async for frame in self._inbox:
-            self.buffer.append(frame)
+            self._append(frame)
+            if commit_silence:
+                self.commit_silence()
         self.input_done = True
 
     def absorb_ready(self) -> None:
         """Buffer whatever input is already waiting (not a checkpoint)."""
         while not self.input_done:
             try:
-                self.buffer.append(self._inbox.receive_nowait())
+                self._append(self._inbox.receive_nowait())
             except trio.WouldBlock:
                 return
             except trio.EndOfChannel:
@@ -127,7 +195,9 @@ class Feed:
                 end = frame.end
             if not chunk:
                 break
-            await task.send_audio(bytes(chunk), end)
+            chunk_start = end - len(chunk) // 2
+            await task.send_audio(bytes(chunk), end, voiced=self.could_hold_words(chunk_start))
+            self.mark_sent(end)
             sent += len(chunk) // 2
             await trio.sleep_until(t0 + sent / self.rate / speed)
             self.absorb_ready()

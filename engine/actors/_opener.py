@@ -126,6 +126,7 @@ class Opener:
 
     async def opened(self, task: Task) -> None:
         """Announce a task the stream now uses (after any overflow the outage caused)."""
+        await self._report.skipped(self._feed.take_skipped())
         span = self._feed.take_overflow()
         if span is not None:
             await self._report.gap(span[0], span[1], "replay-overflow")

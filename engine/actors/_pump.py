@@ -139,7 +139,11 @@ class Pump:
                 continue
             if frame.start > task.sent_until:  # the source skipped time (Stream.skip)
                 task.skip_to(frame.start)
-            await task.send_audio(frame.pcm, frame.end)
+            voiced = feed.could_hold_words(frame.start)
+            await task.send_audio(frame.pcm, frame.end, voiced=voiced)
+            feed.mark_sent(frame.end)
+            feed.commit_silence(sentence_open=task.results.pending_partial)
+            await self._report.skipped(feed.take_skipped())
             rotated = await rotation.maybe_rotate(task)
             if rotated is not None:
                 return rotated

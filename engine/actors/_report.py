@@ -28,7 +28,7 @@ from engine.errors import (
     StenoTimeout,
     TaskFailed,
 )
-from engine.events import AudioGap, StreamEnded, TaskMetrics, samples_to_ms
+from engine.events import AudioGap, AudioSkipped, StreamEnded, TaskMetrics, samples_to_ms
 from engine.policy import classify
 
 if TYPE_CHECKING:
@@ -66,6 +66,12 @@ class Report:
         self.lost_samples += end - start
         log.warning("session.audio_gap", start=start, end=end, reason=reason)
         await self.emit(AudioGap(start, end, reason, rate=self.rate))
+
+    async def skipped(self, spans: list[tuple[int, int]]) -> None:
+        """Committed silence no task was sent: skipped on purpose, not lost."""
+        for start, end in spans:
+            if end > start:
+                await self.emit(AudioSkipped(start, end, "silence", rate=self.rate))
 
     async def task_metrics(self, task: Task) -> None:
         link = task.link

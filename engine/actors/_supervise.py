@@ -79,6 +79,7 @@ class Supervisor:
             await self._loop()
         finally:
             self._rotation.drop_prepared()
+        await self._report.skipped(self._feed.take_skipped())
 
     async def _loop(self) -> None:
         ready: Task | None = None
@@ -143,12 +144,13 @@ class Supervisor:
         report.failed = permanent or not isinstance(exc, FinishTimeout)
         kind = kind_of(exc)
         log.error("session.failed", kind=kind, error=str(exc), permanent=permanent)
+        await report.skipped(feed.take_skipped())
         span = feed.take_overflow()
         if span is not None:
             await report.gap(span[0], span[1], "replay-overflow")
         await report.emit(StreamError(kind, str(exc), permanent=permanent))
         start = feed.buffer.commit_point
-        await feed.absorb_all()
+        await feed.absorb_all(commit_silence=False)
         reason = (
             "finish-deadline"
             if isinstance(exc, FinishTimeout)

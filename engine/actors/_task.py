@@ -70,9 +70,9 @@ class Task:
         """The next audio starts at global ``sample``: the source skipped the span before it."""
         self.clock.skip_to(sample)
 
-    async def send_audio(self, pcm: bytes, end: int) -> None:
-        """Send real audio whose global end is ``end``."""
-        await self.link.send_audio(pcm)
+    async def send_audio(self, pcm: bytes, end: int, *, voiced: bool = True) -> None:
+        """Send real audio whose global end is ``end`` (silence expects no answer)."""
+        await self.link.send_audio(pcm, voiced=voiced)
         self.clock.advance(len(pcm) // 2)
         self.sent_until = end
         waiter = self._audio_waiter

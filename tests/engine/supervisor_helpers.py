@@ -41,8 +41,11 @@ GROUP = 5  # frames per sentence
 
 
 def frame_pcm(index: int, frame: int = FRAME) -> bytes:
-    """A frame whose first two samples hold ``index + 1`` (32 bits); zeros are padding."""
-    pcm = bytearray(np.ones(frame, dtype="<i2").tobytes())
+    """A frame whose first two samples hold ``index + 1`` (32 bits); zeros are padding.
+
+    The other samples are loud (1000): the session must treat these frames as audio
+    that could hold words, never as silence it may commit unheard."""
+    pcm = bytearray(np.full(frame, 1000, dtype="<i2").tobytes())  # speech-loud, not silence
     pcm[0:4] = (index + 1).to_bytes(4, "little")
     return bytes(pcm)
 

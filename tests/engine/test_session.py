@@ -150,7 +150,7 @@ async def run_session(
     async def feed() -> None:
         async with frames_send:
             for i in range(frames):
-                pcm = bytes([i % 256, 0]) * FRAME
+                pcm = bytes([i % 256, 8]) * FRAME  # loud enough not to be silence
                 await frames_send.send(AudioFrame(i * FRAME, pcm, RATE))
                 await trio.sleep(pace)
 
