@@ -13,10 +13,18 @@
 The attempt count and backoff are :class:`~engine.policy.Backoff`'s, the same
 helper the daemon's two retry loops use. Once ``drain`` is set (the first
 Ctrl-C), failures are no longer retried.
+
+**The end-of-stream budget.** Once a task that sent its finish-task after the
+input ended fails, the end of the stream has ``end_budget_s`` from that
+finish-task, retries included: a retry whose backoff would not end in time is not
+made, and a retry still running at the deadline is abandoned. The outcome is a
+:class:`FinishTimeout` (status ``partial``, the unfinalized tail an exact gap).
+Failures before any finish-task (the service unreachable) are the policy's alone.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -64,7 +72,8 @@ class Supervisor:
         rotation: Rotation,
         drain: trio.Event | None,
     ) -> None:
-        self._healthy_after_s = config.policy.healthy_after_s
+        self._end_budget_s = config.end_budget_s
+        self._end_by: float | None = None  # the end-of-stream deadline, once it runs
         self._backoff = Backoff(config.policy, random.Random(seed))
         self._feed = feed
         self._report = report
@@ -86,9 +95,12 @@ class Supervisor:
         while True:
             task: Task | None = None
             try:
-                task = ready or await self._opener.open(self._backoff.attempt)
-                ready = None
-                outcome = await self._pump.serve(task)
+                with trio.move_on_at(math.inf if self._end_by is None else self._end_by) as end:
+                    task = ready or await self._opener.open(self._backoff.attempt)
+                    ready = None
+                    outcome = await self._pump.serve(task)
+                if end.cancelled_caught:
+                    raise self._out_of_budget(None)
             except StenoError as raised:
                 ready = None
                 exc = raised
@@ -101,6 +113,9 @@ class Supervisor:
                     await self._closed(task, exc)
                     started = task.link.started_t
                     ran_s = None if started is None else trio.current_time() - started
+                finish_sent = task.link.finish_sent_t if task is not None else None
+                if self._feed.input_done and self._end_by is None and finish_sent is not None:
+                    self._end_by = finish_sent + self._end_budget_s
                 if await self._recover(exc, ran_s):
                     continue
                 return
@@ -108,6 +123,7 @@ class Supervisor:
                 self._backoff.reset()
                 ready = outcome
                 continue
+            assert task is not None
             await self._closed(task, None)
             if outcome == "idle" and await self._feed.await_input():
                 self._backoff.reset()
@@ -127,6 +143,9 @@ class Supervisor:
         if delay is None or (self._drain is not None and self._drain.is_set()):
             await self._fail(exc, permanent=False)
             return False
+        if self._end_by is not None and trio.current_time() + delay >= self._end_by:
+            await self._fail(self._out_of_budget(exc), permanent=False)
+            return False
         self._report.reconnects += 1
         cause = f"{category.value}: {exc}"
         attempt = self._backoff.attempt
@@ -137,6 +156,15 @@ class Supervisor:
             await trio.sleep_forever()  # the backoff lasts its whole delay
         self._feed.give_up_lost()
         return True
+
+    def _out_of_budget(self, exc: StenoError | None) -> FinishTimeout:
+        if isinstance(exc, FinishTimeout):
+            return exc
+        cause = f" (last: {exc})" if exc is not None else ""
+        return FinishTimeout(
+            f"the stream did not finish within its {self._end_budget_s:g} s "
+            f"end-of-stream budget{cause}"
+        )
 
     async def _fail(self, exc: StenoError, *, permanent: bool) -> None:
         """Give up: report once, then drain and account for every unrecognized sample."""
