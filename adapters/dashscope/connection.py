@@ -41,7 +41,14 @@ import structlog
 import trio
 
 from engine._util import unwrap_single_group
-from engine.errors import Disconnected, FinishTimeout, LocalProtocolError, StenoError, StenoTimeout
+from engine.errors import (
+    AuthError,
+    Disconnected,
+    FinishTimeout,
+    LocalProtocolError,
+    StenoError,
+    StenoTimeout,
+)
 
 from ._liveness import Liveness
 from .transport import Dialer, Transport, request_headers
@@ -137,6 +144,10 @@ class Connection(Generic[Cmd, Ev]):
                 unwrap_single_group(),  # a dialer's nursery wraps what its body raised
             ):
                 await self._serve(task_status)
+        except AuthError as exc:
+            if self.settings.api_key:
+                raise
+            raise _keyless(exc) from exc
         except StenoError as exc:
             if not self._reported:
                 raise
@@ -292,7 +303,7 @@ class Connection(Generic[Cmd, Ev]):
         Its results are discarded (the channel closes when the connection does).
         """
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._discard_results)
+            nursery.start_soon(_discard, self.results)
             try:
                 with trio.move_on_after(self.settings.finish_s + self.settings.send_s):
                     await self.finish()
@@ -300,10 +311,6 @@ class Connection(Generic[Cmd, Ev]):
                 log.info("session.retired_finish_failed", error=str(exc))
             finally:
                 self.release()
-
-    async def _discard_results(self) -> None:
-        async for _ in self.results:
-            pass
 
     # ------------------------------------------------------ reader, liveness
 
@@ -346,3 +353,16 @@ class Connection(Generic[Cmd, Ev]):
         self.close_reason = reason
         self._fail(exc)
         raise exc
+
+
+def _keyless(exc: AuthError) -> AuthError:
+    """A refusal of a connection that sent no key says so (not "rejected the key")."""
+    return AuthError(
+        "the service requires an API key and none is set; fix: set DASHSCOPE_API_KEY",
+        status=exc.status,
+    )
+
+
+async def _discard(results: trio.MemoryReceiveChannel[Result]) -> None:
+    async for _ in results:
+        pass

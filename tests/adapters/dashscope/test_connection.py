@@ -23,7 +23,7 @@ from adapters.dashscope.inference import InferenceServer
 from adapters.dashscope.inference_connection import InferenceConnection
 from adapters.dashscope.memory_transport import MemoryTransport, serve_in_memory
 from adapters.dashscope.transport import Headers, Transport, request_headers
-from adapters.dashscope.ws import websocket_dialer
+from adapters.dashscope.ws import rejected, websocket_dialer
 from engine.errors import AuthError, ConnectFailed, Disconnected, FinishTimeout, TaskFailed
 from engine.results import Heard
 
@@ -225,3 +225,32 @@ async def test_the_websocket_edge_maps_by_its_table(
     with pytest.raises(expected, match=words):
         async with dial("ws://h/p?k=1", [], connect_timeout=3.0):
             pass  # pragma: no cover
+
+
+async def test_without_a_key_no_header_goes_and_a_refusal_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No key: no ``Authorization`` header at all (not ``Bearer `` with nothing after it);
+    a service that requires one refuses in one line naming the fix."""
+    sent: list[Headers] = []
+
+    @contextlib.asynccontextmanager
+    async def dial(
+        url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
+        sent.append(headers)
+        if not any(name.lower() == "authorization" for name, _ in headers):
+            raise rejected(url, 401)
+        yield  # type: ignore[misc]  # pragma: no cover
+
+    conn = InferenceConnection(
+        settings=LinkSettings(url="ws://x/", api_key="", user_agent="t", rate=16000),
+        dial=dial,
+        task_id="t1",
+        model="paraformer-realtime-v2",
+        parameters={},
+    )
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(AuthError, match="none is set; fix: set DASHSCOPE_API_KEY"):
+            await nursery.start(conn.run)
+    assert sent == [[("user-agent", "t")]]
