@@ -132,14 +132,14 @@ class Feed:
             self.input_done = True
             return False
         self._append(frame)
-        self.commit_silence()
         return True
 
-    async def absorb_all(self, *, commit_silence: bool = True) -> None:
+    async def absorb_all(self, *, commit_silence: bool = False) -> None:
         """Buffer input until it ends (callers bound this: a backoff, a handshake).
 
-        No task is being served meanwhile, so silence is committed as it comes
-        (unless ``commit_silence`` is false: a stream giving up accounts for all).
+        With ``commit_silence`` (an outage's backoff: no task is served), silence
+        is committed as it comes, so a long outage in a silent stretch neither
+        overflows the buffer nor replays the silence.
         """
         if self.input_done:
             return

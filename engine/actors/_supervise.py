@@ -152,7 +152,7 @@ class Supervisor:
         log.warning("session.reconnecting", attempt=attempt, delay_s=round(delay, 3), cause=cause)
         await self._report.emit(Reconnecting(attempt, delay, cause))
         with trio.move_on_after(delay):
-            await self._feed.absorb_all()
+            await self._feed.absorb_all(commit_silence=True)
             await trio.sleep_forever()  # the backoff lasts its whole delay
         self._feed.give_up_lost()
         return True
@@ -178,7 +178,7 @@ class Supervisor:
             await report.gap(span[0], span[1], "replay-overflow")
         await report.emit(StreamError(kind, str(exc), permanent=permanent))
         start = feed.buffer.commit_point
-        await feed.absorb_all(commit_silence=False)
+        await feed.absorb_all()
         reason = (
             "finish-deadline"
             if isinstance(exc, FinishTimeout)
