@@ -87,10 +87,11 @@ class Opener:
         # Pictures go to realtime sessions only (check_translation refuses them elsewhere).
         self._images = translation.image if translation is not None else None
         self.nursery: trio.Nursery | None = None  # the session's: connections outlive a pump
+        self.tasks = 0  # tasks made so far
 
     def new(self, offset: int, attempt: int) -> Task:
         """A task (not started) whose audio begins at global ``offset``."""
-        self._report.tasks += 1
+        self.tasks += 1
         link = new_link(
             self._spec,
             self._model,

@@ -1,7 +1,7 @@
 """What a session tells the world: its outbox, its counters, the names of its failures.
 
-:class:`Report` is the only writer of the session's counters (tasks opened,
-reconnects, lost samples, failed) and the only sender on its outbox: every event
+:class:`Report` is the only writer of the counters it reports (reconnects, lost
+samples, failed) and the only sender on its outbox: every event
 gets its envelope (stream id, trio time) here.
 
 Channels: sends on the session's outbox (blocks while the renderer lags; never
@@ -28,7 +28,15 @@ from engine.errors import (
     StenoTimeout,
     TaskFailed,
 )
-from engine.events import AudioGap, AudioSkipped, StreamEnded, TaskMetrics, samples_to_ms
+from engine.events import (
+    AudioGap,
+    AudioSkipped,
+    Reconnecting,
+    StreamEnded,
+    StreamError,
+    TaskMetrics,
+    samples_to_ms,
+)
 from engine.policy import classify
 
 if TYPE_CHECKING:
@@ -48,7 +56,6 @@ class Report:
         self._outbox = outbox
         self._stream = stream
         self.rate = rate
-        self.tasks = 0
         self.reconnects = 0
         self.lost_samples = 0
         self.failed = False
@@ -66,6 +73,16 @@ class Report:
         self.lost_samples += end - start
         log.warning("session.audio_gap", start=start, end=end, reason=reason)
         await self.emit(AudioGap(start, end, reason, rate=self.rate))
+
+    async def reconnecting(self, attempt: int, delay: float, cause: str) -> None:
+        """A transient failure: another task after ``delay`` s."""
+        self.reconnects += 1
+        await self.emit(Reconnecting(attempt, delay, cause))
+
+    async def error(self, exc: StenoError, *, permanent: bool) -> None:
+        """The stream gives up: one error; a missed finish deadline is a partial result."""
+        self.failed = permanent or not isinstance(exc, FinishTimeout)
+        await self.emit(StreamError(kind_of(exc), str(exc), permanent=permanent))
 
     async def skipped(self, spans: list[tuple[int, int]]) -> None:
         """Committed silence no task was sent: skipped on purpose, not lost."""

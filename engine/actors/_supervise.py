@@ -32,7 +32,7 @@ import structlog
 import trio
 
 from engine.errors import FinishTimeout, StenoError
-from engine.events import Reconnecting, SessionClosed, StreamError
+from engine.events import SessionClosed
 from engine.policy import Backoff, classify
 
 from ._report import kind_of
@@ -146,11 +146,10 @@ class Supervisor:
         if self._end_by is not None and trio.current_time() + delay >= self._end_by:
             await self._fail(self._out_of_budget(exc), permanent=False)
             return False
-        self._report.reconnects += 1
         cause = f"{category.value}: {exc}"
         attempt = self._backoff.attempt
         log.warning("session.reconnecting", attempt=attempt, delay_s=round(delay, 3), cause=cause)
-        await self._report.emit(Reconnecting(attempt, delay, cause))
+        await self._report.reconnecting(attempt, delay, cause)
         with trio.move_on_after(delay):
             await self._feed.absorb_all(commit_silence=True)
             await trio.sleep_forever()  # the backoff lasts its whole delay
@@ -169,14 +168,12 @@ class Supervisor:
     async def _fail(self, exc: StenoError, *, permanent: bool) -> None:
         """Give up: report once, then drain and account for every unrecognized sample."""
         report, feed = self._report, self._feed
-        report.failed = permanent or not isinstance(exc, FinishTimeout)
-        kind = kind_of(exc)
-        log.error("session.failed", kind=kind, error=str(exc), permanent=permanent)
+        log.error("session.failed", kind=kind_of(exc), error=str(exc), permanent=permanent)
         await report.skipped(feed.take_skipped())
         span = feed.take_overflow()
         if span is not None:
             await report.gap(span[0], span[1], "replay-overflow")
-        await report.emit(StreamError(kind, str(exc), permanent=permanent))
+        await report.error(exc, permanent=permanent)
         start = feed.buffer.commit_point
         await feed.absorb_all()
         reason = (

@@ -6,8 +6,8 @@ and keeps the per-task facts the result mapping needs (:class:`TaskResults`).
 
 Owners: the pump writes :attr:`Task.sent_until` and the clock (through
 :meth:`send_audio`, :meth:`send_padding`, :meth:`skip_to`); the result mapping
-(``_transcript.py``) writes :attr:`Task.results`; the supervisor writes
-:attr:`Task.retired`. Nothing here awaits anything but the connection.
+(``_transcript.py``) writes :attr:`Task.results`; the rotation writes
+:attr:`Task.retired`; the result consumer sets :attr:`Task.consumed`. Nothing here awaits anything but the connection.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class SessionStats:
 
     @property
     def tasks_opened(self) -> int:
-        return self._report.tasks
+        return self._opener.tasks
 
     @property
     def live_tasks(self) -> int:
