@@ -130,6 +130,9 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
         connect_timeout_s: deadline for the TCP connect plus WebSocket handshake.
         start_timeout_s: deadline from run-task to task-started.
         finish_timeout_s: deadline from finish-task to task-finished (DESIGN §4).
+        end_budget_s: the whole end of the stream, retries included: once a task
+            fails after its finish-task (sent after the input ended), every retry
+            must finish within this many seconds of that finish-task.
         replay_buffer_s: audio kept after the commit point (drop-oldest beyond it).
         send_timeout_s: deadline for one frame to leave (a server that stops reading).
         policy: retry policy for transient failures (``engine.policy.CLI`` or ``DAEMON``).
@@ -156,6 +159,7 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout_s: float = 10.0
     start_timeout_s: float = 10.0
     finish_timeout_s: float = 10.0
+    end_budget_s: float = 30.0
     replay_buffer_s: float = 120.0
     send_timeout_s: float = 10.0
     policy: RestartPolicy = CLI
@@ -173,5 +177,7 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.idle_timeout_s >= 23.0:
             raise ValueError("idle_timeout_s must be under the service's 23 s idle limit")
+        if not self.end_budget_s > 0:
+            raise ValueError("end_budget_s must be positive")
         if self.replay_speed <= 0 or self.frame_ms <= 0:
             raise ValueError("replay_speed and frame_ms must be positive")

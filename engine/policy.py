@@ -5,6 +5,9 @@
   Two profiles: :data:`DAEMON` never gives up on transient errors;
   :data:`CLI` gives up after a configurable count.
 * :func:`next_delay` — capped exponential backoff with full jitter.
+* :class:`Backoff` — the attempt counter every retry loop keeps (the session's,
+  the daemon's stream restarts, its source reconnects): a failure after a
+  healthy run starts the count over.
 * :func:`classify` — every failure is permanent (stop the stream with one clear
   error) or transient (retry), by a table.
 * :class:`TokenBucket` — task starts per model family, shared by every stream
@@ -37,6 +40,7 @@ __all__ = [
     "CLI",
     "DAEMON",
     "RATE_LIMITS",
+    "Backoff",
     "ErrorCategory",
     "RateLimit",
     "RestartPolicy",
@@ -90,6 +94,40 @@ def next_delay(policy: RestartPolicy, attempt: int, rng: random.Random) -> float
         return None
     bound = backoff_bound(policy, attempt)
     return rng.uniform(0.0, bound) if policy.jitter else bound
+
+
+class Backoff:
+    """One retry loop's attempt count and delays under ``policy`` (pure: durations come in).
+
+    Args:
+        policy: the limits and backoff curve.
+        rng: the jitter's source (seeded, so a run replays).
+    """
+
+    def __init__(self, policy: RestartPolicy, rng: random.Random) -> None:
+        self.policy = policy
+        self.attempt = 0  # consecutive failed attempts so far
+        self._rng = rng
+
+    def failed(self, ran_s: float | None) -> float | None:
+        """An attempt failed after running ``ran_s`` s (None: it never got going).
+
+        Returns the delay before the next attempt, or None when the policy gives up.
+        A run of at least ``healthy_after_s`` resets the count first.
+        """
+        if ran_s is not None and ran_s >= self.policy.healthy_after_s:
+            self.attempt = 0
+        self.attempt += 1
+        return next_delay(self.policy, self.attempt, self._rng)
+
+    def failed_forever(self, ran_s: float | None) -> float:
+        """Like :meth:`failed`, for a loop that never gives up: past the limit, the cap."""
+        delay = self.failed(ran_s)
+        return self.policy.backoff_cap_s if delay is None else delay
+
+    def reset(self) -> None:
+        """A run went well: the next failure is the first again."""
+        self.attempt = 0
 
 
 class ErrorCategory(enum.Enum):

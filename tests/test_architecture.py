@@ -65,10 +65,6 @@ DATA_TABLES: Final = frozenset({"adapters/dashscope/languages.py"})
 
 KNOWN_EXCEPTIONS: Final[dict[tuple[str, str], str]] = {
     # rule, subject: the work that removes it (owner)
-    ("lines", "engine/actors/session.py"): "session split (conn)",
-    ("lines", "engine/actors/_conversation.py"): "session split (conn)",
-    ("class", "engine/actors/session.py::_Session"): "session split (conn)",
-    ("class", "engine/actors/_conversation.py::Conversation"): "session split (conn)",
 }
 
 

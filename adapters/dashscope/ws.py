@@ -1,46 +1,116 @@
-"""The trio-websocket edge: dialing, and a transport whose errors are ours.
+"""The trio-websocket implementation of the transport seam, with its exceptions mapped.
 
-Everything trio-websocket (or the OS) raises is mapped here, at the edge, to the
-families of ``engine.errors`` (house rule R10): a rejected upgrade becomes
+Everything trio-websocket, wsproto, trio or the OS raises is mapped at this edge
+by ONE table, :data:`_MAP` (house rule R10): a rejected upgrade becomes
 :class:`AuthError` (401/403) or :class:`ConnectFailed` with the HTTP status; a
 refused or timed-out connect becomes :class:`ConnectFailed`; a closed socket
-becomes :class:`Disconnected`.
+becomes :class:`Disconnected`. Which family applies depends on the phase
+(dialing, or using an open connection); the table says so per row.
 
-The dialer is injectable so tests (and the load tools) can connect over
-in-memory streams to the simulator under trio's MockClock.
+:func:`websocket_dialer` turns any trio-websocket opener (``open_websocket_url``,
+or the simulator's in-memory ``MemoryNet.open_websocket``) into a
+:class:`~adapters.dashscope.transport.Dialer`; :data:`dial_tcp` is the real one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Literal, NoReturn
 
 import trio
 import trio_websocket
 import wsproto.utilities
 
 from engine._util import unwrap_single_group
-from engine.errors import AuthError, ConnectFailed, Disconnected
+from engine.errors import AuthError, ConnectFailed, Disconnected, StenoError
+
+from .transport import Dialer, Headers, Transport, connect
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from contextlib import AbstractAsyncContextManager
 
-__all__ = ["Dialer", "Transport", "connect", "dial_tcp"]
+__all__ = [
+    "Dialer",
+    "Transport",
+    "WebSocketOpener",
+    "WebSocketTransport",
+    "connect",
+    "dial_tcp",
+    "rejected",
+    "websocket_dialer",
+]
+
+WebSocketOpener = Callable[..., "AbstractAsyncContextManager[trio_websocket.WebSocketConnection]"]
+"""``(url, headers: list[tuple[bytes, bytes]], *, connect_timeout) -> async CM of a connection``."""
+
+Phase = Literal["dial", "open"]
 
 
-class Dialer(Protocol):
-    """Opens a WebSocket client connection (an async context manager)."""
+class WebSocketTransport:
+    """One trio-websocket connection as a ``Transport``; raises only ``Disconnected``."""
 
-    def __call__(
-        self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-    ) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]: ...
+    def __init__(self, ws: trio_websocket.WebSocketConnection, where: str = "") -> None:
+        self._ws = ws
+        self._where = where
+        self._send_lock = trio.Lock()
+
+    async def send(self, frame: bytes | str) -> None:
+        """Send one frame; serialised, so a ping or a picture never interleaves a frame."""
+        async with self._send_lock:
+            with _mapped("open", self._where):
+                await self._ws.send_message(frame)
+
+    async def receive(self) -> bytes | str:
+        with _mapped("open", self._where):
+            return await self._ws.get_message()
+
+    async def ping(self) -> None:
+        with _mapped("open", self._where):
+            await self._ws.ping()
+
+    async def aclose(self, code: int = 1000, *, grace_s: float = 2.0) -> None:
+        """Close with the handshake, giving up after ``grace_s`` (a half-open peer never answers)."""
+        with (
+            trio.move_on_after(grace_s),
+            contextlib.suppress(trio_websocket.ConnectionClosed, trio.BrokenResourceError),
+        ):
+            await self._ws.aclose(code)
 
 
-def dial_tcp(
+def websocket_dialer(opener: WebSocketOpener) -> Dialer:
+    """A ``Dialer`` over a trio-websocket opener, its exceptions mapped by :data:`_MAP`."""
+
+    @contextlib.asynccontextmanager
+    async def dial(
+        url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        where = _where(url)
+        opened = False
+        try:
+            with unwrap_single_group():
+                async with opener(url, raw, connect_timeout=connect_timeout) as ws:
+                    opened = True
+                    yield WebSocketTransport(ws, where)
+        except StenoError:
+            raise
+        except trio_websocket.DisconnectionTimeout:
+            if not opened:
+                raise ConnectFailed(f"the handshake with {where} failed") from None
+            # The close handshake timed out after our work was done: nothing is lost.
+        except Exception as exc:
+            if opened and isinstance(exc, OSError):
+                raise  # not ours: it came from the body of the with block
+            _translate("open" if opened else "dial", where, exc, connect_timeout)
+
+    return dial
+
+
+def _open_tcp(
     url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
 ) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
-    """The real dialer: TCP (TLS for ``wss://``) through trio-websocket."""
     return trio_websocket.open_websocket_url(
         url,
         extra_headers=headers,
@@ -52,55 +122,17 @@ def dial_tcp(
     )
 
 
-class Transport:
-    """One WebSocket connection; send and receive raise only ``engine.errors`` types."""
-
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
-        self._ws = ws
-        self._send_lock = trio.Lock()
-
-    async def send(self, frame: bytes | str) -> None:
-        """Send one frame. The only send path: serialised by a lock.
-
-        Raises:
-            Disconnected: the connection is closed.
-        """
-        async with self._send_lock:
-            try:
-                await self._ws.send_message(frame)
-            except trio_websocket.ConnectionClosed as exc:
-                raise _disconnected(exc) from exc
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise Disconnected(f"send failed: {exc or type(exc).__name__}") from exc
-
-    async def receive(self) -> bytes | str:
-        """The next frame.
-
-        Raises:
-            Disconnected: the connection closed (its close code is on the error).
-        """
-        try:
-            return await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as exc:
-            raise _disconnected(exc) from exc
-
-    async def ping(self) -> None:
-        """Send a ping and wait for its pong (put a deadline around this)."""
-        try:
-            await self._ws.ping()
-        except trio_websocket.ConnectionClosed as exc:
-            raise _disconnected(exc) from exc
-
-    async def aclose(self, code: int = 1000, *, grace_s: float = 2.0) -> None:
-        """Close with the handshake, giving up after ``grace_s`` (a half-open peer never answers)."""
-        with (
-            trio.move_on_after(grace_s),
-            contextlib.suppress(trio_websocket.ConnectionClosed, trio.BrokenResourceError),
-        ):
-            await self._ws.aclose(code)
+dial_tcp: Final[Dialer] = websocket_dialer(_open_tcp)
+"""The real dialer: TCP (TLS for ``wss://``) through trio-websocket."""
 
 
-def _disconnected(exc: trio_websocket.ConnectionClosed) -> Disconnected:
+# ------------------------------------------------------------ the table
+
+_Translator = Callable[[BaseException, str, float], StenoError]
+
+
+def _closed(exc: BaseException, where: str, timeout: float) -> StenoError:
+    assert isinstance(exc, trio_websocket.ConnectionClosed)
     reason = exc.reason
     code = reason.code if reason is not None else None
     detail = (
@@ -111,58 +143,66 @@ def _disconnected(exc: trio_websocket.ConnectionClosed) -> Disconnected:
     return Disconnected(f"the server closed the connection{detail}", code=code)
 
 
-@contextlib.asynccontextmanager
-async def connect(
-    url: str,
-    *,
-    api_key: str,
-    user_agent: str,
-    connect_timeout: float,
-    dial: Dialer = dial_tcp,
-) -> AsyncIterator[Transport]:
-    """Open the connection with ``Authorization: Bearer``; yield a :class:`Transport`.
+def _rejected(exc: BaseException, where: str, timeout: float) -> StenoError:
+    assert isinstance(exc, trio_websocket.ConnectionRejected)
+    return rejected(where, exc.status_code)
 
-    Raises:
-        AuthError: the key was rejected (HTTP 401/403).
-        ConnectFailed: refused, unreachable, timed out, or another HTTP status.
 
-    Cancellation: cancelling closes the connection without the close handshake.
-    """
-    headers = [
-        (b"Authorization", f"Bearer {api_key}".encode()),
-        (b"user-agent", user_agent.encode()),
-    ]
-    opened = False
+def _connect_timeout(exc: BaseException, where: str, timeout: float) -> StenoError:
+    return ConnectFailed(
+        f"connecting to {where} timed out after {timeout:g} s; fix: check the network or the --url"
+    )
+
+
+def _handshake(exc: BaseException, where: str, timeout: float) -> StenoError:
+    cause = exc.__cause__ or exc
+    return ConnectFailed(
+        f"cannot connect to {where}: {cause or type(cause).__name__}; "
+        "fix: check that the service (or `steno simulate`) is running and the --url"
+    )
+
+
+def _unreachable(exc: BaseException, where: str, timeout: float) -> StenoError:
+    return ConnectFailed(f"cannot connect to {where}: {exc}")
+
+
+def _closing(exc: BaseException, where: str, timeout: float) -> StenoError:
+    # trio-websocket's reader answers a ping that arrives while the connection is
+    # closing with a pong that wsproto refuses: the connection is over.
+    return Disconnected(f"the connection broke while closing: {exc}")
+
+
+def _broken(exc: BaseException, where: str, timeout: float) -> StenoError:
+    return Disconnected(f"send failed: {exc or type(exc).__name__}")
+
+
+_MAP: Final[tuple[tuple[type[BaseException], frozenset[Phase], _Translator], ...]] = (
+    # (what the library raised, in which phases, what it means to us); first match wins
+    (trio_websocket.ConnectionClosed, frozenset({"dial", "open"}), _closed),
+    (trio_websocket.ConnectionRejected, frozenset({"dial"}), _rejected),
+    (trio_websocket.ConnectionTimeout, frozenset({"dial"}), _connect_timeout),
+    (trio_websocket.HandshakeError, frozenset({"dial"}), _handshake),
+    (wsproto.utilities.LocalProtocolError, frozenset({"dial", "open"}), _closing),
+    (OSError, frozenset({"dial"}), _unreachable),
+    (trio.BrokenResourceError, frozenset({"open"}), _broken),
+    (trio.ClosedResourceError, frozenset({"open"}), _broken),
+    (OSError, frozenset({"open"}), _broken),
+)
+
+
+def _translate(phase: Phase, where: str, exc: Exception, timeout: float = 0.0) -> NoReturn:
+    for kind, phases, translate in _MAP:
+        if phase in phases and isinstance(exc, kind):
+            raise translate(exc, where, timeout) from exc
+    raise exc
+
+
+@contextlib.contextmanager
+def _mapped(phase: Phase, where: str) -> Iterator[None]:
     try:
-        with unwrap_single_group():
-            async with dial(url, headers, connect_timeout=connect_timeout) as ws:
-                opened = True
-                yield Transport(ws)
-    except trio_websocket.ConnectionRejected as exc:
-        raise _rejected(url, exc) from None
-    except trio_websocket.ConnectionTimeout:
-        raise ConnectFailed(
-            f"connecting to {_where(url)} timed out after {connect_timeout:g} s; "
-            "fix: check the network or the --url"
-        ) from None
-    except trio_websocket.DisconnectionTimeout:
-        if not opened:
-            raise ConnectFailed(f"the handshake with {_where(url)} failed") from None
-        # The close handshake timed out after our work was done: nothing is lost.
-    except wsproto.utilities.LocalProtocolError as exc:
-        # trio-websocket's reader answers a ping that arrives while the connection
-        # is closing with a pong that wsproto refuses: the connection is over.
-        raise Disconnected(f"the connection broke while closing: {exc}") from None
-    except trio_websocket.HandshakeError as exc:
-        cause = exc.__cause__ or exc
-        raise ConnectFailed(
-            f"cannot connect to {_where(url)}: {cause or type(cause).__name__}; "
-            "fix: check that the service (or `steno simulate`) is running and the --url"
-        ) from None
-    except OSError as exc:
-        if opened:
-            raise  # not ours: it came from the body of the with block
-        raise ConnectFailed(f"cannot connect to {_where(url)}: {exc}") from None
+        yield
+    except Exception as exc:
+        _translate(phase, where, exc)
 
 
 def _where(url: str) -> str:
@@ -170,8 +210,8 @@ def _where(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def _rejected(url: str, exc: trio_websocket.ConnectionRejected) -> ConnectFailed:
-    status = exc.status_code
+def rejected(where: str, status: int) -> ConnectFailed:
+    """What a refused upgrade with HTTP ``status`` means (any transport's dialer may use it)."""
     if status in (401, 403):
         return AuthError(
             f"the service rejected the API key (HTTP {status}); "
@@ -180,9 +220,7 @@ def _rejected(url: str, exc: trio_websocket.ConnectionRejected) -> ConnectFailed
         )
     if status == 503:
         return ConnectFailed(
-            f"the service at {_where(url)} is temporarily unavailable (HTTP 503); retry later",
+            f"the service at {where} is temporarily unavailable (HTTP 503); retry later",
             status=status,
         )
-    return ConnectFailed(
-        f"the upgrade at {_where(url)} was refused with HTTP {status}", status=status
-    )
+    return ConnectFailed(f"the upgrade at {where} was refused with HTTP {status}", status=status)

@@ -9,10 +9,10 @@ Tests (ours and the engine's) connect to a simulator over
         await ws.send_message(run_task_json)
         ...
 
-:meth:`MemoryNet.connect` returns a client :class:`trio_websocket.WebSocketConnection`;
-:meth:`MemoryNet.dial` is the same as an async context manager with the
-signature of the engine's ``Dialer`` (``adapters/dashscope/ws.py``), so
-``dial=net.dial`` points an engine session at the simulator; a client that
+:meth:`MemoryNet.connect` returns a client :class:`trio_websocket.WebSocketConnection`
+(:meth:`MemoryNet.open_websocket` as an async context manager);
+:meth:`MemoryNet.dial` is the engine's ``Dialer`` (``adapters/dashscope/transport.py``)
+over it, so ``dial=net.dial`` points an engine session at the simulator; a client that
 brings its own WebSocket layer takes a raw stream from :meth:`MemoryNet.open_stream`. Every server side and client reader
 runs in the net's nursery; leaving the ``async with`` cancels them.
 """
@@ -28,15 +28,19 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionTimeout, wrap_client_stream
 
+from adapters.dashscope.ws import websocket_dialer
 from engine._util import unwrap_single_group
 
 from .server import INFERENCE_PATH, SimServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
 
     from trio_websocket import WebSocketConnection
 
+    from adapters.dashscope.transport import Headers as TransportHeaders
+    from adapters.dashscope.transport import Transport
     from adapters.recognizers.base import Recognizer
 
     from .config import SimConfig
@@ -86,8 +90,16 @@ class MemoryNet:
         extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
         return await self._connect(target, extra, message_queue_size)
 
+    def dial(
+        self, url: str, headers: TransportHeaders, *, connect_timeout: float = 60.0
+    ) -> AbstractAsyncContextManager[Transport]:
+        """The engine's ``Dialer`` over this net: :meth:`open_websocket` as a ``Transport``,
+        its exceptions mapped (``adapters/dashscope/ws.py``)."""
+        dial = websocket_dialer(self.open_websocket)
+        return dial(url, headers, connect_timeout=connect_timeout)
+
     @asynccontextmanager
-    async def dial(
+    async def open_websocket(
         self,
         url: str,
         headers: list[tuple[bytes, bytes]],
@@ -95,7 +107,7 @@ class MemoryNet:
         connect_timeout: float = 60.0,
         message_queue_size: int = 16,
     ) -> AsyncIterator[WebSocketConnection]:
-        """Like ``trio_websocket.open_websocket_url``, over this net (the engine's ``Dialer``).
+        """Like ``trio_websocket.open_websocket_url``, over this net.
 
         Only the path and query of ``url`` matter; the connection is closed on exit.
 

@@ -48,7 +48,7 @@ from engine.daemon.metrics import (
 from engine.daemon.runner import run_stream
 from engine.daemon.sources import source_kind
 from engine.errors import StenoError
-from engine.policy import classify, next_delay
+from engine.policy import Backoff, classify
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -127,9 +127,7 @@ class StreamHandle:
             self.done.set()
 
     async def _supervise(self) -> None:
-        policy = self.spec.restart.policy()
-        rng = random.Random(self.env.seed)
-        attempt = 0
+        backoff = Backoff(self.spec.restart.policy(), random.Random(self.env.seed))
         metrics = self.metrics
         while not self.drain.is_set():
             self.runs += 1
@@ -146,10 +144,10 @@ class StreamHandle:
                     log.error("daemon.stream.failed", error=metrics.error)
                     metrics.set_state("failed")
                     return
-                healthy = trio.current_time() - started >= policy.healthy_after_s
-                attempt = 1 if healthy else attempt + 1
-                delay = next_delay(policy, attempt, rng) or policy.backoff_cap_s
-                log.exception("daemon.stream.crashed", attempt=attempt, delay_s=round(delay, 3))
+                delay = backoff.failed_forever(trio.current_time() - started)
+                log.exception(
+                    "daemon.stream.crashed", attempt=backoff.attempt, delay_s=round(delay, 3)
+                )
                 metrics.set_state("restarting")
                 metrics.restarts += 1
                 with trio.move_on_after(delay):

@@ -64,7 +64,7 @@ from engine.daemon.sources import (
 from engine.errors import StenoError
 from engine.events import Event, StreamEnded, StreamError
 from engine.messages import Skip
-from engine.policy import classify, next_delay
+from engine.policy import Backoff, classify
 from engine.ratelimit import StartLimiter
 from engine.stream import StreamConfig, open_stream
 from engine.translation import transcribes
@@ -269,9 +269,9 @@ def _queues(
 
 async def _read(run: _Run, outbox: trio.MemorySendChannel[SourceItem | SourceGap]) -> None:
     """Forward the source's items; reopen a live source that broke (Channels: closes outbox)."""
-    spec, policy = run.spec, run.spec.restart.policy()
+    spec = run.spec
+    backoff = Backoff(spec.restart.policy(), run.rng)
     sources = dataclasses.replace(run.env.sources, timeline_rate=run.rate)
-    attempt = 0
     async with outbox:
         with run.reader_scope:
             while True:
@@ -286,15 +286,14 @@ async def _read(run: _Run, outbox: trio.MemorySendChannel[SourceItem | SourceGap
                         run.stop_source("finished", str(exc))
                         return
                     lost_t = trio.current_time()
-                    attempt = 1 if lost_t - opened_t >= policy.healthy_after_s else attempt + 1
-                    delay = next_delay(policy, attempt, run.rng) or policy.backoff_cap_s
+                    delay = backoff.failed_forever(lost_t - opened_t)
                     run.metrics.source_restarts += 1
                     run.metrics.error = str(exc)
                     run.metrics.set_state("source-down")
                     log.warning(
                         "daemon.source.lost",
                         error=str(exc),
-                        attempt=attempt,
+                        attempt=backoff.attempt,
                         delay_s=round(delay, 3),
                     )
                     await trio.sleep(delay)

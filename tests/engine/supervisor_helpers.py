@@ -26,8 +26,12 @@ import trio_websocket
 
 from adapters.dashscope import messages as m
 from adapters.dashscope.inference import InferenceServer
+from adapters.dashscope.memory_transport import MemoryTransport, memory_transport_pair
+from adapters.dashscope.transport import Dialer, Headers, Transport
+from adapters.dashscope.ws import WebSocketTransport, rejected, websocket_dialer
 from engine.actors import session
 from engine.config import Secret, SessionConfig
+from engine.errors import Disconnected
 from engine.events import AudioFrame, Event
 from engine.ratelimit import StartLimiter
 
@@ -37,8 +41,11 @@ GROUP = 5  # frames per sentence
 
 
 def frame_pcm(index: int, frame: int = FRAME) -> bytes:
-    """A frame whose first two samples hold ``index + 1`` (32 bits); zeros are padding."""
-    pcm = bytearray(np.ones(frame, dtype="<i2").tobytes())
+    """A frame whose first two samples hold ``index + 1`` (32 bits); zeros are padding.
+
+    The other samples are loud (1000): the session must treat these frames as audio
+    that could hold words, never as silence it may commit unheard."""
+    pcm = bytearray(np.full(frame, 1000, dtype="<i2").tobytes())  # speech-loud, not silence
     pcm[0:4] = (index + 1).to_bytes(4, "little")
     return bytes(pcm)
 
@@ -80,8 +87,13 @@ class ContentServer:
     def behaviour(self, number: int) -> Behaviour:
         return self.behaviours[min(number, len(self.behaviours) - 1)]
 
+    @property
+    def dial(self) -> Dialer:
+        """The session's dialer: :meth:`open_websocket` through the real WebSocket edge."""
+        return websocket_dialer(self.open_websocket)
+
     @contextlib.asynccontextmanager
-    async def dial(
+    async def open_websocket(
         self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
     ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
         number = len(self.connections)
@@ -97,7 +109,7 @@ class ContentServer:
                 return
             ws = await request.accept()
             try:
-                await self.converse(ws, conn, behaviour)
+                await self.converse(WebSocketTransport(ws), conn, behaviour)
             finally:
                 conn.closed_at = trio.current_time()
 
@@ -120,17 +132,15 @@ class ContentServer:
         except* trio_websocket.ConnectionRejected as group:
             raise group.exceptions[0] from None
 
-    async def converse(
-        self, ws: trio_websocket.WebSocketConnection, conn: Connection, b: Behaviour
-    ) -> None:
+    async def converse(self, ws: ServerEnd, conn: Connection, b: Behaviour) -> None:
         core = InferenceServer()
         pending = bytearray()
         task_ms = 0
         seen: dict[int, int] = {}  # frame index -> task ms where it began
         while True:
             try:
-                data = await ws.get_message()
-            except trio_websocket.ConnectionClosed:
+                data = await ws.receive()
+            except Disconnected:
                 return
             core.receive_data(data)
             for event in core.events():
@@ -139,7 +149,7 @@ class ContentServer:
                         conn.run_task = event
                         if b.never_start:
                             await trio.sleep_forever()
-                        await ws.send_message(core.send(m.StartTask()))
+                        await ws.send(core.send(m.StartTask()))
                     case m.AudioReceived(pcm):
                         pending += pcm
                         unit_bytes = 2 * self.frame
@@ -159,13 +169,13 @@ class ContentServer:
                         muted = b.mute_after is not None and conn.received >= b.mute_after
                         if b.never_finish or muted:
                             continue
-                        await ws.send_message(core.send(m.FinishTaskReply({"duration": 1})))
+                        await ws.send(core.send(m.FinishTaskReply({"duration": 1})))
                     case m.ConnectionClosed():
                         return
 
     async def after_unit(
         self,
-        ws: trio_websocket.WebSocketConnection,
+        ws: ServerEnd,
         core: InferenceServer,
         conn: Connection,
         b: Behaviour,
@@ -175,7 +185,7 @@ class ContentServer:
     ) -> None:
         received = conn.received
         if b.fail_after is not None and received >= b.fail_after:
-            await ws.send_message(core.send(m.FailTask(b.fail_code, "scripted failure")))
+            await ws.send(core.send(m.FailTask(b.fail_code, "scripted failure")))
             await ws.aclose()
             await trio.sleep_forever()
         if b.close_after is not None and received >= b.close_after:
@@ -190,11 +200,9 @@ class ContentServer:
         group = index // GROUP
         first = group * GROUP
         if index == first:
-            await ws.send_message(
-                core.send(m.SendResult(_sentence(group, seen[first], None, "group")))
-            )
+            await ws.send(core.send(m.SendResult(_sentence(group, seen[first], None, "group"))))
         if index % GROUP == GROUP - 1 and all(i in seen for i in range(first, index + 1)):
-            await ws.send_message(
+            await ws.send(
                 core.send(m.SendResult(_sentence(group, seen[first], task_ms, f"group {group}")))
             )
 
@@ -281,63 +289,32 @@ def _server() -> ContentServer:  # pragma: no cover - convenience
     return ContentServer()
 
 
-class ChannelWebSocket:
-    """Just enough of trio-websocket's connection over memory channels (no framing cost).
+class ChannelServer(ContentServer):
+    """A ContentServer reached over the in-memory transport (no WebSocket framing cost).
 
     For long virtual-time soaks, where wsproto's pure-Python framing would dominate.
     """
 
-    def __init__(
-        self,
-        inbound: trio.MemoryReceiveChannel[bytes | str],
-        outbound: trio.MemorySendChannel[bytes | str],
-    ) -> None:
-        self._in = inbound
-        self._out = outbound
-        self.deaf = False  # set on the server end to stop answering pings
-
-    async def send_message(self, message: bytes | str) -> None:
-        try:
-            await self._out.send(message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise trio_websocket.ConnectionClosed(trio_websocket.CloseReason(1006, None)) from None
-
-    async def get_message(self) -> bytes | str:
-        try:
-            return await self._in.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise trio_websocket.ConnectionClosed(trio_websocket.CloseReason(1000, None)) from None
-
-    async def ping(self, payload: bytes | None = None) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        await self._out.aclose()
-        await self._in.aclose()
-
-
-class ChannelServer(ContentServer):
-    """A ContentServer reached over :class:`ChannelWebSocket` pairs."""
+    @property
+    def dial(self) -> Dialer:
+        return self._dial_memory
 
     @contextlib.asynccontextmanager
-    async def dial(  # type: ignore[override]
-        self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-    ) -> AsyncIterator[Any]:
+    async def _dial_memory(
+        self, url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
         number = len(self.connections)
         conn = Connection(number, trio.current_time())
         self.connections.append(conn)
         behaviour = self.behaviour(number)
         if behaviour.reject is not None:
-            raise trio_websocket.ConnectionRejected(behaviour.reject, (), b"{}")
-        up_send, up_recv = trio.open_memory_channel[bytes | str](64)
-        down_send, down_recv = trio.open_memory_channel[bytes | str](64)
-        client = ChannelWebSocket(down_recv, up_send)
-        server = ChannelWebSocket(up_recv, down_send)
+            raise rejected(url, behaviour.reject)
+        client, server = memory_transport_pair(64)
         async with trio.open_nursery() as nursery:
 
             async def serve() -> None:
                 try:
-                    await self.converse(server, conn, behaviour)  # type: ignore[arg-type]
+                    await self.converse(server, conn, behaviour)
                 finally:
                     conn.closed_at = trio.current_time()
                     await server.aclose()
@@ -348,3 +325,6 @@ class ChannelServer(ContentServer):
             finally:
                 await client.aclose()
                 nursery.cancel_scope.cancel()
+
+
+ServerEnd = WebSocketTransport | MemoryTransport

@@ -1,6 +1,6 @@
 """Pictures on the realtime protocol (livetranslate's visual context), in memory, in virtual time.
 
-Real components: the session actor and its ``RealtimeConversation``, trio-websocket,
+Real components: the session actor and its ``RealtimeConnection``, trio-websocket,
 the simulator's realtime handler (which checks and counts every picture, see
 ``adapters/sim/realtime_images.py``), the tone-coded recognizer and a scripted
 translation table. A tap on the client's side of each WebSocket records what goes
@@ -30,7 +30,6 @@ import pytest
 import structlog
 import trio
 import trio.testing
-from trio_websocket import CloseReason, ConnectionClosed
 
 from adapters.audio.images import MAX_FPS, ImageFrame
 from adapters.dashscope.realtime_wire import (
@@ -39,12 +38,14 @@ from adapters.dashscope.realtime_wire import (
     FinishFrame,
     ImageAppendFrame,
 )
+from adapters.dashscope.transport import Headers, Transport
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.faults import Connections, DelayEvents, Drop, FaultPlan
 from adapters.sim.memory import MemoryNet, open_memory_net
-from engine.actors import _realtime
+from engine.actors import _images
 from engine.config import TranslationOptions
+from engine.errors import Disconnected
 from engine.events import Event, SessionOpened, StreamEnded, Translation
 from tests.engine.session_harness import fault_tolerant_config, stream_pcm
 from tests.engine.test_translation_session import PCM, TABLE, ZH
@@ -87,7 +88,7 @@ class Connection:
     the same moment (the send wakes when the reader has failed, and raises at once).
     """
 
-    def __init__(self, ws: Any, break_at_picture: int | None = None) -> None:
+    def __init__(self, ws: Transport, break_at_picture: int | None = None) -> None:
         self._ws = ws
         self._break_at = break_at_picture
         self._broken = False
@@ -101,7 +102,7 @@ class Connection:
     def audio_s(self) -> float:
         return self.samples / RATE
 
-    async def send_message(self, message: str | bytes) -> None:
+    async def send(self, message: str | bytes) -> None:
         frame = msgspec.json.decode(message, type=AnyClientFrame)
         match frame:
             case AudioAppendFrame(audio=pcm):
@@ -112,28 +113,28 @@ class Connection:
                 self.pictures.append(Picture(trio.current_time(), self.audio_s, jpeg))
             case FinishFrame():
                 self.pictures_at_finish = len(self.pictures)
-        await self._ws.send_message(message)
+        await self._ws.send(message)
 
-    async def get_message(self) -> str | bytes:
+    async def receive(self) -> str | bytes:
         if not self._broken:
             with trio.CancelScope() as self._reading:
-                message: str | bytes = await self._ws.get_message()
+                message: str | bytes = await self._ws.receive()
                 return message
         self._reader_failed.set()
-        raise ConnectionClosed(CloseReason(1006, None))
+        raise Disconnected("the tap broke the connection", code=1006)
 
     async def _break(self) -> None:
         self._broken = True
         if self._reading is not None:
             self._reading.cancel()
         await self._reader_failed.wait()
-        raise ConnectionClosed(CloseReason(1006, None))
+        raise Disconnected("the tap broke the connection", code=1006)
 
-    async def ping(self, payload: bytes | None = None) -> None:
-        await self._ws.ping(payload)
+    async def ping(self) -> None:
+        await self._ws.ping()
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        await self._ws.aclose(code, reason)
+    async def aclose(self) -> None:
+        await self._ws.aclose()
 
 
 class Tap:
@@ -146,8 +147,8 @@ class Tap:
 
     @contextlib.asynccontextmanager
     async def dial(
-        self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-    ) -> AsyncIterator[Any]:
+        self, url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
         async with self._net.dial(url, headers, connect_timeout=connect_timeout) as ws:
             connection = Connection(ws, None if self.connections else self._break_at)
             self.connections.append(connection)
@@ -291,7 +292,7 @@ class TestVideo:
         """At the feed's default 1 fps, picture k goes once the audio sent reaches k s, and
         not an audio frame later."""
         frames = video(6.0, fps=1.0)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         result = run("talk.mp4")
         (connection,) = result.connections
         sent = connection.pictures
@@ -311,7 +312,7 @@ class TestVideo:
         """A 2 fps video (the most the feed gives): no picture before its time in the audio,
         at most two a second of audio and of time, and the simulator accepts every one."""
         frames = video(6.0, fps=MAX_FPS)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         result = run("talk.mp4")
         (connection,) = result.connections
         sent = connection.pictures
@@ -329,7 +330,7 @@ class TestVideo:
         """After a drop, the new session gets the newest picture before its offset first,
         then the later ones as the replayed and new audio reaches them."""
         frames = video(AUDIO_S, fps=1.0)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         plan = FaultPlan(faults=(Drop(at_s=3.4),), seed=3, connections=Connections(first_n=1))
         result = run("talk.mp4", plan=plan)
         first, second = result.connections
@@ -358,7 +359,7 @@ class TestVideo:
         answers slowly: the pictures still waiting when session.finish goes are dropped
         (none follows the finish), and the session ends well, without a reconnect."""
         frames = video(AUDIO_S, fps=1.0)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         slow = FaultPlan(faults=(DelayEvents(delay_s=1.5),), seed=1)
         result = run("talk.mp4", plan=slow, speed=None)
         (connection,) = result.connections
@@ -379,7 +380,7 @@ class TestVideo:
         seconds: the simulator refuses none (at most two within any second), whenever
         the stream started."""
         frames = video(AUDIO_S, fps=MAX_FPS)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         result = run("talk.mp4", speed=2.0, start_s=start_s)
         (connection,) = result.connections
         assert len(connection.pictures) >= 6
@@ -393,7 +394,7 @@ class TestVideo:
         (which reconnects and loses nothing), not two at once from the picture sender
         and the reader."""
         frames = video(AUDIO_S, fps=1.0)
-        monkeypatch.setattr(_realtime, "open_image_feed", scripted_feed(frames))
+        monkeypatch.setattr(_images, "open_image_feed", scripted_feed(frames))
         result = run("talk.mp4", break_at_picture=3)
         assert len(result.connections) == 2
         assert (result.ended.status, result.ended.reconnects, result.ended.audio_lost_ms) == (

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-import trio_websocket
 
 from adapters.dashscope import messages as m
 from adapters.dashscope.inference import InferenceServer
+from adapters.dashscope.memory_transport import MemoryTransport, serve_in_memory
+from adapters.dashscope.transport import Headers, Transport
+from adapters.dashscope.ws import rejected
 from engine.actors import session
 from engine.config import Secret, SessionConfig
+from engine.errors import Disconnected
 from engine.events import (
     AudioFrame,
     AudioGap,
@@ -39,9 +42,9 @@ Script = Callable[["ServerSide"], Awaitable[None]]
 
 
 class ServerSide:
-    """The server end of one connection: the real server-role core over a WebSocket."""
+    """The server end of one in-memory connection: the real server-role core over it."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, ws: MemoryTransport) -> None:
         self.ws = ws
         self.core = InferenceServer()
         self.audio = bytearray()
@@ -50,8 +53,8 @@ class ServerSide:
     async def next_event(self) -> Any:
         while True:
             try:
-                data = await self.ws.get_message()
-            except trio_websocket.ConnectionClosed:
+                data: bytes | str | None = await self.ws.receive()
+            except Disconnected:
                 data = None
             self.core.receive_data(data)
             for event in self.core.events():
@@ -62,11 +65,11 @@ class ServerSide:
                 return event
 
     async def send(self, command: Any) -> None:
-        await self.ws.send_message(self.core.send(command))
+        await self.ws.send(self.core.send(command))
 
     async def closed_by_client(self) -> None:
-        with pytest.raises(trio_websocket.ConnectionClosed):
-            await self.ws.get_message()
+        with pytest.raises(Disconnected):
+            await self.ws.receive()
 
     async def expect(self, kind: type[Any]) -> Any:
         event = await self.next_event()
@@ -96,36 +99,21 @@ def sentence(sid: int, begin: int, end: int | None, text: str) -> dict[str, Any]
 
 
 def memory_dialer(script: Script, *, reject: int | None = None) -> Any:
+    """A ``Dialer`` to ``script`` over the in-memory transport (no WebSocket library)."""
+
     @contextlib.asynccontextmanager
     async def dial(
-        url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-    ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
+        url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
+        assert ("Authorization", "Bearer sk-test") in headers
+        if reject is not None:
+            raise rejected(url, reject)
 
-        async def serve() -> None:
-            request = await trio_websocket.wrap_server_stream(nursery, server_stream)  # type: ignore[arg-type]
-            assert (b"Authorization", b"Bearer sk-test") in headers
-            if reject is not None:
-                await request.reject(reject, body=b'{"message": "Unauthorized"}')
-                return
-            ws = await request.accept()
+        async def serve(ws: MemoryTransport, url: str, headers: Headers) -> None:
             await script(ServerSide(ws))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
-            ws = await trio_websocket.wrap_client_stream(
-                nursery,
-                client_stream,
-                "sim",
-                "/api-ws/v1/inference",
-                extra_headers=headers,  # type: ignore[arg-type]
-            )
-            try:
-                yield ws
-            finally:
-                with trio.move_on_after(2.0):  # like dial_tcp's disconnect_timeout
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
+        async with serve_in_memory(url, headers, serve) as transport:
+            yield transport
 
     return dial
 
@@ -162,7 +150,7 @@ async def run_session(
     async def feed() -> None:
         async with frames_send:
             for i in range(frames):
-                pcm = bytes([i % 256, 0]) * FRAME
+                pcm = bytes([i % 256, 8]) * FRAME  # loud enough not to be silence
                 await frames_send.send(AudioFrame(i * FRAME, pcm, RATE))
                 await trio.sleep(pace)
 
@@ -334,7 +322,7 @@ class TestFailures:
         async def hostile(server: ServerSide) -> None:
             await server.expect(m.RunTaskRequested)
             await server.send(m.StartTask())
-            await server.ws.send_message(frame)
+            await server.ws.send(frame)
             await trio.sleep_forever()
 
         with trio.fail_after(30):

@@ -72,6 +72,31 @@ class TestGaplessReconnect:
         assert of(events, StreamEnded)[0].audio_lost_ms == 0
         assert len(server.connections) == 2
 
+    async def test_the_end_of_stream_budget_includes_the_retries(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A server that never finishes: retries while they fit in the end-of-stream
+        budget (from the first finish-task), then one finish-deadline gap; not five
+        full deadlines."""
+        server = ContentServer(Behaviour(never_finish=True))
+        cfg = config(finish_timeout_s=10.0, end_budget_s=30.0)
+        events = await run_stream(server, 22, cfg=cfg)
+        ended = of(events, StreamEnded)[0]
+        (gap,) = of(events, AudioGap)
+        assert (gap.start, gap.end, gap.reason) == (20 * FRAME, 22 * FRAME, "finish-deadline")
+        assert ended.status == "partial"
+        assert of(events, StreamError)[0].kind == "finish-timeout"
+        assert 2 <= len(server.connections) <= 3  # the retries that fit, not six
+        input_end = 2.2  # 22 frames of 100 ms
+        assert ended.t - input_end <= 30.0 + 1.0
+
+    async def test_a_retry_that_fits_the_budget_finishes_the_stream(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        server = ContentServer(Behaviour(never_finish=True), Behaviour())
+        events = await run_stream(server, 20, cfg=config(finish_timeout_s=5.0, end_budget_s=8.0))
+        assert of(events, StreamEnded)[0].status == "ok" and len(server.connections) == 2
+
     async def test_permanent_error_stops_with_exact_gap(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.dashscope.models import endpoint, get_model
-from engine.actors._realtime import SegmentTimes
+from adapters.dashscope.realtime_connection import SegmentTimes
 from engine.config import Secret, SessionConfig, TranslationOptions
 from engine.errors import ConfigError
 from engine.translation import check_translation, gummy_parameters, realtime_settings, transcribes
@@ -192,7 +192,7 @@ def _sentence(sid: int, text: str, *, end: int | None, **extra: object) -> dict[
 
 
 def test_gummy_results_either_side_may_be_missing() -> None:
-    from engine.actors._conversation import results_of
+    from adapters.dashscope.inference_connection import results_of
     from engine.results import Heard, Translated
 
     both = results_of(
@@ -218,7 +218,7 @@ def test_gummy_results_either_side_may_be_missing() -> None:
 
 
 def test_gummy_vad_pre_end_reaches_the_partial_and_can_be_retracted() -> None:
-    from engine.actors._conversation import results_of
+    from adapters.dashscope.inference_connection import results_of
 
     hinted = results_of(
         _output({"transcription": _sentence(0, "今天", end=None, vad_pre_end=True)})

@@ -1,0 +1,368 @@
+"""One server task on one connection: reader, liveness watch, bounded send, results out.
+
+Theory of operation
+-------------------
+A :class:`Connection` is owned by a background task (:meth:`Connection.run`,
+started with ``nursery.start``) that dials, opens the server task and then
+reports itself started. From then on its owner's pump sends audio through it
+while two helper tasks run beside it:
+
+* the **reader** feeds every received frame to the sans-IO core, interprets the
+  core's events *at once* (no checkpoint between receiving a frame and knowing
+  what it means, so a send never races a failure it cannot see), and puts the
+  recognition results on :attr:`results`, a bounded channel (``RESULTS_BUFFER``,
+  policy *block*: a consumer that lags holds the reader, which holds the
+  socket); the channel closes when the task finished or died;
+* the **liveness watch** pings on an interval with a pong deadline (a half-open
+  socket never answers) and declares a stall when audio went out but no server
+  frame came back for ``stall_s``.
+
+Nothing calls back up: the owner pulls :attr:`results`, reads :attr:`error`,
+and waits on :attr:`ended`.
+
+Channels: writes and closes the send side of :attr:`results`.
+
+Cancellation: cancelling :meth:`run` drops the connection without the close
+handshake; :meth:`release` closes it gracefully.
+
+Error handling: a failure before ``task_status.started`` raises from
+``nursery.start``. After it, the first failure is recorded on :attr:`error`
+(and ``close_reason``), :attr:`dead` and :attr:`ended` are set, the results
+channel closes after the results that preceded the failure, and every later
+send raises that error. Only ``engine.errors`` types escape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+
+import msgspec
+import structlog
+import trio
+
+from engine._util import unwrap_single_group
+from engine.errors import (
+    AuthError,
+    Disconnected,
+    FinishTimeout,
+    LocalProtocolError,
+    StenoError,
+    StenoTimeout,
+)
+
+from ._liveness import Liveness
+from .transport import Dialer, Transport, request_headers
+
+if TYPE_CHECKING:
+    import enum
+    from collections.abc import Iterator
+
+    from engine.results import Result
+
+__all__ = ["RESULTS_BUFFER", "ClientCore", "Connection", "LinkSettings"]
+
+log = structlog.get_logger("steno.session")
+
+RESULTS_BUFFER: Final = 16
+"""Results the reader may run ahead of its consumer (then it waits: backpressure)."""
+
+CommandT = TypeVar("CommandT", contravariant=True)
+EventT = TypeVar("EventT", covariant=True)
+
+
+class ClientCore(Protocol[CommandT, EventT]):
+    """What a connection needs of a client-role sans-IO core (inference and realtime both)."""
+
+    @property
+    def state(self) -> enum.Enum: ...
+
+    def receive_data(self, data: bytes | str | None) -> None: ...
+
+    def events(self) -> Iterator[EventT]: ...
+
+    def send(self, command: CommandT) -> bytes | str: ...
+
+
+class LinkSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where to connect and every deadline of one connection (the session's config, flat)."""
+
+    url: str
+    api_key: str
+    user_agent: str
+    rate: int
+    connect_s: float = 10.0
+    start_s: float = 10.0
+    send_s: float = 10.0
+    finish_s: float = 10.0
+    ping_interval_s: float = 15.0
+    pong_timeout_s: float = 10.0
+    stall_s: float = 30.0
+
+
+Cmd = TypeVar("Cmd")
+Ev = TypeVar("Ev")
+
+
+class Connection(Generic[Cmd, Ev]):
+    """See the module docstring; a protocol supplies its core and the ``_`` hooks below."""
+
+    def __init__(
+        self, *, settings: LinkSettings, dial: Dialer, task_id: str, core: ClientCore[Cmd, Ev]
+    ) -> None:
+        self.settings = settings
+        self.task_id = task_id
+        self._dial = dial
+        self._core = core
+        self._transport: Transport | None = None
+        self._results_in, self.results = trio.open_memory_channel["Result"](RESULTS_BUFFER)
+        self.started = trio.Event()
+        self.finished = trio.Event()
+        self.dead = trio.Event()
+        self.ended = trio.Event()  # finished or dead: what a finish waits for
+        self._release = trio.Event()
+        self._reported = False  # task_status.started was called
+        self.error: StenoError | None = None
+        self.close_reason = "closed"
+        self.audio_samples = 0  # task time: every sample sent, real and padding
+        self.started_t: float | None = None
+        self.first_audio_t: float | None = None
+        self.finish_sent_t: float | None = None
+        self.finished_t: float | None = None
+        self._live = Liveness(
+            stall_s=settings.stall_s,
+            ping_interval_s=settings.ping_interval_s,
+            pong_timeout_s=settings.pong_timeout_s,
+        )
+
+    # ------------------------------------------------------------ owner task
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Dial, start the task, report started, then serve until released or dead."""
+        try:
+            with (
+                structlog.contextvars.bound_contextvars(task_id=self.task_id),
+                unwrap_single_group(),  # a dialer's nursery wraps what its body raised
+            ):
+                await self._serve(task_status)
+        except AuthError as exc:
+            if self.settings.api_key:
+                raise
+            raise _keyless(exc) from exc
+        except StenoError as exc:
+            if not self._reported:
+                raise
+            self.abort(exc)
+        finally:
+            self._results_in.close()
+            self.dead.set()
+            self.ended.set()
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        s = self.settings
+        headers = request_headers(s.api_key, s.user_agent)
+        async with self._dial(s.url, headers, connect_timeout=s.connect_s) as transport:
+            self._transport = transport
+            try:
+                with unwrap_single_group():
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._reader)
+                        await self._start()
+                        nursery.start_soon(self._liveness)
+                        self._start_helpers(nursery)
+                        self._reported = True
+                        task_status.started()
+                        await self._release.wait()
+                        nursery.cancel_scope.cancel()
+            except StenoError as exc:
+                if self._reported:
+                    self.abort(exc)  # stop the sends before the socket closes under them
+                raise
+            await transport.aclose()
+
+    def release(self) -> None:
+        """The owner is done with the task: close the connection gracefully."""
+        self._release.set()
+
+    def abort(self, exc: StenoError) -> None:
+        """Record the first failure (unless the task finished) and close the connection."""
+        self._fail(exc)
+        self._release.set()
+
+    def _fail(self, exc: StenoError) -> None:
+        if self.error is None and not self.finished.is_set():
+            self.error = exc
+            log.info("session.conversation_died", error=str(exc), kind=type(exc).__name__)
+        self.dead.set()
+        self.ended.set()
+
+    # ------------------------------------------------------- protocol hooks
+
+    def _start_helpers(self, nursery: trio.Nursery) -> None:
+        """Start protocol-specific tasks beside the reader once the task started."""
+
+    async def _start(self) -> None:
+        """Open the server task; return once the server has started it."""
+        raise NotImplementedError
+
+    def _audio(self, pcm: bytes) -> Cmd:
+        raise NotImplementedError
+
+    def _finish_command(self) -> Cmd:
+        raise NotImplementedError
+
+    def _interpret(self, event: Ev) -> list[Result]:
+        """The results an event carries; a failure raises (no checkpoint allowed)."""
+        raise NotImplementedError
+
+    async def _wait_started(self) -> None:
+        with trio.move_on_after(self.settings.start_s):
+            await self.started.wait()
+        if not self.started.is_set():
+            raise StenoTimeout(
+                f"the server did not start the task within {self.settings.start_s:g} s"
+            )
+        self.started_t = trio.current_time()
+        self._live.heard(self.started_t)
+
+    def _mark_finished(self) -> None:
+        self.finished_t = trio.current_time()
+        self.close_reason = "finished"
+        self.finished.set()
+        self.ended.set()
+
+    # --------------------------------------------------------------- sending
+
+    async def _command(self, command: Cmd) -> None:
+        if self.error is not None:
+            raise self.error
+        try:
+            frame = self._core.send(command)
+        except LocalProtocolError:
+            if self.error is not None:  # the reader saw why the core refuses
+                raise self.error from None
+            raise
+        await self._send_frame(frame)
+
+    async def _send_frame(self, frame: bytes | str) -> None:
+        assert self._transport is not None
+        # A server that stops reading fills the TCP window and blocks us: bound it.
+        with trio.move_on_after(self.settings.send_s) as scope:
+            await self._transport.send(frame)
+        if scope.cancelled_caught:
+            raise StenoTimeout(
+                f"sending stalled for {self.settings.send_s:g} s "
+                "(the connection is half-open or the server stopped reading)"
+            )
+
+    async def send_audio(self, pcm: bytes, *, voiced: bool = True) -> None:
+        """Send real audio; the stall watch expects an answer to it unless not ``voiced``."""
+        now = trio.current_time()
+        if self.first_audio_t is None:
+            self.first_audio_t = now
+        self._live.sent_audio(now, voiced=voiced)
+        await self._command(self._audio(pcm))
+        self.audio_samples += len(pcm) // 2
+
+    async def send_padding(self, samples: int) -> None:
+        """Keep-alive silence (no answer expected)."""
+        await self._command(self._audio(bytes(2 * samples)))
+        self.audio_samples += samples
+
+    async def finish(self) -> None:
+        """Send the finish command and wait for the task's end under the finish deadline.
+
+        Raises:
+            FinishTimeout: the deadline passed.
+            StenoError: the connection's failure.
+        """
+        timeout = self.settings.finish_s
+        self.finish_sent_t = sent = trio.current_time()
+        self._live.finishing()
+        await self._command(self._finish_command())
+        # The deadline measures the server's silence: results still arriving for a
+        # backlog (audio sent faster than real time) extend it, up to the task's
+        # audio duration on top, since no service needs longer than real time.
+        cap = sent + timeout + self.audio_samples / self.settings.rate
+        while not self.ended.is_set():
+            last_heard = self._live.last_heard_t
+            quiet_until = max(sent, last_heard) + timeout
+            with trio.move_on_at(min(quiet_until, cap)):
+                await self.ended.wait()
+            now = trio.current_time()
+            if now >= cap or self._live.last_heard_t + timeout <= now:
+                break
+        if self.error is not None:
+            raise self.error
+        if not self.finished.is_set():
+            self.close_reason = "finish-deadline"
+            raise FinishTimeout(f"the server did not finish the task within {timeout:g} s")
+
+    async def finish_quietly(self) -> None:
+        """Finish a task nobody reads any more (a rotation's old task); failures only get logged.
+
+        Its results are discarded (the channel closes when the connection does).
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_discard, self.results)
+            try:
+                with trio.move_on_after(self.settings.finish_s + self.settings.send_s):
+                    await self.finish()
+            except StenoError as exc:
+                log.info("session.retired_finish_failed", error=str(exc))
+            finally:
+                self.release()
+
+    # ------------------------------------------------------ reader, liveness
+
+    async def _reader(self) -> None:
+        async with self._results_in:
+            while not self.finished.is_set():
+                assert self._transport is not None
+                try:
+                    data: bytes | str | None = await self._transport.receive()
+                except Disconnected:
+                    if self.finished.is_set():
+                        return
+                    data = None
+                self._live.heard(trio.current_time())
+                results, failure = self._take_events(data)
+                for result in results:
+                    await self._results_in.send(result)
+                if failure is not None:
+                    raise failure
+                if data is None:
+                    return
+
+    def _take_events(self, data: bytes | str | None) -> tuple[list[Result], StenoError | None]:
+        """Feed the core and interpret what it produced, synchronously (see the docstring)."""
+        self._core.receive_data(data)
+        results: list[Result] = []
+        for event in self._core.events():
+            try:
+                results += self._interpret(event)
+            except StenoError as exc:
+                self._fail(exc)
+                return results, exc
+        return results, None
+
+    async def _liveness(self) -> None:
+        assert self._transport is not None
+        reason, exc = await self._live.watch(self._transport)
+        if self.finished.is_set():
+            return  # a failure after the task finished: nothing to report
+        self.close_reason = reason
+        self._fail(exc)
+        raise exc
+
+
+def _keyless(exc: AuthError) -> AuthError:
+    """A refusal of a connection that sent no key says so (not "rejected the key")."""
+    return AuthError(
+        "the service requires an API key and none is set; fix: set DASHSCOPE_API_KEY",
+        status=exc.status,
+    )
+
+
+async def _discard(results: trio.MemoryReceiveChannel[Result]) -> None:
+    async for _ in results:
+        pass

@@ -1,0 +1,174 @@
+"""Serving one task: the pump sends audio up, the consumer maps results down.
+
+:meth:`Pump.serve` runs two tasks for as long as the stream uses a task:
+
+* the **pump** replays the buffer from the task's position (faster than real
+  time, paced), then streams live frames, handles the idle timer and rotation,
+  and at the end of input finishes the task (``finish-task``, then everything
+  the task said until ``task-finished``; then everything sent is committed);
+* the **consumer** pulls the connection's results channel, maps each result
+  onto the global timeline (``_transcript.py``), moves the commit point, and
+  emits the event. When the channel ends with the connection failed, it stops
+  the pump.
+
+Channels: pulls the connection's ``results``; emits through the session's
+:class:`~engine.actors._report.Report`.
+
+Cancellation: cancelling ``serve`` stops both; the connection is not touched
+(its owner is the session's nursery; the supervisor aborts it).
+
+Error handling: ``serve`` raises the connection's failure once every result
+that preceded it was emitted, or the pump's own failure (a send that stalled).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+import trio
+
+from engine._util import unwrap_single_group
+from engine.errors import StenoError
+from engine.results import Heard
+
+if TYPE_CHECKING:
+    from adapters.dashscope.models import ModelSpec
+    from engine.config import SessionConfig
+
+    from ._feed import Feed
+    from ._report import Report
+    from ._rotation import Rotation
+    from ._task import Task
+    from ._transcript import Transcript
+
+__all__ = ["Outcome", "Pump"]
+
+log = structlog.get_logger("steno.session")
+
+Outcome = Literal["done", "idle", "utterance"]
+"""How a served task ended without failing (or the next task, after a rotation)."""
+
+
+class Pump:
+    """Serves one task at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: SessionConfig,
+        spec: ModelSpec,
+        feed: Feed,
+        report: Report,
+        transcript: Transcript,
+        rotation: Rotation,
+    ) -> None:
+        self._config = config
+        self._utterance = spec.utterance
+        cap = spec.max_task_audio_s
+        # An utterance model's cap, less a margin for finish-task to arrive in time.
+        self._max_task_samples = None if cap is None else int((cap - 2.0) * spec.sample_rate)
+        self._rate = spec.sample_rate
+        self._feed = feed
+        self._report = report
+        self._transcript = transcript
+        self._rotation = rotation
+
+    async def serve(self, task: Task) -> Task | Outcome:
+        """Pump ``task`` while its results are consumed; see the module docstring."""
+        pump_scope = trio.CancelScope()
+        outcome: Task | Outcome | None = None
+        with unwrap_single_group():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._consume, task, pump_scope)
+                with pump_scope:
+                    try:
+                        outcome = await self._pump(task)
+                    except StenoError:
+                        if task.link.error is None:
+                            raise  # the pump's own failure (a send that stalled)
+                if outcome is None:  # the connection failed under the pump
+                    await task.consumed.wait()
+                    assert task.link.error is not None
+                    raise task.link.error
+                nursery.cancel_scope.cancel()
+        return outcome
+
+    async def _consume(self, task: Task, pump_scope: trio.CancelScope) -> None:
+        link, feed = task.link, self._feed
+        async for result in link.results:
+            if task.retired:
+                continue
+            if isinstance(result, Heard) and result.text and task.results.first_text_t is None:
+                task.results.first_text_t = trio.current_time()
+            commit_point = feed.buffer.commit_point
+            mapped = self._transcript.map(
+                task.results, task.clock, result, commit_point, task.task_id
+            )
+            if mapped.duplicate:
+                log.info("session.duplicate_final_dropped", commit_point=commit_point)
+            if mapped.commit is not None:
+                feed.buffer.commit(mapped.commit)
+            if mapped.event is not None:
+                await self._report.emit(mapped.event)
+        await link.ended.wait()  # the channel closes first; the owner marks the end at once
+        if link.error is not None:
+            pump_scope.cancel()
+        task.consumed.set()
+
+    async def _pump(self, task: Task) -> Task | Outcome:
+        """Replay, then stream live; see :data:`Outcome`."""
+        feed, cfg, rotation = self._feed, self._config, self._rotation
+        await feed.replay(task, cfg.replay_speed, self.utterance_over)
+        while not feed.input_done:
+            if self.utterance_over(task):
+                await self.finish(task)
+                return "utterance"
+            try:
+                frame = await feed.next_frame(cfg.idle_timeout_s)
+            except trio.EndOfChannel:
+                break
+            if frame is None:
+                decision = await rotation.on_idle(task)
+                if decision == "finish":
+                    await self.finish(task)
+                    return "idle"
+                if decision != "pad":
+                    return decision
+                await task.send_padding(self._rate * cfg.frame_ms // 1000)
+                continue
+            if frame.start > task.sent_until:  # the source skipped time (Stream.skip)
+                task.skip_to(frame.start)
+            voiced = feed.could_hold_words(frame.start)
+            await task.send_audio(frame.pcm, frame.end, voiced=voiced)
+            feed.mark_sent(frame.end)
+            feed.commit_silence(sentence_open=task.results.pending_partial)
+            await self._report.skipped(feed.take_skipped())
+            rotated = await rotation.maybe_rotate(task)
+            if rotated is not None:
+                return rotated
+        await feed.replay(task, cfg.replay_speed, self.utterance_over)
+        await self.finish(task)
+        # An utterance model may have ignored audio after its sentence end: go on.
+        more = self._utterance and feed.buffer.commit_point < feed.buffer.end
+        return "utterance" if more else "done"
+
+    def utterance_over(self, task: Task) -> bool:
+        """An utterance model's task must take no more audio (its sentence ended, or its cap)."""
+        return task.results.utterance_done or (
+            self._max_task_samples is not None and task.clock.task_samples >= self._max_task_samples
+        )
+
+    async def finish(self, task: Task) -> None:
+        """Finish the task: its end under the finish deadline, then all its results."""
+        await task.link.finish()
+        # Wait for the consumer to emit what preceded task-finished: the channel is
+        # closed by then, so this is bounded by what is buffered.
+        await task.consumed.wait()
+        buffer = self._feed.buffer
+        # task-finished: everything sent is final; except that an utterance model
+        # ignores the audio after its sentence end, which the next task gets.
+        if not task.results.utterance_done or buffer.commit_point <= task.offset:
+            buffer.commit(task.sent_until)
+        await self._report.task_metrics(task)
+        task.link.release()

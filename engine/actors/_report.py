@@ -1,0 +1,144 @@
+"""What a session tells the world: its outbox, its counters, the names of its failures.
+
+:class:`Report` is the only writer of the counters it reports (reconnects, lost
+samples, failed) and the only sender on its outbox: every event
+gets its envelope (stream id, trio time) here.
+
+Channels: sends on the session's outbox (blocks while the renderer lags; never
+closes it: the session's ``run`` does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import structlog
+import trio
+
+from engine.errors import (
+    AuthError,
+    ConfigError,
+    ConnectFailed,
+    Disconnected,
+    FinishTimeout,
+    InputError,
+    RemoteProtocolError,
+    StenoError,
+    StenoTimeout,
+    TaskFailed,
+)
+from engine.events import (
+    AudioGap,
+    AudioSkipped,
+    Reconnecting,
+    StreamEnded,
+    StreamError,
+    TaskMetrics,
+    samples_to_ms,
+)
+from engine.policy import classify
+
+if TYPE_CHECKING:
+    from engine.events import Event
+
+    from ._task import Task
+
+__all__ = ["Report", "kind_of"]
+
+log = structlog.get_logger("steno.session")
+
+
+class Report:
+    """The session's outbox and counters."""
+
+    def __init__(self, outbox: trio.MemorySendChannel[Event], stream: str, rate: int) -> None:
+        self._outbox = outbox
+        self._stream = stream
+        self.rate = rate
+        self.reconnects = 0
+        self.lost_samples = 0
+        self.failed = False
+
+    async def emit(self, event: Event) -> None:
+        """Stamp the envelope (stream id, trio time) and send; blocks while the renderer lags."""
+        await self._outbox.send(
+            msgspec.structs.replace(event, stream=self._stream, t=trio.current_time())
+        )
+
+    async def gap(self, start: int, end: int, reason: str) -> None:
+        """Account for audio that will never be recognized."""
+        if end <= start:
+            return
+        self.lost_samples += end - start
+        log.warning("session.audio_gap", start=start, end=end, reason=reason)
+        await self.emit(AudioGap(start, end, reason, rate=self.rate))
+
+    async def reconnecting(self, attempt: int, delay: float, cause: str) -> None:
+        """A transient failure: another task after ``delay`` s."""
+        self.reconnects += 1
+        await self.emit(Reconnecting(attempt, delay, cause))
+
+    async def error(self, exc: StenoError, *, permanent: bool) -> None:
+        """The stream gives up: one error; a missed finish deadline is a partial result."""
+        self.failed = permanent or not isinstance(exc, FinishTimeout)
+        await self.emit(StreamError(kind_of(exc), str(exc), permanent=permanent))
+
+    async def skipped(self, spans: list[tuple[int, int]]) -> None:
+        """Committed silence no task was sent: skipped on purpose, not lost."""
+        for start, end in spans:
+            if end > start:
+                await self.emit(AudioSkipped(start, end, "silence", rate=self.rate))
+
+    async def task_metrics(self, task: Task) -> None:
+        link = task.link
+        await self.emit(
+            TaskMetrics(
+                task.task_id,
+                task.task_id,
+                _delay_ms(link.first_audio_t, task.results.first_text_t),
+                _delay_ms(link.finish_sent_t, link.finished_t),
+                samples_to_ms(task.sent_until - task.offset, self.rate),
+                task.results.finals,
+            )
+        )
+
+    async def end(self, *, finals: int, audio_end: int) -> None:
+        """The last event: how the stream ended."""
+        status = "failed" if self.failed else ("partial" if self.lost_samples else "ok")
+        await self.emit(
+            StreamEnded(
+                status,
+                finals=finals,
+                reconnects=self.reconnects,
+                audio_lost_ms=samples_to_ms(self.lost_samples, self.rate),
+                audio_ms=samples_to_ms(audio_end, self.rate),
+            )
+        )
+
+
+def kind_of(exc: StenoError) -> str:
+    """A short, stable name for the failure, for StreamError.kind."""
+    for kind, types in _KINDS:
+        if isinstance(exc, types):
+            return kind
+    return classify(exc).value
+
+
+_KINDS: Final[tuple[tuple[str, type[StenoError] | tuple[type[StenoError], ...]], ...]] = (
+    ("finish-timeout", FinishTimeout),
+    ("auth", AuthError),
+    ("connect", ConnectFailed),
+    ("disconnected", Disconnected),
+    ("task-failed", TaskFailed),
+    ("timeout", StenoTimeout),
+    ("protocol", RemoteProtocolError),
+    ("config", ConfigError),
+    ("input", InputError),
+)
+
+
+def _delay_ms(since: float | None, until: float | None) -> float | None:
+    if since is None or until is None:
+        return None
+    return round((until - since) * 1000.0, 1)

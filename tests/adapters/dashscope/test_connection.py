@@ -1,0 +1,256 @@
+"""The inference connection over the in-memory transport (no WebSocket library), MockClock.
+
+The server side is the real server-role core, scripted per test. These pin the
+connection's contract: results come out on a bounded channel, in order, before
+the channel closes; the first failure is recorded and every later send raises it
+at once; the liveness watch and the finish deadline; the WebSocket edge's table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+
+from adapters.dashscope import messages as m
+from adapters.dashscope.connection import RESULTS_BUFFER, LinkSettings
+from adapters.dashscope.inference import InferenceServer
+from adapters.dashscope.inference_connection import InferenceConnection
+from adapters.dashscope.memory_transport import MemoryTransport, serve_in_memory
+from adapters.dashscope.transport import Headers, Transport, request_headers
+from adapters.dashscope.ws import rejected, websocket_dialer
+from engine.errors import AuthError, ConnectFailed, Disconnected, FinishTimeout, TaskFailed
+from engine.results import Heard
+
+Script = Callable[["Server"], Awaitable[None]]
+
+
+class Server:
+    def __init__(self, end: MemoryTransport) -> None:
+        self.end = end
+        self.core = InferenceServer()
+        self.audio = 0
+
+    async def expect(self, kind: type[Any]) -> Any:
+        while True:
+            try:
+                data: bytes | str | None = await self.end.receive()
+            except Disconnected:
+                data = None
+            self.core.receive_data(data)
+            for event in self.core.events():
+                if isinstance(event, m.AudioReceived):
+                    self.audio += len(event.pcm) // 2
+                    continue
+                assert isinstance(event, kind), event
+                return event
+
+    async def send(self, command: Any) -> None:
+        await self.end.send(self.core.send(command))
+
+
+def dialer(script: Script) -> Any:
+    @contextlib.asynccontextmanager
+    async def dial(
+        url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
+        async def serve(end: MemoryTransport, url: str, headers: Headers) -> None:
+            await script(Server(end))
+
+        async with serve_in_memory(url, headers, serve) as transport:
+            yield transport
+
+    return dial
+
+
+def result(sid: int, begin: int, end: int | None, text: str) -> dict[str, Any]:
+    s = {"sentence_id": sid, "begin_time": begin, "end_time": end, "text": text, "words": []}
+    return {"sentence": s | {"sentence_end": end is not None, "heartbeat": False}}
+
+
+def link(script: Script, **settings: Any) -> InferenceConnection:
+    base: dict[str, Any] = {"url": "ws://x/", "api_key": "sk", "user_agent": "t", "rate": 16000}
+    return InferenceConnection(
+        settings=LinkSettings(**(base | settings)),
+        dial=dialer(script),
+        task_id="t1",
+        model="paraformer-realtime-v2",
+        parameters={"format": "pcm"},
+    )
+
+
+async def started(conn: InferenceConnection, nursery: trio.Nursery) -> None:
+    await nursery.start(conn.run)
+
+
+async def test_results_come_out_in_order_then_the_channel_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        for n in range(RESULTS_BUFFER + 4):  # more than the channel holds: backpressure
+            await server.send(m.SendResult(result(n, n * 10, None, f"p{n}")))
+        await server.expect(m.FinishRequested)
+        await server.send(m.SendResult(result(1, 0, 90, "done")))
+        await server.send(m.FinishTaskReply())
+
+    conn = link(script)
+    got: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        await started(conn, nursery)
+
+        async def consume() -> None:
+            async for r in conn.results:
+                got.append(r)
+
+        nursery.start_soon(consume)
+        await conn.send_audio(b"\x01\x00" * 1600)
+        await conn.finish()
+        conn.release()
+    assert [r.text for r in got] == [f"p{n}" for n in range(RESULTS_BUFFER + 4)] + ["done"]
+    assert isinstance(got[-1], Heard) and got[-1].final
+    assert conn.error is None and conn.close_reason == "finished" and conn.audio_samples == 1600
+
+
+async def test_a_failure_follows_its_results_and_every_send_raises_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        await server.send(m.SendResult(result(1, 0, 90, "before")))
+        await server.send(m.FailTask("InternalError", "boom"))
+        await trio.sleep_forever()
+
+    conn = link(script)
+    async with trio.open_nursery() as nursery:
+        await started(conn, nursery)
+        got = [r.text async for r in conn.results]
+        assert got == ["before"]
+        assert isinstance(conn.error, TaskFailed) and conn.dead.is_set()
+        t0 = trio.current_time()
+        with pytest.raises(TaskFailed):
+            await conn.send_audio(b"\x00\x00" * 160)
+        assert trio.current_time() == t0  # no wait for anyone
+    assert conn.close_reason == "task-failed: InternalError"
+
+
+async def test_audio_without_an_answer_is_a_stall(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        with contextlib.suppress(Disconnected):
+            while True:  # reads (pings are answered) but never says anything
+                await server.end.receive()
+
+    conn = link(script, stall_s=6.0, ping_interval_s=100.0)
+    async with trio.open_nursery() as nursery:
+        await started(conn, nursery)
+        t0 = trio.current_time()
+        await conn.send_audio(b"\x00\x00" * 1600)
+        await conn.ended.wait()
+    assert isinstance(conn.error, Disconnected) and conn.close_reason == "stalled"
+    assert 6.0 <= trio.current_time() - t0 <= 9.0
+
+
+async def test_a_peer_that_stops_reading_misses_its_pongs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        await trio.sleep_forever()  # deaf: the queue fills, pings go unanswered
+
+    conn = link(script, ping_interval_s=1.0, pong_timeout_s=2.0, send_s=100.0, stall_s=1000.0)
+    async with trio.open_nursery() as nursery:
+        await started(conn, nursery)
+        with contextlib.suppress(Disconnected):
+            for _ in range(100):  # fill the peer's queue
+                await conn.send_padding(160)
+        await conn.ended.wait()
+    assert conn.close_reason == "ping-timeout"
+
+
+async def test_no_task_finished_is_a_finish_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        await server.expect(m.FinishRequested)
+        await trio.sleep_forever()
+
+    conn = link(script, finish_s=5.0)
+    async with trio.open_nursery() as nursery:
+        await started(conn, nursery)
+        t0 = trio.current_time()
+        with pytest.raises(FinishTimeout):
+            await conn.finish()
+        assert trio.current_time() - t0 == pytest.approx(5.0)
+        conn.release()
+    assert conn.close_reason == "finish-deadline"
+
+
+def test_no_key_means_no_authorization_header() -> None:
+    assert request_headers("", "steno/1") == [("user-agent", "steno/1")]
+    assert ("Authorization", "Bearer sk") in request_headers("sk", "steno/1")
+
+
+def opener_raising(exc: BaseException) -> Any:
+    @contextlib.asynccontextmanager
+    async def opener(url: str, headers: Any, *, connect_timeout: float) -> AsyncIterator[Any]:
+        raise exc
+        yield  # pragma: no cover
+
+    return opener
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected", "words"),
+    [
+        (trio_websocket.ConnectionRejected(401, (), b""), AuthError, "DASHSCOPE_API_KEY"),
+        (trio_websocket.ConnectionRejected(429, (), b""), ConnectFailed, "HTTP 429"),
+        (trio_websocket.ConnectionTimeout(), ConnectFailed, "timed out after 3 s"),
+        (OSError("refused"), ConnectFailed, "refused"),
+    ],
+)
+async def test_the_websocket_edge_maps_by_its_table(
+    raised: BaseException, expected: type[Exception], words: str
+) -> None:
+    dial = websocket_dialer(opener_raising(raised))
+    with pytest.raises(expected, match=words):
+        async with dial("ws://h/p?k=1", [], connect_timeout=3.0):
+            pass  # pragma: no cover
+
+
+async def test_without_a_key_no_header_goes_and_a_refusal_says_so(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No key: no ``Authorization`` header at all (not ``Bearer `` with nothing after it);
+    a service that requires one refuses in one line naming the fix."""
+    sent: list[Headers] = []
+
+    @contextlib.asynccontextmanager
+    async def dial(
+        url: str, headers: Headers, *, connect_timeout: float
+    ) -> AsyncIterator[Transport]:
+        sent.append(headers)
+        if not any(name.lower() == "authorization" for name, _ in headers):
+            raise rejected(url, 401)
+        yield  # type: ignore[misc]  # pragma: no cover
+
+    conn = InferenceConnection(
+        settings=LinkSettings(url="ws://x/", api_key="", user_agent="t", rate=16000),
+        dial=dial,
+        task_id="t1",
+        model="paraformer-realtime-v2",
+        parameters={},
+    )
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(AuthError, match="none is set; fix: set DASHSCOPE_API_KEY"):
+            await nursery.start(conn.run)
+    assert sent == [[("user-agent", "t")]]
