@@ -8,7 +8,6 @@ pipe; :class:`FfmpegReader` reads it in blocks. Downmixing is not ffmpeg's job:
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, final
 
@@ -17,6 +16,7 @@ import numpy as np
 import trio
 
 from adapters.audio._decode import SourceInfo, block_size, check_rate, no_audio, not_audio
+from adapters.children import open_child, run_child
 from engine.errors import InputError
 
 if TYPE_CHECKING:
@@ -89,9 +89,7 @@ async def open_ffmpeg(
     url = f"file:{name}"
     probe_cmd += ["-show_entries", "stream=sample_rate,channels,duration:format=duration", url]
     try:
-        done = await trio.run_process(
-            probe_cmd, capture_stdout=True, capture_stderr=True, check=False
-        )
+        done = await run_child(probe_cmd)
     except OSError as exc:
         raise InputError(
             f"cannot run {tools.ffprobe} ({exc}); fix: apt-get install ffmpeg"
@@ -117,9 +115,7 @@ async def open_ffmpeg(
     cmd = [tools.ffmpeg, "-nostdin", "-hide_banner", "-v", "fatal", "-i", url, "-map", "0:a:0"]
     cmd += ["-ac", str(channels), "-ar", str(rate), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
     try:
-        proc = await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc = await open_child(cmd)  # its own process group: we stop it (adapters.children)
     except OSError as exc:
         raise InputError(
             f"cannot run {tools.ffmpeg} ({exc}); fix: apt-get install ffmpeg"

@@ -15,7 +15,6 @@ every failure is a one-line :class:`~engine.errors.InputError` naming the fix.
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, final
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Final, final
 import msgspec
 import trio
 
+from adapters.children import open_child, run_child
 from engine.errors import InputError
 
 from .jpeg import JpegSplitter
@@ -77,9 +77,7 @@ async def _run(
     (``failed`` makes the message when it exits non-zero, from its last stderr line)."""
     try:
         with trio.fail_after(timeout_s):
-            done = await trio.run_process(
-                cmd, stdin=stdin, capture_stdout=True, capture_stderr=True, check=False
-            )
+            done = await run_child(cmd, input=stdin)
     except OSError as exc:
         raise InputError(f"cannot run {cmd[0]} ({exc}); {FIX_FFMPEG}") from None
     except trio.TooSlowError:
@@ -181,9 +179,7 @@ class VideoReader:
         cmd += ["-vf", f"fps={self.rate},{_scale(self.height)}", "-q:v", str(QUALITIES[0])]
         cmd += ["-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]
         try:
-            self.proc = await trio.lowlevel.open_process(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
+            self.proc = await open_child(cmd)  # its own process group (adapters.children)
         except OSError as exc:
             raise InputError(f"cannot run {self.tools.ffmpeg} ({exc}); {FIX_FFMPEG}") from None
         try:

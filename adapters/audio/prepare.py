@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import stat
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -29,6 +28,7 @@ from typing import Final
 import msgspec
 import trio
 
+from adapters.children import open_child, run_child
 from engine.errors import InputError
 
 __all__ = ["PrepareProgress", "Prepared", "ProgressParser", "ffmpeg_command", "prepare_file"]
@@ -198,9 +198,7 @@ async def _duration(name: str, ffprobe: str | None) -> float | None:
         return None
     cmd = [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]
     try:
-        done = await trio.run_process(
-            [*cmd, f"file:{name}"], capture_stdout=True, capture_stderr=True, check=False
-        )
+        done = await run_child([*cmd, f"file:{name}"])
     except OSError:
         return None
     try:
@@ -217,9 +215,9 @@ async def _run(
     on_progress: Callable[[PrepareProgress], object] | None,
 ) -> None:
     try:
-        proc = await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        # Its own process group: Ctrl-C and group signals reach only us, and we stop it
+        # (adapters.children); without us its progress pipe breaks and it stops too.
+        proc = await open_child(cmd)
     except OSError as exc:
         raise InputError(f"cannot run {cmd[0]} ({exc}); fix: apt-get install ffmpeg") from None
     assert proc.stdout is not None

@@ -27,7 +27,19 @@ from .base import Hypothesis, RecognizedWord
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["Close", "Feed", "Flush", "Open", "Reply", "Request", "SphinxStream", "serve"]
+__all__ = [
+    "BOOT",
+    "Close",
+    "Feed",
+    "Flush",
+    "Open",
+    "Reply",
+    "Request",
+    "SphinxStream",
+    "leave_shutdown_to_parent",
+    "main",
+    "serve",
+]
 
 MODEL_RATE: Final = 16000
 MAX_FRAME: Final = 64 * 1024 * 1024
@@ -232,7 +244,11 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """Answer requests from ``stdin`` on ``stdout`` until ``stdin`` ends."""
+    """Answer requests from ``stdin`` on ``stdout`` until ``stdin`` ends.
+
+    A parent that is gone (end of ``stdin``, or a broken pipe on ``stdout``) ends it
+    quietly: the worker never outlives its parent.
+    """
     server = _Server()
     decoder = msgspec.msgpack.Decoder(Request)
     encoder = msgspec.msgpack.Encoder()
@@ -245,13 +261,33 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         except Exception as exc:
             reply = Reply(error=f"{type(exc).__name__}: {exc}")
         payload = encoder.encode(reply)
-        stdout.write(len(payload).to_bytes(4, "big") + payload)
-        stdout.flush()
+        try:
+            stdout.write(len(payload).to_bytes(4, "big") + payload)
+            stdout.flush()
+        except BrokenPipeError:
+            return
+
+
+def leave_shutdown_to_parent() -> None:
+    """Ignore SIGINT and SIGTERM: the parent decides when we stop (see
+    :mod:`adapters.children`). End of stdin and SIGKILL still end the worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+#: The worker's command line after the interpreter: the signals are ignored before
+#: any import, so a control-group SIGTERM during start-up cannot kill it either.
+BOOT: Final = (
+    "import signal;"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN);"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    "from adapters.recognizers._sphinx_worker import main;"
+    "main()"
+)
 
 
 def main() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides when we stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_shutdown_to_parent()
     # Keep fd 1 for replies only: stray prints and C-level logging go to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

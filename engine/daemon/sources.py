@@ -35,7 +35,6 @@ import contextlib
 import functools
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -47,6 +46,7 @@ import trio
 from adapters.audio.backend import DeviceFailed, DeviceNotFound
 from adapters.audio.files import open_audio_source
 from adapters.audio.pcm import to_mono_float32
+from adapters.children import open_child
 from engine._util import unwrap_single_group
 from engine.actors import mic
 from engine.actors._handoff import in_thread
@@ -240,9 +240,7 @@ async def _url_blocks(
     cmd += ["-i", spec.url, "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(spec.rate)]
     cmd += ["-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
     try:
-        proc = await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc = await open_child(cmd)  # its own process group: we stop it (adapters.children)
     except OSError as exc:
         raise ConfigError(f"cannot run {ffmpeg} ({exc}); fix: apt-get install ffmpeg") from None
     assert proc.stdout is not None
