@@ -44,6 +44,7 @@ __all__ = [
 MODEL_RATE: Final = 16000
 MAX_FRAME: Final = 64 * 1024 * 1024
 _IDLE_DECODERS: Final = 2
+_SILENT_SAMPLE: Final = bytes(2)
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
 
@@ -127,7 +128,10 @@ class SphinxStream:
         out: list[Hypothesis] = []
         self._process_frames(out)
         if self._ep.in_speech:
-            speech = self._ep.end_stream(bytes(self._buf))
+            # end_stream takes the last frame, 1 to frame_bytes bytes: its Cython wrapper
+            # refuses an empty buffer (IndexError) whenever the audio so far fills whole
+            # frames. Then the last frame is one silent sample (62.5 µs, never a word).
+            speech = self._ep.end_stream(bytes(self._buf) or _SILENT_SAMPLE)
             if speech is not None:
                 self._process(speech)
         self._buf.clear()
