@@ -2,7 +2,7 @@
 
 The simulator cannot translate. What it can do honestly is look the recognized
 sentence up in a table of known sentences with their translations (the demo
-audio's fixture, ``scenarios/audio/translations.toml``) and, when the sentence
+audio's fixture, ``adapters/sim/translations.toml``) and, when the sentence
 is not in the table, answer with a **stand-in** that says so in its text:
 ``[zh stand-in] the recognized words``. A stand-in is never passed off as a
 translation; :attr:`Rendition.scripted` tells the two apart.
@@ -50,10 +50,8 @@ __all__ = [
 MATCH_RATIO: Final = 0.6
 """The least word-sequence similarity at which a recognized sentence matches a row."""
 
-DEMO_TABLE: Final = (
-    Path(__file__).resolve().parents[2] / "scenarios" / "audio" / "translations.toml"
-)
-"""The demo audio's fixture table (present in a source checkout)."""
+DEMO_TABLE: Final = Path(__file__).with_name("translations.toml")
+"""The demo audio's fixture table: package data (``scenarios/audio/`` links to it)."""
 
 _UNSPACED: Final = frozenset({"zh", "ja", "yue", "th", "lo", "km", "my"})
 """Languages written without spaces between words: previews grow by characters."""
@@ -136,7 +134,7 @@ class ScriptedTranslator:
 
     @classmethod
     def demo(cls) -> Translator:
-        """The demo table when it exists (a source checkout), else the stand-in."""
+        """The demo table (package data), else the stand-in."""
         if DEMO_TABLE.is_file():
             return cls.load(DEMO_TABLE)
         return StandInTranslator()

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from adapters.sim.translate import DEMO_TABLE, ScriptedTranslator, StandInTranslator, stand_in
 from engine.errors import ConfigError
+from tests.conftest import DEMO_AUDIO
 
 ROWS = [
     {
@@ -86,7 +87,7 @@ def test_empty_source_is_empty() -> None:
 def test_demo_table_loads_and_covers_the_demo_sentences() -> None:
     tr = ScriptedTranslator.load(DEMO_TABLE)
     assert {"en", "zh", "ja", "es", "fr", "de"} <= tr.languages()
-    texts = (DEMO_TABLE.parent / "weather.txt").read_text().splitlines()
+    texts = (DEMO_AUDIO / "weather.txt").read_text().splitlines()
     for line in texts:
         assert tr.translate(line, "fr", final=True).scripted
 
