@@ -10,8 +10,18 @@ from adapters.sinks.base import Sink as Sink
 from adapters.sinks.factory import FORMATS as FORMATS
 from adapters.sinks.factory import open_sinks as open_sinks
 from adapters.sinks.jsonl import JsonlSink as JsonlSink
+from adapters.sinks.layout import CueLayout as CueLayout
 from adapters.sinks.subtitles import SrtSink as SrtSink
 from adapters.sinks.subtitles import VttSink as VttSink
 from adapters.sinks.text import TextSink as TextSink
 
-__all__ = ["FORMATS", "JsonlSink", "Sink", "SrtSink", "TextSink", "VttSink", "open_sinks"]
+__all__ = [
+    "FORMATS",
+    "CueLayout",
+    "JsonlSink",
+    "Sink",
+    "SrtSink",
+    "TextSink",
+    "VttSink",
+    "open_sinks",
+]

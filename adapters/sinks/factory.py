@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from adapters.sinks.jsonl import JsonlSink
+from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from adapters.sinks.subtitles import SrtSink, VttSink
 from adapters.sinks.text import TextSink
 from engine.errors import ConfigError
@@ -37,6 +38,7 @@ def open_sinks(
     languages: Iterable[str] = (),
     *,
     transcript: bool = True,
+    layout: CueLayout = DEFAULT_LAYOUT,
 ) -> list[Sink]:
     """Open ``out_dir/stem.<format>`` for each format, in order (duplicates once).
 
@@ -54,6 +56,7 @@ def open_sinks(
         languages: translation target languages (duplicates once); empty for a
             transcription-only stream.
         transcript: whether the stream emits source finals (False: translation only).
+        layout: line width and lines per cue of ``srt`` and ``vtt`` transcript cues.
 
     Raises:
         ConfigError: an unknown format, a language that cannot name a file, or a
@@ -74,9 +77,11 @@ def open_sinks(
     openers: list[tuple[Path, Callable[[Path], Sink]]] = []
     for name in names:
         path = out_dir / f"{stem}.{name}"
-        if name in ("srt", "vtt") and langs:
+        if name in ("srt", "vtt"):
             cls = SrtSink if name == "srt" else VttSink
-            openers.append((path, partial(cls, languages=langs, transcript=transcript)))
+            openers.append(
+                (path, partial(cls, languages=langs, transcript=transcript, layout=layout))
+            )
         else:
             openers.append((path, FORMATS[name]))
         if name == "txt":

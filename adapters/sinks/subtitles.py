@@ -1,7 +1,10 @@
 """SubRip (``.srt``) and WebVTT (``.vtt``) subtitles: one cue per final sentence.
 
 Cue times come from the stream's global timeline, so cues stay continuous across
-reconnects and rotations.
+reconnects and rotations. A long sentence is laid out in lines of at most
+``max_line_width`` characters and cues of at most ``max_lines`` lines, split on its
+word timings (:mod:`adapters.sinks.layout`; 42 x 2 by default). All the cues of a
+sentence are written as one record.
 
 Bilingual subtitles: given target languages, a cue shows the source line, then
 one line per language in the order given. Translations may arrive before or after
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from adapters.sinks.base import AppendOnlyFile, text_lines
 from adapters.sinks.cues import DEFAULT_MAX_HELD, SentenceHold, span_ms
+from adapters.sinks.layout import DEFAULT_LAYOUT, Cue, CueLayout, layout_cues
 from engine.events import Final, Translation
 
 if TYPE_CHECKING:
@@ -95,6 +99,8 @@ class CueSink:
         transcript: whether the stream emits source finals; False for a
             translation-only stream, whose cues take the translations' times.
         max_held: how many sentences may wait for their translations.
+        layout: line width and lines per cue of a transcript (source-only) cue.
+            Bilingual cues keep one line per language, whatever their length.
 
     Attributes:
         incomplete_cues: cues written without every target language's translation
@@ -114,8 +120,10 @@ class CueSink:
         languages: Sequence[str] = (),
         transcript: bool = True,
         max_held: int = DEFAULT_MAX_HELD,
+        layout: CueLayout = DEFAULT_LAYOUT,
     ) -> None:
         self._hold = SentenceHold(languages, transcript=transcript, max_held=max_held)
+        self.layout = layout
         self._file = AppendOnlyFile(path)
         self._next_index = 1
         self.incomplete_cues = 0
@@ -144,6 +152,19 @@ class CueSink:
     def held(self) -> int:
         """Sentences waiting for their translations."""
         return len(self._hold)
+
+    def cues(self, sentence: Sentence) -> list[Cue]:
+        """The cues of ``sentence``, in order; empty means none.
+
+        A transcript cue is laid out by :attr:`layout`; a bilingual one is a single
+        cue of :meth:`cue_lines`.
+        """
+        if not self._hold.languages and sentence.source is not None:
+            return layout_cues(sentence.source, self.layout)
+        lines = self.cue_lines(sentence)
+        if not lines:
+            return []
+        return [Cue(*sentence.span_ms(), tuple(lines))]
 
     def cue_lines(self, sentence: Sentence) -> list[str]:
         """The text lines of ``sentence``'s cue; empty means no cue.
@@ -186,14 +207,17 @@ class CueSink:
 
     def _write_ready(self, *, flush: bool = False) -> None:
         while (sentence := self._hold.next_out(flush=flush)) is not None:
-            lines = self.cue_lines(sentence)
-            if lines:
-                start, end = sentence.span_ms()
-                self._file.append(self.format_cue(self._next_index, start, end, lines).encode())
-                # Only a cue that reached the file takes a number: after a failed
-                # write the cue stays held and the next attempt reuses the number,
+            cues = self.cues(sentence)
+            if cues:
+                record = "".join(
+                    self.format_cue(self._next_index + i, cue.start_ms, cue.end_ms, cue.lines)
+                    for i, cue in enumerate(cues)
+                )
+                self._file.append(record.encode())
+                # Only cues that reached the file take numbers: after a failed write
+                # the sentence stays held and the next attempt reuses the numbers,
                 # so the numbers on disk stay contiguous.
-                self._next_index += 1
+                self._next_index += len(cues)
                 if self._hold.missing(sentence):
                     self.incomplete_cues += 1
             self._hold.pop(sentence)
