@@ -1,8 +1,9 @@
 """``pip install .`` gives a working ``steno``: the wheel, in a fresh venv (issue #14).
 
-The wheel is built from a copy of the sources (nothing is written to the checkout) and
-installed into a new virtual environment without the system's site-packages; its
-dependencies come from pip's configured indexes (the machine's wheelhouse and PyPI).
+The wheel is built from a copy of the sources (nothing is written to the checkout),
+the way deploy/docker/Dockerfile builds it, and installed into a new virtual
+environment without the system's site-packages from the wheels built alongside
+(``--no-index``); those come from pip's configured indexes.
 Then the installed ``steno`` runs from a directory outside the checkout, with no
 PYTHONPATH, so anything read from the source tree at run time would be missing.
 
@@ -25,6 +26,9 @@ from tests.conftest import DEMO_AUDIO, ROOT
 pytestmark = pytest.mark.slow
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+WHEEL_STEP = "RUN pip wheel --no-cache-dir --wheel-dir /wheels ."
+INSTALL_STEP = "pip install --no-cache-dir --no-index --find-links /wheels 'stenograph[audio]'"
 
 
 def run(*cmd: str | os.PathLike[str], cwd: pathlib.Path, timeout: float) -> str:
@@ -60,38 +64,47 @@ def test_metadata_supports_python_3_11_to_3_13() -> None:
     assert versions == {"3.11", "3.12", "3.13"}
 
 
+def dockerfile_copies() -> list[str]:
+    """The sources the Dockerfile's wheel stage copies (``COPY <src>... <dest>``)."""
+    sources = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            sources += line.split()[1:-1]
+    return sources
+
+
 def test_wheel_installs_a_working_steno(tmp_path: pathlib.Path) -> None:
-    """Build the wheel, install it into a fresh venv, run ``steno --version``, a short
-    transcription and a translation on the embedded simulator (the translation's
-    scripted table is package data)."""
+    """Replay the Dockerfile's build steps outside a container (none runs here): copy
+    what it copies, ``pip wheel`` everything, install ``stenograph[audio]`` from those
+    wheels alone into a fresh venv; then run ``steno --version``, a short transcription
+    and a translation on the embedded simulator (its scripted table is package data)."""
+    text = DOCKERFILE.read_text()
+    assert WHEEL_STEP in text
+    assert INSTALL_STEP in text
     src = tmp_path / "src"
     src.mkdir()
     junk = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in ("engine", "adapters"):
-        shutil.copytree(ROOT / package, src / package, ignore=junk)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    dist = tmp_path / "dist"
+    copies = dockerfile_copies()
+    assert set(copies) == {"pyproject.toml", "README.md", "engine", "adapters"}
+    for name in copies:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=junk)
+        else:
+            shutil.copy(ROOT / name, src / name)
+    wheels = tmp_path / "wheels"
+    # RUN pip wheel --no-cache-dir --wheel-dir /wheels .
     run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "-q",
-        "--no-deps",
-        "-w",
-        dist,
-        src,
-        cwd=tmp_path,
-        timeout=300,
+        sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", wheels, ".", cwd=src, timeout=600
     )
-    (wheel,) = dist.glob("stenograph-*.whl")
+    assert len(list(wheels.glob("stenograph-*.whl"))) == 1
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path, timeout=120)
     assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
     python, steno = venv / "bin" / "python", venv / "bin" / "steno"
-    run(python, "-m", "pip", "install", "-q", wheel, cwd=tmp_path, timeout=600)
+    # RUN pip install --no-cache-dir --no-index --find-links /wheels 'stenograph[audio]'
+    install = ["-m", "pip", "install", "-q", "--no-index", "--find-links", wheels]
+    run(python, *install, "stenograph[audio]", cwd=tmp_path, timeout=600)
 
     work = tmp_path / "work"
     work.mkdir()

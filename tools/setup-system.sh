@@ -18,6 +18,8 @@ command -v paplay >/dev/null || need+=(pulseaudio-utils)
 # headless Chromium for the scenario report test, and a font for its charts' text
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# systemd-analyze verifies the deploy/systemd unit (tests/deploy)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "setup-system: missing ${need[*]}; fix: sudo apt-get install ${need[*]}" >&2
