@@ -10,9 +10,10 @@ draining: a pocketsphinx worker holding the last sentence, an ffmpeg feeding a f
 So every child we start follows two rules:
 
 1. **The parent decides when a child stops.** Children start in a process group of
-   their own (:data:`CHILD_OPTIONS`), so group signals reach the parent only; a Python
-   child also ignores SIGINT and SIGTERM (:func:`leave_shutdown_to_parent`, its first
-   statement), which covers control-group signals too. The parent ends its children
+   their own (``process_group=0``: ``setpgid`` between fork and exec), so group
+   signals reach the parent only; the sphinx worker also ignores SIGINT and SIGTERM
+   from its first statement (``_sphinx_worker.BOOT``), which covers control-group
+   signals too. The parent ends its children
    at its own shutdown (closing their stdin, then killing them after a grace period).
 2. **A child never outlives its parent.** Each reads or writes a pipe to the parent
    and exits on its end of file (a worker's stdin) or on a broken pipe (ffmpeg's
