@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RecognizerError", "SphinxRecognizer", "SphinxSession"]
 
-# The directory holding the ``adapters`` package, so ``-m`` works from any cwd.
+# The directory holding the ``adapters`` package, so the worker imports it from any cwd.
 _IMPORT_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
 
