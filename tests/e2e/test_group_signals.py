@@ -131,6 +131,7 @@ async def signal_group_after_first_final(
                 # Each child in a group of its own: a group signal reaches steno only.
                 assert all(group == pid for pid, (group, _) in children.items()), members
                 await trio.sleep(INTO_SECOND_S)  # real-time: the audio runs in another process
+                assert proc.poll() is None, "steno ended before the signal:\n" + stdout.text
                 os.killpg(proc.pid, signum)
                 code = await proc.wait()
         finally:
