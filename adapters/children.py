@@ -9,32 +9,60 @@ draining: a pocketsphinx worker holding the last sentence, an ffmpeg feeding a f
 
 So every child we start follows two rules:
 
-1. **The parent decides when a child stops.** Children start in a process group of
-   their own (``process_group=0``: ``setpgid`` between fork and exec), so group
-   signals reach the parent only; the sphinx worker also ignores SIGINT and SIGTERM
-   from its first statement (``_sphinx_worker.BOOT``), which covers control-group
-   signals too. The parent ends its children
-   at its own shutdown (closing their stdin, then killing them after a grace period).
+1. **The parent decides when a child stops.** A child starts in a process group of
+   its own (``process_group=0``: ``setpgid`` between fork and exec), so group signals
+   reach the parent only; and it starts with SIGINT and SIGTERM *blocked*, so a
+   signal sent to it directly (a control group's) stays pending, never delivered.
+   A blocked signal, unlike an ignored one, survives a program that installs its own
+   handlers, as ffmpeg does. Python's ``subprocess`` cannot set the mask of the new
+   process, so a tiny exec shim (:data:`_SHIM`, the interpreter in isolated mode)
+   blocks them and then ``execv``'s the real program, which keeps the mask and the
+   pid. The parent ends its children at its own shutdown (end of input, then
+   SIGKILL after a grace period: ``Process.kill``, never ``terminate``).
 2. **A child never outlives its parent.** Each reads or writes a pipe to the parent
    and exits on its end of file (a worker's stdin) or on a broken pipe (ffmpeg's
-   stdout), so a parent killed outright (SIGKILL, OOM) leaves no orphans working.
+   stdout; SIGPIPE is not blocked), so a parent killed outright (SIGKILL, OOM) leaves
+   no orphans working.
 
-ffmpeg installs its own SIGINT and SIGTERM handlers, so rule 1 holds for it only
-through its process group: under ``KillMode=control-group`` it still stops at once
-(the deploy recipes use ``KillMode=mixed``).
+To stop a child by hand, use SIGKILL: SIGTERM stays pending.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import subprocess
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Final
 
 import trio
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["open_child", "run_child"]
+__all__ = ["open_child", "run_child", "shielded_command"]
+
+_SHIM: Final = (
+    "import os, signal, sys;"
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM});"
+    "os.execv(sys.argv[1], sys.argv[2:])"
+)
+
+
+def shielded_command(command: Sequence[str]) -> list[str]:
+    """``command`` behind the exec shim: it runs with SIGINT and SIGTERM blocked.
+
+    The program is looked up on PATH here, so a missing one raises in the parent,
+    as a plain spawn would.
+
+    Raises:
+        FileNotFoundError: the program is not found or not executable.
+    """
+    program = shutil.which(command[0])
+    if program is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command[0])
+    return [sys.executable, "-I", "-S", "-c", _SHIM, program, *command]
 
 
 async def open_child(
@@ -45,13 +73,18 @@ async def open_child(
     stderr: int | None = subprocess.PIPE,
     env: dict[str, str] | None = None,
 ) -> trio.Process:
-    """``trio.lowlevel.open_process`` in a process group of its own (see the module doc).
+    """``trio.lowlevel.open_process`` under the two rules of the module doc.
 
     Raises:
         OSError: the program cannot be started (missing, not executable).
     """
     return await trio.lowlevel.open_process(
-        list(command), stdin=stdin, stdout=stdout, stderr=stderr, env=env, process_group=0
+        shielded_command(command),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        process_group=0,
     )
 
 
@@ -62,16 +95,23 @@ async def run_child(
 
     ``input`` is fed to its stdin (then closed); without it stdin is ``/dev/null``.
 
-    Cancellation: the child is killed (``trio.run_process``'s default).
+    Cancellation: the child gets SIGKILL at once (trio's default SIGTERM would stay
+    pending, and its SIGKILL come only 5 s later).
 
     Raises:
         OSError: the program cannot be started.
     """
     return await trio.run_process(
-        list(command),
+        shielded_command(command),
         stdin=subprocess.DEVNULL if input is None else input,
         capture_stdout=True,
         capture_stderr=True,
         check=False,
+        deliver_cancel=_kill,
         process_group=0,
     )
+
+
+async def _kill(process: trio.Process) -> None:
+    process.kill()
+    await trio.lowlevel.checkpoint()

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 __all__ = [
-    "BOOT",
     "Close",
     "Feed",
     "Flush",
@@ -274,20 +273,10 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 def leave_shutdown_to_parent() -> None:
     """Ignore SIGINT and SIGTERM: the parent decides when we stop (see
-    :mod:`adapters.children`). End of stdin and SIGKILL still end the worker."""
+    :mod:`adapters.children`, which also starts the worker with both blocked). End
+    of stdin and SIGKILL still end the worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-#: The worker's command line after the interpreter: the signals are ignored before
-#: any import, so a control-group SIGTERM during start-up cannot kill it either.
-BOOT: Final = (
-    "import signal;"
-    "signal.signal(signal.SIGINT, signal.SIG_IGN);"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-    "from adapters.recognizers._sphinx_worker import main;"
-    "main()"
-)
 
 
 def main() -> None:

@@ -26,13 +26,14 @@ import trio
 from adapters.children import open_child
 from engine.errors import LocalProtocolError, ServerError
 
-from ._sphinx_worker import BOOT, MAX_FRAME, Close, Feed, Flush, Open, Reply, Request
+from ._sphinx_worker import MAX_FRAME, Close, Feed, Flush, Open, Reply, Request
 
 if TYPE_CHECKING:
     from .base import Hypothesis
 
 __all__ = ["RecognizerError", "SphinxRecognizer", "SphinxSession"]
 
+_WORKER_MODULE: Final = "adapters.recognizers._sphinx_worker"
 # The directory holding the ``adapters`` package, so the worker imports it from any cwd.
 _IMPORT_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
@@ -267,10 +268,10 @@ class SphinxRecognizer:
             return idlest
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_IMPORT_ROOT, env.get("PYTHONPATH")]))
-        # A process group of its own, SIGINT and SIGTERM ignored: a group or cgroup
-        # signal reaches only us, and aclose() ends the worker (adapters.children).
+        # A process group of its own, SIGINT and SIGTERM blocked: a group or cgroup
+        # signal stops only us, and aclose() ends the worker (adapters.children).
         process = await open_child(
-            [sys.executable, "-c", BOOT], stdin=subprocess.PIPE, stderr=None, env=env
+            [sys.executable, "-m", _WORKER_MODULE], stdin=subprocess.PIPE, stderr=None, env=env
         )
         worker = _Worker(process)
         self._workers.append(worker)

@@ -98,11 +98,18 @@ class Pipe:
 
 
 async def signal_group_after_first_final(
-    argv: list[str], signum: signal.Signals, *, first_final: Callable[[str], bool]
+    argv: list[str],
+    signum: signal.Signals,
+    *,
+    first_final: Callable[[str], bool],
+    cgroup: bool = False,
 ) -> tuple[int, str, str]:
     """Run ``steno ARGV`` in its own session, signal its whole group once
     ``first_final(stdout so far)`` holds and the second utterance is under way; return
-    (exit code, stdout, stderr). Asserts that no process of the session outlives it."""
+    (exit code, stdout, stderr). Asserts that no process of the session outlives it.
+
+    ``cgroup``: signal every process of the session one by one instead, the way
+    systemd's ``KillMode=control-group`` does (whatever their process group)."""
     with trio.fail_after(DEADLINE_S):
         proc = await trio.lowlevel.open_process(
             [*steno_command(), *argv],
@@ -132,7 +139,11 @@ async def signal_group_after_first_final(
                 assert all(group == pid for pid, (group, _) in children.items()), members
                 await trio.sleep(INTO_SECOND_S)  # real-time: the audio runs in another process
                 assert proc.poll() is None, "steno ended before the signal:\n" + stdout.text
-                os.killpg(proc.pid, signum)
+                if cgroup:
+                    for pid in session_members(proc.pid):
+                        os.kill(pid, signum)
+                else:
+                    os.killpg(proc.pid, signum)
                 code = await proc.wait()
         finally:
             if proc.returncode is None:
@@ -142,12 +153,14 @@ async def signal_group_after_first_final(
     return code, stdout.text, stderr.text
 
 
+@pytest.mark.parametrize("cgroup", [False, True], ids=["group", "control-group"])
 async def test_daemon_drains_on_group_sigterm(
-    tmp_path: pathlib.Path, two_utterances: pathlib.Path
+    tmp_path: pathlib.Path, two_utterances: pathlib.Path, cgroup: bool
 ) -> None:
     """``steno daemon`` (embedded pocketsphinx simulator, a file source through ffmpeg)
-    gets SIGTERM with every child: exit 0, the stream ended ok with the sentence in
-    progress finalized, 0 ms lost, no traceback."""
+    gets SIGTERM with every child, to its process group or to each process as systemd's
+    default KillMode does: exit 0, the stream ended ok with the sentence in progress
+    finalized, 0 ms lost, no traceback."""
     out_dir = tmp_path / "out"
     config = tmp_path / "daemon.toml"
     config.write_text(
@@ -171,7 +184,7 @@ async def test_daemon_drains_on_group_sigterm(
         )
 
     code, out, err = await signal_group_after_first_final(
-        ["daemon", str(config)], signal.SIGTERM, first_final=first_final
+        ["daemon", str(config)], signal.SIGTERM, first_final=first_final, cgroup=cgroup
     )
     log = [json.loads(line) for line in out.splitlines()]
     assert "Traceback" not in out + err, out + err
