@@ -44,7 +44,8 @@ INTO_SECOND_S = 1.0
 def _two_utterances(tmp_path: pathlib.Path) -> pathlib.Path:
     """weather.wav as an MP3: its first sentence, 0.7 s of silence (the endpointer ends
     an utterance after about 0.5 s), then its other two sentences with no pause (one
-    utterance of 3.9 s), then 0.5 s of silence."""
+    utterance of 3.9 s), then 10 s of silence, so ffmpeg is still decoding at the
+    signal even when a loaded machine makes the first final late."""
     x, rate = soundfile.read(demo_wav("weather"), dtype="float32")
 
     def cut(a: float, b: float) -> np.ndarray:
@@ -52,7 +53,7 @@ def _two_utterances(tmp_path: pathlib.Path) -> pathlib.Path:
 
     # Sentences (loud spans): 1.32-3.01, 4.24-6.13, 7.32-9.20 s.
     audio = np.concatenate(
-        [cut(1.2, 3.7), cut(4.2, 6.15), cut(7.3, 9.25), np.zeros(rate // 2, "float32")]
+        [cut(1.2, 3.7), cut(4.2, 6.15), cut(7.3, 9.25), np.zeros(rate * 10, "float32")]
     )
     wav, mp3 = tmp_path / "two.wav", tmp_path / "two.mp3"
     soundfile.write(wav, audio, rate, subtype="PCM_16")
