@@ -28,8 +28,8 @@ import urllib.request
 import pytest
 import trio
 
+from engine.cli import EXIT_USAGE
 from engine.daemon.config import DaemonSection
-from engine.daemon_cli import EXIT_USAGE
 from tests.conftest import DEMO_AUDIO, ROOT
 from tests.e2e.e2e_helpers import cli_env, steno_command
 
