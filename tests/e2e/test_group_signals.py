@@ -213,9 +213,11 @@ async def test_transcribe_drains_on_group_signal(
     assert "Traceback" not in out + err, out + err
     assert "rejected" not in err and "sphinx worker" not in err, err
     assert code == 130, out + err
-    finals = [line for line in out.splitlines() if line.startswith("[two.mp3] ") and "." in line]
-    texts = [line for line in finals if not line.startswith(("[two.mp3] done", "[two.mp3] req"))]
+    prefix = "[two.mp3] "
+    lines = [line.removeprefix(prefix) for line in out.splitlines() if line.startswith(prefix)]
+    texts = [line for line in lines if not line.startswith(("error:", "done:", "request_id="))]
     assert len(texts) == 2, out  # the second sentence was finalized by the drain
+    assert any(line.startswith("done: interrupted") for line in lines), out
     assert "audio lost 0 ms" in out, out
 
 
