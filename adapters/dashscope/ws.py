@@ -25,6 +25,7 @@ import wsproto.utilities
 from engine._util import unwrap_single_group
 from engine.errors import AuthError, ConnectFailed, Disconnected, StenoError
 
+from ._dial import open_tcp as _open_tcp  # owns its socket; trio-websocket's does not
 from .transport import Dialer, Headers, Transport, connect
 
 if TYPE_CHECKING:
@@ -106,20 +107,6 @@ def websocket_dialer(opener: WebSocketOpener) -> Dialer:
             _translate("open" if opened else "dial", where, exc, connect_timeout)
 
     return dial
-
-
-def _open_tcp(
-    url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
-) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
-    return trio_websocket.open_websocket_url(
-        url,
-        extra_headers=headers,
-        connect_timeout=connect_timeout,
-        disconnect_timeout=2.0,
-        # Result events are small; a queue of a few lets the reader run ahead of us
-        # while pings are still answered by trio-websocket's own reader task.
-        message_queue_size=16,
-    )
 
 
 dial_tcp: Final[Dialer] = websocket_dialer(_open_tcp)
