@@ -40,7 +40,7 @@ import msgspec
 import structlog
 import trio
 
-from engine._util import unwrap_single_group
+from engine._util import drop_tracebacks, unwrap_single_group
 from engine.errors import (
     AuthError,
     Disconnected,
@@ -122,6 +122,7 @@ class Connection(Generic[Cmd, Ev]):
         self._release = trio.Event()
         self._reported = False  # task_status.started was called
         self.error: StenoError | None = None
+        self._over = False  # the owner task has ended: an error recorded now is only a record
         self.close_reason = "closed"
         self.audio_samples = 0  # task time: every sample sent, real and padding
         self.started_t: float | None = None
@@ -153,6 +154,11 @@ class Connection(Generic[Cmd, Ev]):
                 raise
             self.abort(exc)
         finally:
+            self._over = True
+            if self.error is not None:
+                # Kept as a record only: its frames (which hold this connection and its
+                # transport) must not keep them alive until a full collection (#17).
+                drop_tracebacks(self.error)
             self._results_in.close()
             self.dead.set()
             self.ended.set()
@@ -192,6 +198,8 @@ class Connection(Generic[Cmd, Ev]):
         if self.error is None and not self.finished.is_set():
             self.error = exc
             log.info("session.conversation_died", error=str(exc), kind=type(exc).__name__)
+            if self._over:
+                drop_tracebacks(exc)  # see run(); the caller has handled it
         self.dead.set()
         self.ended.set()
 
