@@ -5,6 +5,7 @@ Public surface and the compact syntax: see :mod:`adapters.sim.faults`.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import urllib.parse
@@ -271,10 +272,18 @@ OPTIONS: Final = {
 }
 
 
+@functools.cache
+def _struct_info(kind: type[FaultSpec]) -> msgspec.inspect.StructType:
+    # Once per fault class: msgspec.inspect builds a self-referencing closure per
+    # call, garbage for the cyclic collector on every connection a fault hits.
+    info = msgspec.inspect.type_info(kind)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return info
+
+
 def fault_to_spec(fault: FaultSpec) -> str:
     """One fault in the compact syntax, e.g. ``drop:at=2.5``."""
-    info = msgspec.inspect.type_info(type(fault))
-    assert isinstance(info, msgspec.inspect.StructType)
+    info = _struct_info(type(fault))
     tag = str(info.tag)
     args: list[str] = []
     for field in info.fields:

@@ -265,14 +265,19 @@ class PlanRunner:
             task_status.started()
 
     async def drain(self, control: FaultControl) -> None:
-        while True:
-            if self._held is None:
-                try:
-                    self._held = self._outbox.receive_nowait()
-                except trio.WouldBlock:
-                    return
-            if not await self._deliver(control):
-                return  # the socket is gone: the rest would not arrive either
+        try:
+            while True:
+                if self._held is None:
+                    try:
+                        self._held = self._outbox.receive_nowait()
+                    except trio.WouldBlock:
+                        return
+                if not await self._deliver(control):
+                    return  # the socket is gone: the rest would not arrive either
+        finally:
+            # The handler's context holds this runner: drop the handler, or the two
+            # would wait for the cyclic garbage collector, connection and all.
+            self._control = None
 
     # ------------------------------------------------------------ applying
 

@@ -30,6 +30,7 @@ import trio
 import wsproto.utilities
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
+from adapters.dashscope._dial import release_frame_parser
 from engine._util import unwrap_single_group
 
 from ._faultrun import FaultInjector
@@ -198,15 +199,18 @@ class SimServer:
             faults if faults.active else None,
             translator=self.translator,
         )
-        if realtime:
-            model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
-            code, reason = await RealtimeConnection(ws, ctx, model).run()
-        else:
-            code, reason = await InferenceConnection(ws, ctx).run()
-        # Our own decision to close: do the close handshake, briefly. (When the server
-        # itself is cancelled, serve_stream just drops the stream.)
-        with trio.move_on_after(self.config.disconnect_timeout_s):
-            await ws.aclose(code, reason)
+        try:
+            if realtime:
+                model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
+                code, reason = await RealtimeConnection(ws, ctx, model).run()
+            else:
+                code, reason = await InferenceConnection(ws, ctx).run()
+            # Our own decision to close: do the close handshake, briefly. (When the server
+            # itself is cancelled, serve_stream just drops the stream.)
+            with trio.move_on_after(self.config.disconnect_timeout_s):
+                await ws.aclose(code, reason)
+        finally:
+            release_frame_parser(ws)  # a dropped connection's core is a cycle otherwise
 
     def _check_key(self, headers: Sequence[tuple[bytes, bytes]], query: str) -> int | None:
         """None if the key is accepted, else the HTTP status. Never logs the key."""
