@@ -12,6 +12,16 @@ with SIGTERM (a graceful drain), and the least-squares **slope** of RSS (MB per
 minute) and of open fds (per minute) after a warm-up is printed and written to
 JSON with every sample. ``--max-rss-slope`` turns the slope into a pass/fail
 (exit 1). Linux only (``/proc``).
+
+Fault mode: ``--drop-every-s S`` makes the simulator drop every connection (no
+close frame, a TCP RST) after S seconds of audio (S×10 frames of 100 ms; the
+run-task message counts too), so every stream reconnects again and again, as
+against a service that cuts long connections (each stream counts a task that
+lived half that long as healthy, so it reconnects without growing backoff). The
+report then adds the RSS
+slope per 1,000 reconnects (a leak per connection shows there, whatever the
+rate) and the sockets of the daemon by TCP state (CLOSE-WAIT: a dead
+connection's socket nobody closed).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.recognizers.scripted import ScriptedRecognizer  # noqa: E402
 from adapters.recognizers.tonecode import synthesize  # noqa: E402
 from adapters.sim.config import SimConfig  # noqa: E402
+from adapters.sim.faults import Drop, FaultPlan  # noqa: E402
 from adapters.sim.server import open_simulator  # noqa: E402
 from engine import logging as steno_logging  # noqa: E402
 
@@ -58,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle", choices=["keepalive", "suspend", "mixed"], default="mixed")
     p.add_argument(
         "--silence-s", type=float, default=12.0, help="silence after each recording loop"
+    )
+    p.add_argument(
+        "--drop-every-s",
+        type=float,
+        default=None,
+        help="fault mode: the simulator drops every connection after this much audio",
     )
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("soak.json"))
     p.add_argument("--max-rss-slope", type=float, default=None, help="fail above this MB/min")
@@ -90,16 +107,42 @@ def write_inputs(work: pathlib.Path, args: argparse.Namespace, url: str) -> path
             'outputs = { formats = ["jsonl", "srt", "txt"], rotate = "hour", max-bytes = 1_000_000 }',
             f'idle = {{ policy = "{policy}", after-s = 4, threshold-dbfs = -60, preroll-ms = 300 }}',
         ]
+        if args.drop_every_s is not None:
+            # A task that lived until its drop counts as healthy, so every reconnect
+            # starts from the first backoff step and the buffers do not fill up.
+            lines.append(f"restart = {{ healthy-after-s = {min(30.0, args.drop_every_s / 2):g} }}")
     config = work / "daemon.toml"
     config.write_text("\n".join(lines) + "\n")
     return config
+
+
+_TCP_STATES = {"01": "established", "06": "time_wait", "08": "close_wait", "09": "last_ack"}
 
 
 def proc_sample(pid: int) -> dict[str, int]:
     status = pathlib.Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
     threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-    return {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": threads}
+    sample = {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": threads}
+    return sample | socket_states(pid)
+
+
+def socket_states(pid: int) -> dict[str, int]:
+    """The process's open TCP sockets by state (``sockets_close_wait`` …; others as ``other``)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # an fd closed while we looked
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    counts = {f"sockets_{name}": 0 for name in (*_TCP_STATES.values(), "other")}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    counts[f"sockets_{_TCP_STATES.get(fields[3], 'other')}"] += 1
+    return counts
 
 
 async def scrape(port: int) -> dict[str, float]:
@@ -146,7 +189,12 @@ async def wait_for_port(log: pathlib.Path, proc: trio.Process) -> int:
 
 async def soak(args: argparse.Namespace, work: pathlib.Path) -> dict[str, Any]:
     recognizer = ScriptedRecognizer.tone()
-    async with open_simulator(SimConfig(api_keys=[KEY]), recognizer) as sim:
+    faults = None
+    if args.drop_every_s is not None:
+        # after_frames counts the client's messages: run-task, then 100 ms frames.
+        drop = Drop(after_frames=max(2, round(args.drop_every_s * 10) + 1))
+        faults = FaultPlan(faults=(drop,), seed=17)
+    async with open_simulator(SimConfig(api_keys=[KEY]), recognizer, faults=faults) as sim:
         config = await trio.to_thread.run_sync(write_inputs, work, args, str(sim.inference_url))
         log = work / "daemon.log"
         env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
@@ -187,8 +235,15 @@ async def soak(args: argparse.Namespace, work: pathlib.Path) -> dict[str, Any]:
     warmup = args.warmup_s if args.warmup_s is not None else 0.2 * args.minutes * 60
     steady = [s for s in samples if s["t_s"] >= warmup] or samples
     last = samples[-1]
+    reconnects = [s.get("steno_reconnects_total", 0.0) for s in steady]
+    per_reconnect = (
+        slope([(r, s["rss_kb"] / 1024) for r, s in zip(reconnects, steady, strict=True)])
+        if reconnects[-1] - reconnects[0] >= 10
+        else None  # too few reconnects after warm-up for a slope
+    )
     return {
         "streams": args.streams,
+        "drop_every_s": args.drop_every_s,
         "minutes": args.minutes,
         "idle": args.idle,
         "warmup_s": warmup,
@@ -200,7 +255,11 @@ async def soak(args: argparse.Namespace, work: pathlib.Path) -> dict[str, Any]:
         "rss_slope_second_half_mb_per_min": slope(
             [(s["t_s"] / 60, s["rss_kb"] / 1024) for s in steady[len(steady) // 2 :]]
         ),
+        "rss_slope_mb_per_1000_reconnects": (
+            None if per_reconnect is None else per_reconnect * 1000
+        ),
         "fd_slope_per_min": slope([(s["t_s"] / 60, s["fds"]) for s in steady]),
+        "close_wait_max": max(s["sockets_close_wait"] for s in samples),
         "fds_max": max(s["fds"] for s in samples),
         "threads_max": max(s["threads"] for s in samples),
         "finals": last.get("steno_finals_total", 0.0),
@@ -217,11 +276,18 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"soak: {result['streams']} streams, {result['minutes']:g} min, idle={result['idle']}, "
-            f"exit {result['exit_code']}",
+            + (
+                f"a drop every {result['drop_every_s']:g} s of audio, "
+                if result["drop_every_s"] is not None
+                else "no faults, "
+            )
+            + f"exit {result['exit_code']}",
             f"  RSS {result['rss_mb_start']} → {result['rss_mb_end']} MB, "
             f"slope {fmt(result['rss_slope_mb_per_min'], 'MB/min')} (after {result['warmup_s']:.0f} s warm-up), "
             f"second half {fmt(result['rss_slope_second_half_mb_per_min'], 'MB/min')}",
+            f"  RSS per 1,000 reconnects {fmt(result['rss_slope_mb_per_1000_reconnects'], 'MB')}",
             f"  open fds max {result['fds_max']}, slope {fmt(result['fd_slope_per_min'], '/min')}; "
+            f"sockets in CLOSE-WAIT max {result['close_wait_max']}; "
             f"threads max {result['threads_max']}",
             f"  finals {result['finals']:.0f}, reconnects {result['reconnects']:.0f}, "
             f"audio lost {result['audio_lost_s']:.3f} s",
