@@ -285,7 +285,12 @@ def report(result: dict[str, Any]) -> str:
             f"  RSS {result['rss_mb_start']} → {result['rss_mb_end']} MB, "
             f"slope {fmt(result['rss_slope_mb_per_min'], 'MB/min')} (after {result['warmup_s']:.0f} s warm-up), "
             f"second half {fmt(result['rss_slope_second_half_mb_per_min'], 'MB/min')}",
-            f"  RSS per 1,000 reconnects {fmt(result['rss_slope_mb_per_1000_reconnects'], 'MB')}",
+            "  RSS per 1,000 reconnects "
+            + (
+                fmt(result["rss_slope_mb_per_1000_reconnects"], "MB")
+                if result["drop_every_s"] is not None
+                else "n/a (no faults)"
+            ),
             f"  open fds max {result['fds_max']}, slope {fmt(result['fd_slope_per_min'], '/min')}; "
             f"sockets in CLOSE-WAIT max {result['close_wait_max']}; "
             f"threads max {result['threads_max']}",
