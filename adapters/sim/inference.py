@@ -104,15 +104,20 @@ class InferenceConnection:
             (shielded, bounded) before this returns.
         """
         faults = self._ctx.faults
-        with self._socket.scope:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                if faults is not None:
-                    await nursery.start(faults.run, self)
-                nursery.start_soon(self._read_loop)
-        if faults is not None:
-            await faults.drain(self)  # frames a fault held back still go out before the close
-        return self._socket.close
+        try:
+            with self._socket.scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    if faults is not None:
+                        await nursery.start(faults.run, self)
+                    nursery.start_soon(self._read_loop)
+            if faults is not None:
+                await faults.drain(self)  # frames a fault held back still go out before the close
+            return self._socket.close
+        finally:
+            # The task runner holds bound methods of this connection: a reference cycle
+            # that would keep the connection (socket and all) until a full collection.
+            del self._tasks
 
     async def fail_task(self, code: str, message: str) -> bool:
         """Fail the open task with ``code`` and end the connection; False if no task is open."""
