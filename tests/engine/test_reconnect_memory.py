@@ -135,6 +135,15 @@ async def one_stream(url: str, name: str) -> None:
         await session.run(inbox=frames_recv, outbox=events_send, config=stream_config(url, name))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "after the connection pump moved (merge of 'conn'), a dead connection is again "
+        "kept by reference cycles (ws._mapped, a @contextmanager that raises a new error; "
+        "the pump's send-error path): ~40,000 blocks and ~5-7 MB of RSS per 1,000 reconnects; "
+        "sockets are closed. Remove this marker with the fix (issue #17)."
+    ),
+)
 @pytest.mark.usefixtures("no_cyclic_gc")
 async def test_thousands_of_reconnects_leave_no_memory_and_no_socket_behind() -> None:
     """1,500 connect–drop cycles: flat heap and RSS after warm-up, no stray socket."""
