@@ -231,6 +231,8 @@ class DaemonSection(StrictTable, frozen=True):
 
     ``simulator`` starts the embedded simulator for every stream (offline runs only:
     it is never chosen by accident). ``url`` or ``region`` picks the real endpoint.
+    ``degraded-after-s`` is the grace before /healthz calls a stream that cannot
+    reach the service ``degraded`` (a stream losing audio is degraded at once).
     """
 
     listen: str = "127.0.0.1:9464"
@@ -243,6 +245,7 @@ class DaemonSection(StrictTable, frozen=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drain_deadline_s: float = 30.0
     http_timeout_s: float = 5.0
+    degraded_after_s: float = 5.0  # /healthz: a stream unable to reach the service this long
 
     def __post_init__(self) -> None:
         host, _port = self.address()
@@ -253,6 +256,8 @@ class DaemonSection(StrictTable, frozen=True):
             )
         if self.drain_deadline_s <= 0 or self.http_timeout_s <= 0:
             raise ValueError("drain-deadline-s and http-timeout-s must be positive")
+        if self.degraded_after_s < 0:
+            raise ValueError("degraded-after-s must be >= 0")
 
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port); ``[::1]:9464`` for IPv6."""

@@ -35,16 +35,13 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 import structlog
 import trio
+from prometheus_client.exposition import generate_latest
 
 from engine._util import unwrap_single_group
+from engine.daemon.exposition import CONTENT_TYPE, new_registry
+from engine.daemon.health import render_health, render_ready
 from engine.daemon.http import Response, serve_status
-from engine.daemon.metrics import (
-    CONTENT_TYPE,
-    DaemonSnapshot,
-    StreamMetrics,
-    render_health,
-    render_metrics,
-)
+from engine.daemon.metrics import DaemonSnapshot, StreamMetrics
 from engine.daemon.runner import run_stream
 from engine.daemon.sources import source_kind
 from engine.errors import StenoError
@@ -131,8 +128,8 @@ class StreamHandle:
         metrics = self.metrics
         while not self.drain.is_set():
             self.runs += 1
-            metrics.set_state("starting")
             started = trio.current_time()
+            metrics.set_state("starting", started)
             try:
                 outcome, reason = await run_stream(self.spec, self.env, metrics, self.drain)
             except Exception as exc:  # a stream never takes the daemon down (R8)
@@ -148,7 +145,7 @@ class StreamHandle:
                 log.exception(
                     "daemon.stream.crashed", attempt=backoff.attempt, delay_s=round(delay, 3)
                 )
-                metrics.set_state("restarting")
+                metrics.set_state("restarting", trio.current_time())
                 metrics.restarts += 1
                 with trio.move_on_after(delay):
                     await self.drain.wait()
@@ -184,6 +181,7 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
         self._started_t = trio.current_time()
         self.clean = True
+        self.registry = new_registry(self.snapshot)  # this daemon's own (no global registry)
 
     @property
     def draining(self) -> bool:
@@ -300,16 +298,20 @@ class Daemon:
             draining=self.draining,
             streams=tuple(m.snapshot(now) for m in self.metrics.values()),
             ratelimit_wait_s=self.env.limiter.waited_s,
+            wall_time=self.env.clock(),
         )
 
     def http_app(self, method: str, path: str) -> Response:
-        """/healthz and /metrics (GET/HEAD)."""
+        """/healthz (liveness, degraded), /readyz (readiness) and /metrics (GET/HEAD)."""
         if path == "/healthz":
-            code, body = render_health(self.snapshot())
+            code, body = render_health(self.snapshot(), self.config.daemon.degraded_after_s)
+            return Response(code, body, "application/json")
+        if path == "/readyz":
+            code, body = render_ready(self.snapshot())
             return Response(code, body, "application/json")
         if path == "/metrics":
-            return Response(200, render_metrics(self.snapshot()).encode(), CONTENT_TYPE)
-        return Response(404, b"not found: try /healthz or /metrics\n")
+            return Response(200, generate_latest(self.registry), CONTENT_TYPE)
+        return Response(404, b"not found: try /healthz, /readyz or /metrics\n")
 
 
 async def run_daemon(

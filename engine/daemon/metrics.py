@@ -1,20 +1,26 @@
-"""Per-stream counters fed by the stream's events, and their two faces: /metrics and /healthz.
+"""Per-stream counters fed by the stream's events, and the snapshots /metrics and /healthz show.
 
 :class:`StreamMetrics` lives as long as the stream id (restarts of the stream
 keep counting); the stream's tap calls :meth:`StreamMetrics.observe` for every
 event, and the runner sets the state and attaches live gauges (the session's
 replay buffer, the daemon's queues). :meth:`StreamMetrics.snapshot` copies
-everything into plain Structs, and the formatting is pure:
-:func:`render_metrics` (Prometheus text exposition 0.0.4, with HELP/TYPE
-lines and ``_bucket{le=…}``/``_sum``/``_count`` histograms) and
-:func:`render_health` (JSON). Neither ever sees a key: a snapshot holds only
-numbers, ids, state names and error messages.
+everything into plain Structs; the faces are pure functions of a snapshot:
+``exposition.py`` (Prometheus, through ``prometheus_client``) and ``health.py``
+(/healthz, /readyz). Neither ever sees a key: a snapshot holds only numbers,
+ids, state names and error messages.
+
+**Loss as it happens.** While a stream cannot reach the service, its session
+reports the audio its replay buffer has already dropped
+(``SessionStats.pending_lost_samples``); the closing ``AudioGap`` carries exactly
+that span later. The lost-audio total is the gaps seen plus that pending part,
+and it never goes down: between the session emitting the gap and the tap
+counting it, the total holds its last value.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
+from collections import deque
 from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
@@ -25,6 +31,7 @@ from engine.events import (
     DeviceLost,
     DeviceRestored,
     Event,
+    Partial,
     Reconnecting,
     SessionOpened,
     StreamError,
@@ -42,20 +49,18 @@ if TYPE_CHECKING:
     from engine.actors.session import SessionStats
 
 __all__ = [
-    "CONTENT_TYPE",
     "DaemonSnapshot",
     "Histogram",
     "HistogramSnapshot",
     "State",
     "StreamMetrics",
     "StreamSnapshot",
-    "render_health",
-    "render_metrics",
 ]
 
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 DELAY_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 LATENESS_BUCKETS: Final = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+FINAL_LAG_BUCKETS: Final = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 120.0)
+_ANCHORS: Final = 1024  # (received sample, time) pairs kept to time a final's end
 
 State = Literal[
     "starting",
@@ -69,7 +74,8 @@ State = Literal[
     "failed",
 ]
 STATES: Final[tuple[State, ...]] = State.__args__  # type: ignore[attr-defined]
-_UNHEALTHY: Final = frozenset({"failed"})
+_CONNECTING: Final = frozenset({"starting", "restarting"})
+_NOT_TRYING: Final = frozenset({"suspended", "finished", "failed"})
 
 
 class HistogramSnapshot(msgspec.Struct, frozen=True):
@@ -127,8 +133,16 @@ class StreamSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     first_package_delay: HistogramSnapshot
     last_package_delay: HistogramSnapshot
     push_lateness: HistogramSnapshot
+    final_lag: HistogramSnapshot
     translations: int = 0
     voice_s: float = 0.0
+    outage_s: float = 0.0  # since the stream last had a task open (0 when it has one)
+    outage_lost_s: float = 0.0  # lost in the current outage, not yet an AudioGap
+    replay_buffer_fill: float = 0.0  # replay buffer used / its bound
+
+    @property
+    def losing_audio(self) -> bool:
+        return self.outage_lost_s > 0
 
 
 class DaemonSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,6 +150,7 @@ class DaemonSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     draining: bool
     streams: tuple[StreamSnapshot, ...]
     ratelimit_wait_s: float = 0.0
+    wall_time: float = 0.0  # the wall clock (Unix seconds) at the snapshot
 
 
 class StreamMetrics:
@@ -158,29 +173,51 @@ class StreamMetrics:
         self.first_package = Histogram(DELAY_BUCKETS)
         self.last_package = Histogram(DELAY_BUCKETS)
         self.push_lateness = Histogram(LATENESS_BUCKETS)
+        self.final_lag = Histogram(FINAL_LAG_BUCKETS)
+        # Since when no task has been open (None: one is); the stream starts without one.
+        self.down_since: float | None = None
+        self._opened_t: float | None = None  # the newest task's start, until its first text
+        self._lost_floor = 0.0  # the lost-audio total last shown (it never goes down)
+        # When the session had received each global sample, to time a final's end.
+        self._received: deque[tuple[int, float]] = deque(maxlen=_ANCHORS)
         # Live gauges of the current run of the stream (None between runs).
         self.stats: SessionStats | None = None
         self.rate = 16000
         self.queues: Mapping[str, Callable[[], int]] = {}
 
-    def set_state(self, state: State) -> None:
-        """Change the state; ``draining``, ``finished`` and ``failed`` are not undone by events."""
+    def set_state(self, state: State, now: float | None = None) -> None:
+        """Change the state; ``draining``, ``finished`` and ``failed`` are not undone by events.
+
+        ``now`` (the trio time) starts the outage clock when a run (re)starts.
+        """
         self.state = state
+        if state in _CONNECTING and self.down_since is None and now is not None:
+            self.down_since = now
 
     def observe(self, event: Event, now: float) -> None:
         """Count one event of the stream (called by its tap, in order)."""
         self.last_event_t = now
+        self._anchor(now)
         match event:
             case Reconnecting():
                 self.reconnects += 1
+                if self.down_since is None:
+                    self.down_since = now
                 self._transient("reconnecting")
             case SessionOpened():
                 self.tasks_opened += 1
+                self.down_since = None
+                self._opened_t = now
                 self._transient("running")
-            case FinalEvent():
+            case FinalEvent(end=end, text=text, rate=rate):
                 self.finals += 1
-            case Translation(final=True):
-                self.translations += 1
+                self._first_text(text, now)
+                self._final_lag(end * self.rate // rate, now)
+            case Partial(text=text):
+                self._first_text(text, now)
+            case Translation(final=final, text=text):
+                self.translations += final
+                self._first_text(text, now)
             case TranslatedAudio(pcm=pcm, rate=rate):
                 self.voice_s += len(pcm) / 2 / rate
             case AudioGap(start=start, end=end, reason=reason, rate=rate):
@@ -193,14 +230,43 @@ class StreamMetrics:
             case DeviceRestored():
                 self.source_restarts += 1
                 self._transient("running")
-            case TaskMetrics(first_package_delay_ms=first, last_package_delay_ms=last):
-                if first is not None:
-                    self.first_package.observe(first / 1000.0)
+            case TaskMetrics(last_package_delay_ms=last):
+                # (its first-package delay was observed when the first text arrived)
                 if last is not None:
                     self.last_package.observe(last / 1000.0)
             case StreamError(message=message):
                 self.errors += 1
                 self.error = message
+
+    def _first_text(self, text: str, now: float) -> None:
+        """The first result with text since the task opened: its first-package delay."""
+        if text and self._opened_t is not None:
+            self.first_package.observe(now - self._opened_t)
+            self._opened_t = None
+
+    def _anchor(self, now: float) -> None:
+        stats = self.stats
+        if stats is None:
+            return
+        received = stats.received_samples
+        if not self._received or received > self._received[-1][0]:
+            self._received.append((received, now))
+
+    def _final_lag(self, end: int, now: float) -> None:
+        """From when the session had the sentence's last sample to its final."""
+        anchors = self._received
+        while len(anchors) > 1 and anchors[1][0] <= end:
+            anchors.popleft()  # finals move forward: older anchors are not needed again
+        at = next((t for sample, t in anchors if sample >= end), None)
+        if at is not None:
+            self.final_lag.observe(now - at)
+
+    def lost_s(self) -> tuple[float, float]:
+        """(the lost-audio total, the part of it the current outage has not reported yet)."""
+        stats = self.stats
+        pending = stats.pending_lost_samples / self.rate if stats is not None else 0.0
+        self._lost_floor = max(self._lost_floor, self.audio_lost_s + pending)
+        return self._lost_floor, pending
 
     def _transient(self, state: State) -> None:
         if self.state in ("starting", "running", "reconnecting", "source-down"):
@@ -208,6 +274,8 @@ class StreamMetrics:
 
     def snapshot(self, now: float) -> StreamSnapshot:
         stats = self.stats
+        lost, pending = self.lost_s()
+        down = self.down_since is not None and self.state not in _NOT_TRYING
         return StreamSnapshot(
             stream=self.stream,
             source=self.source,
@@ -220,7 +288,7 @@ class StreamMetrics:
             restarts=self.restarts,
             source_restarts=self.source_restarts,
             errors=self.errors,
-            audio_lost_s=self.audio_lost_s,
+            audio_lost_s=lost,
             gaps=dict(self.gaps),
             skipped_s=self.skipped_s,
             last_event_age_s=None if self.last_event_t is None else now - self.last_event_t,
@@ -230,153 +298,12 @@ class StreamMetrics:
             first_package_delay=self.first_package.snapshot(),
             last_package_delay=self.last_package.snapshot(),
             push_lateness=self.push_lateness.snapshot(),
+            final_lag=self.final_lag.snapshot(),
             translations=self.translations,
             voice_s=self.voice_s,
+            outage_s=now - self.down_since if down and self.down_since is not None else 0.0,
+            outage_lost_s=pending,
+            replay_buffer_fill=stats.buffered_samples / stats.max_buffered_samples
+            if stats is not None
+            else 0.0,
         )
-
-
-# ------------------------------------------------------------- /healthz
-
-
-def health_status(snap: DaemonSnapshot) -> tuple[int, str]:
-    """HTTP status and word: 503 while draining or when every stream failed; else 200.
-
-    ``degraded`` (still 200) means some stream failed: the process is worth keeping.
-    """
-    failed = [s for s in snap.streams if s.state in _UNHEALTHY]
-    if snap.draining:
-        return 503, "draining"
-    if snap.streams and len(failed) == len(snap.streams):
-        return 503, "failed"
-    return 200, "degraded" if failed else "ok"
-
-
-def render_health(snap: DaemonSnapshot) -> tuple[int, bytes]:
-    """The /healthz response: status code and JSON body (per-stream state and counters)."""
-    code, word = health_status(snap)
-    body = {
-        "status": word,
-        "uptime_s": round(snap.uptime_s, 3),
-        "streams": {
-            s.stream: {
-                "state": s.state,
-                "source": s.source,
-                "model": s.model,
-                "reconnects": s.reconnects,
-                "finals": s.finals,
-                "translations": s.translations,
-                "audio_lost_ms": round(s.audio_lost_s * 1000),
-                "last_event_age_s": None
-                if s.last_event_age_s is None
-                else round(s.last_event_age_s, 3),
-                "restarts": s.restarts,
-                "replay_buffer_s": round(s.replay_buffer_s, 3),
-                "error": s.error,
-            }
-            for s in snap.streams
-        },
-    }
-    return code, msgspec.json.encode(body) + b"\n"
-
-
-# -------------------------------------------------------------- /metrics
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def _le(bound: float) -> str:
-    return _number(float(bound))
-
-
-_SIMPLE: Final[tuple[tuple[str, str, str, Callable[[StreamSnapshot], float]], ...]] = (
-    ("steno_reconnects_total", "counter", "Session reconnects (transient failures retried).", lambda s: s.reconnects),
-    ("steno_finals_total", "counter", "Final sentences recognized.", lambda s: s.finals),
-    ("steno_translations_total", "counter", "Final translations, every target language.", lambda s: s.translations),
-    ("steno_translated_speech_seconds_total", "counter", "Translated speech received (livetranslate speech = true).", lambda s: s.voice_s),
-    ("steno_tasks_opened_total", "counter", "Server tasks opened (reconnects, rotations, resumes).", lambda s: s.tasks_opened),
-    ("steno_stream_restarts_total", "counter", "Restarts of the whole stream after a crash or a reload.", lambda s: s.restarts),
-    ("steno_source_restarts_total", "counter", "Reopenings of a live source that broke.", lambda s: s.source_restarts),
-    ("steno_stream_errors_total", "counter", "StreamError events (service, input and sink failures).", lambda s: s.errors),
-    ("steno_audio_lost_seconds_total", "counter", "Audio that was not and will not be recognized (AudioGap).", lambda s: s.audio_lost_s),
-    ("steno_audio_suspended_seconds_total", "counter", "Time skipped on purpose (AudioSkipped: silence the suspend idle policy held back).", lambda s: s.skipped_s),
-    ("steno_replay_buffer_seconds", "gauge", "Audio held after the commit point (bounded by replay-buffer-s).", lambda s: s.replay_buffer_s),
-    ("steno_session_tasks", "gauge", "Background tasks of the session (conversations and helpers).", lambda s: s.live_tasks),
-)  # fmt: skip
-
-_HISTOGRAMS: Final[tuple[tuple[str, str, Callable[[StreamSnapshot], HistogramSnapshot]], ...]] = (
-    ("steno_first_package_delay_seconds", "First non-empty result minus first audio sent, per task.", lambda s: s.first_package_delay),
-    ("steno_last_package_delay_seconds", "task-finished minus finish-task sent, per task.", lambda s: s.last_package_delay),
-    ("steno_push_lateness_seconds", "How far behind real time audio was handed to the engine.", lambda s: s.push_lateness),
-)  # fmt: skip
-
-
-def render_metrics(snap: DaemonSnapshot) -> str:
-    """The /metrics body in the Prometheus text format 0.0.4."""
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_: str) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-
-    family("steno_up", "gauge", "1 while the daemon runs; 0 once it drains.")
-    out.append(f"steno_up {0 if snap.draining else 1}")
-    family("steno_uptime_seconds", "gauge", "Seconds since the daemon started.")
-    out.append(f"steno_uptime_seconds {_number(snap.uptime_s)}")
-    family(
-        "steno_ratelimit_wait_seconds_total",
-        "counter",
-        "Time task starts waited for the shared rate limiter.",
-    )
-    out.append(f"steno_ratelimit_wait_seconds_total {_number(snap.ratelimit_wait_s)}")
-    family("steno_stream_state", "gauge", "1 for the stream's current state, 0 for the others.")
-    for s in snap.streams:
-        for state in STATES:
-            out.append(
-                f"steno_stream_state{_labels(stream=s.stream, state=state)} {int(s.state == state)}"
-            )
-    for name, kind, help_, get in _SIMPLE:
-        family(name, kind, help_)
-        out.extend(f"{name}{_labels(stream=s.stream)} {_number(get(s))}" for s in snap.streams)
-    family("steno_audio_gaps_total", "counter", "AudioGap events by reason.")
-    for s in snap.streams:
-        out.extend(
-            f"steno_audio_gaps_total{_labels(stream=s.stream, reason=r)} {n}"
-            for r, n in sorted(s.gaps.items())
-        )
-    family("steno_queue_depth", "gauge", "Items waiting in a stream's bounded queues.")
-    for s in snap.streams:
-        out.extend(
-            f"steno_queue_depth{_labels(stream=s.stream, queue=q)} {n}"
-            for q, n in sorted(s.queues.items())
-        )
-    family("steno_last_event_age_seconds", "gauge", "Seconds since the stream's last event.")
-    out.extend(
-        f"steno_last_event_age_seconds{_labels(stream=s.stream)} {_number(s.last_event_age_s)}"
-        for s in snap.streams
-        if s.last_event_age_s is not None
-    )
-    for name, help_, hist in _HISTOGRAMS:
-        family(name, "histogram", help_)
-        for s in snap.streams:
-            h = hist(s)
-            for bound, n in zip((*h.bounds, math.inf), h.cumulative, strict=True):
-                out.append(f"{name}_bucket{_labels(stream=s.stream, le=_le(bound))} {n}")
-            out.append(f"{name}_sum{_labels(stream=s.stream)} {_number(h.sum)}")
-            out.append(f"{name}_count{_labels(stream=s.stream)} {h.count}")
-    return "\n".join(out) + "\n"

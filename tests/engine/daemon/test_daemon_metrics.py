@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from engine.daemon.metrics import (
-    DaemonSnapshot,
-    Histogram,
-    StreamMetrics,
-    render_health,
-    render_metrics,
-)
+from engine.daemon.exposition import render_metrics
+from engine.daemon.health import render_health
+from engine.daemon.metrics import DaemonSnapshot, Histogram, StreamMetrics
 from engine.events import (
     AudioGap,
     Final,
+    Partial,
     Reconnecting,
     SessionOpened,
     StreamError,
@@ -26,32 +22,15 @@ from engine.events import (
     Translation,
 )
 
-SAMPLE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$'
-)
-
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """A strict reader of the text format 0.0.4: HELP/TYPE before samples, valid lines only."""
+    """Samples by name, read by prometheus_client's own parser (which refuses a bad exposition)."""
     assert text.endswith("\n")
-    typed: dict[str, str] = {}
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "histogram")
-            assert name not in typed, f"TYPE twice for {name}"
-            typed[name] = kind
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"not a sample line: {line!r}"
-        name, labels, value = match.group(1), match.group(2) or "", match.group(3)
-        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
-        assert family in typed, f"{name} has no TYPE line"
-        pairs = dict(re.findall(r'([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"', labels))
-        samples.setdefault(name, []).append((pairs, float(value)))
+    for family in text_string_to_metric_families(text):
+        assert family.type in ("counter", "gauge", "histogram", "info"), family
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return samples
 
 
@@ -62,12 +41,13 @@ def metrics_of(*events: object) -> StreamMetrics:
     return m
 
 
-def snapshot(*streams: StreamMetrics, draining: bool = False) -> DaemonSnapshot:
+def snapshot(*streams: StreamMetrics, draining: bool = False, now: float = 10.0) -> DaemonSnapshot:
     return DaemonSnapshot(
         uptime_s=12.5,
         draining=draining,
-        streams=tuple(s.snapshot(now=10.0) for s in streams),
+        streams=tuple(s.snapshot(now=now) for s in streams),
         ratelimit_wait_s=0.25,
+        wall_time=1_700_000_000.0,
     )
 
 
@@ -89,7 +69,9 @@ class TestStreamMetrics:
         assert (m.finals, m.reconnects, m.tasks_opened, m.errors) == (1, 1, 2, 1)
         assert m.audio_lost_s == pytest.approx(0.5)
         assert m.gaps == {"replay-overflow": 1}
-        assert (m.first_package.count, m.last_package.count) == (1, 2)
+        # first package: at the first text after each SessionOpened (Final "hi" at t=1 after t=0)
+        assert (m.first_package.count, m.first_package.sum) == (1, 1.0)
+        assert m.last_package.count == 2
         assert m.error == "rejected"
         assert m.state == "running"  # a permanent error is the runner's to decide
 
@@ -105,7 +87,7 @@ class TestStreamMetrics:
         samples = parse(render_metrics(snapshot(m)))
         assert samples["steno_translations_total"][0][1] == 2.0
         assert samples["steno_translated_speech_seconds_total"][0][1] == pytest.approx(0.5)
-        entry = json.loads(render_health(snapshot(m))[1])["streams"]['cam "1"\\x']
+        entry = json.loads(render_health(snapshot(m), 5.0)[1])["streams"]['cam "1"\\x']
         assert entry["translations"] == 2
 
     def test_histogram_buckets(self) -> None:
@@ -123,7 +105,7 @@ class TestPrometheusText:
         samples = parse(render_metrics(snapshot(metrics_of(*EVENTS))))
         assert samples["steno_up"] == [({}, 1.0)]
         ((labels, value),) = samples["steno_reconnects_total"]
-        assert labels == {"stream": 'cam \\"1\\"\\\\x'}  # quotes and backslashes escaped
+        assert labels == {"stream": 'cam "1"\\x'}  # escaped on the wire, read back intact
         assert value == 1.0
         assert samples["steno_audio_lost_seconds_total"][0][1] == pytest.approx(0.5)
         assert samples["steno_audio_gaps_total"][0][0]["reason"] == "replay-overflow"
@@ -136,7 +118,7 @@ class TestPrometheusText:
             assert buckets[-1][0]["le"] == "+Inf"
             assert counts[-1] == samples[f"{family}_count"][0][1]
         first = {lab["le"]: v for lab, v in samples["steno_first_package_delay_seconds_bucket"]}
-        assert (first["0.25"], first["0.5"]) == (0.0, 1.0)
+        assert (first["0.5"], first["1.0"]) == (0.0, 1.0)
         assert samples["steno_last_package_delay_seconds_sum"][0][1] == pytest.approx(1.54)
 
     def test_no_streams_still_valid(self) -> None:
@@ -144,19 +126,65 @@ class TestPrometheusText:
         parse(render_metrics(snapshot()))
 
 
-class TestHealth:
-    def test_states_and_codes(self) -> None:
-        """200 ok; 200 degraded when some stream failed; 503 all failed or draining."""
-        good, bad = metrics_of(*EVENTS[:2]), metrics_of()
-        bad.set_state("failed")
-        code, body = render_health(snapshot(good))
-        doc = json.loads(body)
-        assert (code, doc["status"]) == (200, "ok")
-        entry = doc["streams"]['cam "1"\\x']
-        assert entry["state"] == "running" and entry["finals"] == 1
-        assert entry["last_event_age_s"] == pytest.approx(9.0)
-        assert render_health(snapshot(good, bad))[0] == 200
-        assert json.loads(render_health(snapshot(good, bad))[1])["status"] == "degraded"
-        assert render_health(snapshot(bad))[0] == 503
-        assert json.loads(render_health(snapshot(good, draining=True))[1])["status"] == "draining"
-        assert math.isfinite(doc["uptime_s"])
+class FakeStats:
+    """The read-only view a session gives the metrics (SessionStats' fields), set by the test."""
+
+    def __init__(self, max_buffered: int) -> None:
+        self.pending_lost_samples = 0
+        self.received_samples = 0
+        self.buffered_samples = 0
+        self.max_buffered_samples = max_buffered
+        self.live_tasks = 1
+
+
+class TestLiveLoss:
+    def test_the_outage_is_counted_as_it_happens_and_once(self) -> None:
+        """Pending loss shows in the total during the outage; the closing gap replaces it, and
+        the total never goes down in between (gap emitted but not yet counted)."""
+        m = StreamMetrics("a", source="url", model="paraformer-realtime-v2")
+        stats = FakeStats(max_buffered=160_000)
+        m.stats = stats  # type: ignore[assignment]
+        m.set_state("starting", 0.0)
+        m.observe(SessionOpened("t1", 0), 1.0)
+        assert m.snapshot(2.0).outage_s == 0.0
+        m.observe(Reconnecting(1, 2.0, "connect: refused"), 3.0)
+        totals = []
+        for second in range(1, 6):
+            stats.pending_lost_samples = second * 16000
+            stats.buffered_samples = 160_000
+            snap = m.snapshot(3.0 + 10 + second)
+            assert snap.outage_s == 10 + second and snap.replay_buffer_fill == 1.0
+            assert snap.losing_audio and snap.outage_lost_s == second
+            totals.append(snap.audio_lost_s)
+        assert totals == [1.0, 2.0, 3.0, 4.0, 5.0]
+        stats.pending_lost_samples = 0  # the session emitted the gap; the tap has not seen it
+        assert m.snapshot(20.0).audio_lost_s == 5.0
+        m.observe(AudioGap(0, 5 * 16000, "replay-overflow", rate=16000), 20.0)
+        m.observe(SessionOpened("t2", 5 * 16000), 20.0)
+        snap = m.snapshot(21.0)
+        assert (snap.audio_lost_s, snap.outage_s, snap.losing_audio) == (5.0, 0.0, False)
+        samples = parse(render_metrics(snapshot(m, now=21.0)))
+        assert samples["steno_audio_lost_seconds_total"] == [({"stream": "a"}, 5.0)]
+        assert samples["steno_stream_outage_seconds"] == [({"stream": "a"}, 0.0)]
+
+    def test_a_starting_stream_is_in_an_outage_until_its_first_task(self) -> None:
+        m = StreamMetrics("a", source="url", model="paraformer-realtime-v2")
+        m.set_state("starting", 100.0)
+        assert m.snapshot(107.0).outage_s == 7.0
+        m.set_state("failed")
+        assert m.snapshot(108.0).outage_s == 0.0  # not trying: no outage to show
+
+
+class TestFinalLag:
+    def test_from_the_sentence_end_received_to_its_final(self) -> None:
+        m = StreamMetrics("a", source="url", model="paraformer-realtime-v2")
+        stats = FakeStats(max_buffered=160_000)
+        m.stats = stats  # type: ignore[assignment]
+        m.observe(SessionOpened("t1", 0), 0.0)
+        for t in range(1, 5):  # partials while the audio comes in: 1 s per second
+            stats.received_samples = t * 16000
+            m.observe(Partial(1, 0, "hel"), float(t))
+        m.observe(Final(1, 0, 2 * 16000, "hello"), 4.5)  # its end arrived at t=2
+        lag = m.final_lag.snapshot()
+        assert (lag.count, lag.sum) == (1, pytest.approx(2.5))
+        assert m.first_package.count == 1 and m.first_package.sum == 1.0
