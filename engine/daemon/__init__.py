@@ -3,9 +3,11 @@
 Modules: ``config`` (strict TOML Structs), ``keys`` (the API key, redaction,
 ``--dump``), ``sources`` (file, url via ffmpeg, stdin, a microphone), ``gate``
 (the suspend idle policy's energy gate), ``rolling`` (hourly/daily,
-size-capped output files), ``runner`` (one stream), ``metrics`` (/metrics and
-/healthz, pure formatting), ``http`` (a tiny h11 GET server), ``manager``
-(reload by stream id, drain within a deadline, signals).
+size-capped output files), ``runner`` (one stream), ``metrics`` (the per-stream
+counters and their snapshots), ``exposition`` (/metrics through prometheus_client,
+a registry per daemon), ``health`` (/healthz and /readyz: state tables), ``http``
+(a tiny h11 GET server), ``manager`` (reload by stream id, drain within a
+deadline, signals).
 The command line is ``engine/cli/daemon.py``.
 """
 

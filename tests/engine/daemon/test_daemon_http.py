@@ -112,9 +112,13 @@ class TestOverLoopback:
                     status, headers, body = await request(port, get("/metrics"))
                     assert status == 200
                     assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-                    assert 'steno_finals_total{stream="a"} 2' in body.decode()
+                    assert 'steno_finals_total{stream="a"} 2.0' in body.decode()
+                    assert "process_resident_memory_bytes " in body.decode()  # the standard ones
                     assert int(headers["content-length"]) == len(body)
                     bodies.append(body)
+
+                    status, headers, body = await request(port, get("/readyz"))
+                    assert (status, json.loads(body)["status"]) == (200, "ready")
 
                     status, headers, body = await request(port, get("/metrics", "HEAD"))
                     assert (status, body) == (200, b"") and int(headers["content-length"]) > 0
