@@ -1,0 +1,65 @@
+"""The daemon config's JSON Schema: a valid 2020-12 schema that accepts the shipped examples
+and refuses what ``load_config`` refuses key by key."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import tomllib
+from typing import Any
+
+import jsonschema
+import pytest
+
+from engine.daemon.config import decode_config
+from engine.daemon.schema import config_schema, schema_json
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "scenarios" / "daemon-example.toml"
+
+
+def uncommented(text: str) -> str:
+    """The example with every commented example setting switched on (as test_daemon_config does)."""
+    setting = re.compile(r'^# (\[|[\w"-]+\s*=)')
+    return "\n".join(line[2:] if setting.match(line) else line for line in text.splitlines())
+
+
+def errors(doc: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(config_schema())
+    return [e.message for e in validator.iter_errors(doc)]
+
+
+class TestSchema:
+    def test_it_is_a_valid_schema_and_printable(self) -> None:
+        jsonschema.Draft202012Validator.check_schema(config_schema())
+        assert json.loads(schema_json()) == config_schema()
+        assert b"null" not in schema_json()  # TOML has no null
+
+    @pytest.mark.parametrize("variant", ["as shipped", "every example on"])
+    def test_the_shipped_examples_validate(self, variant: str) -> None:
+        text = EXAMPLE.read_text()
+        if variant != "as shipped":
+            text = uncommented(text)
+        decode_config(text.encode())  # the loader agrees that it is valid
+        assert errors(tomllib.loads(text)) == []
+
+    @pytest.mark.parametrize(
+        ("toml", "needle"),
+        [
+            ('[daemon]\nlisen = "127.0.0.1:1"\n', "lisen"),
+            ('[[stream]]\nid = "a"\nsource = { kind = "ftp", path = "x" }\n', "kind"),
+            ('[[stream]]\nid = "a"\nmodel = "nope"\nsource = { kind = "stdin" }\n', "nope"),
+            ('[[stream]]\nid = "a b"\nsource = { kind = "stdin" }\n', "a b"),
+            (
+                '[[stream]]\nid = "a"\nsource = { kind = "stdin" }\noutputs = { rotate = "week" }\n',
+                "week",
+            ),
+            ('[daemon]\ndegraded-after-s = "5"\n', "'5'"),
+        ],
+    )
+    def test_what_the_loader_refuses_the_schema_refuses(self, toml: str, needle: str) -> None:
+        with pytest.raises(Exception, match=r"."):
+            decode_config(toml.encode())
+        found = errors(tomllib.loads(toml))
+        assert found and any(needle in m for m in found), found
