@@ -23,9 +23,8 @@ import msgspec
 from adapters.dashscope.models import MODELS
 from engine.daemon.config import _ID, DaemonConfig
 
-__all__ = ["SCHEMA_ID", "config_schema", "schema_json"]
+__all__ = ["config_schema", "schema_json"]
 
-SCHEMA_ID: Final = "https://stenograph.invalid/schemas/daemon-config.json"
 _DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -57,7 +56,6 @@ def config_schema() -> dict[str, Any]:
     stream["translate-to"]["deprecated"] = True
     return {
         "$schema": _DIALECT,
-        "$id": SCHEMA_ID,
         "title": "steno daemon configuration",
         "description": "The TOML file of `steno daemon` ([daemon] and [[stream]] tables).",
         **schema,
