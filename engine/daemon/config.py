@@ -3,7 +3,7 @@
 ::
 
     [daemon]
-    listen = "127.0.0.1:9464"         # /healthz and /metrics; loopback unless allowed
+    listen = "127.0.0.1:9464"         # /healthz, /readyz, /metrics; loopback unless allowed
     api-key-file = "/etc/steno/key"   # else $DASHSCOPE_API_KEY
     drain-deadline-s = 30
 

@@ -1,4 +1,4 @@
-"""The daemon's status endpoints (/healthz, /metrics) served over HTTP/1.1.
+"""The daemon's status endpoints (/healthz, /readyz, /metrics) served over HTTP/1.1.
 
 The application is a plain synchronous function ``(method, path) -> Response``
 (:meth:`engine.daemon.manager.Daemon.http_app`), so the routing is tested without
