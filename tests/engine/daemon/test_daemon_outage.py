@@ -130,8 +130,15 @@ class TestOutage:
                 await trio.sleep(65)
                 assert health(daemon)[0] == 200 and health(daemon)[1]["status"] == "ok"
                 assert daemon.http_app("GET", "/readyz").status == 200
-                before = scrape(daemon)["steno_audio_lost_seconds_total"]
-                assert before == dict.fromkeys(IDS, 0.0)
+                samples = scrape(daemon)
+                assert samples["steno_audio_lost_seconds_total"] == dict.fromkeys(IDS, 0.0)
+                # No task has ended yet (they last an hour): the first-package delay is
+                # recorded when the first result arrives, and every final's lag is timed.
+                assert all(samples["steno_first_package_delay_seconds_count"][i] == 1 for i in IDS)
+                finals = samples["steno_final_lag_seconds_count"]
+                assert all(finals[i] == daemon.metrics[i].finals >= 3 for i in IDS)
+                mean_lag = samples["steno_final_lag_seconds_sum"]["a"] / finals["a"]
+                assert 0 < mean_lag < 3.0  # 1 s blocks and 1 s result chunks
 
                 await service.go_down()
                 t_down = trio.current_time()
