@@ -11,7 +11,8 @@ Rules / theory of operation
    (draining, every stream failed, some stream not ok). The README's health
    table is this table.
 4. **Readiness** (:data:`READY`): every stream has an open task or is legitimately
-   idle (suspended, finished); a draining daemon is never ready.
+   without one (suspended, finished, or its source is being reopened: nothing a
+   restart of the daemon would fix); a draining daemon is never ready.
 
 Everything here is synchronous and pure (no clock: ages come in the snapshot),
 so the tables are tested row by row.
@@ -69,7 +70,7 @@ READY: Final[dict[State, bool]] = {
     "running": True,
     "reconnecting": False,
     "suspended": True,
-    "source-down": False,
+    "source-down": True,  # the task stays open (keep-alive) while the source is reopened
     "restarting": False,
     "draining": False,
     "finished": True,

@@ -216,7 +216,7 @@ class StreamMetrics:
             case Partial(text=text):
                 self._first_text(text, now)
             case Translation(final=final, text=text):
-                self.translations += final
+                self.translations += int(final)
                 self._first_text(text, now)
             case TranslatedAudio(pcm=pcm, rate=rate):
                 self.voice_s += len(pcm) / 2 / rate
