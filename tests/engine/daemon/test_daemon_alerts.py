@@ -12,6 +12,7 @@ import re
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.daemon.config import DaemonSection
 from engine.daemon.exposition import ALERT_NAMES, new_registry, render_metrics
 from engine.daemon.metrics import DaemonSnapshot, StreamMetrics
 
@@ -72,3 +73,12 @@ class TestAlertRules:
         )
         names = {s.name for metric in registry.collect() for s in metric.samples}
         assert set(ALERT_NAMES) <= names
+
+    def test_the_example_prometheus_config_loads_the_rules_and_scrapes_the_default_port(
+        self,
+    ) -> None:
+        doc = yaml.safe_load((ALERTS.parent / "prometheus.yml").read_text())
+        assert doc["rule_files"] == [ALERTS.name]
+        (job,) = doc["scrape_configs"]
+        assert job["metrics_path"] == "/metrics"
+        assert job["static_configs"][0]["targets"] == [DaemonSection().listen]
