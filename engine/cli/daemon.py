@@ -7,6 +7,8 @@ and exit code 2 — before any stream, socket or file is opened.
 * ``--check`` validates the file (and that a key is available), prints one line
   and exits; with ``--dump`` it prints the effective configuration as TOML
   (every default filled in, the key as ``***``).
+* ``--schema`` prints the JSON Schema of the file (``engine.daemon.schema``, for
+  editors) and exits; it needs no CONFIG.toml.
 * Logs are structlog JSON lines on stdout, at the config's ``log-level``.
 * SIGTERM or Ctrl-C drains every stream within ``drain-deadline-s``; a second
   one cancels. SIGHUP reloads the file (and the key) and applies it by stream id.
@@ -39,6 +41,7 @@ from engine.daemon.config_sources import FileSource
 from engine.daemon.keys import dump_config, resolve_api_key
 from engine.daemon.manager import run_daemon
 from engine.daemon.runner import StreamEnv
+from engine.daemon.schema import schema_json
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,10 +64,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run many streams 24/7 from a TOML config (/healthz, /metrics, rolling files)",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
     )
-    d.add_argument("config", metavar="CONFIG.toml")
+    d.add_argument("config", metavar="CONFIG.toml", nargs="?")
     d.add_argument("--check", action="store_true", help="validate the config and exit")
     d.add_argument(
         "--dump", action="store_true", help="with --check: print the effective config (key as ***)"
+    )
+    d.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the config file's JSON Schema (for editors) and exit",
     )
     d.set_defaults(func=daemon_command)
     return d
@@ -116,6 +124,11 @@ async def daemon_command(
 ) -> int:
     """Run (or ``--check``) the daemon described by ``args.config``."""
     out = out or sys.stdout
+    if getattr(args, "schema", False):
+        print(schema_json().decode(), file=out, end="")
+        return EXIT_OK
+    if args.config is None:
+        raise ConfigError("no CONFIG.toml; fix: steno daemon CONFIG.toml (or --schema)")
     config = await trio.to_thread.run_sync(load_config, args.config)
     key, origin = await trio.to_thread.run_sync(_key_for, config, environ)
     await trio.to_thread.run_sync(check_startable, config, args.config)

@@ -3,6 +3,7 @@ and refuses what ``load_config`` refuses key by key."""
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import re
@@ -63,3 +64,19 @@ class TestSchema:
             decode_config(toml.encode())
         found = errors(tomllib.loads(toml))
         assert found and any(needle in m for m in found), found
+
+
+class TestCommand:
+    async def test_steno_daemon_schema_prints_it_without_a_config(self) -> None:
+        """``steno daemon --schema`` (parsed by steno's own parser) prints the schema, exit 0;
+        without --schema a missing CONFIG.toml is a configuration error."""
+        from engine.cli import build_parser
+        from engine.cli.daemon import daemon_command
+        from engine.errors import ConfigError
+
+        out = io.StringIO()
+        args = build_parser().parse_args(["daemon", "--schema"])
+        assert await daemon_command(args, environ={}, out=out) == 0
+        assert json.loads(out.getvalue()) == config_schema()
+        with pytest.raises(ConfigError, match=r"no CONFIG\.toml"):
+            await daemon_command(build_parser().parse_args(["daemon"]), environ={}, out=out)
