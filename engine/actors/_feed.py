@@ -57,6 +57,7 @@ class Feed:
         self.rate = rate
         self.input_done = False
         self._overflow: tuple[int, int] | None = None  # replay overflow not yet reported
+        self.outage_since: float | None = None  # the first failure since a task was open
         self._pre_roll = int(PRE_ROLL_S * rate)
         self._speech_end = 0  # global end of the newest frame that was not silent
         self.sent_high = 0  # global end of the furthest audio any task was sent
@@ -166,6 +167,29 @@ class Feed:
             # One outage, one gap: reported when the stream resumes or gives up.
             start = self._overflow[0] if self._overflow else span[0]
             self._overflow = (start, span[1])
+
+    def outage_began(self, now: float) -> None:
+        """A task failed: no task is open until :meth:`outage_ended` (idempotent)."""
+        if self.outage_since is None:
+            self.outage_since = now
+
+    def outage_ended(self) -> bool:
+        """A task is open again (or the stream gives up): what the buffer dropped meanwhile,
+        the reopening handshake included, joins the pending span. True if an outage ended."""
+        if self.outage_since is None:
+            return False
+        self.give_up_lost()
+        self.outage_since = None
+        return True
+
+    def pending_lost(self) -> int:
+        """Samples the outage has lost so far and not yet reported: the pending span and,
+        while no task is open, what the buffer has dropped since it was last given up."""
+        pending = self._overflow[1] - self._overflow[0] if self._overflow else 0
+        if self.outage_since is not None:
+            span = self.buffer.lost_span()
+            pending += span[1] - span[0] if span else 0
+        return pending
 
     def take_overflow(self) -> tuple[int, int] | None:
         """The pending overflow span, once."""

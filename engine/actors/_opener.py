@@ -127,6 +127,11 @@ class Opener:
 
     async def opened(self, task: Task) -> None:
         """Announce a task the stream now uses (after any overflow the outage caused)."""
+        feed = self._feed
+        if feed.outage_ended() and feed.buffer.commit_point > task.offset:
+            # The handshake's wait dropped audio too: it is in the outage's gap, and the
+            # task (which has no audio yet) starts after it.
+            task.rebase(feed.buffer.commit_point)
         await self._report.skipped(self._feed.take_skipped())
         span = self._feed.take_overflow()
         if span is not None:

@@ -135,6 +135,7 @@ class Supervisor:
 
     async def _recover(self, exc: StenoError, ran_s: float | None) -> bool:
         """Decide on a failure; True after a backoff when another task should be tried."""
+        self._feed.outage_began(trio.current_time())
         category = classify(exc)
         if category.is_permanent:
             await self._fail(exc, permanent=True)
@@ -170,6 +171,7 @@ class Supervisor:
         report, feed = self._report, self._feed
         log.error("session.failed", kind=kind_of(exc), error=str(exc), permanent=permanent)
         await report.skipped(feed.take_skipped())
+        feed.outage_ended()  # what it dropped is in the overflow span, or in the gap below
         span = feed.take_overflow()
         if span is not None:
             await report.gap(span[0], span[1], "replay-overflow")

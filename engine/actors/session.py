@@ -188,3 +188,14 @@ class SessionStats:
     @property
     def lost_samples(self) -> int:
         return self._report.lost_samples
+
+    @property
+    def pending_lost_samples(self) -> int:
+        """Audio the current outage has already lost (overflow of the replay buffer while
+        no task is open), not yet reported: the closing ``AudioGap`` will carry exactly it."""
+        return self._feed.pending_lost()
+
+    @property
+    def received_samples(self) -> int:
+        """The global end of the newest audio the session has received."""
+        return self._feed.buffer.end

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 import trio
@@ -24,10 +24,11 @@ from daemon_helpers import (
     _inline_threads,  # noqa: F401 - the inline_threads fixture
     config,
     memory_env,
-    synthetic,
+    speech,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.dashscope.ws import websocket_dialer
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.memory import MemoryNet, open_memory_net
@@ -65,13 +66,14 @@ class Service:
         self.open: set[trio_websocket.WebSocketConnection] = set()
 
     @contextlib.asynccontextmanager
-    async def dial(
+    async def open_websocket(
         self, url: str, headers: list[tuple[bytes, bytes]], *, connect_timeout: float
     ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """The net's WebSocket opener, switched (the engine's dialer maps its errors)."""
         if not self.up:
             await trio.lowlevel.checkpoint()
             raise OSError(111, "Connection refused")
-        async with self.net.dial(url, headers, connect_timeout=connect_timeout) as ws:
+        async with self.net.open_websocket(url, headers, connect_timeout=connect_timeout) as ws:
             self.open.add(ws)
             try:
                 yield ws
@@ -84,11 +86,24 @@ class Service:
             await ws.aclose(1011, "gone")
 
 
-def camera(
-    spec: object, ctx: SourceContext
-) -> contextlib.AbstractAsyncContextManager[AsyncIterator[RawBlock]]:
-    """A sentence every 20 s, silence in between, in real time (1 s blocks)."""
-    return synthetic(cycles=40, cycle_s=20.0, block_s=1.0, idle="silence")(spec, ctx)  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def camera(spec: object, ctx: SourceContext) -> AsyncIterator[AsyncIterator[RawBlock]]:
+    """Sentences back to back, in real time (1 s blocks): never a silence, so an outage
+    overflows the buffer every second (silence would be committed instead, not lost)."""
+
+    async def blocks() -> AsyncGenerator[RawBlock, None]:
+        at = trio.current_time()
+        for k in range(1000):
+            for block in speech(k, RATE):
+                at += 1.0
+                await trio.sleep_until(at)
+                yield RawBlock(block, RATE)
+
+    gen = blocks()
+    try:
+        yield gen
+    finally:
+        await gen.aclose()
 
 
 def scrape(daemon: Daemon) -> dict[str, dict[str, float]]:
@@ -123,7 +138,7 @@ class TestOutage:
         async with open_memory_net(sim, ScriptedRecognizer.tone()) as net:
             service = Service(net)
             env = memory_env(net, {"url": camera})
-            env = type(env)(**{**env.__dict__, "dial": service.dial})
+            env = type(env)(**{**env.__dict__, "dial": websocket_dialer(service.open_websocket)})
             daemon = Daemon(config(TOML, tmp_path), env)
             async with trio.open_nursery() as nursery:
                 await nursery.start(daemon.run)
