@@ -1,9 +1,15 @@
-"""Shared test fixtures: structlog reset, trio deadlines, and the demo audio."""
+"""Shared test fixtures: structlog reset, trio deadlines, the demo audio, hidden tools,
+and the CI skip policy.
+
+The skip policy lives in ``skip_policy.py`` (a plugin, so it can be tested on a suite
+of its own); its hook is imported here to apply to this suite.
+"""
 
 from __future__ import annotations
 
 import functools
 import gc
+import os
 import pathlib
 import threading
 import time
@@ -14,6 +20,7 @@ from typing import Any, ParamSpec
 import pytest
 import structlog
 import trio
+from skip_policy import pytest_runtest_makereport as pytest_runtest_makereport
 
 P = ParamSpec("P")
 
@@ -82,3 +89,40 @@ def _collect_sdk_sockets(request: pytest.FixtureRequest) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+# ------------------------------------------------------------------------- hidden tools
+
+
+def path_without(directory: pathlib.Path, *tools: str) -> str:
+    """A PATH that finds every program of the current PATH except ``tools``.
+
+    ``directory`` receives one symlink per program (first one on PATH wins), so the
+    code under test and its child processes look tools up the ordinary way
+    (``shutil.which``, ``execvp``) and find exactly what a machine without ``tools``
+    has. Interpreters keep working: the symlinks point at the real files.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry or not os.path.isdir(entry):
+            continue
+        for name in os.listdir(entry):
+            target = os.path.join(entry, name)
+            link = directory / name
+            if name in tools or link.exists() or link.is_symlink():
+                continue
+            if os.path.isfile(target) and os.access(target, os.X_OK):
+                link.symlink_to(target)
+    return str(directory)
+
+
+@pytest.fixture(name="hide_ffmpeg")
+def _hide_ffmpeg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test runs on a machine without ffmpeg/ffprobe (PATH hides them); returns PATH.
+
+    Use it for tests of the no-ffmpeg path, so they run (and mean something) whether or
+    not ffmpeg is installed, instead of being skipped where it is.
+    """
+    path = path_without(tmp_path_factory.mktemp("path-without-ffmpeg"), "ffmpeg", "ffprobe")
+    monkeypatch.setenv("PATH", path)
+    return path

@@ -1,7 +1,9 @@
 """Media preparation (adapters/audio/prepare.py): ffmpeg → 16 kHz mono Opus, with progress.
 
 The parser tests are pure; the conversions run the real ffmpeg (real time, a
-fraction of a second each) and are skipped where it is not installed.
+fraction of a second each) and are skipped where it is not installed (a failure on
+CI, tests/skip_policy.py). The error tests run on every machine: the no-ffmpeg test
+hides ffmpeg from PATH, the input checks get a stand-in ffmpeg path they never run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg"
 )
 WEATHER = DEMO_AUDIO / "weather.wav"
+
+
+def unused_ffmpeg(name: str) -> str:
+    """A tool finder that always answers: for checks that must come before ffmpeg runs."""
+    return f"/nonexistent/{name}"
 
 
 async def make_media(path: pathlib.Path, *audio: str) -> None:
@@ -127,18 +134,23 @@ class TestPrepare:
 
 class TestErrors:
     @deadline(10)
-    async def test_without_ffmpeg(self, tmp_path: pathlib.Path) -> None:
-        """No ffmpeg on the machine: one line naming the fix."""
+    async def test_without_ffmpeg(self, tmp_path: pathlib.Path, hide_ffmpeg: str) -> None:
+        """No ffmpeg on PATH (hidden, so this runs where ffmpeg is installed): one line
+        naming the fix, and nothing written."""
+        assert shutil.which("ffmpeg") is None
         with pytest.raises(InputError, match=r"needs ffmpeg.*fix: apt-get install ffmpeg"):
-            await prepare_file(WEATHER, tmp_path, find_tool=lambda name: None)
+            await prepare_file(WEATHER, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
 
     @deadline(10)
     async def test_missing_input(self, tmp_path: pathlib.Path) -> None:
+        """A missing input is named (whether or not ffmpeg is installed)."""
         with pytest.raises(InputError, match="input not found"):
-            await prepare_file(tmp_path / "nope.mkv", tmp_path)
+            await prepare_file(tmp_path / "nope.mkv", tmp_path, find_tool=unused_ffmpeg)
 
     @deadline(10)
     async def test_empty_input(self, tmp_path: pathlib.Path) -> None:
+        """An empty input is refused before ffmpeg runs (whether or not it is installed)."""
         (tmp_path / "empty.wav").write_bytes(b"")
         with pytest.raises(InputError, match="not a non-empty regular file"):
-            await prepare_file(tmp_path / "empty.wav", tmp_path)
+            await prepare_file(tmp_path / "empty.wav", tmp_path, find_tool=unused_ffmpeg)

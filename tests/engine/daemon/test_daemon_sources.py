@@ -81,6 +81,15 @@ class TestFile:
         assert times == pytest.approx([0.1 * (k + 1) for k in range(12)])
 
 
+class TestUrlWithoutFfmpeg:
+    """Runs everywhere: ffmpeg is hidden from PATH (not skipped where it is missing)."""
+
+    async def test_no_ffmpeg_is_a_config_error(self, hide_ffmpeg: str) -> None:
+        assert shutil.which("ffmpeg") is None
+        with pytest.raises(ConfigError, match="need ffmpeg"):
+            await collect(UrlSource(url="http://127.0.0.1:9/x"), SourceContext())
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 class TestUrl:
     # real-time: ffmpeg is a real process reading a real loopback socket.
@@ -139,11 +148,6 @@ class TestUrl:
                 spec = UrlSource(url=f"http://127.0.0.1:{port}/live", timeout_s=0.5)
                 with pytest.raises(SourceLost, match=r"no audio for 0\.5 s"):
                     await collect(spec, SourceContext())
-
-    async def test_no_ffmpeg_is_a_config_error(self) -> None:
-        ctx = SourceContext(find_tool=lambda _name: None)
-        with pytest.raises(ConfigError, match="need ffmpeg"):
-            await collect(UrlSource(url="http://127.0.0.1:9/x"), ctx)
 
 
 class TestMic:

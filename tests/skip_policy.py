@@ -1,0 +1,63 @@
+"""CI skip policy (a pytest plugin): under ``CI=true`` an unexplained skip is a failure.
+
+The suite prints every skip (``-ra``). With ``CI=true`` (as the CI runner runs
+``.ci/run`` → ``make test``) a skip is a *failure* unless its reason matches
+:data:`ALLOWED_CI_SKIPS`: CI's setup (``tools/setup-system.sh``) installs every tool
+the tests use, so a skip there means a test silently did not run — ffmpeg gone,
+PulseAudio not starting, PortAudio missing. Each allowed entry says why skipping it
+on CI is right. ``tests/conftest.py`` imports the hook; ``-p skip_policy`` loads it
+into any other suite (its own tests do that).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Final
+
+import pytest
+
+ALLOWED_CI_SKIPS: Final[dict[str, str]] = {
+    # reason (a substring of the skip's reason) -> why CI may skip it
+    "POSIX signals": "the test sends POSIX signals; only a Windows runner skips it",
+    "needs Linux /proc": "the test reads /proc; only a non-Linux runner skips it",
+}
+"""The skips CI accepts, each with why. Anything else skipped under ``CI=true`` fails."""
+
+
+def on_ci() -> bool:
+    """True under CI (``CI=true``, as the CI runner sets it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def unexpected_skip(reason: str) -> str | None:
+    """The failure message for a skip CI must not accept, or None when it is allowed."""
+    if any(allowed in reason for allowed in ALLOWED_CI_SKIPS):
+        return None
+    return (
+        f"skipped on CI: {reason}\n"
+        "CI=true turns environment skips into failures: the tool should have been "
+        "installed by tools/setup-system.sh (run by `make test`). Fix the setup, or add "
+        "the reason with its justification to ALLOWED_CI_SKIPS in tests/skip_policy.py."
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI, turn a skip that is not in ALLOWED_CI_SKIPS into a failure."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and on_ci():
+        message = unexpected_skip(_skip_reason(report))
+        if message is not None:
+            report.outcome = "failed"
+            report.longrepr = message
+    return report
