@@ -13,7 +13,9 @@ import pathlib
 import re
 import signal
 import subprocess
+import threading
 import time
+from typing import IO
 
 import pytest
 import soundfile
@@ -107,26 +109,84 @@ def test_permanent_fault_is_one_clear_error(tones: pathlib.Path, tmp_path: pathl
     assert not any(line.startswith("reconnecting") for line in lines)
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*steno_command(), *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Running:
+    """``steno ARGS`` as a running process; two threads collect its stdout and stderr.
 
+    Every wait is bounded (real time): :meth:`wait_for` polls the collected stderr
+    until a deadline, :meth:`finish` waits for the exit with a timeout, and leaving
+    the ``with`` block kills a process still running. A blocking ``for line in
+    proc.stderr`` could hang the test forever on a process that stops writing.
+    """
 
-def _wait_for_streaming(proc: subprocess.Popen[str]) -> None:
-    """Block until the process reports the embedded simulator (then it is streaming)."""
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 30  # real-time: a real process starting up
-    for line in proc.stderr:
-        if "embedded simulator" in line:
-            return
-        assert time.monotonic() < deadline, "steno did not start streaming"
-    raise AssertionError("steno exited before streaming")
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [*steno_command(), *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._changed = threading.Condition()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self._out), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self._err), daemon=True),
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    def _pump(self, stream: IO[str], into: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                into.append(line)
+                self._changed.notify_all()
+
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)  # real time: a killed process exits at once
+        for pump in self._pumps:
+            pump.join(timeout=30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        """Until a stderr line contains ``text``; fails after ``timeout`` s or at exit."""
+        deadline = time.monotonic() + timeout  # real time: a real process
+        with self._changed:
+            while not any(text in line for line in self._err):
+                left = deadline - time.monotonic()
+                if self.proc.poll() is not None and not any(p.is_alive() for p in self._pumps):
+                    raise AssertionError(f"steno exited before {text!r}:\n{''.join(self._err)}")
+                assert left > 0, f"no {text!r} on stderr within {timeout} s"
+                self._changed.wait(min(left, 0.5))
+
+    def finish(self, timeout: float) -> float:
+        """Wait for the exit (at most ``timeout`` s); returns how long it took."""
+        started = time.monotonic()
+        try:
+            self.proc.wait(timeout=timeout)  # real time: a real process draining
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"steno still running after {timeout} s:\n{self.err}") from None
+        for pump in self._pumps:
+            pump.join(timeout=10)
+        return time.monotonic() - started
+
+    @property
+    def out(self) -> str:
+        with self._changed:
+            return "".join(self._out)
+
+    @property
+    def err(self) -> str:
+        with self._changed:
+            return "".join(self._err)
 
 
 class TestInterrupt:
@@ -138,17 +198,15 @@ class TestInterrupt:
             "transcribe", os.fspath(tones), "--recognizer", "scripted", "--out", os.fspath(tmp_path),
             "--sim-fault", "no-task-finished", "--finish-timeout", "3",
         ]  # fmt: skip
-        proc = _start(args, cli_env(None))
-        _wait_for_streaming(proc)
-        time.sleep(1.5)  # real-time: let it stream a while before the Ctrl-C
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - sent
-        assert proc.returncode == 130, err
-        assert 2.5 <= elapsed < 8.0, f"exited {elapsed:.1f} s after Ctrl-C"
-        assert "finishing every stream" in err
-        assert "lost audio" in out  # the unfinalized tail is reported, not hidden
+        with Running(args, cli_env(None)) as steno:
+            steno.wait_for("embedded simulator", timeout=30)  # then it is streaming
+            time.sleep(1.5)  # real-time: let it stream a while before the Ctrl-C
+            steno.proc.send_signal(signal.SIGINT)
+            elapsed = steno.finish(timeout=8.0)
+            assert steno.proc.returncode == 130, steno.err
+            assert elapsed >= 2.5, f"exited {elapsed:.1f} s after Ctrl-C"
+            assert "finishing every stream" in steno.err
+            assert "lost audio" in steno.out  # the unfinalized tail is reported, not hidden
         assert (tmp_path / "tones.jsonl").exists()
 
     def test_second_ctrl_c_stops_at_once(self, tones: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -157,16 +215,14 @@ class TestInterrupt:
             "transcribe", os.fspath(tones), "--recognizer", "scripted", "--out", os.fspath(tmp_path),
             "--sim-fault", "no-task-finished", "--finish-timeout", "30",
         ]  # fmt: skip
-        proc = _start(args, cli_env(None))
-        _wait_for_streaming(proc)
-        time.sleep(1.0)  # real-time: streaming
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)  # real-time: the drain has begun
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-        assert proc.returncode == 130
-        assert time.monotonic() - sent < 5.0
+        with Running(args, cli_env(None)) as steno:
+            steno.wait_for("embedded simulator", timeout=30)
+            time.sleep(1.0)  # real-time: streaming
+            steno.proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)  # real-time: the drain has begun
+            steno.proc.send_signal(signal.SIGINT)
+            steno.finish(timeout=5.0)
+            assert steno.proc.returncode == 130, steno.err
 
     def test_an_interrupted_run_says_so_for_every_file(
         self, tones: pathlib.Path, tmp_path: pathlib.Path
@@ -180,12 +236,13 @@ class TestInterrupt:
             files.append(os.fspath(tmp_path / f"{name}.wav"))
         out = tmp_path / "out"
         args = ["transcribe", *files, "--jobs", "1", "--recognizer", "scripted", "--out", os.fspath(out)]  # fmt: skip
-        proc = _start(args, cli_env(None))
-        _wait_for_streaming(proc)
-        time.sleep(1.5)  # real-time: the first file streams a while
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-        assert proc.returncode == 130, stderr
+        with Running(args, cli_env(None)) as steno:
+            steno.wait_for("embedded simulator", timeout=30)
+            time.sleep(1.5)  # real-time: the first file streams a while
+            steno.proc.send_signal(signal.SIGINT)
+            steno.finish(timeout=30)
+            stdout, stderr = steno.out, steno.err
+        assert steno.proc.returncode == 130, stderr
         assert "Traceback" not in stdout + stderr
         lines = stdout.splitlines()
         (unsent,) = [line for line in lines if line.startswith("[first.wav] error: interrupted at")]
@@ -204,13 +261,13 @@ class TestInterrupt:
         """Ctrl-C, then another once the drain is over (the simulator shutting down) or
         while it runs: exit 130 at once, and no traceback."""
         args = ["transcribe", os.fspath(tones), "--recognizer", "scripted", "--fast"]
-        proc = _start(args, cli_env(None))
-        _wait_for_streaming(proc)
-        time.sleep(0.5)  # real-time: streaming
-        proc.send_signal(signal.SIGINT)
-        time.sleep(pause)  # real-time: somewhere in the drain or the shutdown
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=10)
-        assert proc.returncode == 130, stderr
-        assert "Traceback" not in stdout + stderr
+        with Running(args, cli_env(None)) as steno:
+            steno.wait_for("embedded simulator", timeout=30)
+            time.sleep(0.5)  # real-time: streaming
+            steno.proc.send_signal(signal.SIGINT)
+            time.sleep(pause)  # real-time: somewhere in the drain or the shutdown
+            if steno.proc.poll() is None:
+                steno.proc.send_signal(signal.SIGINT)
+            steno.finish(timeout=10)
+            assert steno.proc.returncode == 130, steno.err
+            assert "Traceback" not in steno.out + steno.err
