@@ -19,6 +19,7 @@ from helpers import (
     CLIENT_FRAMES,
     FINAL,
     OTHER_TASK_ID,
+    PCM,
     SERVER_FRAMES,
     TASK_ID,
     WIRE_ACTION,
@@ -33,12 +34,13 @@ from helpers import (
     server_in,
 )
 from hostile_frames import json_values, mutated, nested
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from adapters.dashscope import messages as m
 from adapters.dashscope._state import State
 from adapters.dashscope.inference import MAX_TEXT_FRAME, InferenceClient, InferenceServer
+from engine.errors import LocalProtocolError
 
 LIVE = [s for s in State if s is not State.ERROR]
 TASK_STATES = [State.STARTING, State.STREAMING, State.FINISHING]
@@ -173,8 +175,11 @@ class TestHostileServerFrames:
         """After a violation, every later input raises instead of being half-parsed."""
         client = client_in(state)
         if isinstance(feed_client(client, frame), m.ProtocolViolation):
-            with pytest.raises(Exception, match="ERROR"):
+            with pytest.raises(LocalProtocolError, match="in ERROR state"):
                 client.receive_data(dumps(SERVER_FRAMES["task-started"]))
+            with pytest.raises(LocalProtocolError, match="in ERROR state"):
+                client.send(m.FinishTask())
+            assert client.state is State.ERROR
 
 
 class TestHostileClientFrames:
@@ -187,12 +192,32 @@ class TestHostileClientFrames:
     @settings(max_examples=50, deadline=None)
     @given(frames=st.lists(CLIENT_SENDS, max_size=8))
     def test_server_keeps_serving(self, frames: list[bytes | str]) -> None:
-        """After any run of junk a streaming server still takes audio and replies."""
+        """After any run of junk a streaming server still takes audio and replies, always.
+
+        Junk can at most finish the task (a valid finish-task among it), so the server
+        is STREAMING or FINISHING; either way the result goes out for our task, word for
+        word, our client reads it back as that sentence, and the task can still finish.
+        Planted bug it catches: a server that closes the task (IDLE) on a BadRequest
+        — the old test skipped its reply unless still STREAMING and never read it.
+        """
         server = server_in(State.STREAMING)
         for frame in frames:
             feed_server(server, frame)
-        if server.state is State.STREAMING:
-            server.send(m.SendResult(FINAL))
+        event(f"after the junk: {server.state.name}")
+        assert server.state in (State.STREAMING, State.FINISHING)
+        server.receive_data(PCM)
+        assert list(server.events()) == [m.AudioReceived(PCM)]
+        reply = server.send(m.SendResult(FINAL))
+        assert json.loads(reply) == server_frame("result-generated", payload={"output": FINAL})
+        client = client_in(State.STREAMING)
+        client.receive_data(reply)
+        (result,) = client.events()
+        assert isinstance(result, m.ResultGenerated) and result.task_id == TASK_ID
+        assert result.output.sentence is not None
+        assert result.output.sentence.text == FINAL["sentence"]["text"]
+        done = json.loads(server.send(m.FinishTaskReply({"duration": 2})))
+        assert done["header"] == server_frame("task-finished")["header"]
+        assert server.state is State.IDLE
 
 
 # --------------------------------------------------------------------------- named frames

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from hostile_frames import json_values, mutated, nested
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from realtime_helpers import (
     CLIENT_FRAMES,
@@ -38,6 +38,7 @@ from adapters.dashscope import realtime_messages as m
 from adapters.dashscope._realtime_state import ClientState, ServerState
 from adapters.dashscope.realtime import MAX_TEXT_FRAME, RealtimeClient, RealtimeServer
 from adapters.dashscope.realtime_wire import CLIENT_TYPES, SERVER_TYPES
+from engine.errors import LocalProtocolError
 
 HOSTILE = settings(
     max_examples=250,
@@ -179,8 +180,11 @@ class TestHostileServerFrames:
         client = client_in(state)
         for frame in frames:
             if isinstance(feed_client(client, frame), m.ProtocolViolation):
-                with pytest.raises(Exception, match="ERROR"):
+                with pytest.raises(LocalProtocolError, match="in ERROR state"):
                     client.receive_data(dumps(SERVER_FRAMES["session.created"]))
+                with pytest.raises(LocalProtocolError, match="in ERROR state"):
+                    client.send(m.FinishSession())
+                assert client.state is ClientState.ERROR
                 return
 
 
@@ -194,14 +198,51 @@ class TestHostileClientFrames:
     @settings(max_examples=60, deadline=None)
     @given(frames=st.lists(CLIENT_SENDS, max_size=8))
     def test_server_keeps_serving(self, frames: list[bytes | str]) -> None:
-        """After any run of junk an active server still answers and streams."""
+        """After any run of junk an active server still confirms, answers and finishes, always.
+
+        Junk can at most finish the session (a valid session.finish among it), so the
+        server is ACTIVE or FINISHING; either way each accepted session.update is
+        confirmed, a translation response goes out in §5.4 order, our client reads it
+        back as the text sent, and the session can still finish. Planted bug it catches:
+        a server that leaves ACTIVE on a BadRequest — the old test skipped its reply
+        unless still ACTIVE and never read it.
+        """
         server = server_in(ServerState.ACTIVE)
         for frame in frames:
             feed_server(server, frame)
+        event(f"after the junk: {server.state.name}, {server.pending_confirms} updates")
+        assert server.state in (ServerState.ACTIVE, ServerState.FINISHING)
+        updates = server.pending_confirms
+        replies = [server.send(m.ConfirmSession()) for _ in range(updates)]
+        replies += server.send_all(server.response_commands("ok", source_item_id=None))
+        kinds = [json.loads(reply)["type"] for reply in replies]
+        transcript = "response.audio_transcript" if server.audio_output else "response.text"
+        audio = ["response.audio.done"] if server.audio_output else []
+        assert kinds == [
+            *["session.updated"] * updates,
+            "conversation.item.created",
+            "response.created",
+            "response.output_item.added",
+            "response.content_part.added",
+            f"{transcript}.done",
+            *audio,
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.done",
+        ]
+        client = client_in(ClientState.STREAMING)
+        for reply in replies[updates:]:
+            client.receive_data(reply)
+        read = list(client.events())
+        (final,) = [e for e in read if isinstance(e, m.TranslationFinal)]
+        assert final.text == "ok"
+        assert isinstance(read[-1], m.ResponseDone) and read[-1].status == "completed"
+        assert client.state is ClientState.STREAMING
         if server.state is ServerState.ACTIVE:
-            server.send_all(server.response_commands("ok", source_item_id=None))
-            for _ in range(server.pending_confirms):
-                server.send(m.ConfirmSession())
+            server.receive_data(dumps(CLIENT_FRAMES["session.finish"]))
+            assert [type(e) for e in server.events()] == [m.FinishRequested]
+        assert json.loads(server.send(m.FinishSessionReply()))["type"] == "session.finished"
+        assert server.state is ServerState.FINISHED
 
 
 # --------------------------------------------------------------------------- named frames
