@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
-import signal
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
@@ -30,7 +32,7 @@ from adapters.sim.config import SimConfig
 from adapters.sim.faults import parse_fault_spec
 from adapters.sim.memory import open_memory_net
 from engine.daemon.config import StreamSpec
-from engine.daemon.manager import Daemon, plan_reload, run_daemon
+from engine.daemon.manager import Daemon, plan_reload
 from engine.daemon.sources import SourceContext, SourceLost
 from engine.events import (
     AudioGap,
@@ -299,25 +301,58 @@ def _only_synthetic(
     return open_source(spec, SourceContext())  # type: ignore[arg-type]
 
 
+SIGTERM_CHILD = """
+import json, os, pathlib, signal, sys
+import trio, trio.testing
+
+async def run_sync(fn, *args, **_):  # inline threads, as the inline_threads fixture does
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
+
+trio.to_thread.run_sync = run_sync
+from daemon_helpers import config, memory_env
+from test_daemon_manager import net_of, streams, talk
+from engine.daemon.manager import run_daemon
+
+async def main(out):
+    result = []
+    async with net_of() as net:
+        env = memory_env(net, {"file": talk})
+        async with trio.open_nursery() as nursery:
+            async def daemon():
+                result.append(await run_daemon(config(streams("a", "b"), out), env, listen=False))
+            nursery.start_soon(daemon)
+            await trio.sleep(70)
+            os.kill(os.getpid(), signal.SIGTERM)  # the child's own pid: pytest never sees it
+    print(json.dumps(result))
+
+trio.run(main, pathlib.Path(sys.argv[1]), clock=trio.testing.MockClock(autojump_threshold=0))
+"""
+"""``test_sigterm_drains_every_stream``'s daemon, run in a child process on virtual time."""
+
+
 class TestDrain:
-    async def test_sigterm_drains_every_stream(
-        self, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
-    ) -> None:
-        """SIGTERM: every stream sends finish-task, reads task-finished, closes its files."""
-        async with net_of() as net:
-            env = memory_env(net, {"file": talk})
-            async with trio.open_nursery() as nursery:
-                result: list[bool] = []
+    def test_sigterm_drains_every_stream(self, tmp_path: pathlib.Path) -> None:
+        """SIGTERM: every stream sends finish-task, reads task-finished, closes its files.
 
-                async def main() -> None:
-                    result.append(
-                        await run_daemon(config(streams("a", "b"), tmp_path), env, listen=False)
-                    )
-
-                nursery.start_soon(main)
-                await trio.sleep(70)
-                os.kill(os.getpid(), signal.SIGTERM)
-        assert result == [True]
+        A real SIGTERM goes to a child process running the daemon (on virtual time),
+        never to the pytest process: had the daemon not installed its handler, the
+        signal would kill the whole test run instead of failing one test.
+        """
+        here = pathlib.Path(__file__).resolve().parent
+        root = here.parents[2]
+        path = os.pathsep.join(map(str, (here, root / "tests", root)))
+        done = subprocess.run(
+            [sys.executable, "-c", SIGTERM_CHILD, str(tmp_path)],
+            env={**os.environ, "PYTHONPATH": path},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,  # real time: a child process; its daemon runs on virtual time
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout.splitlines()[-1]) == [True]
         for name in ("a", "b"):
             events = jsonl(tmp_path, name)
             assert isinstance(events[-1], StreamEnded) and events[-1].status == "ok"
