@@ -74,12 +74,18 @@ class TestProperties:
     def test_long_outages_lose_exactly_the_overflow(
         self, first: int, refusals: list[int], buffer_s: float, seed: int
     ) -> None:
-        """Outages past the buffer: each gap is [commit point, next task's offset), exactly."""
+        """Outages past the buffer: each gap is [commit point, next task's offset), exactly.
+
+        The delays are not jittered, so the first outage is at least 1 s + 2 s (two
+        reconnects, the second after a refusal), longer than any buffer here: every
+        example must lose audio. Planted bug it catches: a replay buffer that never
+        drops (unbounded) — no gap, and every check below sat inside ``for gap in gaps``.
+        """
         plan: list[Behaviour] = []
         for n in refusals:  # a task dies, then the service refuses n reconnects
             plan.append(Behaviour(fail_after=first))
             plan.extend([Behaviour(reject=503)] * n)
-        policy = RestartPolicy(max_attempts=50, backoff_base_s=1.0, backoff_cap_s=4.0)
+        policy = RestartPolicy(max_attempts=50, backoff_base_s=1.0, backoff_cap_s=4.0, jitter=False)
         events = run(
             ContentServer(*plan, Behaviour()),
             150,
@@ -89,6 +95,8 @@ class TestProperties:
         )
         gaps = of(events, AudioGap)
         ended = of(events, StreamEnded)[0]
+        assert 1 <= len(gaps) <= len(refusals), "an outage past the buffer must leave a gap"
+        assert ended.audio_lost_ms > 0 and ended.status != "ok"
         assert sum(g.end - g.start for g in gaps) * 1000 // 16000 == ended.audio_lost_ms
         got = finals(events)
         assert len(got) == len(set(got))
