@@ -24,7 +24,7 @@ import structlog
 import trio
 
 from ._faultstream import FaultStream
-from .context import FaultHooks
+from .context import FaultHooks, FrameTap
 from .faults import (
     FAULT_HEADER,
     FAULT_QUERY,
@@ -119,6 +119,7 @@ class PlanRunner:
         self._injector = injector
         self._conn_id = conn_id
         self._hooks = hooks
+        self._tap: FrameTap | None = hooks if isinstance(hooks, FrameTap) else None
         self.plan: FaultPlan | None = None
         self._n = 0
         self._stream: FaultStream | None = None
@@ -219,6 +220,8 @@ class PlanRunner:
     async def on_receive(self, frame: bytes | str) -> bool:
         if self._stream is not None and self._stream.state != "open":
             return False  # already queued when the stream broke: never handled
+        if self._tap is not None:
+            self._tap.received(self._conn_id, frame)
         self._frames += 1
         handle = True
         for i, fault in enumerate(self._faults):

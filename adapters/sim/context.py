@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .translate import Translator
     from .validation import Rejection, TaskSpec
 
-__all__ = ["ConnectionContext", "ConnectionFaults", "FaultControl", "FaultHooks"]
+__all__ = ["ConnectionContext", "ConnectionFaults", "FaultControl", "FaultHooks", "FrameTap"]
 
 
 @runtime_checkable
@@ -50,6 +50,18 @@ class FaultHooks(Protocol):
     async def before_send(self, frame: str) -> str | None:
         """The frame to send (may sleep to delay it), or None to swallow it."""
         ...
+
+
+@runtime_checkable
+class FrameTap(Protocol):
+    """Sees every client message a connection handles, before the handler does.
+
+    A :class:`FaultHooks` object that also has this method is told each frame with
+    its connection's id (numbered 1, 2, … per server): tests record what a client
+    sends with it. It must not block or raise; it cannot change or drop the frame.
+    """
+
+    def received(self, conn_id: int, frame: bytes | str) -> None: ...
 
 
 class FaultControl(Protocol):
