@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint system clean
+.PHONY: demo test lint system clean mutate
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -25,6 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## Mutation testing of the pure core (slow; not part of `make test`): tools/mutation/SURVIVORS.md.
+mutate: $(STAMP)
+	bash tools/mutation/run.sh $(MODULES)
 
 system:
 	@bash tools/setup-system.sh

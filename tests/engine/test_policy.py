@@ -25,6 +25,7 @@ from engine.errors import (
 from engine.policy import (
     CLI,
     DAEMON,
+    RATE_LIMITS,
     ErrorCategory,
     RateLimit,
     RestartPolicy,
@@ -204,3 +205,60 @@ class TestStartLimiter:
         for _ in range(100):
             await limiter.acquire("batch")
         assert trio.current_time() == 0.0
+
+
+class TestDocumentedNumbers:
+    """Numbers the README and DASHSCOPE.md promise, pinned as literals.
+
+    Mutants these kill (tools/mutation/SURVIVORS.md): the daemon's cap 30.0 → 29.0,
+    the defaults 30.0 → 29/31, fun-asr's 20 task starts/s → 19, livetranslate's
+    wait ``* per_s / rate`` → ``/ per_s / rate``, the whisker take leaving
+    ``max(-1.0, …)`` tokens, and 400 → CONFIG turned into ``400 != status``.
+    Comparing with the constant under test (``CLI.max_attempts is not None``)
+    pins nothing.
+    """
+
+    def test_restart_profiles(self) -> None:
+        """README: the CLI gives up after 5 attempts; a daemon never does, capped at 30 s."""
+        assert (CLI.max_attempts, DAEMON.max_attempts) == (5, None)
+        assert (DAEMON.backoff_base_s, DAEMON.backoff_cap_s) == (0.5, 30.0)
+        assert backoff_bound(DAEMON, 100) == 30.0
+        default = RestartPolicy()
+        assert (default.backoff_cap_s, default.healthy_after_s) == (30.0, 30.0)
+
+    def test_task_start_limits(self) -> None:
+        """DASHSCOPE.md §8: 20 task starts/s for paraformer and fun-asr, 10 for gummy,
+        10 sessions a minute for livetranslate."""
+        documented = {
+            "paraformer": RateLimit(20),
+            "fun-asr": RateLimit(20),
+            "gummy": RateLimit(10),
+            "livetranslate": RateLimit(10, per_s=60.0),
+        }
+        assert documented == RATE_LIMITS
+
+    def test_livetranslate_waits_six_seconds_for_the_next_session(self) -> None:
+        """10 per minute, burst 10: the 11th start waits 60 / 10 = 6 s."""
+        bucket = TokenBucket(RATE_LIMITS["livetranslate"], now=0.0)
+        assert [bucket.try_take(0.0) for _ in range(10)] == [0.0] * 10
+        assert bucket.try_take(0.0) == pytest.approx(6.0)
+        assert bucket.try_take(3.0) == pytest.approx(3.0)
+
+    def test_a_whisker_below_a_token_takes_it_and_leaves_none(self) -> None:
+        """A take at 1 - 1e-10 tokens succeeds and leaves exactly 0 (not -1e-10): the
+        next wait is a whole token's time, exactly."""
+        limit = RateLimit(20)
+        bucket = TokenBucket(limit, now=0.0)
+        for _ in range(20):
+            assert bucket.try_take(0.0) == 0.0
+        almost = (1.0 - 1e-10) / 20
+        assert bucket.try_take(almost) == 0.0
+        assert bucket.try_take(almost) == 1.0 / 20
+
+    @pytest.mark.parametrize(
+        ("status", "category"),
+        [(399, ErrorCategory.SERVER), (400, ErrorCategory.CONFIG), (499, ErrorCategory.CONFIG)],
+    )
+    def test_upgrade_status_edges(self, status: int, category: ErrorCategory) -> None:
+        """4xx at the upgrade is a config error, 400 and 499 included; below is not."""
+        assert classify(ConnectFailed("refused", status=status)) is category

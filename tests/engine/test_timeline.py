@@ -133,3 +133,57 @@ class TestReplayBufferHoles:
         assert buf.lost_span() == (0, 20000)
         assert buf.skip_lost() == (0, 20000)
         assert (buf.commit_point, buf.holes) == (20000, 1)
+
+
+class TestEdges:
+    """Edges the mutation run (tools/mutation/SURVIVORS.md) found unpinned."""
+
+    def test_task_ms_of_a_global_sample_after_a_skip(self) -> None:
+        """to_task_ms maps through the newest run, truncating to whole ms.
+
+        Mutants it kills: ``+`` → ``*``, ``* 1000`` → ``- 1000``, ``//`` → ``/`` and
+        ``_anchors[-1]`` → ``_anchors[0]`` in to_task_ms (no test called it).
+        """
+        clock = TaskClock(16000, RATE)
+        clock.advance(16000)  # global 16000..32000 is task 0..1 s
+        assert clock.to_task_ms(24001) == 500  # 500.06 ms, truncated
+        clock.skip_to(48000)  # global 32000..48000 skipped
+        clock.advance(8000)
+        assert clock.to_task_ms(56000) == 1500  # 0.5 s into the run after the skip
+        assert isinstance(clock.to_task_ms(56001), int)
+
+    def test_a_skip_backwards_or_in_place_changes_nothing(self) -> None:
+        """skip_to a point behind (or at) the end leaves the end where it is.
+
+        Mutant it kills: ``global_sample > self.global_end`` → ``!=`` (a skip
+        backwards moved the end back; the older test only looked after a later skip).
+        """
+        clock = TaskClock(0, RATE)
+        clock.advance(1600)
+        clock.skip_to(800)
+        assert clock.global_end == 1600
+        clock.skip_to(1600)
+        assert clock.global_end == 1600
+        clock.advance(160)
+        assert (clock.global_end, clock.to_global(100)) == (1760, 1600)
+
+    def test_a_commit_behind_the_commit_point_is_ignored(self) -> None:
+        """The commit point never moves back.
+
+        Mutant it kills: ``point <= self.commit_point`` → ``point == …`` in commit.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.append(frame(1600))
+        buf.commit(1600)
+        buf.commit(800)
+        assert (buf.commit_point, buf.start, len(buf)) == (1600, 1600, 1)
+
+    def test_the_buffer_needs_room_for_one_sample(self) -> None:
+        """0 samples is refused, 1 sample is the smallest buffer.
+
+        Mutants they kill: ``max_samples <= 0`` → ``< 0`` and → ``<= 1``.
+        """
+        with pytest.raises(ValueError, match="at least one sample"):
+            ReplayBuffer(0)
+        assert ReplayBuffer(1).max_samples == 1
