@@ -9,13 +9,22 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from supervisor_helpers import FRAME, GROUP, Behaviour, ContentServer, config, of, run_stream
 
-from engine.events import AudioGap, Event, Final, SessionOpened, StreamEnded
+from engine.events import (
+    AudioGap,
+    Event,
+    Final,
+    Reconnecting,
+    SessionClosed,
+    SessionOpened,
+    StreamEnded,
+)
 from engine.policy import RestartPolicy
 
 faults = st.one_of(
@@ -76,16 +85,16 @@ class TestProperties:
     ) -> None:
         """Outages past the buffer: each gap is [commit point, next task's offset), exactly.
 
-        The delays are not jittered, so the first outage is at least 1 s + 2 s (two
-        reconnects, the second after a refusal), longer than any buffer here: every
-        example must lose audio. Planted bug it catches: a replay buffer that never
-        drops (unbounded) — no gap, and every check below sat inside ``for gap in gaps``.
+        The first outage starts at most 4 s into the 15 s stream, so audio keeps coming
+        for all of it: when its reconnect delays alone exceed the buffer, a gap must
+        follow. Planted bug it catches: a replay buffer that never drops (unbounded) —
+        no gap, and every check below sat inside ``for gap in gaps``.
         """
         plan: list[Behaviour] = []
         for n in refusals:  # a task dies, then the service refuses n reconnects
             plan.append(Behaviour(fail_after=first))
             plan.extend([Behaviour(reject=503)] * n)
-        policy = RestartPolicy(max_attempts=50, backoff_base_s=1.0, backoff_cap_s=4.0, jitter=False)
+        policy = RestartPolicy(max_attempts=50, backoff_base_s=1.0, backoff_cap_s=4.0)
         events = run(
             ContentServer(*plan, Behaviour()),
             150,
@@ -95,8 +104,17 @@ class TestProperties:
         )
         gaps = of(events, AudioGap)
         ended = of(events, StreamEnded)[0]
-        assert 1 <= len(gaps) <= len(refusals), "an outage past the buffer must leave a gap"
-        assert ended.audio_lost_ms > 0 and ended.status != "ok"
+        closed = next(i for i, e in enumerate(events) if isinstance(e, SessionClosed))
+        reopened_at = next(
+            i for i, e in enumerate(events) if i > closed and isinstance(e, SessionOpened)
+        )
+        outage = events[closed:reopened_at]
+        waited = sum(e.delay for e in outage if isinstance(e, Reconnecting))
+        past_buffer = waited > buffer_s
+        event(f"first outage past the buffer: {past_buffer}")
+        if past_buffer:
+            assert any(isinstance(e, AudioGap) for e in outage), f"no gap after {waited:.2f} s"
+            assert ended.audio_lost_ms > 0
         assert sum(g.end - g.start for g in gaps) * 1000 // 16000 == ended.audio_lost_ms
         got = finals(events)
         assert len(got) == len(set(got))
@@ -120,3 +138,27 @@ class TestProperties:
         }
         expected = {f"group {g}" for g in range(150 // GROUP) if g not in touched}
         assert expected <= {text for text, _, _ in got}
+
+
+class TestKnownLoss:
+    @pytest.mark.xfail(
+        strict=True,
+        reason="engine bug: a frame dropped while the next task starts is neither replayed "
+        "nor reported (the replay jumps over it as if the source had skipped it)",
+    )
+    def test_a_frame_dropped_while_the_next_task_starts_is_reported(self) -> None:
+        """Found by the unjittered long-outage property: a 0.5 s buffer, a task dying
+        after 21 frames, one refused reconnect (1 s + 2 s). The gap is reported as
+        [32000, 72000) and the next task opens at 72000, but the frame 72000..73600 is
+        dropped by overflow before the replay sends it; the replay treats the jump as a
+        source skip. 100 ms are lost without an AudioGap, and "group 9" (72000..80000,
+        touched by no gap) is never recognized. Remove the xfail once that is fixed.
+        """
+        policy = RestartPolicy(max_attempts=50, backoff_base_s=1.0, backoff_cap_s=4.0, jitter=False)
+        server = ContentServer(Behaviour(fail_after=21), Behaviour(reject=503), Behaviour())
+        events = run(server, 150, policy=policy, seed=0, replay_buffer_s=0.5)
+        gaps = of(events, AudioGap)
+        assert [(g.start, g.end) for g in gaps] == [(32000, 72000)]
+        ended = of(events, StreamEnded)[0]
+        assert ended.audio_lost_ms == 2500
+        assert "group 9" in {text for text, _, _ in finals(events)}
