@@ -257,8 +257,47 @@ class TestDocumentedNumbers:
 
     @pytest.mark.parametrize(
         ("status", "category"),
-        [(399, ErrorCategory.SERVER), (400, ErrorCategory.CONFIG), (499, ErrorCategory.CONFIG)],
+        [
+            (399, ErrorCategory.SERVER),
+            (400, ErrorCategory.CONFIG),
+            (499, ErrorCategory.CONFIG),
+            (500, ErrorCategory.SERVER),
+        ],
     )
     def test_upgrade_status_edges(self, status: int, category: ErrorCategory) -> None:
         """4xx at the upgrade is a config error, 400 and 499 included; below is not."""
         assert classify(ConnectFailed("refused", status=status)) is category
+
+    def test_restart_defaults(self) -> None:
+        """A daemon stream's ``restart`` table falls back to these (5 attempts, 0.5 s base,
+        30 s cap, full jitter, 30 s healthy run).
+
+        Mutants it kills: every default changed (5 → 4, 0.5 → ±1.5, jitter → False).
+        """
+        default = RestartPolicy()
+        assert (default.max_attempts, default.backoff_base_s, default.jitter) == (5, 0.5, True)
+
+    def test_policies_and_limits_are_frozen(self) -> None:
+        """Shared profiles cannot be changed by one stream under the others.
+
+        Mutants it kills: ``frozen=True`` → ``False`` on RestartPolicy and RateLimit.
+        """
+        with pytest.raises(AttributeError):
+            DAEMON.backoff_cap_s = 1.0  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            RATE_LIMITS["gummy"].rate = 1.0  # type: ignore[misc]
+
+    def test_a_negative_base_is_refused(self) -> None:
+        """Mutant it kills: ``0 < backoff_base_s`` → ``0 != backoff_base_s``."""
+        with pytest.raises(ValueError, match="backoff_base_s"):
+            RestartPolicy(backoff_base_s=-1.0)
+
+    def test_a_clock_going_back_costs_no_tokens(self) -> None:
+        """``now`` earlier than the last call refills nothing and takes nothing away.
+
+        Mutant it kills: ``max(0.0, now - self._last)`` → ``max(-1.0, …)``.
+        """
+        bucket = TokenBucket(RateLimit(20), now=10.0)
+        for _ in range(20):
+            assert bucket.try_take(10.0) == 0.0
+        assert bucket.try_take(9.5) == 1.0 / 20

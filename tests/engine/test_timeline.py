@@ -150,7 +150,10 @@ class TestEdges:
         clock.skip_to(48000)  # global 32000..48000 skipped
         clock.advance(8000)
         assert clock.to_task_ms(56000) == 1500  # 0.5 s into the run after the skip
-        assert isinstance(clock.to_task_ms(56001), int)
+        clock.skip_to(64000)  # a third run: the newest anchor is neither [0] nor [1]
+        clock.advance(8000)
+        assert clock.to_task_ms(68000) == 1750  # task 1.5 s + 0.25 s into the third run
+        assert isinstance(clock.to_task_ms(68001), int)
 
     def test_a_skip_backwards_or_in_place_changes_nothing(self) -> None:
         """skip_to a point behind (or at) the end leaves the end where it is.
@@ -187,3 +190,68 @@ class TestEdges:
         with pytest.raises(ValueError, match="at least one sample"):
             ReplayBuffer(0)
         assert ReplayBuffer(1).max_samples == 1
+
+    def test_to_global_truncates_to_whole_samples(self) -> None:
+        """At a rate where a ms is not a whole number of samples, times truncate.
+
+        Mutant it kills: ``ms * self.rate // 1000`` → ``/`` in to_global.
+        """
+        clock = TaskClock(0, 44100)
+        clock.advance(44100)
+        assert clock.to_global(1) == 44
+        assert isinstance(clock.to_global(1), int)
+
+    def test_frames_from_takes_frames_ending_after_the_sample(self) -> None:
+        """A frame ending at the sample is not replayed; one ending after it is.
+
+        Mutants they kill: ``frame.end > sample`` → ``>=`` and → ``!=``.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.append(frame(1600))
+        assert [f.start for f in buf.frames_from(1600)] == [1600]
+        assert [f.start for f in buf.frames_from(2000)] == [1600]
+        assert [f.start for f in buf.frames_from(3200)] == []
+
+    def test_nothing_is_lost_while_the_commit_point_is_inside_the_oldest_frame(self) -> None:
+        """A commit point inside the oldest frame kept is no loss.
+
+        Mutant it kills: ``self.start > self.commit_point`` → ``!=`` in lost_span.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.append(frame(1600))
+        buf.commit(2000)
+        assert (buf.start, buf.commit_point, buf.lost_span()) == (1600, 2000, None)
+
+    def test_a_commit_inside_a_hole_moves_to_its_end(self) -> None:
+        """A commit point that lands inside a hole moves past it.
+
+        Mutant it kills: ``self._holes[0][0] <= self.commit_point`` → ``==``.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))  # pending 0..1600, then a hole 1600..10000
+        buf.append(frame(10000))
+        buf.commit(5000)
+        assert (buf.commit_point, buf.holes) == (10000, 0)
+
+    def test_a_commit_past_the_end_stops_at_the_end(self) -> None:
+        """A commit point beyond the newest audio is clamped to it.
+
+        Mutant it kills: ``if self.end`` → ``if not self.end`` in commit.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))
+        buf.commit(5000)
+        assert (buf.commit_point, len(buf)) == (1600, 0)
+
+    def test_counters_start_at_zero_and_count_exactly(self) -> None:
+        """samples and dropped_samples count from 0.
+
+        Mutants they kill: ``_samples = 0`` → ``-1`` and ``dropped_samples = 0`` → ``±1``.
+        """
+        buf = ReplayBuffer(3200)
+        assert (buf.samples, buf.dropped_samples) == (0, 0)
+        for k in range(3):
+            buf.append(frame(1600 * k))
+        assert (buf.samples, buf.dropped_samples) == (3200, 1600)
