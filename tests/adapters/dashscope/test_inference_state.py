@@ -210,3 +210,37 @@ class TestTables:
         for (state, kind), after in SERVER_TRANSITIONS.items():
             if kind in SERVER_COMMANDS:
                 assert CLIENT_TRANSITIONS[state, mirror[kind]] is after
+
+
+class TestLenientRules:
+    """The table's lenient entries, spelled out as the theory of operation states them.
+
+    The sweeps read the table as their oracle, so an entry changed in the table changes
+    the oracle too; these literal expectations do not move with it. Mutants they kill
+    (tools/mutation/SURVIVORS.md): every UnknownEvent, BadRequest and late-input entry
+    deleted or sent elsewhere, (FINISHING, Heartbeat) → FAILED, (IDLE, AudioReceived)
+    deleted.
+    """
+
+    def test_unknown_events_are_reported_not_fatal(self) -> None:
+        """A client keeps its state on an event name it does not know (checklist §10.8)."""
+        for state in (State.IDLE, State.STARTING, State.STREAMING, State.FINISHING):
+            assert CLIENT_TRANSITIONS[(state, m.UnknownEvent)] is state
+
+    def test_heartbeats_keep_a_running_task(self) -> None:
+        for state in (State.STREAMING, State.FINISHING):
+            assert CLIENT_TRANSITIONS[(state, m.Heartbeat)] is state
+
+    def test_a_bad_frame_changes_no_server_state(self) -> None:
+        """An unparsable client frame is a BadRequest in every state but ERROR."""
+        for state in State:
+            if state is not State.ERROR:
+                assert SERVER_TRANSITIONS[(state, m.BadRequest)] is state
+
+    def test_late_input_after_finish_task_is_ignored(self) -> None:
+        """Audio, continue-task or another finish-task after finish-task: still FINISHING;
+        stray audio or a finish for an unknown task with no task open: still IDLE."""
+        for kind in (m.AudioReceived, m.FinishRequested, m.ContinueRequested):
+            assert SERVER_TRANSITIONS[(State.FINISHING, kind)] is State.FINISHING
+        for kind in (m.AudioReceived, m.FinishRequested):
+            assert SERVER_TRANSITIONS[(State.IDLE, kind)] is State.IDLE
