@@ -255,3 +255,36 @@ class TestEdges:
         for k in range(3):
             buf.append(frame(1600 * k))
         assert (buf.samples, buf.dropped_samples) == (3200, 1600)
+
+    def test_a_negative_buffer_is_refused(self) -> None:
+        """Mutant it kills: ``max_samples <= 0`` → ``== 0``."""
+        with pytest.raises(ValueError, match="at least one sample"):
+            ReplayBuffer(-1600)
+
+    def test_overflow_keeps_the_newest_frame_and_only_it(self) -> None:
+        """Overflow drops down to the newest frame, which is kept even when it alone is
+        larger than the buffer.
+
+        Mutants they kill: ``len(self._frames) > 1`` → ``>= 1``, ``> 0`` (the newest
+        frame dropped too, then a crash) and ``> 2`` (one frame too many kept).
+        """
+        buf = ReplayBuffer(1600)
+        for k in range(3):
+            buf.append(frame(1600 * k))
+        assert (buf.samples, buf.dropped_samples, buf.start) == (1600, 3200, 3200)
+        small = ReplayBuffer(1000)
+        small.append(frame(0))
+        assert (len(small), small.samples, small.start) == (1, 1600, 0)
+
+    def test_a_commit_inside_the_first_of_two_holes(self) -> None:
+        """The hole the commit point landed in is the oldest one, not the newest.
+
+        Mutant it kills: ``self._holes[0][0]`` → ``self._holes[-1][0]`` in commit.
+        """
+        buf = ReplayBuffer(10 * RATE)
+        buf.append(frame(0))  # then holes 1600..10000 and 11600..20000
+        buf.append(frame(10000))
+        buf.append(frame(20000))
+        assert buf.holes == 2
+        buf.commit(5000)
+        assert (buf.commit_point, buf.holes) == (10000, 1)
