@@ -301,3 +301,19 @@ class TestDocumentedNumbers:
         for _ in range(20):
             assert bucket.try_take(10.0) == 0.0
         assert bucket.try_take(9.5) == 1.0 / 20
+
+    def test_edges_of_the_structs_and_maths(self) -> None:
+        """Keyword-only policies, strict limits, attempts count from 1, a bucket holds at
+        least one token.
+
+        Mutants it kills: ``kw_only=True`` → ``False``, RateLimit's
+        ``forbid_unknown_fields=True`` → ``False``, ``attempt < 1`` → ``< 0``, and
+        ``max(1, int(self.rate))`` → ``max(2, …)`` / ``max(0, …)``.
+        """
+        with pytest.raises(TypeError):
+            RestartPolicy(5)  # type: ignore[misc]
+        with pytest.raises(msgspec.ValidationError, match="unknown field"):
+            msgspec.convert({"rate": 1, "brust": 2}, RateLimit)
+        with pytest.raises(ValueError, match="attempts count from 1"):
+            backoff_bound(DAEMON, 0)
+        assert (RateLimit(0.5).capacity, RateLimit(1).capacity) == (1.0, 1.0)
