@@ -103,10 +103,12 @@ def run(name: str, out: pathlib.Path) -> tuple[int, int]:
         with applied(module, mutant):
             if not killed(tests):
                 survivors.append(mutant.describe())
+        if total % 25 == 0:
+            print(f"{name}: {total} mutants run, {len(survivors)} survived so far", flush=True)
     lines = [f"{name}: {total} mutants, {total - len(survivors)} killed, {len(survivors)} survived"]
     lines += [f"SURVIVED {s}" for s in survivors]
     (out / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    print(lines[0])
+    print(lines[0], flush=True)
     return total, len(survivors)
 
 
