@@ -38,6 +38,7 @@ __all__ = [
     "format_reconnecting",
     "format_transcript",
     "format_translation",
+    "is_transcript",
     "stream_prefix",
 ]
 
@@ -114,6 +115,16 @@ def format_ended(event: StreamEnded) -> str:
         f"{stream_prefix(event.stream)}done: {clean(event.status)}, {event.finals} finals, "
         f"{event.reconnects} reconnects, audio lost {event.audio_lost_ms} ms"
     )
+
+
+def is_transcript(event: Event, *, translate: bool = False) -> bool:
+    """Whether ``event``'s line is the transcript (stdout) rather than status (stderr).
+
+    The transcript is the finals and, in translation mode, the final translations;
+    errors, reconnects, lost audio, metrics, device changes and ``done:`` lines are
+    status, which a person reads but a pipeline does not want in its text.
+    """
+    return isinstance(event, Final) or (translate and isinstance(event, Translation))
 
 
 def format_line(event: Event, *, translate: bool = False) -> str | None:

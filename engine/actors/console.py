@@ -14,17 +14,24 @@ settled sentence prints as ``Transcript ==> text`` and each final translation as
 shows the source preview and each language's translation preview side by side.
 Without it the console prints exactly what a transcription run always printed,
 and ignores translations.
+
+Two outputs (README "Output"): the transcript (finals, and final translations in
+translation mode) goes to ``out`` (stdout), so ``steno transcribe a.wav > a.txt``
+captures just the text; everything else — errors, reconnects, lost audio,
+metrics, the ``done:`` line and the status line — goes to ``err`` (stderr), and
+the status line is drawn only when ``err`` is a terminal. With ``err`` left out
+both go to ``out``.
 """
 
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 import trio
 
-from engine.actors._consolelines import format_line
+from engine.actors._consolelines import format_line, is_transcript
 from engine.actors._statusline import format_status, format_translation_status
 from engine.events import Final, Partial, StreamEnded, Translation
 
@@ -34,12 +41,25 @@ if TYPE_CHECKING:
 
     from engine.events import Event
 
-__all__ = ["ERASE_LINE", "ConsoleView", "run", "terminal_width"]
+__all__ = ["ERASE_LINE", "ConsoleView", "Write", "run", "terminal_width"]
 
 ERASE_LINE = "\r\x1b[2K"
 """Back to column 0 and erase the whole line (ANSI EL 2)."""
 
 log = structlog.get_logger()
+
+
+class Write(NamedTuple):
+    """One piece of the console's output and where it goes.
+
+    Attributes:
+        text: what to write (never empty).
+        transcript: the transcript output (stdout) rather than the status output
+            (stderr, where the status line is drawn).
+    """
+
+    text: str
+    transcript: bool
 
 
 class _Status:
@@ -77,11 +97,15 @@ class ConsoleView:
         self._status_shown = False
 
     def render(self, event: Event) -> str:
-        """The text to write for ``event`` (may be empty)."""
+        """The text to write for ``event`` (may be empty), as one terminal shows both outputs."""
+        return "".join(w.text for w in self.writes(event))
+
+    def writes(self, event: Event) -> tuple[Write, ...]:
+        """What to write for ``event``, in order, each piece to its output."""
         if isinstance(event, Partial):
             status = self._touch(event.stream)
             status.partial = event if event.text or event.stash else None
-            return self._settle(event.stream)
+            return _status_writes(self._settle(event.stream))
         if isinstance(event, Translation) and self._translate and not event.final:
             status = self._touch(event.stream)
             self._languages.setdefault(event.stream, {})[event.lang] = None
@@ -89,7 +113,7 @@ class ConsoleView:
                 status.previews[event.lang] = event
             else:
                 status.previews.pop(event.lang, None)
-            return self._settle(event.stream)
+            return _status_writes(self._settle(event.stream))
         if isinstance(event, Final):
             current = self._status.get(event.stream)
             if current and current.partial and current.partial.sentence_id <= event.sentence_id:
@@ -106,10 +130,12 @@ class ConsoleView:
             self._languages.pop(event.stream, None)
         line = format_line(event, translate=self._translate)
         if line is None:
-            return ""
+            return ()
+        printed = Write(line + "\n", is_transcript(event, translate=self._translate))
         if not self._tty:
-            return line + "\n"
-        return ERASE_LINE + line + "\n" + self._redraw(erase=False)
+            return (printed,)
+        # The status line (on the status output) steps aside for the line, then returns.
+        return (Write(ERASE_LINE, False), printed, *_status_writes(self._redraw(erase=False)))
 
     def finish(self) -> str:
         """The text that leaves the terminal clean at the end (erases the status line)."""
@@ -146,6 +172,10 @@ class ConsoleView:
         return head + format_translation_status(latest.partial, previews, self._width())
 
 
+def _status_writes(text: str) -> tuple[Write, ...]:
+    return (Write(text, False),) if text else ()
+
+
 def terminal_width() -> int:
     """Columns of the terminal (``COLUMNS``, then the tty, then 80)."""
     return shutil.get_terminal_size().columns
@@ -155,6 +185,7 @@ async def run(
     *,
     inbox: trio.MemoryReceiveChannel[Event],
     out: TextIO,
+    err: TextIO | None = None,
     tty: bool,
     translate: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -163,8 +194,10 @@ async def run(
 
     Args:
         inbox: events of all streams; each renderer sends on its own clone.
-        out: the text stream (usually stderr); written and flushed, never closed.
-        tty: whether ``out`` is a terminal (status line) or not (lines only).
+        out: the transcript's text stream (stdout); written and flushed, never closed.
+        err: the status text stream (stderr): problems, metrics, ``done:`` lines
+            and the status line; ``out`` when left out.
+        tty: whether ``err`` is a terminal (status line) or not (lines only).
         translate: translation mode: transcripts and translations as the vendor's
             samples print them, translation previews on the status line.
 
@@ -180,14 +213,16 @@ async def run(
         erased on the way out.
     """
     view = ConsoleView(tty=tty, width=terminal_width, translate=translate)
-    writer = _Writer(out)
+    to_out = _Writer(out)
+    to_err = to_out if err is None or err is out else _Writer(err)
     with structlog.contextvars.bound_contextvars(actor="console"), inbox:
         task_status.started()
         try:
             async for event in inbox:
-                writer.write(view.render(event))
+                for piece in view.writes(event):
+                    (to_out if piece.transcript else to_err).write(piece.text)
         finally:
-            writer.write(view.finish())
+            to_err.write(view.finish())
 
 
 class _Writer:

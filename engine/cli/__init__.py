@@ -65,6 +65,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "build_parser",
+    "configure_logging",
     "exit_code",
     "main",
 ]
@@ -87,7 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="steno", description="Stream audio to DashScope speech recognition, losing nothing."
     )
     parser.add_argument("--version", action="version", version=f"steno {version()}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at info level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at info level (default: warnings only)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "console", "json"],
+        default="auto",
+        help="how log lines look on stderr: auto is JSON lines for -v off a terminal, "
+        "else plain text (default auto)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for verb in VERBS:
         verb.add_parser(sub)
@@ -103,9 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     entry = argv is None  # the process's own command line (not a caller's list)
     args = build_parser().parse_args(argv)
-    tty = sys.stderr.isatty()
-    level = logging.INFO if args.verbose or not tty else logging.WARNING
-    steno_logging.configure(json=not tty, level=level)
+    configure_logging(args, tty=sys.stderr.isatty())
     if args.command == "scenario":  # runs trio itself (and may start processes)
         return scenario_cli.run(args)
     try:
@@ -123,6 +131,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if entry:  # the run is over: a late Ctrl-C must not become a traceback on the way out
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
+
+
+def configure_logging(args: argparse.Namespace, *, tty: bool) -> None:
+    """The CLI's logs on stderr: warnings as plain text unless asked for more.
+
+    A person reads the transcript (stdout) and its status lines (stderr); log lines
+    join them only when asked: ``-v`` logs info too (JSON lines off a terminal, for
+    ``2>log`` and collectors), ``--log-format json`` makes them JSON at any level.
+    The daemon configures its own (JSON on stdout).
+    """
+    level = logging.INFO if args.verbose else logging.WARNING
+    auto = args.log_format == "auto"
+    steno_logging.configure(
+        json=args.verbose and not tty if auto else args.log_format == "json", level=level
+    )
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from engine.wiring import EDGES
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from typing import TextIO
 
     from adapters.dashscope.models import RecognitionOptions
     from adapters.dashscope.ws import Dialer
@@ -58,7 +59,13 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
     pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
     p.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
-    p.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--finish-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="after the audio ends, how long the service may stay silent (default 10 s)",
+    )
     p.add_argument(
         "--replay-buffer",
         type=float,
@@ -158,7 +165,12 @@ async def run_files(
             )
         ]
         return await run_streams(
-            configs, jobs=args.jobs, dial=dial, out=sys.stdout, translate=translation is not None
+            configs,
+            jobs=args.jobs,
+            dial=dial,
+            out=sys.stdout,
+            err=sys.stderr,
+            translate=translation is not None,
         )
 
 
@@ -166,7 +178,8 @@ async def run_streams(
     configs: Sequence[FileStreamConfig],
     *,
     jobs: int,
-    out: object,
+    out: TextIO,
+    err: TextIO | None = None,
     dial: Dialer | None = None,
     translate: bool = False,
 ) -> int:
@@ -176,8 +189,11 @@ async def run_streams(
     stream (each finishes its task, and one stopped before the end of its file ends
     ``interrupted``) and starts no more (each file never started gets one line); a
     second cancels at once.
+
+    The transcript goes to ``out`` and the status lines to ``err`` (``out`` when
+    left out); the status line is drawn when ``err`` is a terminal.
     """
-    tty = bool(getattr(out, "isatty", lambda: False)())
+    tty = _isatty(err or out)
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
     slots = trio.Semaphore(jobs)
@@ -199,7 +215,8 @@ async def run_streams(
             functools.partial(
                 console.run,
                 inbox=console_recv,
-                out=out,  # type: ignore[arg-type]
+                out=out,
+                err=err,
                 tty=tty,
                 translate=translate,
             )
@@ -226,6 +243,13 @@ async def run_streams(
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(results)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a minimal or closed stream
+        return False
 
 
 def _not_started(config: FileStreamConfig) -> StreamError:

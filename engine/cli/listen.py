@@ -91,7 +91,13 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     lp.add_argument("--language", action="append", help="language hint (repeatable)")
     lp.add_argument("--duration", type=float, metavar="S", help="stop (and drain) after S seconds")
     lp.add_argument("--block-ms", type=int, default=100, help="audio per device callback (0: any)")
-    lp.add_argument("--finish-timeout", type=float, default=10.0, metavar="S")
+    lp.add_argument(
+        "--finish-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="after the audio ends, how long the service may stay silent (default 10 s)",
+    )
     lp.set_defaults(func=listen)
 
 
@@ -105,7 +111,11 @@ async def listen(
     dial: Dialer | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """``steno listen``: the exit code as for ``transcribe`` (0, 1, 3; 130 on Ctrl-C)."""
+    """``steno listen``: the exit code as for ``transcribe`` (0, 1, 3; 130 on Ctrl-C).
+
+    The transcript goes to stdout and the status to stderr (``out``, when given,
+    takes both).
+    """
     spec = get_model(args.model or ("gummy-realtime-v1" if args.to else "paraformer-realtime-v2"))
     translation = _translation(args, spec)
     formats = parse_formats(args.format)
@@ -119,6 +129,7 @@ async def listen(
 
         backend = await trio.to_thread.run_sync(load_backend)
     await trio.to_thread.run_sync(_check_device, backend, device)  # fail before connecting
+    err = out or sys.stderr
     out = out or sys.stdout
     async with contextlib.AsyncExitStack() as stack:
         endpoint = await resolve_endpoint(args, stack, api="inference")
@@ -154,7 +165,7 @@ async def listen(
                 else playback.PlaybackConfig(device=_device(args.play or None), stream=stream)
             ),
         )
-        return await _run(config, args.duration, out, backend, dial)
+        return await _run(config, args.duration, out, err, backend, dial)
 
 
 def _device(name: str | None) -> str | int | None:
@@ -182,6 +193,7 @@ async def _run(
     config: LiveStreamConfig,
     duration: float | None,
     out: TextIO,
+    err: TextIO,
     backend: AudioBackend | None,
     dial: Dialer | None,
 ) -> int:
@@ -193,13 +205,15 @@ async def _run(
         await trio.sleep(seconds)
         drain.set()
 
-    tty = bool(getattr(out, "isatty", lambda: False)())
+    tty = bool(getattr(err, "isatty", lambda: False)())
     ended: StreamEnded | None = None
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
             translate = config.session.translation is not None
             nursery.start_soon(
-                lambda: console.run(inbox=console_recv, out=out, tty=tty, translate=translate)
+                lambda: console.run(
+                    inbox=console_recv, out=out, err=err, tty=tty, translate=translate
+                )
             )
             async with trio.open_nursery() as helpers:
                 await helpers.start(

@@ -106,15 +106,28 @@ class CliRun(msgspec.Struct, frozen=True, kw_only=True):
         return self.stderr.splitlines()
 
     def stream_lines(self, stream: str) -> list[str]:
-        """The console lines (stdout) of one stream, without the ``[stream] `` prefix."""
+        """The console lines of one stream, without the ``[stream] `` prefix.
+
+        Its transcript (stdout) first, then its status lines (stderr: errors,
+        reconnects, metrics, ``done:``), each in the order printed.
+        """
+        return self.transcript_lines(stream) + self.status_lines(stream)
+
+    def transcript_lines(self, stream: str) -> list[str]:
+        """The transcript lines (stdout) of one stream, without the prefix."""
         prefix = f"[{stream}] "
         return [line[len(prefix) :] for line in self.stdout_lines if line.startswith(prefix)]
+
+    def status_lines(self, stream: str) -> list[str]:
+        """The status lines (stderr) of one stream, without the prefix."""
+        prefix = f"[{stream}] "
+        return [line[len(prefix) :] for line in self.stderr_lines if line.startswith(prefix)]
 
     def error_lines(self, stream: str) -> list[str]:
         return [line for line in self.stream_lines(stream) if line.startswith("error: ")]
 
     def log_events(self, name: str) -> list[dict[str, Any]]:
-        """The structured (JSON, as off a terminal) log records on stderr named ``name``."""
+        """The structured log records on stderr named ``name`` (JSON: run with ``-v`` off a terminal)."""
         records = []
         for line in self.stderr_lines:
             if not line.startswith("{"):

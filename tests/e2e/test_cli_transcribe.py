@@ -71,6 +71,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """All three demo files in one run on the embedded simulator (about 10 s)."""
     out = tmp_path_factory.mktemp("demo-out")
     run = run_steno(
+        "-v",  # info logs, as JSON lines off a terminal (capture.finished)
         "transcribe",
         *(demo_wav(name) for name in DEMO_NAMES),
         "--fast",
@@ -94,13 +95,19 @@ def test_embedded_simulator_notice_is_one_line_on_stderr(demo: DemoRun) -> None:
     assert "embedded simulator" not in demo.run.stdout
 
 
-def test_stdout_holds_only_the_streams_lines(demo: DemoRun) -> None:
-    """Logs go to stderr; stdout is the console's ``[stream] …`` lines, in plain text."""
+def test_stdout_holds_only_the_transcript(demo: DemoRun) -> None:
+    """stdout is the transcript, ``[stream] text``, in plain text; metrics, ``done:``
+    lines and logs go to stderr."""
     streams = tuple(f"[{name}.wav] " for name in DEMO_NAMES)
     assert demo.run.stdout_lines
     for line in demo.run.stdout_lines:
         assert line.startswith(streams), line
         assert "\x1b" not in line and "\r" not in line, repr(line)
+        assert not line.split("] ", 1)[1].startswith(("request_id=", "done: ")), line
+    for name in DEMO_NAMES:
+        status = demo.run.status_lines(f"{name}.wav")
+        assert status[-1].startswith("done: ok, "), demo.run.describe()
+        assert any(line.startswith("request_id=") for line in status), status
 
 
 @pytest.mark.parametrize("name", DEMO_NAMES)
@@ -178,6 +185,7 @@ def test_real_time_speed_paces_the_audio(tmp_path: pathlib.Path) -> None:
     name = "numbers"
     duration = demo_duration_s(name)
     run = run_steno(
+        "-v",
         "transcribe",
         demo_wav(name),
         "--out",

@@ -130,7 +130,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     if video is not None:  # first: paced, it takes longest but needs little CPU
         image = base / "image"
         args = ["translate", demo_wav(NAME), "--to", "zh", "--speed", "2", "--model", LIVE]
-        jobs.append(([*args, "--image", video, "--out", image], image))
+        jobs.append((["-v", *args, "--image", video, "--out", image], image))
     for model in MODELS:
         out = base / model
         args: list[str | pathlib.Path] = ["translate", demo_wav(NAME), "--to", "zh", "--fast"]
@@ -223,6 +223,19 @@ def test_stdout_is_the_streams_lines_and_the_simulator_is_announced(runs: Runs) 
         assert all(line.startswith(f"[{NAME}.wav] ") for line in result.run.stdout_lines)
         notices = [line for line in result.run.stderr_lines if "embedded simulator" in line]
         assert len(notices) == 1 and "pocketsphinx" in notices[0], result.run.describe()
+
+
+def test_without_verbose_stderr_is_for_people(runs: Runs) -> None:
+    """No ``-v``: stderr holds the notice and each stream's status lines, no log lines;
+    stdout holds only the transcript and translations."""
+    for result in [*runs.models.values(), runs.many, runs.translation_only]:
+        run = result.run
+        for line in run.stderr_lines:
+            assert not line.startswith("{"), run.describe()
+            assert line.startswith(("steno: ", "[")), run.describe()
+        for line in run.stdout_lines:
+            text = line.split("] ", 1)[1]
+            assert text.startswith(("Transcript ==> ", "Translate ==> ")), run.describe()
 
 
 def test_livetranslate_writes_the_translated_voice(runs: Runs) -> None:

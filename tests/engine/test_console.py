@@ -122,6 +122,59 @@ class TestRun:
                         await send.send(Final(i, 0, 1, "x"))
 
 
+class TestTwoOutputs:
+    """The transcript on ``out`` (stdout), everything else on ``err`` (stderr)."""
+
+    EVENTS: tuple[Event, ...] = (
+        Partial(0, 0, "he", stream="a"),
+        Reconnecting(1, 0.5, "network: reset", stream="a"),
+        Final(0, 0, 1, "hello", stream="a"),
+        StreamEnded("ok", finals=1, reconnects=1, stream="a"),
+    )
+
+    async def _run(self, *, tty: bool, translate: bool = False) -> tuple[str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        send, inbox = trio.open_memory_channel[Event](len(self.EVENTS) + 1)
+        async with send:
+            for event in self.EVENTS:
+                await send.send(event)
+            if translate:
+                await send.send(tr("hallo", sid=0))
+        with trio.fail_after(10):
+            await console.run(inbox=inbox, out=out, err=err, tty=tty, translate=translate)
+        return out.getvalue(), err.getvalue()
+
+    async def test_not_tty(self) -> None:
+        out, err = await self._run(tty=False)
+        assert out == "[a] hello\n"
+        assert err == (
+            "[a] reconnecting (attempt 1 in 0.5 s): network: reset\n"
+            "[a] done: ok, 1 finals, 1 reconnects, audio lost 0 ms\n"
+        )
+
+    async def test_tty_status_line_lives_on_err(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The status line steps aside on ``err`` before a transcript line goes to ``out``."""
+        monkeypatch.setattr(console, "terminal_width", lambda: 40)
+        out, err = await self._run(tty=True)
+        assert out == "[a] hello\n"
+        assert "\x1b" not in out and "\r" not in out
+        assert err.startswith(ERASE_LINE + "[a] he" + ERASE_LINE + "[a] reconnecting")
+        assert err.endswith("[a] done: ok, 1 finals, 1 reconnects, audio lost 0 ms\n")
+
+    async def test_translations_are_transcript(self) -> None:
+        out, _ = await self._run(tty=False, translate=True)
+        assert out == "[a] Transcript ==> hello\n[a] Translate ==> [de] hallo\n"
+
+    def test_one_terminal_sees_both_in_order(self) -> None:
+        """``render`` joins the pieces of ``writes`` in order: what a shared terminal shows."""
+        joined, split = _view(tty=True), _view(tty=True)
+        for event in self.EVENTS:
+            pieces = split.writes(event)
+            assert all(piece.text for piece in pieces)
+            assert joined.render(event) == "".join(piece.text for piece in pieces)
+        assert [p.transcript for p in _view(tty=True).writes(self.EVENTS[2])] == [False, True]
+
+
 def _translating(tty: bool, width: int = 40) -> ConsoleView:
     return ConsoleView(tty=tty, width=lambda: width, translate=True)
 
