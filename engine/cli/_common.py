@@ -6,8 +6,9 @@ input, rejected key, service error); 2 bad usage or configuration (a
 was lost (an ``AudioGap``) but the run finished; 130 interrupted.
 
 Where a verb sends (:func:`resolve_endpoint`): ``--url`` if given, else the
-real service with ``DASHSCOPE_API_KEY`` (``--region``), else the embedded
-simulator, started in-process with a one-line notice.
+dashscope SDK's base-URL variable, else the real service with a key
+(``--region``), else the embedded simulator, started in-process with a
+one-line notice; the SDK's variables are read by :mod:`engine.sdkenv`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import sys
 import urllib.parse
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
+import trio
+
 from adapters.sinks.factory import FORMATS
 from engine._embedded import describe_recognizer, open_embedded_simulator
 from engine._stream_input import INTERRUPTED
 from engine.config import Secret
 from engine.errors import ConfigError
+from engine.sdkenv import env_api_key, env_base_url, env_region
 
 if TYPE_CHECKING:
     import argparse
@@ -75,8 +79,14 @@ def exit_code(results: Sequence[StreamEnded]) -> int:
 
 
 def api_key(environ: Mapping[str, str] | None = None) -> str:
-    """``DASHSCOPE_API_KEY`` (empty when unset): the one place a verb reads it."""
-    return (os.environ if environ is None else environ).get("DASHSCOPE_API_KEY", "")
+    """The key from ``DASHSCOPE_API_KEY`` or ``DASHSCOPE_API_KEY_FILE_PATH`` (empty when unset).
+
+    Blocking (it may read the key file).
+
+    Raises:
+        ConfigError: the key file cannot be read or is empty.
+    """
+    return env_api_key(environ)[0].reveal()
 
 
 class Endpoint(NamedTuple):
@@ -102,25 +112,35 @@ async def resolve_endpoint(
     faults: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Endpoint:
-    """``--url``, else the service with ``DASHSCOPE_API_KEY``, else an embedded simulator.
+    """Where to send, first found: ``--url``, the SDK's base-URL variable, the service, a simulator.
+
+    The order (README "Where it sends, and with which key"): ``--url``; else
+    ``DASHSCOPE_WEBSOCKET_BASE_URL`` (``DASHSCOPE_HTTP_BASE_URL`` for the HTTP
+    API); else, with a key (``DASHSCOPE_API_KEY``, then the file named by
+    ``DASHSCOPE_API_KEY_FILE_PATH``), the service in ``--region``, else
+    ``DASHSCOPE_API_REGION``, else ``cn``; else an embedded simulator.
 
     Args:
         args: the verb's ``url``, ``region`` and ``recognizer`` options.
         stack: owns the embedded simulator when one is started.
         api: the WebSocket inference API or the batch HTTP API.
-        anonymous_key: the key sent to ``--url`` when no key is set.
+        anonymous_key: the key sent to an explicit URL when no key is set.
         faults: the embedded simulator's fault plan (``--sim-fault``).
-        environ: where the key is read (the process environment by default).
+        environ: the environment read (the process's by default).
 
     Raises:
-        ConfigError: a bad fault plan or recognizer.
+        ConfigError: a bad URL, region, key file, fault plan or recognizer.
     """
-    key = api_key(environ)
-    if args.url:
-        check_url(args.url, api)
-        return Endpoint(args.url, Secret(key or anonymous_key), embedded=False)
+    env = os.environ if environ is None else environ
+    key = (await trio.to_thread.run_sync(env_api_key, env))[0].reveal()
+    explicit = (args.url, "--url") if args.url else env_base_url(api, env)
+    if explicit is not None:
+        url, origin = explicit
+        check_url(url, api, origin=origin)
+        return Endpoint(url, Secret(key or anonymous_key), embedded=False)
+    region = args.region or env_region(env) or "cn"
     if key:
-        return Endpoint(_service_url(api, args.region), Secret(key), embedded=False)
+        return Endpoint(_service_url(api, region), Secret(key), embedded=False)
     sim = await stack.enter_async_context(open_embedded_simulator(args.recognizer, faults=faults))
     url = sim.inference_url if api == "inference" else sim.http_url
     print(
@@ -138,8 +158,10 @@ _URL_FORMS: Final = {
 }
 
 
-def check_url(url: str, api: Literal["inference", "http"]) -> None:
-    """Refuse a ``--url`` the API cannot be reached by (a wrong scheme, no host).
+def check_url(url: str, api: Literal["inference", "http"], *, origin: str = "--url") -> None:
+    """Refuse a URL the API cannot be reached by (a wrong scheme, no host).
+
+    ``origin`` names where it came from in the message (``--url`` or a variable).
 
     Raises:
         ConfigError: one line naming the right form.
@@ -149,10 +171,10 @@ def check_url(url: str, api: Literal["inference", "http"]) -> None:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError as exc:
-        raise ConfigError(f"bad --url {url!r} ({exc}); fix: e.g. {example}") from None
+        raise ConfigError(f"bad {origin} {url!r} ({exc}); fix: e.g. {example}") from None
     if parts.scheme.lower() not in schemes or not parts.hostname:
         what = "a WebSocket URL" if api == "inference" else "an HTTP URL"
-        raise ConfigError(f"bad --url {url!r}: not {what}; fix: e.g. {example}")
+        raise ConfigError(f"bad {origin} {url!r}: not {what}; fix: e.g. {example}")
 
 
 def _service_url(api: Literal["inference", "http"], region: str) -> str:
@@ -162,7 +184,12 @@ def _service_url(api: Literal["inference", "http"], region: str) -> str:
         return inference_url(region)
     from adapters.dashscope.batch import HTTP_ENDPOINTS
 
-    return HTTP_ENDPOINTS[region]
+    try:
+        return HTTP_ENDPOINTS[region]
+    except KeyError:
+        raise ConfigError(
+            f"unknown region {region!r}; fix: use {', '.join(HTTP_ENDPOINTS)}"
+        ) from None
 
 
 def add_target_arguments(
@@ -170,7 +197,11 @@ def add_target_arguments(
 ) -> None:
     """``--url``, ``--region`` and ``--recognizer`` (the embedded simulator's)."""
     parser.add_argument("--url", help=url_help)
-    parser.add_argument("--region", default="cn", choices=list(regions))
+    parser.add_argument(
+        "--region",
+        choices=list(regions),
+        help="the service's region when a key is set (default: $DASHSCOPE_API_REGION, else cn)",
+    )
     parser.add_argument(
         "--recognizer",
         default="sphinx",

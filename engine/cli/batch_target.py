@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from adapters.dashscope.batch import URL_SCHEMES
 from engine.cli._common import api_key, resolve_endpoint
 from engine.errors import ConfigError
+from engine.sdkenv import env_base_url
 
 if TYPE_CHECKING:
     import argparse
@@ -54,13 +55,13 @@ async def resolve_target(
     timeout = getattr(args, "timeout", 6 * 3600.0)
     if not timeout > 0:
         raise ConfigError(f"--timeout must be positive, got {timeout:g}")
-    if existing_task and not args.url and not api_key():
+    if existing_task and not args.url and env_base_url("http") is None and not api_key():
         raise ConfigError(
             "no DASHSCOPE_API_KEY set, and the embedded simulator forgets its tasks when a "
             "command ends; fix: set DASHSCOPE_API_KEY, or pass --url of a running `steno simulate`"
         )
     endpoint = await resolve_endpoint(args, stack, api="http", anonymous_key="steno-local")
-    local = endpoint.embedded or (bool(args.url) and _is_loopback(endpoint.url))
+    local = endpoint.embedded or _is_loopback(endpoint.url)
     try:
         config = BatchConfig(
             base_url=endpoint.url,

@@ -43,6 +43,7 @@ from engine.daemon.manager import run_daemon
 from engine.daemon.runner import StreamEnv
 from engine.daemon.schema import schema_json
 from engine.errors import ConfigError
+from engine.sdkenv import env_api_key, env_base_url
 
 if TYPE_CHECKING:
     import argparse
@@ -83,6 +84,8 @@ def _key_for(config: DaemonConfig, environ: Mapping[str, str]) -> tuple[Secret, 
     key, origin = resolve_api_key(config.daemon, environ)
     if config.daemon.simulator is not None:
         return Secret(SIMULATOR_KEY), f"the embedded {config.daemon.simulator} simulator"
+    if not key and config.daemon.api_key_file is None:  # the SDK's key file variable
+        key, origin = env_api_key(environ)
     if not key:
         raise ConfigError(
             f"no API key ({origin} is empty); fix: export DASHSCOPE_API_KEY or set "
@@ -112,8 +115,10 @@ def check_startable(config: DaemonConfig, origin: str) -> None:
             )
 
 
-def _endpoint(config: DaemonConfig) -> str:
-    return config.daemon.url or inference_url(config.daemon.region)
+def _endpoint(config: DaemonConfig, environ: Mapping[str, str]) -> str:
+    """``url``, else ``$DASHSCOPE_WEBSOCKET_BASE_URL``, else the ``region``'s endpoint."""
+    from_env = env_base_url("inference", environ)
+    return config.daemon.url or (from_env[0] if from_env else inference_url(config.daemon.region))
 
 
 async def daemon_command(
@@ -144,7 +149,11 @@ async def daemon_command(
     _configure_logging(config.daemon.log_level)
     _warn_if_shared(config)
     async with contextlib.AsyncExitStack() as stack:
-        url = await _simulator(stack, config) if config.daemon.simulator else _endpoint(config)
+        url = (
+            await _simulator(stack, config)
+            if config.daemon.simulator
+            else _endpoint(config, environ)
+        )
         env = StreamEnv(url=url, api_key=key, clock=time.time)
 
         async def reload() -> tuple[DaemonConfig, StreamEnv]:
@@ -153,7 +162,7 @@ async def daemon_command(
             if (new.daemon.simulator is None) != (config.daemon.simulator is None):
                 raise ConfigError("switching to or from the simulator needs a restart")
             new_key, _ = await trio.to_thread.run_sync(_key_for, new, environ)
-            new_url = url if new.daemon.simulator else _endpoint(new)
+            new_url = url if new.daemon.simulator else _endpoint(new, environ)
             return new, dataclasses.replace(env, url=new_url, api_key=new_key)
 
         host, port = config.daemon.address()

@@ -417,3 +417,54 @@ def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str])
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"steno {metadata.version('stenograph')}\n"
+
+
+# ------------------------------------------------ the SDK's environment
+
+SDK_KEY = "sk-5dc0ffee1e55c0de"  # distinctive: no transcript or log line holds it by chance
+
+
+def test_sdk_environment_reaches_the_service_and_never_shows_the_key(
+    tmp_path: pathlib.Path,
+) -> None:
+    """``DASHSCOPE_API_KEY_FILE_PATH`` and ``DASHSCOPE_WEBSOCKET_BASE_URL``, as the
+    dashscope SDK reads them: the key (stripped) reaches the service, and neither the
+    info logs nor the outputs show it."""
+    key_file = tmp_path / "api_key"
+    key_file.write_text(f"  {SDK_KEY}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with SimulatorThread(
+        SimConfig(api_keys=[SDK_KEY]),
+        lambda: ScriptedRecognizer.transcript(demo_sentences(GOOD)),
+    ) as url:
+        env = cli_env(api_key=None)
+        env |= {"DASHSCOPE_API_KEY_FILE_PATH": str(key_file), "DASHSCOPE_WEBSOCKET_BASE_URL": url}
+        run = run_steno(
+            "-v", "--log-format", "json", "transcribe", demo_wav(GOOD), "--fast", "--out", out,
+            env=env,
+            timeout=60,
+        )  # fmt: skip
+    assert run.returncode == 0, run.describe()
+    _no_traceback(run)
+    assert "embedded simulator" not in run.stderr
+    assert run.log_events("capture.finished"), run.describe()  # info logs were on
+    assert run.transcript_lines(f"{GOOD}.wav") == scripted_lines(GOOD), run.describe()
+    written = "".join(p.read_text(encoding="utf-8") for p in out.iterdir())
+    assert SDK_KEY not in run.stdout + run.stderr + written
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "directory"])
+def test_unreadable_key_file_is_one_line_and_exit_2(tmp_path: pathlib.Path, case: str) -> None:
+    path = tmp_path / "api_key"
+    if case == "empty":
+        path.write_text("\n", encoding="utf-8")
+    elif case == "directory":
+        path.mkdir()
+    env = cli_env(api_key=None) | {"DASHSCOPE_API_KEY_FILE_PATH": str(path)}
+    run = run_steno("transcribe", demo_wav(GOOD), "--fast", env=env, timeout=30)
+    assert run.returncode == EXIT_USAGE, run.describe()
+    assert run.stdout == ""
+    (line,) = run.stderr_lines  # nothing else: no simulator was started, no log lines
+    start = "" if case == "empty" else "cannot read "
+    assert line.startswith(f"steno: error: {start}DASHSCOPE_API_KEY_FILE_PATH={path}"), line
+    assert "; fix: " in line
