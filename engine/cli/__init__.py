@@ -9,10 +9,11 @@
 ``devices``, ``listen``   live audio (:mod:`.devices`, :mod:`.listen`)
 ``daemon``                many streams, 24/7 (:mod:`.daemon`)
 ``scenario``              load tests (:mod:`engine.scenario.cli`, which runs trio itself)
+``completion``            the shell completion script (:mod:`.completion`)
 ========================  ==================================================
 
 Shared plumbing: exit codes, the key and URL lookup and output options
-(:mod:`._common`), the embedded simulator (:mod:`engine._embedded`), signals
+(:mod:`._common`), each verb's help epilog (:mod:`._help`), the embedded simulator (:mod:`engine._embedded`), signals
 (:mod:`._signals`). :func:`main` is the one entry point (``steno``, and
 ``python -m engine.cli``); each verb sets ``func``, an ``async (args) -> exit
 code`` that ``main`` runs under ``trio.run``.
@@ -35,6 +36,7 @@ from engine import logging as steno_logging
 from engine._util import unwrap_single_group
 from engine.cli import (
     batch,
+    completion,
     daemon,
     devices,
     listen,
@@ -51,6 +53,7 @@ from engine.cli._common import (
     EXIT_USAGE,
     exit_code,
 )
+from engine.cli._help import add_epilogs
 from engine.cli._signals import Interrupts
 from engine.errors import ConfigError
 from engine.scenario import cli as scenario_cli
@@ -71,7 +74,18 @@ __all__ = [
 ]
 
 #: The verbs in the order ``steno --help`` lists them.
-VERBS = (transcribe, translate, simulate, batch, prepare, devices, listen, daemon, scenario_cli)
+VERBS = (
+    transcribe,
+    translate,
+    simulate,
+    batch,
+    prepare,
+    devices,
+    listen,
+    daemon,
+    scenario_cli,
+    completion,
+)
 
 
 def version() -> str:
@@ -101,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for verb in VERBS:
         verb.add_parser(sub)
+    add_epilogs(sub)
     return parser
 
 
@@ -112,7 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run at once with 130 and no traceback.
     """
     entry = argv is None  # the process's own command line (not a caller's list)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if entry and "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (and exits)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     configure_logging(args, tty=sys.stderr.isatty())
     if args.command == "scenario":  # runs trio itself (and may start processes)
         return scenario_cli.run(args)

@@ -69,7 +69,12 @@ def add_parser(subparsers: Any) -> None:
 
     s = commands.add_parser("submit", help="submit files (URLs; local paths on a simulator)")
     s.add_argument("urls", nargs="+", metavar="URL")
-    s.add_argument("--model", default="paraformer-v2", choices=sorted(BATCH_MODELS))
+    s.add_argument(
+        "--model",
+        default="paraformer-v2",
+        choices=sorted(BATCH_MODELS),
+        help="the batch model (default paraformer-v2)",
+    )
     s.add_argument("--wait", action="store_true", help="wait for the results and print them")
     s.add_argument("--language", action="append", help="language hint (repeatable)")
     s.add_argument("--channel", type=int, action="append", help="audio track to transcribe")
@@ -95,8 +100,8 @@ def add_parser(subparsers: Any) -> None:
 
     ls = commands.add_parser("list", help="list recent tasks")
     ls.add_argument("--status", help="only tasks with this status")
-    ls.add_argument("--page", type=int, default=1)
-    ls.add_argument("--page-size", type=int, default=10)
+    ls.add_argument("--page", type=int, default=1, help="which page of tasks (default 1)")
+    ls.add_argument("--page-size", type=int, default=10, help="tasks per page (default 10)")
     _target_options(ls)
     ls.set_defaults(func=batch_list)
 

@@ -20,9 +20,14 @@ __all__ = ["add_parser", "simulate"]
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     s = subparsers.add_parser("simulate", help="run the DashScope-compatible simulator")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--recognizer", default="sphinx", choices=["sphinx", "scripted"])
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    s.add_argument(
+        "--recognizer",
+        default="sphinx",
+        choices=["sphinx", "scripted"],
+        help="sphinx: offline pocketsphinx; scripted: the file's known text (default sphinx)",
+    )
     s.add_argument(
         "--api-key-file",
         help="accept only the key in this file (default: any non-empty key)",

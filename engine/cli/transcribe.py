@@ -19,7 +19,12 @@ INFERENCE_MODELS: Final = sorted(n for n, s in MODELS.items() if s.protocol == "
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     t = subparsers.add_parser("transcribe", help="transcribe audio files (many at once)")
-    t.add_argument("--model", default="paraformer-realtime-v2", choices=INFERENCE_MODELS)
+    t.add_argument(
+        "--model",
+        default="paraformer-realtime-v2",
+        choices=INFERENCE_MODELS,
+        help="the recognition model (default paraformer-realtime-v2)",
+    )
     t.add_argument("--language", action="append", help="language hint (repeatable)")
     add_file_stream_arguments(t)
     t.set_defaults(func=transcribe)

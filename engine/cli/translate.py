@@ -43,7 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="LANG",
         help="source language (default auto)",
     )
-    tr.add_argument("--model", default="gummy-realtime-v1", choices=TRANSLATION_MODELS)
+    tr.add_argument(
+        "--model",
+        default="gummy-realtime-v1",
+        choices=TRANSLATION_MODELS,
+        help="the translation model (default gummy-realtime-v1)",
+    )
     tr.add_argument("--voice", help="livetranslate: translated speech in this voice (default Tina)")
     tr.add_argument(
         "--voice-clone",

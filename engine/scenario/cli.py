@@ -65,12 +65,12 @@ def add_parser(subparsers: Any) -> None:
         "simulate", help="serve the simulator that knows a scenario's audio (a --target for runs)"
     )
     s.add_argument("file", metavar="FILE")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
 
     m = sub.add_parser("merge", help="merge segment reports into one run's report")
     m.add_argument("dirs", nargs="+", metavar="DIR")
-    m.add_argument("--out", required=True, metavar="DIR")
+    m.add_argument("--out", required=True, metavar="DIR", help="write the merged report here")
     p.set_defaults(func=run)
 
 
