@@ -18,7 +18,14 @@ if TYPE_CHECKING:
 
     from engine.events import Partial, Translation
 
-__all__ = ["STATUS_SEPARATOR", "display_width", "format_status", "format_translation_status"]
+__all__ = [
+    "PROGRESS_SEPARATOR",
+    "STATUS_SEPARATOR",
+    "display_width",
+    "format_progress",
+    "format_status",
+    "format_translation_status",
+]
 
 ELLIPSIS = "…"
 
@@ -34,21 +41,48 @@ def _char_width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
-def format_status(partial: Partial, width: int) -> str:
-    """The status line for ``partial``: ``[stream] text``, at most ``width - 1`` columns.
+def format_status(
+    partial: Partial | None, width: int, *, progress: str = "", stream: str = ""
+) -> str:
+    """The status line: ``[stream] progress · text``, at most ``width - 1`` columns.
 
     The last column stays free, so terminals that wrap on it keep the line single.
     A long text keeps its end, the words just heard, behind a leading ``…``.
+    ``progress`` (see :func:`format_progress`) comes first and is never cut; with
+    no ``partial`` the line is the progress alone (of ``stream``).
     """
     limit = max(width - 1, 1)
-    prefix = stream_prefix(partial.stream)
-    text = clean(partial.text + partial.stash)
+    prefix = stream_prefix(partial.stream if partial is not None else stream)
+    if progress:
+        prefix += progress + (PROGRESS_SEPARATOR if partial is not None else "")
+    text = clean(partial.text + partial.stash) if partial is not None else ""
     if display_width(prefix + text) <= limit:
         return prefix + text
     room = limit - display_width(prefix) - 1
     if room <= 0:
         return _cut_head(prefix, limit)
     return prefix + ELLIPSIS + _cut_tail(text, room)
+
+
+PROGRESS_SEPARATOR = " · "
+
+
+def format_progress(heard_s: float, duration_s: float, elapsed_s: float) -> str:
+    """``42% ETA 0:13``: how much of a file the service has heard, and when it ends.
+
+    The ETA extrapolates the pace so far (``heard_s`` over ``elapsed_s``); before
+    anything is heard it is ``--:--``. The percentage stays below 100 until the
+    stream ends (the console then prints its ``done:`` line instead).
+    """
+    fraction = min(max(heard_s / duration_s, 0.0), 1.0) if duration_s > 0 else 0.0
+    percent = min(int(fraction * 100), 99)
+    if heard_s <= 0 or elapsed_s <= 0:
+        return f"{percent}% ETA --:--"
+    remaining = max(duration_s - heard_s, 0.0) * elapsed_s / heard_s
+    minutes, seconds = divmod(round(remaining), 60)
+    hours, minutes = divmod(minutes, 60)
+    eta = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return f"{percent}% ETA {eta}"
 
 
 STATUS_SEPARATOR = " | "

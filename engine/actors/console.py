@@ -32,11 +32,11 @@ import structlog
 import trio
 
 from engine.actors._consolelines import format_line, is_transcript
-from engine.actors._statusline import format_status, format_translation_status
+from engine.actors._statusline import format_progress, format_status, format_translation_status
 from engine.events import Final, Partial, StreamEnded, Translation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import TextIO
 
     from engine.events import Event
@@ -63,16 +63,28 @@ class Write(NamedTuple):
 
 
 class _Status:
-    """What one stream shows on the status line: its partial and translation previews."""
+    """What one stream shows on the status line: its partial, translation previews, progress."""
 
-    __slots__ = ("partial", "previews")
+    __slots__ = ("partial", "previews", "progress")
 
     def __init__(self) -> None:
         self.partial: Partial | None = None
         self.previews: dict[str, Translation] = {}
+        self.progress = ""
 
     def __bool__(self) -> bool:
-        return self.partial is not None or bool(self.previews)
+        return self.partial is not None or bool(self.previews) or bool(self.progress)
+
+
+class _Progress:
+    """How far the service has got through one file: seconds heard, since when."""
+
+    __slots__ = ("duration_s", "heard_s", "since")
+
+    def __init__(self, duration_s: float, since: float) -> None:
+        self.duration_s = duration_s
+        self.heard_s = 0.0
+        self.since = since
 
 
 class ConsoleView:
@@ -83,10 +95,22 @@ class ConsoleView:
         width: returns the terminal width in columns, asked at each status draw.
         translate: translation mode (see the module docstring); off, the output is
             that of a transcription run and translations are ignored.
+        durations: each file's length in seconds, by stream: on a terminal, the
+            status line shows how much of it the service has heard and an ETA
+            (transcription mode). Times come from the events' ``t``, never a clock.
     """
 
-    def __init__(self, *, tty: bool, width: Callable[[], int], translate: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        tty: bool,
+        width: Callable[[], int],
+        translate: bool = False,
+        durations: Mapping[str, float] | None = None,
+    ) -> None:
         self._tty = tty
+        self._durations = dict(durations or {}) if tty and not translate else {}
+        self._progress: dict[str, _Progress] = {}
         self._width = width
         self._translate = translate
         # Status per stream, least recently updated first.
@@ -102,6 +126,7 @@ class ConsoleView:
 
     def writes(self, event: Event) -> tuple[Write, ...]:
         """What to write for ``event``, in order, each piece to its output."""
+        moved = event.stream in self._durations and self._advance(event)
         if isinstance(event, Partial):
             status = self._touch(event.stream)
             status.partial = event if event.text or event.stash else None
@@ -128,9 +153,11 @@ class ConsoleView:
         elif isinstance(event, StreamEnded):
             self._status.pop(event.stream, None)
             self._languages.pop(event.stream, None)
+            self._progress.pop(event.stream, None)
+            self._durations.pop(event.stream, None)
         line = format_line(event, translate=self._translate)
-        if line is None:
-            return ()
+        if line is None:  # a line would redraw the status line anyway
+            return _status_writes(self._settle(event.stream)) if moved else ()
         printed = Write(line + "\n", is_transcript(event, translate=self._translate))
         if not self._tty:
             return (printed,)
@@ -142,6 +169,27 @@ class ConsoleView:
         self._status.clear()
         shown, self._status_shown = self._status_shown, False
         return ERASE_LINE if self._tty and shown else ""
+
+    def _advance(self, event: Event) -> bool:
+        """Track how much of ``event``'s file was heard; whether its progress text changed."""
+        progress = self._progress.get(event.stream)
+        if progress is None:
+            progress = self._progress[event.stream] = _Progress(
+                self._durations[event.stream], event.t
+            )
+        if isinstance(event, Final):
+            progress.heard_s = max(progress.heard_s, event.end / event.rate)
+        elif isinstance(event, Partial):
+            end = event.words[-1].end if event.words else event.start
+            progress.heard_s = max(progress.heard_s, end / event.rate)
+        if isinstance(event, StreamEnded):
+            return False
+        text = format_progress(progress.heard_s, progress.duration_s, event.t - progress.since)
+        status = self._status.get(event.stream)
+        if status is not None and status.progress == text:
+            return False
+        self._touch(event.stream).progress = text
+        return True
 
     def _touch(self, stream: str) -> _Status:
         # Moves the stream to the end: the status line shows who spoke last.
@@ -164,9 +212,10 @@ class ConsoleView:
             return head
         self._status_shown = True
         stream, latest = next(reversed(self._status.items()))
-        if not self._translate:
-            assert latest.partial is not None  # only translation mode has previews
-            return head + format_status(latest.partial, self._width())
+        if not self._translate:  # only translation mode has previews
+            return head + format_status(
+                latest.partial, self._width(), progress=latest.progress, stream=stream
+            )
         order = self._languages.get(stream, {})
         previews = [latest.previews[lang] for lang in order if lang in latest.previews]
         return head + format_translation_status(latest.partial, previews, self._width())
@@ -188,6 +237,7 @@ async def run(
     err: TextIO | None = None,
     tty: bool,
     translate: bool = False,
+    durations: Mapping[str, float] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Print every stream's progress to ``out`` until ``inbox`` ends.
@@ -200,6 +250,8 @@ async def run(
         tty: whether ``err`` is a terminal (status line) or not (lines only).
         translate: translation mode: transcripts and translations as the vendor's
             samples print them, translation previews on the status line.
+        durations: each file's length by stream, for a per-file progress with
+            an ETA on the status line (terminal only; quiet otherwise).
 
     Channels:
         Closes ``inbox``. Ends when every clone of its send side is closed.
@@ -212,7 +264,7 @@ async def run(
         Writes are synchronous, so a cancel never splits one; the status line is
         erased on the way out.
     """
-    view = ConsoleView(tty=tty, width=terminal_width, translate=translate)
+    view = ConsoleView(tty=tty, width=terminal_width, translate=translate, durations=durations)
     to_out = _Writer(out)
     to_err = to_out if err is None or err is out else _Writer(err)
     with structlog.contextvars.bound_contextvars(actor="console"), inbox:

@@ -46,7 +46,14 @@ if TYPE_CHECKING:
     from adapters.dashscope.ws import Dialer
     from engine.config import TranslationOptions
 
-__all__ = ["add_file_stream_arguments", "output_stems", "run_files", "run_streams", "stream_ids"]
+__all__ = [
+    "add_file_stream_arguments",
+    "file_durations",
+    "output_stems",
+    "run_files",
+    "run_streams",
+    "stream_ids",
+]
 
 
 def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
@@ -194,6 +201,7 @@ async def run_streams(
     left out); the status line is drawn when ``err`` is a terminal.
     """
     tty = _isatty(err or out)
+    durations = await trio.to_thread.run_sync(file_durations, configs) if tty else {}
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
     slots = trio.Semaphore(jobs)
@@ -218,6 +226,7 @@ async def run_streams(
                 out=out,
                 err=err,
                 tty=tty,
+                durations=durations,
                 translate=translate,
             )
         )
@@ -243,6 +252,31 @@ async def run_streams(
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(results)
+
+
+def file_durations(configs: Sequence[FileStreamConfig]) -> dict[str, float]:
+    """Each file's length in seconds, by stream, where its header says (for progress).
+
+    Blocking (reads headers). A file soundfile cannot read (mp3 in an old
+    libsndfile, a container for ffmpeg, a missing file) gets no progress: its
+    errors belong to its stream, not here.
+    """
+    import soundfile
+
+    durations = {}
+    for config in configs:
+        try:
+            seconds = float(soundfile.info(config.path).duration)
+        except (
+            OSError,
+            RuntimeError,
+            ValueError,
+            TypeError,
+        ):  # soundfile.LibsndfileError is a RuntimeError
+            continue
+        if math.isfinite(seconds) and seconds > 0:
+            durations[config.session.stream] = seconds
+    return durations
 
 
 def _isatty(stream: TextIO) -> bool:

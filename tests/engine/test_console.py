@@ -14,6 +14,8 @@ from engine.events import (
     Partial,
     Reconnecting,
     StreamEnded,
+    StreamStarted,
+    Word,
 )
 
 
@@ -173,6 +175,50 @@ class TestTwoOutputs:
             assert all(piece.text for piece in pieces)
             assert joined.render(event) == "".join(piece.text for piece in pieces)
         assert [p.transcript for p in _view(tty=True).writes(self.EVENTS[2])] == [False, True]
+
+
+class TestProgress:
+    """A per-file progress with an ETA on a terminal only (``tty`` is the seam)."""
+
+    EVENTS: tuple[Event, ...] = (
+        StreamStarted("a.wav", "m", 16000, "ws://x", stream="a", t=100.0),
+        Partial(0, 16000, "hel", words=(Word(16000, 32000, "hel"),), stream="a", t=101.0),
+        Final(0, 16000, 48000, "hello", stream="a", t=103.0),
+        StreamEnded("ok", finals=1, stream="a", t=110.0),
+    )
+
+    async def _run(self, *, tty: bool, durations: dict[str, float]) -> tuple[str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        send, inbox = trio.open_memory_channel[Event](len(self.EVENTS))
+        async with send:
+            for event in self.EVENTS:
+                await send.send(event)
+        with trio.fail_after(10):
+            await console.run(inbox=inbox, out=out, err=err, tty=tty, durations=durations)
+        return out.getvalue(), err.getvalue()
+
+    async def test_terminal_shows_percent_and_eta(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(console, "terminal_width", lambda: 80)
+        out, err = await self._run(tty=True, durations={"a": 12.0})
+        assert out == "[a] hello\n"
+        shown = [part for part in err.split(ERASE_LINE) if part]
+        assert shown[:3] == [
+            "[a] 0% ETA --:--",  # started: nothing heard yet
+            "[a] 16% ETA 0:05 · hel",  # 2 s of 12 heard in 1 s
+            "[a] 25% ETA 0:09",  # 3 s of 12 in 3 s (the final itself went to out)
+        ]
+        assert err.endswith("[a] done: ok, 1 finals, 0 reconnects, audio lost 0 ms\n")
+        assert "%" not in err.rsplit(ERASE_LINE, 1)[-1]  # the progress ends with the stream
+
+    async def test_quiet_off_a_terminal(self) -> None:
+        with_progress = await self._run(tty=False, durations={"a": 12.0})
+        assert with_progress == await self._run(tty=False, durations={})
+        assert "%" not in with_progress[1] and "\r" not in with_progress[1]
+
+    async def test_unknown_length_has_no_progress(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(console, "terminal_width", lambda: 80)
+        _, err = await self._run(tty=True, durations={})
+        assert "%" not in err
 
 
 def _translating(tty: bool, width: int = 40) -> ConsoleView:

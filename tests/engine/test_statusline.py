@@ -7,7 +7,12 @@ from console_helpers import translation as tr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.actors._statusline import display_width, format_status, format_translation_status
+from engine.actors._statusline import (
+    display_width,
+    format_progress,
+    format_status,
+    format_translation_status,
+)
 from engine.events import Partial
 
 
@@ -103,3 +108,28 @@ class TestTranslationStatus:
         """An empty status line is a bug."""
         with pytest.raises(ValueError, match="partial or a translation"):
             format_translation_status(None, [], 80)
+
+
+class TestProgress:
+    @pytest.mark.parametrize(
+        ("heard", "duration", "elapsed", "text"),
+        [
+            (0.0, 60.0, 5.0, "0% ETA --:--"),
+            (15.0, 60.0, 5.0, "25% ETA 0:15"),  # 3x real time: 45 s left take 15 s
+            (30.0, 60.0, 30.0, "50% ETA 0:30"),
+            (60.0, 60.0, 60.0, "99% ETA 0:00"),  # 100% is the done: line
+            (1.0, 7200.0, 1.0, "0% ETA 1:59:59"),
+            (5.0, 0.0, 1.0, "0% ETA 0:00"),
+        ],
+    )
+    def test_percent_and_eta(
+        self, heard: float, duration: float, elapsed: float, text: str
+    ) -> None:
+        assert format_progress(heard, duration, elapsed) == text
+
+    def test_status_line_keeps_the_progress_and_cuts_the_text(self) -> None:
+        partial = Partial(0, 0, "one two three four five six", stream="a")
+        line = format_status(partial, 30, progress="25% ETA 0:15")
+        assert line.startswith("[a] 25% ETA 0:15 · …")
+        assert display_width(line) == 29 and line.endswith("six")
+        assert format_status(None, 30, progress="25% ETA 0:15", stream="a") == "[a] 25% ETA 0:15"
