@@ -206,7 +206,7 @@ class TestInterrupt:
             assert steno.proc.returncode == 130, steno.err
             assert elapsed >= 2.5, f"exited {elapsed:.1f} s after Ctrl-C"
             assert "finishing every stream" in steno.err
-            assert "lost audio" in steno.out  # the unfinalized tail is reported, not hidden
+            assert "lost audio" in steno.err  # the unfinalized tail is reported (status: stderr)
         assert (tmp_path / "tones.jsonl").exists()
 
     def test_second_ctrl_c_stops_at_once(self, tones: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -244,7 +244,7 @@ class TestInterrupt:
             stdout, stderr = steno.out, steno.err
         assert steno.proc.returncode == 130, stderr
         assert "Traceback" not in stdout + stderr
-        lines = stdout.splitlines()
+        lines = stderr.splitlines()  # errors and done: lines are status (stderr)
         (unsent,) = [line for line in lines if line.startswith("[first.wav] error: interrupted at")]
         assert re.fullmatch(r"\[first\.wav\] error: interrupted at [\d.]+ s of [\d.]+ s: [\d.]+–[\d.]+ s not sent", unsent)  # fmt: skip
         assert any(line.startswith("[first.wav] done: interrupted,") for line in lines)
