@@ -137,3 +137,25 @@ class TestPrecedence:
             ws = await resolve_endpoint(_args(region=flag), stack, api="inference", environ=env)
             http = await resolve_endpoint(_args(region=flag), stack, api="http", environ=env)
         assert (ws.url, http.url) == (inference_url(region), HTTP_ENDPOINTS[region])
+
+
+class TestDaemon:
+    """The daemon's own keys first, then the SDK's variables (README table)."""
+
+    def test_key_file_variable_after_its_own_keys(self, tmp_path: pathlib.Path) -> None:
+        from engine.cli.daemon import _endpoint, _key_for
+        from engine.daemon.config import decode_config
+
+        path = tmp_path / "key"
+        path.write_text(KEY, encoding="utf-8")
+        config = decode_config("[daemon]\n")
+        env = {"DASHSCOPE_API_KEY_FILE_PATH": str(path)}
+        key, origin = _key_for(config, env)
+        assert (key.reveal(), origin) == (KEY, f"DASHSCOPE_API_KEY_FILE_PATH {path}")
+        key, origin = _key_for(config, env | {"DASHSCOPE_API_KEY": "sk-env"})
+        assert (key.reveal(), origin) == ("sk-env", "DASHSCOPE_API_KEY")
+        assert _endpoint(config, {}) == inference_url("cn")
+        url = "wss://ws.example/api-ws/v1/inference"
+        assert _endpoint(config, {"DASHSCOPE_WEBSOCKET_BASE_URL": url}) == url
+        own = decode_config('[daemon]\nurl = "ws://own.example/x"\n')
+        assert _endpoint(own, {"DASHSCOPE_WEBSOCKET_BASE_URL": url}) == "ws://own.example/x"
