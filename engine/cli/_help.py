@@ -93,7 +93,7 @@ TAILS: Final = {
         ),
         (
             (0, "drained cleanly (SIGTERM, SIGINT), or the config is valid (--check)"),
-            (1, "a stream's task did not finish by the drain deadline"),
+            (1, "the drain deadline passed, or a second signal cut the drain short"),
             (2, "bad config (the key path and the fix, one line)"),
         ),
     ),
