@@ -125,9 +125,8 @@ def test_the_first_ctrl_c_finishes_every_stream(
     assert "finishing every stream" in stderr, report
     assert drained_s < 10.0, f"the drain took {drained_s:.1f} s: a finish deadline ran out"
     for name, sentences in SCRIPTS.items():
-        lines = [
-            x for x in stdout.splitlines() if x.startswith(f"[{name}.wav] error: interrupted at")
-        ]
+        status = ("".join(early) + stderr).splitlines()  # error lines are status (stderr)
+        lines = [x for x in status if x.startswith(f"[{name}.wav] error: interrupted at")]
         assert len(lines) == 1, f"{name}: not one 'interrupted at' line\n{report}"
         line = lines[0]
         sent_s = float(re.search(r"interrupted at ([\d.]+) s", line).group(1))  # type: ignore[union-attr]
@@ -184,4 +183,4 @@ def test_audio_lost_in_an_outage_is_exit_3(
     assert isinstance(ended, StreamEnded) and ended.status == "partial", ended
     lost_ms = sum(round((g.end - g.start) * 1000 / g.rate) for g in gaps)
     assert ended.audio_lost_ms == pytest.approx(lost_ms, abs=len(gaps)), (ended, gaps)
-    assert any("lost" in line for line in done.stdout.splitlines()), report
+    assert any("lost" in line for line in done.stderr.splitlines()), report  # status: stderr
