@@ -85,7 +85,8 @@ class Listener:
 
     def __init__(self, env: dict[str, str], out: pathlib.Path, *extra: str) -> None:
         self.out = out
-        self.argv = [*live_command(), "listen", "--device", "pulse", "--out", str(out)]
+        # -v: info logs, JSON lines off a terminal (the records watched here)
+        self.argv = [*live_command(), "-v", "listen", "--device", "pulse", "--out", str(out)]
         self.argv += ["--format", "txt,jsonl", *extra]
         self.proc = subprocess.Popen(
             self.argv,
