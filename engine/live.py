@@ -20,6 +20,7 @@ import msgspec
 import structlog
 import trio
 
+from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from engine._util import unwrap_single_group
 from engine.actors import mic, playback, renderer
 from engine.actors.renderer import close_sinks
@@ -46,7 +47,8 @@ log = structlog.get_logger("steno.live")
 class LiveStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One live stream: the device, the session and the outputs.
 
-    ``voice_dir`` gets ``<output_stem>.voice.wav`` of the translated speech, and
+    ``layout`` sets the SRT/VTT line width and lines per cue. ``voice_dir`` gets
+    ``<output_stem>.voice.wav`` of the translated speech, and
     ``playback`` plays it on an output device (both need a model that speaks).
     """
 
@@ -56,6 +58,7 @@ class LiveStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     output_stem: str = "listen"
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
     voice_dir: str | None = None
+    layout: CueLayout = DEFAULT_LAYOUT
     playback: playback.PlaybackConfig | None = None
 
 
@@ -187,6 +190,7 @@ def _open_outputs(config: LiveStreamConfig) -> list[Sink]:
         config.formats,
         config.session.translation,
         config.voice_dir,
+        config.layout,
     )
 
 

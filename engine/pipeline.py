@@ -31,6 +31,7 @@ import trio
 
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
+from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from adapters.sinks.voice import VoiceWavSink
 from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
@@ -66,6 +67,7 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
         speed: real-time multiplier; None sends as fast as the service accepts.
         voice_dir: where translated speech goes (``<stem>.voice.wav``, 24 kHz);
             None writes none. Needs a model that speaks (livetranslate).
+        layout: line width and lines per cue of the SRT and VTT files.
     """
 
     path: str
@@ -75,6 +77,7 @@ class FileStreamConfig(msgspec.Struct, frozen=True, kw_only=True):
     formats: tuple[str, ...] = ("txt", "srt", "vtt", "jsonl")
     speed: float | None = 1.0
     voice_dir: str | None = None
+    layout: CueLayout = DEFAULT_LAYOUT
 
 
 async def run_file_stream(
@@ -247,7 +250,12 @@ async def _render(
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
     stem = config.output_stem or pathlib.Path(config.path).stem
     return open_outputs(
-        config.out_dir, stem, config.formats, config.session.translation, config.voice_dir
+        config.out_dir,
+        stem,
+        config.formats,
+        config.session.translation,
+        config.voice_dir,
+        config.layout,
     )
 
 
@@ -257,6 +265,7 @@ def open_outputs(
     formats: tuple[str, ...],
     translation: TranslationOptions | None,
     voice_dir: str | None,
+    layout: CueLayout = DEFAULT_LAYOUT,
 ) -> list[Sink]:
     """A stream's files: the formats under ``out_dir`` (bilingual when translating)
     and ``<stem>.voice.wav`` under ``voice_dir``. Blocking (call from a thread).
@@ -272,6 +281,7 @@ def open_outputs(
             formats,
             translation.targets if translation is not None else (),
             transcript=translation is None or translation.transcription,
+            layout=layout,
         )
     if voice_dir is not None:
         path = pathlib.Path(voice_dir) / f"{stem}.voice.wav"

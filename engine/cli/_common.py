@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 import trio
 
 from adapters.sinks.factory import FORMATS
+from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from engine._embedded import describe_recognizer, open_embedded_simulator
 from engine._stream_input import INTERRUPTED
 from engine.config import Secret
@@ -43,11 +44,13 @@ __all__ = [
     "SIMULATOR_KEY",
     "Endpoint",
     "add_format_argument",
+    "add_layout_arguments",
     "add_target_arguments",
     "api_key",
     "check_url",
     "exit_code",
     "parse_formats",
+    "parse_layout",
     "resolve_endpoint",
 ]
 
@@ -220,6 +223,40 @@ def add_format_argument(parser: argparse.ArgumentParser, *, help: str | None = N
         default=DEFAULT_FORMATS,
         help=help or f"comma-separated output formats ({', '.join(FORMATS)})",
     )
+
+
+def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-line-width`` and ``--max-lines`` of SRT/VTT cues (Whisper CLI semantics)."""
+    parser.add_argument(
+        "--max-line-width",
+        type=int,
+        default=DEFAULT_LAYOUT.max_line_width,
+        metavar="N",
+        help="most characters in a subtitle line, split on word timings (0: no limit)",
+    )
+    parser.add_argument(
+        "--max-lines",
+        type=int,
+        default=DEFAULT_LAYOUT.max_lines,
+        metavar="N",
+        help="most lines in a subtitle cue; the next line starts a new cue (0: no limit)",
+    )
+
+
+def parse_layout(width: int, lines: int) -> CueLayout:
+    """``--max-line-width`` / ``--max-lines`` as a :class:`CueLayout` (0 means no limit).
+
+    Raises:
+        ConfigError: a negative value.
+    """
+    if width < 0 or lines < 0:
+        raise ConfigError(
+            "--max-line-width and --max-lines must be 0 (no limit) or more; fix: e.g. 42 and 2"
+        )
+    try:
+        return CueLayout(max_line_width=width or None, max_lines=lines or None)
+    except ValueError as exc:
+        raise ConfigError(f"bad subtitle layout: {exc}") from None
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -24,9 +24,11 @@ from engine.actors import console
 from engine.cli._common import (
     EXIT_INTERRUPTED,
     add_format_argument,
+    add_layout_arguments,
     add_target_arguments,
     exit_code,
     parse_formats,
+    parse_layout,
     resolve_endpoint,
 )
 from engine.cli._signals import Interrupts
@@ -61,6 +63,7 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--out", metavar="DIR", help="write output files here")
     add_format_argument(p)
+    add_layout_arguments(p)
     add_target_arguments(p, url_help="inference WebSocket URL (overrides --region)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
@@ -134,6 +137,7 @@ async def run_files(
     """
     spec = get_model(args.model)
     formats = parse_formats(args.format)
+    layout = parse_layout(args.max_line_width, args.max_lines)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if not args.fast and not (math.isfinite(args.speed) and args.speed > 0):
@@ -166,6 +170,7 @@ async def run_files(
                 formats=formats,
                 speed=None if args.fast else args.speed,
                 voice_dir=audio_out,
+                layout=layout,
             )
             for path, stream, stem in zip(
                 args.files, stream_ids(args.files), output_stems(args.files), strict=True

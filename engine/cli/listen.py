@@ -27,9 +27,11 @@ from engine.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     add_format_argument,
+    add_layout_arguments,
     add_target_arguments,
     exit_code,
     parse_formats,
+    parse_layout,
     resolve_endpoint,
 )
 from engine.cli._signals import Interrupts
@@ -87,6 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     lp.add_argument("--out", metavar="DIR", help="write output files here")
     lp.add_argument("--name", default="listen", help="output file name stem (default: listen)")
     add_format_argument(lp)
+    add_layout_arguments(lp)
     add_target_arguments(lp, url_help="inference WebSocket URL (overrides --region)")
     lp.add_argument("--language", action="append", help="language hint (repeatable)")
     lp.add_argument("--duration", type=float, metavar="S", help="stop (and drain) after S seconds")
@@ -119,6 +122,7 @@ async def listen(
     spec = get_model(args.model or ("gummy-realtime-v1" if args.to else "paraformer-realtime-v2"))
     translation = _translation(args, spec)
     formats = parse_formats(args.format)
+    layout = parse_layout(args.max_line_width, args.max_lines)
     if args.duration is not None and not args.duration > 0:
         raise ConfigError(f"--duration must be positive, got {args.duration:g}")
     if args.block_ms < 0 or not args.finish_timeout > 0:
@@ -159,6 +163,7 @@ async def listen(
             output_stem=args.name,
             formats=formats,
             voice_dir=args.audio_out,
+            layout=layout,
             playback=(
                 None
                 if args.play is None

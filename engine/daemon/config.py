@@ -75,7 +75,8 @@ class OutputSpec(StrictTable, frozen=True):
     once one has reached it (always between records); ``timezone`` names the files.
     A translating stream's ``srt``/``vtt`` cues are bilingual, ``txt`` adds
     ``{stem}.{lang}.txt`` per target language, and ``translation.speech`` adds
-    ``{stem}.voice.wav`` (see ``rolling.py``).
+    ``{stem}.voice.wav`` (see ``rolling.py``). ``max-line-width`` and ``max-lines``
+    lay ``srt``/``vtt`` cues out on word timings (Whisper CLI semantics; 0: no limit).
     """
 
     dir: str | None = None
@@ -83,10 +84,14 @@ class OutputSpec(StrictTable, frozen=True):
     rotate: Literal["hour", "day", "never"] = "hour"
     max_bytes: int | None = None
     timezone: Literal["utc", "local"] = "utc"
+    max_line_width: int = 42
+    max_lines: int = 2
 
     def __post_init__(self) -> None:
         if not self.formats or len(set(self.formats)) != len(self.formats):
             raise ValueError("formats must be a non-empty list without repeats")
+        if self.max_line_width < 0 or self.max_lines < 0:
+            raise ValueError("max-line-width and max-lines must be 0 (no limit) or more")
         if self.max_bytes is not None and self.max_bytes < 4096:
             raise ValueError("max-bytes must be at least 4096")
 

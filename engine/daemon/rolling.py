@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 from adapters.sinks.base import text_lines
 from adapters.sinks.factory import FORMATS
+from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from adapters.sinks.subtitles import SrtSink, VttSink
 from adapters.sinks.text import TextSink
 from adapters.sinks.voice import VoiceWavSink
@@ -152,10 +153,11 @@ class RollingSink:
         languages: Sequence[str] = (),
         transcript: bool = True,
         lang: str | None = None,
+        layout: CueLayout = DEFAULT_LAYOUT,
     ) -> None:
         if lang is not None and fmt != "txt":
             raise ValueError(f"a {fmt} sink writes every language; lang is for txt only")
-        self._factory = _opener(fmt, tuple(languages), transcript, lang)
+        self._factory = _opener(fmt, tuple(languages), transcript, lang, layout)
         self.directory = directory
         self.stream = stream
         self.fmt = fmt
@@ -230,15 +232,18 @@ class RollingSink:
 
 
 def _opener(
-    fmt: str, languages: tuple[str, ...], transcript: bool, lang: str | None
+    fmt: str, languages: tuple[str, ...], transcript: bool, lang: str | None, layout: CueLayout
 ) -> Callable[[Path], Sink]:
     if fmt == VOICE:
         return VoiceWavSink
     if fmt == "txt" and lang is not None:
         return partial(TextSink, lang=lang)
-    if fmt in ("srt", "vtt") and languages:
+    if fmt in ("srt", "vtt"):
         return partial(
-            SrtSink if fmt == "srt" else VttSink, languages=languages, transcript=transcript
+            SrtSink if fmt == "srt" else VttSink,
+            languages=languages,
+            transcript=transcript,
+            layout=layout,
         )
     return FORMATS[fmt]
 
@@ -255,12 +260,14 @@ def open_rolling_sinks(
     languages: Sequence[str] = (),
     transcript: bool = True,
     voice: bool = False,
+    layout: CueLayout = DEFAULT_LAYOUT,
 ) -> list[Sink]:
     """One :class:`RollingSink` per format, after checking the directory is writable.
 
     With translation ``languages``, ``srt``/``vtt`` are bilingual and ``txt`` adds
     one sink per language (``{stem}.{lang}.txt``) right after the source's;
-    ``voice`` adds the translated speech (``{stem}.voice.wav``) last.
+    ``voice`` adds the translated speech (``{stem}.voice.wav``) last; ``layout`` sets
+    the line width and lines per cue of ``srt``/``vtt``.
 
     Blocking (creates the directory); run it in a thread.
 
@@ -278,6 +285,7 @@ def open_rolling_sinks(
         rotate=rotate,
         max_bytes=max_bytes,
         timezone=timezone,
+        layout=layout,
     )
     langs = tuple(dict.fromkeys(languages))
     sinks: list[Sink] = []

@@ -46,6 +46,7 @@ import trio
 
 from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import dial_tcp
+from adapters.sinks.layout import CueLayout
 from engine._util import unwrap_single_group
 from engine.actors import renderer
 from engine.config import SessionConfig
@@ -194,6 +195,7 @@ async def run_stream(
             languages=translation.targets if translation is not None else (),
             transcript=transcribes(get_model(spec.model), translation),
             voice=translation is not None and translation.speech,
+            layout=CueLayout(out.max_line_width or None, out.max_lines or None),
         )
     )
     items_send, items_recv = trio.open_memory_channel[SourceItem | SourceGap](
