@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import pathlib
 import sys
 from typing import TYPE_CHECKING
@@ -91,6 +92,27 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_output_dir(directory: str, flag: str = "--out") -> None:
+    """Create ``directory`` and check it can take files, before anything connects.
+
+    Blocking (call from a thread).
+
+    Raises:
+        ConfigError: it cannot be created or written (a configuration error: exit 2).
+    """
+    path = pathlib.Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".steno-write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write output files to {directory}: {exc.strerror or exc}; "
+            f"fix: choose a writable directory with {flag}"
+        ) from None
+
+
 def stream_ids(files: Sequence[str]) -> list[str]:
     """A readable, unique id per file: its name, with a counter for repeats."""
     seen: dict[str, int] = {}
@@ -150,6 +172,9 @@ async def run_files(
         )
     if not (math.isfinite(args.replay_buffer) and args.replay_buffer > 0):
         raise ConfigError(f"--replay-buffer must be a positive number, got {args.replay_buffer:g}")
+    for flag, directory in (("--out", args.out), ("--audio-out", audio_out)):
+        if directory is not None:
+            await trio.to_thread.run_sync(check_output_dir, directory, flag)
     async with contextlib.AsyncExitStack() as stack:
         endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
         configs = [

@@ -11,6 +11,7 @@ import pytest
 
 from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
 from engine.cli._common import add_layout_arguments, parse_layout
+from engine.cli.files import check_output_dir
 from engine.clock import system_clock
 from engine.daemon.config import OutputSpec
 from engine.daemon.rolling import open_rolling_sinks
@@ -88,3 +89,20 @@ class TestDaemon:
             lines = [ln for ln in srt.read_text().splitlines() if ln and not ln[0].isdigit()]
             assert max(map(len, lines)) <= widest
             assert " ".join(lines) == text
+
+
+class TestOutputDirectory:
+    """An unwritable ``--out`` is a configuration error found before anything connects
+    (planted bug: the check is skipped, the stream fails later and the run exits 1)."""
+
+    def test_a_directory_that_cannot_be_made_is_one_line(self, tmp_path: pathlib.Path) -> None:
+        """A path under a regular file cannot be a directory: ConfigError naming the flag."""
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        with pytest.raises(ConfigError, match=r"--audio-out"):
+            check_output_dir(str(blocker / "out"), "--audio-out")
+
+    def test_a_writable_directory_is_created_and_left_clean(self, tmp_path: pathlib.Path) -> None:
+        """The check creates the directory and leaves no probe file behind."""
+        check_output_dir(str(tmp_path / "a" / "b"))
+        assert list((tmp_path / "a" / "b").iterdir()) == []
