@@ -183,7 +183,8 @@ class Connection(Generic[Cmd, Ev]):
                 if self._reported:
                     self.abort(exc)  # stop the sends before the socket closes under them
                 raise
-            await transport.aclose()
+            if self.error is None:  # released; an aborted connection is dead: no handshake
+                await transport.aclose()
 
     def release(self) -> None:
         """The owner is done with the task: close the connection gracefully."""
@@ -194,14 +195,23 @@ class Connection(Generic[Cmd, Ev]):
         self._fail(exc)
         self._release.set()
 
-    def _fail(self, exc: StenoError) -> None:
-        if self.error is None and not self.finished.is_set():
+    def _fail(self, exc: StenoError) -> bool:
+        """Record ``exc`` if it is the first failure; True if it was.
+
+        A helper task raises its failure only if it was the first: the reader and the
+        liveness watch can fail in the same scheduler tick (a close frame and a stall
+        deadline at once), and two raised errors would leave the nursery as a group of
+        two; a connection's death is ONE error to its owner.
+        """
+        first = self.error is None and not self.finished.is_set()
+        if first:
             self.error = exc
             log.info("session.conversation_died", error=str(exc), kind=type(exc).__name__)
             if self._over:
                 drop_tracebacks(exc)  # see run(); the caller has handled it
         self.dead.set()
         self.ended.set()
+        return first
 
     # ------------------------------------------------------- protocol hooks
 
@@ -349,8 +359,9 @@ class Connection(Generic[Cmd, Ev]):
             try:
                 results += self._interpret(event)
             except StenoError as exc:
-                self._fail(exc)
-                return results, exc
+                if self._fail(exc):
+                    return results, exc
+                return results, None  # another helper's failure came first: it is raised
         return results, None
 
     async def _liveness(self) -> None:
@@ -358,9 +369,9 @@ class Connection(Generic[Cmd, Ev]):
         reason, exc = await self._live.watch(self._transport)
         if self.finished.is_set():
             return  # a failure after the task finished: nothing to report
-        self.close_reason = reason
-        self._fail(exc)
-        raise exc
+        if self._fail(exc):  # else the reader's failure came first and is raised
+            self.close_reason = reason
+            raise exc
 
 
 def _keyless(exc: AuthError) -> AuthError:

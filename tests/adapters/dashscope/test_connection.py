@@ -9,6 +9,7 @@ at once; the liveness watch and the finish deadline; the WebSocket edge's table.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -193,6 +194,62 @@ async def test_no_task_finished_is_a_finish_timeout(autojump_clock: trio.testing
         assert trio.current_time() - t0 == pytest.approx(5.0)
         conn.release()
     assert conn.close_reason == "finish-deadline"
+
+
+async def test_reader_and_stall_failing_at_once_are_one_death(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The socket resets in the very tick the stall deadline passes: ONE Disconnected.
+
+    The reset wakes the reader and the deadline wakes the liveness watch for the
+    same scheduler batch, and neither reaches a checkpoint before it fails. trio
+    runs a batch in a random order: with the watch first, both fail (only the
+    first failure may be raised: a group of two escaping ``run`` is a crash); with
+    the reader first, its frame resets the stall watch. Ten connections make the
+    first order all but certain.
+    """
+
+    async def script(server: Server) -> None:
+        await server.expect(m.RunTaskRequested)
+        await server.send(m.StartTask())
+        await trio.sleep_forever()
+
+    ends: list[Transport] = []
+
+    def dial(url: str, headers: Headers, *, connect_timeout: float) -> Any:
+        @contextlib.asynccontextmanager
+        async def opened() -> AsyncIterator[Transport]:
+            async with dialer(script)(url, headers, connect_timeout=connect_timeout) as end:
+                ends.append(end)
+                yield end
+
+        return opened()
+
+    settings = {"url": "ws://x/", "api_key": "sk", "user_agent": "t", "rate": 16000}
+    for _ in range(10):
+        conn = InferenceConnection(
+            settings=LinkSettings(**settings, stall_s=6.0, ping_interval_s=100.0),
+            dial=dial,
+            task_id="t1",
+            model="paraformer-realtime-v2",
+            parameters={"format": "pcm"},
+        )
+        async with trio.open_nursery() as nursery:  # a group escaping run() fails here
+            await started(conn, nursery)
+            autojump_clock.autojump_threshold = math.inf  # this test moves the clock
+            try:
+                await conn.send_audio(b"\x01\x00" * 1600)  # the stall watch is armed
+                autojump_clock.jump(3.0)  # the watch wakes at half the stall time
+                await trio.testing.wait_all_tasks_blocked()
+                autojump_clock.jump(3.0)  # its stall deadline passes ...
+                await ends[-1].aclose()  # ... and the socket resets: both wake together
+                await conn.ended.wait()
+            finally:
+                autojump_clock.autojump_threshold = 0.0
+        assert isinstance(conn.error, Disconnected)
+        with pytest.raises(Disconnected) as raised:
+            await conn.send_audio(b"\x01\x00" * 160)
+        assert raised.value is conn.error
 
 
 def test_no_key_means_no_authorization_header() -> None:
