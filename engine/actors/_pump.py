@@ -84,9 +84,17 @@ class Pump:
                 with pump_scope:
                     try:
                         outcome = await self._pump(task)
-                    except StenoError:
+                    except StenoError as exc:
+                        # A failed or stalled send is the connection's death too: record
+                        # it there (unless its own failure came first) and end like any
+                        # death, once the consumer has emitted what preceded it. Raising
+                        # here while the consumer waits would cancel it from inside the
+                        # nursery's exit, where trio's Cancelled closes a reference cycle
+                        # (group -> Cancelled -> its frames -> the nursery's frame ->
+                        # group) that keeps this task, its connection and socket (#17).
+                        task.link.abort(exc)
                         if task.link.error is None:
-                            raise  # the pump's own failure (a send that stalled)
+                            raise  # the task had finished: nothing to wait for
                 if outcome is None:  # the connection failed under the pump
                     await task.consumed.wait()
                     assert task.link.error is not None
