@@ -34,7 +34,7 @@ send raises that error. Only ``engine.errors`` types escape.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from engine.results import Result
 
-__all__ = ["RESULTS_BUFFER", "ClientCore", "Connection", "LinkSettings"]
+__all__ = ["RESULTS_BUFFER", "ClientCore", "Connection", "LinkSettings", "finish_quietly"]
 
 log = structlog.get_logger("steno.session")
 
@@ -297,38 +297,13 @@ class Connection(Generic[Cmd, Ev]):
         self.finish_sent_t = sent = trio.current_time()
         self._live.finishing()
         await self._command(self._finish_command())
-        # The deadline measures the server's silence: results still arriving for a
-        # backlog (audio sent faster than real time) extend it, up to the task's
-        # audio duration on top, since no service needs longer than real time.
         cap = sent + timeout + self.audio_samples / self.settings.rate
-        while not self.ended.is_set():
-            last_heard = self._live.last_heard_t
-            quiet_until = max(sent, last_heard) + timeout
-            with trio.move_on_at(min(quiet_until, cap)):
-                await self.ended.wait()
-            now = trio.current_time()
-            if now >= cap or self._live.last_heard_t + timeout <= now:
-                break
+        await _until_ended_or_quiet(self.ended, self._live, sent, timeout, cap)
         if self.error is not None:
             raise self.error
         if not self.finished.is_set():
             self.close_reason = "finish-deadline"
             raise FinishTimeout(f"the server did not finish the task within {timeout:g} s")
-
-    async def finish_quietly(self) -> None:
-        """Finish a task nobody reads any more (a rotation's old task); failures only get logged.
-
-        Its results are discarded (the channel closes when the connection does).
-        """
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_discard, self.results)
-            try:
-                with trio.move_on_after(self.settings.finish_s + self.settings.send_s):
-                    await self.finish()
-            except StenoError as exc:
-                log.info("session.retired_finish_failed", error=str(exc))
-            finally:
-                self.release()
 
     # ------------------------------------------------------ reader, liveness
 
@@ -385,3 +360,38 @@ def _keyless(exc: AuthError) -> AuthError:
 async def _discard(results: trio.MemoryReceiveChannel[Result]) -> None:
     async for _ in results:
         pass
+
+
+async def finish_quietly(connection: Connection[Any, Any]) -> None:
+    """Finish a task nobody reads any more (a rotation's old task); failures only get logged.
+
+    Its results are discarded (the channel closes when the connection does).
+    """
+    settings = connection.settings
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_discard, connection.results)
+        try:
+            with trio.move_on_after(settings.finish_s + settings.send_s):
+                await connection.finish()
+        except StenoError as exc:
+            log.info("session.retired_finish_failed", error=str(exc))
+        finally:
+            connection.release()
+
+
+async def _until_ended_or_quiet(
+    ended: trio.Event, live: Liveness, sent: float, quiet_s: float, cap: float
+) -> None:
+    """Wait for ``ended`` until the server has been quiet for ``quiet_s``, or until ``cap``.
+
+    The deadline measures the server's silence: results still arriving for a backlog
+    (audio sent faster than real time) extend it, up to the task's audio duration on
+    top (``cap``), since no service needs longer than real time.
+    """
+    while not ended.is_set():
+        quiet_until = max(sent, live.last_heard_t) + quiet_s
+        with trio.move_on_at(min(quiet_until, cap)):
+            await ended.wait()
+        now = trio.current_time()
+        if now >= cap or live.last_heard_t + quiet_s <= now:
+            return

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 import trio
 
+from adapters.dashscope.connection import finish_quietly
 from engine.errors import StenoError
 from engine.events import Rotated, SessionClosed
 
@@ -86,7 +87,7 @@ class Rotation:
         await self._opener.opened(nxt)
         await self._report.emit(SessionClosed(task.task_id, "rotated"))
         await self._report.emit(Rotated(task.task_id, nxt.task_id, nxt.offset))
-        nursery.start_soon(task.link.finish_quietly)
+        nursery.start_soon(finish_quietly, task.link)
         return nxt
 
     def drop_prepared(self) -> None:
