@@ -58,7 +58,8 @@ class Report:
         self.rate = rate
         self.reconnects = 0
         self.lost_samples = 0
-        self.failed = False
+        self.gave_up = False  # the session stopped on an error, not at the end of its input
+        self.permanent = False  # ... and the error needs the user (key, model, quota, input)
 
     async def emit(self, event: Event) -> None:
         """Stamp the envelope (stream id, trio time) and send; blocks while the renderer lags."""
@@ -80,8 +81,9 @@ class Report:
         await self.emit(Reconnecting(attempt, delay, cause))
 
     async def error(self, exc: StenoError, *, permanent: bool) -> None:
-        """The stream gives up: one error; a missed finish deadline is a partial result."""
-        self.failed = permanent or not isinstance(exc, FinishTimeout)
+        """The stream gives up: one error (its status: :func:`outcome_status`)."""
+        self.gave_up = True
+        self.permanent = self.permanent or permanent
         await self.emit(StreamError(kind_of(exc), str(exc), permanent=permanent))
 
     async def skipped(self, spans: list[tuple[int, int]]) -> None:
@@ -105,7 +107,9 @@ class Report:
 
     async def end(self, *, finals: int, audio_end: int) -> None:
         """The last event: how the stream ended."""
-        status = "failed" if self.failed else ("partial" if self.lost_samples else "ok")
+        status = outcome_status(
+            gave_up=self.gave_up, permanent=self.permanent, finals=finals, lost=self.lost_samples
+        )
         await self.emit(
             StreamEnded(
                 status,
@@ -115,6 +119,28 @@ class Report:
                 audio_ms=samples_to_ms(audio_end, self.rate),
             )
         )
+
+
+def outcome_status(*, gave_up: bool, permanent: bool, finals: int, lost: int) -> str:
+    """How a session ended, as ``StreamEnded.status`` (the README's outcome table).
+
+    ========================================================  =========  ====
+    what happened                                             status     exit
+    ========================================================  =========  ====
+    every sample recognized (or skipped on purpose)           ok         0
+    audio lost, exactly (overflow, finish deadline, gaps),    partial    3
+    with something recognized, whatever error ended it
+    a permanent error (key, model, quota, bad parameter)      failed     1
+    gave up on transient errors with nothing recognized       failed     1
+    ========================================================  =========  ====
+
+    The error that happened to come last does not decide: a service that throttles
+    every retry and one that goes half-open on every retry lose the same audio and
+    end the same way.
+    """
+    if permanent or (gave_up and finals == 0):
+        return "failed"
+    return "partial" if lost else "ok"
 
 
 def kind_of(exc: StenoError) -> str:

@@ -237,7 +237,7 @@ async def run_stream(
         ended = run.ended
         log.info(
             "daemon.stream.end",
-            outcome=run.outcome,
+            source=run.outcome,  # what ended the run: finished, drained or failed (the source)
             reason=run.failure,
             status=ended.status if ended else None,
             finals=ended.finals if ended else None,
