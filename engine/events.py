@@ -277,7 +277,8 @@ class TaskMetrics(LifecycleEvent, frozen=True):
 
 
 class StreamEnded(LifecycleEvent, frozen=True):
-    """The stream is over. ``status`` is ``ok``, ``partial`` (audio lost) or ``failed``.
+    """The stream is over. ``status`` is ``ok``, ``partial`` (audio lost, exactly),
+    ``failed`` or ``interrupted`` (see the README's outcome table).
 
     ``audio_ms`` is the global timeline's length; ``audio_skipped_ms`` the part of it
     the source skipped on purpose (``AudioSkipped``).
