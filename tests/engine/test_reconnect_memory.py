@@ -126,7 +126,7 @@ async def one_stream(url: str, name: str) -> None:
     async def feed() -> None:
         async with frames_send:
             for i in range(10**9):
-                await trio.sleep(FRAME / RATE / 20)
+                await trio.sleep(FRAME / RATE / 20)  # real-time: loopback sockets, 20x
                 await frames_send.send(AudioFrame(i * FRAME, bytes(2 * FRAME), RATE))
 
     async def drain() -> None:
@@ -168,7 +168,7 @@ async def test_thousands_of_reconnects_leave_no_memory_and_no_socket_behind() ->
                 step = (CYCLES - WARMUP) // SAMPLES
                 next_sample = WARMUP
                 while connections < CYCLES:
-                    await trio.sleep(0.01)
+                    await trio.sleep(0.01)  # real-time: sampling a live process
                     worst = max(worst, open_sockets() - baseline - listening)
                     if connections < next_sample:
                         continue

@@ -161,7 +161,7 @@ def sdk_gummy_chat(model: str) -> None:
     for i in range(0, len(PCM), FRAME):
         if not chat.send_audio_frame(PCM[i : i + FRAME]):
             break
-        time.sleep(FRAME / 32000 / 10)  # real time: 10x, so the SDK reads the sentence end
+        time.sleep(FRAME / 32000 / 10)  # real-time: 10x, so the SDK reads the sentence end
     chat.stop()
 
 
