@@ -31,6 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 async def transcribe(args: argparse.Namespace, *, dial: Dialer | None = None) -> int:
-    """``steno transcribe``: the exit code (0, 1, 3; 130 on Ctrl-C)."""
-    options = RecognitionOptions(language_hints=args.language)
+    """``steno transcribe``: the exit code (0, 1, 3; 130 on Ctrl-C).
+
+    Tasks ask for the heartbeat, as translate and listen do: a long silence in a
+    file then keeps its task alive instead of costing a reconnect.
+    """
+    options = RecognitionOptions(language_hints=args.language, heartbeat=True)
     return await run_files(args, options=options, translation=None, dial=dial)

@@ -125,7 +125,11 @@ GUMMY_PARAMS: dict[str, Any] = {
 def sdk_recognition(model: str) -> None:
     """Recognition: start / send_audio_frame ×N (100 ms) / stop."""
     recognition = Recognition(
-        model=model, format="pcm", sample_rate=16000, callback=RecognitionCallback()
+        model=model,
+        format="pcm",
+        sample_rate=16000,
+        callback=RecognitionCallback(),
+        heartbeat=True,  # as steno transcribe asks (extra keywords become parameters)
     )
     recognition.start()
     for i in range(0, len(PCM), FRAME):
