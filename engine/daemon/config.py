@@ -34,13 +34,13 @@ never part of the configuration: it comes from the environment or a file
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from adapters.dashscope.models import MODELS, RecognitionOptions, run_task_parameters
+from engine._tomlfile import decode_toml, read_toml
 from engine.daemon.config_base import StrictTable
 from engine.daemon.config_sources import SourceSpec, StdinSource
 from engine.daemon.config_translation import TRANSLATING, TranslationSpec, translation_problem
@@ -48,6 +48,8 @@ from engine.errors import ConfigError
 from engine.policy import DAEMON, RestartPolicy
 
 if TYPE_CHECKING:
+    import os
+
     from engine.config import TranslationOptions
 
 __all__ = [
@@ -322,17 +324,9 @@ def decode_config(raw: bytes | str, *, origin: str = "config") -> DaemonConfig:
     Raises:
         ConfigError: one line, ``origin: what - at `$.path```.
     """
-    try:
-        return msgspec.toml.decode(raw, type=DaemonConfig)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+    return decode_toml(raw, DaemonConfig, origin=origin)
 
 
 def load_config(path: str | os.PathLike[str]) -> DaemonConfig:
     """Read and decode a config file (blocking; small)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    return decode_config(raw, origin=os.fspath(path))
+    return read_toml(path, DaemonConfig)

@@ -26,14 +26,16 @@ with sessions in place of virtual users (see :mod:`engine.scenario.schedule`).
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Annotated, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
 from adapters.dashscope.models import MODELS
-from engine.errors import ConfigError
+from engine._tomlfile import decode_toml, read_toml
+
+if TYPE_CHECKING:
+    import os
 
 __all__ = [
     "AudioSpec",
@@ -336,20 +338,12 @@ def decode_scenario(raw: bytes | str, *, origin: str = "scenario") -> ScenarioFi
     Raises:
         ConfigError: one line, ``origin: what - at `$.path```.
     """
-    try:
-        return msgspec.toml.decode(raw, type=ScenarioFile)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
+    return decode_toml(raw, ScenarioFile, origin=origin)
 
 
 def load_scenario(path: str | os.PathLike[str]) -> ScenarioFile:
     """Read and decode a scenario file (blocking; small)."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    return decode_scenario(raw, origin=os.fspath(path))
+    return read_toml(path, ScenarioFile)
 
 
 ExecutorName: TypeAlias = Literal[
