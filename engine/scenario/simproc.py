@@ -28,6 +28,7 @@ import numpy as np
 import soxr
 import trio
 
+from adapters.children import open_child
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,11 +75,14 @@ async def open_embedded(audio: Sequence[AudioRef], *, log: pathlib.Path) -> Asyn
     """
     payload = msgspec.json.encode(list(audio)).decode()
     with _open_log(log) as log_file:
-        process = await trio.lowlevel.open_process(
+        # Its own process group, SIGINT/SIGTERM blocked: a group Ctrl-C reaches the
+        # load generators, which drain, and never kills their target under them; it
+        # ends when its stdin closes (below).
+        process = await open_child(
             [sys.executable, "-m", "engine.scenario.simproc", payload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=log_file,
+            stderr=log_file.fileno(),
         )
     assert process.stdin is not None
     assert process.stdout is not None
