@@ -4,8 +4,8 @@
 (its clones of the stream's input lanes). The input side's events pass an
 :class:`InputLedger` on their way to ``Stream.events()`` (:func:`relay`); when
 every lane has closed, :func:`complete_end` completes the session's
-``StreamEnded`` with it, once. Pushed PCM becomes the mono float32 of the audio
-lane through the one downmix, :func:`adapters.audio.pcm.to_mono_float32`.
+``StreamEnded`` with it, once. Pushed PCM becomes the mono blocks of the audio
+lane through the one downmix, :mod:`adapters.audio.pcm`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import trio
 
     from engine.actors.resampler import ResamplerStats
-    from engine.messages import RawBlock, Skip
+    from engine.messages import AudioOutbox, PcmBlock, RawBlock, Skip
 
 
 __all__ = [
@@ -58,14 +58,16 @@ class Feed(NamedTuple):
     :meth:`Stream.end_input` have closed theirs.
 
     Attributes:
-        audio: mono float32 blocks at the source's rate (``RawBlock``) and spans of
-            source time without audio (``Skip``), to the resampler.
+        audio: the producer's inlet of the resampler stage: mono blocks at the
+            source's rate (``PcmBlock`` int16, ``RawBlock`` float32) and spans of
+            source time without audio (``Skip``). Its ``send`` runs the resampler
+            in the producer's task and awaits the session's inbox.
         events: the source's own events (``AudioGap`` of a capture hole,
             ``DeviceLost``, ``StreamError`` of a source that broke mid-way), placed
             on the stream's timeline by the producer.
     """
 
-    audio: trio.MemorySendChannel[RawBlock | Skip]
+    audio: AudioOutbox[PcmBlock | RawBlock | Skip]
     events: trio.MemorySendChannel[Event]
 
 

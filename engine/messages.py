@@ -1,19 +1,66 @@
 """The messages producers send into a stream, ahead of the resampler.
 
 Producers (the file capture actor, the microphone, the daemon's sources, the
-embedding API) send :class:`RawBlock` s of audio at the source's own rate and
-:class:`Skip` s for source time without audio; the resampler turns both into
-:class:`~engine.events.AudioFrame` s and timeline gaps. They live here, apart from
-any actor, so every producer and consumer imports them from one leaf module.
+embedding API) send audio at the source's own rate, as :class:`PcmBlock` s (mono
+int16: files and int16 pushes, no float round trip) or :class:`RawBlock` s (mono
+float32: devices, float pushes), and :class:`Skip` s for source time without audio;
+the resampler turns them into :class:`~engine.events.AudioFrame` s and timeline
+gaps. Producers write against :class:`AudioOutbox`, the producer side of a memory
+channel, so the resampler's synchronous inlet and a plain channel both fit. They
+live here, apart from any actor, so every producer and consumer imports them from
+one leaf module.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray  # msgspec resolves Struct annotations at runtime
 
-__all__ = ["RawBlock", "Skip"]
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["AudioOutbox", "PcmBlock", "RawBlock", "Skip"]
+
+_T_contra = TypeVar("_T_contra", contravariant=True)
+
+
+class AudioOutbox(Protocol[_T_contra]):
+    """Where a producer sends its audio: the producer API of ``trio.MemorySendChannel``.
+
+    ``await send(item)`` (blocks while downstream is behind), ``close()`` (not a
+    checkpoint), ``await aclose()``, and ``async with``. Satisfied by a memory
+    channel and by :class:`engine.actors.resampler.ResamplerInlet`.
+    """
+
+    async def send(self, value: _T_contra, /) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
+class PcmBlock(msgspec.Struct, frozen=True, eq=False):
+    """Mono int16 samples at the source's own ``rate`` (a read-only array).
+
+    The array may be a view into the producer's read-ahead buffer: nobody writes
+    it. At the stream's rate its bytes become frames as they are; otherwise they
+    are resampled. Equality is identity (``eq=False``).
+    """
+
+    samples: NDArray[np.int16]
+    rate: int
 
 
 class RawBlock(msgspec.Struct, frozen=True, eq=False):

@@ -6,7 +6,9 @@ Theory of operation
 
     capture (file) ──► open_stream: resampler → session ──► Stream.events() ──► renderer ──► console
 
-The capture actor is started first (:class:`~engine.stream.Producer`), so a file
+The capture actor sends straight into the stream's resampler inlet (the resampler
+runs in the capture's task), so a paced frame wakes one task on its way to the
+session. The capture actor is started first (:class:`~engine.stream.Producer`), so a file
 that cannot be read is reported before anything connects; the output files are
 created next (a bad ``--out`` likewise), then the stream's session starts.
 Ending is always a *drain* from the source: when the file ends, or when a drain
@@ -40,12 +42,12 @@ from engine.actors.renderer import close_sinks
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded, StreamError
-from engine.messages import RawBlock
 from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from adapters.sinks.base import Sink
+    from engine.messages import AudioOutbox, PcmBlock, RawBlock, Skip
     from engine.ratelimit import StartLimiter
     from engine.stream import Feed, Stream
 
@@ -145,23 +147,21 @@ async def _produce(
     # The drain stops the capture (drain_scope); the watcher has a scope of its own,
     # so ending it never cancels a scope the capture's unwinding passes through.
     drain_scope, watch_scope = trio.CancelScope(), trio.CancelScope()
-    blocks_send, blocks_recv = trio.open_memory_channel[RawBlock](EDGES["capture->resampler"].size)
     broken: list[InputError] = []  # a decoding failure after the start
-    sent = 0  # frames handed to the stream
+    counts = capture.CaptureStats()  # what was handed to the stream
     stream = config.session.stream
-    async with feed.audio, feed.events, blocks_recv:
+    async with feed.audio, feed.events:
         with unwrap_single_group():  # one cause for open_stream to raise
             async with trio.open_nursery() as inner:
-                info = await inner.start(_capture, blocks_send, config, drain_scope, broken)
+                # The capture sends straight into the stream's resampler inlet: no relay.
+                info = await inner.start(
+                    _capture, feed.audio, config, drain_scope, watch_scope, broken, counts
+                )
                 if drain is not None:
                     inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
                 sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
                 log.info("stream.started", source_rate=info.rate)
                 task_status.started(None)
-                async for block in blocks_recv:  # what was read is sent, even after a drain
-                    await feed.audio.send(block)
-                    sent += len(block.samples)
-                watch_scope.cancel()
         for exc in broken:
             # The file broke mid-way: what was decoded is still transcribed and finished.
             log.error("capture.failed", error=str(exc))
@@ -169,7 +169,7 @@ async def _produce(
                 StreamError("input", str(exc), stream=stream, t=trio.current_time())
             )
         if drain_scope.cancelled_caught:
-            message = interrupted_message(sent / info.rate, info.duration_s)
+            message = interrupted_message(counts.samples / info.rate, info.duration_s)
             log.warning("capture.interrupted", message=message)
             await feed.events.send(
                 StreamError(
@@ -189,16 +189,19 @@ def interrupted_message(sent_s: float, duration_s: float | None) -> str:
 
 
 async def _capture(
-    outbox: trio.MemorySendChannel[RawBlock],
+    outbox: AudioOutbox[PcmBlock | RawBlock | Skip],
     config: FileStreamConfig,
     drain_scope: trio.CancelScope,
+    watch_scope: trio.CancelScope,
     broken: list[InputError],
+    counts: capture.CaptureStats,
     task_status: trio.TaskStatus[capture.SourceInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The capture actor, in the drain scope: a drain stops reading the file.
 
     A bad file raises before ``started``; a decoding failure later is kept in
-    ``broken``, so the blocks read before it still go out.
+    ``broken``, so the blocks read before it still go out. When it ends, the drain
+    watcher (``watch_scope``) is stopped.
     """
     status = _Status(task_status)
     try:
@@ -207,11 +210,14 @@ async def _capture(
                 outbox=outbox,
                 config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
                 task_status=status,
+                stats=counts,
             )
     except InputError as exc:
         if not status.done:
             raise
         broken.append(exc)
+    finally:
+        watch_scope.cancel()
 
 
 class _Status:

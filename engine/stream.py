@@ -15,15 +15,19 @@ Theory of operation
 -------------------
 ::
 
-    producer ─┬─[push->resampler]──► resampler ──[resampler->session]──► session ─┐
-    push/skip ┘                          │                                         │
-                                         ▼ input events                            │
+    producer ─┬─(inlet: in its own task)─► resampler ──[resampler->session]──► session ─┐
+    push/skip ┘                               │                                         │
+                                              ▼ input events                            │
     producer events ───────────► relay (InputLedger counts) ─┐                     │
                                                               ▼                     ▼
                                                         [session->renderer] ──► events()
 
+The resampler is a synchronous stage, not a task: a producer's ``send`` (and
+:meth:`Stream.push`) converts its block and awaits the session's inbox in the
+producer's own task, so a paced frame wakes one task on its way to the session.
+
 An optional *producer* (:class:`Producer`) is started first, with a :class:`Feed`:
-clones of the audio edge and of the input-events lane. A source that cannot be
+its own inlet of the resampler and a clone of the input-events lane. A source that cannot be
 opened (a missing file, no such device) therefore raises out of
 :func:`open_stream` before anything connects. The input side's facts (the
 resampler's gaps and skips, a capture device's gaps, a producer's
@@ -52,6 +56,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Literal, final
 
 import msgspec
+import numpy as np
 import trio
 
 from adapters.audio.pcm import to_mono_float32
@@ -78,13 +83,12 @@ from engine.events import (
     StreamStarted,
     samples_to_ms,
 )
-from engine.messages import RawBlock, Skip
+from engine.messages import PcmBlock, RawBlock, Skip
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    import numpy as np
     from numpy.typing import NDArray
 
     from engine.clock import WallClock
@@ -140,8 +144,9 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
         live_tasks: the session's background tasks now.
         reconnects, finals: as in ``StreamEnded``.
         audio_lost_ms: audio that was not and will not be recognized (``AudioGap``).
-        push_queue, frame_queue, event_queue: items waiting on the stream's bounded
-            edges (pushes → resampler → session → ``events()``).
+        push_queue: producers waiting behind another on the resampler stage.
+        frame_queue, event_queue: items waiting on the stream's bounded edges
+            (resampler → session → ``events()``).
     """
 
     rate: int
@@ -175,7 +180,7 @@ class Stream:
     def __init__(
         self,
         config: StreamConfig,
-        raw: trio.MemorySendChannel[RawBlock | Skip],
+        raw: resampler.ResamplerInlet,
         frames: trio.MemoryReceiveChannel[AudioFrame],
         events: trio.MemoryReceiveChannel[Event],
         stats: session.SessionStats,
@@ -211,16 +216,24 @@ class Stream:
     ) -> None:
         """Add audio. Blocks while the engine is behind (bounded; never drops).
 
+        The resampler runs here, in the caller's task, and the frames go to the
+        session before this returns (or wait in its bounded inbox). Mono int16
+        (bytes or an int16 array) takes no float round trip; at the session's rate
+        its bytes become frames as they are. Always a checkpoint.
+
         Raises:
             InputError: a rate outside 8–48 kHz, or data that is not int16/float PCM.
             trio.ClosedResourceError: after :meth:`end_input`.
         """
         rate = rate or self.config.input_rate
         check_rate(rate)
-        samples = to_mono_float32(pcm, channels or self.config.input_channels)
-        if samples.size:
-            await self._raw.send(RawBlock(samples, rate))
-            self._pushed += Fraction(samples.size, rate)
+        item = _block(pcm, rate, channels or self.config.input_channels)
+        size = len(item.samples)
+        if size:
+            await self._raw.send(item)
+            self._pushed += Fraction(size, rate)
+        else:
+            await trio.lowlevel.checkpoint()
 
     async def skip(
         self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False
@@ -296,6 +309,19 @@ class Stream:
             pass
 
 
+def _block(pcm: bytes | NDArray[np.generic], rate: int, channels: int) -> PcmBlock | RawBlock:
+    """Pushed PCM as a block: mono int16 stays int16 (a view when it can), the rest is mixed."""
+    if channels == 1:
+        if isinstance(pcm, bytes | bytearray | memoryview):
+            if len(pcm) % 2:
+                raise InputError(f"{len(pcm)} bytes is not whole int16 frames of 1 channel(s)")
+            # bytes() copies a bytearray or memoryview the caller may reuse (bytes stay as is).
+            return PcmBlock(np.frombuffer(bytes(pcm), dtype="<i2"), rate)
+        if isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1:
+            return PcmBlock(pcm.astype("<i2", copy=True), rate)
+    return RawBlock(to_mono_float32(pcm, channels), rate)
+
+
 @contextlib.asynccontextmanager
 async def open_stream(
     config: StreamConfig,
@@ -337,9 +363,6 @@ async def open_stream(
             sim = await stack.enter_async_context(open_embedded_simulator(config.simulator))
             session_config = msgspec.structs.replace(session_config, url=sim.inference_url)
         rate = get_model(session_config.model).sample_rate
-        raw_send, raw_recv = trio.open_memory_channel[RawBlock | Skip](
-            EDGES["push->resampler"].size
-        )
         frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
             EDGES["resampler->session"].size
         )
@@ -347,6 +370,14 @@ async def open_stream(
         input_send, input_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         ledger = InputLedger()
+        stage = resampler.Resampler(
+            outbox=frames_send,
+            events=input_send,
+            config=resampler.ResamplerConfig(
+                out_rate=rate, frame_ms=session_config.frame_ms, stream=session_config.stream
+            ),
+        )
+        raw_send = stage.inlet()
         stack.enter_context(unwrap_single_group())
         nursery = await stack.enter_async_context(trio.open_nursery())
         source = config.source
@@ -364,17 +395,7 @@ async def open_stream(
             t=trio.current_time(),
         )
         nursery.start_soon(relay, input_recv, events_send.clone(), ledger)
-        resampling = await nursery.start(
-            functools.partial(
-                resampler.run,
-                inbox=raw_recv,
-                outbox=frames_send,
-                events=input_send,
-                config=resampler.ResamplerConfig(
-                    out_rate=rate, frame_ms=session_config.frame_ms, stream=session_config.stream
-                ),
-            )
-        )
+        resampling = await nursery.start(stage.run)
         stats = await nursery.start(
             functools.partial(
                 session.run,

@@ -4,12 +4,15 @@
 8–48 kHz) and raises :class:`~engine.errors.InputError` with a one-line message naming
 the cause and the fix, so a bad input fails before any streaming starts. It then yields
 blocks of ``block_frames`` mono float32 samples (the channel average) at the file's own
-rate; the last block may be shorter.
+rate; the last block may be shorter. :meth:`AudioSource.read_pcm16` reads mono int16
+instead, in blocks as large as the caller likes (a paced capture reads a second or
+two per thread hop and slices frames out of it).
 
 Two decoders, chosen by extension:
 
 * **soundfile** (libsndfile: WAV, FLAC, OGG, AIFF, …) reads in a worker thread, one
-  block per :func:`trio.to_thread.run_sync` call.
+  block per :func:`trio.to_thread.run_sync` call; 16-bit PCM is read as int16 (no
+  float round trip) when asked for int16, and the downmix runs in that thread too.
 * **ffmpeg** (mp3, m4a, mp4, webm and other containers) is probed with ``ffprobe`` and
   decoded by an ``ffmpeg`` subprocess writing f32le at the native rate and channel
   count; downmixing happens here, never in ffmpeg, so both decoders mix alike. A file
@@ -27,6 +30,7 @@ import stat
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Final, NoReturn, Self, final
 
+import numpy as np
 import soundfile as sf
 import trio
 
@@ -36,12 +40,14 @@ from adapters.audio._decode import SourceInfo as SourceInfo
 from adapters.audio._decode import block_size, check_rate, no_audio, not_audio
 from adapters.audio._ffmpeg import ToolFinder as ToolFinder
 from adapters.audio._ffmpeg import find_ffmpeg, open_ffmpeg
-from adapters.audio.pcm import to_mono_float32
+from adapters.audio.pcm import to_mono_float32, to_mono_pcm16
 from engine.errors import InputError
 
 if TYPE_CHECKING:
     import os
     from types import TracebackType
+
+    from numpy.typing import NDArray
 
     from adapters.audio._decode import Frames, Reader
 
@@ -111,6 +117,38 @@ class AudioSource:
             if len(frames) == 0:
                 self._stop()
         return to_mono_float32(frames)
+
+    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+        """Up to ``frames`` mono int16 samples (a new array); empty at the end.
+
+        Fewer than ``frames`` can come before the end too (the first block an
+        ffmpeg probe read). After the end, a file cut short raises its
+        :class:`InputError` once; later calls return empty. Do not mix with
+        iterating the source. Cancellation: like ``__anext__``.
+        """
+        if frames <= 0:
+            raise ValueError(f"frames must be positive, got {frames}")
+        if self._pending is not None:
+            first, self._pending = self._pending, None
+            if len(first) < self._block_frames:
+                self._done = True
+            if len(first):
+                return to_mono_pcm16(first)
+        if self._done:
+            error, self._end_error = self._end_error, None
+            if error is not None:
+                raise error
+            return _NO_PCM
+        read_pcm16 = getattr(self._reader, "read_pcm16", None)
+        if read_pcm16 is not None:
+            pcm: NDArray[np.int16] = await read_pcm16(frames)
+        else:
+            pcm = to_mono_pcm16(await self._reader.read(frames))
+        if len(pcm) < frames:
+            self._done = True
+            if len(pcm) == 0:
+                return await self.read_pcm16(frames)
+        return pcm
 
     def _stop(self) -> NoReturn:
         error, self._end_error = self._end_error, None
@@ -225,6 +263,9 @@ async def open_audio_source(
     return AudioSource(source_info, _SoundFileReader(snd, name), block, end_error=cut_short)
 
 
+_NO_PCM: Final = np.zeros(0, dtype="<i2")
+_NO_PCM.flags.writeable = False
+
 # ------------------------------------------------------------------ soundfile
 
 _WAV_HEAD_BYTES: Final = 1 << 16
@@ -278,6 +319,20 @@ class _SoundFileReader:
         except (sf.SoundFileError, RuntimeError) as exc:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return data
+
+    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+        """Up to ``frames`` mono int16 frames, read and mixed in a worker thread."""
+        try:
+            pcm: NDArray[np.int16] = await trio.to_thread.run_sync(self._read_pcm16, frames)
+        except (sf.SoundFileError, RuntimeError) as exc:
+            raise not_audio(self._name, f"libsndfile: {exc}") from exc
+        return pcm
+
+    def _read_pcm16(self, frames: int) -> NDArray[np.int16]:
+        # 16-bit PCM reads as int16 directly; anything else as float32 then quantized
+        # like float_to_pcm16 (libsndfile's own float -> int16 scales by 32767).
+        dtype = "int16" if self._snd.subtype == "PCM_16" else "float32"
+        return to_mono_pcm16(self._snd.read(frames, dtype=dtype, always_2d=True))
 
     async def aclose(self) -> None:
         # Closing a local file does not block meaningfully; not a checkpoint.

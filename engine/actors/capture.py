@@ -1,32 +1,70 @@
 """The file capture actor: plays an audio file into the pipeline as if it were a microphone.
 
 It opens the file (all validation happens there, before ``task_status.started``),
-then sends mono float32 :class:`RawBlock` s of about ``block_ms`` each. With a
+then sends mono int16 :class:`PcmBlock` s of about ``block_ms`` each. With a
 ``speed`` it paces them on an absolute schedule: the block that ends at ``d``
 seconds of audio is sent at ``t0 + d / speed`` on the trio clock, so slow sends
 never accumulate into drift (a late block is followed by on-time ones). With
 ``speed=None`` (``--fast``) it sends as fast as the outbox accepts.
+
+Per block it costs one task wake: the run's shared :mod:`engine.pacer` wakes it
+(no timer per stream), the block is a slice of the read-ahead (no thread hop per
+block), and ``outbox.send`` is the resampler stage running in this task. The
+read-ahead is :data:`READ_AHEAD_BYTES` of mono int16 at the file's rate, read in
+one worker-thread hop (or ffmpeg pipe read) right after the previous one is used
+up, about a block's time before it is due.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 import structlog
 import trio
 
 from adapters.audio.files import SourceInfo, open_audio_source
-from engine.messages import RawBlock
+from engine.messages import PcmBlock
+from engine.pacer import current_pacer
 
 if TYPE_CHECKING:
     from adapters.audio.files import ToolFinder
+    from engine.messages import AudioOutbox
+    from engine.pacer import Pacer
 
-__all__ = ["FileCaptureConfig", "SourceInfo", "block_deadline", "run"]
+__all__ = [
+    "READ_AHEAD_BYTES",
+    "CaptureStats",
+    "FileCaptureConfig",
+    "PcmBlock",
+    "SourceInfo",
+    "block_deadline",
+    "read_ahead_frames",
+    "run",
+]
 
 log = structlog.get_logger()
+
+#: The read-ahead bound: mono int16 at the file's rate read per hop, rounded down to
+#: whole blocks (at least one): 1.0 s at 16 kHz, 0.3 s at 48 kHz, 2.0 s at 8 kHz.
+READ_AHEAD_BYTES: Final = 32 * 1024
+
+
+def read_ahead_frames(block_frames: int) -> int:
+    """Frames read per hop: whole blocks within :data:`READ_AHEAD_BYTES`."""
+    return max(1, READ_AHEAD_BYTES // 2 // block_frames) * block_frames
+
+
+@final
+class CaptureStats:
+    """Live counters of one capture (read them; the actor writes them)."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        self.samples = 0  # sent, at the source rate
+        self.reads = 0  # read-ahead hops
 
 
 class FileCaptureConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -57,27 +95,35 @@ def block_deadline(t0: float, emitted_frames: int, rate: int, speed: float) -> f
 
 async def run(
     *,
-    outbox: trio.MemorySendChannel[RawBlock],
+    outbox: AudioOutbox[PcmBlock],
     config: FileCaptureConfig,
     task_status: trio.TaskStatus[SourceInfo] = trio.TASK_STATUS_IGNORED,
     find_tool: ToolFinder = shutil.which,
+    stats: CaptureStats | None = None,
+    pacer: Pacer | None = None,
 ) -> None:
     """Open ``config.path`` and send its audio, paced, to ``outbox``.
 
     Args:
-        outbox: Where the blocks go.
+        outbox: Where the blocks go (a stream's resampler inlet, or a channel).
         config: The file and the pacing.
         task_status: Gets the :class:`SourceInfo` (rate, channels, duration) once the
             file is open and valid.
         find_tool: Looks up ffmpeg/ffprobe (injectable for tests).
+        stats: Counters to update (what was sent, for an interrupted stream's report).
+        pacer: Paces the blocks; default the run's shared :func:`~engine.pacer.current_pacer`.
+
+    Resource handling:
+        At most :func:`read_ahead_frames` of the file is held, as int16.
 
     Channels:
         Owns and closes ``outbox``, at the end of the file or on any error; the
         receiver then sees ``EndOfChannel``.
 
     Cancellation:
-        Stops between blocks; the decoder (file or ffmpeg process) is closed. Audio
-        already sent stays sent.
+        Stops between blocks (or in the outbox's send, which keeps what it took);
+        the decoder (file or ffmpeg process) is closed and the unsent read-ahead
+        dropped. Audio already sent stays sent.
 
     Error handling:
         :class:`~engine.errors.InputError` for a bad file is raised before
@@ -85,6 +131,7 @@ async def run(
         later also raises ``InputError``. If the receiver closed its end, the
         ``trio.BrokenResourceError`` propagates.
     """
+    counts = stats if stats is not None else CaptureStats()
     with structlog.contextvars.bound_contextvars(actor="capture", source=config.path):
         async with outbox:
             source = await open_audio_source(
@@ -92,21 +139,29 @@ async def run(
             )
             async with source:
                 task_status.started(source.info)
+                rate, speed = source.rate, config.speed
+                block = max(1, rate * config.block_ms // 1000)
+                ahead = read_ahead_frames(block)
+                wait_until = (pacer or current_pacer()).wait_until
                 t0 = trio.current_time()
-                emitted = blocks = 0
-                async for samples in source:
-                    emitted += len(samples)
-                    blocks += 1
-                    if config.speed is not None:
-                        await trio.sleep_until(
-                            block_deadline(t0, emitted, source.rate, config.speed)
-                        )
-                    await outbox.send(RawBlock(samples, source.rate))
+                emitted = 0
+                while len(chunk := await source.read_pcm16(ahead)):
+                    counts.reads += 1
+                    chunk.flags.writeable = False  # blocks are views of it
+                    for i in range(0, len(chunk), block):
+                        samples = chunk[i : i + block]
+                        emitted += len(samples)
+                        if speed is not None:
+                            await wait_until(block_deadline(t0, emitted, rate, speed))
+                        await outbox.send(PcmBlock(samples, rate))
+                        counts.blocks += 1
+                        counts.samples = emitted
                 log.info(
                     "capture.finished",
-                    blocks=blocks,
-                    audio_s=round(emitted / source.rate, 3),
+                    blocks=counts.blocks,
+                    audio_s=round(emitted / rate, 3),
                     elapsed_s=round(trio.current_time() - t0, 3),
-                    speed=config.speed,
+                    speed=speed,
                     decoder=source.info.decoder,
+                    reads=counts.reads,
                 )

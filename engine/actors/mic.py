@@ -66,7 +66,7 @@ from engine.actors._handoff import (
 )
 from engine.actors._micstream import MicStats, MicStreams
 from engine.events import AudioGap, DeviceLost, DeviceRestored, Event
-from engine.messages import RawBlock, Skip
+from engine.messages import AudioOutbox, RawBlock, Skip
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -129,7 +129,7 @@ class _Mic:
         self,
         config: MicConfig,
         backend: AudioBackend,
-        outbox: trio.MemorySendChannel[RawBlock | Skip],
+        outbox: AudioOutbox[RawBlock | Skip],
         events: trio.MemorySendChannel[Event],
         blocking: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> None:
@@ -272,7 +272,7 @@ class _Mic:
 
 async def run(
     *,
-    outbox: trio.MemorySendChannel[RawBlock | Skip],
+    outbox: AudioOutbox[RawBlock | Skip],
     events: trio.MemorySendChannel[Event],
     config: MicConfig,
     backend: AudioBackend | None = None,

@@ -1,11 +1,20 @@
-"""The resampler actor: raw capture blocks in, fixed-size int16 :class:`AudioFrame` s out.
+"""The resampler stage: producers' blocks in, fixed-size int16 :class:`AudioFrame` s out.
 
-It converts each :class:`~engine.messages.RawBlock` to ``out_rate`` with a
-:class:`~adapters.audio.resample.StreamResampler` (float32, soxr HQ), turns the
-result into int16 little-endian PCM, and re-chunks it into frames of exactly
-``frame_ms`` (the last may be shorter). ``start`` counts output samples from 0, so
-frames tile the stream's global timeline with no gaps or overlaps. The
-re-chunking is the pure :class:`Rechunker`.
+It brings each :class:`~engine.messages.PcmBlock` (int16) or
+:class:`~engine.messages.RawBlock` (float32) to ``out_rate`` and re-chunks it into
+frames of exactly ``frame_ms`` (the last may be shorter). ``start`` counts output
+samples from 0, so frames tile the stream's global timeline with no gaps or
+overlaps. int16 at ``out_rate`` is sliced into frames as bytes; anything else goes
+through a :class:`~adapters.audio.resample.StreamResampler` (float32, soxr HQ) and
+back to int16. The logic is the pure :class:`ResamplerCore` (re-chunking: the pure
+:class:`Rechunker`).
+
+The stage runs in the producer's task: :class:`Resampler` hands producers
+:class:`ResamplerInlet` s with a memory channel's producer API, whose ``send``
+converts synchronously and awaits only the session's inbox. So a paced frame costs
+one task wake (the producer's) on its way to the session; there is no resampler
+task or channel hop per frame. :func:`run` wraps the stage as a classic actor over
+a channel, for producers that want a queue.
 
 A :class:`~engine.messages.Skip` (source time with no audio) ends the run
 before it (the resampler's tail and a short frame are sent), then moves the
@@ -18,21 +27,36 @@ reported on ``events`` as an ``AudioGap`` (lost) or an ``AudioSkipped``.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, Self, final
 
 import msgspec
+import numpy as np
 import structlog
 import trio
 
-from adapters.audio.resample import StreamResampler, float_to_pcm16
+from adapters.audio.resample import StreamResampler
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
-from engine.messages import Skip
+from engine.messages import PcmBlock, Skip
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    from numpy.typing import NDArray
+
     from engine.messages import RawBlock
 
-__all__ = ["Rechunker", "ResamplerConfig", "ResamplerStats", "run"]
+__all__ = [
+    "InletStatistics",
+    "Rechunker",
+    "Resampler",
+    "ResamplerConfig",
+    "ResamplerCore",
+    "ResamplerInlet",
+    "ResamplerStats",
+    "run",
+]
 
 log = structlog.get_logger()
 
@@ -76,6 +100,10 @@ class Rechunker:
 
     def push(self, pcm: bytes) -> list[tuple[int, bytes]]:
         """Add PCM; return the complete frames it finished, as ``(start, pcm)``."""
+        if not self._buf and len(pcm) == self._frame_bytes:  # one block, one frame: no copy
+            start = self._next_start
+            self._next_start += len(pcm) // 2
+            return [(start, pcm)]
         self._buf += pcm
         frames: list[tuple[int, bytes]] = []
         while len(self._buf) >= self._frame_bytes:
@@ -105,31 +133,367 @@ class Rechunker:
 
 @final
 class ResamplerStats:
-    """Live counters of one resampler actor (read them; the actor writes them)."""
+    """Live counters of one resampler stage (read them; the stage writes them)."""
 
     def __init__(self) -> None:
         self.blocks = 0
-        self.input_s = Fraction(0)  # source time so far: audio taken in plus skips
         self.position = 0  # global samples handed out (frames and skips)
         self.skips = 0
         self.skipped_samples = 0  # skipped on purpose (AudioSkipped)
         self.lost_samples = 0  # skipped as lost (AudioGap)
+        # Source time so far, exactly: the folded past plus the current run's samples
+        # (an int per block instead of Fraction arithmetic on the frame path).
+        self._folded = Fraction(0)
+        self._run_samples = 0
+        self._run_rate = 1
+
+    @property
+    def input_s(self) -> Fraction:
+        """Source time so far: audio taken in plus skips, exactly."""
+        return self._folded + Fraction(self._run_samples, self._run_rate)
+
+    def took(self, samples: int, rate: int) -> None:
+        """Count ``samples`` of source time at ``rate``."""
+        if rate != self._run_rate:
+            self._folded += Fraction(self._run_samples, self._run_rate)
+            self._run_samples, self._run_rate = 0, rate
+        self._run_samples += samples
+
+
+_SCALE: Final = np.float32(32768.0)
+
+
+@final
+class ResamplerCore:
+    """The resampler's logic, synchronous and pure (no trio, no clock).
+
+    :meth:`audio` takes a block and returns the frames it completed, :meth:`skip`
+    ends the run and moves the timeline, :meth:`finish` flushes. Frames are
+    ``(start, pcm)``; the caller stamps them.
+
+    The int16 path: a :class:`PcmBlock` at ``out_rate`` is sliced into frames as
+    bytes, with no float round trip (bit-exact with the float path for int16
+    sources). Other rates go through soxr in float32 (int16 ÷ 32768, exact) and back
+    to int16 with one multiply, rint and clip on a preallocated buffer: the input is
+    finite (int16, or a :class:`RawBlock` cleaned of NaN/inf on the way in), so
+    soxr's output is too, and only its overshoot past full scale needs the clip.
+    """
+
+    def __init__(self, config: ResamplerConfig) -> None:
+        self.config: Final = config
+        self.stats = ResamplerStats()
+        self.chunker = Rechunker(config.frame_samples)
+        self._rate: int | None = None  # the current run's input rate
+        self._resampler: StreamResampler | None = None
+        self._scratch = np.empty(2 * config.frame_samples, dtype=np.float32)
+
+    def audio(self, block: RawBlock | PcmBlock) -> list[tuple[int, bytes]]:
+        """Take one block; return the frames it completed."""
+        out_rate, rate = self.config.out_rate, block.rate
+        frames: list[tuple[int, bytes]] = []
+        if rate != self._rate:
+            if self._rate is not None:
+                log.info("resampler.rate_changed", old=self._rate, new=rate)
+            frames = self._end_run()
+            self._rate = rate
+        self.stats.blocks += 1
+        self.stats.took(len(block.samples), rate)
+        if isinstance(block, PcmBlock):
+            if rate == out_rate:
+                pcm16 = block.samples.astype("<i2", copy=False).tobytes()
+                return frames + self.chunker.push(pcm16)
+            floats = block.samples.astype(np.float32)
+            floats *= np.float32(1.0 / 32768.0)  # exact: int16 -> [-1, 1)
+        else:
+            floats = block.samples
+            if not np.isfinite(floats).all():  # pushed or device floats: never NaN downstream
+                floats = np.nan_to_num(floats, nan=0.0, posinf=1.0, neginf=-1.0)
+        if self._resampler is None:
+            self._resampler = StreamResampler(rate, out_rate)
+        pcm = self._to_pcm16(self._resampler.process(floats))
+        return frames + self.chunker.push(pcm) if pcm else frames
+
+    def skip(self, item: Skip) -> tuple[list[tuple[int, bytes]], tuple[int, int] | None]:
+        """End the run, move the timeline to the source time so far.
+
+        Returns:
+            The frames the run's end completed, and the skipped span ``(start,
+            end)`` in output samples, or None when it rounds to nothing.
+        """
+        frames = self._end_run()
+        frames += self.chunker.flush()
+        self._rate = None
+        stats = self.stats
+        stats.took(item.samples, item.rate)
+        start = self.chunker.position
+        end = max(start, round(stats.input_s * self.config.out_rate))
+        self.chunker.skip(end - start)
+        stats.position = end
+        if end == start:
+            return frames, None
+        stats.skips += 1
+        if item.lost:
+            stats.lost_samples += end - start
+        else:
+            stats.skipped_samples += end - start
+        return frames, (start, end)
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        """End of input: the resampler's tail and the last, short frame."""
+        frames = self._end_run()
+        self._rate = None
+        return frames + self.chunker.flush()
+
+    def _end_run(self) -> list[tuple[int, bytes]]:
+        resampler, self._resampler = self._resampler, None
+        if resampler is None:
+            return []
+        return self.chunker.push(self._to_pcm16(resampler.flush()))
+
+    def _to_pcm16(self, x: NDArray[np.float32]) -> bytes:
+        """Finite float32 → int16 LE bytes, like ``float_to_pcm16`` (× 32768, rint, clip)."""
+        n = len(x)
+        if n > len(self._scratch):
+            self._scratch = np.empty(n, dtype=np.float32)
+        s = self._scratch[:n]
+        np.multiply(x, _SCALE, out=s)
+        np.rint(s, out=s)
+        np.clip(s, -32768.0, 32767.0, out=s)
+        return s.astype("<i2").tobytes()
+
+
+@final
+class Resampler:
+    """The resampler stage: runs :class:`ResamplerCore` in the task of whoever sends.
+
+    Producers get :class:`ResamplerInlet` s (:meth:`inlet`, or ``inlet.clone()``),
+    which look like the producer side of a memory channel. ``await inlet.send(item)``
+    converts the item synchronously and sends the frames it completed to ``outbox``
+    (and a skipped span to ``events``) in the sender's own task: no resampler task,
+    no channel hop. :meth:`run` is the stage's lifetime: it waits until every inlet
+    is closed, then flushes and closes ``outbox`` and ``events``.
+
+    Concurrent senders are served one at a time, in arrival order (a fair lock), so
+    frames never interleave.
+    """
+
+    def __init__(
+        self,
+        *,
+        outbox: trio.MemorySendChannel[AudioFrame],
+        config: ResamplerConfig,
+        events: trio.MemorySendChannel[Event] | None = None,
+    ) -> None:
+        self.config: Final = config
+        self.core = ResamplerCore(config)
+        self.stats: Final = self.core.stats
+        self._outbox = outbox
+        self._events = events
+        self._lock = trio.Lock()
+        self._pending: deque[Event] = deque()  # taken, not yet delivered (a send was cancelled)
+        self._open = 0
+        self._opened = False
+        self._all_closed = trio.Event()
+        self._finished = False
+
+    def inlet(self) -> ResamplerInlet:
+        """A new producer handle (close it when done; the stage ends when all are)."""
+        if self._finished or (self._opened and self._open == 0):
+            raise trio.ClosedResourceError("the resampler's input has ended")
+        self._opened = True
+        self._open += 1
+        return ResamplerInlet(self)
+
+    def waiting(self) -> int:
+        """Senders queued behind the one being served."""
+        return self._lock.statistics().tasks_waiting
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ResamplerStats] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Live until every inlet is closed; then flush and close the outputs.
+
+        Channels:
+            Owns and closes ``outbox`` and ``events``.
+
+        Cancellation:
+            Held frames and the resampler's tail are dropped; the outputs are closed.
+
+        Error handling:
+            A closed receiver's ``trio.BrokenResourceError`` propagates.
+        """
+        with structlog.contextvars.bound_contextvars(actor="resampler", stream=self.config.stream):
+            async with self._outbox, self._events or contextlib.nullcontext():
+                task_status.started(self.stats)
+                try:
+                    await self._all_closed.wait()
+                    async with self._lock:
+                        self._take_frames(self.core.finish())
+                        await self._deliver()
+                finally:
+                    self._finished = True
+                log.debug(
+                    "resampler.finished",
+                    input_s=round(float(self.stats.input_s), 3),
+                    samples_out=self.core.chunker.position,
+                    skips=self.stats.skips,
+                )
+
+    async def _send(self, item: RawBlock | PcmBlock | Skip) -> None:
+        if self._finished:
+            raise trio.BrokenResourceError("the resampler has finished")
+        lock = self._lock
+        if lock.locked():
+            await lock.acquire()  # cancellable: then the item is not taken
+        else:
+            lock.acquire_nowait()
+        try:
+            if self._finished:
+                raise trio.BrokenResourceError("the resampler has finished")
+            if isinstance(item, Skip):
+                frames, span = self.core.skip(item)
+                self._take_frames(frames)
+                if span is not None:
+                    self._take_skip(item, *span)
+            else:
+                self._take_frames(self.core.audio(item))
+            if self._pending:
+                await self._deliver()
+            else:
+                await trio.lowlevel.checkpoint()  # every send checkpoints once
+        finally:
+            lock.release()
+
+    def _take_frames(self, frames: list[tuple[int, bytes]]) -> None:
+        config, now = self.config, trio.current_time()
+        for start, pcm in frames:
+            self._pending.append(
+                AudioFrame(start=start, pcm=pcm, rate=config.out_rate, stream=config.stream, t=now)
+            )
+
+    def _take_skip(self, item: Skip, start: int, end: int) -> None:
+        log.info("resampler.skip", start=start, end=end, reason=item.reason, lost=item.lost)
+        if self._events is not None:
+            kind = AudioGap if item.lost else AudioSkipped
+            config = self.config
+            self._pending.append(
+                kind(
+                    start,
+                    end,
+                    item.reason,
+                    rate=config.out_rate,
+                    stream=config.stream,
+                    t=trio.current_time(),
+                )
+            )
+
+    async def _deliver(self) -> None:
+        """Send what is pending, in order; a cancelled send leaves the rest pending."""
+        pending = self._pending
+        while pending:
+            item = pending[0]
+            try:
+                if isinstance(item, AudioFrame):
+                    await self._outbox.send(item)  # atomic: raises only if not taken
+                    self.stats.position = item.end
+                else:
+                    assert self._events is not None
+                    await self._events.send(item)
+            except trio.ClosedResourceError:  # the stage was stopped under a sender
+                raise trio.BrokenResourceError("the resampler has stopped") from None
+            pending.popleft()
+
+    def _closed_one(self) -> None:
+        self._open -= 1
+        if self._open == 0:
+            self._all_closed.set()
+
+
+@final
+class ResamplerInlet:
+    """A producer's handle on a :class:`Resampler` (the ``AudioOutbox`` protocol).
+
+    Made by :meth:`Resampler.inlet` or :meth:`clone`; not constructed directly.
+    """
+
+    def __init__(self, stage: Resampler) -> None:
+        self._stage: Resampler | None = stage
+        self._stage_ref: Final = stage
+
+    async def send(self, value: RawBlock | PcmBlock | Skip, /) -> None:
+        """Convert ``value`` and send the frames it completes, in this task.
+
+        Always a checkpoint (exactly one when no frame is sent; otherwise each
+        frame's send). Blocks while the session is behind (the edge's backpressure).
+
+        Cancellation:
+            Cancelled before the stage takes ``value`` (waiting behind another
+            sender): nothing happened. Cancelled while sending its frames: ``value``
+            was taken, and the frames not yet delivered go first on the next send
+            or at the end, so audio is never lost or reordered.
+
+        Raises:
+            trio.ClosedResourceError: this handle was closed.
+            trio.BrokenResourceError: the stage has finished or the session is gone.
+        """
+        stage = self._stage
+        if stage is None:
+            raise trio.ClosedResourceError("this audio inlet was closed")
+        await stage._send(value)
+
+    def clone(self) -> ResamplerInlet:
+        """Another handle on the same stage (the stage ends once all are closed)."""
+        if self._stage is None:
+            raise trio.ClosedResourceError("this audio inlet was closed")
+        return self._stage.inlet()
+
+    def close(self) -> None:
+        """Close this handle; idempotent; not a checkpoint."""
+        stage, self._stage = self._stage, None
+        if stage is not None:
+            stage._closed_one()
+
+    async def aclose(self) -> None:
+        """Close this handle; a checkpoint."""
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> InletStatistics:
+        """Producers waiting on the stage (not a checkpoint)."""
+        return InletStatistics(current_buffer_used=self._stage_ref.waiting())
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class InletStatistics(msgspec.Struct, frozen=True):
+    """Like a channel's statistics: ``current_buffer_used`` is senders queued."""
+
+    current_buffer_used: int
 
 
 async def run(
     *,
-    inbox: trio.MemoryReceiveChannel[RawBlock | Skip],
+    inbox: trio.MemoryReceiveChannel[RawBlock | PcmBlock | Skip],
     outbox: trio.MemorySendChannel[AudioFrame],
     config: ResamplerConfig,
     events: trio.MemorySendChannel[Event] | None = None,
     task_status: trio.TaskStatus[ResamplerStats] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Resample and re-frame everything from ``inbox`` into ``outbox``.
+    """The stage as an actor over a channel: resample everything from ``inbox``.
 
-    The resampler is made for the first block's rate. If a later block comes at a
-    different rate (a capture device changed), the old stream is flushed and a new
-    one starts; the timeline continues without a gap. A :class:`Skip` leaves a
-    hole in the timeline (see the module docstring) and is reported on ``events``.
+    Streams use :class:`Resampler` directly (no task per frame); this actor form is
+    for a producer that must stay decoupled by a queue. A :class:`Skip` leaves a hole
+    in the timeline (see the module docstring) and is reported on ``events``; a new
+    input rate flushes the old run and continues the timeline without a gap.
 
     Channels:
         Owns and closes ``inbox``, ``outbox`` and ``events``. When ``inbox`` ends,
@@ -139,83 +503,9 @@ async def run(
         Stops at the next send or receive; samples held in the resampler and the
         partial frame are dropped (the outbox is still closed).
     """
-    with structlog.contextvars.bound_contextvars(actor="resampler", stream=config.stream):
-        async with inbox, outbox, events or contextlib.nullcontext():
-            stats = ResamplerStats()
-            task_status.started(stats)
-            chunker = Rechunker(config.frame_samples)
-            resampler: StreamResampler | None = None
-
-            async def emit(frames: list[tuple[int, bytes]]) -> None:
-                for start, pcm in frames:
-                    frame = AudioFrame(
-                        start=start,
-                        pcm=pcm,
-                        rate=config.out_rate,
-                        stream=config.stream,
-                        t=trio.current_time(),
-                    )
-                    await outbox.send(frame)
-                    stats.position = frame.end
-
+    stage = Resampler(outbox=outbox, config=config, events=events)
+    async with inbox, trio.open_nursery() as nursery:
+        task_status.started(await nursery.start(stage.run))
+        async with stage.inlet() as inlet:
             async for item in inbox:
-                if isinstance(item, Skip):
-                    if resampler is not None:
-                        await emit(chunker.push(float_to_pcm16(resampler.flush())))
-                        resampler = None
-                    await emit(chunker.flush())
-                    stats.input_s += Fraction(item.samples, item.rate)
-                    await _skip(item, chunker, stats, config, events)
-                    continue
-                if resampler is not None and item.rate != resampler.in_rate:
-                    log.info("resampler.rate_changed", old=resampler.in_rate, new=item.rate)
-                    await emit(chunker.push(float_to_pcm16(resampler.flush())))
-                    resampler = None
-                if resampler is None:
-                    resampler = StreamResampler(item.rate, config.out_rate)
-                stats.blocks += 1
-                stats.input_s += Fraction(len(item.samples), item.rate)
-                await emit(chunker.push(float_to_pcm16(resampler.process(item.samples))))
-            if resampler is not None:
-                await emit(chunker.push(float_to_pcm16(resampler.flush())))
-            await emit(chunker.flush())
-            log.debug(
-                "resampler.finished",
-                input_s=round(float(stats.input_s), 3),
-                samples_out=chunker.position,
-                skips=stats.skips,
-            )
-
-
-async def _skip(
-    item: Skip,
-    chunker: Rechunker,
-    stats: ResamplerStats,
-    config: ResamplerConfig,
-    events: trio.MemorySendChannel[Event] | None,
-) -> None:
-    """Move the timeline to the source time so far; report the span."""
-    start = chunker.position
-    end = max(start, round(stats.input_s * config.out_rate))
-    chunker.skip(end - start)
-    stats.position = end
-    if end == start:
-        return
-    stats.skips += 1
-    if item.lost:
-        stats.lost_samples += end - start
-    else:
-        stats.skipped_samples += end - start
-    log.info("resampler.skip", start=start, end=end, reason=item.reason, lost=item.lost)
-    if events is not None:
-        kind = AudioGap if item.lost else AudioSkipped
-        await events.send(
-            kind(
-                start,
-                end,
-                item.reason,
-                rate=config.out_rate,
-                stream=config.stream,
-                t=trio.current_time(),
-            )
-        )
+                await inlet.send(item)

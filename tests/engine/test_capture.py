@@ -15,10 +15,11 @@ import trio.testing
 from conftest import deadline
 
 from adapters.audio.files import SourceInfo
+from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture
 from engine.actors.capture import FileCaptureConfig, block_deadline
 from engine.errors import InputError
-from engine.messages import RawBlock
+from engine.messages import PcmBlock
 
 # Pacing runs on autojump_clock while the actor reads the file in a worker thread (or
 # an ffmpeg pipe). Autojump leaps to the earliest pending deadline whenever trio is
@@ -61,13 +62,13 @@ def _one_second_mp3(tmp_path: Path) -> Path:
 
 async def play(
     config: FileCaptureConfig, *, pause_after: int | None = None, pause_s: float = 0.0
-) -> tuple[SourceInfo, list[RawBlock], list[float], float]:
+) -> tuple[SourceInfo, list[PcmBlock], list[float], float]:
     """Run the capture actor into a 0-size channel; return info, blocks, arrival times, t0.
 
     With ``pause_after=k`` the consumer stalls for ``pause_s`` after the k-th block.
     """
-    send, receive = trio.open_memory_channel[RawBlock](0)
-    blocks: list[RawBlock] = []
+    send, receive = trio.open_memory_channel[PcmBlock](0)
+    blocks: list[PcmBlock] = []
     arrivals: list[float] = []
     async with trio.open_nursery() as nursery:
         t0 = trio.current_time()
@@ -127,7 +128,7 @@ class TestBlocks:
     async def test_blocks_hold_the_whole_file(
         self, autojump_clock: trio.testing.MockClock, tmp_path: Path
     ) -> None:
-        """Blocks are ~100 ms of mono float32 at the source rate and add up to the file's downmix."""
+        """Blocks are ~100 ms of mono int16 at the source rate and add up to the file's downmix."""
         data = np.random.default_rng(1).uniform(-0.5, 0.5, (22050 + 777, 2)).astype(np.float32)
         sf.write(tmp_path / "s.wav", data, 22050, subtype="FLOAT")
         info, blocks, _, _ = await play(FileCaptureConfig(str(tmp_path / "s.wav"), speed=None))
@@ -135,10 +136,9 @@ class TestBlocks:
         assert info.duration_s == pytest.approx((22050 + 777) / 22050)
         assert all(b.rate == 22050 for b in blocks)
         assert all(len(b.samples) == 2205 for b in blocks[:-1])
-        assert all(b.samples.dtype == np.float32 and not b.samples.flags.writeable for b in blocks)
-        np.testing.assert_allclose(
-            np.concatenate([b.samples for b in blocks]), data.mean(axis=1), atol=1e-7
-        )
+        assert all(b.samples.dtype == np.int16 and not b.samples.flags.writeable for b in blocks)
+        pcm = np.concatenate([b.samples for b in blocks]).tobytes()
+        assert pcm == float_to_pcm16(data.mean(axis=1, dtype=np.float32))
 
     async def test_block_ms(
         self, autojump_clock: trio.testing.MockClock, three_seconds: Path
@@ -169,7 +169,7 @@ class TestErrors:
     @deadline(10)
     async def test_bad_file_fails_before_started(self, tmp_path: Path) -> None:
         """A missing file raises InputError from nursery.start, and the outbox is closed."""
-        send, receive = trio.open_memory_channel[RawBlock](1)
+        send, receive = trio.open_memory_channel[PcmBlock](1)
         config = FileCaptureConfig(str(tmp_path / "missing.wav"))
         async with trio.open_nursery() as nursery:
             with pytest.raises(InputError, match="not found"):
@@ -185,7 +185,7 @@ class TestErrors:
     async def test_missing_ffmpeg_fails_before_started(self, tmp_path: Path) -> None:
         """An mp3 on a machine without ffmpeg fails at start with the install hint."""
         (tmp_path / "x.mp3").write_bytes(b"\xff\xfb" + bytes(500))
-        send, _receive = trio.open_memory_channel[RawBlock](1)
+        send, _receive = trio.open_memory_channel[PcmBlock](1)
         config = FileCaptureConfig(str(tmp_path / "x.mp3"))
         async with trio.open_nursery() as nursery:
             with pytest.raises(
@@ -202,7 +202,7 @@ class TestErrors:
         self, autojump_clock: trio.testing.MockClock, three_seconds: Path
     ) -> None:
         """Cancelling the actor part way closes its outbox."""
-        send, receive = trio.open_memory_channel[RawBlock](0)
+        send, receive = trio.open_memory_channel[PcmBlock](0)
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 lambda task_status: capture.run(

@@ -30,9 +30,9 @@ from engine import (
     StreamEnded,
     StreamStarted,
 )
-from engine.actors.capture import RawBlock
 from engine.actors.resampler import ResamplerStats
 from engine.events import StreamError
+from engine.messages import RawBlock
 from engine.stream import (
     Feed,
     InputLedger,
