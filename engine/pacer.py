@@ -56,9 +56,10 @@ log = structlog.get_logger("steno.pacer")
 #: while still letting one ticker wake serve every stream due in the same millisecond.
 DEFAULT_TICK: Final = 0.001
 
-# Histogram bin upper edges in ms: 0.1 ms steps to 5 ms, 1 ms to 50 ms, 10 ms to 1 s,
-# 100 ms to 10 s, then one overflow bin: 281 counters, the histogram's whole memory.
+# Histogram bin upper edges in ms: exactly on time, 0.1 ms steps to 5 ms, 1 ms to 50 ms,
+# 10 ms to 1 s, 100 ms to 10 s, then one overflow bin: 282 counters, its whole memory.
 _EDGES_MS: Final[tuple[float, ...]] = (
+    0.0,
     *(round(0.1 * i, 1) for i in range(1, 51)),
     *(float(i) for i in range(6, 51)),
     *(float(i) for i in range(60, 1001, 10)),

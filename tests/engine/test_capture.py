@@ -18,8 +18,11 @@ from adapters.audio.files import SourceInfo
 from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture
 from engine.actors.capture import FileCaptureConfig, block_deadline
+from engine.actors.resampler import Resampler, ResamplerConfig
 from engine.errors import InputError
+from engine.events import AudioFrame
 from engine.messages import PcmBlock
+from engine.pacer import Pacer
 
 # Pacing runs on autojump_clock while the actor reads the file in a worker thread (or
 # an ffmpeg pipe). Autojump leaps to the earliest pending deadline whenever trio is
@@ -237,3 +240,53 @@ class TestConfig:
         )
         with pytest.raises(msgspec.ValidationError, match="spede"):
             msgspec.json.decode(b'{"path":"a.wav","spede":2}', type=FileCaptureConfig)
+
+
+class TestReadAhead:
+    def test_bound(self) -> None:
+        """Whole blocks within 32 KiB of int16: 1 s at 16 kHz, 0.3 s at 48 kHz, at least a block."""
+        assert capture.read_ahead_frames(1600) * 2 <= capture.READ_AHEAD_BYTES
+        assert capture.read_ahead_frames(1600) == 16000
+        assert capture.read_ahead_frames(4800) == 14400
+        assert capture.read_ahead_frames(800) == 16000
+        assert capture.read_ahead_frames(40000) == 40000  # a huge block: one per hop
+
+    async def test_reads_seconds_per_hop_and_paces_on_the_shared_pacer(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """3 s at 16 kHz: 3 hops of 1 s, 30 blocks, each paced by the run's pacer on time."""
+        stats = capture.CaptureStats()
+        pacer = Pacer()
+        send, receive = trio.open_memory_channel[PcmBlock](100)
+        async with receive, trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: capture.run(
+                    outbox=send,
+                    config=FileCaptureConfig(str(three_seconds)),
+                    stats=stats,
+                    pacer=pacer,
+                )
+            )
+        assert (stats.reads, stats.blocks, stats.samples) == (3, 30, 48000)
+        lateness = pacer.statistics()
+        assert (lateness.count, lateness.max_ms) == (30, 0.0)
+
+    async def test_int16_wav_into_the_stage_is_bit_exact(
+        self, autojump_clock: trio.testing.MockClock, tmp_path: Path
+    ) -> None:
+        """A 16 kHz int16 WAV becomes frames holding the file's own bytes (the old float
+        path gave the same), with the file's length on the timeline."""
+        ints = np.random.default_rng(9).integers(-32768, 32767, 16000 * 2 + 321, dtype=np.int16)
+        sf.write(tmp_path / "a.wav", ints, 16000, subtype="PCM_16")
+        old = float_to_pcm16(sf.read(tmp_path / "a.wav", dtype="float32")[0])
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](100)
+        stage = Resampler(outbox=out_send, config=ResamplerConfig(out_rate=16000))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            await capture.run(
+                outbox=stage.inlet(), config=FileCaptureConfig(str(tmp_path / "a.wav"), speed=None)
+            )
+        async with out_receive:
+            frames = [f async for f in out_receive]
+        assert b"".join(f.pcm for f in frames) == ints.tobytes() == old
+        assert [f.start for f in frames] == list(range(0, len(ints), 1600))

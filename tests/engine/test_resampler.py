@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,7 @@ from engine.actors import capture, resampler
 from engine.actors.capture import FileCaptureConfig
 from engine.actors.resampler import Rechunker, ResamplerConfig, ResamplerStats
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
-from engine.messages import RawBlock, Skip
+from engine.messages import PcmBlock, RawBlock, Skip
 
 DEMO = Path(__file__).resolve().parents[2] / "scenarios" / "audio"
 
@@ -284,3 +285,161 @@ class TestResamplerConfig:
         """Unknown fields are refused when decoding."""
         with pytest.raises(msgspec.ValidationError, match="rate"):
             msgspec.json.decode(b'{"out_rate":16000,"rate":1}', type=ResamplerConfig)
+
+
+def old_float_path(x: np.ndarray, in_rate: int, out_rate: int, frame: int) -> list[bytes]:
+    """The frames the float-only resampler made: float32 → soxr (or copy) → float_to_pcm16."""
+    if in_rate == out_rate:
+        pcm = float_to_pcm16(x)
+    else:
+        pcm = float_to_pcm16(
+            soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ").resample_chunk(
+                x, last=True
+            )
+        )
+    return [pcm[i : i + 2 * frame] for i in range(0, len(pcm), 2 * frame)]
+
+
+class TestInt16Path:
+    def test_model_rate_is_bit_exact_and_float_free(self) -> None:
+        """int16 at 16 kHz becomes the same frames as the old float path, bytes for bytes."""
+        ints = np.random.default_rng(3).integers(-32768, 32767, 16000 * 3 + 555, dtype=np.int16)
+        core = resampler.ResamplerCore(ResamplerConfig(out_rate=16000))
+        frames = []
+        for i in range(0, len(ints), 1600):
+            frames += core.audio(PcmBlock(ints[i : i + 1600], 16000))
+        frames += core.finish()
+        assert [pcm for _, pcm in frames] == old_float_path(
+            ints / np.float32(32768), 16000, 16000, 1600
+        )
+        assert [start for start, _ in frames] == list(range(0, len(ints), 1600))
+        assert b"".join(pcm for _, pcm in frames) == ints.tobytes()
+
+    @pytest.mark.parametrize("sizes", [[4800], [997, 3, 4800, 1]])
+    def test_other_rates_match_the_float_path(self, sizes: list[int]) -> None:
+        """48 kHz int16 through soxr gives the old float path's frames exactly, however chunked."""
+        ints = np.random.default_rng(4).integers(-30000, 30000, 48000 * 2 + 77, dtype=np.int16)
+        core = resampler.ResamplerCore(ResamplerConfig(out_rate=16000))
+        frames: list[tuple[int, bytes]] = []
+        i = k = 0
+        while i < len(ints):
+            frames += core.audio(PcmBlock(ints[i : i + sizes[k % len(sizes)]], 48000))
+            i += sizes[k % len(sizes)]
+            k += 1
+        frames += core.finish()
+        want = old_float_path(ints.astype(np.float32) / np.float32(32768), 48000, 16000, 1600)
+        assert [pcm for _, pcm in frames] == want
+
+    def test_float_blocks_with_nan_are_cleaned(self) -> None:
+        """NaN and ±inf in pushed float audio become 0 and full scale, as before."""
+        core = resampler.ResamplerCore(ResamplerConfig(out_rate=16000, frame_ms=1))
+        x = np.array([np.nan, np.inf, -np.inf, 0.5] * 4, dtype=np.float32)
+        (frame,) = core.audio(RawBlock(x, 16000))
+        assert frame[1] == float_to_pcm16(x)
+
+
+async def collect_stage(
+    config: ResamplerConfig, produce: Callable[[resampler.ResamplerInlet], Awaitable[None]]
+) -> list[AudioFrame]:
+    out_send, out_receive = trio.open_memory_channel[AudioFrame](100)
+    stage = resampler.Resampler(outbox=out_send, config=config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stage.run)
+        async with stage.inlet() as inlet:
+            await produce(inlet)
+    async with out_receive:
+        return [f async for f in out_receive]
+
+
+class TestStage:
+    async def test_send_runs_in_the_callers_task(self) -> None:
+        """A frame is in the outbox when send returns: no resampler task in between."""
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](4)
+        stage = resampler.Resampler(outbox=out_send, config=ResamplerConfig(out_rate=16000))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            inlet = stage.inlet()
+            await inlet.send(PcmBlock(np.ones(1600, dtype=np.int16), 16000))
+            assert out_receive.receive_nowait().pcm == np.ones(1600, dtype="<i2").tobytes()
+            assert stage.stats.position == 1600
+            await inlet.aclose()
+        async with out_receive:
+            assert [f async for f in out_receive] == []
+
+    async def test_send_checkpoints_even_without_a_frame(self) -> None:
+        """Audio the resampler holds back still makes send a checkpoint."""
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](4)
+        stage = resampler.Resampler(outbox=out_send, config=ResamplerConfig(out_rate=16000))
+        async with out_receive, trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            async with stage.inlet() as inlet:
+                with trio.testing.assert_checkpoints():
+                    await inlet.send(PcmBlock(np.ones(100, dtype=np.int16), 16000))
+
+    async def test_the_stage_ends_when_every_inlet_is_closed(self) -> None:
+        """Clones share the stage; the last close flushes the short frame and closes the outbox."""
+
+        async def produce(inlet: resampler.ResamplerInlet) -> None:
+            other = inlet.clone()
+            await other.send(PcmBlock(np.ones(1000, dtype=np.int16), 16000))
+            other.close()
+            other.close()  # idempotent
+            with pytest.raises(trio.ClosedResourceError):
+                await other.send(PcmBlock(np.ones(1, dtype=np.int16), 16000))
+            await inlet.send(PcmBlock(np.ones(1000, dtype=np.int16), 16000))
+
+        frames = await collect_stage(ResamplerConfig(out_rate=16000), produce)
+        assert [(f.start, f.samples) for f in frames] == [(0, 1600), (1600, 400)]
+
+    async def test_a_cancelled_send_loses_nothing(self) -> None:
+        """Frames a cancelled send did not deliver go first on the next send, in order."""
+        out_send, out_receive = trio.open_memory_channel[AudioFrame](0)
+        stage = resampler.Resampler(outbox=out_send, config=ResamplerConfig(out_rate=16000))
+        ints = np.arange(16000, dtype=np.int16)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            inlet = stage.inlet()
+            with trio.move_on_after(1) as scope:  # nobody receives: the send is stuck
+                await inlet.send(PcmBlock(ints[:3200], 16000))
+            assert scope.cancelled_caught
+
+            async def rest() -> None:
+                async with inlet:
+                    await inlet.send(PcmBlock(ints[3200:], 16000))
+
+            nursery.start_soon(rest)
+            async with out_receive:
+                frames = [f async for f in out_receive]
+        assert b"".join(f.pcm for f in frames) == ints.tobytes()
+        assert_tiled(frames, 1600)
+
+    async def test_concurrent_senders_never_interleave_a_block(self) -> None:
+        """Two producers on clones: each block's frames stay together, the timeline tiles."""
+
+        async def produce(inlet: resampler.ResamplerInlet) -> None:
+            async def one(value: int, clone: resampler.ResamplerInlet) -> None:
+                async with clone:
+                    for _ in range(5):
+                        await clone.send(PcmBlock(np.full(3200, value, dtype=np.int16), 16000))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one, 1, inlet.clone())
+                nursery.start_soon(one, 2, inlet.clone())
+
+        frames = await collect_stage(ResamplerConfig(out_rate=16000), produce)
+        assert_tiled(frames, 1600)
+        values = [int(np.frombuffer(f.pcm, dtype="<i2")[0]) for f in frames]
+        assert all(values[i] == values[i + 1] for i in range(0, len(values), 2))
+        assert sorted(values) == [1] * 10 + [2] * 10
+
+    async def test_a_finished_stage_refuses_audio(self) -> None:
+        """After the stage ended (its run was cancelled), send raises BrokenResourceError."""
+        out_send, _out_receive = trio.open_memory_channel[AudioFrame](4)
+        stage = resampler.Resampler(outbox=out_send, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            nursery.cancel_scope.cancel()
+        with pytest.raises(trio.BrokenResourceError):
+            await inlet.send(PcmBlock(np.ones(10, dtype=np.int16), 16000))
+        assert inlet.statistics().current_buffer_used == 0

@@ -32,13 +32,14 @@ from engine import (
 )
 from engine.actors.resampler import ResamplerStats
 from engine.events import StreamError
-from engine.messages import RawBlock
+from engine.messages import PcmBlock, RawBlock
 from engine.stream import (
     Feed,
     InputLedger,
     Stream,
     StreamConfig,
     StreamStatistics,
+    _block,
     complete_end,
     open_stream,
     to_mono_float32,
@@ -116,6 +117,38 @@ class TestOpenStream:
                 await stream.push(synthesize(SENTENCES[:1], 16000).tobytes())
         assert stream.ended is not None
         assert stream.ended.finals == 1
+
+    async def test_push_resamples_in_the_callers_task(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A pushed frame is on the timeline when push returns (no resampler task), and
+        push is a checkpoint even when the audio only fills part of a frame."""
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                with trio.testing.assert_checkpoints():
+                    await stream.push(np.ones(1600, dtype=np.int16))
+                assert stream.statistics().timeline_samples == 1600
+                with trio.testing.assert_checkpoints():
+                    await stream.push(b"\1\0" * 100)
+                assert stream.statistics().timeline_samples == 1600
+                with trio.testing.assert_checkpoints():
+                    await stream.push(b"")
+        assert stream.ended is not None
+        assert stream.ended.audio_ms == 106
+
+    def test_mono_int16_stays_int16(self) -> None:
+        """Mono int16 becomes a PcmBlock of the same bytes (a bytearray is copied); the
+        rest is downmixed to float32."""
+        buf = bytearray(np.arange(-3, 3, dtype="<i2").tobytes())
+        block = _block(buf, 16000, 1)
+        assert isinstance(block, PcmBlock)
+        buf[:2] = b"\0\0"
+        assert block.samples.tolist() == [-3, -2, -1, 0, 1, 2]
+        assert isinstance(_block(np.zeros(4, dtype=np.int16), 8000, 1), PcmBlock)
+        assert isinstance(_block(np.zeros(4, dtype=np.int16), 8000, 2), RawBlock)
+        assert isinstance(_block(np.zeros(4, dtype=np.float32), 8000, 1), RawBlock)
+        with pytest.raises(InputError, match="int16"):
+            _block(b"\0\0\0", 16000, 1)
 
     async def test_bad_model_fails_before_anything_is_sent(self) -> None:
         """An unknown model is a ConfigError from open_stream itself."""
