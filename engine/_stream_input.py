@@ -14,15 +14,19 @@ from collections import Counter
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 import msgspec
+import numpy as np
 
+from adapters.audio.pcm import to_mono_float32
 from engine.errors import InputError
 from engine.events import AudioGap, Event, StreamEnded, StreamError, samples_to_ms
+from engine.messages import PcmBlock, RawBlock
 
 if TYPE_CHECKING:
     import trio
+    from numpy.typing import NDArray
 
     from engine.actors.resampler import ResamplerStats
-    from engine.messages import AudioOutbox, PcmBlock, RawBlock, Skip
+    from engine.messages import AudioOutbox, Skip
 
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "Producer",
     "check_rate",
     "complete_end",
+    "pushed_block",
     "relay",
 ]
 
@@ -147,3 +152,16 @@ async def relay(
         async for event in inbox:
             ledger.observe(event)
             await outbox.send(event)
+
+
+def pushed_block(pcm: bytes | NDArray[np.generic], rate: int, channels: int) -> PcmBlock | RawBlock:
+    """Pushed PCM as a block: mono int16 stays int16 (a view when it can), the rest is mixed."""
+    if channels == 1:
+        if isinstance(pcm, bytes | bytearray | memoryview):
+            if len(pcm) % 2:
+                raise InputError(f"{len(pcm)} bytes is not whole int16 frames of 1 channel(s)")
+            # bytes() copies a bytearray or memoryview the caller may reuse (bytes stay as is).
+            return PcmBlock(np.frombuffer(bytes(pcm), dtype="<i2"), rate)
+        if isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1:
+            return PcmBlock(pcm.astype("<i2", copy=True), rate)
+    return RawBlock(to_mono_float32(pcm, channels), rate)

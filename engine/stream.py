@@ -15,20 +15,16 @@ Theory of operation
 -------------------
 ::
 
-    producer ─┬─(inlet: in its own task)─► resampler ──[resampler->session]──► session ─┐
-    push/skip ┘                               │                                         │
-                                              ▼ input events                            │
-    producer events ───────────► relay (InputLedger counts) ─┐                     │
-                                                              ▼                     ▼
-                                                        [session->renderer] ──► events()
-
-The resampler is a synchronous stage, not a task: a producer's ``send`` (and
-:meth:`Stream.push`) converts its block and awaits the session's inbox in the
-producer's own task, so a paced frame wakes one task on its way to the session.
+    producer ─┬─► resampler, run in the sender's task ──[resampler->session]──► session ─┐
+    push/skip ┘     │                                                                  │
+                    ▼ input events                                                     │
+    producer events ───────────► relay (InputLedger counts) ─┐                         │
+                                                              ▼                         ▼
+                                                        [session->renderer] ────► events()
 
 An optional *producer* (:class:`Producer`) is started first, with a :class:`Feed`:
-its own inlet of the resampler and a clone of the input-events lane. A source that cannot be
-opened (a missing file, no such device) therefore raises out of
+its inlet of the resampler and a clone of the input-events lane. A source that
+cannot be opened (a missing file, no such device) therefore raises out of
 :func:`open_stream` before anything connects. The input side's facts (the
 resampler's gaps and skips, a capture device's gaps, a producer's
 ``StreamError``) pass one ledger on their way to ``events()``; the session's own
@@ -69,6 +65,7 @@ from engine._stream_input import (
     Producer,
     check_rate,
     complete_end,
+    pushed_block,
     relay,
 )
 from engine._util import unwrap_single_group
@@ -83,12 +80,13 @@ from engine.events import (
     StreamStarted,
     samples_to_ms,
 )
-from engine.messages import PcmBlock, RawBlock, Skip
+from engine.messages import Skip
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import numpy as np
     from numpy.typing import NDArray
 
     from engine.clock import WallClock
@@ -216,10 +214,9 @@ class Stream:
     ) -> None:
         """Add audio. Blocks while the engine is behind (bounded; never drops).
 
-        The resampler runs here, in the caller's task, and the frames go to the
-        session before this returns (or wait in its bounded inbox). Mono int16
-        (bytes or an int16 array) takes no float round trip; at the session's rate
-        its bytes become frames as they are. Always a checkpoint.
+        The resampler runs in the caller's task (mono int16 takes no float round
+        trip) and its frames reach the session's bounded inbox before this returns.
+        Always a checkpoint.
 
         Raises:
             InputError: a rate outside 8–48 kHz, or data that is not int16/float PCM.
@@ -227,7 +224,7 @@ class Stream:
         """
         rate = rate or self.config.input_rate
         check_rate(rate)
-        item = _block(pcm, rate, channels or self.config.input_channels)
+        item = pushed_block(pcm, rate, channels or self.config.input_channels)
         size = len(item.samples)
         if size:
             await self._raw.send(item)
@@ -309,19 +306,6 @@ class Stream:
             pass
 
 
-def _block(pcm: bytes | NDArray[np.generic], rate: int, channels: int) -> PcmBlock | RawBlock:
-    """Pushed PCM as a block: mono int16 stays int16 (a view when it can), the rest is mixed."""
-    if channels == 1:
-        if isinstance(pcm, bytes | bytearray | memoryview):
-            if len(pcm) % 2:
-                raise InputError(f"{len(pcm)} bytes is not whole int16 frames of 1 channel(s)")
-            # bytes() copies a bytearray or memoryview the caller may reuse (bytes stay as is).
-            return PcmBlock(np.frombuffer(bytes(pcm), dtype="<i2"), rate)
-        if isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1:
-            return PcmBlock(pcm.astype("<i2", copy=True), rate)
-    return RawBlock(to_mono_float32(pcm, channels), rate)
-
-
 @contextlib.asynccontextmanager
 async def open_stream(
     config: StreamConfig,
@@ -370,13 +354,8 @@ async def open_stream(
         input_send, input_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         ledger = InputLedger()
-        stage = resampler.Resampler(
-            outbox=frames_send,
-            events=input_send,
-            config=resampler.ResamplerConfig(
-                out_rate=rate, frame_ms=session_config.frame_ms, stream=session_config.stream
-            ),
-        )
+        framing = resampler.ResamplerConfig(rate, session_config.frame_ms, session_config.stream)
+        stage = resampler.Resampler(outbox=frames_send, events=input_send, config=framing)
         raw_send = stage.inlet()
         stack.enter_context(unwrap_single_group())
         nursery = await stack.enter_async_context(trio.open_nursery())

@@ -7,7 +7,7 @@ samples from 0, so frames tile the stream's global timeline with no gaps or
 overlaps. int16 at ``out_rate`` is sliced into frames as bytes; anything else goes
 through a :class:`~adapters.audio.resample.StreamResampler` (float32, soxr HQ) and
 back to int16. The logic is the pure :class:`ResamplerCore` (re-chunking: the pure
-:class:`Rechunker`).
+:class:`Rechunker`), in :mod:`engine.actors._reframe`.
 
 The stage runs in the producer's task: :class:`Resampler` hands producers
 :class:`ResamplerInlet` s with a memory channel's producer API, whose ``send``
@@ -28,24 +28,23 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from fractions import Fraction
 from typing import TYPE_CHECKING, Final, Self, final
 
 import msgspec
-import numpy as np
 import structlog
 import trio
 
-from adapters.audio.resample import StreamResampler
+from engine.actors._reframe import Rechunker as Rechunker
+from engine.actors._reframe import ResamplerConfig as ResamplerConfig
+from engine.actors._reframe import ResamplerCore as ResamplerCore
+from engine.actors._reframe import ResamplerStats as ResamplerStats
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
-from engine.messages import PcmBlock, Skip
+from engine.messages import Skip
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from numpy.typing import NDArray
-
-    from engine.messages import RawBlock
+    from engine.messages import AudioOutbox, PcmBlock, RawBlock
 
 __all__ = [
     "InletStatistics",
@@ -61,207 +60,6 @@ __all__ = [
 log = structlog.get_logger()
 
 
-class ResamplerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Output rate, frame length and the stream id stamped on every frame."""
-
-    out_rate: int
-    frame_ms: int = 100
-    stream: str = ""
-
-    def __post_init__(self) -> None:
-        if self.out_rate <= 0 or self.frame_ms <= 0:
-            raise ValueError(f"out_rate and frame_ms must be positive, got {self}")
-        if self.frame_samples == 0:
-            raise ValueError(f"a {self.frame_ms} ms frame at {self.out_rate} Hz is empty")
-
-    @property
-    def frame_samples(self) -> int:
-        return self.out_rate * self.frame_ms // 1000
-
-
-@final
-class Rechunker:
-    """Cut a stream of int16 PCM bytes into frames of ``frame_samples`` (pure).
-
-    Each frame comes with its start: the global index of its first sample.
-    """
-
-    def __init__(self, frame_samples: int) -> None:
-        if frame_samples <= 0:
-            raise ValueError(f"frame_samples must be positive, got {frame_samples}")
-        self._frame_bytes: Final = 2 * frame_samples
-        self._buf = bytearray()
-        self._next_start = 0
-
-    @property
-    def position(self) -> int:
-        """Samples handed out so far in frames (the next frame's start)."""
-        return self._next_start
-
-    def push(self, pcm: bytes) -> list[tuple[int, bytes]]:
-        """Add PCM; return the complete frames it finished, as ``(start, pcm)``."""
-        if not self._buf and len(pcm) == self._frame_bytes:  # one block, one frame: no copy
-            start = self._next_start
-            self._next_start += len(pcm) // 2
-            return [(start, pcm)]
-        self._buf += pcm
-        frames: list[tuple[int, bytes]] = []
-        while len(self._buf) >= self._frame_bytes:
-            frames.append(self._take(self._frame_bytes))
-        return frames
-
-    def flush(self) -> list[tuple[int, bytes]]:
-        """End of stream: the remainder as one short frame (nothing if empty)."""
-        return [self._take(len(self._buf))] if self._buf else []
-
-    def skip(self, samples: int) -> None:
-        """Leave ``samples`` out of the timeline: the next frame starts that much later.
-
-        Raises:
-            ValueError: PCM is still held (:meth:`flush` it first), or ``samples`` < 0.
-        """
-        if self._buf or samples < 0:
-            raise ValueError("skip needs an empty buffer and samples >= 0")
-        self._next_start += samples
-
-    def _take(self, n: int) -> tuple[int, bytes]:
-        pcm = bytes(self._buf[:n])
-        del self._buf[:n]
-        start, self._next_start = self._next_start, self._next_start + n // 2
-        return start, pcm
-
-
-@final
-class ResamplerStats:
-    """Live counters of one resampler stage (read them; the stage writes them)."""
-
-    def __init__(self) -> None:
-        self.blocks = 0
-        self.position = 0  # global samples handed out (frames and skips)
-        self.skips = 0
-        self.skipped_samples = 0  # skipped on purpose (AudioSkipped)
-        self.lost_samples = 0  # skipped as lost (AudioGap)
-        # Source time so far, exactly: the folded past plus the current run's samples
-        # (an int per block instead of Fraction arithmetic on the frame path).
-        self._folded = Fraction(0)
-        self._run_samples = 0
-        self._run_rate = 1
-
-    @property
-    def input_s(self) -> Fraction:
-        """Source time so far: audio taken in plus skips, exactly."""
-        return self._folded + Fraction(self._run_samples, self._run_rate)
-
-    def took(self, samples: int, rate: int) -> None:
-        """Count ``samples`` of source time at ``rate``."""
-        if rate != self._run_rate:
-            self._folded += Fraction(self._run_samples, self._run_rate)
-            self._run_samples, self._run_rate = 0, rate
-        self._run_samples += samples
-
-
-_SCALE: Final = np.float32(32768.0)
-
-
-@final
-class ResamplerCore:
-    """The resampler's logic, synchronous and pure (no trio, no clock).
-
-    :meth:`audio` takes a block and returns the frames it completed, :meth:`skip`
-    ends the run and moves the timeline, :meth:`finish` flushes. Frames are
-    ``(start, pcm)``; the caller stamps them.
-
-    The int16 path: a :class:`PcmBlock` at ``out_rate`` is sliced into frames as
-    bytes, with no float round trip (bit-exact with the float path for int16
-    sources). Other rates go through soxr in float32 (int16 ÷ 32768, exact) and back
-    to int16 with one multiply, rint and clip on a preallocated buffer: the input is
-    finite (int16, or a :class:`RawBlock` cleaned of NaN/inf on the way in), so
-    soxr's output is too, and only its overshoot past full scale needs the clip.
-    """
-
-    def __init__(self, config: ResamplerConfig) -> None:
-        self.config: Final = config
-        self.stats = ResamplerStats()
-        self.chunker = Rechunker(config.frame_samples)
-        self._rate: int | None = None  # the current run's input rate
-        self._resampler: StreamResampler | None = None
-        self._scratch = np.empty(2 * config.frame_samples, dtype=np.float32)
-
-    def audio(self, block: RawBlock | PcmBlock) -> list[tuple[int, bytes]]:
-        """Take one block; return the frames it completed."""
-        out_rate, rate = self.config.out_rate, block.rate
-        frames: list[tuple[int, bytes]] = []
-        if rate != self._rate:
-            if self._rate is not None:
-                log.info("resampler.rate_changed", old=self._rate, new=rate)
-            frames = self._end_run()
-            self._rate = rate
-        self.stats.blocks += 1
-        self.stats.took(len(block.samples), rate)
-        if isinstance(block, PcmBlock):
-            if rate == out_rate:
-                pcm16 = block.samples.astype("<i2", copy=False).tobytes()
-                return frames + self.chunker.push(pcm16)
-            floats = block.samples.astype(np.float32)
-            floats *= np.float32(1.0 / 32768.0)  # exact: int16 -> [-1, 1)
-        else:
-            floats = block.samples
-            if not np.isfinite(floats).all():  # pushed or device floats: never NaN downstream
-                floats = np.nan_to_num(floats, nan=0.0, posinf=1.0, neginf=-1.0)
-        if self._resampler is None:
-            self._resampler = StreamResampler(rate, out_rate)
-        pcm = self._to_pcm16(self._resampler.process(floats))
-        return frames + self.chunker.push(pcm) if pcm else frames
-
-    def skip(self, item: Skip) -> tuple[list[tuple[int, bytes]], tuple[int, int] | None]:
-        """End the run, move the timeline to the source time so far.
-
-        Returns:
-            The frames the run's end completed, and the skipped span ``(start,
-            end)`` in output samples, or None when it rounds to nothing.
-        """
-        frames = self._end_run()
-        frames += self.chunker.flush()
-        self._rate = None
-        stats = self.stats
-        stats.took(item.samples, item.rate)
-        start = self.chunker.position
-        end = max(start, round(stats.input_s * self.config.out_rate))
-        self.chunker.skip(end - start)
-        stats.position = end
-        if end == start:
-            return frames, None
-        stats.skips += 1
-        if item.lost:
-            stats.lost_samples += end - start
-        else:
-            stats.skipped_samples += end - start
-        return frames, (start, end)
-
-    def finish(self) -> list[tuple[int, bytes]]:
-        """End of input: the resampler's tail and the last, short frame."""
-        frames = self._end_run()
-        self._rate = None
-        return frames + self.chunker.flush()
-
-    def _end_run(self) -> list[tuple[int, bytes]]:
-        resampler, self._resampler = self._resampler, None
-        if resampler is None:
-            return []
-        return self.chunker.push(self._to_pcm16(resampler.flush()))
-
-    def _to_pcm16(self, x: NDArray[np.float32]) -> bytes:
-        """Finite float32 → int16 LE bytes, like ``float_to_pcm16`` (× 32768, rint, clip)."""
-        n = len(x)
-        if n > len(self._scratch):
-            self._scratch = np.empty(n, dtype=np.float32)
-        s = self._scratch[:n]
-        np.multiply(x, _SCALE, out=s)
-        np.rint(s, out=s)
-        np.clip(s, -32768.0, 32767.0, out=s)
-        return s.astype("<i2").tobytes()
-
-
 @final
 class Resampler:
     """The resampler stage: runs :class:`ResamplerCore` in the task of whoever sends.
@@ -274,13 +72,15 @@ class Resampler:
     is closed, then flushes and closes ``outbox`` and ``events``.
 
     Concurrent senders are served one at a time, in arrival order (a fair lock), so
-    frames never interleave.
+    frames never interleave. ``outbox`` is the session's inbox: a memory channel or
+    anything with its producer API (:class:`~engine.messages.AudioOutbox`) whose
+    ``send`` raises only when it did not take the frame.
     """
 
     def __init__(
         self,
         *,
-        outbox: trio.MemorySendChannel[AudioFrame],
+        outbox: AudioOutbox[AudioFrame],
         config: ResamplerConfig,
         events: trio.MemorySendChannel[Event] | None = None,
     ) -> None:

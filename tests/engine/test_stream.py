@@ -30,6 +30,7 @@ from engine import (
     StreamEnded,
     StreamStarted,
 )
+from engine._stream_input import pushed_block
 from engine.actors.resampler import ResamplerStats
 from engine.events import StreamError
 from engine.messages import PcmBlock, RawBlock
@@ -39,7 +40,6 @@ from engine.stream import (
     Stream,
     StreamConfig,
     StreamStatistics,
-    _block,
     complete_end,
     open_stream,
     to_mono_float32,
@@ -140,15 +140,15 @@ class TestOpenStream:
         """Mono int16 becomes a PcmBlock of the same bytes (a bytearray is copied); the
         rest is downmixed to float32."""
         buf = bytearray(np.arange(-3, 3, dtype="<i2").tobytes())
-        block = _block(buf, 16000, 1)
+        block = pushed_block(buf, 16000, 1)
         assert isinstance(block, PcmBlock)
         buf[:2] = b"\0\0"
         assert block.samples.tolist() == [-3, -2, -1, 0, 1, 2]
-        assert isinstance(_block(np.zeros(4, dtype=np.int16), 8000, 1), PcmBlock)
-        assert isinstance(_block(np.zeros(4, dtype=np.int16), 8000, 2), RawBlock)
-        assert isinstance(_block(np.zeros(4, dtype=np.float32), 8000, 1), RawBlock)
+        assert isinstance(pushed_block(np.zeros(4, dtype=np.int16), 8000, 1), PcmBlock)
+        assert isinstance(pushed_block(np.zeros(4, dtype=np.int16), 8000, 2), RawBlock)
+        assert isinstance(pushed_block(np.zeros(4, dtype=np.float32), 8000, 1), RawBlock)
         with pytest.raises(InputError, match="int16"):
-            _block(b"\0\0\0", 16000, 1)
+            pushed_block(b"\0\0\0", 16000, 1)
 
     async def test_bad_model_fails_before_anything_is_sent(self) -> None:
         """An unknown model is a ConfigError from open_stream itself."""
