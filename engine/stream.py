@@ -195,7 +195,7 @@ class Stream:
         self._resampling = resampling
         self._ledger = ledger
         self._rate = started.rate
-        self._pushed = Fraction(0)
+        self._pushed: dict[int, int] = {}  # samples by rate (ints: no Fraction per push)
         self._started_sent = False
         self._ended: StreamEnded | None = None
         self._input_done = False
@@ -228,7 +228,7 @@ class Stream:
         size = len(item.samples)
         if size:
             await self._raw.send(item)
-            self._pushed += Fraction(size, rate)
+            self._pushed[rate] = self._pushed.get(rate, 0) + size
         else:
             await trio.lowlevel.checkpoint()
 
@@ -266,7 +266,7 @@ class Stream:
         s, r, rate = self.stats, self._resampling, self._rate
         return StreamStatistics(
             rate=rate,
-            pushed_s=float(self._pushed),
+            pushed_s=float(sum(Fraction(n, r) for r, n in self._pushed.items())),
             skipped_s=r.skipped_samples / rate,
             timeline_samples=r.position,
             buffered_samples=s.buffered_samples,
