@@ -12,7 +12,8 @@ Two decoders, chosen by extension:
 
 * **soundfile** (libsndfile: WAV, FLAC, OGG, AIFF, …) reads in a worker thread, one
   block per :func:`trio.to_thread.run_sync` call; 16-bit PCM is read as int16 (no
-  float round trip) when asked for int16, and the downmix runs in that thread too.
+  float round trip) when asked for int16, and the downmix runs in that thread too,
+  batched with every other stream's int16 reads (:mod:`adapters.audio._batchread`).
 * **ffmpeg** (mp3, m4a, mp4, webm and other containers) is probed with ``ffprobe`` and
   decoded by an ``ffmpeg`` subprocess writing f32le at the native rate and channel
   count; downmixing happens here, never in ffmpeg, so both decoders mix alike. A file
@@ -34,6 +35,7 @@ import numpy as np
 import soundfile as sf
 import trio
 
+from adapters.audio._batchread import current_read_batcher
 from adapters.audio._decode import MAX_RATE as MAX_RATE
 from adapters.audio._decode import MIN_RATE as MIN_RATE
 from adapters.audio._decode import SourceInfo as SourceInfo
@@ -321,9 +323,11 @@ class _SoundFileReader:
         return data
 
     async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
-        """Up to ``frames`` mono int16 frames, read and mixed in a worker thread."""
+        """Up to ``frames`` mono int16 frames, read and mixed in a worker thread (in a
+        batch with the other streams' reads: one thread hop for all of them)."""
+        read = functools.partial(self._read_pcm16, frames)
         try:
-            pcm: NDArray[np.int16] = await trio.to_thread.run_sync(self._read_pcm16, frames)
+            pcm: NDArray[np.int16] = await current_read_batcher().run_sync(read)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return pcm

@@ -8,7 +8,8 @@ Every figure is CPU time (``time.process_time``) divided by frames, so a busy ma
 slows the run but not the numbers much; compare rows of one run, not runs.
 
 * read: a 16 kHz int16 WAV, the old way (one ``to_thread`` float32 read per 100 ms
-  block) against the read-ahead (``AudioSource.read_pcm16``, 32 KiB per hop).
+  block) against the read-ahead (``AudioSource.read_pcm16``, 32 KiB per hop); then
+  ``--streams`` files read at once, one thread hop per read against the batched reads.
 * convert: one block into frames: the old float path (float32 → soxr passthrough →
   ``float_to_pcm16`` → Rechunker), the int16 path at the model rate, and 48 kHz int16
   through soxr.
@@ -77,6 +78,43 @@ def bench_read(frames: int) -> dict[str, float]:
         for name, fn in (("read_old_us", _read_old), ("read_ahead_us", _read_ahead)):
             out[name] = _cpu_us_per(frames, functools.partial(trio.run, fn, path))
         return out
+
+
+async def _read_many(path: str, streams: int, batched: bool) -> int:
+    frames = 0
+
+    async def one() -> None:
+        nonlocal frames
+        source = await open_audio_source(path, block_ms=100)
+        reader = source._reader  # the unbatched variant calls the same read directly
+        async with source:
+            while True:
+                if batched:
+                    chunk = await source.read_pcm16(16000)
+                else:
+                    chunk = await trio.to_thread.run_sync(reader._read_pcm16, 16000)  # type: ignore[attr-defined]
+                if not len(chunk):
+                    return
+                frames += len(chunk) // BLOCK
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(streams):
+            nursery.start_soon(one)
+    return frames
+
+
+def bench_read_many(streams: int, seconds: int) -> dict[str, float]:
+    """``streams`` files read at once, 1 s per read: batched hops against one hop per read."""
+    x = np.random.default_rng(1).integers(-20000, 20000, seconds * RATE, dtype=np.int16)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "in.wav")
+        sf.write(path, x, RATE, subtype="PCM_16")
+        for name, batched in (("read_many_thread_us", False), ("read_many_batched_us", True)):
+            start = time.process_time()
+            n = trio.run(_read_many, path, streams, batched)
+            out[name] = (time.process_time() - start) / n * 1e6
+    return out
 
 
 def bench_convert(frames: int) -> dict[str, float]:
@@ -154,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result: dict[str, Any] = {"frames": args.frames, "streams": args.streams}
     result |= bench_read(args.frames)
+    result |= bench_read_many(args.streams, 20)
     result |= bench_convert(args.frames)
     result |= bench_pace(args.streams, args.seconds)
     for key, value in result.items():

@@ -1,0 +1,103 @@
+"""The read batcher: one worker-thread hop for every read queued meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import trio
+import trio.testing
+
+from adapters.audio._batchread import ReadBatcher, current_read_batcher
+
+
+class TestReadBatcher:
+    async def test_reads_queued_together_share_a_hop(self) -> None:
+        """Many callers queued before the server runs: one batch, every result to its caller."""
+        batcher = ReadBatcher()
+        results: dict[int, tuple[int, bool]] = {}
+        main = threading.get_ident()
+
+        async def read(i: int) -> None:
+            results[i] = await batcher.run_sync(lambda: (i * i, threading.get_ident() != main))
+
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(read, i)
+        assert results == {i: (i * i, True) for i in range(50)}
+        assert batcher.jobs == 50
+        assert batcher.batches <= 2  # the first may go alone; the rest queue behind it
+
+    async def test_a_lone_read_goes_at_once(self) -> None:
+        """An idle batcher does not wait for company."""
+        batcher = ReadBatcher()
+        for k in range(3):
+            assert await batcher.run_sync(lambda k=k: k) == k
+        assert (batcher.batches, batcher.jobs) == (3, 3)
+
+    async def test_exceptions_reach_their_caller_only(self) -> None:
+        """A read that raises raises in its caller; the others in the batch succeed."""
+        batcher = ReadBatcher()
+        outcome: dict[str, object] = {}
+
+        def boom() -> int:
+            raise OSError("disk on fire")
+
+        async def call(name: str, fn: object) -> None:
+            try:
+                outcome[name] = await batcher.run_sync(fn)  # type: ignore[arg-type]
+            except OSError as exc:
+                outcome[name] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "bad", boom)
+            nursery.start_soon(call, "good", lambda: 7)
+        assert outcome["good"] == 7
+        assert isinstance(outcome["bad"], OSError)
+
+    async def test_cancellation_like_to_thread(self) -> None:
+        """Cancelled before queueing: nothing runs. Once queued, the read finishes and
+        its caller sees the cancellation at its next checkpoint."""
+        batcher = ReadBatcher()
+        ran: list[int] = []
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await batcher.run_sync(lambda: ran.append(1))
+        assert ran == []
+        release = threading.Event()
+
+        def slow() -> int:
+            release.wait(10)
+            ran.append(2)
+            return 2
+
+        async with trio.open_nursery() as nursery:
+            got: list[int] = []
+
+            async def reader(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+                with trio.CancelScope() as own:
+                    task_status.started(own)
+                    got.append(await batcher.run_sync(slow))
+                    await trio.lowlevel.checkpoint()
+                    got.append(-1)  # pragma: no cover - cancelled above
+
+            own = await nursery.start(reader)
+            own.cancel()
+            release.set()
+        assert ran == [2]
+        assert got == [2]
+
+    async def test_one_batcher_per_run(self) -> None:
+        """current_read_batcher is one object per trio run."""
+        assert current_read_batcher() is current_read_batcher()
+
+    def test_runs_do_not_share(self) -> None:
+        """Each run gets its own batcher; its server task ends with the run."""
+        seen: list[ReadBatcher] = []
+
+        async def main() -> None:
+            seen.append(current_read_batcher())
+            assert await seen[-1].run_sync(lambda: 1) == 1
+
+        trio.run(main)
+        trio.run(main)
+        assert seen[0] is not seen[1]
