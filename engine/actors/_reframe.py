@@ -152,7 +152,8 @@ class ResamplerCore:
         self.chunker = Rechunker(config.frame_samples)
         self._rate: int | None = None  # the current run's input rate
         self._resampler: StreamResampler | None = None
-        self._scratch = np.empty(2 * config.frame_samples, dtype=np.float32)
+        # Grown on first use: the int16 path at the model rate never needs it (memory).
+        self._scratch = np.empty(0, dtype=np.float32)
 
     def audio(self, block: RawBlock | PcmBlock) -> list[tuple[int, bytes]]:
         """Take one block; return the frames it completed."""
@@ -221,7 +222,7 @@ class ResamplerCore:
         """Finite float32 → int16 LE bytes, like ``float_to_pcm16`` (× 32768, rint, clip)."""
         n = len(x)
         if n > len(self._scratch):
-            self._scratch = np.empty(n, dtype=np.float32)
+            self._scratch = np.empty(max(n, 2 * self.config.frame_samples), dtype=np.float32)
         s = self._scratch[:n]
         np.multiply(x, _SCALE, out=s)
         np.rint(s, out=s)
