@@ -11,6 +11,7 @@ import soundfile as sf
 from conftest import deadline
 
 from adapters.audio.files import AudioSource, ToolFinder, open_audio_source
+from adapters.audio.resample import float_to_pcm16
 from engine.errors import InputError
 
 # Real-clock tests: ffmpeg-backed ones carry a 10 s trio deadline. (Never combine a
@@ -334,3 +335,50 @@ class TestBadInput:
         path = tmp_path / "v.mp4"
         ffmpeg("-f", "lavfi", "-i", "testsrc=d=0.5:s=64x48", "-c:v", "mpeg4", str(path))
         await expect(path, "has no audio stream")
+
+
+async def read_pcm16_all(source: AudioSource, frames: int) -> list[np.ndarray]:
+    async with source:
+        chunks = []
+        while len(chunk := await source.read_pcm16(frames)):
+            chunks.append(chunk)
+        return chunks
+
+
+class TestReadPcm16:
+    async def test_int16_mono_is_read_as_it_is(self, tmp_path: Path) -> None:
+        """16-bit mono comes back as the file's own samples, in chunks of the size asked."""
+        ints = np.random.default_rng(7).integers(-32768, 32767, 40000, dtype=np.int16)
+        path = write(tmp_path / "a.wav", ints, 16000, "PCM_16")
+        chunks = await read_pcm16_all(await open_audio_source(path), 16000)
+        assert [len(c) for c in chunks] == [16000, 16000, 8000]
+        assert all(c.dtype == np.int16 for c in chunks)
+        assert np.concatenate(chunks).tobytes() == ints.tobytes()
+
+    async def test_float_and_stereo_quantize_like_float_to_pcm16(self, tmp_path: Path) -> None:
+        """Float and multichannel files give what the float blocks would after float_to_pcm16."""
+        data = tone(22050, 0.5, channels=2) * np.float32(1.9)  # clips: beyond full scale
+        path = write(tmp_path / "f.wav", data, 22050, "FLOAT")
+        chunks = await read_pcm16_all(await open_audio_source(path), 4000)
+        floats = np.concatenate(await read_all(await open_audio_source(path)))
+        assert np.concatenate(chunks).tobytes() == float_to_pcm16(floats)
+
+    async def test_a_cut_short_wav_raises_once_after_its_audio(self, tmp_path: Path) -> None:
+        """A WAV whose header promises more: its audio, then the InputError, then the end."""
+        path = write(tmp_path / "cut.wav", np.zeros(16000, dtype=np.int16), 16000, "PCM_16")
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) - 8000])
+        source = await open_audio_source(path)
+        async with source:
+            got = len(await source.read_pcm16(16000))
+            assert got == 12000
+            with pytest.raises(InputError, match="cut short"):
+                await source.read_pcm16(16000)
+            assert len(await source.read_pcm16(16000)) == 0
+
+    @needs_ffmpeg
+    async def test_ffmpeg_sources_too(self, encoded: dict[str, Path]) -> None:
+        """An mp3 (its probe block first) reads to the same int16 as its float blocks give."""
+        chunks = await read_pcm16_all(await open_audio_source(encoded["mp3"]), 8000)
+        floats = np.concatenate(await read_all(await open_audio_source(encoded["mp3"])))
+        assert np.concatenate(chunks).tobytes() == float_to_pcm16(floats)
