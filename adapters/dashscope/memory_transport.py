@@ -5,7 +5,8 @@ trio's ``MockClock``. It keeps the semantics a connection relies on:
 
 * messages keep their order and type (``str`` text, ``bytes`` binary);
 * each direction is a bounded queue (``buffer`` messages, policy *block*): a
-  peer that stops reading makes ``send`` wait, as a full TCP window would;
+  peer that stops reading makes ``send`` wait, as a full TCP window would, and
+  ``send_nowait`` refuse (False), as a full socket buffer would;
 * a ping is answered at once while the peer's queue has room, and otherwise
   when the peer's ``receive`` reaches it, in order, as trio-websocket's reader
   answers pings only while it can queue what it reads: a peer that stops
@@ -63,6 +64,18 @@ class MemoryTransport:
 
     async def send(self, frame: bytes | str) -> None:
         await self._put(frame)
+
+    def send_nowait(self, frame: bytes | str) -> bool:
+        """Queue ``frame`` if the queue has room (True); False if full. Not a checkpoint."""
+        if self._closed is not None:
+            raise self._disconnected(self._closed)
+        try:
+            self._out.send_nowait(frame)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise self._disconnected(self._closed or 1006) from None
+        return True
 
     async def receive(self) -> bytes | str:
         while True:

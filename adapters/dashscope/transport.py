@@ -1,7 +1,8 @@
 """The transport seam: what a connection needs from a WebSocket, as our own types.
 
-A :class:`Transport` is one open message connection: ``send``, ``receive``,
-``ping``, ``aclose``. A :class:`Dialer` opens one (an async context manager).
+A :class:`Transport` is one open message connection: ``send``, ``send_nowait``
+(the fast lane: a message that can go without waiting), ``receive``, ``ping``,
+``aclose``. A :class:`Dialer` opens one (an async context manager).
 Two implementations exist: trio-websocket's (``ws.py``, the real network and the
 simulator's in-memory net) and a pure in-memory pair (``memory_transport.py``)
 that a test dials without any WebSocket library.
@@ -34,6 +35,16 @@ class Transport(Protocol):
 
     async def send(self, frame: bytes | str) -> None:
         """Send one message (``str``: a text frame, ``bytes``: a binary frame)."""
+        ...
+
+    def send_nowait(self, frame: bytes | str) -> bool:
+        """Send one message now if it can go without waiting; never blocks, never a checkpoint.
+
+        True: the message was taken, in order (a transport may keep the unsent tail of a
+        frame the kernel took only part of; it writes that tail before anything else, in
+        its next send). False: nothing was sent; the caller must ``await send(frame)``
+        (which also flushes a kept tail first). Raises only ``Disconnected``.
+        """
         ...
 
     async def receive(self) -> bytes | str:

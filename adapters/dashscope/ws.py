@@ -63,6 +63,10 @@ class WebSocketTransport:
             with _mapped("open", self._where):
                 await self._ws.send_message(frame)
 
+    def send_nowait(self, frame: bytes | str) -> bool:
+        """No fast lane: trio-websocket sends only from a task (the caller awaits ``send``)."""
+        return False
+
     async def receive(self) -> bytes | str:
         with _mapped("open", self._where):
             return await self._ws.get_message()
