@@ -5,7 +5,9 @@ Theory of operation
 A :class:`Connection` is owned by a background task (:meth:`Connection.run`,
 started with ``nursery.start``) that dials, opens the server task and then
 reports itself started. From then on its owner's pump sends audio through it
-while two helper tasks run beside it:
+(``_send_path.py``: an awaited lane under the send deadline, and a synchronous
+fast lane that sends only what the transport takes at once) while two helper
+tasks run beside it:
 
 * the **reader** feeds every received frame to the sans-IO core, interprets the
   core's events *at once* (no checkpoint between receiving a frame and knowing
@@ -41,16 +43,10 @@ import structlog
 import trio
 
 from engine._util import drop_tracebacks, unwrap_single_group
-from engine.errors import (
-    AuthError,
-    Disconnected,
-    FinishTimeout,
-    LocalProtocolError,
-    StenoError,
-    StenoTimeout,
-)
+from engine.errors import AuthError, Disconnected, FinishTimeout, StenoError, StenoTimeout
 
 from ._liveness import Liveness
+from ._send_path import SendPath
 from .transport import Dialer, Transport, request_headers
 
 if TYPE_CHECKING:
@@ -103,16 +99,20 @@ Cmd = TypeVar("Cmd")
 Ev = TypeVar("Ev")
 
 
-class Connection(Generic[Cmd, Ev]):
-    """See the module docstring; a protocol supplies its core and the ``_`` hooks below."""
+class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
+    """See the module docstring; a protocol supplies its core and the ``_`` hooks below.
+
+    The send lanes (the awaited one with its deadline, and the synchronous fast lane)
+    are :class:`~adapters.dashscope._send_path.SendPath`'s.
+    """
 
     def __init__(
         self, *, settings: LinkSettings, dial: Dialer, task_id: str, core: ClientCore[Cmd, Ev]
     ) -> None:
-        self.settings = settings
+        self.settings: LinkSettings = settings
         self.task_id = task_id
         self._dial = dial
-        self._core = core
+        self._core: ClientCore[Cmd, Ev] = core
         self._transport: Transport | None = None
         self._results_in, self.results = trio.open_memory_channel["Result"](RESULTS_BUFFER)
         self.started = trio.Event()
@@ -129,6 +129,7 @@ class Connection(Generic[Cmd, Ev]):
         self.first_audio_t: float | None = None
         self.finish_sent_t: float | None = None
         self.finished_t: float | None = None
+        self._held: tuple[bytes, bytes | str] | None = None  # see SendPath
         self._live = Liveness(
             stall_s=settings.stall_s,
             ping_interval_s=settings.ping_interval_s,
@@ -222,9 +223,6 @@ class Connection(Generic[Cmd, Ev]):
         """Open the server task; return once the server has started it."""
         raise NotImplementedError
 
-    def _audio(self, pcm: bytes) -> Cmd:
-        raise NotImplementedError
-
     def _finish_command(self) -> Cmd:
         raise NotImplementedError
 
@@ -249,42 +247,6 @@ class Connection(Generic[Cmd, Ev]):
         self.ended.set()
 
     # --------------------------------------------------------------- sending
-
-    async def _command(self, command: Cmd) -> None:
-        if self.error is not None:
-            raise self.error
-        try:
-            frame = self._core.send(command)
-        except LocalProtocolError:
-            if self.error is not None:  # the reader saw why the core refuses
-                raise self.error from None
-            raise
-        await self._send_frame(frame)
-
-    async def _send_frame(self, frame: bytes | str) -> None:
-        assert self._transport is not None
-        # A server that stops reading fills the TCP window and blocks us: bound it.
-        with trio.move_on_after(self.settings.send_s) as scope:
-            await self._transport.send(frame)
-        if scope.cancelled_caught:
-            raise StenoTimeout(
-                f"sending stalled for {self.settings.send_s:g} s "
-                "(the connection is half-open or the server stopped reading)"
-            )
-
-    async def send_audio(self, pcm: bytes, *, voiced: bool = True) -> None:
-        """Send real audio; the stall watch expects an answer to it unless not ``voiced``."""
-        now = trio.current_time()
-        if self.first_audio_t is None:
-            self.first_audio_t = now
-        self._live.sent_audio(now, voiced=voiced)
-        await self._command(self._audio(pcm))
-        self.audio_samples += len(pcm) // 2
-
-    async def send_padding(self, samples: int) -> None:
-        """Keep-alive silence (no answer expected)."""
-        await self._command(self._audio(bytes(2 * samples)))
-        self.audio_samples += samples
 
     async def finish(self) -> None:
         """Send the finish command and wait for the task's end under the finish deadline.
