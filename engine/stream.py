@@ -70,11 +70,11 @@ from engine._stream_input import (
 )
 from engine._util import unwrap_single_group
 from engine.actors import resampler, session
+from engine.actors._inlet import Inbox, open_inlet
 from engine.clock import iso_utc, system_clock
 from engine.config import SessionConfig
 from engine.errors import InputError
 from engine.events import (
-    AudioFrame,
     Event,
     StreamEnded,
     StreamStarted,
@@ -179,7 +179,7 @@ class Stream:
         self,
         config: StreamConfig,
         raw: resampler.ResamplerInlet,
-        frames: trio.MemoryReceiveChannel[AudioFrame],
+        frames: Inbox,
         events: trio.MemoryReceiveChannel[Event],
         stats: session.SessionStats,
         resampling: resampler.ResamplerStats,
@@ -347,9 +347,7 @@ async def open_stream(
             sim = await stack.enter_async_context(open_embedded_simulator(config.simulator))
             session_config = msgspec.structs.replace(session_config, url=sim.inference_url)
         rate = get_model(session_config.model).sample_rate
-        frames_send, frames_recv = trio.open_memory_channel[AudioFrame](
-            EDGES["resampler->session"].size
-        )
+        frames_send, frames_recv = open_inlet(EDGES["resampler->session"].size)
         # The input-events lane has the events edge's bound: it ends in that edge.
         input_send, input_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)

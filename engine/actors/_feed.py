@@ -14,20 +14,30 @@ short pre-roll, so a reconnect replays only what could hold words and an outage
 during a silent stretch loses nothing. Silence that no task ever got that way is
 reported as skipped (:meth:`take_skipped`, an ``AudioSkipped``), never as a gap.
 
+**Two lanes in.** With an :class:`~engine.actors._inlet.Inbox`, :meth:`next_frame`
+arms the inbox's synchronous lane while it waits on an empty queue: the pump's
+taker then sends each frame inside the producer's ``send`` and records it here
+(:meth:`took_live`), and the wait goes on, with no timer per frame: the idle
+deadline is checked against the newest frame's time when the wait's single
+deadline passes. Every live frame's send lag (handed to ``send`` -> taken by the
+transport) is counted in :attr:`Feed.send_lag`, whichever lane carried it.
+
 Channels: reads the inbox (never closes it: the session's ``run`` does).
 
 Cancellation: every wait here is a checkpoint; callers bound the waits that need
-a deadline (a handshake, a backoff, the idle timer).
+a deadline (a handshake, a backoff); :meth:`next_frame` has the idle deadline.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import trio
 
 from engine.timeline import ReplayBuffer
 
+from ._inlet import Inbox
+from ._lag import LagHistogram
 from ._silence import PRE_ROLL_S, is_silent
 
 if TYPE_CHECKING:
@@ -35,9 +45,13 @@ if TYPE_CHECKING:
 
     from engine.events import AudioFrame
 
+    from ._inlet import Taker
     from ._task import Task
 
-__all__ = ["REPLAY_FRAME_BYTES", "Feed"]
+__all__ = ["REPLAY_FRAME_BYTES", "WOKEN", "Feed"]
+
+WOKEN: Final = "woken"
+""":meth:`Feed.next_frame`'s answer when the taker took frames and left the pump work."""
 
 REPLAY_FRAME_BYTES: Final = 16000
 """The service's recommended maximum frame size: the replay's chunk."""
@@ -50,9 +64,17 @@ class Feed:
     """The inbox, the replay buffer and the pending overflow span."""
 
     def __init__(
-        self, inbox: trio.MemoryReceiveChannel[AudioFrame], max_samples: int, rate: int
+        self,
+        inbox: Inbox | trio.MemoryReceiveChannel[AudioFrame],
+        max_samples: int,
+        rate: int,
     ) -> None:
         self._inbox = inbox
+        self._lane = inbox if isinstance(inbox, Inbox) else None  # a plain channel: no fast lane
+        self.send_lag = LagHistogram()
+        self.fast_frames = 0  # live frames the synchronous lane sent
+        self._last_input_t = 0.0  # when the newest frame came (trio time)
+        self._arrived_t: float | None = None  # when the frame last received was handed over
         self.buffer = ReplayBuffer(max_samples)
         self.rate = rate
         self.input_done = False
@@ -63,14 +85,46 @@ class Feed:
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
-    def _append(self, frame: AudioFrame) -> None:
+    def _append(self, frame: AudioFrame, silent: bool | None = None) -> None:
         self.buffer.append(frame)
-        if not is_silent(frame.pcm, self.rate):
+        if not (is_silent(frame.pcm, self.rate) if silent is None else silent):
             self._speech_end = frame.end
+
+    def _received(self, frame: AudioFrame) -> AudioFrame:
+        """Buffer a frame from the queue (not a checkpoint; no clock: sync callers too)."""
+        if self._lane is not None:
+            self._arrived_t = self._lane.arrived_t
+        else:  # a plain channel: the producer's stamp, if it set one
+            self._arrived_t = frame.t or None
+        self._append(frame)
+        return frame
 
     def could_hold_words(self, start: int) -> bool:
         """Audio from global ``start`` on may hold words (it begins before the last sound)."""
         return start < self._speech_end
+
+    def voiced_if_taken(self, frame: AudioFrame) -> tuple[bool, bool]:
+        """``(silent, voiced)`` of a frame not yet buffered, as if it were (pure)."""
+        silent = is_silent(frame.pcm, self.rate)
+        return silent, frame.start < (self._speech_end if silent else frame.end)
+
+    def took_live(self, frame: AudioFrame, silent: bool, arrived: float) -> None:
+        """The synchronous lane sent ``frame`` (``silent`` as judged): buffer and count it."""
+        now = trio.current_time()
+        self._last_input_t = now
+        self._append(frame, silent)
+        self.mark_sent(frame.end)
+        self.send_lag.add(now - arrived)
+        self.fast_frames += 1
+
+    def sent_live(self) -> None:
+        """The pump's awaited lane sent the frame :meth:`next_frame` returned."""
+        if self._arrived_t is not None:
+            self.send_lag.add(trio.current_time() - self._arrived_t)
+
+    @property
+    def has_skipped(self) -> bool:
+        return bool(self._skipped)
 
     def mark_sent(self, end: int) -> None:
         """A task was sent audio up to global ``end``."""
@@ -109,21 +163,51 @@ class Feed:
         spans, self._skipped = self._skipped, []
         return spans
 
-    async def next_frame(self, idle_s: float) -> AudioFrame | None:
-        """The next frame, buffered; None after ``idle_s`` s of silence from the source.
+    async def next_frame(
+        self, idle_s: float, taker: Taker | None = None
+    ) -> AudioFrame | Literal["woken"] | None:
+        """The next queued frame, buffered; None after ``idle_s`` s with no frame from the source.
+
+        While it waits on an empty queue, ``taker`` (if the inbox has a lane) takes
+        frames synchronously; it returns :data:`WOKEN` when the taker woke it.
 
         Raises:
             trio.EndOfChannel: the input ended (:attr:`input_done` is then set).
         """
-        with trio.move_on_after(idle_s):
-            try:
-                frame = await self._inbox.receive()
-            except trio.EndOfChannel:
-                self.input_done = True
-                raise
-            self._append(frame)
-            return frame
-        return None
+        inbox, lane = self._inbox, self._lane
+        try:
+            return self._received(inbox.receive_nowait())
+        except trio.WouldBlock:
+            pass
+        except trio.EndOfChannel:
+            self.input_done = True
+            raise
+        since = trio.current_time()
+        while True:
+            # One deadline per wait, not per frame: frames the taker takes move the
+            # newest frame's time, and the deadline is re-checked when it passes.
+            with trio.CancelScope(deadline=max(since, self._last_input_t) + idle_s) as scope:
+                if lane is not None and taker is not None:
+                    lane.arm(taker, scope)
+                try:
+                    frame = await inbox.receive()
+                    self._last_input_t = trio.current_time()
+                    return self._received(frame)
+                except trio.EndOfChannel:
+                    self.input_done = True
+                    raise
+                finally:
+                    if lane is not None:
+                        lane.disarm()
+            if lane is not None and lane.woken:
+                return WOKEN
+            if trio.current_time() >= max(since, self._last_input_t) + idle_s:
+                return None
+
+    def wake(self) -> None:
+        """From the taker: end the pump's wait with :data:`WOKEN` (not a checkpoint)."""
+        if self._lane is not None:
+            self._lane.wake()
 
     async def await_input(self) -> bool:
         """After an idle finish: wait for the source to resume; False when it ended."""
@@ -132,7 +216,7 @@ class Feed:
         except trio.EndOfChannel:
             self.input_done = True
             return False
-        self._append(frame)
+        self._received(frame)
         return True
 
     async def absorb_all(self, *, commit_silence: bool = False) -> None:
@@ -145,7 +229,7 @@ class Feed:
         if self.input_done:
             return
         async for frame in self._inbox:
-            self._append(frame)
+            self._received(frame)
             if commit_silence:
                 self.commit_silence()
         self.input_done = True
@@ -154,7 +238,7 @@ class Feed:
         """Buffer whatever input is already waiting (not a checkpoint)."""
         while not self.input_done:
             try:
-                self._append(self._inbox.receive_nowait())
+                self._received(self._inbox.receive_nowait())
             except trio.WouldBlock:
                 return
             except trio.EndOfChannel:

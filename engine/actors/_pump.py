@@ -5,7 +5,10 @@
 * the **pump** replays the buffer from the task's position (faster than real
   time, paced), then streams live frames, handles the idle timer and rotation,
   and at the end of input finishes the task (``finish-task``, then everything
-  the task said until ``task-finished``; then everything sent is committed);
+  the task said until ``task-finished``; then everything sent is committed).
+  While it waits for the next live frame, its synchronous step (:meth:`Pump._take`)
+  sends each frame inside the producer's ``send`` when nothing needs to wait
+  (``_inlet.py``): one task wake per frame instead of three;
 * the **consumer** pulls the connection's results channel, maps each result
   onto the global timeline (``_transcript.py``), moves the commit point, and
   emits the event. When the channel ends with the connection failed, it stops
@@ -23,6 +26,7 @@ that preceded it was emitted, or the pump's own failure (a send that stalled).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Literal
 
 import structlog
@@ -30,6 +34,7 @@ import trio
 
 from engine._util import unwrap_single_group
 from engine.errors import StenoError
+from engine.events import AudioFrame
 from engine.results import Heard
 
 if TYPE_CHECKING:
@@ -128,12 +133,13 @@ class Pump:
         """Replay, then stream live; see :data:`Outcome`."""
         feed, cfg, rotation = self._feed, self._config, self._rotation
         await feed.replay(task, cfg.replay_speed, self.utterance_over)
+        taker = functools.partial(self._take, task)
         while not feed.input_done:
             if self.utterance_over(task):
                 await self.finish(task)
                 return "utterance"
             try:
-                frame = await feed.next_frame(cfg.idle_timeout_s)
+                frame = await feed.next_frame(cfg.idle_timeout_s, taker)
             except trio.EndOfChannel:
                 break
             if frame is None:
@@ -145,12 +151,14 @@ class Pump:
                     return decision
                 await task.send_padding(self._rate * cfg.frame_ms // 1000)
                 continue
-            if frame.start > task.sent_until:  # the source skipped time (Stream.skip)
-                task.skip_to(frame.start)
-            voiced = feed.could_hold_words(frame.start)
-            await task.send_audio(frame.pcm, frame.end, voiced=voiced)
-            feed.mark_sent(frame.end)
-            feed.commit_silence(sentence_open=task.results.pending_partial)
+            if isinstance(frame, AudioFrame):  # else WOKEN: the taker sent frames, left us work
+                if frame.start > task.sent_until:  # the source skipped time (Stream.skip)
+                    task.skip_to(frame.start)
+                voiced = feed.could_hold_words(frame.start)
+                await task.send_audio(frame.pcm, frame.end, voiced=voiced)
+                feed.sent_live()
+                feed.mark_sent(frame.end)
+                feed.commit_silence(sentence_open=task.results.pending_partial)
             await self._report.skipped(feed.take_skipped())
             rotated = await rotation.maybe_rotate(task)
             if rotated is not None:
@@ -160,6 +168,28 @@ class Pump:
         # An utterance model may have ignored audio after its sentence end: go on.
         more = self._utterance and feed.buffer.commit_point < feed.buffer.end
         return "utterance" if more else "done"
+
+    def _take(self, task: Task, frame: AudioFrame, arrived: float) -> bool:
+        """The synchronous pump step (the inbox's taker): one live frame, no checkpoint.
+
+        Does what one turn of :meth:`_pump`'s loop does for a frame, when nothing of
+        it must await: the frame goes on the wire through the connection's fast
+        lane, into the replay buffer, and silence is committed. Work that must
+        await (skipped spans to report, a rotation, an utterance's end) wakes the
+        pump. False, with nothing changed, when the frame must take the awaited
+        lane (the task cannot take audio now, or the transport would wait).
+        """
+        feed = self._feed
+        if self.utterance_over(task):
+            return False
+        silent, voiced = feed.voiced_if_taken(frame)
+        if not task.try_send_audio(frame, voiced=voiced):
+            return False
+        feed.took_live(frame, silent, arrived)
+        feed.commit_silence(sentence_open=task.results.pending_partial)
+        if feed.has_skipped or self._rotation.due(task) or self.utterance_over(task):
+            feed.wake()
+        return True
 
     def utterance_over(self, task: Task) -> bool:
         """An utterance model's task must take no more audio (its sentence ended, or its cap)."""

@@ -58,6 +58,22 @@ class Rotation:
         rotated = await self.maybe_rotate(task)
         return "pad" if rotated is None else rotated
 
+    def due(self, task: Task) -> bool:
+        """Whether :meth:`maybe_rotate` would act now (prepare, or switch); pure, no checkpoint."""
+        cfg = self._config
+        started = task.link.started_t
+        if cfg.max_task_age_s is None or started is None:
+            return False
+        age = trio.current_time() - started
+        if not self._preparing and age >= cfg.max_task_age_s - cfg.rotation_lead_s:
+            return True
+        nxt = self._next
+        if nxt is None or age < cfg.max_task_age_s:
+            return False
+        if nxt.link.dead.is_set() or not task.results.pending_partial:
+            return True
+        return age >= cfg.max_task_age_s + cfg.rotation_grace_s
+
     async def maybe_rotate(self, task: Task) -> Task | None:
         """Switch to the next task when due; the next task, or None to carry on."""
         cfg = self._config

@@ -5,7 +5,7 @@ A :class:`Task` pairs an adapter connection (which knows task time only) with th
 and keeps the per-task facts the result mapping needs (:class:`TaskResults`).
 
 Owners: the pump writes :attr:`Task.sent_until` and the clock (through
-:meth:`send_audio`, :meth:`send_padding`, :meth:`skip_to`); the result mapping
+:meth:`send_audio`, :meth:`try_send_audio`, :meth:`send_padding`, :meth:`skip_to`); the result mapping
 (``_transcript.py``) writes :attr:`Task.results`; the rotation writes
 :attr:`Task.retired`; the result consumer sets :attr:`Task.consumed`. Nothing here awaits anything but the connection.
 """
@@ -20,6 +20,7 @@ from engine.timeline import TaskClock
 
 if TYPE_CHECKING:
     from adapters.dashscope.links import Link
+    from engine.events import AudioFrame
 
 __all__ = ["Task", "TaskResults"]
 
@@ -70,9 +71,25 @@ class Task:
         """The next audio starts at global ``sample``: the source skipped the span before it."""
         self.clock.skip_to(sample)
 
+    def try_send_audio(self, frame: AudioFrame, *, voiced: bool) -> bool:
+        """Send a live frame now if the connection's fast lane takes it (not a checkpoint).
+
+        True: sent, as :meth:`skip_to` then :meth:`send_audio` would have. False:
+        nothing changed; the caller awaits those instead.
+        """
+        if not self.link.try_send_audio(frame.pcm, voiced=voiced):
+            return False
+        if frame.start > self.sent_until:  # the source skipped time (Stream.skip)
+            self.clock.skip_to(frame.start)
+        self._sent(frame.pcm, frame.end)
+        return True
+
     async def send_audio(self, pcm: bytes, end: int, *, voiced: bool = True) -> None:
         """Send real audio whose global end is ``end`` (silence expects no answer)."""
         await self.link.send_audio(pcm, voiced=voiced)
+        self._sent(pcm, end)
+
+    def _sent(self, pcm: bytes, end: int) -> None:
         self.clock.advance(len(pcm) // 2)
         self.sent_until = end
         waiter = self._audio_waiter

@@ -7,6 +7,7 @@ stream's global timeline) and writes engine events. It is assembled from parts,
 each the only owner of its state:
 
 =====================  ==========================================================
+``_inlet.py``          the inbox: a bounded queue and a synchronous lane
 ``_feed.py``           the inbox, the replay buffer (everything after the
                        **commit point**, the end of the last final; bounded,
                        drop-oldest) and the replay
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from engine.config import SessionConfig
     from engine.events import AudioFrame, Event
 
+    from ._inlet import Inbox
+
 __all__ = ["SessionStats", "run"]
 
 log = structlog.get_logger("steno.session")
@@ -66,7 +69,7 @@ log = structlog.get_logger("steno.session")
 
 async def run(
     *,
-    inbox: trio.MemoryReceiveChannel[AudioFrame],
+    inbox: Inbox | trio.MemoryReceiveChannel[AudioFrame],
     outbox: trio.MemorySendChannel[Event],
     config: SessionConfig,
     dial: Dialer = dial_tcp,
@@ -77,7 +80,9 @@ async def run(
     """Run one stream's session until its input ends and its last task is finished.
 
     Channels: reads and closes ``inbox``; writes and closes ``outbox``. The last
-    event written is always :class:`StreamEnded`.
+    event written is always :class:`StreamEnded`. With an :class:`Inbox` (see
+    :func:`~engine.actors._inlet.open_inlet`) live frames are sent inside the
+    producer's ``send`` whenever nothing has to wait; a plain channel works too.
 
     Cancellation: cancelling abandons the task without ``finish-task`` (the second
     Ctrl-C); close the inbox instead for a graceful finish. Once ``drain`` is set
@@ -142,6 +147,14 @@ async def run(
                 opener.nursery = nursery
                 await supervisor.run()
             await report.end(finals=transcript.finals, audio_end=feed.buffer.end)
+            lag = feed.send_lag
+            log.info(
+                "session.end",
+                frames=lag.count,
+                fast_frames=feed.fast_frames,
+                send_lag_p99_ms=round(lag.quantile_s(0.99) * 1000.0, 3),
+                send_lag_max_ms=round(lag.max_s * 1000.0, 3),
+            )
 
 
 class SessionStats:
@@ -194,6 +207,21 @@ class SessionStats:
         """Audio the current outage has already lost (overflow of the replay buffer while
         no task is open), not yet reported: the closing ``AudioGap`` will carry exactly it."""
         return self._feed.pending_lost()
+
+    @property
+    def send_lag_p99_ms(self) -> float:
+        """The 99th percentile of live frames' send lag: handed to the inbox -> taken by the
+        transport (a bounded histogram's bucket bound, at most 19 % over)."""
+        return self._feed.send_lag.quantile_s(0.99) * 1000.0
+
+    @property
+    def send_lag_max_ms(self) -> float:
+        return self._feed.send_lag.max_s * 1000.0
+
+    @property
+    def fast_frames(self) -> int:
+        """Live frames sent inside the producer's ``send`` (the synchronous lane)."""
+        return self._feed.fast_frames
 
     @property
     def received_samples(self) -> int:

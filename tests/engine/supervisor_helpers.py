@@ -30,6 +30,7 @@ from adapters.dashscope.memory_transport import MemoryTransport, memory_transpor
 from adapters.dashscope.transport import Dialer, Headers, Transport
 from adapters.dashscope.ws import WebSocketTransport, rejected, websocket_dialer
 from engine.actors import session
+from engine.actors._inlet import Inbox, Inlet, open_inlet
 from engine.config import Secret, SessionConfig
 from engine.errors import Disconnected
 from engine.events import AudioFrame, Event
@@ -64,6 +65,7 @@ class Behaviour:
     deaf_after: int | None = None  # stop reading (pings go unanswered)
     never_finish: bool = False
     never_start: bool = False
+    pauses: dict[int, float] = field(default_factory=dict)  # after frame n: stop reading for s
 
 
 @dataclass
@@ -184,6 +186,8 @@ class ContentServer:
         task_ms: int,
     ) -> None:
         received = conn.received
+        if index >= 0 and received in b.pauses:
+            await trio.sleep(b.pauses[received])  # the transport's queue fills meanwhile
         if b.fail_after is not None and received >= b.fail_after:
             await ws.send(core.send(m.FailTask(b.fail_code, "scripted failure")))
             await ws.aclose()
@@ -240,9 +244,19 @@ async def run_stream(
     pause: tuple[int, float] | None = None,
     limiter: StartLimiter | None = None,
     drain: trio.Event | None = None,
+    lane: bool = True,
 ) -> list[Event]:
-    """Feed ``frames`` paced frames (optionally pausing ``pause[1]`` s before frame ``pause[0]``)."""
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](16)
+    """Feed ``frames`` paced frames (optionally pausing ``pause[1]`` s before frame ``pause[0]``).
+
+    ``lane``: through the session's inbox with its synchronous lane (as a stream
+    builds it), else through a plain memory channel (the awaited lane only).
+    """
+    frames_send: Inlet | trio.MemorySendChannel[AudioFrame]
+    frames_recv: Inbox | trio.MemoryReceiveChannel[AudioFrame]
+    if lane:
+        frames_send, frames_recv = open_inlet(16)
+    else:
+        frames_send, frames_recv = trio.open_memory_channel[AudioFrame](16)
     events_send, events_recv = trio.open_memory_channel[Event](1000)
     out: list[Event] = []
 
@@ -292,8 +306,12 @@ def _server() -> ContentServer:  # pragma: no cover - convenience
 class ChannelServer(ContentServer):
     """A ContentServer reached over the in-memory transport (no WebSocket framing cost).
 
-    For long virtual-time soaks, where wsproto's pure-Python framing would dominate.
+    For long virtual-time soaks, where wsproto's pure-Python framing would dominate;
+    its transport has a fast lane (``send_nowait``), so the session's synchronous
+    lane carries the live frames. ``buffer``: the messages each direction holds.
     """
+
+    buffer = 64
 
     @property
     def dial(self) -> Dialer:
@@ -309,7 +327,7 @@ class ChannelServer(ContentServer):
         behaviour = self.behaviour(number)
         if behaviour.reject is not None:
             raise rejected(url, behaviour.reject)
-        client, server = memory_transport_pair(64)
+        client, server = memory_transport_pair(self.buffer)
         async with trio.open_nursery() as nursery:
 
             async def serve() -> None:

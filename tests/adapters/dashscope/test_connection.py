@@ -311,3 +311,86 @@ async def test_without_a_key_no_header_goes_and_a_refusal_says_so(
         with pytest.raises(AuthError, match="none is set; fix: set DASHSCOPE_API_KEY"):
             await nursery.start(conn.run)
     assert sent == [[("user-agent", "t")]]
+
+
+class TestFastLane:
+    async def test_it_opens_with_the_task_and_closes_with_the_finish(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """``try_send_audio``: False before the start and after the finish; between, sent at once
+        with the awaited lane's bookkeeping, and no checkpoint."""
+
+        async def script(server: Server) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await server.expect(m.FinishRequested)
+            assert server.audio == 3200
+            await server.send(m.FinishTaskReply())
+
+        conn = link(script)
+        assert not conn.try_send_audio(b"\x01\x00" * 1600)
+        async with trio.open_nursery() as nursery:
+            await started(conn, nursery)
+            t0 = trio.current_time()
+            with trio.testing.assert_no_checkpoints():
+                assert conn.try_send_audio(b"\x01\x00" * 1600)
+                assert conn.try_send_audio(b"\x00\x00" * 1600, voiced=False)
+            assert conn.first_audio_t == t0 and conn.audio_samples == 3200
+            await conn.finish()
+            assert not conn.try_send_audio(b"\x01\x00" * 1600)
+            conn.release()
+        assert conn.audio_samples == 3200
+
+    async def test_a_refused_frame_goes_once_by_the_awaited_lane(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A full transport: False, nothing sent; the awaited send of that audio sends it once,
+        and the fast lane stays shut until then (order)."""
+        reading = trio.Event()
+        got: list[bytes] = []
+
+        async def script(server: Server) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await reading.wait()
+            with contextlib.suppress(Disconnected):
+                while True:
+                    data = await server.end.receive()
+                    if isinstance(data, bytes):
+                        got.append(data)
+
+        conn = link(script)
+        async with trio.open_nursery() as nursery:
+            await started(conn, nursery)
+            frames = [bytes([n, 0]) * 160 for n in range(100)]
+            taken = 0
+            while conn.try_send_audio(frames[taken]):
+                taken += 1
+            assert 0 < taken < 99  # the transport's queue is full
+            assert not conn.try_send_audio(frames[taken + 1])  # nothing overtakes the refused one
+            reading.set()
+            for pcm in frames[taken:]:
+                await conn.send_audio(pcm)
+            assert conn.audio_samples == 100 * 160
+            await trio.testing.wait_all_tasks_blocked()  # the server read it all
+            conn.release()
+        assert got == frames
+
+    async def test_a_failed_connection_refuses_without_raising(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """After a failure the fast lane says False; the awaited lane raises the failure."""
+
+        async def script(server: Server) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await server.send(m.FailTask("InternalError", "boom"))
+            await trio.sleep_forever()
+
+        conn = link(script)
+        async with trio.open_nursery() as nursery:
+            await started(conn, nursery)
+            await conn.dead.wait()
+            assert not conn.try_send_audio(b"\x00\x00" * 160)
+            with pytest.raises(TaskFailed):
+                await conn.send_audio(b"\x00\x00" * 160)

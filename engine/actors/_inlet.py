@@ -1,0 +1,233 @@
+"""The session's inbox with a synchronous lane: frames sent on the wire inside ``send``.
+
+Theory of operation
+-------------------
+:func:`open_inlet` makes the resampler->session edge: an :class:`Inlet` (the
+producer's end, duck-compatible with ``trio.MemorySendChannel[AudioFrame]``:
+``send``, ``send_nowait``, ``close``, ``aclose``, ``async with``) and an
+:class:`Inbox` (the session's end, with the ``receive`` API of a
+``trio.MemoryReceiveChannel``). Between them is a bounded memory channel (the
+**queue**, the edge's size, policy *block*: backpressure as any channel) and a
+**lane**: a synchronous *taker* the session arms while its pump is parked on an
+empty queue with a task able to send now (:meth:`Inbox.arm`).
+
+Rules:
+
+1. ``Inlet.send`` checkpoints exactly once, first (a producer loop can never
+   starve the scheduler), then offers the frame to the armed taker, which either
+   takes it (sent on the wire, buffered, accounted for: ``send`` returns) or
+   refuses it (nothing changed).
+2. A refused frame disarms the lane before it is queued, and only the pump arms
+   it again, once it finds the queue empty: so once one frame is queued, later
+   frames queue behind it until the pump drains them. The order of frames is the
+   order of ``send`` calls, whichever lane carries them.
+3. A taker that took a frame but left the pump work that must await (a report, a
+   rotation, the end of an utterance) wakes it with :meth:`Inbox.wake`: the park
+   is cancelled and its waiter sees :attr:`Inbox.woken`.
+
+Every queued frame carries the trio time it was handed to ``send``
+(:attr:`Inbox.arrived_t` after a receive), so the session can measure its send
+lag whichever lane carried the frame.
+
+Channels: the queue is closed by ``Inlet.close``/``aclose`` (the session then
+reads ``EndOfChannel``) and by ``Inbox.close``/``aclose`` (the producer then
+gets ``BrokenResourceError``, as from a memory channel).
+
+Cancellation: ``send`` is cancellable at its checkpoint (nothing sent) and while
+it waits for room (nothing queued), as a memory channel's.
+
+Error handling: a taker never raises (a failure to send refuses the frame, and
+the pump's awaited send reports the failure).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from engine.events import AudioFrame
+
+    Taker = Callable[[AudioFrame, float], bool]
+    """``(frame, arrived_t) -> taken``: the session's synchronous pump step."""
+
+__all__ = ["Inbox", "Inlet", "open_inlet"]
+
+_Item = tuple["AudioFrame", float]
+
+
+class _Lane:
+    """The state the two ends share: the armed taker and the park it may wake."""
+
+    __slots__ = ("scope", "taker", "woken")
+
+    def __init__(self) -> None:
+        self.taker: Taker | None = None
+        self.scope: trio.CancelScope | None = None
+        self.woken = False
+
+
+def open_inlet(size: int) -> tuple[Inlet, Inbox]:
+    """The two ends of a session's inbox; the queue holds ``size`` frames (policy *block*)."""
+    send, receive = trio.open_memory_channel[_Item](size)
+    lane = _Lane()
+    return Inlet(send, lane), Inbox(receive, lane)
+
+
+class Inlet:
+    """The producer's end; see the module docstring."""
+
+    __slots__ = ("_lane", "_send")
+
+    def __init__(self, send: trio.MemorySendChannel[_Item], lane: _Lane) -> None:
+        self._send = send
+        self._lane = lane
+
+    async def send(self, frame: AudioFrame) -> None:
+        """Hand ``frame`` to the session: sent at once on the fast lane, else queued.
+
+        Blocks while the queue is full (backpressure). Always exactly one checkpoint
+        before the frame is offered.
+
+        Raises:
+            trio.BrokenResourceError: the session closed its end.
+            trio.ClosedResourceError: this end was closed.
+        """
+        arrived = trio.current_time()
+        await trio.lowlevel.checkpoint()
+        if self._offer(frame, arrived):
+            return
+        try:
+            self._send.send_nowait((frame, arrived))
+        except trio.WouldBlock:
+            await self._send.send((frame, arrived))
+
+    def send_nowait(self, frame: AudioFrame) -> None:
+        """Hand ``frame`` over without waiting (not a checkpoint).
+
+        Raises:
+            trio.WouldBlock: the queue is full (nothing was taken).
+            trio.BrokenResourceError, trio.ClosedResourceError: as :meth:`send`.
+        """
+        arrived = trio.current_time()
+        if not self._offer(frame, arrived):
+            self._send.send_nowait((frame, arrived))
+
+    def _offer(self, frame: AudioFrame, arrived: float) -> bool:
+        lane = self._lane
+        taker = lane.taker
+        if taker is None:
+            return False
+        if taker(frame, arrived):
+            return True
+        lane.taker = None  # rule 2: queued frames first, until the pump drains them
+        return False
+
+    def close(self) -> None:
+        """End the input (not a checkpoint); the session reads ``EndOfChannel`` after the queue."""
+        self._send.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and a checkpoint."""
+        await self._send.aclose()
+
+    async def __aenter__(self) -> Inlet:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Inbox:
+    """The session's end: a receive channel of frames, and the lane's controls."""
+
+    __slots__ = ("_lane", "_receive", "arrived_t")
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[_Item], lane: _Lane) -> None:
+        self._receive = receive
+        self._lane = lane
+        self.arrived_t = 0.0
+        """When the frame last received was handed to ``Inlet.send`` (trio time)."""
+
+    async def receive(self) -> AudioFrame:
+        """The next queued frame (a checkpoint). Raises ``EndOfChannel`` after the last."""
+        frame, self.arrived_t = await self._receive.receive()
+        return frame
+
+    def receive_nowait(self) -> AudioFrame:
+        """The next queued frame, or ``trio.WouldBlock`` (not a checkpoint)."""
+        frame, self.arrived_t = self._receive.receive_nowait()
+        return frame
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        """The queue's statistics (frames the fast lane took never appear in them)."""
+        return self._receive.statistics()
+
+    # ----------------------------------------------------------------- lane
+
+    def arm(self, taker: Taker, scope: trio.CancelScope) -> None:
+        """Offer later frames to ``taker`` while the caller waits in ``scope`` on an empty queue.
+
+        The caller must :meth:`disarm` when the wait ends, however it ends.
+        """
+        lane = self._lane
+        lane.taker, lane.scope, lane.woken = taker, scope, False
+
+    def disarm(self) -> None:
+        """Frames queue again (idempotent, not a checkpoint)."""
+        lane = self._lane
+        lane.taker = lane.scope = None
+
+    def wake(self) -> None:
+        """From the taker: the parked pump has awaited work to do (rule 3)."""
+        lane = self._lane
+        if lane.scope is not None:
+            lane.woken = True
+            lane.scope.cancel()
+        lane.taker = None
+
+    @property
+    def woken(self) -> bool:
+        """The last park ended by :meth:`wake`."""
+        return self._lane.woken
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the queue (not a checkpoint); the producer's sends then fail."""
+        self.disarm()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and a checkpoint."""
+        self.disarm()
+        await self._receive.aclose()
+
+    async def __aenter__(self) -> Inbox:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

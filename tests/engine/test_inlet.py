@@ -1,0 +1,169 @@
+"""The session's inbox (``engine/actors/_inlet.py``) and its lag histogram (``_lag.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.actors._inlet import Inbox, open_inlet
+from engine.actors._lag import BUCKETS, LagHistogram
+from engine.events import AudioFrame
+
+
+def frame(i: int) -> AudioFrame:
+    return AudioFrame(i * 160, bytes([i % 256]) * 320, 16000)
+
+
+class Taker:
+    """A scripted taker: takes while ``accept`` says so, records what it took."""
+
+    def __init__(self, inbox: Inbox, *, accept: bool = True, wake_at: int | None = None) -> None:
+        self.inbox = inbox
+        self.accept = accept
+        self.wake_at = wake_at
+        self.took: list[tuple[AudioFrame, float]] = []
+
+    def __call__(self, f: AudioFrame, arrived: float) -> bool:
+        if not self.accept:
+            return False
+        self.took.append((f, arrived))
+        if self.wake_at is not None and len(self.took) == self.wake_at:
+            self.inbox.wake()
+        return True
+
+
+class TestInlet:
+    async def test_without_a_taker_frames_queue_in_order_with_their_arrival(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Unarmed, the inlet is a bounded channel; each frame keeps the time it was handed over."""
+        inlet, inbox = open_inlet(4)
+        for i in range(3):
+            await trio.sleep(1.0)
+            await inlet.send(frame(i))
+        assert inbox.statistics().current_buffer_used == 3
+        got = []
+        for _ in range(3):
+            got.append((await inbox.receive(), inbox.arrived_t))
+        assert got == [(frame(i), float(i + 1)) for i in range(3)]
+
+    async def test_a_full_queue_blocks_send_and_refuses_send_nowait(self) -> None:
+        """Backpressure as a memory channel's: the bound holds."""
+        inlet, inbox = open_inlet(2)
+        inlet.send_nowait(frame(0))
+        await inlet.send(frame(1))
+        with pytest.raises(trio.WouldBlock):
+            inlet.send_nowait(frame(2))
+        with trio.move_on_after(1.0) as scope:
+            await inlet.send(frame(2))
+        assert scope.cancelled_caught
+        assert inbox.receive_nowait() == frame(0)
+
+    async def test_send_is_a_checkpoint_even_when_the_taker_takes(self) -> None:
+        """The producer always yields once: a loop of sends cannot starve the scheduler."""
+        inlet, inbox = open_inlet(2)
+        taker = Taker(inbox)
+        with trio.CancelScope() as scope:
+            inbox.arm(taker, scope)
+            with trio.testing.assert_checkpoints():
+                await inlet.send(frame(0))
+        assert [f for f, _ in taker.took] == [frame(0)]
+
+    async def test_a_cancelled_send_takes_nothing(self) -> None:
+        """Cancelled at its checkpoint, ``send`` neither offers nor queues the frame."""
+        inlet, inbox = open_inlet(2)
+        taker = Taker(inbox)
+        with trio.CancelScope() as park:
+            inbox.arm(taker, park)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await inlet.send(frame(0))
+        assert taker.took == []
+        assert inbox.statistics().current_buffer_used == 0
+
+    async def test_a_refused_frame_disarms_the_lane_until_the_pump_drains(self) -> None:
+        """Once one frame is queued, later ones queue behind it: the order is the send order."""
+        inlet, inbox = open_inlet(4)
+        taker = Taker(inbox, accept=False)
+        with trio.CancelScope() as scope:
+            inbox.arm(taker, scope)
+            await inlet.send(frame(0))
+            taker.accept = True  # would take now, but frame 0 waits in the queue
+            await inlet.send(frame(1))
+        assert taker.took == []
+        assert [inbox.receive_nowait(), inbox.receive_nowait()] == [frame(0), frame(1)]
+
+    async def test_wake_ends_the_park_and_later_frames_queue(self) -> None:
+        """A taker that leaves awaited work wakes the parked receiver; the rest queue."""
+        inlet, inbox = open_inlet(4)
+        taker = Taker(inbox, wake_at=2)
+        received: list[AudioFrame] = []
+
+        async def pump() -> None:
+            with trio.CancelScope() as scope:
+                inbox.arm(taker, scope)
+                try:
+                    received.append(await inbox.receive())
+                finally:
+                    inbox.disarm()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(3):
+                await inlet.send(frame(i))
+        assert inbox.woken and received == []
+        assert [f for f, _ in taker.took] == [frame(0), frame(1)]
+        assert inbox.receive_nowait() == frame(2)
+
+    async def test_closing_the_inlet_ends_the_inbox_after_the_queue(self) -> None:
+        """``close`` is the end of input: queued frames first, then EndOfChannel."""
+        inlet, inbox = open_inlet(4)
+        async with inlet:
+            await inlet.send(frame(0))
+        assert [f async for f in inbox] == [frame(0)]
+        with pytest.raises(trio.EndOfChannel):
+            await inbox.receive()
+
+    async def test_closing_the_inbox_breaks_the_producer(self) -> None:
+        """The session gone, a send fails as on a memory channel (even while armed)."""
+        inlet, inbox = open_inlet(4)
+        with trio.CancelScope() as scope:
+            inbox.arm(Taker(inbox), scope)
+            async with inbox:
+                pass
+        with pytest.raises(trio.BrokenResourceError):
+            await inlet.send(frame(0))
+        await inlet.aclose()
+
+
+class TestLagHistogram:
+    def test_empty_is_zero(self) -> None:
+        """No frame, no lag."""
+        h = LagHistogram()
+        assert (h.count, h.max_s, h.quantile_s(0.99)) == (0, 0.0, 0.0)
+
+    @given(st.lists(st.floats(0.0, 3000.0), min_size=1, max_size=200), st.floats(0.01, 1.0))
+    def test_a_quantile_is_its_bucket_bound(self, lags: list[float], q: float) -> None:
+        """Never below the true quantile, at most 25 % (or 1 µs) above it, never above the max."""
+        h = LagHistogram()
+        for lag in lags:
+            h.add(lag)
+        ranked = sorted(lags)
+        true = ranked[max(1, math.ceil(q * len(lags))) - 1]
+        got = h.quantile_s(q)
+        assert got <= max(lags) and h.max_s == max(lags) and h.count == len(lags)
+        assert got >= min(true, 2147.483647) - 1e-6
+        assert got <= true * 1.25 + 1e-6
+
+    def test_the_memory_is_fixed(self) -> None:
+        """Huge and negative durations land in the end buckets; nothing grows."""
+        h = LagHistogram()
+        for lag in (-1.0, 0.0, 1e-7, 1e6, 1e12):
+            h.add(lag)
+        assert len(h._counts) == BUCKETS and h.count == 5 and h.max_s == 1e12
