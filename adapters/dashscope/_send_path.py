@@ -78,6 +78,21 @@ class SendPath(Generic[Cmd]):
 
     # ------------------------------------------------------------ fast lane
 
+    @property
+    def fast_lane_open(self) -> bool:
+        """Started, not finishing, nothing failed, no refused frame waiting (no checkpoint).
+
+        The transport may still refuse a frame: :meth:`try_send_audio` says.
+        """
+        return (
+            self._transport is not None
+            and self.error is None
+            and self._reported
+            and not self._over
+            and self.finish_sent_t is None
+            and self._held is None
+        )
+
     def try_send_audio(self, pcm: bytes, *, voiced: bool = True) -> bool:
         """Send real audio now if it can go without waiting; never a checkpoint, never raises.
 
@@ -86,14 +101,7 @@ class SendPath(Generic[Cmd]):
         have to wait); the caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
-        if (
-            transport is None
-            or self.error is not None
-            or not self._reported
-            or self._over
-            or self.finish_sent_t is not None
-            or self._held is not None
-        ):
+        if transport is None or not self.fast_lane_open:
             return False
         try:
             frame = self._core.send(self._audio(pcm))

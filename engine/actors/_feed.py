@@ -75,6 +75,7 @@ class Feed:
         self.fast_frames = 0  # live frames the synchronous lane sent
         self._last_input_t = 0.0  # when the newest frame came (trio time)
         self._arrived_t: float | None = None  # when the frame last received was handed over
+        self._judged: tuple[AudioFrame, bool] | None = None  # the last frame judged, silent?
         self.buffer = ReplayBuffer(max_samples)
         self.rate = rate
         self.input_done = False
@@ -87,7 +88,10 @@ class Feed:
 
     def _append(self, frame: AudioFrame, silent: bool | None = None) -> None:
         self.buffer.append(frame)
-        if not (is_silent(frame.pcm, self.rate) if silent is None else silent):
+        if silent is None:
+            judged, self._judged = self._judged, None
+            silent = judged[1] if judged and judged[0] is frame else is_silent(frame.pcm, self.rate)
+        if not silent:
             self._speech_end = frame.end
 
     def _received(self, frame: AudioFrame) -> AudioFrame:
@@ -106,6 +110,7 @@ class Feed:
     def voiced_if_taken(self, frame: AudioFrame) -> tuple[bool, bool]:
         """``(silent, voiced)`` of a frame not yet buffered, as if it were (pure)."""
         silent = is_silent(frame.pcm, self.rate)
+        self._judged = (frame, silent)  # a frame the taker refuses is buffered judged
         return silent, frame.start < (self._speech_end if silent else frame.end)
 
     def took_live(self, frame: AudioFrame, silent: bool, arrived: float) -> None:

@@ -180,7 +180,7 @@ class Pump:
         lane (the task cannot take audio now, or the transport would wait).
         """
         feed = self._feed
-        if self.utterance_over(task):
+        if not task.link.fast_lane_open or self.utterance_over(task):
             return False
         silent, voiced = feed.voiced_if_taken(frame)
         if not task.try_send_audio(frame, voiced=voiced):
