@@ -1,4 +1,4 @@
-"""The session's input side: the replay buffer, the commit point, and the replay.
+"""The session's input side: the inbox, the replay buffer and the commit point.
 
 :class:`Feed` is the only reader of the session's inbox and the only writer of
 its :class:`~engine.timeline.ReplayBuffer` apart from commits (which the result
@@ -41,12 +41,9 @@ from ._lag import LagHistogram
 from ._silence import PRE_ROLL_S, is_silent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from engine.events import AudioFrame
 
     from ._inlet import Taker
-    from ._task import Task
 
 __all__ = ["REPLAY_FRAME_BYTES", "WOKEN", "Feed"]
 
@@ -284,33 +281,3 @@ class Feed:
         """The pending overflow span, once."""
         span, self._overflow = self._overflow, None
         return span
-
-    async def replay(self, task: Task, speed: float, over: Callable[[Task], bool]) -> None:
-        """Send the buffer from the task's position to its end, paced at ``speed`` x real time.
-
-        Stops early once ``over(task)`` (an utterance model's task takes no more).
-        """
-        t0 = trio.current_time()
-        sent = 0
-        while task.sent_until < self.buffer.end and not over(task):
-            chunk = bytearray()
-            end = task.sent_until
-            for frame in self.buffer.frames_from(task.sent_until):
-                if frame.start > end:  # a hole the source skipped: jump the task's clock
-                    if chunk:
-                        break  # send what precedes it first
-                    task.skip_to(frame.start)
-                    end = frame.start
-                if len(chunk) + len(frame.pcm) > REPLAY_FRAME_BYTES and chunk:
-                    break
-                skip = max(0, end - frame.start) * 2
-                chunk += frame.pcm[skip:]
-                end = frame.end
-            if not chunk:
-                break
-            chunk_start = end - len(chunk) // 2
-            await task.send_audio(bytes(chunk), end, voiced=self.could_hold_words(chunk_start))
-            self.mark_sent(end)
-            sent += len(chunk) // 2
-            await trio.sleep_until(t0 + sent / self.rate / speed)
-            self.absorb_ready()

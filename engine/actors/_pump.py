@@ -37,6 +37,8 @@ from engine.errors import StenoError
 from engine.events import AudioFrame
 from engine.results import Heard
 
+from ._replay import replay
+
 if TYPE_CHECKING:
     from adapters.dashscope.models import ModelSpec
     from engine.config import SessionConfig
@@ -132,7 +134,7 @@ class Pump:
     async def _pump(self, task: Task) -> Task | Outcome:
         """Replay, then stream live; see :data:`Outcome`."""
         feed, cfg, rotation = self._feed, self._config, self._rotation
-        await feed.replay(task, cfg.replay_speed, self.utterance_over)
+        await replay(feed, task, cfg.replay_speed, self.utterance_over)
         taker = functools.partial(self._take, task)
         while not feed.input_done:
             if self.utterance_over(task):
@@ -163,7 +165,7 @@ class Pump:
             rotated = await rotation.maybe_rotate(task)
             if rotated is not None:
                 return rotated
-        await feed.replay(task, cfg.replay_speed, self.utterance_over)
+        await replay(feed, task, cfg.replay_speed, self.utterance_over)
         await self.finish(task)
         # An utterance model may have ignored audio after its sentence end: go on.
         more = self._utterance and feed.buffer.commit_point < feed.buffer.end

@@ -10,7 +10,8 @@ each the only owner of its state:
 ``_inlet.py``          the inbox: a bounded queue and a synchronous lane
 ``_feed.py``           the inbox, the replay buffer (everything after the
                        **commit point**, the end of the last final; bounded,
-                       drop-oldest) and the replay
+                       drop-oldest)
+``_replay.py``         the replay of the buffer to a new task
 ``_opener.py``         a task per connection, started under the shared start
                        limiter, announced with :class:`SessionOpened`
 ``_pump.py``           serving a task: audio up (replay, then live), results
