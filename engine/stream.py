@@ -145,6 +145,8 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
         push_queue: producers waiting behind another on the resampler stage.
         frame_queue, event_queue: items waiting on the stream's bounded edges
             (resampler → session → ``events()``).
+        send_lag_p99_ms, send_lag_max_ms: live frames' send lag, handed to the session's
+            inbox → taken by the transport (a bounded histogram; 0.0 before any frame).
     """
 
     rate: int
@@ -162,6 +164,8 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
     push_queue: int
     frame_queue: int
     event_queue: int
+    send_lag_p99_ms: float = 0.0
+    send_lag_max_ms: float = 0.0
 
 
 @final
@@ -280,6 +284,8 @@ class Stream:
             push_queue=self._raw.statistics().current_buffer_used,
             frame_queue=self._frames.statistics().current_buffer_used,
             event_queue=self._events.statistics().current_buffer_used,
+            send_lag_p99_ms=s.send_lag_p99_ms,
+            send_lag_max_ms=s.send_lag_max_ms,
         )
 
     async def events(self) -> AsyncIterator[Event]:

@@ -34,6 +34,7 @@ from engine.actors import session
 from engine.actors._inlet import open_inlet
 from engine.events import AudioFrame, Event, Final, Reconnecting, Rotated, SessionOpened
 from engine.policy import RestartPolicy
+from engine.stream import Stream, StreamConfig, open_stream
 
 if TYPE_CHECKING:
     from engine.actors.session import SessionStats
@@ -248,3 +249,31 @@ class TestProperties:
         assert wire(servers[0]) == wire(servers[1])
         assert finals_of(fast) == finals_of(slow) == expected_finals(frames)
         assert_exact(servers[0], frames)
+
+
+class TestStream:
+    async def test_the_streams_statistics_carry_the_send_lag(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A stream's inbox is the inlet: its frames take the fast lane, and a server that
+        pauses reading shows as send lag in ``Stream.statistics()``."""
+        server = ChannelServer(Behaviour(pauses={20: 0.8}))
+        server.buffer = 2
+        events: list[Event] = []
+
+        async def collect(stream: Stream) -> None:
+            events.extend([e async for e in stream.events()])
+
+        async with trio.open_nursery() as nursery:
+            async with open_stream(StreamConfig(session=config()), dial=server.dial) as stream:
+                nursery.start_soon(collect, stream)
+                t0 = trio.current_time()
+                for i in range(40):
+                    await trio.sleep_until(t0 + i * 0.1)
+                    await stream.push(frame_pcm(i), rate=RATE)
+                await trio.sleep(1.0)
+                stats = stream.statistics()
+                assert stream.stats.fast_frames > 20
+        assert 300.0 <= stats.send_lag_max_ms <= 800.0
+        assert 0.0 < stats.send_lag_p99_ms <= stats.send_lag_max_ms
+        assert finals_of(events) == expected_finals(40)
