@@ -177,15 +177,24 @@ class Feed:
             trio.EndOfChannel: the input ended (:attr:`input_done` is then set).
         """
         inbox, lane = self._inbox, self._lane
-        try:
-            return self._received(inbox.receive_nowait())
-        except trio.WouldBlock:
-            pass
-        except trio.EndOfChannel:
-            self.input_done = True
-            raise
-        since = trio.current_time()
+        since: float | None = None
         while True:
+            # A queued frame first, always: the lane is armed only on an empty queue,
+            # with no checkpoint between this look and the park (the order of frames).
+            try:
+                return self._received(inbox.receive_nowait())
+            except trio.WouldBlock:
+                pass
+            except trio.EndOfChannel:
+                self.input_done = True
+                raise
+            now = trio.current_time()
+            if since is None:
+                since = now
+            elif lane is not None and lane.woken:
+                return WOKEN
+            elif now >= max(since, self._last_input_t) + idle_s:
+                return None
             # One deadline per wait, not per frame: frames the taker takes move the
             # newest frame's time, and the deadline is re-checked when it passes.
             with trio.CancelScope(deadline=max(since, self._last_input_t) + idle_s) as scope:
@@ -193,18 +202,14 @@ class Feed:
                     lane.arm(taker, scope)
                 try:
                     frame = await inbox.receive()
-                    self._last_input_t = trio.current_time()
-                    return self._received(frame)
                 except trio.EndOfChannel:
                     self.input_done = True
                     raise
                 finally:
                     if lane is not None:
                         lane.disarm()
-            if lane is not None and lane.woken:
-                return WOKEN
-            if trio.current_time() >= max(since, self._last_input_t) + idle_s:
-                return None
+                self._last_input_t = trio.current_time()
+                return self._received(frame)
 
     def wake(self) -> None:
         """From the taker: end the pump's wait with :data:`WOKEN` (not a checkpoint)."""

@@ -10,6 +10,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.actors._feed import Feed
 from engine.actors._inlet import Inbox, open_inlet
 from engine.actors._lag import BUCKETS, LagHistogram
 from engine.events import AudioFrame
@@ -167,3 +168,34 @@ class TestLagHistogram:
         for lag in (-1.0, 0.0, 1e-7, 1e6, 1e12):
             h.add(lag)
         assert len(h._counts) == BUCKETS and h.count == 5 and h.max_s == 1e12
+
+
+class TestFeedLanes:
+    async def test_a_queued_frame_comes_before_the_wake(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The taker took a frame and woke the pump; a frame queued meanwhile is returned first
+        (the pump's post-frame work follows it), and the idle deadline counts from the last."""
+        inlet, inbox = open_inlet(4)
+        feed = Feed(inbox, 10 * 16000, 16000)
+        taken: list[AudioFrame] = []
+
+        def taker(f: AudioFrame, arrived: float) -> bool:
+            taken.append(f)
+            feed.took_live(f, False, arrived)
+            feed.wake()
+            return True
+
+        async def producer() -> None:
+            await trio.sleep(1.0)
+            await inlet.send(frame(0))
+            inlet.send_nowait(frame(1))  # before the pump runs: queued behind the wake
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(producer)
+            assert await feed.next_frame(5.0, taker) == frame(1)
+            assert taken == [frame(0)] and feed.fast_frames == 1
+            t0 = trio.current_time()
+            assert await feed.next_frame(5.0, taker) is None
+            assert trio.current_time() - t0 == pytest.approx(5.0)
+        assert [f.start for f in feed.buffer.frames_from(0)] == [0, 160]
