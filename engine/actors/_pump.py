@@ -8,7 +8,7 @@
   the task said until ``task-finished``; then everything sent is committed).
   While it waits for the next live frame, its synchronous step (:meth:`Pump._take`)
   sends each frame inside the producer's ``send`` when nothing needs to wait
-  (``_inlet.py``): one task wake per frame instead of three;
+  (``_inlet.py``): such a frame costs no task switch of the session's;
 * the **consumer** pulls the connection's results channel, maps each result
   onto the global timeline (``_transcript.py``), moves the commit point, and
   emits the event. When the channel ends with the connection failed, it stops
