@@ -29,6 +29,7 @@ from adapters.dashscope.inference import InferenceServer
 from adapters.dashscope.memory_transport import MemoryTransport, memory_transport_pair
 from adapters.dashscope.transport import Headers, Transport
 from engine.actors import session
+from engine.actors._inlet import Inbox, Inlet, open_inlet
 from engine.config import RecognitionOptions, Secret, SessionConfig
 from engine.errors import Disconnected
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event, Final, StreamEnded
@@ -134,8 +135,13 @@ def config(heartbeat: bool) -> SessionConfig:
     )
 
 
-async def night(server: Server, cfg: SessionConfig) -> list[Event]:
-    frames_send, frames_recv = trio.open_memory_channel[AudioFrame](4)
+async def night(server: Server, cfg: SessionConfig, *, lane: bool = True) -> list[Event]:
+    frames_send: Inlet | trio.MemorySendChannel[AudioFrame]
+    frames_recv: Inbox | trio.MemoryReceiveChannel[AudioFrame]
+    if lane:  # the session's inbox: live frames on the fast lane
+        frames_send, frames_recv = open_inlet(4)
+    else:
+        frames_send, frames_recv = trio.open_memory_channel[AudioFrame](4)
     events_send, events_recv = trio.open_memory_channel[Event](64)
     events: list[Event] = []
     silence = bytes(2 * RATE * FRAME_S)
@@ -161,14 +167,15 @@ async def night(server: Server, cfg: SessionConfig) -> list[Event]:
     return events
 
 
+@pytest.mark.parametrize("lane", [True, False], ids=["inlet", "channel"])
 @pytest.mark.parametrize("heartbeat", [True, False], ids=["heartbeats", "quiet"])
 async def test_an_hour_of_silence_with_drops_loses_nothing(
-    autojump_clock: trio.testing.MockClock, heartbeat: bool
+    autojump_clock: trio.testing.MockClock, heartbeat: bool, lane: bool
 ) -> None:
     drops = {0: 1200.0, 1: 900.0}  # two drops in the middle of the night
     server = Server(10.0 if heartbeat else None, drops)
     with trio.fail_after(SILENT_S + 600):
-        events = await night(server, config(heartbeat))
+        events = await night(server, config(heartbeat), lane=lane)
     ended = next(e for e in events if isinstance(e, StreamEnded))
     assert not [e for e in events if isinstance(e, AudioGap)]
     assert (ended.status, ended.audio_lost_ms, ended.reconnects) == ("ok", 0, len(drops))
