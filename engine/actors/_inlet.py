@@ -13,10 +13,10 @@ empty queue with a task able to send now (:meth:`Inbox.arm`).
 
 Rules:
 
-1. ``Inlet.send`` checkpoints exactly once, first (a producer loop can never
-   starve the scheduler), then offers the frame to the armed taker, which either
-   takes it (sent on the wire, buffered, accounted for: ``send`` returns) or
-   refuses it (nothing changed).
+1. ``Inlet.send`` checkpoints once, first (a producer loop can never starve the
+   scheduler; a full queue makes it wait as well), then offers the frame to the
+   armed taker, which either takes it (sent on the wire, buffered, accounted
+   for: ``send`` returns) or refuses it (nothing changed).
 2. A refused frame disarms the lane before it is queued, and only the pump arms
    it again, once it finds the queue empty: so once one frame is queued, later
    frames queue behind it until the pump drains them. The order of frames is the
@@ -90,8 +90,8 @@ class Inlet:
     async def send(self, frame: AudioFrame) -> None:
         """Hand ``frame`` to the session: sent at once on the fast lane, else queued.
 
-        Blocks while the queue is full (backpressure). Always exactly one checkpoint
-        before the frame is offered.
+        Blocks while the queue is full (backpressure). Always one checkpoint before
+        the frame is offered.
 
         Raises:
             trio.BrokenResourceError: the session closed its end.
