@@ -5,11 +5,13 @@ where a :class:`~engine.errors.ConfigError` becomes one ``steno: error: …`` li
 and exit code 2 — before any stream, socket or file is opened.
 
 * ``--check`` validates the file (and that a key is available), prints one line
-  and exits; with ``--dump`` it prints the effective configuration as TOML
+  (with the sharding over ``workers``) and exits; with ``--dump`` it prints the effective configuration as TOML
   (every default filled in, the key as ``***``).
 * ``--schema`` prints the JSON Schema of the file (``engine.daemon.schema``, for
   editors) and exits; it needs no CONFIG.toml.
 * Logs are structlog JSON lines on stdout, at the config's ``log-level``.
+* ``workers = N`` runs the streams in N worker processes under this one, which
+  keeps the HTTP server, the signals and the log stream (``engine.daemon.pool``).
 * SIGTERM or Ctrl-C drains every stream within ``drain-deadline-s``; a second
   one cancels. SIGHUP reloads the file (and the key) and applies it by stream id.
 
@@ -40,8 +42,10 @@ from engine.daemon.config import DaemonConfig, load_config
 from engine.daemon.config_sources import FileSource
 from engine.daemon.keys import dump_config, resolve_api_key
 from engine.daemon.manager import run_daemon
+from engine.daemon.pool import run_pool
 from engine.daemon.runner import StreamEnv
 from engine.daemon.schema import schema_json
+from engine.daemon.shard import assign, available_cpus, resolve_workers
 from engine.errors import ConfigError
 from engine.sdkenv import env_api_key, env_base_url
 
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, TextIO
 
-__all__ = ["add_parser", "check_startable", "daemon_command"]
+__all__ = ["add_parser", "check_startable", "daemon_command", "describe_sharding"]
 
 #: The drain deadline passed, or a second signal cancelled.
 EXIT_UNCLEAN: Final = EXIT_FAILED
@@ -115,6 +119,20 @@ def check_startable(config: DaemonConfig, origin: str) -> None:
             )
 
 
+def describe_sharding(config: DaemonConfig, workers: int) -> str:
+    """``--check``'s word on ``workers``: in-process, or which worker runs which stream."""
+    if workers == 1:
+        return "workers: 1, every stream in this process"
+    placement = assign(config.streams, workers)
+    shares = "; ".join(
+        f"{w}: {', '.join(i for i, p in placement.items() if p == w)}" for w in range(workers)
+    )
+    wanted = config.daemon.workers
+    shown = f'"{wanted}"' if isinstance(wanted, str) else str(wanted)
+    why = f" (workers = {shown}, at most one per stream)" if wanted != workers else ""
+    return f"workers: {workers}{why} - {shares}"
+
+
 def _endpoint(config: DaemonConfig, environ: Mapping[str, str]) -> str:
     """``url``, else ``$DASHSCOPE_WEBSOCKET_BASE_URL``, else the ``region``'s endpoint."""
     from_env = env_base_url("inference", environ)
@@ -137,12 +155,14 @@ async def daemon_command(
     config = await trio.to_thread.run_sync(load_config, args.config)
     key, origin = await trio.to_thread.run_sync(_key_for, config, environ)
     await trio.to_thread.run_sync(check_startable, config, args.config)
+    workers = resolve_workers(config, available_cpus())
     if args.check:
         if args.dump:
             print(dump_config(config, key_source=origin), file=out, end="")
         ids = ", ".join(s.id for s in config.streams) or "none"
         print(
-            f"steno: {args.config}: OK ({len(config.streams)} streams: {ids}; key from {origin})",
+            f"steno: {args.config}: OK ({len(config.streams)} streams: {ids}; key from {origin};"
+            f" {describe_sharding(config, workers)})",
             file=sys.stderr,
         )
         return EXIT_OK
@@ -167,7 +187,10 @@ async def daemon_command(
 
         host, port = config.daemon.address()
         try:
-            clean = await run_daemon(config, env, reload=reload)
+            if workers > 1:
+                clean = await run_pool(config, env, workers, reload=reload)
+            else:
+                clean = await run_daemon(config, env, reload=reload)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on {host}:{port} ({exc.strerror or exc}); fix: change [daemon] listen"

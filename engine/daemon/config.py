@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from engine.config import TranslationOptions
 
 __all__ = [
+    "MAX_WORKERS",
     "DaemonConfig",
     "DaemonSection",
     "IdleSpec",
@@ -65,6 +66,7 @@ __all__ = [
 ]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_WORKERS: Final = 256  # worker processes of one daemon (a typo's 10_000 is refused)
 
 
 # ------------------------------------------------------------ per stream
@@ -240,6 +242,9 @@ class DaemonSection(StrictTable, frozen=True):
     it is never chosen by accident). ``url`` or ``region`` picks the real endpoint.
     ``degraded-after-s`` is the grace before /healthz calls a stream that cannot
     reach the service ``degraded`` (a stream losing audio is degraded at once).
+    ``workers`` shards the streams over that many worker processes (``"auto"``: one
+    per CPU, at most one per stream); 1 runs them all in this process
+    (``engine.daemon.shard``).
     """
 
     listen: str = "127.0.0.1:9464"
@@ -253,6 +258,7 @@ class DaemonSection(StrictTable, frozen=True):
     drain_deadline_s: float = 30.0
     http_timeout_s: float = 5.0
     degraded_after_s: float = 5.0  # /healthz: a stream unable to reach the service this long
+    workers: int | Literal["auto"] = 1  # processes running the streams (shard.py)
 
     def __post_init__(self) -> None:
         host, _port = self.address()
@@ -265,6 +271,11 @@ class DaemonSection(StrictTable, frozen=True):
             raise ValueError("drain-deadline-s and http-timeout-s must be positive")
         if self.degraded_after_s < 0:
             raise ValueError("degraded-after-s must be >= 0")
+        if isinstance(self.workers, int) and not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(
+                f'workers must be 1–{MAX_WORKERS} or "auto", got {self.workers}; '
+                'fix: workers = "auto" (one per CPU)'
+            )
 
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port); ``[::1]:9464`` for IPv6."""
@@ -304,6 +315,11 @@ class DaemonConfig(StrictTable, frozen=True):
                 key, message = problem
                 raise ValueError(f"{message} - at `$.stream[{i}].{key}`")
             if isinstance(stream.source, StdinSource):
+                if self.daemon.workers != 1:
+                    raise ValueError(
+                        "a stdin stream runs in the daemon's own process; fix: workers = 1"
+                        f" - at `$.stream[{i}].source`"
+                    )
                 if stdin is not None:
                     raise ValueError(
                         f"only one stream can read stdin (stream[{stdin}] does)"

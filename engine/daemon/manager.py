@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import random
 import signal
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 import structlog
@@ -50,20 +50,36 @@ from engine.policy import Backoff, classify
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from prometheus_client import CollectorRegistry
+
     from engine.daemon.config import DaemonConfig, DaemonSection, StreamSpec
     from engine.daemon.runner import StreamEnv
 
-__all__ = ["Daemon", "ReloadPlan", "StreamHandle", "effective_spec", "plan_reload", "run_daemon"]
+__all__ = [
+    "RESTART_FIELDS",
+    "Daemon",
+    "ReloadPlan",
+    "StreamHandle",
+    "Supervisor",
+    "effective_spec",
+    "plan_reload",
+    "run_daemon",
+    "serve_http",
+    "status_route",
+    "watch_signals",
+]
 
 log = structlog.get_logger("steno.daemon")
 
-_RESTART_FIELDS: Final = (
+RESTART_FIELDS: Final = (
     "listen",
     "allow_non_loopback",
     "simulator",
     "log_level",
     "http_timeout_s",
+    "workers",
 )
+"""``[daemon]`` settings a reload cannot change (they need a new process)."""
 
 
 class ReloadPlan(msgspec.Struct, frozen=True):
@@ -246,7 +262,7 @@ class Daemon:
             log.warning("daemon.reload.ignored", reason="draining")
             return ReloadPlan()
         old = self.config.daemon
-        needs_restart = [f for f in _RESTART_FIELDS if getattr(old, f) != getattr(config.daemon, f)]
+        needs_restart = [f for f in RESTART_FIELDS if getattr(old, f) != getattr(config.daemon, f)]
         if needs_restart:
             log.warning("daemon.reload.needs_restart", fields=needs_restart)
             config = msgspec.structs.replace(
@@ -303,15 +319,41 @@ class Daemon:
 
     def http_app(self, method: str, path: str) -> Response:
         """/healthz (liveness, degraded), /readyz (readiness) and /metrics (GET/HEAD)."""
-        if path == "/healthz":
-            code, body = render_health(self.snapshot(), self.config.daemon.degraded_after_s)
-            return Response(code, body, "application/json")
-        if path == "/readyz":
-            code, body = render_ready(self.snapshot())
-            return Response(code, body, "application/json")
-        if path == "/metrics":
-            return Response(200, generate_latest(self.registry), CONTENT_TYPE)
-        return Response(404, b"not found: try /healthz, /readyz or /metrics\n")
+        return status_route(path, self.snapshot, self.registry, self.config.daemon.degraded_after_s)
+
+
+def status_route(
+    path: str,
+    snapshot: Callable[[], DaemonSnapshot],
+    registry: CollectorRegistry,
+    grace_s: float,
+) -> Response:
+    """The answer to ``GET path`` of a daemon's status server (one worker or many)."""
+    if path == "/healthz":
+        code, body = render_health(snapshot(), grace_s)
+        return Response(code, body, "application/json")
+    if path == "/readyz":
+        code, body = render_ready(snapshot())
+        return Response(code, body, "application/json")
+    if path == "/metrics":
+        return Response(200, generate_latest(registry), CONTENT_TYPE)
+    return Response(404, b"not found: try /healthz, /readyz or /metrics\n")
+
+
+class Supervisor(Protocol):
+    """What the signal watcher and the status server drive: a :class:`Daemon`, or a pool
+    of worker processes (``engine.daemon.pool``)."""
+
+    @property
+    def draining(self) -> bool: ...
+
+    def request_drain(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def reload(self, config: DaemonConfig, env: StreamEnv) -> object: ...
+
+    def http_app(self, method: str, path: str) -> Response: ...
 
 
 async def run_daemon(
@@ -335,9 +377,9 @@ async def run_daemon(
     daemon = Daemon(config, env)
     with unwrap_single_group():
         async with trio.open_nursery() as nursery:
-            port = await _serve(nursery, daemon, config) if listen else None
+            port = await serve_http(nursery, daemon, config) if listen else None
             if signals:
-                await nursery.start(_watch_signals, daemon, reload)
+                await nursery.start(watch_signals, daemon, reload)
 
             async def streams(task_status: trio.TaskStatus[Daemon]) -> None:
                 await daemon.run(task_status=task_status)
@@ -348,7 +390,12 @@ async def run_daemon(
     return daemon.clean
 
 
-async def _serve(nursery: trio.Nursery, daemon: Daemon, config: DaemonConfig) -> int:
+async def serve_http(nursery: trio.Nursery, daemon: Supervisor, config: DaemonConfig) -> int:
+    """Start the status server in ``nursery``; the bound port.
+
+    Raises:
+        OSError: the listen address cannot be bound.
+    """
     host, want = config.daemon.address()
     port: int = await nursery.start(
         functools.partial(
@@ -358,8 +405,8 @@ async def _serve(nursery: trio.Nursery, daemon: Daemon, config: DaemonConfig) ->
     return port
 
 
-async def _watch_signals(
-    daemon: Daemon,
+async def watch_signals(
+    daemon: Supervisor,
     reload: Callable[[], Awaitable[tuple[DaemonConfig, StreamEnv]]] | None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
