@@ -7,6 +7,12 @@ daemon serves: that collector, plus the standard ``process_*`` (RSS, open fds,
 CPU, start time) and ``python_info`` collectors. There is no global registry
 (house rule R19): two daemons in one process (the tests) never share a metric.
 
+With ``workers = N`` (``pool.py``) the parent serves one registry for all: the
+streams' families from the merged snapshot (each stream once, by its ``stream``
+label), and ``process_*`` once per family with a ``worker`` label per process
+(:class:`WorkerProcesses`: ``main`` for the parent, ``0`` … for the workers),
+read from ``/proc/<pid>`` by the parent, so a worker that hangs still shows.
+
 Names users alert on (the README's "Alerting" section and
 ``deploy/prometheus/alerts.yml``): ``steno_audio_lost_seconds_total`` (rises
 *during* an outage), ``steno_stream_outage_seconds`` (0 while connected),
@@ -30,7 +36,7 @@ from prometheus_client.registry import Collector
 from engine.daemon.metrics import STATES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from engine.daemon.metrics import DaemonSnapshot, HistogramSnapshot, StreamSnapshot
 
@@ -38,6 +44,7 @@ __all__ = [
     "ALERT_NAMES",
     "CONTENT_TYPE",
     "DaemonCollector",
+    "WorkerProcesses",
     "families",
     "new_registry",
     "render_metrics",
@@ -151,6 +158,31 @@ class DaemonCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from families(self._snapshot())
+
+
+class WorkerProcesses(Collector):
+    """``process_*`` of the parent and every live worker, one family each, by ``worker``.
+
+    ``worker="main"`` is the parent (HTTP, signals, logs, the embedded simulator if
+    any), ``worker="0"`` … the workers; a worker being restarted has no series.
+    """
+
+    def __init__(self, pids: Callable[[], Sequence[tuple[str, int | str]]]) -> None:
+        self._pids = pids
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for label, pid in self._pids():
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
+            for metric in collector.collect():
+                family = families.get(metric.name)
+                if family is None:
+                    family = families[metric.name] = Metric(
+                        metric.name, metric.documentation, metric.type
+                    )
+                for sample in metric.samples:
+                    family.add_sample(sample.name, {**sample.labels, "worker": label}, sample.value)
+        yield from families.values()
 
 
 def new_registry(

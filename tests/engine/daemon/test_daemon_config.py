@@ -271,7 +271,10 @@ class TestCheckCommand:
         out, err = capsys.readouterr()
         assert code == 0
         assert "[[stream]]" in out and KEY not in out and KEY not in err
-        assert err.startswith(f"steno: {path}: OK (2 streams: a, b; key from DASHSCOPE_API_KEY)")
+        assert err.startswith(
+            f"steno: {path}: OK (2 streams: a, b; key from DASHSCOPE_API_KEY;"
+            " workers: 1, every stream in this process)"
+        )
 
     async def test_no_key_and_no_simulator_is_refused(self, tmp_path: pathlib.Path) -> None:
         path = tmp_path / "d.toml"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import pathlib
+
 import msgspec
 import pytest
 import trio
 import trio.testing
 
+from engine.cli.daemon import daemon_command
 from engine.daemon.config import DaemonConfig, StreamSpec
 from engine.daemon.health import daemon_health, render_health
 from engine.daemon.metrics import DaemonSnapshot, StreamMetrics, StreamSnapshot
@@ -93,6 +97,28 @@ class TestSetting:
             share = float(rate_share(n))
             assert 0 < share <= 1 and share * n == pytest.approx(1.0)
             assert share * n <= 1.0 + 1e-12
+
+
+class TestCheck:
+    @pytest.mark.parametrize(
+        ("workers", "line"),
+        [
+            ("2", "workers: 2 - 0: a, c; 1: b)"),
+            ("5", "workers: 3 (workers = 5, at most one per stream) - 0: a; 1: b; 2: c)"),
+        ],
+    )
+    async def test_check_reports_the_sharding(
+        self, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], workers: str, line: str
+    ) -> None:
+        """--check names which worker runs which stream; --dump shows the setting."""
+        path = tmp_path / "d.toml"
+        head = f'[daemon]\nsimulator = "scripted"\nworkers = {workers}\n'
+        path.write_text(head + streams_toml("a", "b", "c"))
+        args = argparse.Namespace(config=str(path), check=True, dump=True)
+        assert await daemon_command(args, environ={}) == 0
+        out, err = capsys.readouterr()
+        assert f"workers = {workers}" in out
+        assert err.endswith(line + "\n") and err.count("\n") == 1
 
 
 class TestPlacement:
