@@ -15,8 +15,8 @@ worker runs an ordinary :class:`~engine.daemon.manager.Daemon` over its share of
 the streams (``shard.assign``) with ``STENO_RATE_SHARE = 1/N`` in its
 environment, so the N task-start budgets add up to one (``engine.ratelimit``).
 
-A worker that exits unasked, or sends nothing for :data:`STALE_S`
-(:data:`FIRST_REPORT_S` after its start: imports take a while on a busy host),
+A worker that exits unasked, or sends nothing for ``Limits.stale_s`` (10 s;
+``first_report_s``, 60 s, after its start: imports take a while on a busy host),
 is killed if need be and started again after the daemon's :class:`Backoff`;
 meanwhile its streams are ``restarting`` with the reason (degraded on /healthz).
 Its counters start again from zero with it, as a restarted daemon's would
@@ -25,8 +25,8 @@ counts the worker restarts.
 
 Drain (SIGTERM, the first SIGINT) sends Drain to every worker, which finishes its
 streams within ``drain-deadline-s`` and exits; the parent waits that long plus
-:data:`DRAIN_MARGIN_S`, then cancels. Cancel (a second signal, or the deadline)
-sends Cancel and kills whatever is left after :data:`CANCEL_S`. The drain is
+``drain_margin_s`` (5 s), then cancels. Cancel (a second signal, or the deadline)
+sends Cancel and kills whatever is left after ``cancel_s`` (5 s). The drain is
 clean when every worker said so and exited 0.
 """
 
@@ -47,7 +47,7 @@ from engine.daemon.control import serve_http, status_route, watch_signals
 from engine.daemon.exposition import WorkerProcesses, new_registry
 from engine.daemon.manager import RESTART_FIELDS, effective_spec
 from engine.daemon.shard import assign, merge, rate_share, reassign
-from engine.daemon.worker_slot import EOF_S, WorkerSlot, describe_exit
+from engine.daemon.worker_slot import Limits, WorkerSlot, describe_exit
 from engine.daemon.worker_wire import Cancel, Drain, Message, Reload, Start
 from engine.policy import DAEMON, Backoff
 
@@ -59,15 +59,11 @@ if TYPE_CHECKING:
     from engine.daemon.metrics import DaemonSnapshot
     from engine.daemon.runner import StreamEnv
 
-__all__ = ["CANCEL_S", "DRAIN_MARGIN_S", "WORKER_COMMAND", "Pool", "run_pool"]
+__all__ = ["WORKER_COMMAND", "Limits", "Pool", "run_pool"]
 
 log = structlog.get_logger("steno.daemon")
 
 WORKER_COMMAND: Final = (sys.executable, "-m", "engine.daemon.worker")
-#: Beyond the drain deadline the workers enforce themselves: their last files and reports.
-DRAIN_MARGIN_S: Final = 5.0
-#: After Cancel, a worker has this long to exit before it is killed.
-CANCEL_S: Final = 5.0
 
 
 class Pool:
@@ -86,6 +82,7 @@ class Pool:
         command: Sequence[str] = WORKER_COMMAND,
         environ: Mapping[str, str] = os.environ,
         out: BinaryIO | None = None,
+        limits: Limits = Limits(),  # noqa: B008 (frozen)
     ) -> None:
         self.config = config
         self.env = env
@@ -95,7 +92,10 @@ class Pool:
         out = out if out is not None else sys.stdout.buffer
         now = trio.current_time()
         self.placement = assign(config.streams, workers)
-        self.slots = [WorkerSlot(i, self._share(config, i), now, out) for i in range(workers)]
+        self.limits = limits
+        self.slots = [
+            WorkerSlot(i, self._share(config, i), now, out, limits) for i in range(workers)
+        ]
         self._stop = trio.Event()
         self._cancelled = False
         self._nursery: trio.Nursery | None = None
@@ -144,12 +144,12 @@ class Pool:
                 log.info("daemon.draining", deadline_s=deadline, workers=self.workers)
                 for slot in self.slots:
                     nursery.start_soon(slot.tell, Drain())
-                with trio.move_on_after(deadline + DRAIN_MARGIN_S) as waited:
+                with trio.move_on_after(deadline + self.limits.drain_margin_s) as waited:
                     await self._all_done()
                 if waited.cancelled_caught:
                     log.warning("daemon.drain_deadline", deadline_s=deadline)
                     self.cancel()
-            with trio.move_on_after(CANCEL_S + EOF_S + 1.0):
+            with trio.move_on_after(self.limits.cancel_s + self.limits.eof_s + 1.0):
                 await self._all_done()
             nursery.cancel_scope.cancel()  # kills any worker still there (WorkerSlot.life)
         if any(s.stopped is not True or s.exit_code != 0 for s in self.slots):
@@ -166,7 +166,7 @@ class Pool:
         self._stop.set()
 
     def cancel(self) -> None:
-        """Stop now: Cancel to every worker, SIGKILL after :data:`CANCEL_S` (not a checkpoint)."""
+        """Stop now: Cancel to every worker, SIGKILL after ``cancel_s`` (not a checkpoint)."""
         self.clean = False
         if self._cancelled or self._nursery is None:
             return
@@ -177,7 +177,7 @@ class Pool:
 
     async def _cancel_one(self, slot: WorkerSlot) -> None:
         await slot.tell(Cancel())
-        with trio.move_on_after(CANCEL_S):
+        with trio.move_on_after(self.limits.cancel_s):
             await slot.done.wait()
             return
         if slot.process is not None and slot.process.returncode is None:

@@ -102,7 +102,12 @@ def reassign(current: Mapping[str, int], streams: Sequence[StreamSpec], workers:
 
 
 def placeholder(
-    spec: StreamSpec, state: State, *, error: str | None = None, down_s: float = 0.0
+    spec: StreamSpec,
+    state: State,
+    *,
+    error: str | None = None,
+    down_s: float = 0.0,
+    restarts: int = 0,
 ) -> StreamSnapshot:
     """What the parent shows for a stream no live worker reports: ``state`` and why."""
     return StreamSnapshot(
@@ -114,7 +119,7 @@ def placeholder(
         reconnects=0,
         finals=0,
         tasks_opened=0,
-        restarts=0,
+        restarts=restarts,
         source_restarts=0,
         errors=0,
         audio_lost_s=0.0,
@@ -153,9 +158,11 @@ def _stream_view(spec: StreamSpec, view: WorkerView) -> StreamSnapshot:
     if view.snapshot is not None:
         reported = next((s for s in view.snapshot.streams if s.stream == spec.id), None)
     if view.down is not None:
-        return placeholder(spec, "restarting", error=view.down, down_s=view.down_s)
+        return placeholder(
+            spec, "restarting", error=view.down, down_s=view.down_s, restarts=view.restarts
+        )
     if reported is None:
-        return placeholder(spec, "starting", down_s=view.down_s)
+        return placeholder(spec, "starting", down_s=view.down_s, restarts=view.restarts)
     if view.restarts:  # a restarted worker's streams were restarted with it
         return msgspec.structs.replace(reported, restarts=reported.restarts + view.restarts)
     return reported

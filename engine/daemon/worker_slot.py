@@ -31,18 +31,35 @@ if TYPE_CHECKING:
     from engine.daemon.metrics import DaemonSnapshot
     from engine.daemon.worker_wire import Message, Start
 
-__all__ = ["CONTROL_S", "FIRST_REPORT_S", "MAX_LINE", "STALE_S", "WorkerSlot", "describe_exit"]
+__all__ = ["MAX_LINE", "Limits", "WorkerSlot", "describe_exit"]
 
 log = structlog.get_logger("steno.daemon")
 
-#: A worker silent this long (no report) is killed and restarted.
-STALE_S: Final = 10.0
-#: The first report may take this long (the interpreter and imports, on a busy host).
-FIRST_REPORT_S: Final = 60.0
-#: An instruction the worker does not take this long closes its control pipe instead.
-CONTROL_S: Final = 5.0
-#: After a worker exits, its pipes are read this long for the last lines.
-EOF_S: Final = 2.0
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The deadlines (seconds) of supervising workers; tests shrink them.
+
+    Attributes:
+        first_report_s: a new worker's first report may take this long (the
+            interpreter and its imports, on a busy host).
+        stale_s: a worker silent this long after a report is killed and restarted.
+        control_s: an instruction the worker does not take this long closes its
+            control pipe instead (end of file: it stops).
+        eof_s: after a worker exits (or is killed), its pipes are read and it is
+            reaped within this.
+        drain_margin_s: beyond the drain deadline the workers keep themselves:
+            their last files and reports.
+        cancel_s: after Cancel, a worker has this long to exit before SIGKILL.
+    """
+
+    first_report_s: float = 60.0
+    stale_s: float = 10.0
+    control_s: float = 5.0
+    eof_s: float = 2.0
+    drain_margin_s: float = 5.0
+    cancel_s: float = 5.0
+
+
 #: A log line longer than this is cut: a bound on the relay's buffer.
 MAX_LINE: Final = 256 * 1024
 
@@ -61,7 +78,12 @@ class WorkerSlot:
     """One worker index: its streams, its current process, and what it last reported."""
 
     def __init__(
-        self, index: int, specs: tuple[StreamSpec, ...], now: float, out: BinaryIO
+        self,
+        index: int,
+        specs: tuple[StreamSpec, ...],
+        now: float,
+        out: BinaryIO,
+        limits: Limits = Limits(),  # noqa: B008 (frozen)
     ) -> None:
         self.index = index
         self.specs = specs
@@ -78,6 +100,7 @@ class WorkerSlot:
         self.failure: str | None = None  # why this life ended, when the parent knows better
         self.done = trio.Event()  # no life will follow (drained, cancelled)
         self._out = out
+        self.limits = limits
 
     def view(self, now: float) -> WorkerView:
         """What /healthz and /metrics know of this worker now (``shard.merge``'s input)."""
@@ -106,7 +129,7 @@ class WorkerSlot:
 
         Sends ``start``, then what ``then()`` says (a Drain or Cancel asked for
         while the worker was starting); reads its reports and relays its logs
-        until it exits; kills it when it stops reporting (:data:`STALE_S`).
+        until it exits; kills it when it stops reporting (``Limits.stale_s``).
 
         Cancellation: the worker is killed (SIGKILL) and reaped, its pipes closed.
         """
@@ -142,7 +165,7 @@ class WorkerSlot:
                 if followup is not None:
                     await self.tell(followup)
                 code = await process.wait()
-                with trio.move_on_after(EOF_S):
+                with trio.move_on_after(self.limits.eof_s):
                     await reports_done.wait()
                     await logs_done.wait()
                 nursery.cancel_scope.cancel()
@@ -150,9 +173,9 @@ class WorkerSlot:
             self.control = None
             if process.returncode is None:
                 process.kill()
-                with trio.CancelScope(shield=True), trio.move_on_after(EOF_S):
+                with trio.CancelScope(shield=True), trio.move_on_after(self.limits.eof_s):
                     await process.wait()
-            with trio.CancelScope(shield=True), trio.move_on_after(EOF_S):
+            with trio.CancelScope(shield=True), trio.move_on_after(self.limits.eof_s):
                 for pipe in (process.stdin, process.stdout, process.stderr):
                     if pipe is not None:
                         await pipe.aclose()
@@ -160,7 +183,7 @@ class WorkerSlot:
         return code, process.pid
 
     async def tell(self, message: Message) -> None:
-        """Send one instruction; a worker that takes none in :data:`CONTROL_S` gets EOF.
+        """Send one instruction; a worker that takes none in ``Limits.control_s`` gets EOF.
 
         Safe for several tasks at once: a lock keeps frames whole.
         """
@@ -168,7 +191,7 @@ class WorkerSlot:
             control = self.control
             if control is None:
                 return
-            with trio.move_on_after(CONTROL_S) as waited:
+            with trio.move_on_after(self.limits.control_s) as waited:
                 try:
                     await control.send_all(encode(message))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -206,8 +229,8 @@ class WorkerSlot:
 
     async def _watch(self, process: trio.Process) -> None:
         """Kill a worker whose reports stopped (a hang, a stuck loop): it is then restarted."""
-        while True:
-            limit = FIRST_REPORT_S if self.snapshot is None else STALE_S
+        while process.returncode is None:  # an exited worker is life()'s to handle
+            limit = self.limits.first_report_s if self.snapshot is None else self.limits.stale_s
             await trio.sleep_until(self.reported_t + limit)
             silent = trio.current_time() - self.reported_t
             if silent >= limit and process.returncode is None:

@@ -9,11 +9,16 @@ Each worker has three pipes to the parent::
 A message on the first two is one frame: a 4-byte big-endian length, then the
 message as msgpack (a tagged union, so :class:`FrameReader` returns the right
 Struct). A frame longer than :data:`MAX_FRAME` is refused (a bound, not a buffer:
-the sender is broken). Why pipes rather than a scraped endpoint: the parent learns
-of a dead worker by end of file at once, a worker learns of a dead parent the same
-way (rule 2 of ``adapters.children``), nothing listens on a port, and a snapshot of
-a few hundred streams costs the worker well under a millisecond of CPU a second to
-encode (measured in ``tests/engine/daemon/test_daemon_workers.py``).
+the sender is broken).
+
+Why pushed snapshots on pipes rather than an endpoint per worker that the parent
+scrapes: the parent learns of a dead worker by end of file at once and of a hung
+one by the missing report, a worker learns of a dead parent the same way (rule 2
+of ``adapters.children``), nothing listens on a port, and /healthz answers from
+memory without waiting on N scrapes. The cost, measured (CPU time, one report):
+300 streams in a worker, 0.27 MB, the worker ~4.4 ms (building the snapshot 3.8,
+encoding 0.7) and the parent ~2.6 ms to decode, under 0.5 % of a core each at one
+report a second; 1,000 streams, 0.9 MB, ~23 ms and ~18 ms (about 2 %).
 
 The API key travels in :class:`Start` and :class:`Reload`, never in an argument or
 the environment (which other users' ``ps`` could see); their ``repr`` hides it.
