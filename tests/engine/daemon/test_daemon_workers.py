@@ -183,8 +183,9 @@ async def test_two_workers_three_streams(tmp_path: pathlib.Path) -> None:
         assert last["type"] == "StreamEnded" and last["status"] == "ok", (name, files)
 
 
-async def test_a_second_signal_stops_at_once(tmp_path: pathlib.Path) -> None:
-    """SIGTERM, then SIGINT: every worker is cancelled, exit 1, and no traceback."""
+async def test_reload_then_a_second_signal(tmp_path: pathlib.Path) -> None:
+    """SIGHUP adds a stream to the emptiest worker and touches no other; then SIGTERM
+    and SIGINT: every worker is cancelled, exit 1, and no traceback."""
     cfg, _out = write_config(tmp_path, "a", "b")
     proc = await start_daemon(cfg)
     tail = Tail(proc)
@@ -194,6 +195,20 @@ async def test_a_second_signal_stops_at_once(tmp_path: pathlib.Path) -> None:
             with trio.fail_after(120):
                 port = (await tail.wait_for("daemon.http.listening"))["port"]
                 await poll(port, "/healthz", all_running)
+
+                write_config(tmp_path, "a", "b", "c")  # (and a workers change: not applied)
+                cfg.write_text(cfg.read_text().replace("workers = 2", "workers = 3"))
+                proc.send_signal(signal.SIGHUP)
+                sent = await tail.wait_for("daemon.reload.sent")
+                assert sent["placement"] == {"a": 0, "b": 1, "c": 0}
+                restart = await tail.wait_for("daemon.reload.needs_restart")
+                assert restart["fields"] == ["workers"]
+                health = await poll(port, "/healthz", lambda h: "c" in h["streams"])
+                health = await poll(port, "/healthz", all_running)
+                assert set(health["streams"]) == {"a", "b", "c"}
+                reloaded = await tail.wait_for("daemon.reloaded", lambda e: e["worker"] == 0)
+                assert (reloaded["added"], reloaded["unchanged"]) == (["c"], 1)
+
                 proc.send_signal(signal.SIGTERM)
                 await tail.wait_for("daemon.draining")
                 proc.send_signal(signal.SIGINT)
@@ -206,4 +221,6 @@ async def test_a_second_signal_stops_at_once(tmp_path: pathlib.Path) -> None:
             await proc.wait()
     assert not any(b"Traceback" in line for line in tail.raw)
     cancels = [e for e in tail.seen if e.get("event") == "daemon.signal"]
-    assert [e["action"] for e in cancels] == ["drain", "cancel"]
+    assert [e["action"] for e in cancels] == ["reload", "drain", "cancel"]
+    starts = [e["stream"] for e in tail.seen if e.get("event") == "daemon.stream.start"]
+    assert sorted(starts) == ["a", "b", "c"]  # a and b were not restarted
