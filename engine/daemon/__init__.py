@@ -7,7 +7,11 @@ size-capped output files), ``runner`` (one stream), ``metrics`` (the per-stream
 counters and their snapshots), ``exposition`` (/metrics through prometheus_client,
 a registry per daemon), ``health`` (/healthz and /readyz: state tables), ``http``
 (a tiny h11 GET server), ``manager`` (reload by stream id, drain within a
-deadline, signals).
+deadline), ``control`` (the status routes and the signals every face shares).
+``workers = N``: ``shard`` (how many, which stream where, one merged view),
+``pool`` (the parent of N worker processes), ``worker_slot`` (one worker's
+process, pipes and watchdog), ``worker_wire`` (the typed messages on the pipes),
+``worker`` (``python -m engine.daemon.worker``).
 The command line is ``engine/cli/daemon.py``.
 """
 

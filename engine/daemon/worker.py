@@ -158,16 +158,30 @@ async def run_worker(control: trio.abc.ReceiveStream, reports: trio.abc.SendStre
     return 0 if clean and not broken else 1
 
 
-async def _main() -> int:
-    control = trio.lowlevel.FdStream(os.dup(0))
-    reports = trio.lowlevel.FdStream(os.dup(1))
+async def _main(control_fd: int, reports_fd: int) -> int:
+    control = trio.lowlevel.FdStream(control_fd)
+    reports = trio.lowlevel.FdStream(reports_fd)
     async with control, reports:
         return await run_worker(control, reports)
 
 
 def main() -> int:
-    """The worker process: stdin is the control pipe, stdout the report pipe."""
-    return trio.run(_main)
+    """The worker process: stdin is the control pipe, stdout the report pipe.
+
+    Error handling: a bug that escapes the daemon (which already keeps a stream's
+    crash to that stream) is one JSON log line with its traceback, exit code 70;
+    the parent restarts the worker.
+    """
+    # The pipes move to descriptors of their own; fd 1 becomes stderr, so a stray
+    # print (ours or a library's) is a relayed log line, never a broken frame.
+    control_fd, reports_fd = os.dup(0), os.dup(1)
+    os.dup2(2, 1)
+    steno_logging.configure(json=True, stream=sys.stderr)  # until Start sets the level
+    try:
+        return trio.run(_main, control_fd, reports_fd)
+    except Exception:
+        log.exception("daemon.worker.crashed")
+        return 70
 
 
 if __name__ == "__main__":

@@ -98,6 +98,7 @@ class WorkerSlot:
         self.stopped: bool | None = None  # this life's Stopped(clean)
         self.exit_code: int | None = None
         self.failure: str | None = None  # why this life ended, when the parent knows better
+        self.lines_cut = 0  # log lines longer than MAX_LINE, relayed in pieces
         self.done = trio.Event()  # no life will follow (drained, cancelled)
         self._out = out
         self.limits = limits
@@ -152,7 +153,7 @@ class WorkerSlot:
         assert process.stdin is not None
         assert process.stdout is not None
         assert process.stderr is not None
-        self.process, self.control = process, process.stdin
+        self.process = process
         log.info("daemon.worker.started", worker=self.index, pid=process.pid, streams=[s.id for s in self.specs])  # fmt: skip
         try:
             async with trio.open_nursery() as nursery:
@@ -160,7 +161,9 @@ class WorkerSlot:
                 nursery.start_soon(self._read_reports, process, reports_done)
                 nursery.start_soon(self._relay_logs, process.stderr, logs_done)
                 nursery.start_soon(self._watch, process)
-                await self.tell(start)
+                # Start goes first, alone: only then may others tell (a Drain sent
+                # before it would be refused); what they missed, then() says.
+                await self.tell(start, control=process.stdin)
                 followup = then()
                 if followup is not None:
                     await self.tell(followup)
@@ -182,12 +185,16 @@ class WorkerSlot:
             self.process = None
         return code, process.pid
 
-    async def tell(self, message: Message) -> None:
+    async def tell(self, message: Message, *, control: trio.abc.SendStream | None = None) -> None:
         """Send one instruction; a worker that takes none in ``Limits.control_s`` gets EOF.
 
+        Nothing is sent to a worker that is not running, or has not had its Start yet
+        (``control`` is that first send's pipe, which then opens the slot to the others).
         Safe for several tasks at once: a lock keeps frames whole.
         """
         async with self.lock:
+            if control is not None:
+                self.control = control
             control = self.control
             if control is None:
                 return
@@ -246,9 +253,10 @@ class WorkerSlot:
             while chunk := await stderr.receive_some(65536):
                 buffer += chunk
                 *lines, buffer = buffer.split(b"\n")
-                if len(buffer) > MAX_LINE:
+                if len(buffer) > MAX_LINE:  # cut (counted): the rest comes as its own line
                     lines.append(buffer[:MAX_LINE])
-                    buffer = b""
+                    buffer = buffer[MAX_LINE:]
+                    self.lines_cut += 1
                 for line in lines:
                     self._emit(line)
             if buffer:
