@@ -4,8 +4,8 @@
 default, enum and ``forbid_unknown_fields`` (``additionalProperties: false``);
 :func:`config_schema` adds what an editor needs on top, for a file TOML can
 express: no ``null`` branches (TOML has no null: such a key is simply left out),
-the model names as an enum, the stream id's pattern, and ``translate-to`` marked
-deprecated. Checks that span keys (a model's languages, one stdin stream) stay
+the model names as an enum, the stream id's pattern, the bounds of ``workers``,
+and ``translate-to`` marked deprecated. Checks that span keys (a model's languages, one stdin stream) stay
 in ``load_config``, which names the key path; the schema is for completion and
 early squiggles, ``steno daemon --check`` is the authority.
 
@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from adapters.dashscope.models import MODELS
-from engine.daemon.config import _ID, DaemonConfig
+from engine.daemon.config import _ID, MAX_WORKERS, DaemonConfig
 
 __all__ = ["config_schema", "schema_json"]
 
@@ -54,6 +54,10 @@ def config_schema() -> dict[str, Any]:
     stream["id"]["pattern"] = f"^{_ID.pattern}$"
     stream["model"]["enum"] = sorted(MODELS)
     stream["translate-to"]["deprecated"] = True
+    workers = schema["$defs"]["DaemonSection"]["properties"]["workers"]
+    for branch in workers["anyOf"]:
+        if branch.get("type") == "integer":
+            branch.update(minimum=1, maximum=MAX_WORKERS)
     return {
         "$schema": _DIALECT,
         "title": "steno daemon configuration",

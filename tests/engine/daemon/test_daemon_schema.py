@@ -57,6 +57,9 @@ class TestSchema:
                 "week",
             ),
             ('[daemon]\ndegraded-after-s = "5"\n', "'5'"),
+            ("[daemon]\nworkers = 0\n", "0 is not valid"),
+            ("[daemon]\nworkers = 257\n", "257 is not valid"),
+            ('[daemon]\nworkers = "many"\n', "'many' is not valid"),
         ],
     )
     def test_what_the_loader_refuses_the_schema_refuses(self, toml: str, needle: str) -> None:
