@@ -172,6 +172,12 @@ async def test_two_workers_three_streams(tmp_path: pathlib.Path) -> None:
         (1, "b"),
         (1, "b"),
     ]
+    died = [e for e in tail.seen if e.get("event") == "daemon.worker.died"]
+    assert [(e["worker"], e["pid"], e["code"]) for e in died] == [(1, pids[1], -signal.SIGKILL)]
+    ends = [e for e in tail.seen if e.get("event") == "daemon.stream.end"]
+    assert sorted((e["stream"], e["source"], e["status"]) for e in ends) == [
+        (name, "drained", "ok") for name in ("a", "b", "c")
+    ]  # the killed worker's first run of b wrote no end line: it was killed
     drained = {e.get("worker") for e in tail.seen if e.get("event") == "daemon.stopped"}
     assert drained == {None, 0, again["worker"]} == {None, 0, 1}
     assert not any(b"Traceback" in line for line in tail.raw)
