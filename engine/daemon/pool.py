@@ -19,9 +19,8 @@ A worker that exits unasked, or sends nothing for ``Limits.stale_s`` (10 s;
 ``first_report_s``, 60 s, after its start: imports take a while on a busy host),
 is killed if need be and started again after the daemon's :class:`Backoff`;
 meanwhile its streams are ``restarting`` with the reason (degraded on /healthz).
-Its counters start again from zero with it, as a restarted daemon's would
-(Prometheus' ``rate`` and ``increase`` handle the reset); ``steno_stream_restarts``
-counts the worker restarts.
+Its streams' counters carry on from its last report (``shard`` rule 4), and
+``steno_stream_restarts`` counts the worker restarts.
 
 Drain (SIGTERM, the first SIGINT) sends Drain to every worker, which finishes its
 streams within ``drain-deadline-s`` and exits; the parent waits that long plus
@@ -244,7 +243,7 @@ class Pool:
                 )
                 slot.down = f"{why}; restarting in {delay:.1f} s"
                 slot.down_t = trio.current_time()
-                slot.snapshot = None
+                slot.fold()
                 with trio.move_on_after(delay):
                     await self._stop.wait()
                 if self._stop.is_set():

@@ -20,6 +20,11 @@ Rules / theory of operation
    ``starting`` (with the grace of rule 1 of ``health.py``); a worker that died or
    went silent shows them ``restarting`` with the reason (degraded), until its
    replacement reports.
+4. **Counters carry on.** The counters and histograms a dead worker last reported
+   are kept (:func:`accumulate`) and added to its replacement's, so a stream's
+   ``_total`` series never go down while the daemon runs, as in one process
+   (where a stream's metrics outlive its restarts). What the dead worker counted
+   after its last report (under a second) is lost.
 
 Everything here is pure: times come in as arguments.
 """
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Placement",
     "WorkerView",
+    "accumulate",
     "assign",
     "available_cpus",
     "merge",
@@ -54,6 +60,19 @@ __all__ = [
 ]
 
 _EMPTY: Final = HistogramSnapshot((), (0,), 0.0, 0)
+_COUNTED: Final = (
+    "reconnects",
+    "finals",
+    "tasks_opened",
+    "restarts",
+    "source_restarts",
+    "errors",
+    "audio_lost_s",
+    "skipped_s",
+    "translations",
+    "voice_s",
+)
+_HISTOGRAMS: Final = ("first_package_delay", "last_package_delay", "push_lateness", "final_lag")
 
 Placement = dict[str, int]
 """Stream id -> worker index."""
@@ -151,6 +170,29 @@ class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
     down: str | None = None
     down_s: float = 0.0
     restarts: int = 0  # times the parent restarted this worker
+    carried: dict[str, StreamSnapshot] = {}  # what its dead processes had counted
+
+
+def _add(a: HistogramSnapshot, b: HistogramSnapshot) -> HistogramSnapshot:
+    if not a.count:
+        return b
+    if not b.count or a.bounds != b.bounds:
+        return a if not b.count else b
+    cumulative = tuple(x + y for x, y in zip(a.cumulative, b.cumulative, strict=True))
+    return HistogramSnapshot(b.bounds, cumulative, a.sum + b.sum, a.count + b.count)
+
+
+def accumulate(earlier: StreamSnapshot, now: StreamSnapshot) -> StreamSnapshot:
+    """``now`` with the counters and histograms of ``earlier`` added (rule 4; pure).
+
+    Gauges (state, outage, buffers, queues, ages) are ``now``'s alone.
+    """
+    gaps = dict(earlier.gaps)
+    for reason, n in now.gaps.items():
+        gaps[reason] = gaps.get(reason, 0) + n
+    counted = {name: getattr(earlier, name) + getattr(now, name) for name in _COUNTED}
+    histograms = {name: _add(getattr(earlier, name), getattr(now, name)) for name in _HISTOGRAMS}
+    return msgspec.structs.replace(now, gaps=gaps, **counted, **histograms)
 
 
 def _stream_view(spec: StreamSpec, view: WorkerView) -> StreamSnapshot:
@@ -158,14 +200,17 @@ def _stream_view(spec: StreamSpec, view: WorkerView) -> StreamSnapshot:
     if view.snapshot is not None:
         reported = next((s for s in view.snapshot.streams if s.stream == spec.id), None)
     if view.down is not None:
-        return placeholder(
+        shown = placeholder(
             spec, "restarting", error=view.down, down_s=view.down_s, restarts=view.restarts
         )
-    if reported is None:
-        return placeholder(spec, "starting", down_s=view.down_s, restarts=view.restarts)
-    if view.restarts:  # a restarted worker's streams were restarted with it
-        return msgspec.structs.replace(reported, restarts=reported.restarts + view.restarts)
-    return reported
+    elif reported is None:
+        shown = placeholder(spec, "starting", down_s=view.down_s, restarts=view.restarts)
+    elif view.restarts:  # a restarted worker's streams were restarted with it
+        shown = msgspec.structs.replace(reported, restarts=reported.restarts + view.restarts)
+    else:
+        shown = reported
+    earlier = view.carried.get(spec.id)
+    return shown if earlier is None else accumulate(earlier, shown)
 
 
 def merge(

@@ -21,14 +21,14 @@ import structlog
 import trio
 
 from adapters.children import open_child
-from engine.daemon.shard import WorkerView
+from engine.daemon.shard import WorkerView, accumulate
 from engine.daemon.worker_wire import FrameReader, Report, Stopped, WireError, encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from engine.daemon.config import StreamSpec
-    from engine.daemon.metrics import DaemonSnapshot
+    from engine.daemon.metrics import DaemonSnapshot, StreamSnapshot
     from engine.daemon.worker_wire import Message, Start
 
 __all__ = ["MAX_LINE", "Limits", "WorkerSlot", "describe_exit"]
@@ -98,10 +98,21 @@ class WorkerSlot:
         self.stopped: bool | None = None  # this life's Stopped(clean)
         self.exit_code: int | None = None
         self.failure: str | None = None  # why this life ended, when the parent knows better
+        self.carried: dict[str, StreamSnapshot] = {}  # counters of its dead processes
         self.lines_cut = 0  # log lines longer than MAX_LINE, relayed in pieces
         self.done = trio.Event()  # no life will follow (drained, cancelled)
         self._out = out
         self.limits = limits
+
+    def fold(self) -> None:
+        """The process died: keep what its streams counted (``shard`` rule 4), forget the rest."""
+        if self.snapshot is not None:
+            for stream in self.snapshot.streams:
+                earlier = self.carried.get(stream.stream)
+                self.carried[stream.stream] = (
+                    stream if earlier is None else accumulate(earlier, stream)
+                )
+        self.snapshot = None
 
     def view(self, now: float) -> WorkerView:
         """What /healthz and /metrics know of this worker now (``shard.merge``'s input)."""
@@ -112,6 +123,7 @@ class WorkerSlot:
             down=self.down,
             down_s=now - self.down_t,
             restarts=self.restarts,
+            carried=self.carried,
         )
 
     def pid(self) -> int | None:

@@ -194,6 +194,37 @@ class TestMerge:
         assert merged.restarts == 3
 
 
+class TestCarry:
+    def test_counters_carry_on_across_a_worker_restart(self) -> None:
+        """A dead worker's last counts are added to its replacement's, during the restart too;
+        gauges are the new worker's alone."""
+        (a,) = specs("a")
+        metrics = StreamMetrics("a", source="url", model=a.model)
+        metrics.push_lateness.observe(0.02)
+        first = msgspec.structs.replace(
+            metrics.snapshot(0.0), finals=7, gaps={"network": 1}, audio_lost_s=1.5, restarts=1
+        )
+        carried = {"a": first}
+        down = WorkerView(worker=0, streams=(a,), down="died", restarts=1, carried=carried)
+        (during,) = merge([down], uptime_s=1, draining=False, wall_time=0.0).streams
+        assert (during.state, during.finals, during.restarts) == ("restarting", 7, 2)
+        assert during.push_lateness.count == 1
+
+        metrics.push_lateness.observe(5.0)
+        now = msgspec.structs.replace(
+            metrics.snapshot(0.0), state="running", finals=2, gaps={"network": 1, "source": 2}
+        )
+        live = DaemonSnapshot(uptime_s=1, draining=False, streams=(now,))
+        view = WorkerView(worker=0, streams=(a,), snapshot=live, restarts=1, carried=carried)
+        (after,) = merge([view], uptime_s=1, draining=False, wall_time=0.0).streams
+        assert (after.state, after.finals, after.restarts) == ("running", 9, 2)
+        assert after.gaps == {"network": 2, "source": 2}
+        assert after.audio_lost_s == 1.5
+        lateness = after.push_lateness
+        assert (lateness.count, lateness.sum) == (3, pytest.approx(0.02 + 0.02 + 5.0))
+        assert lateness.cumulative[-1] == 3
+
+
 class TestWire:
     async def test_messages_round_trip_framed(self) -> None:
         """Frames split anywhere are reassembled; the config and snapshot survive intact."""

@@ -143,12 +143,14 @@ async def test_two_workers_three_streams(tmp_path: pathlib.Path) -> None:
                 assert {s.labels["stream"] for s in state if s.value == 1} == {"a", "b", "c"}
 
                 # A worker dies: its stream is degraded with the reason, then it is restarted.
+                counted = (await poll(port, "/healthz", lambda h: True))["streams"]["b"]
                 os.kill(pids[1], signal.SIGKILL)
                 degraded = await poll(port, "/healthz", lambda h: "b" in h["degraded"])
                 assert degraded["status"] == "degraded"
                 assert degraded["streams"]["b"]["state"] == "restarting"
                 assert "killed by SIGKILL" in degraded["degraded"]["b"][0]
                 assert set(degraded["degraded"]) == {"b"}  # worker 0 is untouched
+                assert degraded["streams"]["b"]["finals"] >= counted["finals"]  # carried on
                 again = await tail.wait_for(
                     "daemon.worker.started", lambda e: e["worker"] == 1 and e["pid"] != pids[1]
                 )
