@@ -39,7 +39,9 @@ Entry = dict[str, Any]
 
 def write_config(tmp: pathlib.Path, *ids: str) -> tuple[pathlib.Path, pathlib.Path]:
     wav, out, path = tmp / "tones.wav", tmp / "out", tmp / "d.toml"
-    soundfile.write(wav, synthesize(["good morning", "thank you"], 16000), 16000, subtype="PCM_16")
+    if not wav.exists():  # (a looping stream may be reading it: never rewritten)
+        speech = synthesize(["good morning", "thank you"], 16000)
+        soundfile.write(wav, speech, 16000, subtype="PCM_16")
     head = (
         f'[daemon]\nlisten = "127.0.0.1:0"\nsimulator = "scripted"\noutput-dir = "{out}"\n'
         "drain-deadline-s = 15\nworkers = 2\n"
