@@ -36,7 +36,7 @@ class CpuSnapshot(NamedTuple):
     irq: float  # ... of which in interrupts (hard and soft)
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     """utime + stime of ``pid`` (all its threads) in seconds, from /proc/PID/stat."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3 (state)
@@ -59,8 +59,17 @@ def snapshot(sim_pid: int) -> CpuSnapshot:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     busy, irq = _machine_cpu()
     return CpuSnapshot(
-        time.monotonic(), usage.ru_utime + usage.ru_stime, _process_cpu(sim_pid), busy, irq
+        time.monotonic(), usage.ru_utime + usage.ru_stime, process_cpu(sim_pid), busy, irq
     )
+
+
+def rss_kb() -> int:
+    """This process's resident set size now, in KiB (``/proc/self/status`` VmRSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0  # pragma: no cover - every Linux process has VmRSS
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float | None]:
@@ -98,6 +107,7 @@ class StepState:
     audio_lost_ms: int = 0
     gap_reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     error_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
+    final_texts: list[list[str]] = field(default_factory=list)
 
     def resolve(self, i: int) -> None:
         """Stream ``i`` opened its first task, or failed before it could."""
@@ -106,6 +116,39 @@ class StepState:
             self.unresolved -= 1
             if self.unresolved == 0:
                 self.all_resolved.set()
+
+
+def _field(stats: object, *names: str) -> float | None:
+    for name in names:
+        value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def engine_stats(streams: list[object]) -> dict[str, Any]:
+    """The engine's own lateness figures (SEAMS.md seam 3), null on an engine without them.
+
+    ``pacer_p99_ms``: this run's pacer lateness (``engine.pacer.statistics()``);
+    ``send_lag_p99_ms``: median and max over the streams' ``send_lag_p99_ms`` (``streams``
+    holds each stream's ``statistics()``).
+    """
+    try:
+        from engine import pacer  # type: ignore[attr-defined,unused-ignore]
+
+        pacer_p99 = _field(pacer.statistics(), "p99_ms", "p99")
+    except (ImportError, AttributeError, RuntimeError):
+        pacer_p99 = None
+    lags = sorted(lag for lag in (_field(s, "send_lag_p99_ms") for s in streams) if lag is not None)
+    return {"pacer_p99_ms": pacer_p99, "send_lag_p99_ms": lag_summary(lags)}
+
+
+def lag_summary(lags: list[float]) -> dict[str, float] | None:
+    """The median and the maximum of per-stream p99s (None when there are none)."""
+    if not lags:
+        return None
+    lags = sorted(lags)
+    return {"median": lags[len(lags) // 2], "max": lags[-1], "streams": len(lags)}
 
 
 # ---------------------------------------------------------------------- records

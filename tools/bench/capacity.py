@@ -36,7 +36,6 @@ import logging
 import os
 import random
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,18 +58,21 @@ from engine.logging import configure
 from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
 from engine.stream import Stream, StreamConfig, open_stream
+from tools.bench import _speech
 from tools.bench._report import (
     START_LIMIT,
     CpuSnapshot,
     StepState,
+    engine_stats,
     machine_info,
+    rss_kb,
     snapshot,
     summarize,
     table,
 )
 from tools.bench._report import percentiles_ms as percentiles_ms  # the smoke test's helper
+from tools.bench._sim import SimProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 RATE = 16000
 MODEL = "paraformer-realtime-v2"
 # Four sentences of the tone vocabulary: about 7.2 s of audio, 4 finals per loop.
@@ -110,7 +112,8 @@ async def consume(
                     if not state.resolved[i]:
                         state.opened += 1
                     state.resolve(i)
-                case Final(end=end):
+                case Final(end=end, text=text):
+                    state.final_texts[i].append(text)
                     t0 = state.t0[i]
                     if t0 is not None and end > 0:
                         # from the scheduled send of the frame holding the last sample
@@ -169,15 +172,18 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
     """One step: N streams through connect, a measured stream window, and finish."""
     frame_s = args.frame_ms / 1000.0
     spf = RATE * args.frame_ms // 1000
-    loop = audio_loop(spf)
-    frames = round(args.duration / frame_s)
+    loop = _speech.frames(spf, args.script) if args.script else audio_loop(spf)
+    frames = len(loop) if args.script else round(args.duration / frame_s)
     rng = random.Random(args.seed + n)
     names = [f"s{i}" for i in range(n)]
     state = StepState(n, {name: i for i, name in enumerate(names)}, [False] * n, unresolved=n)
     state.t0 = [None] * n
+    state.final_texts = [[] for _ in range(n)]
+    rss = {"before_kb": rss_kb()}
     limiter = StartLimiter(dict.fromkeys(RATE_LIMITS, START_LIMIT))
     phases: dict[str, float] = {}
     window: tuple[CpuSnapshot, CpuSnapshot] | None = None
+    engine: dict[str, Any] | None = None
     load_start = os.getloadavg()
     t_finish: float | None = None
     t_begin = trio.current_time()
@@ -221,19 +227,21 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
                             start=base + phase,
                             frames=frames,
                             loop=loop,
-                            offset=rng.randrange(len(loop)),
+                            offset=0 if args.script else rng.randrange(len(loop)),
                             frame_s=frame_s,
                         )
                     )
                 await trio.sleep_until(base)
                 before = snapshot(sim_pid)
             window = (before, snapshot(sim_pid))
+            rss["window_kb"] = rss_kb()
+            engine = engine_stats([s.statistics() for s in streams])
             phases["stream_s"] = trio.current_time() - base
             t_finish = trio.current_time()
         if t_finish is not None:
             phases["finish_s"] = trio.current_time() - t_finish
     phases["wall_s"] = trio.current_time() - t_begin
-    return summarize(
+    record = summarize(
         state,
         window,
         phases,
@@ -243,52 +251,13 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
         limiter=limiter,
         load=(load_start, os.getloadavg()),
     )
-
-
-# --------------------------------------------------------- the simulator process
-
-
-class SimProcess:
-    """``tools.bench.sim_server`` in a child process; it stops when its stdin closes."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.bench.sim_server"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.close()
-            raise RuntimeError(f"the simulator did not start (exit code {self.proc.returncode})")
-        info = json.loads(line)
-        self.pid: int = info["pid"]
-        self.url = f"ws://{info['host']}:{info['port']}/api-ws/v1/inference"
-
-    def close(self) -> str:
-        """Stop the simulator; never raises. Returns how: ``eof``, ``sigterm`` or ``sigkill``.
-
-        An overloaded simulator can take long to wind down a thousand connections, so
-        end-of-file on stdin gets some seconds, then SIGTERM, then SIGKILL.
-        """
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        for how, stop, grace in (
-            ("eof", None, 15.0),
-            ("sigterm", self.proc.terminate, 10.0),
-            ("sigkill", self.proc.kill, None),
-        ):
-            if stop is not None:
-                stop()
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            return how
-        raise AssertionError("unreachable")  # pragma: no cover - wait() without timeout
+    record["rss_kb"] = rss
+    record["engine"] = engine
+    if "window_kb" in rss:
+        record["rss_per_stream_kb"] = round((rss["window_kb"] - rss["before_kb"]) / n, 1)
+    if args.script:
+        record["script"] = _speech.score(state.final_texts, n, args.script)
+    return record
 
 
 # ----------------------------------------------------------------------- main
@@ -319,7 +288,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--settle", type=float, default=2.0, help="seconds of rest between steps")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--script", choices=sorted(_speech.SCRIPTS),
+        help="stream this script once from its start (tools/bench/_speech.py) and score "
+        "the finals against it, instead of --duration seconds of a looped clip",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sim-url", help="use this running simulator (with --sim-pid) instead of one per step"
+    )
+    parser.add_argument("--sim-pid", type=int, help="the --sim-url simulator's process id")
     args = parser.parse_args(argv)
+    if (args.sim_url is None) != (args.sim_pid is None):
+        parser.error("--sim-url and --sim-pid go together")
+    if args.script:
+        spf = RATE * args.frame_ms // 1000
+        args.duration = len(_speech.frames(spf, args.script)) * args.frame_ms / 1000
     if args.duration <= 0 or args.frame_ms <= 0 or min(args.streams) <= 0:
         parser.error("--duration, --frame-ms and --streams must be positive")
     return args
@@ -357,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
         if k:
             time.sleep(args.settle)
         gc.collect()
-        sim = SimProcess()
-        try:
-            record = trio.run(run_step, n, sim.url, sim.pid, args)
-        finally:
-            sim_exit = sim.close()
-        record["sim_exit"] = sim_exit
+        if args.sim_url is not None:
+            record = trio.run(run_step, n, args.sim_url, args.sim_pid, args)
+        else:
+            sim = SimProcess()
+            try:
+                record = trio.run(run_step, n, sim.url, sim.pid, args)
+            finally:
+                record_exit = sim.close()
+            record["sim_exit"] = record_exit
         result["steps"].append(record)
         print(table([record]).splitlines()[-1] if k else table([record]), flush=True)
         if args.json is not None:
