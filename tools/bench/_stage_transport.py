@@ -1,0 +1,152 @@
+"""The send stages of ``tools/bench/stages.py`` and the WebSocket sink they send to.
+
+The sink is a trio-websocket server in a child process (pinned to CPU 1) that reads
+and drops every message, so only the sender's CPU is measured. A send stage opens
+20 connections and sends one 3,200 B frame on each per round, a round every 5 ms
+(the sink keeps up, so the sender rarely waits on a full socket buffer); the per-round
+timer wake is included, ~2 µs per frame.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Self
+
+from tools.bench._measure import Absent, Measure, run_trio
+from tools.bench._sim import ROOT
+
+CONNECTIONS, ROUND_S, FRAME = 20, 0.005, bytes(3200)
+
+
+class SinkServer:
+    """``python -m tools.bench.stages --sink`` as a child; it ends when its stdin closes."""
+
+    def __init__(self, *, pin: bool) -> None:
+        self.pin = pin
+
+    def __enter__(self) -> Self:
+        pin = ["taskset", "-c", "1"] if self.pin else []
+        self.proc = subprocess.Popen(
+            [*pin, sys.executable, "-m", "tools.bench.stages", "--sink"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.__exit__()
+            raise RuntimeError("the sink server did not start")
+        self.url = f"ws://127.0.0.1:{json.loads(line)['port']}/sink"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    @staticmethod
+    def serve_forever() -> None:
+        import trio
+        import trio_websocket
+
+        async def handler(request: trio_websocket.WebSocketRequest) -> None:
+            ws = await request.accept()
+            try:
+                while True:
+                    await ws.get_message()
+            except trio_websocket.ConnectionClosed:
+                pass
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+                )
+                print(json.dumps({"port": server.port}), flush=True)
+                await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+
+
+Opener = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def _send_stage(open_one: Opener, send: Callable[[Any], Any]) -> Measure:
+    def measure(items: int) -> float:
+        import trio
+
+        rounds = max(1, items // CONNECTIONS)
+
+        async def main() -> float:
+            from contextlib import AsyncExitStack
+
+            async with AsyncExitStack() as stack:
+                conns = [await stack.enter_async_context(open_one()) for _ in range(CONNECTIONS)]
+                start = trio.current_time()
+                t0 = time.process_time()
+                for r in range(rounds):
+                    for conn in conns:
+                        await send(conn)
+                    await trio.sleep_until(start + (r + 1) * ROUND_S)
+                spent = time.process_time() - t0
+            return spent * items / (rounds * CONNECTIONS)
+
+        return run_trio(main)
+
+    return measure
+
+
+def trio_websocket_stage(url: str) -> Measure:
+    import trio_websocket
+
+    return _send_stage(
+        lambda: trio_websocket.open_websocket_url(url), lambda ws: ws.send_message(FRAME)
+    )
+
+
+def _dialer_opener(url: str) -> Opener:
+    from adapters.dashscope.ws import dial_tcp
+
+    return lambda: dial_tcp(url, [("user-agent", "bench")], connect_timeout=10.0)
+
+
+def dialer_stage(url: str) -> Measure:
+    return _send_stage(_dialer_opener(url), lambda t: t.send(FRAME))
+
+
+def dialer_nowait_stage(url: str) -> Measure:
+    from adapters.dashscope.ws import WebSocketTransport
+
+    if not hasattr(WebSocketTransport, "send_nowait"):
+        raise Absent("the transport has no send_nowait (SEAMS.md seam 1)")
+
+    async def send(transport: Any) -> None:
+        if not transport.send_nowait(FRAME):
+            await transport.send(FRAME)
+
+    return _send_stage(_dialer_opener(url), send)
+
+
+def SEND_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure]]]:
+    """The send stages against the sink at ``url``."""
+    return [
+        ("send.trio_websocket", "trio-websocket send_message, 20 connections",
+         lambda d: trio_websocket_stage(url)),
+        ("send.default_dialer", "adapters.dashscope.ws.dial_tcp transport.send (the engine's)",
+         lambda d: dialer_stage(url)),
+        ("send.default_dialer_nowait", "transport.send_nowait, awaited send when it says no",
+         lambda d: dialer_nowait_stage(url)),
+    ]  # fmt: skip
