@@ -99,3 +99,152 @@ class TestHelpers:
         frames = audio_loop(1600)
         assert {len(f) for f in frames} == {3200}
         assert any(any(f) for f in frames)
+
+
+RAMP_STEP_FIELDS = {
+    "design",
+    "streams",
+    "status",
+    "audio_s",
+    "wall_s",
+    "wall_per_audio",
+    "streaming_wall_per_audio",
+    "client_cpu_s",
+    "client_maxrss_kb",
+    "cpu_ms_per_stream_s",
+    "cpu_ms_per_stream_s_all_in",
+    "mem_kb_per_stream",
+    "sim_cpu_s",
+    "wire",
+    "script",
+    "errors",
+    "engine",
+    "client_lateness_ms",
+    "fell_behind",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ramp_quick_runs_all_three_designs(tmp_path: pathlib.Path) -> None:
+    """--quick: every design at N=2, a JSON with every field, a table and a PNG."""
+    # real-time: a benchmark measures the real clock
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "tools.bench.ramp",
+            "--quick",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "ramp.json").read_text())
+    assert {"nproc", "python", "trio", "versions"} <= result["machine"].keys()
+    assert result["settings"]["designs"] == ["cli", "embedded", "sdk"]
+    steps = result["steps"]
+    assert sorted(s["design"] for s in steps) == ["cli", "embedded", "sdk"]
+    for step in steps:
+        assert step.keys() >= RAMP_STEP_FIELDS, step["design"]
+        assert step["status"] == "ok", step.get("stderr_tail")
+        assert step["streams"] == 2
+        assert step["wire"]["peak_connections"] == 2
+        assert step["script"]["finals_expected"] == 4
+        assert step["script"]["streams_reported"] == 2
+    table = (tmp_path / "ramp.md").read_text()
+    assert table.count("\n| 2 |") == 3
+    png = (tmp_path / "ramp.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_stages_quick_writes_every_stage(tmp_path: pathlib.Path) -> None:
+    """--quick: every stage is measured, absent or broken, each with its reason."""
+    from tools.bench._stage_results import RESULT_STAGES
+    from tools.bench.stages import FRAME_STAGES
+
+    out = tmp_path / "stages.json"
+    # real-time: a benchmark measures the real clock
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "tools.bench.stages", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    names = {name for name, _, _ in FRAME_STAGES}
+    assert names <= result["per_frame"].keys()
+    assert {"send.trio_websocket", "send.default_dialer"} <= result["per_frame"].keys()
+    assert {name for name, _, _ in RESULT_STAGES} == result["per_result"].keys()
+    for stage in [*result["per_frame"].values(), *result["per_result"].values()]:
+        assert stage["status"] in {"ok", "absent", "error"}
+        if stage["status"] == "ok":
+            assert stage["us_median"] >= 0
+        else:
+            assert stage["reason"]
+    # the code every checkout has is measured, not reported absent
+    assert result["per_frame"]["send.trio_websocket"]["status"] == "ok"
+    assert result["per_result"]["decode.json_loads"]["status"] == "ok"
+
+
+class TestRampHelpers:
+    def test_script_score_counts_right_wrong_and_exact_streams(self) -> None:
+        """Finals match the script by words, whatever the case and punctuation."""
+        from tools.bench._speech import score
+
+        got = [["Good morning.", "Thank you."], ["Good morning.", "thank you, please"], []]
+        result = score(got, 3, "quick")
+        assert result["finals_expected"] == 6
+        assert result["finals_right"] == 3
+        assert result["finals_wrong"] == 1
+        assert result["streams_all_right"] == 1
+        assert not result["every_final_right"]
+
+    def test_wire_lag_is_zero_on_time_and_the_delay_when_behind(self) -> None:
+        """An on-time stream has no lag; one that stalls 1 s lags about 1 s after it."""
+        from tools.bench._wire import lags
+
+        rate, frame_s = 32080.0, 0.1
+        on_time = [(t / 4, int(500 + rate * (t / 4 // frame_s) * frame_s)) for t in range(40)]
+        stalled = [(t, b if t < 5 else b - int(rate)) for t, b in on_time]
+        assert max(lags({b"a": on_time}, rate, frame_s)) == 0.0
+        assert max(lags({b"b": stalled}, rate, frame_s)) == pytest.approx(1.0, abs=0.11)
+
+    def test_table_has_the_sdk_ratio_and_skipped_steps(self) -> None:
+        """× SDK divides by the SDK's CPU at the same N; a skipped step says why."""
+        from tools.bench._rampout import table
+
+        def step(design: str, cpu: float) -> dict[str, object]:
+            return {
+                "design": design,
+                "streams": 10,
+                "status": "ok",
+                "wall_per_audio": 1.1,
+                "streaming_wall_per_audio": 1.0,
+                "cpu_ms_per_stream_s": cpu,
+                "mem_kb_per_stream": 90.0,
+                "wire": {"peak_connections": 10, "lag_ms": {"p99": 0.0}},
+                "client_lateness_ms": None,
+                "engine": None,
+                "script": {"finals_right": 20, "finals_expected": 20},
+                "errors": 0,
+                "fell_behind": None,
+            }
+
+        skipped = {"design": "cli", "streams": 20, "status": "skipped", "reason": "fell behind"}
+        text = table({"steps": [step("sdk", 4.0), step("embedded", 1.0), skipped]})
+        [embedded] = [line for line in text.splitlines() if "embedding API" in line]
+        assert "| 0.25 |" in embedded
+        assert text.splitlines()[-1].endswith("fell behind |")
