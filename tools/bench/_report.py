@@ -136,7 +136,9 @@ def engine_stats(streams: list[object]) -> dict[str, Any]:
     try:
         from engine import pacer  # type: ignore[attr-defined,unused-ignore]
 
-        pacer_p99 = _field(pacer.statistics(), "p99_ms", "p99")
+        stats = pacer.statistics()
+        used = _field(stats, "count")
+        pacer_p99 = _field(stats, "p99_ms", "p99") if used else None  # None: nothing paced
     except (ImportError, AttributeError, RuntimeError):
         pacer_p99 = None
     lags = sorted(lag for lag in (_field(s, "send_lag_p99_ms") for s in streams) if lag is not None)

@@ -117,27 +117,32 @@ def trio_websocket_stage(url: str) -> Measure:
     )
 
 
-def _dialer_opener(url: str) -> Opener:
-    from adapters.dashscope.ws import dial_tcp
+def _dialer(module: str, name: str) -> Any:
+    import importlib
 
-    return lambda: dial_tcp(url, [("user-agent", "bench")], connect_timeout=10.0)
+    dialer = getattr(importlib.import_module(module), name, None)
+    if dialer is None:
+        raise Absent(f"{module} has no {name}")
+    return dialer
 
 
-def dialer_stage(url: str) -> Measure:
-    return _send_stage(_dialer_opener(url), lambda t: t.send(FRAME))
+def dialer_stage(url: str, module: str, name: str, *, nowait: bool) -> Measure:
+    """Frames through the transport a project dialer opens: ``send``, or the fast lane.
 
-
-def dialer_nowait_stage(url: str) -> Measure:
-    from adapters.dashscope.ws import WebSocketTransport
-
-    if not hasattr(WebSocketTransport, "send_nowait"):
-        raise Absent("the transport has no send_nowait (SEAMS.md seam 1)")
+    With ``nowait``: ``send_nowait`` (SEAMS.md seam 1), and the awaited ``send`` when it
+    says no; a transport without it makes the stage absent.
+    """
+    dial = _dialer(module, name)
 
     async def send(transport: Any) -> None:
-        if not transport.send_nowait(FRAME):
+        if not nowait:
+            await transport.send(FRAME)
+        elif not hasattr(transport, "send_nowait"):
+            raise Absent(f"{type(transport).__name__} has no send_nowait (SEAMS.md seam 1)")
+        elif not transport.send_nowait(FRAME):
             await transport.send(FRAME)
 
-    return _send_stage(_dialer_opener(url), send)
+    return _send_stage(lambda: dial(url, [("user-agent", "bench")], connect_timeout=10.0), send)
 
 
 def SEND_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure]]]:
@@ -145,8 +150,12 @@ def SEND_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure]]]:
     return [
         ("send.trio_websocket", "trio-websocket send_message, 20 connections",
          lambda d: trio_websocket_stage(url)),
-        ("send.default_dialer", "adapters.dashscope.ws.dial_tcp transport.send (the engine's)",
-         lambda d: dialer_stage(url)),
-        ("send.default_dialer_nowait", "transport.send_nowait, awaited send when it says no",
-         lambda d: dialer_nowait_stage(url)),
+        ("send.default_dialer", "adapters.dashscope.ws.dial_tcp: transport.send (the engine's)",
+         lambda d: dialer_stage(url, "adapters.dashscope.ws", "dial_tcp", nowait=False)),
+        ("send.default_dialer_nowait", "dial_tcp: send_nowait, awaited send when it says no",
+         lambda d: dialer_stage(url, "adapters.dashscope.ws", "dial_tcp", nowait=True)),
+        ("send.fastws", "adapters.dashscope.fastws.dial_fast: transport.send",
+         lambda d: dialer_stage(url, "adapters.dashscope.fastws", "dial_fast", nowait=False)),
+        ("send.fastws_nowait", "dial_fast: send_nowait, awaited send when it says no",
+         lambda d: dialer_stage(url, "adapters.dashscope.fastws", "dial_fast", nowait=True)),
     ]  # fmt: skip

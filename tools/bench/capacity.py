@@ -38,6 +38,8 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +146,29 @@ async def feed(
 
     Ends the stream's input when done (or cancelled)."""
     state.t0[i] = start
+    sleep_until = pacer_wait()
     try:
         for k in range(frames):
             at = start + k * frame_s
-            await trio.sleep_until(at)
+            await sleep_until(at)
             state.lateness.append(trio.current_time() - at)
             await stream.push(loop[(offset + k) % len(loop)], rate=RATE)
             state.frames_sent += 1
     finally:
         await stream.end_input()
+
+
+def pacer_wait() -> Callable[[float], Awaitable[None]]:
+    """The engine's shared pacer when it has one (``engine.pacer``), else ``trio.sleep_until``.
+
+    Call it inside the trio run: the pacer is one per run."""
+    try:
+        from engine import pacer  # type: ignore[attr-defined,unused-ignore]
+
+        wait: Callable[[float], Awaitable[None]] = pacer.current_pacer().wait_until
+    except (ImportError, AttributeError):
+        return trio.sleep_until
+    return wait
 
 
 async def run_stream(
@@ -325,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame_ms": args.frame_ms,
             "duration_s": args.duration,
             "phases": "aligned" if args.aligned else "spread over one frame period",
+            "pacing": "engine.pacer" if find_spec("engine.pacer") else "trio.sleep_until",
             "transport": "engine open_stream (resampler, session), trio-websocket, TCP 127.0.0.1",
             "simulator": "separate process per step (tools.bench.sim_server)",
             "start_limit": {"rate_per_s": START_LIMIT.rate, "burst": START_LIMIT.burst},

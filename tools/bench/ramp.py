@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": _speech.MODEL,
             "pinning": {"client": f"taskset -c {CLIENT_CPU}", "simulator": f"taskset -c {SIM_CPU}"},
             "simulator": "fresh tools.bench.sim_server per step, scripted recognizer",
+            "steno_transport": os.environ.get("STENO_TRANSPORT", "(unset: the default)"),
             "baseline": "1-stream run per design" if args.baseline else None,
             "fell_behind": {"max_wall_ratio": args.max_wall_ratio, "max_lag_ms": args.max_lag_ms},
         },
@@ -343,7 +344,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if k:
             time.sleep(args.settle)
-        record = run_step(design, n, args, wav)
+        try:
+            record = run_step(design, n, args, wav)
+        except (OSError, RuntimeError, ValueError) as exc:  # the simulator, taskset, ss
+            collapsed[design] = f"failed at N={n}: {type(exc).__name__}: {exc}"
+            result["steps"].append({"design": design, "streams": n, "status": "skipped",
+                                    "reason": collapsed[design]})  # fmt: skip
+            print(f"{design:>8} N={n:<5} {collapsed[design]}", file=sys.stderr, flush=True)
+            continue
         if is_base:
             result["baselines"][design] = record
         else:

@@ -69,18 +69,23 @@ class Stream(RecognitionCallback):  # type: ignore[misc]
 def run_stream(
     stream: Stream, frames: list[bytes], start: float, frame_s: float, started: threading.Barrier
 ) -> None:
-    """Start a recognition, send every frame on schedule from ``start``, stop it."""
-    recognition = Recognition(
-        model=_speech.MODEL, format="pcm", sample_rate=_speech.RATE, callback=stream
-    )
+    """Start a recognition, send every frame on schedule from ``start``, stop it.
+
+    Waits at ``started`` (every stream started) before the first frame; a broken or
+    timed-out barrier ends the stream as an error.
+    """
     try:
+        recognition = Recognition(
+            model=_speech.MODEL, format="pcm", sample_rate=_speech.RATE, callback=stream
+        )
         recognition.start()
     except Exception as exc:  # the SDK raises its own and aiohttp's errors here
         stream.errors.append(f"start: {type(exc).__name__}: {exc}")
         stream.done.set()
-        started.wait()
+        _arrive(started, stream)
         return
-    started.wait()
+    if not _arrive(started, stream):
+        return
     try:
         for k, frame in enumerate(frames):
             due = start + k * frame_s
@@ -93,6 +98,16 @@ def run_stream(
     except Exception as exc:  # a stopped recognition (after on_error) refuses frames
         stream.errors.append(f"send: {type(exc).__name__}: {exc}")
         stream.done.set()
+
+
+def _arrive(started: threading.Barrier, stream: Stream) -> bool:
+    try:
+        started.wait()
+    except threading.BrokenBarrierError:
+        stream.errors.append("start: not every stream started in time")
+        stream.done.set()
+        return False
+    return True
 
 
 def cpu_s() -> float:
@@ -115,13 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     n, frame_s = args.streams, args.frame_ms / 1000.0
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    threading.stack_size(512 * 1024)  # the SDK's threads are shallow; 8 MiB each is address space
     dashscope.base_websocket_api_url = args.url
     dashscope.api_key = "bench"
     frames = _speech.frames(_speech.RATE * args.frame_ms // 1000, args.script)
     streams = [Stream() for _ in range(n)]
     rss_before, cpu_begin, t_begin = rss_kb(), cpu_s(), time.monotonic()
-    started = threading.Barrier(n + 1)
+    started = threading.Barrier(n + 1, timeout=args.lead_s + 0.05 * n + 30.0)
     base = time.monotonic() + args.lead_s + n * 0.002  # every thread started before the first tick
     threads = [
         threading.Thread(
@@ -134,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for t in threads:
         t.start()
-    started.wait()
+    try:
+        started.wait()
+    except threading.BrokenBarrierError:
+        pass  # the streams that did not start count it as an error
     late_start = max(0.0, time.monotonic() - base)
     window_end = base + len(frames) * frame_s
     time.sleep(max(0.0, window_end - time.monotonic()))

@@ -291,6 +291,7 @@ def run_stage(make: Callable[[], Measure], items: int, repeats: int) -> dict[str
         "us_min": round(min(us), 2),
         "items": items,
         "repeats": repeats,
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # CPU time inflates on a crowded machine
     }
 
 
