@@ -117,6 +117,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if inner:
             late_ax.plot(*zip(*inner, strict=True), "x--", color=color, alpha=0.6,
                          label=f"{label}: {steps[0]['client_lateness_source']}")  # fmt: skip
+        behind = [s for s in steps if s.get("fell_behind")]
+        if behind:  # a red ring: the step where the design fell behind
+            late_ax.plot([s["streams"] for s in behind],
+                         [s["wire"]["lag_ms"]["p99"] or 0.0 for s in behind], "o",
+                         ms=13, mfc="none", mec="red")  # fmt: skip
         cpu = [(s["streams"], s.get("cpu_ms_per_stream_s")) for s in steps]
         cpu = [(n, v) for n, v in cpu if v is not None]
         if cpu:
@@ -135,9 +140,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=7)
     cpu_ax.set_yscale("log")
     machine = result["machine"]
+    loads = [s["loadavg_end"][0] for s in result["steps"] if "loadavg_end" in s]
     fig.suptitle(
         f"{machine.get('cpu_model', '')} · python {machine.get('python')} · "
-        f"trio {machine.get('trio')} · {result['started']}",
+        f"trio {machine.get('trio')} · {result['started']}"
+        + (f" · load avg {min(loads):.1f}–{max(loads):.1f}" if loads else "")
+        + " · red ring: fell behind",
         fontsize=8,
     )
     fig.savefig(path, dpi=110)

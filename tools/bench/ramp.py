@@ -293,6 +293,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the 1-stream runs (no marginal CPU and memory)")  # fmt: skip
+    parser.add_argument(
+        "--keep-going", action="store_true",
+        help="run every N of a design even after it fell behind (default: skip the rest)",
+    )  # fmt: skip
     parser.add_argument("--max-wall-ratio", type=float, default=1.5)
     parser.add_argument("--max-lag-ms", type=float, default=1000.0)
     parser.add_argument("--step-timeout", type=float, help="seconds (default 3 x audio + 120)")
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             add_marginals(record, result["baselines"].get(design))
             why = fell_behind(record, args)
             record["fell_behind"] = why
-            if why is not None:
+            if why is not None and not args.keep_going:
                 collapsed[design] = f"fell behind at N={n}: {why}"
             result["steps"].append(record)
         print(f"{design:>8} N={n:<5} {record['status']:>8} wall/audio {record['wall_per_audio']}"
