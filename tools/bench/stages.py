@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -313,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sink:
         SinkServer.serve_forever()
         return 0
+    from engine.logging import configure
+
+    configure(json=False, level=logging.WARNING)  # the engine's end-of-run lines are noise here
     if args.pin and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})
     scale, repeats = (0.02, 1) if args.quick else (1.0, args.repeats)
