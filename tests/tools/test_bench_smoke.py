@@ -222,6 +222,18 @@ class TestRampHelpers:
         assert max(lags({b"a": on_time}, rate, frame_s)) == 0.0
         assert max(lags({b"b": stalled}, rate, frame_s)) == pytest.approx(1.0, abs=0.11)
 
+    def test_first_audio_skips_the_connecting_phase(self) -> None:
+        """Streaming starts when a connection has sent two frames past its first sample."""
+        from tools.bench._wire import WireSampler
+
+        sampler = WireSampler(1)
+        sampler.samples = {
+            b"a": [(0.0, 400), (1.0, 600), (2.0, 600), (2.5, 10_000)],
+            b"b": [(0.5, 400), (3.0, 20_000)],
+        }
+        assert sampler.first_audio(3208) == 2.5
+        assert WireSampler(1).first_audio(3208) is None
+
     def test_table_has_the_sdk_ratio_and_skipped_steps(self) -> None:
         """× SDK divides by the SDK's CPU at the same N; a skipped step says why."""
         from tools.bench._rampout import table

@@ -88,6 +88,18 @@ class WireSampler:
             self._sample()
             self._stop.wait(self.interval)
 
+    def first_audio(self, frame_bytes: float) -> float | None:
+        """When the first stream had sent two frames of audio (``time.monotonic()``), if any.
+
+        Connecting (handshakes, task starts, the CLI's start limit) comes before it.
+        """
+        times = [
+            next((t for t, b in series if b >= series[0][1] + 2 * frame_bytes), None)
+            for series in self.samples.values()
+        ]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
     def stop(self, *, bytes_per_s: float, frame_s: float) -> dict[str, Any]:
         self._stop.set()
         self._thread.join(timeout=10.0)

@@ -172,6 +172,7 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
         )
         t_end = time.monotonic()
         wire = sampler.stop(bytes_per_s=BYTES_PER_S, frame_s=FRAME_MS / 1000)
+        first_audio = sampler.first_audio(BYTES_PER_S * FRAME_MS / 1000)
         sim_cpu = (sim.cpu_s() or 0.0) - sim_cpu0
     finally:
         sim_exit = sim.close()
@@ -183,9 +184,15 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
         "audio_s": round(audio_s, 2),
         "wall_s": round(wall, 3),
         "wall_per_audio": round(wall / audio_s, 3),
-        # from the first connection the server saw (start-up excluded) to the client's exit
+        # from the first audio the server saw (start-up and connecting excluded; ±1 sample
+        # interval) to the client's exit
         "streaming_wall_per_audio": (
-            None if sampler.first_seen is None else round((t_end - sampler.first_seen) / audio_s, 3)
+            None if first_audio is None else round((t_end - first_audio) / audio_s, 3)
+        ),
+        "connect_s": (
+            None
+            if first_audio is None or sampler.first_seen is None
+            else round(first_audio - sampler.first_seen, 3)
         ),
         "client_cpu_s": None if usage is None else round(usage.ru_utime + usage.ru_stime, 3),
         "client_maxrss_kb": None if usage is None else usage.ru_maxrss,
