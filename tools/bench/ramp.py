@@ -166,7 +166,9 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
     try:
         sim_cpu0 = sim.cpu_s() or 0.0
         sampler.start()
-        timeout = args.step_timeout or audio_s * 3 + 120 + n * 0.05
+        # past the clients' own deadlines (capacity.py: 2 x 30 s connect + audio + 120 s
+        # finish), so a client that falls behind still writes what it measured
+        timeout = args.step_timeout or audio_s * 2 + 240 + n * 0.05
         code, wall, usage = run_pinned(
             client_argv(design, n, sim, work, wav, args.script), work, timeout
         )
@@ -306,7 +308,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--max-wall-ratio", type=float, default=1.5)
     parser.add_argument("--max-lag-ms", type=float, default=1000.0)
-    parser.add_argument("--step-timeout", type=float, help="seconds (default 3 x audio + 120)")
+    parser.add_argument(
+        "--step-timeout", type=float, help="seconds (default 2 x audio + 240 + N / 20)"
+    )
     parser.add_argument("--sample-interval", type=float, default=0.5, help="wire sampler period")
     parser.add_argument("--settle", type=float, default=2.0, help="rest between steps")
     parser.add_argument("--keep-work", action="store_true", help="keep each step's files")
