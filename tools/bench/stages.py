@@ -80,6 +80,44 @@ def read_stage(rate: int, directory: Path) -> Measure:
     return measure
 
 
+def readahead_stage(rate: int, streams: int, directory: Path) -> Measure:
+    """The capture actor's way: ``read_pcm16`` of a read-ahead, sliced into 100 ms blocks.
+
+    ``streams`` sources read at once (their reads share worker-thread hops when the
+    reader batches them). Per 100 ms block.
+    """
+    from adapters.audio.files import AudioSource, open_audio_source
+    from engine.actors.capture import read_ahead_frames
+
+    if not hasattr(AudioSource, "read_pcm16"):
+        raise Absent("AudioSource has no read_pcm16")
+    block = rate // 10
+
+    def measure(items: int) -> float:
+        import trio
+
+        per = max(1, items // streams)
+        path = _wav(rate, max(1, per // 10), directory)
+
+        async def reader() -> None:
+            async with await open_audio_source(path, block_ms=100) as source:
+                ahead = read_ahead_frames(block)
+                while len(chunk := await source.read_pcm16(ahead)):
+                    for i in range(0, len(chunk), block):
+                        chunk[i : i + block].tobytes()
+
+        async def main() -> float:
+            t0 = time.process_time()
+            async with trio.open_nursery() as nursery:
+                for _ in range(streams):
+                    nursery.start_soon(reader)
+            return (time.process_time() - t0) * items / (streams * max(1, per // 10) * 10)
+
+        return run_trio(main)
+
+    return measure
+
+
 # -------------------------------------------------------------- resample
 
 
@@ -270,6 +308,8 @@ def inlet_stage() -> Measure:
 FRAME_STAGES: list[tuple[str, str, Callable[..., Measure]]] = [
     ("read.file_16k", "open_audio_source, 100 ms blocks of a 16 kHz WAV", lambda d: read_stage(16000, d)),
     ("read.file_48k", "open_audio_source, 100 ms blocks of a 48 kHz WAV", lambda d: read_stage(48000, d)),
+    ("read.readahead_16k", "capture's read_pcm16 read-ahead, sliced into 100 ms blocks", lambda d: readahead_stage(16000, 1, d)),
+    ("read.readahead_16k_100_streams", "the same, 100 files at once (batched thread hops)", lambda d: readahead_stage(16000, 100, d)),
     ("resample.48k_to_16k", "to_mono_float32 + StreamResampler + float_to_pcm16 + Rechunker", lambda d: resample_stage(48000)),
     ("resample.16k_float_path", "16 kHz int16 via float: to_mono_float32 + float_to_pcm16 + Rechunker", lambda d: resample_stage(16000)),
     ("resample.16k_int16_path", "Pcm16Converter.convert at the same rate (int16 in, int16 out)", lambda d: int16_passthrough_stage()),
