@@ -381,8 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "ramp.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(result)
     (args.out / "ramp.md").write_text(text + "\n")
-    plot(result, args.out / "ramp.png")
     print(text)
+    try:
+        plot(result, args.out / "ramp.png")
+    except ImportError:
+        print("\nno ramp.png: matplotlib is missing (pip install -e '.[bench]')", file=sys.stderr)
+        return 1
     print(f"\nwrote {args.out / 'ramp.json'}, {args.out / 'ramp.md'}, {args.out / 'ramp.png'}")
     return 0
 
