@@ -144,6 +144,14 @@ class PlanRunner:
         self._stream = FaultStream(stream)
         return self._stream
 
+    @property
+    def socket_fd(self) -> int | None:
+        """The TCP socket's descriptor when no fault can cut or freeze the stream (else None).
+
+        Valid after :meth:`on_upgrade`; the WebSocket's fast lane reads and writes it.
+        """
+        return self._stream.passthrough_fd if self._stream is not None else None
+
     async def linger(self) -> None:
         """Before the raw stream is closed: a half-open stream waits for the peer to leave."""
         if self._stream is not None:

@@ -55,6 +55,16 @@ class FaultStream(trio.abc.Stream):
         """No switch will follow: skip the interruption bookkeeping (not a checkpoint)."""
         self._armed = self.state != "open"
 
+    @property
+    def passthrough_fd(self) -> int | None:
+        """The TCP socket's descriptor while no switch can follow (``disarm()``-ed), else None.
+
+        Reads and writes on it bypass this stream; use it only while the stream is open.
+        """
+        if self._armed or not isinstance(self._inner, trio.SocketStream):
+            return None
+        return self._inner.socket.fileno()
+
     def drop(self) -> None:
         """Break the stream from now on (not a checkpoint); see :meth:`abort`."""
         self._switch("dropped")

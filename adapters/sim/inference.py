@@ -59,10 +59,9 @@ from .translate import StandInTranslator
 from .validation import Rejection, TaskSpec, check_run_task
 
 if TYPE_CHECKING:
-    from trio_websocket import WebSocketConnection
-
     from .context import ConnectionContext
     from .translate import Translator
+    from .websocket import ServerWebSocket
 
 __all__ = ["InferenceConnection"]
 
@@ -79,7 +78,7 @@ class InferenceConnection:
         ctx: the connection's context (config, recognizer, fault plan).
     """
 
-    def __init__(self, ws: WebSocketConnection, ctx: ConnectionContext) -> None:
+    def __init__(self, ws: ServerWebSocket, ctx: ConnectionContext) -> None:
         self._ctx = ctx
         self._config = ctx.config
         self._socket = ServerSocket(ws, ctx)

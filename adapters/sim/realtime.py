@@ -87,10 +87,9 @@ from .validation import TaskSpec
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from trio_websocket import WebSocketConnection
-
     from .context import ConnectionContext
     from .translate import Translator
+    from .websocket import ServerWebSocket
 
 __all__ = ["RealtimeConnection"]
 
@@ -114,7 +113,7 @@ class RealtimeConnection:
 
     def __init__(
         self,
-        ws: WebSocketConnection,
+        ws: ServerWebSocket,
         ctx: ConnectionContext,
         model: str,
         *,

@@ -27,10 +27,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import msgspec
 import structlog
 import trio
-import wsproto.utilities
-from trio_websocket import ConnectionClosed, wrap_server_stream
 
-from adapters.dashscope._dial import release_frame_parser
 from engine._util import unwrap_single_group
 
 from ._faultrun import FaultInjector
@@ -41,11 +38,10 @@ from .realtime import RealtimeConnection
 from .rest import RestService
 from .restconfig import RestConfig
 from .translate import ScriptedTranslator
+from .websocket import WebSocketClosed, read_upgrade
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-
-    from trio_websocket import WebSocketRequest
 
     from adapters.recognizers.base import Recognizer
 
@@ -53,6 +49,7 @@ if TYPE_CHECKING:
     from .config import SimConfig
     from .faults import FaultSource
     from .translate import Translator
+    from .websocket import UpgradeRequest
 
 __all__ = [
     "INFERENCE_PATH",
@@ -153,33 +150,26 @@ class SimServer:
         faults = self._injector.connection(conn_id)
         with structlog.contextvars.bound_contextvars(conn=conn_id):
             try:
-                try:
-                    async with trio.open_nursery() as nursery:
-                        request = None
-                        with trio.move_on_after(config.connect_timeout_s):
-                            request = await wrap_server_stream(
-                                nursery,
-                                faults.wrap(stream),
-                                max_message_size=config.max_message_bytes,
-                            )
-                        if request is not None:
-                            await self._handle(request, conn_id, faults)
-                        nursery.cancel_scope.cancel()
-                except* wsproto.utilities.LocalProtocolError:
-                    # trio-websocket answers a ping that arrives while we are closing
-                    # with a pong wsproto refuses; the connection is over either way.
-                    _log.info("ping during close ignored")
+                request = None
+                with trio.move_on_after(config.connect_timeout_s):
+                    request = await read_upgrade(
+                        faults.wrap(stream), max_message_bytes=config.max_message_bytes
+                    )
+                if request is not None:
+                    await self._handle(request, conn_id, faults)
                 await faults.linger()
             finally:
                 await trio.aclose_forcefully(stream)
 
-    async def _handle(self, request: WebSocketRequest, conn_id: int, faults: PlanRunner) -> None:
+    async def _handle(self, request: UpgradeRequest, conn_id: int, faults: PlanRunner) -> None:
         url = urllib.parse.urlsplit(request.path)
         refusal = await faults.on_upgrade(request.path, request.headers)
         status, message = refusal if refusal is not None else (None, None)
         realtime = url.path in _REALTIME_PATHS
         if status is None and not realtime and url.path not in _INFERENCE_PATHS:
             status = 404
+        if status is None and request.problem is not None:
+            status, message = 400, request.problem
         if status is None:
             status = self._check_key(request.headers, url.query)
         try:
@@ -188,8 +178,8 @@ class SimServer:
                 body = _error_body(status, message)
                 await request.reject(status, extra_headers=list(_JSON), body=body)
                 return
-            ws = await request.accept()
-        except ConnectionClosed:
+            ws = await request.accept(fd=faults.socket_fd)
+        except WebSocketClosed:
             _log.info("client left during the upgrade")  # e.g. tired of a slow accept
             return
         ctx = ConnectionContext(
@@ -199,18 +189,15 @@ class SimServer:
             faults if faults.active else None,
             translator=self.translator,
         )
-        try:
-            if realtime:
-                model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
-                code, reason = await RealtimeConnection(ws, ctx, model).run()
-            else:
-                code, reason = await InferenceConnection(ws, ctx).run()
-            # Our own decision to close: do the close handshake, briefly. (When the server
-            # itself is cancelled, serve_stream just drops the stream.)
-            with trio.move_on_after(self.config.disconnect_timeout_s):
-                await ws.aclose(code, reason)
-        finally:
-            release_frame_parser(ws)  # a dropped connection's core is a cycle otherwise
+        if realtime:
+            model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
+            code, reason = await RealtimeConnection(ws, ctx, model).run()
+        else:
+            code, reason = await InferenceConnection(ws, ctx).run()
+        # Our own decision to close: do the close handshake, briefly. (When the server
+        # itself is cancelled, serve_stream just drops the stream.)
+        with trio.move_on_after(self.config.disconnect_timeout_s):
+            await ws.aclose(code, reason)
 
     def _check_key(self, headers: Sequence[tuple[bytes, bytes]], query: str) -> int | None:
         """None if the key is accepted, else the HTTP status. Never logs the key."""

@@ -18,14 +18,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 import trio
-from trio_websocket import ConnectionClosed
+
+from .websocket import WebSocketClosed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from trio_websocket import WebSocketConnection
-
     from .context import ConnectionContext
+    from .websocket import ServerWebSocket
 
 __all__ = ["ServerSocket"]
 
@@ -41,7 +41,7 @@ class ServerSocket:
             and ``disconnect_timeout_s`` bounds one frame's shielded write.
     """
 
-    def __init__(self, ws: WebSocketConnection, ctx: ConnectionContext) -> None:
+    def __init__(self, ws: ServerWebSocket, ctx: ConnectionContext) -> None:
         self._ws = ws
         self._faults = ctx.faults
         self._disconnect_timeout_s = ctx.config.disconnect_timeout_s
@@ -76,7 +76,7 @@ class ServerSocket:
         """The next client message, or None once the socket closed."""
         try:
             return await self._ws.get_message()
-        except ConnectionClosed:
+        except WebSocketClosed:
             return None
 
     async def send(self, make_frame: Callable[[], str | None]) -> bool:
@@ -109,7 +109,7 @@ class ServerSocket:
         try:
             with trio.CancelScope(shield=True, deadline=deadline):
                 await self._ws.send_message(frame)
-        except ConnectionClosed:
+        except WebSocketClosed:
             self.shutdown()
             return False
         return True

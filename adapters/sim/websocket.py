@@ -1,0 +1,340 @@
+"""The simulator's server-side WebSocket: the upgrade and one connection, with a fast lane.
+
+Why not trio-websocket here: its reader task, one-message channel and wsproto's
+per-frame work cost ~100 µs of CPU per received audio frame, a third of the
+simulator's budget many times over (tools/bench/simulator.py). This connection has
+no task of its own: :meth:`ServerWebSocket.get_message` reads and parses in the
+caller's task (the connection's reader, which always reads, so pings are answered
+in order), and the framing is the sans-IO :mod:`._wsframes` (numpy unmasking).
+
+The fast lane: on a plain TCP socket (no fault plan may cut it), bytes are read
+with a non-blocking ``os.read`` on its descriptor, waiting (``wait_readable``)
+only when nothing is there, and a frame is written with a non-blocking
+``os.write`` when nothing else is being sent; only the tail the kernel did not
+take goes to the awaited path (``send_all`` under the send lock, in order). On
+any other stream (memory streams, a fault plan's switchable stream) every read
+and write goes through the stream.
+
+Checkpoints: :meth:`ServerWebSocket.get_message` is a checkpoint whenever it
+waits, and at least every 16th message when it never has to (a flooding client
+cannot starve the other connections); :meth:`ServerWebSocket.send_message` is a
+checkpoint only when it has to wait (the caller's loop checkpoints in
+``get_message``).
+
+Errors: a closed or broken connection raises :class:`WebSocketClosed` (with the
+close code: the client's, ours, or 1006 when the bytes stopped); a client that
+breaks the framing is answered with a close frame (1002, 1007 or 1009) first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from typing import TYPE_CHECKING, Final, NoReturn, final
+
+import h11
+import trio
+
+from ._wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PONG,
+    OP_TEXT,
+    Close,
+    FrameError,
+    FrameReader,
+    Message,
+    Ping,
+    close_payload,
+    server_frame,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["ServerWebSocket", "UpgradeRequest", "WebSocketClosed", "read_upgrade"]
+
+_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_READ: Final = 1 << 16
+_MAX_HEAD: Final = 1 << 16
+_YIELD_EVERY: Final = 16  # messages returned without waiting before a forced checkpoint
+_STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class WebSocketClosed(Exception):
+    """The connection is closed (or broken: code 1006)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"{code} {reason}".strip())
+        self.code = code
+        self.reason = reason
+
+
+# ------------------------------------------------------------------ the upgrade
+
+
+@final
+class UpgradeRequest:
+    """A client's upgrade request, to :meth:`accept` or :meth:`reject` once.
+
+    Attributes:
+        path: the request target (path and query; the query may hold an api_key:
+            never log it).
+        headers: the request headers, names lower-case.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: h11.Connection,
+        request: h11.Request,
+        max_message_bytes: int,
+    ) -> None:
+        self._stream = stream
+        self._conn = conn
+        self.path = request.target.decode("latin-1")
+        self.headers: list[tuple[bytes, bytes]] = [(n.lower(), v) for n, v in request.headers]
+        self._key = _header(self.headers, b"sec-websocket-key")
+        self._max = max_message_bytes
+
+    @property
+    def problem(self) -> str | None:
+        """Why this is no valid WebSocket upgrade, or None if it is."""
+        if self._key is None:
+            return "missing Sec-WebSocket-Key"
+        if _header(self.headers, b"sec-websocket-version") != b"13":
+            return "Sec-WebSocket-Version must be 13"
+        return None
+
+    async def reject(
+        self, status: int, *, extra_headers: Sequence[tuple[bytes, bytes]] = (), body: bytes = b""
+    ) -> None:
+        """Answer with an HTTP error response; the connection ends.
+
+        Raises:
+            WebSocketClosed: the client left.
+        """
+        headers = [*extra_headers, (b"content-length", str(len(body)).encode())]
+        headers.append((b"connection", b"close"))
+        data = self._conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        if body:
+            data += self._conn.send(h11.Data(data=body)) or b""
+        data += self._conn.send(h11.EndOfMessage()) or b""
+        try:
+            await self._stream.send_all(data)
+        except _STREAM_ERRORS:
+            raise WebSocketClosed(1006, "client left") from None
+
+    async def accept(self, *, fd: int | None = None) -> ServerWebSocket:
+        """Answer 101 and return the connection.
+
+        Args:
+            fd: the descriptor of the TCP socket under the stream, for the fast
+                lane; only when nothing else (a fault plan) may switch the stream.
+
+        Raises:
+            WebSocketClosed: the client left.
+        """
+        assert self._key is not None, "accept() of an invalid upgrade"
+        digest = hashlib.sha1(self._key.strip() + _GUID).digest()
+        response = h11.InformationalResponse(
+            status_code=101,
+            headers=[
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+                (b"sec-websocket-accept", base64.b64encode(digest)),
+            ],
+        )
+        data = self._conn.send(response) or b""
+        try:
+            await self._stream.send_all(data)
+        except _STREAM_ERRORS:
+            raise WebSocketClosed(1006, "client left") from None
+        reader = FrameReader(self._max)
+        trailing, _ = self._conn.trailing_data
+        if trailing:
+            reader.receive_data(trailing)
+        return ServerWebSocket(self._stream, reader, fd=fd)
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+async def read_upgrade(stream: trio.abc.Stream, *, max_message_bytes: int) -> UpgradeRequest | None:
+    """Read a request head from ``stream``.
+
+    Returns:
+        The request, or None if the client left or sent no HTTP request (a
+        malformed one is answered 400 first).
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            try:
+                data = conn.send(h11.Response(status_code=400, headers=[(b"connection", b"close")]))
+                await stream.send_all((data or b"") + (conn.send(h11.EndOfMessage()) or b""))
+            except (h11.LocalProtocolError, *_STREAM_ERRORS):
+                pass
+            return None
+        if isinstance(event, h11.Request):
+            return UpgradeRequest(stream, conn, event, max_message_bytes)
+        if event is not h11.NEED_DATA:
+            return None
+        try:
+            conn.receive_data(bytes(await stream.receive_some(_READ)))
+        except _STREAM_ERRORS:
+            conn.receive_data(b"")
+
+
+# ------------------------------------------------------------------ the connection
+
+
+@final
+class ServerWebSocket:
+    """One accepted connection (server role). Build it with :meth:`UpgradeRequest.accept`.
+
+    Resource handling:
+        The stream stays the caller's: :meth:`aclose` does the close handshake
+        but does not close it. The descriptor must not be used once the stream
+        is closed, so every call must have returned by then.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, reader: FrameReader, *, fd: int | None) -> None:
+        self._stream = stream
+        self._reader = reader
+        self._fd = fd
+        self._send_lock = trio.StrictFIFOLock()
+        self._closed: WebSocketClosed | None = None
+        self._close_sent = False
+        self._unyielded = 0
+
+    @property
+    def closed(self) -> WebSocketClosed | None:
+        """Why the connection is closed, or None while it is open."""
+        return self._closed
+
+    async def get_message(self) -> bytes | str:
+        """The next message (``str`` for text); pings are answered on the way.
+
+        Raises:
+            WebSocketClosed: the client closed (its close frame is echoed), the
+                connection broke, or the client broke the framing (answered
+                with a close frame).
+        """
+        while True:
+            try:
+                event = self._reader.next_event()
+            except FrameError as exc:
+                self._closed = WebSocketClosed(exc.code, exc.reason)
+                await self._send_close(exc.code, exc.reason)
+                raise self._closed from None
+            if event is None:
+                if self._closed is not None:
+                    raise self._closed
+                await self._receive()
+                continue
+            if isinstance(event, Message):
+                self._unyielded += 1
+                if self._unyielded >= _YIELD_EVERY:
+                    self._unyielded = 0
+                    await trio.lowlevel.checkpoint()
+                return event.data
+            if isinstance(event, Ping):
+                try:
+                    await self._write(server_frame(OP_PONG, event.payload))
+                except WebSocketClosed:
+                    pass  # the next read tells
+            elif isinstance(event, Close):
+                self._closed = WebSocketClosed(event.code, event.reason)
+                await self._send_close(event.code, event.reason)
+                raise self._closed
+
+    async def _receive(self) -> None:
+        """Read more bytes into the reader; EOF or a broken stream closes (1006)."""
+        data: bytes | bytearray = b""
+        fd = self._fd
+        if fd is not None:
+            while True:
+                try:
+                    data = os.read(fd, _READ)
+                    break
+                except BlockingIOError:
+                    self._unyielded = 0
+                    await trio.lowlevel.wait_readable(fd)
+                except OSError:
+                    data = b""
+                    break
+        else:
+            self._unyielded = 0
+            try:
+                data = await self._stream.receive_some(_READ)
+            except _STREAM_ERRORS:
+                data = b""
+        if not data:
+            self._closed = self._closed or WebSocketClosed(1006, "connection lost")
+            return
+        self._reader.receive_data(data)
+
+    async def send_message(self, message: bytes | str) -> None:
+        """Send one message: text for ``str``, binary for ``bytes``.
+
+        Raises:
+            WebSocketClosed: the connection is closed or broke.
+        """
+        if self._closed is not None or self._close_sent:
+            raise self._closed or WebSocketClosed(1000, "closing")
+        if isinstance(message, str):
+            await self._write(server_frame(OP_TEXT, message.encode()))
+        else:
+            await self._write(server_frame(OP_BINARY, message))
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """The close handshake: send our close frame, wait for the client's.
+
+        Bound it with a deadline: a client that never answers keeps this waiting.
+        Never raises; the stream stays open (the caller closes it).
+        """
+        await self._send_close(code, reason)
+        while self._closed is None:
+            try:
+                await self.get_message()
+            except WebSocketClosed:
+                break
+
+    async def _send_close(self, code: int, reason: str | None) -> None:
+        if self._close_sent:
+            return
+        self._close_sent = True
+        try:
+            await self._write(server_frame(OP_CLOSE, close_payload(code, reason)))
+        except WebSocketClosed:
+            pass
+
+    async def _write(self, frame: bytes) -> None:
+        fd = self._fd
+        if fd is not None and not self._send_lock.locked():
+            try:
+                sent = os.write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._lost()
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(frame)
+            except _STREAM_ERRORS:
+                self._lost()
+
+    def _lost(self) -> NoReturn:
+        self._closed = self._closed or WebSocketClosed(1006, "connection lost")
+        raise self._closed
