@@ -41,7 +41,6 @@ and every outgoing frame through ``before_send``; the connection is its
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -91,6 +90,7 @@ class InferenceConnection:
             ctx.config, ctx.recognizer, translator, self._send, self._socket.shutdown
         )
         self._nursery: trio.Nursery | None = None
+        self._last_frame_at = trio.current_time()  # the idle timer's start (_idle_watch)
 
     async def run(self) -> tuple[int, str | None]:
         """Serve until the client leaves or the server drops it.
@@ -136,16 +136,10 @@ class InferenceConnection:
     # ------------------------------------------------------------ reader
 
     async def _read_loop(self) -> None:
-        idle = self._config.idle_timeout_s
         while True:
+            data = await self._socket.receive()
+            self._last_frame_at = trio.current_time()
             task = self._open_task()
-            timed = task is not None and not task.queue.closed
-            with trio.move_on_after(idle if timed else math.inf) as timer:
-                data = await self._socket.receive()
-            if timer.cancelled_caught:
-                assert task is not None
-                await self._fail(task, "CLIENT_ERROR", f"request timeout after {idle:g} seconds.")
-                return
             faults = self._ctx.faults
             if data is not None and faults is not None and not await faults.on_receive(data):
                 continue
@@ -208,7 +202,24 @@ class InferenceConnection:
         await self._send(m.StartTask(), task)
         assert self._nursery is not None
         self._nursery.start_soon(self._run_task, task)
+        self._nursery.start_soon(self._idle_watch, task)
         return True
+
+    async def _idle_watch(self, task: Task) -> None:
+        """Fail ``task`` once no frame arrived for ``idle_timeout_s`` while it streams.
+
+        One task per run-task that sleeps until the idle deadline and looks again, so
+        the reader keeps no per-frame timer (a cancel scope per frame cost more CPU
+        than the rest of the reader); it ends with the task's audio (``finish-task``).
+        """
+        idle = self._config.idle_timeout_s
+        while self._open_task() is task and not task.queue.closed:
+            due = self._last_frame_at + idle
+            if trio.current_time() < due:
+                await trio.sleep_until(due)
+                continue
+            await self._fail(task, "CLIENT_ERROR", f"request timeout after {idle:g} seconds.")
+            return
 
     async def _run_task(self, task: Task) -> None:
         try:
