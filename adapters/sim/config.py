@@ -40,6 +40,9 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             (undocumented either way, DASHSCOPE.md §13.1; the SDK copes with both).
         gummy_chat_max_audio_s: a gummy-chat task's audio cap; reaching it
             without a sentence end ends the sentence there (§2.5, §8).
+        reuse_port: bind with ``SO_REUSEPORT``, so several simulator processes
+            share one port and the kernel spreads connections over them
+            (``steno simulate --processes N``).
     """
 
     host: str = "127.0.0.1"
@@ -57,6 +60,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     max_message_bytes: int = 1 << 22
     gummy_chat_auto_finish: bool = False
     gummy_chat_max_audio_s: float = 60.0
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         for name in (

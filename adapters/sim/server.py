@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import socket
 import urllib.parse
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -66,6 +67,7 @@ INFERENCE_PATH: Final = "/api-ws/v1/inference"
 _INFERENCE_PATHS: Final = frozenset({INFERENCE_PATH, INFERENCE_PATH + "/"})
 REALTIME_PATH: Final = "/api-ws/v1/realtime"
 _REALTIME_PATHS: Final = frozenset({REALTIME_PATH, REALTIME_PATH + "/"})
+_BACKLOG: Final = 0xFFFF  # as trio.open_tcp_listeners; the kernel caps it at somaxconn
 _JSON: Final = [(b"content-type", b"application/json; charset=utf-8")]
 
 
@@ -250,7 +252,10 @@ async def serve(
         the other connections go on.
     """
     server = SimServer(config, recognizer, faults=faults, translator=translator)
-    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    if config.reuse_port:
+        listeners = [await _shared_listener(config.host, config.port)]
+    else:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     port: int = listeners[0].socket.getsockname()[1]
 
     async def handler(stream: trio.SocketStream) -> None:
@@ -265,6 +270,28 @@ async def serve(
         task_status.started(port)
         await trio.sleep_forever()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _shared_listener(host: str, port: int) -> trio.SocketListener:
+    """A listener on the first address of ``host`` bound with ``SO_REUSEPORT``.
+
+    Raises:
+        OSError: the address cannot be bound (in use without ``SO_REUSEPORT``, say).
+    """
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, type_, proto, _, address = infos[0]
+    sock = trio.socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 @asynccontextmanager

@@ -19,8 +19,10 @@ little, so the simulator is what is measured:
 * one reader task per session waits for its socket, splits server frames and decodes
   only the result events' JSON (msgspec), to count events and time the results.
 
-Measured per step, over the stream window only: the simulator's CPU (its process and
-children, ``/proc``), CPU µs per received frame and % of one core; the client's CPU;
+Measured per step: the simulator's CPU (its process and children, ``/proc``) per
+received frame, from the window's start until every task finished (a simulator that
+falls behind does the window's work later), and its % of one core over the window;
+the client's CPU;
 result lag — from the due time of the frame holding a result's last audio to the
 result's arrival — for partials (end of the last word) and finals (``end_time``; it
 includes the recognizer's 700 ms end-of-sentence silence); pacer lateness; events by
@@ -30,6 +32,7 @@ name. The machine is shared and noisy: compare steps of one run, not runs.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -60,6 +63,7 @@ MODEL = "paraformer-realtime-v2"
 SENTENCES = ["good morning", "the weather today is sunny", "the train leaves at seven", "thank you"]
 _BANNER = re.compile(rb"listening on ws://[^:]+:(\d+)/")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
 
 
 # ------------------------------------------------------------------ wire helpers
@@ -369,18 +373,19 @@ async def pace(
 class Simulator:
     """``steno simulate --recognizer scripted`` in a child process pinned to ``cpus``."""
 
-    def __init__(self, processes: int, cpus: set[int] | None) -> None:
+    def __init__(self, processes: int, cpus: set[int] | None, tree: Path = ROOT) -> None:
         cmd = [sys.executable, "-m", "engine.cli", "simulate", "--recognizer", "scripted"]
         cmd += ["--port", "0"]
         if processes != 1:
             cmd += ["--processes", str(processes)]
 
         def pin() -> None:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive us
             if cpus:
                 os.sched_setaffinity(0, cpus)
 
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin
+            cmd, cwd=tree, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin
         )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
@@ -464,17 +469,20 @@ async def run_step(n: int, sim: Simulator, args: argparse.Namespace) -> dict[str
                     await _send_all(s.sock, finish_task(s.task_id))
             for s in sessions:
                 await s.finished.wait()
+        # A simulator that fell behind does the window's work after it: count it too.
+        cpu2 = sim.cpu()
         phases["finish_s"] = trio.current_time() - t_fin
         nursery.cancel_scope.cancel()
     for s in sessions:
         s.sock.close()
-    sim_cpu, wall = cpu1 - cpu0, wall1 - wall0
+    sim_cpu, sim_all, wall = cpu1 - cpu0, cpu2 - cpu0, wall1 - wall0
     frames_sent = max(step.frames, 1)
     record = {
         "sessions": n,
         "frames": step.frames,
         "sim_cpu_s": round(sim_cpu, 3),
-        "sim_us_per_frame": round(sim_cpu / frames_sent * 1e6, 1),
+        "sim_cpu_with_finish_s": round(sim_all, 3),
+        "sim_us_per_frame": round(sim_all / frames_sent * 1e6, 1),
         "sim_cpu_pct": round(100 * sim_cpu / wall, 1),
         "client_us_per_frame": round((client1 - client0) / frames_sent * 1e6, 1),
         "client_cpu_pct": round(100 * (client1 - client0) / wall, 1),
@@ -525,6 +533,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--finish-timeout", type=float, default=60.0)
     parser.add_argument("--settle", type=float, default=2.0, help="rest between steps (s)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="CHECKOUT",
+        help="also run each step against the simulator of this checkout (e.g. the main "
+        "branch), right after this one's: compare within one run on a noisy machine",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.frame_ms <= 0 or min(args.sessions) <= 0:
         parser.error("--duration, --frame-ms and --sessions must be positive")
@@ -552,20 +565,27 @@ def main(argv: list[str] | None = None) -> int:
         },
         "steps": [],
     }
+    trees = [("this", ROOT)]
+    if args.baseline is not None:
+        trees.append(("baseline", args.baseline.resolve()))
+        result["settings"]["baseline"] = str(args.baseline.resolve())
     print(_HEAD, flush=True)
     for k, n in enumerate(args.sessions):
-        if k:
-            time.sleep(args.settle)
-        sim = Simulator(args.processes, set(args.sim_cpu) or None)
-        try:
-            record = trio.run(run_step, n, sim, args)
-        finally:
-            code = sim.close()
-        record["sim_exit"] = code
-        result["steps"].append(record)
-        print(_row(record), flush=True)
-        if args.json is not None:
-            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        for label, tree in trees:
+            if k or label != "this":
+                time.sleep(args.settle)
+            processes = args.processes if label == "this" else 1
+            sim = Simulator(processes, set(args.sim_cpu) or None, tree)
+            try:
+                record = trio.run(run_step, n, sim, args)
+            finally:
+                code = sim.close()
+            record["sim_exit"] = code
+            record["simulator"] = label
+            result["steps"].append(record)
+            print(_row(record) + (f" {label}" if len(trees) > 1 else ""), flush=True)
+            if args.json is not None:
+                args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
