@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http
 import os
 from typing import TYPE_CHECKING, Final, NoReturn, final
 
@@ -117,7 +118,8 @@ class UpgradeRequest:
         """
         headers = [*extra_headers, (b"content-length", str(len(body)).encode())]
         headers.append((b"connection", b"close"))
-        data = self._conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        response = h11.Response(status_code=status, headers=headers, reason=_reason(status))
+        data = self._conn.send(response) or b""
         if body:
             data += self._conn.send(h11.Data(data=body)) or b""
         data += self._conn.send(h11.EndOfMessage()) or b""
@@ -140,6 +142,7 @@ class UpgradeRequest:
         digest = hashlib.sha1(self._key.strip() + _GUID).digest()
         response = h11.InformationalResponse(
             status_code=101,
+            reason=b"Switching Protocols",
             headers=[
                 (b"upgrade", b"websocket"),
                 (b"connection", b"Upgrade"),
@@ -156,6 +159,13 @@ class UpgradeRequest:
         if trailing:
             reader.receive_data(trailing)
         return ServerWebSocket(self._stream, reader, fd=fd)
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
