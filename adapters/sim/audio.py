@@ -146,6 +146,7 @@ class AudioQueue:
         self._limit = limit_bytes
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._wake_at = 1  # bytes queued that wake the waiting getter (its min_bytes)
 
     @property
     def queued_bytes(self) -> int:
@@ -165,7 +166,8 @@ class AudioQueue:
         if pcm:
             self._chunks.append(pcm)
             self._size += len(pcm)
-            self._lot.unpark_all()
+            if self._size >= self._wake_at:
+                self._lot.unpark_all()
         return True
 
     def close(self) -> None:
@@ -173,19 +175,27 @@ class AudioQueue:
         self._closed = True
         self._lot.unpark_all()
 
-    async def get(self, max_bytes: int) -> bytes | None:
+    async def get(self, max_bytes: int, min_bytes: int = 1) -> bytes | None:
         """Wait for audio; return whole queued chunks joined up to about ``max_bytes``.
 
-        Returns None once the queue is closed and empty. A single chunk larger
-        than ``max_bytes`` is returned whole.
+        Waits until at least ``min_bytes`` are queued (the getter is not woken
+        before), or the queue is closed: then what is left comes out. Returns None
+        once the queue is closed and empty. A single chunk larger than
+        ``max_bytes`` is returned whole.
         """
-        if self._chunks:
+        min_bytes = max(min(min_bytes, max_bytes), 1)
+        parked = False
+        while self._size < min_bytes and not self._closed:
+            self._wake_at = min_bytes
+            try:
+                await self._lot.park()
+            finally:
+                self._wake_at = 1
+            parked = True
+        if not parked:
             await trio.lowlevel.checkpoint()
-        while not self._chunks:
-            if self._closed:
-                await trio.lowlevel.checkpoint()
-                return None
-            await self._lot.park()
+        if not self._chunks:
+            return None
         parts = [self._chunks.popleft()]
         total = len(parts[0])
         while self._chunks and total + len(self._chunks[0]) <= max_bytes:

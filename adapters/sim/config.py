@@ -32,6 +32,10 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         partial_interval_ms: at most one partial result per sentence per this
             much audio (finals are never held back); 0 sends every partial.
         feed_chunk_ms: the most audio handed to the recognizer in one call.
+        feed_batch_ms: the least audio handed to the recognizer in one call
+            (until ``finish-task``): results come up to this much later, and a
+            load test's frames cost the simulator less (one recognizer call and
+            one task wake per batch, not per frame); 0 feeds whatever arrived.
         connect_timeout_s: the client must finish the HTTP upgrade within this.
         disconnect_timeout_s: how long a close handshake may take.
         max_message_bytes: the largest WebSocket message accepted (1009 above).
@@ -55,6 +59,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     max_audio_queue_s: float = 600.0
     partial_interval_ms: int = 200
     feed_chunk_ms: int = 400
+    feed_batch_ms: int = 0
     connect_timeout_s: float = 60.0
     disconnect_timeout_s: float = 10.0
     max_message_bytes: int = 1 << 22
@@ -78,5 +83,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("port must be 0–65535")
         if self.partial_interval_ms < 0 or self.feed_chunk_ms <= 0:
             raise ValueError("partial_interval_ms must be ≥ 0 and feed_chunk_ms > 0")
+        if not 0 <= self.feed_batch_ms <= self.feed_chunk_ms:
+            raise ValueError("feed_batch_ms must be in 0–feed_chunk_ms")
         if self.api_keys is not None and not all(self.api_keys):
             raise ValueError("api_keys must not contain empty keys")

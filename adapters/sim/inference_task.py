@@ -175,7 +175,11 @@ class TaskRecognizer:
         if spec.gummy is not None and spec.gummy.utterance:
             cap = int(self._config.gummy_chat_max_audio_s * spec.sample_rate) * 2
         fed = 0  # bytes; ms = bytes * 500 // rate
-        while not task.utterance_over and (chunk := await task.queue.get(chunk_bytes)) is not None:
+        batch = self._config.feed_batch_ms * spec.sample_rate // 1000 * 2
+        while (
+            not task.utterance_over
+            and (chunk := await task.queue.get(chunk_bytes, batch)) is not None
+        ):
             if cap is not None:
                 chunk = chunk[: cap - fed]
             hyps = await guard(session.feed(chunk))

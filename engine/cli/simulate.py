@@ -67,6 +67,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="serve from N processes sharing the port (SO_REUSEPORT); batch REST tasks "
         "are per process (default 1)",
     )
+    s.add_argument(
+        "--feed-batch-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="recognize audio in batches of at least MS per task (results come up to MS "
+        "later; cheaper per frame, for load tests; default 0: as it arrives)",
+    )
     # One of --processes' workers: serve on a shared port, report ready on stdout, end at EOF.
     s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=simulate)
@@ -90,9 +98,17 @@ async def simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--processes {args.processes}: fix: a number of processes in 1–1024")
     shared = args.worker or args.processes > 1
     try:
-        config = SimConfig(host=args.host, port=args.port, api_keys=keys, reuse_port=shared)
+        config = SimConfig(
+            host=args.host,
+            port=args.port,
+            api_keys=keys,
+            reuse_port=shared,
+            feed_batch_ms=args.feed_batch_ms,
+        )
     except ValueError as exc:
-        raise ConfigError(f"bad simulator option: {exc}; fix: check --host and --port") from None
+        raise ConfigError(
+            f"bad simulator option: {exc}; fix: check --host, --port and --feed-batch-ms"
+        ) from None
     faults = parse_fault_spec(args.fault) if args.fault else None
     _raise_file_limit()  # a socket per session: thousands of them
     if args.processes > 1 and not args.worker:
@@ -178,7 +194,7 @@ def _worker_command(args: argparse.Namespace, port: int) -> list[str]:
     if log_format is not None:
         cmd += ["--log-format", log_format]
     cmd += ["simulate", "--worker", "--host", args.host, "--port", str(port)]
-    cmd += ["--recognizer", args.recognizer]
+    cmd += ["--recognizer", args.recognizer, "--feed-batch-ms", str(args.feed_batch_ms)]
     if args.api_key_file:
         cmd += ["--api-key-file", os.path.abspath(args.api_key_file)]
     if args.fault:

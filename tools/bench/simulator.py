@@ -373,11 +373,18 @@ async def pace(
 class Simulator:
     """``steno simulate --recognizer scripted`` in a child process pinned to ``cpus``."""
 
-    def __init__(self, processes: int, cpus: set[int] | None, tree: Path = ROOT) -> None:
+    def __init__(
+        self,
+        processes: int,
+        cpus: set[int] | None,
+        tree: Path = ROOT,
+        extra: list[str] | None = None,
+    ) -> None:
         cmd = [sys.executable, "-m", "engine.cli", "simulate", "--recognizer", "scripted"]
         cmd += ["--port", "0"]
         if processes != 1:
             cmd += ["--processes", str(processes)]
+        cmd += extra or []
 
         def pin() -> None:
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # never outlive us
@@ -527,6 +534,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frame-ms", type=int, default=100)
     parser.add_argument("--tick-ms", type=float, default=5.0, help="the pacer's period")
     parser.add_argument("--processes", type=int, default=1, help="steno simulate --processes")
+    parser.add_argument(
+        "--feed-batch-ms", type=int, default=0, help="steno simulate --feed-batch-ms"
+    )
     parser.add_argument("--sim-cpu", type=int, nargs="*", default=[1], help="cores for the sim")
     parser.add_argument("--client-cpu", type=int, nargs="*", default=[0], help="client cores")
     parser.add_argument("--connect-timeout", type=float, default=120.0)
@@ -560,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame_ms": args.frame_ms,
             "duration_s": args.duration,
             "processes": args.processes,
+            "feed_batch_ms": args.feed_batch_ms,
             "sim_cpus": args.sim_cpu,
             "client_cpus": args.client_cpu,
         },
@@ -575,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             if k or label != "this":
                 time.sleep(args.settle)
             processes = args.processes if label == "this" else 1
-            sim = Simulator(processes, set(args.sim_cpu) or None, tree)
+            batch = args.feed_batch_ms and label == "this"
+            extra = ["--feed-batch-ms", str(args.feed_batch_ms)] if batch else []
+            sim = Simulator(processes, set(args.sim_cpu) or None, tree, extra)
             try:
                 record = trio.run(run_step, n, sim, args)
             finally:

@@ -103,6 +103,33 @@ class TestAudioQueue:
             queue.close()
             queue.close()
         assert got == [b"x", None]
+
+    async def test_min_bytes_holds_the_getter_until_a_batch(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A getter asking for a batch is not woken by smaller puts; close releases the rest."""
+        queue = AudioQueue(100)
+        got: list[bytes | None] = []
+
+        async def consume() -> None:
+            while (chunk := await queue.get(10, min_bytes=6)) is not None:
+                got.append(chunk)
+            got.append(None)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            for chunk in (b"ab", b"cd"):
+                queue.put_nowait(chunk)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == []
+            queue.put_nowait(b"ef")
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [b"abcdef"]
+            queue.put_nowait(b"g")
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [b"abcdef"]
+            queue.close()
+        assert got == [b"abcdef", b"g", None]
         assert queue.closed
         with pytest.raises(trio.ClosedResourceError):
             queue.put_nowait(b"y")

@@ -22,7 +22,14 @@ class TestSimConfig:
             msgspec.convert({"idle_timeout": 5}, SimConfig)
 
     @pytest.mark.parametrize(
-        "fields", [{"idle_timeout_s": 0}, {"port": 70000}, {"api_keys": [""]}, {"feed_chunk_ms": 0}]
+        "fields",
+        [
+            {"idle_timeout_s": 0},
+            {"port": 70000},
+            {"api_keys": [""]},
+            {"feed_chunk_ms": 0},
+            {"feed_batch_ms": 500},
+        ],
     )
     def test_invalid(self, fields: dict[str, object]) -> None:
         with pytest.raises(msgspec.ValidationError):

@@ -31,6 +31,38 @@ from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.sim import MemoryNet, SimConfig, open_memory_net
 
 
+class FeedSizes:
+    """A recognizer that notes the size of every feed of its sessions."""
+
+    def __init__(self, inner: ScriptedRecognizer) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self.sizes: list[int] = []
+
+    async def open_session(self, *, sample_rate: int, language: str | None) -> FeedSizes._Session:
+        return self._Session(
+            await self._inner.open_session(sample_rate=sample_rate, language=language), self.sizes
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    class _Session:
+        def __init__(self, inner: Any, sizes: list[int]) -> None:
+            self._inner = inner
+            self._sizes = sizes
+
+        async def feed(self, pcm: bytes) -> Any:
+            self._sizes.append(len(pcm))
+            return await self._inner.feed(pcm)
+
+        async def flush(self) -> Any:
+            return await self._inner.flush()
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+
 @pytest.fixture(name="net")
 async def _net() -> AsyncIterator[MemoryNet]:
     async with open_memory_net(SimConfig(), ScriptedRecognizer.tone()) as net:
@@ -75,6 +107,29 @@ class TestTask:
         finished = events[-1]
         assert finished["header"] == {"task_id": "t1", "event": "task-finished", "attributes": {}}
         assert finished["payload"] == {"output": {}, "usage": {"duration": duration_s(audio)}}
+
+    @deadline(60)
+    async def test_batched_feeding_gives_the_same_finals(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """feed_batch_ms: the recognizer gets batches of at least that much audio (but the
+        last), and the finals and their times do not change."""
+        results = []
+        for batch_ms in (0, 300):
+            recognizer = FeedSizes(ScriptedRecognizer.tone())
+            async with open_memory_net(SimConfig(feed_batch_ms=batch_ms), recognizer) as net:
+                events = await (await connect(net)).transcribe(tone_pcm())
+            finals_at = [(s["text"], s["end_time"]) for s in sentences(events) if s["sentence_end"]]
+            results.append((finals_at, recognizer.sizes))
+        (unbatched, sizes0), (batched, sizes1) = results
+        assert batched == unbatched
+        assert [text for text, _ in batched] == [
+            "Hello world.",
+            "The weather today is sunny and warm.",
+        ]
+        assert min(sizes0[:-1]) < 300 * 32  # paced audio: fed as it comes
+        assert min(sizes1[:-1]) >= 300 * 32  # 16 kHz s16: 32 bytes per ms
+        assert sum(sizes1) == sum(sizes0)
 
     @deadline(120)
     async def test_connection_reuse(
