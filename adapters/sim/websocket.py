@@ -5,7 +5,8 @@ per-frame work cost ~100 µs of CPU per received audio frame, a third of the
 simulator's budget many times over (tools/bench/simulator.py). This connection has
 no task of its own: :meth:`ServerWebSocket.get_message` reads and parses in the
 caller's task (the connection's reader, which always reads, so pings are answered
-in order), and the framing is the sans-IO :mod:`._wsframes` (numpy unmasking).
+in order), and the framing is the project's sans-IO codec (:mod:`adapters.websocket`,
+C masking).
 
 The fast lane: on a plain TCP socket (no fault plan may cut it), bytes are read
 with a non-blocking ``os.read`` on its descriptor, waiting (``wait_readable``)
@@ -37,19 +38,16 @@ from typing import TYPE_CHECKING, Final, NoReturn, final
 import h11
 import trio
 
-from ._wsframes import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PONG,
-    OP_TEXT,
+from adapters.websocket import (
+    SERVER,
     Close,
-    FrameError,
-    FrameReader,
+    ConnectionLost,
     Message,
     Ping,
-    close_payload,
-    server_frame,
+    Violation,
+    WebSocketCore,
 )
+from engine.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -154,11 +152,11 @@ class UpgradeRequest:
             await self._stream.send_all(data)
         except _STREAM_ERRORS:
             raise WebSocketClosed(1006, "client left") from None
-        reader = FrameReader(self._max)
+        core = WebSocketCore(SERVER, max_message_size=self._max)
         trailing, _ = self._conn.trailing_data
         if trailing:
-            reader.receive_data(trailing)
-        return ServerWebSocket(self._stream, reader, fd=fd)
+            core.receive_data(trailing)
+        return ServerWebSocket(self._stream, core, fd=fd)
 
 
 def _reason(status: int) -> bytes:
@@ -216,9 +214,9 @@ class ServerWebSocket:
         is closed, so every call must have returned by then.
     """
 
-    def __init__(self, stream: trio.abc.Stream, reader: FrameReader, *, fd: int | None) -> None:
+    def __init__(self, stream: trio.abc.Stream, core: WebSocketCore, *, fd: int | None) -> None:
         self._stream = stream
-        self._reader = reader
+        self._core = core
         self._fd = fd
         self._send_lock = trio.StrictFIFOLock()
         self._closed: WebSocketClosed | None = None
@@ -239,12 +237,7 @@ class ServerWebSocket:
                 with a close frame).
         """
         while True:
-            try:
-                event = self._reader.next_event()
-            except FrameError as exc:
-                self._closed = WebSocketClosed(exc.code, exc.reason)
-                await self._send_close(exc.code, exc.reason)
-                raise self._closed from None
+            event = self._core.next_event()
             if event is None:
                 if self._closed is not None:
                     raise self._closed
@@ -258,12 +251,16 @@ class ServerWebSocket:
                 return event.data
             if isinstance(event, Ping):
                 try:
-                    await self._write(server_frame(OP_PONG, event.payload))
-                except WebSocketClosed:
-                    pass  # the next read tells
-            elif isinstance(event, Close):
+                    await self._write(self._core.pong(event.payload))
+                except (WebSocketClosed, LocalProtocolError):
+                    pass  # closing, or the next read tells
+            elif isinstance(event, Close | Violation):
+                # the client's close is echoed; a violation is answered with its code
                 self._closed = WebSocketClosed(event.code, event.reason)
                 await self._send_close(event.code, event.reason)
+                raise self._closed
+            elif isinstance(event, ConnectionLost):
+                self._closed = self._closed or WebSocketClosed(event.code, "connection lost")
                 raise self._closed
 
     async def _receive(self) -> None:
@@ -287,10 +284,7 @@ class ServerWebSocket:
                 data = await self._stream.receive_some(_READ)
             except _STREAM_ERRORS:
                 data = b""
-        if not data:
-            self._closed = self._closed or WebSocketClosed(1006, "connection lost")
-            return
-        self._reader.receive_data(data)
+        self._core.receive_data(data or None)  # None: EOF, the core says ConnectionLost
 
     async def send_message(self, message: bytes | str) -> None:
         """Send one message: text for ``str``, binary for ``bytes``.
@@ -300,10 +294,7 @@ class ServerWebSocket:
         """
         if self._closed is not None or self._close_sent:
             raise self._closed or WebSocketClosed(1000, "closing")
-        if isinstance(message, str):
-            await self._write(server_frame(OP_TEXT, message.encode()))
-        else:
-            await self._write(server_frame(OP_BINARY, message))
+        await self._write(self._core.send_message(message))
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """The close handshake: send our close frame, wait for the client's.
@@ -323,7 +314,11 @@ class ServerWebSocket:
             return
         self._close_sent = True
         try:
-            await self._write(server_frame(OP_CLOSE, close_payload(code, reason)))
+            frame = self._core.close(code, reason or "")
+        except (LocalProtocolError, ValueError):
+            return  # the core is past closing (or the code may not travel): nothing to say
+        try:
+            await self._write(frame)
         except WebSocketClosed:
             pass
 

@@ -1,0 +1,128 @@
+"""The simulator's server-side WebSocket over memory streams: upgrade, messages, pings, closes.
+
+(The framing itself is adapters/websocket's, tested in tests/adapters/websocket.)"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+import trio
+import trio.testing
+from conftest import deadline
+
+from adapters.sim.websocket import ServerWebSocket, WebSocketClosed, read_upgrade
+
+KEY = b"\x37\xfa\x21\x3d"
+
+
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, key: bytes | None = KEY, rsv: int = 0
+) -> bytes:
+    """A client frame as RFC 6455 §5.2 lays it out (masked unless ``key`` is None)."""
+    head = bytearray([(0x80 if fin else 0) | rsv | opcode])
+    mask_bit = 0x80 if key is not None else 0
+    n = len(payload)
+    if n < 126:
+        head.append(mask_bit | n)
+    elif n < 1 << 16:
+        head += struct.pack("!BH", mask_bit | 126, n)
+    else:
+        head += struct.pack("!BQ", mask_bit | 127, n)
+    if key is None:
+        return bytes(head) + payload
+    return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """A short unmasked final server frame."""
+    assert len(payload) < 126
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def close_payload(code: int, reason: str) -> bytes:
+    return struct.pack("!H", code) + reason.encode()
+
+
+# ------------------------------------------------------------------ the connection
+
+
+async def upgraded(
+    server: trio.abc.Stream, client: trio.abc.Stream, max_bytes: int = 1 << 20
+) -> ServerWebSocket:
+    request = (
+        b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await client.send_all(request)
+    upgrade = await read_upgrade(server, max_message_bytes=max_bytes)
+    assert upgrade is not None
+    assert upgrade.problem is None
+    ws = await upgrade.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await client.receive_some()
+    # RFC 6455 §1.3's example key and its accept value
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in head
+    return ws
+
+
+class TestServerWebSocket:
+    @deadline(5)
+    async def test_messages_pings_and_close(self) -> None:
+        """Messages come in order, a ping is answered, a close is echoed and ends reads."""
+        client, server = trio.testing.memory_stream_pair()
+        ws = await upgraded(server, client)
+        await client.send_all(
+            client_frame(0x9, b"hi") + client_frame(0x1, b"one") + client_frame(0x2, b"two")
+        )
+        assert await ws.get_message() == "one"
+        assert await ws.get_message() == b"two"
+        assert await client.receive_some() == server_frame(0xA, b"hi")
+        await ws.send_message("out")
+        assert await client.receive_some() == server_frame(0x1, b"out")
+        await client.send_all(client_frame(0x8, close_payload(1000, "done")))
+        with pytest.raises(WebSocketClosed) as caught:
+            await ws.get_message()
+        assert (caught.value.code, caught.value.reason) == (1000, "done")
+        assert await client.receive_some() == server_frame(0x8, close_payload(1000, "done"))
+        with pytest.raises(WebSocketClosed):
+            await ws.send_message("late")
+
+    @deadline(5)
+    async def test_a_violation_is_answered_with_its_close_code(self) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        ws = await upgraded(server, client, max_bytes=10)
+        await client.send_all(client_frame(0x2, os.urandom(11)))  # over max_bytes
+        with pytest.raises(WebSocketClosed) as caught:
+            await ws.get_message()
+        assert caught.value.code == 1009
+        reply = await client.receive_some()
+        assert reply[0] == 0x88
+        assert struct.unpack_from("!H", reply, 2) == (1009,)
+
+    @deadline(5)
+    async def test_eof_is_1006(self) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        ws = await upgraded(server, client)
+        await client.aclose()
+        with pytest.raises(WebSocketClosed) as caught:
+            await ws.get_message()
+        assert caught.value.code == 1006
+
+    @deadline(5)
+    async def test_bad_upgrade_headers_are_a_problem(self) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        await client.send_all(b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
+        upgrade = await read_upgrade(server, max_message_bytes=10)
+        assert upgrade is not None
+        assert upgrade.problem == "missing Sec-WebSocket-Key"
+
+    @deadline(5)
+    async def test_garbage_is_answered_400(self) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        await client.send_all(b"\x00\x01 not http\r\n\r\n")
+        assert await read_upgrade(server, max_message_bytes=10) is None
+        assert (await client.receive_some()).startswith(b"HTTP/1.1 400 ")
