@@ -84,7 +84,7 @@ def client_frame(payload: bytes, *, text: bool = False) -> bytes:
     key = os.urandom(4)
     pad = -n % 4
     data = np.frombuffer(payload + b"\0" * pad, dtype=np.uint32)
-    masked = (data ^ np.frombuffer(key, dtype=np.uint32)[0]).tobytes()[:n]
+    masked: bytes = (data ^ np.frombuffer(key, dtype=np.uint32)[0]).tobytes()[:n]
     return bytes(head) + key + masked
 
 
