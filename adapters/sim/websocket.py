@@ -221,6 +221,7 @@ class ServerWebSocket:
         self._send_lock = trio.StrictFIFOLock()
         self._closed: WebSocketClosed | None = None
         self._close_sent = False
+        self._broken = False  # a write was cancelled midway: no byte may follow
         self._unyielded = 0
 
     @property
@@ -323,6 +324,8 @@ class ServerWebSocket:
             pass
 
     async def _write(self, frame: bytes) -> None:
+        if self._broken:
+            raise WebSocketClosed(1006, "a write was abandoned")
         fd = self._fd
         if fd is not None and not self._send_lock.locked():
             try:
@@ -334,11 +337,17 @@ class ServerWebSocket:
             if sent == len(frame):
                 return
             frame = frame[sent:]
-        async with self._send_lock:
-            try:
+        try:
+            async with self._send_lock:
                 await self._stream.send_all(frame)
-            except _STREAM_ERRORS:
-                self._lost()
+        except _STREAM_ERRORS:
+            self._lost()
+        except BaseException:
+            # Cancelled (a send deadline, say) with part of a frame perhaps written:
+            # nothing may follow it on this connection.
+            self._broken = True
+            self._closed = self._closed or WebSocketClosed(1006, "a write was abandoned")
+            raise
 
     def _lost(self) -> NoReturn:
         self._closed = self._closed or WebSocketClosed(1006, "connection lost")

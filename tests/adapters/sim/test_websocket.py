@@ -35,6 +35,12 @@ def client_frame(
     return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+UPGRADE = (
+    b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 def server_frame(opcode: int, payload: bytes) -> bytes:
     """A short unmasked final server frame."""
     assert len(payload) < 126
@@ -51,11 +57,7 @@ def close_payload(code: int, reason: str) -> bytes:
 async def upgraded(
     server: trio.abc.Stream, client: trio.abc.Stream, max_bytes: int = 1 << 20
 ) -> ServerWebSocket:
-    request = (
-        b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await client.send_all(request)
+    await client.send_all(UPGRADE)
     upgrade = await read_upgrade(server, max_message_bytes=max_bytes)
     assert upgrade is not None
     assert upgrade.problem is None
@@ -126,3 +128,25 @@ class TestServerWebSocket:
         await client.send_all(b"\x00\x01 not http\r\n\r\n")
         assert await read_upgrade(server, max_message_bytes=10) is None
         assert (await client.receive_some()).startswith(b"HTTP/1.1 400 ")
+
+    @deadline(5)
+    async def test_a_write_cancelled_midway_ends_the_connection(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A send abandoned by its deadline (the peer reads nothing) may have left part of a
+        frame behind: every later send raises instead of writing after it."""
+        client, server = trio.testing.lockstep_stream_pair()  # a write waits for a read
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+        assert upgrade is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.receive_some)  # the 101 response
+            ws = await upgrade.accept()
+        with trio.move_on_after(0.5) as waited:  # nobody reads the client side now
+            await ws.send_message(b"x" * (1 << 20))
+        assert waited.cancelled_caught
+        assert ws.closed is not None
+        assert ws.closed.code == 1006
+        with pytest.raises(WebSocketClosed):
+            await ws.send_message("late")
