@@ -1,20 +1,103 @@
-"""Task-start rate limiting shared by every stream of a process (DESIGN §3)."""
+"""Task-start rate limiting shared by every stream of a process (DESIGN §3).
+
+A process that is one of several sharing a budget (a ``steno transcribe
+--processes N`` worker, a daemon worker) is told its part by its parent in the
+environment: ``STENO_RATE_SHARE=<fraction in (0, 1]>`` (``0.25`` or ``1/4``)
+scales every family's rate and burst (:func:`share_limits`), so N workers with
+1/N each never multiply the service's budget.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import os
+from typing import TYPE_CHECKING, Final
 
 import structlog
 import trio
 
+from engine.errors import ConfigError
 from engine.policy import RATE_LIMITS, RateLimit, TokenBucket
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["StartLimiter", "process_limiter"]
+__all__ = [
+    "RATE_SHARE_VAR",
+    "StartLimiter",
+    "max_shares",
+    "process_limiter",
+    "rate_share",
+    "share_limits",
+]
 
 log = structlog.get_logger("steno.ratelimit")
+
+#: The environment variable that gives a process its share of every task-start budget.
+RATE_SHARE_VAR: Final = "STENO_RATE_SHARE"
+
+
+def rate_share(environ: Mapping[str, str] | None = None) -> float:
+    """This process's share of the task-start budget: ``STENO_RATE_SHARE``, else 1.
+
+    The value is a fraction in (0, 1]: a decimal (``0.25``) or a ratio (``1/4``).
+
+    Raises:
+        ConfigError: any other value (one line naming the variable and the fix).
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(RATE_SHARE_VAR)
+    if text is None or not text.strip():
+        return 1.0
+    share = _parse_fraction(text.strip())
+    if share is None or not (0.0 < share <= 1.0):
+        raise ConfigError(
+            f"bad {RATE_SHARE_VAR} {text[:40]!r}: not a fraction in (0, 1]; "
+            f"fix: e.g. {RATE_SHARE_VAR}=0.5 or 1/4, or unset it"
+        )
+    return share
+
+
+def _parse_fraction(text: str) -> float | None:
+    try:
+        if "/" in text:
+            top, bottom = text.split("/", 1)
+            value = float(top) / float(bottom)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def share_limits(limits: Mapping[str, RateLimit], share: float) -> dict[str, RateLimit]:
+    """``limits`` scaled to ``share`` of each: the rate exactly, the burst rounded down.
+
+    A burst below one start is raised to one (a process must be able to start a
+    task at all), so the shares' bursts add up to at most the whole burst as long
+    as no share is below ``1 / burst``; :func:`max_shares` is how many that allows.
+    """
+    if share == 1.0:
+        return dict(limits)
+    return {
+        family: RateLimit(
+            limit.rate * share,
+            per_s=limit.per_s,
+            burst=max(1, math.floor(limit.capacity * share + 1e-9)),
+        )
+        for family, limit in limits.items()
+    }
+
+
+def max_shares(
+    family: str, share: float = 1.0, limits: Mapping[str, RateLimit] = RATE_LIMITS
+) -> int:
+    """How many processes may split ``share`` of ``family``'s budget with a whole
+    start of burst each (no limit for a family without one: a large number)."""
+    limit = limits.get(family)
+    if limit is None:
+        return 1 << 30
+    return max(1, math.floor(limit.capacity * share + 1e-9))
 
 
 class StartLimiter:
@@ -22,13 +105,29 @@ class StartLimiter:
 
     Create one per engine (not per stream) and hand it to every session, so a burst
     of reconnects or files never trips the service's throttling.
+
+    Args:
+        limits: each family's budget (the service's, DASHSCOPE.md §8, by default).
+        share: the part of ``limits`` this process may use; by default
+            ``STENO_RATE_SHARE`` (:func:`rate_share`), else all of it.
+
+    Raises:
+        ConfigError: ``STENO_RATE_SHARE`` is set to something that is not a fraction
+            in (0, 1] (only when ``share`` is left out).
     """
 
-    def __init__(self, limits: Mapping[str, RateLimit] = RATE_LIMITS) -> None:
-        self._limits = dict(limits)
+    def __init__(
+        self, limits: Mapping[str, RateLimit] = RATE_LIMITS, *, share: float | None = None
+    ) -> None:
+        self.share = rate_share() if share is None else share
+        self._limits = share_limits(limits, self.share)
         self._buckets: dict[str, TokenBucket] = {}
         self._locks: dict[str, trio.Lock] = {}
         self.waited_s = 0.0  # total time streams spent waiting, for metrics
+
+    def limit(self, family: str) -> RateLimit | None:
+        """The budget this limiter applies to ``family`` (after its share), if any."""
+        return self._limits.get(family)
 
     async def acquire(self, family: str) -> None:
         """Wait (on the trio clock) until a task of ``family`` may start.

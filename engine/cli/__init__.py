@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 import signal
 import sys
@@ -52,6 +51,7 @@ from engine.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     exit_code,
+    log_settings,
 )
 from engine.cli._help import add_epilogs
 from engine.cli._signals import Interrupts
@@ -161,11 +161,8 @@ def configure_logging(args: argparse.Namespace, *, tty: bool) -> None:
     ``2>log`` and collectors), ``--log-format json`` makes them JSON at any level.
     The daemon configures its own (JSON on stdout).
     """
-    level = logging.INFO if args.verbose else logging.WARNING
-    auto = args.log_format == "auto"
-    steno_logging.configure(
-        json=args.verbose and not tty if auto else args.log_format == "json", level=level
-    )
+    json, level = log_settings(args, tty=tty)
+    steno_logging.configure(json=json, level=level)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ one-line notice; the SDK's variables are read by :mod:`engine.sdkenv`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import urllib.parse
@@ -49,6 +50,7 @@ __all__ = [
     "api_key",
     "check_url",
     "exit_code",
+    "log_settings",
     "parse_formats",
     "parse_layout",
     "resolve_endpoint",
@@ -76,6 +78,19 @@ def exit_code(results: Sequence[StreamEnded]) -> int:
     if "partial" in statuses:
         return EXIT_LOST_AUDIO
     return EXIT_OK
+
+
+def log_settings(args: argparse.Namespace, *, tty: bool) -> tuple[bool, int]:
+    """The CLI's log format and level from ``-v`` and ``--log-format``: (JSON lines, level).
+
+    Warnings as plain text unless asked for more: ``-v`` logs info too (JSON lines
+    off a terminal, for ``2>log`` and collectors), ``--log-format json`` makes them
+    JSON at any level. Worker processes log as their parent says.
+    """
+    verbose = bool(getattr(args, "verbose", False))
+    fmt = getattr(args, "log_format", "auto")
+    level = logging.INFO if verbose else logging.WARNING
+    return (verbose and not tty if fmt == "auto" else fmt == "json"), level
 
 
 # ------------------------------------------------------------ key and endpoint

@@ -14,7 +14,7 @@ import math
 import os
 import pathlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 
@@ -28,6 +28,7 @@ from engine.cli._common import (
     add_layout_arguments,
     add_target_arguments,
     exit_code,
+    log_settings,
     parse_formats,
     parse_layout,
     resolve_endpoint,
@@ -37,8 +38,12 @@ from engine.config import SessionConfig
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import FileStreamConfig, run_file_stream
-from engine.ratelimit import StartLimiter
+from engine.ratelimit import StartLimiter, max_shares, rate_share
+from engine.shard import WorkerPool, open_workers
 from engine.wiring import EDGES
+
+#: More worker processes than this is a typo, not a machine.
+MAX_PROCESSES: Final = 256
 
 if TYPE_CHECKING:
     import argparse
@@ -53,6 +58,7 @@ __all__ = [
     "add_file_stream_arguments",
     "file_durations",
     "output_stems",
+    "plan_processes",
     "run_files",
     "run_streams",
     "stream_ids",
@@ -69,7 +75,16 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
     pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
-    p.add_argument("--jobs", type=int, default=64, help="files streamed at once (default 64)")
+    p.add_argument(
+        "--jobs", type=int, default=64, help="files streamed at once, per process (default 64)"
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes the files are shared over (default: the number of cores; "
+        "never more than the files); 1 streams in this process",
+    )
     p.add_argument(
         "--finish-timeout",
         type=float,
@@ -172,10 +187,18 @@ async def run_files(
         )
     if not (math.isfinite(args.replay_buffer) and args.replay_buffer > 0):
         raise ConfigError(f"--replay-buffer must be a positive number, got {args.replay_buffer:g}")
+    processes = plan_processes(getattr(args, "processes", None), len(args.files), spec.family)
     for flag, directory in (("--out", args.out), ("--audio-out", audio_out)):
         if directory is not None:
             await trio.to_thread.run_sync(check_output_dir, directory, flag)
     async with contextlib.AsyncExitStack() as stack:
+        pool = None
+        if processes > 1 and dial is None:  # a dialer (tests) cannot cross processes
+            # Started first: the workers' imports overlap the simulator's start-up.
+            log_json, log_level = log_settings(args, tty=_isatty(sys.stderr))
+            pool = await stack.enter_async_context(
+                open_workers(processes, share=rate_share(), log_json=log_json, log_level=log_level)
+            )
         endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
         configs = [
             FileStreamConfig(
@@ -208,7 +231,34 @@ async def run_files(
             out=sys.stdout,
             err=sys.stderr,
             translate=translation is not None,
+            pool=pool,
         )
+
+
+def plan_processes(requested: int | None, files: int, family: str) -> int:
+    """How many processes stream ``files`` files: ``--processes`` (default: the usable
+    cores), never more than the files, nor than ``family``'s task-start burst can
+    be split into (each process needs a whole start of it: the shares never add up
+    to more than the budget).
+
+    Raises:
+        ConfigError: ``--processes`` below 1, or a bad ``STENO_RATE_SHARE``.
+    """
+    if requested is not None and requested < 1:
+        raise ConfigError(
+            f"--processes must be at least 1, got {requested}; "
+            "fix: e.g. --processes 2 (default: the number of cores)"
+        )
+    wanted = requested if requested is not None else usable_cores()
+    return max(1, min(wanted, files, max_shares(family, rate_share()), MAX_PROCESSES))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as ``taskset`` sets it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 async def run_streams(
@@ -219,6 +269,7 @@ async def run_streams(
     err: TextIO | None = None,
     dial: Dialer | None = None,
     translate: bool = False,
+    pool: WorkerPool | None = None,
 ) -> int:
     """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
 
@@ -227,6 +278,10 @@ async def run_streams(
     ``interrupted``) and starts no more (each file never started gets one line); a
     second cancels at once.
 
+    With a ``pool`` the files stream in its worker processes (``jobs`` at once in
+    each) and only the console, the signals and the exit code stay here: what is
+    printed is the same, line for line.
+
     The transcript goes to ``out`` and the status lines to ``err`` (``out`` when
     left out); the status line is drawn when ``err`` is a terminal.
     """
@@ -234,20 +289,8 @@ async def run_streams(
     durations = await trio.to_thread.run_sync(file_durations, configs) if tty else {}
     console_send, console_recv = trio.open_memory_channel[Event](EDGES["renderer->console"].size)
     drain = trio.Event()
-    slots = trio.Semaphore(jobs)
-    starts = StartLimiter()  # one token bucket per model family for the whole run
     results: list[StreamEnded] = []
     interrupts = Interrupts()
-
-    async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
-        try:
-            ended = await run_file_stream(
-                config, console=channel, drain=drain, dial=dial or dial_tcp, limiter=starts
-            )
-            results.append(ended)
-        finally:
-            slots.release()
-
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(
@@ -269,19 +312,49 @@ async def run_streams(
                     notice="finishing every stream (press Ctrl-C again to stop now)",
                 )
             )
-            async with console_send, trio.open_nursery() as workers:
-                # Files start in command-line order, each once a slot is free.
-                for config in configs:
-                    await slots.acquire()
-                    if drain.is_set():
-                        slots.release()
-                        await console_send.send(_not_started(config))
-                        continue
-                    workers.start_soon(one, config, console_send.clone())
+            async with console_send:
+                if pool is None:
+                    await _run_here(configs, jobs, console_send, drain, dial, results)
+                else:
+                    results = await pool.run(
+                        configs, jobs=jobs, console=console_send.clone(), drain=drain
+                    )
             streams.cancel_scope.cancel()
     if interrupts.interrupted:
         return EXIT_INTERRUPTED
     return exit_code(results)
+
+
+async def _run_here(
+    configs: Sequence[FileStreamConfig],
+    jobs: int,
+    console_send: trio.MemorySendChannel[Event],
+    drain: trio.Event,
+    dial: Dialer | None,
+    results: list[StreamEnded],
+) -> None:
+    """Every stream in this process, at most ``jobs`` at once; endings into ``results``."""
+    slots = trio.Semaphore(jobs)
+    starts = StartLimiter()  # one token bucket per model family for the whole run
+
+    async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
+        try:
+            ended = await run_file_stream(
+                config, console=channel, drain=drain, dial=dial or dial_tcp, limiter=starts
+            )
+            results.append(ended)
+        finally:
+            slots.release()
+
+    async with trio.open_nursery() as workers:
+        # Files start in command-line order, each once a slot is free.
+        for config in configs:
+            await slots.acquire()
+            if drain.is_set():
+                slots.release()
+                await console_send.send(_not_started(config))
+                continue
+            workers.start_soon(one, config, console_send.clone())
 
 
 def file_durations(configs: Sequence[FileStreamConfig]) -> dict[str, float]:

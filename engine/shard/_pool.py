@@ -1,0 +1,396 @@
+"""The parent side of ``--processes N``: start the workers, hand out files, gather results.
+
+Theory of operation
+-------------------
+:func:`open_workers` starts N workers (``python -m engine.shard.worker`` through
+:func:`adapters.children.open_child`: own process group, SIGINT/SIGTERM blocked,
+``STENO_RATE_SHARE`` = this process's share / N), early, so their imports overlap
+the parent's own start-up (the embedded simulator). :meth:`WorkerPool.run` then:
+
+1. sends each worker its :class:`~engine.shard._wire.Setup` and waits until all
+   are ready (their first ``Want``), under :data:`READY_TIMEOUT_S`, so the first
+   one up does not take every file;
+2. hands out files in command-line order, each to the ready worker with a free
+   slot and the fewest files in flight (a work queue: a worker asks for more as
+   its files end, so a long file never holds up the short ones behind it);
+3. forwards every worker's events to the one console, keeps each file's
+   ``StreamEnded``, and sends ``NoMore`` when every file is handed out.
+
+A drain (first Ctrl-C) stops the handing out (each file never handed out gets
+its one ``interrupted before it started`` line) and sends ``Drain`` to every
+worker. Cancelling :meth:`~WorkerPool.run` (second Ctrl-C) leaves the stopping
+to :func:`open_workers`'s exit: ``Stop``, a grace period, then SIGKILL.
+
+A worker that dies (SIGKILL, a crash, a broken pipe, a malformed message) has
+each file in flight reported ``failed`` with a one-line reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+import structlog
+import trio
+
+from adapters.children import open_child
+from engine._stream_input import INTERRUPTED
+from engine.events import Event, StreamEnded, StreamError
+from engine.ratelimit import RATE_SHARE_VAR
+from engine.shard._wire import (
+    Drain,
+    Finished,
+    Framer,
+    FromWorker,
+    Job,
+    NoMore,
+    Out,
+    ProtocolViolation,
+    Setup,
+    Stop,
+    ToWorker,
+    Want,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from engine.pipeline import FileStreamConfig
+
+__all__ = ["WORKER_COMMAND", "WorkerPool", "open_workers"]
+
+log = structlog.get_logger("steno.shard")
+
+WORKER_COMMAND: Final = (sys.executable, "-P", "-m", "engine.shard.worker")
+"""How a worker starts (``-P``: the working directory never shadows the package)."""
+
+READY_TIMEOUT_S: Final = 60.0
+"""From start to the first ``Want``: imports on a loaded machine; slower ones are killed."""
+SEND_TIMEOUT_S: Final = 10.0
+"""A worker reads its stdin at all times; one that takes longer than this is hung."""
+EXIT_TIMEOUT_S: Final = 10.0
+"""From a worker's goodbye (its pipe closed) to its exit."""
+STOP_GRACE_S: Final = 3.0
+"""From ``Stop`` (second Ctrl-C) to SIGKILL."""
+_READ_BYTES: Final = 1 << 16
+
+
+class _Worker:
+    """One worker as the parent sees it: its process, slots and files in flight."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.pid = process.pid
+        self.credits = 0  # files it asked for and has not been given
+        self.ready = False
+        self.alive = True
+        self.inflight: dict[int, str] = {}  # index -> stream id
+        self._framer = Framer(FromWorker)
+        self._lock = trio.Lock()
+
+    async def send(self, message: ToWorker) -> None:
+        """Write one message (Raises: trio.BrokenResourceError, trio.TooSlowError)."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        with trio.fail_after(SEND_TIMEOUT_S):
+            async with self._lock:
+                await stdin.send_all(self._framer.frame(message))
+
+    async def tell(self, message: ToWorker) -> None:
+        """:meth:`send`, where a dead or hung worker is left to its reader to report."""
+        if not self.alive:
+            return
+        try:
+            await self.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self.kill()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    def how_it_ended(self) -> str:
+        code = self.process.returncode
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with status {code}"
+
+
+class WorkerPool:
+    """Started workers; :meth:`run` streams one command line's files over them."""
+
+    def __init__(
+        self, processes: Sequence[trio.Process], *, log_json: bool = False, log_level: int = 30
+    ) -> None:
+        self._workers = [_Worker(p) for p in processes]
+        self._log = (log_json, log_level)
+        self._changed = trio.lowlevel.ParkingLot()  # a worker got ready, freed a slot or died
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers]
+
+    async def run(
+        self,
+        configs: Sequence[FileStreamConfig],
+        *,
+        jobs: int,
+        console: trio.MemorySendChannel[Event],
+        drain: trio.Event,
+    ) -> list[StreamEnded]:
+        """Stream every file over the workers; each file's ending, in command-line order.
+
+        ``configs`` differ only in ``path``, ``output_stem`` and ``session.stream``.
+
+        Channels: sends to ``console`` (a clone), closes it at the end.
+
+        Cancellation: leaves the workers running; :func:`open_workers` stops them.
+        """
+        template = _template(configs)
+        log_json, log_level = self._log
+        setup = Setup(template=template, jobs=jobs, log_json=log_json, log_level=log_level)
+        results: dict[int, StreamEnded] = {}
+        for worker in self._workers:
+            await worker.tell(setup)  # first, so no other message can overtake it
+        async with console, trio.open_nursery() as nursery:
+            nursery.start_soon(self._drain_on, drain)
+            async with trio.open_nursery() as readers:
+                for worker in self._workers:
+                    readers.start_soon(self._serve, worker, console, results)
+                await self._all_ready()
+                left = await self._hand_out(configs, drain)
+                for worker in self._workers:
+                    await worker.tell(NoMore())
+                await self._report_left(left, configs, console, results, drain)
+            nursery.cancel_scope.cancel()
+        return [results[i] for i in sorted(results)]
+
+    async def _all_ready(self) -> None:
+        with trio.move_on_after(READY_TIMEOUT_S):
+            while any(w.alive and not w.ready for w in self._workers):
+                await self._changed.park()
+        for worker in self._workers:
+            if worker.alive and not worker.ready:
+                log.error("shard.worker.not_ready", pid=worker.pid, timeout_s=READY_TIMEOUT_S)
+                worker.kill()
+
+    async def _hand_out(self, configs: Sequence[FileStreamConfig], drain: trio.Event) -> list[int]:
+        """Hand out files in order while a worker can take one; the indexes left over."""
+        pending = collections.deque(range(len(configs)))
+        while pending and not drain.is_set():
+            worker = self._pick()
+            if worker is None:
+                if not any(w.alive for w in self._workers):
+                    break
+                await self._changed.park()
+                continue
+            index = pending.popleft()
+            config = configs[index]
+            worker.credits -= 1
+            worker.inflight[index] = config.session.stream
+            await worker.tell(
+                Job(
+                    index=index,
+                    path=config.path,
+                    stream=config.session.stream,
+                    stem=config.output_stem or "",
+                )
+            )
+        return list(pending)
+
+    def _pick(self) -> _Worker | None:
+        """The ready worker with a free slot and the fewest files in flight."""
+        free = [w for w in self._workers if w.alive and w.ready and w.credits > 0]
+        return min(free, key=lambda w: len(w.inflight), default=None)
+
+    async def _report_left(
+        self,
+        left: list[int],
+        configs: Sequence[FileStreamConfig],
+        console: trio.MemorySendChannel[Event],
+        results: dict[int, StreamEnded],
+        drain: trio.Event,
+    ) -> None:
+        """One line per file never handed out: interrupted, or no worker was left."""
+        for index in left:
+            stream = configs[index].session.stream
+            now = trio.current_time()
+            if drain.is_set():
+                message = "interrupted before it started: nothing of it was sent"
+                await console.send(
+                    StreamError(INTERRUPTED, message, permanent=False, stream=stream, t=now)
+                )
+                continue
+            message = "not started: every worker process had ended"
+            await console.send(StreamError("worker", message, stream=stream, t=now))
+            results[index] = StreamEnded("failed", stream=stream, t=now)
+            await console.send(results[index])
+
+    async def _drain_on(self, drain: trio.Event) -> None:
+        await drain.wait()
+        self._changed.unpark_all()
+        for worker in self._workers:
+            await worker.tell(Drain())
+
+    async def _serve(
+        self,
+        worker: _Worker,
+        console: trio.MemorySendChannel[Event],
+        results: dict[int, StreamEnded],
+    ) -> None:
+        """Read one worker's messages until its pipe closes; then account for it."""
+        stdout = worker.process.stdout
+        assert stdout is not None
+        framer = Framer(FromWorker)
+        try:
+            while not framer.closed:
+                framer.receive_data(await stdout.receive_some(_READ_BYTES))
+                for message in framer.messages():
+                    await self._take(worker, message, console, results)
+        except (ProtocolViolation, trio.BrokenResourceError) as exc:
+            log.error("shard.worker.broken", pid=worker.pid, error=str(exc))
+            worker.kill()
+        await self._ended(worker, console, results)
+
+    async def _take(
+        self,
+        worker: _Worker,
+        message: FromWorker,
+        console: trio.MemorySendChannel[Event],
+        results: dict[int, StreamEnded],
+    ) -> None:
+        if isinstance(message, Out):
+            await console.send(message.event)
+        elif isinstance(message, Finished):
+            if worker.inflight.pop(message.index, None) is None:
+                raise ProtocolViolation(f"Finished for file {message.index}, not its own")
+            results[message.index] = message.ended
+        elif isinstance(message, Want):
+            worker.credits += message.n
+            worker.ready = True
+            self._changed.unpark_all()
+
+    async def _ended(
+        self,
+        worker: _Worker,
+        console: trio.MemorySendChannel[Event],
+        results: dict[int, StreamEnded],
+    ) -> None:
+        """The worker closed its pipe: wait for its exit; its unfinished files failed."""
+        with trio.move_on_after(EXIT_TIMEOUT_S):
+            await worker.process.wait()
+        if worker.process.returncode is None:
+            worker.kill()
+            await worker.process.wait()
+        worker.alive = False
+        self._changed.unpark_all()
+        if not worker.inflight:
+            log.info("shard.worker.exited", pid=worker.pid, status=worker.process.returncode)
+            return
+        how = worker.how_it_ended()
+        log.error("shard.worker.died", pid=worker.pid, how=how, files=len(worker.inflight))
+        for index, stream in sorted(worker.inflight.items()):
+            now = trio.current_time()
+            message = f"its worker process ({worker.pid}) {how}: the file did not finish"
+            await console.send(StreamError("worker", message, stream=stream, t=now))
+            results[index] = StreamEnded("failed", stream=stream, t=now)
+            await console.send(results[index])
+        worker.inflight.clear()
+
+    async def aclose(self) -> None:
+        """Stop every worker still running: ``Stop``, :data:`STOP_GRACE_S`, then SIGKILL.
+
+        Cancellation: shielded; it always returns with every worker reaped.
+        """
+        with trio.CancelScope(shield=True):
+            running = [w for w in self._workers if w.process.returncode is None]
+            with trio.move_on_after(STOP_GRACE_S):
+                for worker in running:
+                    await worker.tell(Stop())
+                for worker in running:
+                    await worker.process.wait()
+            for worker in self._workers:
+                worker.kill()
+                await worker.process.wait()
+                for pipe in (worker.process.stdin, worker.process.stdout):
+                    if pipe is not None:
+                        await pipe.aclose()
+
+
+def _template(configs: Sequence[FileStreamConfig]) -> FileStreamConfig:
+    """What every file shares (``configs[0]`` without its own fields)."""
+    first = configs[0]
+    template = msgspec.structs.replace(
+        first,
+        path="",
+        output_stem=None,
+        session=msgspec.structs.replace(first.session, stream=""),
+    )
+    for config in configs:
+        own = msgspec.structs.replace(
+            template,
+            path=config.path,
+            output_stem=config.output_stem,
+            session=msgspec.structs.replace(template.session, stream=config.session.stream),
+        )
+        if own != config:
+            raise ValueError(f"{config.path}: settings differ from the other files'")
+    return template
+
+
+@contextlib.asynccontextmanager
+async def open_workers(
+    processes: int, *, share: float = 1.0, log_json: bool = False, log_level: int = 30
+) -> AsyncIterator[WorkerPool]:
+    """Start ``processes`` workers for the body of the ``async with``.
+
+    Args:
+        processes: how many (at least 2 makes sense; 1 works).
+        share: this process's share of the task-start budgets; each worker gets
+            ``share / processes`` (``STENO_RATE_SHARE``).
+        log_json, log_level: how the workers log (as the parent: JSON lines or
+            plain text, and the least severe level), on the stderr they inherit.
+
+    Raises:
+        OSError: a worker cannot be started (those already started are stopped).
+
+    Resource handling: leaving the block stops every worker still running
+    (:meth:`WorkerPool.aclose`), even when cancelled.
+    """
+    env = {**os.environ, RATE_SHARE_VAR: repr(share / processes)}
+    started: list[trio.Process] = []
+    try:
+        for _ in range(processes):
+            started.append(
+                await open_child(
+                    WORKER_COMMAND,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=None,
+                    env=env,
+                )
+            )
+    except BaseException:
+        await WorkerPool(started).aclose()
+        raise
+    pool = WorkerPool(started, log_json=log_json, log_level=log_level)
+    log.info("shard.workers.started", pids=pool.pids, share=share / processes)
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
