@@ -91,6 +91,7 @@ class _Worker:
         self.ready = False
         self.alive = True
         self.inflight: dict[int, str] = {}  # index -> stream id
+        self.handed = 0  # files it was given, for the log
         self._framer = Framer(FromWorker)
         self._lock = trio.Lock()
 
@@ -203,6 +204,7 @@ class WorkerPool:
             config = configs[index]
             worker.credits -= 1
             worker.inflight[index] = config.session.stream
+            worker.handed += 1
             await worker.tell(
                 Job(
                     index=index,
@@ -300,7 +302,12 @@ class WorkerPool:
         worker.alive = False
         self._changed.unpark_all()
         if not worker.inflight:
-            log.info("shard.worker.exited", pid=worker.pid, status=worker.process.returncode)
+            log.info(
+                "shard.worker.exited",
+                pid=worker.pid,
+                status=worker.process.returncode,
+                files=worker.handed,
+            )
             return
         how = worker.how_it_ended()
         log.error("shard.worker.died", pid=worker.pid, how=how, files=len(worker.inflight))

@@ -1,0 +1,94 @@
+"""``engine.ratelimit``: a process's share of the task-start budget (``STENO_RATE_SHARE``)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from engine.errors import ConfigError
+from engine.policy import RATE_LIMITS, RateLimit
+from engine.ratelimit import (
+    RATE_SHARE_VAR,
+    StartLimiter,
+    max_shares,
+    rate_share,
+    share_limits,
+)
+
+
+class TestRateShare:
+    @pytest.mark.parametrize(
+        ("text", "share"),
+        [(None, 1.0), ("", 1.0), ("1", 1.0), ("0.5", 0.5), ("1/4", 0.25), (" 0.1 ", 0.1)],
+    )
+    def test_fractions(self, text: str | None, share: float) -> None:
+        """Unset means the whole budget; a decimal or a ratio in (0, 1] is the share."""
+        env = {} if text is None else {RATE_SHARE_VAR: text}
+        assert rate_share(env) == pytest.approx(share)
+
+    @pytest.mark.parametrize("text", ["0", "-0.5", "1.5", "abc", "1/0", "nan", "inf", "2/1"])
+    def test_bad_value_is_one_line_naming_the_variable(self, text: str) -> None:
+        """Anything else is a configuration error of one line with the fix."""
+        with pytest.raises(ConfigError) as info:
+            rate_share({RATE_SHARE_VAR: text})
+        message = str(info.value)
+        assert "\n" not in message
+        assert RATE_SHARE_VAR in message and "fix:" in message
+
+    def test_the_limiter_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A limiter made without a share takes the process's (the seam a parent sets)."""
+        monkeypatch.setenv(RATE_SHARE_VAR, "1/2")
+        limiter = StartLimiter()
+        assert limiter.share == 0.5
+        assert limiter.limit("paraformer") == RateLimit(10.0, burst=10)
+        monkeypatch.setenv(RATE_SHARE_VAR, "x")
+        with pytest.raises(ConfigError):
+            StartLimiter()
+
+
+class TestShareLimits:
+    def test_rate_exact_burst_rounded_down(self) -> None:
+        """A third of paraformer's 20/s, burst 20: 6.67/s, burst 6 (never above a third)."""
+        third = share_limits(RATE_LIMITS, 1 / 3)["paraformer"]
+        assert third.rate == pytest.approx(20 / 3)
+        assert third.burst == 6
+        assert third.per_s == 1.0
+        livetranslate = share_limits(RATE_LIMITS, 0.5)["livetranslate"]
+        assert (livetranslate.rate, livetranslate.per_s, livetranslate.burst) == (5.0, 60.0, 5)
+
+    def test_a_process_always_gets_one_start_of_burst(self) -> None:
+        """Below 1/burst the burst stays one start; ``max_shares`` says where that begins."""
+        assert share_limits(RATE_LIMITS, 0.01)["gummy"].burst == 1
+        assert max_shares("gummy") == 10
+        assert max_shares("paraformer") == 20
+        assert max_shares("paraformer", 0.1) == 2
+        assert max_shares("paraformer", 0.01) == 1
+        assert max_shares("no-such-family") > 1000
+
+    @pytest.mark.parametrize("n", [2, 3, 7, 20])
+    async def test_n_shares_never_exceed_the_budget(
+        self, n: int, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """N limiters at 1/N each, every one asked for 60 starts at once: together they
+        never start more than one limiter with the whole budget may in any window."""
+        limiters = [StartLimiter(share=1 / n) for _ in range(n)]
+        starts: list[float] = []
+
+        async def start(limiter: StartLimiter) -> None:
+            await limiter.acquire("paraformer")
+            starts.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for limiter in limiters:
+                for _ in range(60):
+                    nursery.start_soon(start, limiter)
+        starts.sort()
+        whole = RATE_LIMITS["paraformer"]  # 20/s, burst 20
+        for i, t in enumerate(starts):
+            for window in (0.0, 0.5, 1.0, 2.5):
+                inside = sum(1 for u in starts[i:] if u <= t + window + 1e-9)
+                assert inside <= whole.capacity + whole.rate * window + 1e-6, (n, t, window)
+        # And the shares are used, not wasted: 60 N starts take about as long as one
+        # limiter with the whole budget would need.
+        assert starts[-1] == pytest.approx((60 * n - 20) / 20, rel=0.15)
