@@ -30,12 +30,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Final
 
-import msgspec
 import structlog
 import trio
 
@@ -43,6 +41,7 @@ from adapters.children import open_child
 from engine._stream_input import INTERRUPTED
 from engine.events import Event, StreamEnded, StreamError
 from engine.ratelimit import RATE_SHARE_VAR
+from engine.shard._handle import Worker, file_template
 from engine.shard._wire import (
     Drain,
     Finished,
@@ -54,7 +53,6 @@ from engine.shard._wire import (
     ProtocolViolation,
     Setup,
     Stop,
-    ToWorker,
     Want,
 )
 
@@ -72,60 +70,11 @@ WORKER_COMMAND: Final = (sys.executable, "-P", "-m", "engine.shard.worker")
 
 READY_TIMEOUT_S: Final = 60.0
 """From start to the first ``Want``: imports on a loaded machine; slower ones are killed."""
-SEND_TIMEOUT_S: Final = 10.0
-"""A worker reads its stdin at all times; one that takes longer than this is hung."""
 EXIT_TIMEOUT_S: Final = 10.0
 """From a worker's goodbye (its pipe closed) to its exit."""
 STOP_GRACE_S: Final = 3.0
 """From ``Stop`` (second Ctrl-C) to SIGKILL."""
 _READ_BYTES: Final = 1 << 16
-
-
-class _Worker:
-    """One worker as the parent sees it: its process, slots and files in flight."""
-
-    def __init__(self, process: trio.Process) -> None:
-        self.process = process
-        self.pid = process.pid
-        self.credits = 0  # files it asked for and has not been given
-        self.ready = False
-        self.alive = True
-        self.inflight: dict[int, str] = {}  # index -> stream id
-        self.handed = 0  # files it was given, for the log
-        self._framer = Framer(FromWorker)
-        self._lock = trio.Lock()
-
-    async def send(self, message: ToWorker) -> None:
-        """Write one message (Raises: trio.BrokenResourceError, trio.TooSlowError)."""
-        stdin = self.process.stdin
-        assert stdin is not None
-        with trio.fail_after(SEND_TIMEOUT_S):
-            async with self._lock:
-                await stdin.send_all(self._framer.frame(message))
-
-    async def tell(self, message: ToWorker) -> None:
-        """:meth:`send`, where a dead or hung worker is left to its reader to report."""
-        if not self.alive:
-            return
-        try:
-            await self.send(message)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            self.kill()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-
-    def how_it_ended(self) -> str:
-        code = self.process.returncode
-        if code is None:
-            return "stopped answering"
-        if code < 0:
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
-        return f"exited with status {code}"
 
 
 class WorkerPool:
@@ -134,7 +83,7 @@ class WorkerPool:
     def __init__(
         self, processes: Sequence[trio.Process], *, log_json: bool = False, log_level: int = 30
     ) -> None:
-        self._workers = [_Worker(p) for p in processes]
+        self._workers = [Worker(p) for p in processes]
         self._log = (log_json, log_level)
         self._changed = trio.lowlevel.ParkingLot()  # a worker got ready, freed a slot or died
 
@@ -162,7 +111,7 @@ class WorkerPool:
 
         Cancellation: leaves the workers running; :func:`open_workers` stops them.
         """
-        template = _template(configs)
+        template = file_template(configs)
         log_json, log_level = self._log
         setup = Setup(template=template, jobs=jobs, log_json=log_json, log_level=log_level)
         results: dict[int, StreamEnded] = {}
@@ -215,7 +164,7 @@ class WorkerPool:
             )
         return list(pending)
 
-    def _pick(self) -> _Worker | None:
+    def _pick(self) -> Worker | None:
         """The ready worker with a free slot and the fewest files in flight."""
         free = [w for w in self._workers if w.alive and w.ready and w.credits > 0]
         return min(free, key=lambda w: len(w.inflight), default=None)
@@ -251,7 +200,7 @@ class WorkerPool:
 
     async def _serve(
         self,
-        worker: _Worker,
+        worker: Worker,
         console: trio.MemorySendChannel[Event],
         results: dict[int, StreamEnded],
     ) -> None:
@@ -271,7 +220,7 @@ class WorkerPool:
 
     async def _take(
         self,
-        worker: _Worker,
+        worker: Worker,
         message: FromWorker,
         console: trio.MemorySendChannel[Event],
         results: dict[int, StreamEnded],
@@ -289,7 +238,7 @@ class WorkerPool:
 
     async def _ended(
         self,
-        worker: _Worker,
+        worker: Worker,
         console: trio.MemorySendChannel[Event],
         results: dict[int, StreamEnded],
     ) -> None:
@@ -337,27 +286,6 @@ class WorkerPool:
                 for pipe in (worker.process.stdin, worker.process.stdout):
                     if pipe is not None:
                         await pipe.aclose()
-
-
-def _template(configs: Sequence[FileStreamConfig]) -> FileStreamConfig:
-    """What every file shares (``configs[0]`` without its own fields)."""
-    first = configs[0]
-    template = msgspec.structs.replace(
-        first,
-        path="",
-        output_stem=None,
-        session=msgspec.structs.replace(first.session, stream=""),
-    )
-    for config in configs:
-        own = msgspec.structs.replace(
-            template,
-            path=config.path,
-            output_stem=config.output_stem,
-            session=msgspec.structs.replace(template.session, stream=config.session.stream),
-        )
-        if own != config:
-            raise ValueError(f"{config.path}: settings differ from the other files'")
-    return template
 
 
 @contextlib.asynccontextmanager
