@@ -194,7 +194,7 @@ async def run_files(
     async with contextlib.AsyncExitStack() as stack:
         pool = None
         if processes > 1 and dial is None:  # a dialer (tests) cannot cross processes
-            # Started first: the workers' imports overlap the simulator's start-up.
+            # Up before the endpoint: the simulator's notice means streaming begins.
             log_json, log_level = log_settings(args, tty=_isatty(sys.stderr))
             pool = await stack.enter_async_context(
                 open_workers(processes, share=rate_share(), log_json=log_json, log_level=log_level)

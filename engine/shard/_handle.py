@@ -25,6 +25,7 @@ __all__ = ["SEND_TIMEOUT_S", "Worker", "file_template"]
 
 SEND_TIMEOUT_S: Final = 10.0
 """A worker reads its stdin at all times; one that takes longer than this is hung."""
+_READ_BYTES: Final = 1 << 16
 
 
 class Worker:
@@ -38,7 +39,7 @@ class Worker:
         self.alive = True
         self.inflight: dict[int, str] = {}  # index -> stream id
         self.handed = 0  # files it was given, for the log
-        self._framer = Framer(FromWorker)
+        self.framer = Framer(FromWorker)  # frames ours, parses theirs
         self._lock = trio.Lock()
 
     async def send(self, message: ToWorker) -> None:
@@ -47,7 +48,22 @@ class Worker:
         assert stdin is not None
         with trio.fail_after(SEND_TIMEOUT_S):
             async with self._lock:
-                await stdin.send_all(self._framer.frame(message))
+                await stdin.send_all(self.framer.frame(message))
+
+    async def read(self) -> list[FromWorker]:
+        """The worker's next messages (at least one), or none at the end of its pipe.
+
+        Raises:
+            ProtocolViolation: it sent something that is not a message.
+            trio.BrokenResourceError: the pipe broke.
+        """
+        stdout = self.process.stdout
+        assert stdout is not None
+        while True:
+            self.framer.receive_data(await stdout.receive_some(_READ_BYTES))
+            got: list[FromWorker] = list(self.framer.messages())
+            if got or self.framer.closed:
+                return got
 
     async def tell(self, message: ToWorker) -> None:
         """:meth:`send`, where a dead or hung worker is left to its reader to report."""

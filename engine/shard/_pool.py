@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 :func:`open_workers` starts N workers (``python -m engine.shard.worker`` through
 :func:`adapters.children.open_child`: own process group, SIGINT/SIGTERM blocked,
-``STENO_RATE_SHARE`` = this process's share / N), early, so their imports overlap
-the parent's own start-up (the embedded simulator). :meth:`WorkerPool.run` then:
+``STENO_RATE_SHARE`` = this process's share / N) and waits for each one's
+``Hello`` (its imports done), before the endpoint is resolved: the embedded
+simulator's notice then means the files are about to stream, as it does in one
+process. :meth:`WorkerPool.run` then:
 
 1. sends each worker its :class:`~engine.shard._wire.Setup` and waits until all
    are ready (their first ``Want``), under :data:`READY_TIMEOUT_S`, so the first
@@ -45,8 +47,8 @@ from engine.shard._handle import Worker, file_template
 from engine.shard._wire import (
     Drain,
     Finished,
-    Framer,
     FromWorker,
+    Hello,
     Job,
     NoMore,
     Out,
@@ -205,13 +207,9 @@ class WorkerPool:
         results: dict[int, StreamEnded],
     ) -> None:
         """Read one worker's messages until its pipe closes; then account for it."""
-        stdout = worker.process.stdout
-        assert stdout is not None
-        framer = Framer(FromWorker)
         try:
-            while not framer.closed:
-                framer.receive_data(await stdout.receive_some(_READ_BYTES))
-                for message in framer.messages():
+            while batch := await worker.read():
+                for message in batch:
                     await self._take(worker, message, console, results)
         except (ProtocolViolation, trio.BrokenResourceError) as exc:
             log.error("shard.worker.broken", pid=worker.pid, error=str(exc))
@@ -231,6 +229,8 @@ class WorkerPool:
             if worker.inflight.pop(message.index, None) is None:
                 raise ProtocolViolation(f"Finished for file {message.index}, not its own")
             results[message.index] = message.ended
+        elif isinstance(message, Hello):
+            raise ProtocolViolation("a second Hello")
         elif isinstance(message, Want):
             worker.credits += message.n
             worker.ready = True
@@ -268,6 +268,23 @@ class WorkerPool:
             await console.send(results[index])
         worker.inflight.clear()
 
+    async def wait_started(self) -> None:
+        """Wait (under :data:`READY_TIMEOUT_S`) until each worker says hello: its imports
+        are done. A worker that does not is killed (its reader then finds it gone)."""
+        async with trio.open_nursery() as nursery:
+            for worker in self._workers:
+                nursery.start_soon(self._hello, worker)
+
+    async def _hello(self, worker: Worker) -> None:
+        try:
+            with trio.fail_after(READY_TIMEOUT_S):
+                batch = await worker.read()
+            if len(batch) != 1 or not isinstance(batch[0], Hello):
+                raise ProtocolViolation(f"{batch[:1]!r} instead of Hello")
+        except (ProtocolViolation, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            log.error("shard.worker.no_hello", pid=worker.pid, error=repr(exc))
+            worker.kill()
+
     async def aclose(self) -> None:
         """Stop every worker still running: ``Stop``, :data:`STOP_GRACE_S`, then SIGKILL.
 
@@ -292,7 +309,7 @@ class WorkerPool:
 async def open_workers(
     processes: int, *, share: float = 1.0, log_json: bool = False, log_level: int = 30
 ) -> AsyncIterator[WorkerPool]:
-    """Start ``processes`` workers for the body of the ``async with``.
+    """Start ``processes`` workers and wait until they are up, for the body of the ``async with``.
 
     Args:
         processes: how many (at least 2 makes sense; 1 works).
@@ -324,8 +341,9 @@ async def open_workers(
         await WorkerPool(started).aclose()
         raise
     pool = WorkerPool(started, log_json=log_json, log_level=log_level)
-    log.info("shard.workers.started", pids=pool.pids, share=share / processes)
     try:
+        await pool.wait_started()
+        log.info("shard.workers.started", pids=pool.pids, share=share / processes)
         yield pool
     finally:
         await pool.aclose()

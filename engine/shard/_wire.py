@@ -35,6 +35,7 @@ __all__ = [
     "Finished",
     "Framer",
     "FromWorker",
+    "Hello",
     "Job",
     "NoMore",
     "Out",
@@ -106,6 +107,12 @@ ToWorker = Setup | Job | Drain | NoMore | Stop
 # ----------------------------------------------------------- worker -> parent
 
 
+class Hello(_Message, frozen=True):
+    """The worker is up (its imports done) and waits for :class:`Setup`."""
+
+    pid: int
+
+
 class Want(_Message, frozen=True):
     """The worker can take ``n`` more files (its first one says it is ready)."""
 
@@ -125,7 +132,7 @@ class Finished(_Message, frozen=True):
     ended: StreamEnded
 
 
-FromWorker = Want | Out | Finished
+FromWorker = Hello | Want | Out | Finished
 
 
 def _enc_hook(obj: Any) -> Any:

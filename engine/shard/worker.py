@@ -7,7 +7,7 @@ group, SIGINT and SIGTERM blocked: the parent alone decides when it drains or
 stops) and talks to it over two pipes (:mod:`engine.shard._wire`)::
 
     parent ── stdin:  Setup, Job…, Drain, NoMore, Stop ──► worker
-    parent ◄─ stdout: Want, Out(event)…, Finished ─────── worker
+    parent ◄─ stdout: Hello, Want, Out(event)…, Finished ─ worker
 
 The worker runs each file exactly as a single ``steno`` process does
 (:func:`engine.pipeline.run_file_stream`, at most ``Setup.jobs`` at once, one
@@ -47,6 +47,7 @@ from engine.shard._wire import (
     Finished,
     Framer,
     FromWorker,
+    Hello,
     Job,
     NoMore,
     Out,
@@ -101,6 +102,7 @@ async def serve(inbox: trio.abc.ReceiveStream, wire: trio.abc.SendStream) -> int
             nursery.start_soon(_read, inbox, messages_send)
             nursery.start_soon(_write, outbox_recv, wire, said_goodbye)
             async with outbox_send:
+                await outbox_send.send(Hello(pid=os.getpid()))
                 with trio.fail_after(SETUP_TIMEOUT_S):
                     setup = await messages_recv.receive()
                 if not isinstance(setup, Setup):

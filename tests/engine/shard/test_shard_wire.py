@@ -17,6 +17,7 @@ from engine.shard._wire import (
     Finished,
     Framer,
     FromWorker,
+    Hello,
     Job,
     NoMore,
     Out,
@@ -38,6 +39,7 @@ TEMPLATE = FileStreamConfig(
 )
 
 FROM_WORKER = [
+    Hello(pid=1234),
     Want(n=64),
     Out(event=Partial(0, 0, "hel", stream="a.wav", t=1.5)),
     Out(event=Final(0, 0, 1600, "Hello.", words=(Word(0, 1600, "Hello"),), stream="a.wav")),
