@@ -16,6 +16,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Final
 
+import structlog
 import trio
 
 from adapters.dashscope.models import get_model
@@ -41,6 +42,8 @@ from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter, max_shares, rate_share
 from engine.shard import WorkerPool, open_workers
 from engine.wiring import EDGES
+
+log = structlog.get_logger("steno.files")
 
 #: More worker processes than this is a typo, not a machine.
 MAX_PROCESSES: Final = 256
@@ -196,9 +199,14 @@ async def run_files(
         if processes > 1 and dial is None:  # a dialer (tests) cannot cross processes
             # Up before the endpoint: the simulator's notice means streaming begins.
             log_json, log_level = log_settings(args, tty=_isatty(sys.stderr))
-            pool = await stack.enter_async_context(
-                open_workers(processes, share=rate_share(), log_json=log_json, log_level=log_level)
-            )
+            try:
+                pool = await stack.enter_async_context(
+                    open_workers(
+                        processes, share=rate_share(), log_json=log_json, log_level=log_level
+                    )
+                )
+            except OSError as exc:  # no worker could start: the files still get streamed
+                log.warning("shard.unavailable", error=str(exc), processes=processes)
         endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
         configs = [
             FileStreamConfig(

@@ -35,7 +35,8 @@ class Worker:
         self.process = process
         self.pid = process.pid
         self.credits = 0  # files it asked for and has not been given
-        self.ready = False
+        self.greeted = False  # said Hello: its imports are done
+        self.ready = False  # asked for files: Setup taken
         self.alive = True
         self.inflight: dict[int, str] = {}  # index -> stream id
         self.handed = 0  # files it was given, for the log

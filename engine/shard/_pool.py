@@ -94,6 +94,11 @@ class WorkerPool:
         return len(self._workers)
 
     @property
+    def started(self) -> bool:
+        """At least one worker said hello (:meth:`wait_started`)."""
+        return any(w.greeted for w in self._workers)
+
+    @property
     def pids(self) -> list[int]:
         return [w.pid for w in self._workers]
 
@@ -281,6 +286,7 @@ class WorkerPool:
                 batch = await worker.read()
             if len(batch) != 1 or not isinstance(batch[0], Hello):
                 raise ProtocolViolation(f"{batch[:1]!r} instead of Hello")
+            worker.greeted = True
         except (ProtocolViolation, trio.BrokenResourceError, trio.TooSlowError) as exc:
             log.error("shard.worker.no_hello", pid=worker.pid, error=repr(exc))
             worker.kill()
@@ -319,7 +325,8 @@ async def open_workers(
             plain text, and the least severe level), on the stderr they inherit.
 
     Raises:
-        OSError: a worker cannot be started (those already started are stopped).
+        OSError: a worker cannot be started, or none said hello (those started are
+            stopped).
 
     Resource handling: leaving the block stops every worker still running
     (:meth:`WorkerPool.aclose`), even when cancelled.
@@ -343,6 +350,8 @@ async def open_workers(
     pool = WorkerPool(started, log_json=log_json, log_level=log_level)
     try:
         await pool.wait_started()
+        if not pool.started:
+            raise OSError(f"none of {processes} worker processes started (see the log above)")
         log.info("shard.workers.started", pids=pool.pids, share=share / processes)
         yield pool
     finally:
