@@ -466,3 +466,20 @@ def test_workers_share_the_task_start_budget(
     assert len(starts) == 10, run.describe()
     for k, t in enumerate(starts, start=1):
         assert t - starts[0] >= (k - 2) / 2 - 0.25, (k, [round(s - starts[0], 2) for s in starts])
+
+
+def test_workers_never_outlive_a_killed_parent(
+    clips: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    """kill -9 of the parent mid-stream: its workers see their stdin end and exit."""
+    files = {k: clips[k] for k in ("alpha", "beta")}
+    running = Running(transcribe_args(files, tmp_path, "--processes", "2"), cli_env(None))
+    running.wait_for("two workers", lambda: len(workers_of(running.proc.pid)) == 2)
+    pids = list(workers_of(running.proc.pid))
+    running.wait_for("a final", lambda: b"] " in running.stdout)
+    os.kill(running.proc.pid, signal.SIGKILL)
+    running.finish(timeout=30)
+    deadline = time.monotonic() + 15  # real-time: orphans notice their parent is gone
+    while any(_state(pid) != "Z" for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)  # real-time: polling other processes
+    assert all(_state(pid) == "Z" for pid in pids), {pid: _state(pid) for pid in pids}
