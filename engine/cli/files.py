@@ -79,7 +79,7 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
     pace.add_argument("--speed", type=float, default=1.0, help="real-time multiplier (default 1)")
     pace.add_argument("--fast", action="store_true", help="send as fast as the service accepts")
     p.add_argument(
-        "--jobs", type=int, default=64, help="files streamed at once, per process (default 64)"
+        "--jobs", type=int, default=64, help="files streamed at once, in all (default 64)"
     )
     p.add_argument(
         "--processes",
@@ -190,7 +190,9 @@ async def run_files(
         )
     if not (math.isfinite(args.replay_buffer) and args.replay_buffer > 0):
         raise ConfigError(f"--replay-buffer must be a positive number, got {args.replay_buffer:g}")
-    processes = plan_processes(getattr(args, "processes", None), len(args.files), spec.family)
+    processes = plan_processes(
+        getattr(args, "processes", None), min(len(args.files), args.jobs), spec.family
+    )
     for flag, directory in (("--out", args.out), ("--audio-out", audio_out)):
         if directory is not None:
             await trio.to_thread.run_sync(check_output_dir, directory, flag)
@@ -243,11 +245,11 @@ async def run_files(
         )
 
 
-def plan_processes(requested: int | None, files: int, family: str) -> int:
-    """How many processes stream ``files`` files: ``--processes`` (default: the usable
-    cores), never more than the files, nor than ``family``'s task-start burst can
-    be split into (each process needs a whole start of it: the shares never add up
-    to more than the budget).
+def plan_processes(requested: int | None, streams: int, family: str) -> int:
+    """How many processes share the files: ``--processes`` (default: the usable cores),
+    never more than the ``streams`` at once (the files, at most ``--jobs``), nor than
+    ``family``'s task-start burst can be split into (each process needs a whole start
+    of it: the shares never add up to more than the budget).
 
     Raises:
         ConfigError: ``--processes`` below 1, or a bad ``STENO_RATE_SHARE``.
@@ -258,7 +260,7 @@ def plan_processes(requested: int | None, files: int, family: str) -> int:
             "fix: e.g. --processes 2 (default: the number of cores)"
         )
     wanted = requested if requested is not None else usable_cores()
-    return max(1, min(wanted, files, max_shares(family, rate_share()), MAX_PROCESSES))
+    return max(1, min(wanted, streams, max_shares(family, rate_share()), MAX_PROCESSES))
 
 
 def usable_cores() -> int:
@@ -287,7 +289,7 @@ async def run_streams(
     second cancels at once.
 
     With a ``pool`` the files stream in its worker processes (``jobs`` at once in
-    each) and only the console, the signals and the exit code stay here: what is
+    all) and only the console, the signals and the exit code stay here: what is
     printed is the same, line for line.
 
     The transcript goes to ``out`` and the status lines to ``err`` (``out`` when

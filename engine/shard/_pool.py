@@ -113,6 +113,8 @@ class WorkerPool:
         """Stream every file over the workers; each file's ending, in command-line order.
 
         ``configs`` differ only in ``path``, ``output_stem`` and ``session.stream``.
+        At most ``jobs`` files stream at once in all: each worker gets its part of
+        them (``jobs // N``, one more for the first ``jobs % N``).
 
         Channels: sends to ``console`` (a clone), closes it at the end.
 
@@ -120,9 +122,15 @@ class WorkerPool:
         """
         template = file_template(configs)
         log_json, log_level = self._log
-        setup = Setup(template=template, jobs=jobs, log_json=log_json, log_level=log_level)
         results: dict[int, StreamEnded] = {}
-        for worker in self._workers:
+        share, extra = divmod(jobs, len(self._workers))
+        for i, worker in enumerate(self._workers):
+            setup = Setup(
+                template=template,
+                jobs=share + (i < extra),
+                log_json=log_json,
+                log_level=log_level,
+            )
             await worker.tell(setup)  # first, so no other message can overtake it
         async with console, trio.open_nursery() as nursery:
             nursery.start_soon(self._drain_on, drain)

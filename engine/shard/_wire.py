@@ -70,7 +70,7 @@ class Setup(_Message, frozen=True):
         template: every file's settings but its own (``path``, ``session.stream``
             and ``output_stem`` are filled in by each :class:`Job`); it carries the
             endpoint and the API key.
-        jobs: files the worker streams at once (``--jobs``, per process).
+        jobs: files the worker streams at once (its part of ``--jobs``).
         log_json: log JSON lines (else the console renderer), as the parent does.
         log_level: the least severe level logged (``logging.INFO`` …).
     """

@@ -398,6 +398,9 @@ class Door:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.open = 0
+        self.most_open = 0  # connections open at once, at most
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
 
@@ -408,21 +411,26 @@ class Door:
             except OSError:  # closed
                 return
             self.arrivals.append(time.monotonic())
+            with self._lock:
+                self.open += 1
+                self.most_open = max(self.most_open, self.open)
             self._sockets.append(client)
             server = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
             self._sockets.append(server)
-            for a, b in ((client, server), (server, client)):
-                thread = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+            for a, b, last in ((client, server, True), (server, client, False)):
+                thread = threading.Thread(target=self._pump, args=(a, b, last), daemon=True)
                 self._threads.append(thread)
                 thread.start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, client: bool) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+        if client:  # the client hung up: the connection is over
+            with self._lock:
+                self.open -= 1
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -483,3 +491,27 @@ def test_workers_never_outlive_a_killed_parent(
     while any(_state(pid) != "Z" for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)  # real-time: polling other processes
     assert all(_state(pid) == "Z" for pid in pids), {pid: _state(pid) for pid in pids}
+
+
+@pytest.mark.parametrize(("jobs", "processes"), [(1, 1), (3, 2)])
+def test_jobs_is_the_files_at_once_in_all(
+    clips: dict[str, pathlib.Path], tmp_path: pathlib.Path, jobs: int, processes: int
+) -> None:
+    """``--jobs`` bounds the connections open at once however many processes there are
+    (each worker gets its part); ``--jobs 1`` streams one file at a time, in-process."""
+    args = ["-v", "transcribe", *map(os.fspath, clips.values()), "--speed", "4",
+            "--jobs", str(jobs), "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
+    with SimulatorThread(SimConfig(), ScriptedRecognizer.tone) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        door = Door(port)
+        try:
+            running = Running([*args, "--url", url.replace(str(port), str(door.port))],
+                              cli_env(api_key="k"))  # fmt: skip
+            run = running.finish(timeout=90)
+        finally:
+            door.close()
+    assert run.returncode == 0, run.describe()
+    assert len(door.arrivals) == len(clips)
+    assert door.most_open <= jobs, door.most_open
+    started = run.log_events("shard.workers.started")
+    assert [len(s["pids"]) for s in started] == ([] if processes == 1 else [processes])
