@@ -498,9 +498,11 @@ def test_jobs_is_the_files_at_once_in_all(
     clips: dict[str, pathlib.Path], tmp_path: pathlib.Path, jobs: int, processes: int
 ) -> None:
     """``--jobs`` bounds the connections open at once however many processes there are
-    (each worker gets its part); ``--jobs 1`` streams one file at a time, in-process."""
+    (each worker gets its part); ``--jobs 1`` streams one file at a time, in this
+    process, even with ``--processes 2``."""
     args = ["-v", "transcribe", *map(os.fspath, clips.values()), "--speed", "4",
-            "--jobs", str(jobs), "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
+            "--jobs", str(jobs), "--processes", "2",
+            "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
     with SimulatorThread(SimConfig(), ScriptedRecognizer.tone) as url:
         port = int(url.split(":")[2].split("/")[0])
         door = Door(port)
