@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.cli import files
+from engine.cli import _shard
 from engine.cli.files import file_durations
 from engine.config import Secret, SessionConfig
 from engine.errors import ConfigError
@@ -42,7 +42,7 @@ class TestPlanProcesses:
 
     @pytest.fixture(autouse=True)
     def _eight_cores(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(files, "usable_cores", lambda: 8)
+        monkeypatch.setattr(_shard, "usable_cores", lambda: 8)
         monkeypatch.delenv(RATE_SHARE_VAR, raising=False)
 
     @pytest.mark.parametrize(
@@ -52,25 +52,25 @@ class TestPlanProcesses:
         self, streams: int, expected: int
     ) -> None:
         """A few files stay in this process; more fill the cores, 16 streams a process."""
-        assert files.plan_processes(None, streams, "paraformer") == expected
+        assert _shard.plan_processes(None, streams, "paraformer") == expected
 
     def test_asked_for_is_capped_by_streams_and_the_burst(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Never more processes than streams, nor than the family's burst can feed."""
-        assert files.plan_processes(4, 100, "paraformer") == 4
-        assert files.plan_processes(4, 3, "paraformer") == 3
-        assert files.plan_processes(10**20, 1000, "paraformer") == 20
-        assert files.plan_processes(50, 1000, "gummy") == 10
+        assert _shard.plan_processes(4, 100, "paraformer") == 4
+        assert _shard.plan_processes(4, 3, "paraformer") == 3
+        assert _shard.plan_processes(10**20, 1000, "paraformer") == 20
+        assert _shard.plan_processes(50, 1000, "gummy") == 10
         monkeypatch.setenv(RATE_SHARE_VAR, "0.1")
-        assert files.plan_processes(8, 100, "paraformer") == 2
+        assert _shard.plan_processes(8, 100, "paraformer") == 2
 
     @pytest.mark.parametrize("value", [0, -1])
     def test_below_one_is_a_usage_error(self, value: int) -> None:
         with pytest.raises(ConfigError, match="--processes must be at least 1"):
-            files.plan_processes(value, 10, "paraformer")
+            _shard.plan_processes(value, 10, "paraformer")
 
     def test_a_bad_share_is_a_usage_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(RATE_SHARE_VAR, "lots")
         with pytest.raises(ConfigError, match=RATE_SHARE_VAR):
-            files.plan_processes(None, 10, "paraformer")
+            _shard.plan_processes(None, 10, "paraformer")
