@@ -517,3 +517,32 @@ def test_jobs_is_the_files_at_once_in_all(
     assert door.most_open <= jobs, door.most_open
     started = run.log_events("shard.workers.started")
     assert [len(s["pids"]) for s in started] == ([] if processes == 1 else [processes])
+
+
+def test_translate_shares_the_files_too(
+    clips: dict[str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    """``steno translate`` runs the same file path: with two workers it prints the same
+    lines per file (transcripts and translations) and writes the same files."""
+    files = [os.fspath(clips[k]) for k in ("alpha", "beta")]
+    runs = run_steno_concurrently(
+        [
+            (["-v", "translate", *files, "--to", "zh", "--recognizer", "scripted", "--fast",
+              "--format", "txt", "--out", os.fspath(tmp_path / f"p{n}"), "--processes", n],
+             cli_env(None))
+            for n in ("1", "2")
+        ],
+        timeout=120,
+    )  # fmt: skip
+    one, two = runs
+    for run in runs:
+        assert run.returncode == 0, run.describe()
+    for name in ("alpha", "beta"):
+        assert comparable(two, f"{name}.wav") == comparable(one, f"{name}.wav"), two.describe()
+        assert any("Translate ==> [zh]" in line for line in two.stream_lines(f"{name}.wav"))
+    assert sorted(p.name for p in (tmp_path / "p2").iterdir()) == sorted(
+        p.name for p in (tmp_path / "p1").iterdir()
+    )
+    for path in (tmp_path / "p1").iterdir():
+        assert (tmp_path / "p2" / path.name).read_text() == path.read_text(), path.name
+    assert len(two.log_events("shard.worker.exited")) == 2
