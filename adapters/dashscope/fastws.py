@@ -31,7 +31,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
@@ -82,7 +82,9 @@ class FastTransport:
         self._write_lock = trio.Lock()
         self._pong = trio.Event()
         self._ping_pending = False
-        self._error: Disconnected | None = None
+        # Why the connection ended, once it did: a fresh Disconnected is raised from it each
+        # time (a stored exception would hold its traceback's frames, and they this object).
+        self._end: tuple[str, int | None] | None = None
         self._reading = False
 
     # ------------------------------------------------------------ sending
@@ -99,12 +101,13 @@ class FastTransport:
         """
         if self._tail or self._write_lock.locked():
             return False
-        if self._error is not None:
-            raise self._error
+        if self._end is not None:
+            raise self._gone()
         try:
             data = self._core.send_message(frame)
         except LocalProtocolError:
-            raise self._fail(Disconnected("the connection is closing")) from None
+            self._fail("the connection is closing")
+            raise self._gone() from None
         try:
             taken = self._pipe.try_write(data)
         except Exception as exc:
@@ -120,35 +123,37 @@ class FastTransport:
         whole: its rest is written before anything else (the stream stays
         framed), so it counts as sent.
         """
-        if self._error is not None:
+        if self._end is not None:
             await trio.lowlevel.checkpoint()
-            raise self._error
+            raise self._gone()
         try:
             data = self._core.send_message(frame)
         except LocalProtocolError:
-            raise self._fail(Disconnected("the connection is closing")) from None
+            self._fail("the connection is closing")
+            raise self._gone() from None
         await self._write(data)
 
     async def ping(self) -> None:
         """Send a ping and wait for a pong (seen by the task in :meth:`receive`)."""
         if not self._ping_pending:
-            if self._error is not None:
-                raise self._error
+            if self._end is not None:
+                raise self._gone()
             try:
                 data = self._core.ping()
             except LocalProtocolError:
-                raise self._fail(Disconnected("the connection is closing")) from None
+                self._fail("the connection is closing")
+                raise self._gone() from None
             self._ping_pending = True
             self._pong = trio.Event()
             await self._write(data)
         await self._pong.wait()
-        if self._error is not None:
-            raise self._error
+        if self._end is not None:
+            raise self._gone()
 
     async def _write(self, data: bytes) -> None:
         async with self._write_lock:
-            if self._error is not None:
-                raise self._error
+            if self._end is not None:
+                raise self._gone()
             try:
                 if self._tail:
                     tail, self._tail = self._tail, b""
@@ -185,9 +190,9 @@ class FastTransport:
         self._reading = True
         try:
             while True:
-                if self._error is not None:
+                if self._end is not None:
                     await trio.lowlevel.checkpoint()
-                    raise self._error
+                    raise self._gone()
                 event = self._core.next_event()
                 if event is None:
                     try:
@@ -211,19 +216,12 @@ class FastTransport:
                     case Close(code, reason):
                         if self._core.state is State.CLOSE_RECEIVED:
                             await self._echo_close(code)
-                        self._fail(Disconnected(_closed_message(code, reason), code=code))
+                        self._fail(_closed_message(code, reason), code)
                     case Violation(code, reason):
                         await self._echo_close(code)
-                        self._fail(
-                            Disconnected(f"the server broke the protocol: {reason}", code=code)
-                        )
+                        self._fail(f"the server broke the protocol: {reason}", code)
                     case ConnectionLost():
-                        self._fail(
-                            Disconnected(
-                                "the connection was lost without a close frame",
-                                code=_CLOSE_ABNORMAL,
-                            )
-                        )
+                        self._fail("the connection was lost without a close frame", _CLOSE_ABNORMAL)
         finally:
             self._reading = False
 
@@ -241,27 +239,31 @@ class FastTransport:
         the dialer's to close.
         """
         with trio.move_on_after(grace_s), contextlib.suppress(Disconnected):
-            if self._core.state is State.OPEN and self._error is None:
+            if self._core.state is State.OPEN and self._end is None:
                 await self._write(self._core.close(code))
             if not self._reading:
-                while self._error is None:
+                while self._end is None:
                     await self.receive()
-        self._fail(Disconnected("the connection was closed", code=code))
+        self._fail("the connection was closed", code)
 
-    def _fail(self, error: Disconnected) -> Disconnected:
+    def _fail(self, message: str, code: int | None = None) -> None:
         """Record the end of the connection (the first cause wins); wake a waiting ping."""
-        if self._error is None:
-            self._error = error
+        if self._end is None:
+            self._end = (message, code)
         self._pong.set()
-        return self._error
 
-    def _fail_from(self, exc: Exception) -> None:
+    def _gone(self) -> Disconnected:
+        assert self._end is not None
+        message, code = self._end
+        return Disconnected(message, code=code)
+
+    def _fail_from(self, exc: Exception) -> NoReturn:
+        """Raise what ``exc`` means (the shared table), recording it as the end."""
         try:
             translate("open", self._where, exc)
-        except Disconnected as mapped_error:
-            self._fail(mapped_error)
+        except Disconnected as error:
+            self._fail(str(error), error.code)
             raise
-        # a row of another family for the open phase does not exist: the table maps all
 
 
 def _closed_message(code: int, reason: str) -> str:
