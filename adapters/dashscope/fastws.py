@@ -60,7 +60,14 @@ if TYPE_CHECKING:
 
     from .transport import Dialer, Headers, Transport
 
-__all__ = ["FastTransport", "PipeOpener", "dial_fast", "fast_dialer", "stream_dialer"]
+__all__ = [
+    "FastTransport",
+    "PipeOpener",
+    "dial_fast",
+    "fast_dialer",
+    "socket_opener",
+    "stream_dialer",
+]
 
 PipeOpener = Callable[[str, int, bool], Awaitable[Pipe]]
 """``(host, port, tls) -> a connected pipe`` (the caller bounds the time)."""
@@ -273,28 +280,37 @@ def _closed_message(code: int, reason: str) -> str:
 # ------------------------------------------------------------ dialing
 
 
-async def open_socket_pipe(host: str, port: int, tls: bool) -> Pipe:
-    """TCP (trio's happy eyeballs and DNS), then a stdlib socket; TLS verified for ``wss://``.
+def socket_opener(context: ssl.SSLContext | None = None) -> PipeOpener:
+    """Opens TCP (trio's happy eyeballs and DNS) into a stdlib socket, TLS for ``wss://``.
 
-    TLS uses ``ssl.create_default_context()`` (the system CAs, host name
-    checked, SNI), as trio-websocket's dialer does today.
+    Args:
+        context: the TLS context; by default ``ssl.create_default_context()``
+            (the system CAs, host name checked, SNI), as trio-websocket's
+            dialer has it.
     """
-    stream = await trio.open_tcp_stream(host, port)
-    # The stream set TCP_NODELAY; take its file descriptor into a stdlib socket.
-    raw = SocketPipe(socket.socket(fileno=stream.socket.detach()))
-    if not tls:
-        return raw
-    pipe = TLSPipe(raw, ssl.create_default_context(), host)
-    try:
-        await pipe.handshake()
-    except BaseException:
-        await raw.aclose()
-        raise
-    return pipe
+
+    async def open_pipe(host: str, port: int, tls: bool) -> Pipe:
+        stream = await trio.open_tcp_stream(host, port)
+        # The stream set TCP_NODELAY; take its file descriptor into a stdlib socket.
+        raw = SocketPipe(socket.socket(fileno=stream.socket.detach()))
+        if not tls:
+            return raw
+        pipe = TLSPipe(raw, context or ssl.create_default_context(), host)
+        try:
+            await pipe.handshake()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await raw.aclose()
+            raise
+        return pipe
+
+    return open_pipe
 
 
-def fast_dialer(open_pipe: PipeOpener = open_socket_pipe) -> Dialer:
-    """A ``Dialer`` of :class:`FastTransport` over the pipes ``open_pipe`` connects."""
+def fast_dialer(open_pipe: PipeOpener | None = None) -> Dialer:
+    """A ``Dialer`` of :class:`FastTransport` over the pipes ``open_pipe`` connects
+    (by default :func:`socket_opener`'s)."""
+    opener = open_pipe or socket_opener()
 
     @contextlib.asynccontextmanager
     async def dial(
@@ -306,7 +322,7 @@ def fast_dialer(open_pipe: PipeOpener = open_socket_pipe) -> Dialer:
         try:
             try:
                 with trio.fail_after(connect_timeout):
-                    pipe = await open_pipe(host, port, use_tls)
+                    pipe = await opener(host, port, use_tls)
                     core = await _upgrade(pipe, host, port, use_tls, resource, headers)
             except Exception as exc:
                 translate("dial", here, exc, connect_timeout)

@@ -13,12 +13,15 @@ import contextlib
 import functools
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
+import trustme
 
-from adapters.dashscope.fastws import FastTransport, dial_fast
+from adapters.dashscope.fastws import FastTransport, dial_fast, fast_dialer, socket_opener
 from adapters.dashscope.ws import real_dialer, transport_name
 from adapters.websocket import (
     SERVER,
@@ -43,7 +46,7 @@ Handler = Callable[["Peer"], Awaitable[None]]
 class Peer:
     """The server end of one connection: the codec's server core over a trio stream."""
 
-    def __init__(self, stream: trio.SocketStream, request: UpgradeRequest) -> None:
+    def __init__(self, stream: Any, request: UpgradeRequest) -> None:
         self.stream = stream
         self.request = request
         self.core = WebSocketCore(SERVER)
@@ -68,10 +71,12 @@ class Peer:
 
 
 @contextlib.asynccontextmanager
-async def ws_server(handler: Handler, *, status: int = 101) -> AsyncIterator[str]:
-    """Serve ``handler`` on a loopback port for the block; yields the ``ws://`` URL."""
+async def ws_server(
+    handler: Handler, *, status: int = 101, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serve ``handler`` on a loopback port for the block; yields the URL (``wss://`` with ``tls``)."""
 
-    async def serve_one(stream: trio.SocketStream) -> None:
+    async def serve_one(stream: Any) -> None:
         handshake = ServerHandshake()
         request = None
         try:
@@ -91,11 +96,18 @@ async def ws_server(handler: Handler, *, status: int = 101) -> AsyncIterator[str
             await handler(peer)
 
     async with trio.open_nursery() as nursery:
-        (listener,) = await nursery.start(
-            functools.partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1")
-        )
-        port = listener.socket.getsockname()[1]
-        yield f"ws://127.0.0.1:{port}/api-ws/v1/inference?x=1"
+        if tls is None:
+            (listener,) = await nursery.start(
+                functools.partial(trio.serve_tcp, serve_one, 0, host="127.0.0.1")
+            )
+            port = listener.socket.getsockname()[1]
+        else:
+            (listener,) = await nursery.start(
+                functools.partial(trio.serve_ssl_over_tcp, serve_one, 0, tls, host="127.0.0.1")
+            )
+            port = listener.transport_listener.socket.getsockname()[1]
+        scheme = "ws" if tls is None else "wss"
+        yield f"{scheme}://localhost:{port}/api-ws/v1/inference?x=1"
         nursery.cancel_scope.cancel()
 
 
@@ -334,6 +346,62 @@ class TestDialErrors:
                         raise ZeroDivisionError
                 await trio.sleep(0.05)  # real-time: let the server's handlers finish closing
         assert open_fds() <= before
+
+
+@pytest.fixture(name="ca", scope="module")
+def _ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(name="server_tls")
+def _server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return context
+
+
+class TestTLS:
+    @pytest.mark.timeout(60)
+    async def test_round_trip_over_verified_tls(
+        self, ca: trustme.CA, server_tls: ssl.SSLContext
+    ) -> None:
+        """wss:// with the server's CA trusted: the certificate checks out, messages flow,
+        the fast lane works over TLS too."""
+        client_tls = ssl.create_default_context()
+        ca.configure_trust(client_tls)
+        dial = fast_dialer(socket_opener(client_tls))
+        with trio.fail_after(20):
+            async with ws_server(echo, tls=server_tls) as url:
+                async with dial(url, HEADERS, connect_timeout=5) as t:
+                    assert t.send_nowait("over tls")
+                    assert await t.receive() == "over tls"
+                    await t.send(b"\x01" * 70000)
+                    assert await t.receive() == b"\x01" * 70000
+
+    @pytest.mark.timeout(60)
+    async def test_an_unknown_ca_is_refused(self, server_tls: ssl.SSLContext) -> None:
+        """The default context (system CAs) refuses a certificate it cannot verify."""
+        before = open_fds()
+        with trio.fail_after(20):
+            async with ws_server(echo, tls=server_tls) as url:
+                with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                    async with dial_fast(url, HEADERS, connect_timeout=5):
+                        pass  # pragma: no cover
+        assert open_fds() <= before
+
+    @pytest.mark.timeout(60)
+    async def test_a_certificate_for_another_host_is_refused(self, ca: trustme.CA) -> None:
+        """The host name is checked (SNI and the certificate's names)."""
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("elsewhere.example").configure_cert(server_tls)
+        client_tls = ssl.create_default_context()
+        ca.configure_trust(client_tls)
+        dial = fast_dialer(socket_opener(client_tls))
+        with trio.fail_after(20):
+            async with ws_server(echo, tls=server_tls) as url:
+                with pytest.raises(ConnectFailed, match=r"match|mismatch|not valid"):
+                    async with dial(url, HEADERS, connect_timeout=5):
+                        pass  # pragma: no cover
 
 
 class TestChoice:
