@@ -88,7 +88,6 @@ class FastTransport:
         self._tail = b""  # the unsent end of a frame the kernel took only part of
         self._write_lock = trio.Lock()
         self._pong = trio.Event()
-        self._ping_pending = False
         # Why the connection ended, once it did: a fresh Disconnected is raised from it each
         # time (a stored exception would hold its traceback's frames, and they this object).
         self._end: tuple[str, int | None] | None = None
@@ -141,19 +140,23 @@ class FastTransport:
         await self._write(data)
 
     async def ping(self) -> None:
-        """Send a ping and wait for a pong (seen by the task in :meth:`receive`)."""
-        if not self._ping_pending:
-            if self._end is not None:
-                raise self._gone()
-            try:
-                data = self._core.ping()
-            except LocalProtocolError:
-                self._fail("the connection is closing")
-                raise self._gone() from None
-            self._ping_pending = True
-            self._pong = trio.Event()
-            await self._write(data)
-        await self._pong.wait()
+        """Send a ping and wait for the next pong (seen by the task in :meth:`receive`).
+
+        Any pong counts, also one answering an earlier ping: the question is
+        whether the server is alive, and a ping cancelled before it went out
+        must not leave later ones waiting for an answer that cannot come.
+        """
+        if self._end is not None:
+            await trio.lowlevel.checkpoint()
+            raise self._gone()
+        try:
+            data = self._core.ping()
+        except LocalProtocolError:
+            self._fail("the connection is closing")
+            raise self._gone() from None
+        pong = self._pong
+        await self._write(data)
+        await pong.wait()
         if self._end is not None:
             raise self._gone()
 
@@ -218,8 +221,8 @@ class FastTransport:
                         with contextlib.suppress(Disconnected):
                             await self._write(self._core.pong(payload))
                     case Pong():
-                        self._ping_pending = False
-                        self._pong.set()
+                        self._pong.set()  # wakes every ping() waiting on this one
+                        self._pong = trio.Event()
                     case Close(code, reason):
                         if self._core.state is State.CLOSE_RECEIVED:
                             await self._echo_close(code)
