@@ -118,6 +118,10 @@ class FastTransport:
             taken = self._pipe.try_write(data)
         except Exception as exc:
             self._fail_from(exc)
+        if taken == 0:
+            return (
+                False  # nothing went: the frame is dropped unsent (a data frame changes no state)
+            )
         if taken < len(data):
             self._tail = data[taken:]
         return True
