@@ -140,7 +140,7 @@ class TLSPipe:
             except ssl.SSLZeroReturnError:
                 return b""
             else:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()  # never lose what was read
                 return data
 
     async def _flush(self) -> None:

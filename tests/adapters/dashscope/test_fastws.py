@@ -32,6 +32,7 @@ from adapters.websocket import (
     UpgradeRequest,
     WebSocketCore,
 )
+from adapters.websocket.frames import Opcode, build_frame
 from engine.errors import (
     AuthError,
     ConfigError,
@@ -197,6 +198,24 @@ class TestConversation:
                     await t.send("late")
                 assert not _sent_nowait(t)
         assert echoed == [Close(4001, "")]
+
+    @pytest.mark.timeout(60)
+    async def test_a_protocol_violation_is_disconnected_1002_and_answered(self) -> None:
+        """A masked frame from the server: Disconnected (1002), and our close says 1002."""
+        answered: list[object] = []
+
+        async def handler(peer: Peer) -> None:
+            await peer.stream.send_all(build_frame(Opcode.TEXT, b"x", mask=b"abcd"))
+            answered.append(await peer.next_event())
+
+        with trio.fail_after(20):
+            async with ws_server(handler) as url, dial_fast(url, HEADERS, connect_timeout=5) as t:
+                with pytest.raises(Disconnected) as caught:
+                    await t.receive()
+                assert caught.value.code == 1002
+                with pytest.raises(Disconnected):
+                    await t.receive()
+        assert answered == [Close(1002, "")]
 
     @pytest.mark.timeout(60)
     async def test_reset_is_disconnected(self) -> None:
