@@ -32,9 +32,13 @@ import trio
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["READ_SIZE", "Pipe", "SocketPipe", "StreamPipe", "TLSPipe"]
+__all__ = ["READ_SIZE", "ConnectError", "Pipe", "SocketPipe", "StreamPipe", "TLSPipe"]
 
 READ_SIZE: Final = 65536  # the most one read takes (the parser's own bound is per message)
+
+
+class ConnectError(Exception):
+    """The TCP connect or the TLS handshake failed; the ``OSError`` is the ``__cause__``."""
 
 
 class Pipe(Protocol):

@@ -22,6 +22,8 @@ import wsproto.utilities
 from adapters.websocket.errors import UpgradeRejected, WebSocketClosed
 from engine.errors import AuthError, ConnectFailed, Disconnected, RemoteProtocolError, StenoError
 
+from ._pipes import ConnectError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -97,6 +99,7 @@ _MAP: Final[tuple[tuple[type[BaseException], frozenset[Phase], _Translator], ...
     (trio_websocket.ConnectionTimeout, frozenset({"dial"}), _connect_timeout),
     (trio.TooSlowError, frozenset({"dial"}), _connect_timeout),
     (trio_websocket.HandshakeError, frozenset({"dial"}), _handshake),
+    (ConnectError, frozenset({"dial"}), _handshake),
     (RemoteProtocolError, frozenset({"dial"}), _bad_upgrade),
     (wsproto.utilities.LocalProtocolError, frozenset({"dial", "open"}), _closing),
     (OSError, frozenset({"dial"}), _unreachable),

@@ -30,7 +30,7 @@ from engine.errors import RemoteProtocolError
 
 from ._dial import parse_ws_url
 from ._fast_transport import FastTransport
-from ._pipes import Pipe, SocketPipe, StreamPipe, TLSPipe
+from ._pipes import ConnectError, Pipe, SocketPipe, StreamPipe, TLSPipe
 from ._wire_errors import translate, where
 
 if TYPE_CHECKING:
@@ -64,7 +64,10 @@ def socket_opener(context: ssl.SSLContext | None = None) -> PipeOpener:
     """
 
     async def open_pipe(host: str, port: int, tls: bool) -> Pipe:
-        stream = await trio.open_tcp_stream(host, port)
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise ConnectError from exc
         # The stream set TCP_NODELAY; take its file descriptor into a stdlib socket.
         raw = SocketPipe(socket.socket(fileno=stream.socket.detach()))
         if not tls:
@@ -72,9 +75,11 @@ def socket_opener(context: ssl.SSLContext | None = None) -> PipeOpener:
         pipe = TLSPipe(raw, context or ssl.create_default_context(), host)
         try:
             await pipe.handshake()
-        except BaseException:
+        except BaseException as exc:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
+            if isinstance(exc, OSError):  # ssl.SSLError among them
+                raise ConnectError from exc
             raise
         return pipe
 
