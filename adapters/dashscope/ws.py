@@ -9,7 +9,7 @@ timed-out connect becomes :class:`ConnectFailed`; a closed socket becomes
 
 :data:`dial_tcp`, the real dialer every entry point uses, dials with the
 transport the environment variable ``STENO_TRANSPORT`` names: ``fast``
-(``fastws.py``) or ``trio-websocket`` (the default).
+(``fastws.py``, the default) or ``trio-websocket``.
 
 :func:`websocket_dialer` turns any trio-websocket opener (``open_websocket_url``,
 or the simulator's in-memory ``MemoryNet.open_websocket``) into a
@@ -128,7 +128,7 @@ def websocket_dialer(opener: WebSocketOpener) -> Dialer:
 
 TRANSPORT_ENV: Final = "STENO_TRANSPORT"
 TRANSPORTS: Final = ("trio-websocket", "fast")
-DEFAULT_TRANSPORT: Final = "trio-websocket"
+DEFAULT_TRANSPORT: Final = "fast"  # ~3-10x less CPU per frame (tools/bench/transport.py)
 
 dial_trio_websocket: Final[Dialer] = websocket_dialer(_open_tcp)
 """The real dialer through trio-websocket: TCP (TLS for ``wss://``)."""

@@ -426,7 +426,8 @@ class TestTLS:
 class TestChoice:
     def test_env_names_the_transport(self) -> None:
         """STENO_TRANSPORT chooses; unset means the default; a typo is a one-line ConfigError."""
-        assert transport_name({}) == "trio-websocket"
+        assert transport_name({}) == "fast"
+        assert transport_name({"STENO_TRANSPORT": "trio-websocket"}) == "trio-websocket"
         assert transport_name({"STENO_TRANSPORT": "fast"}) == "fast"
         assert real_dialer("fast") is dial_fast
         with pytest.raises(ConfigError, match="choose one of trio-websocket, fast"):
