@@ -126,3 +126,24 @@ def _hide_ffmpeg(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     path = path_without(tmp_path_factory.mktemp("path-without-ffmpeg"), "ffmpeg", "ffprobe")
     monkeypatch.setenv("PATH", path)
     return path
+
+
+@pytest.fixture(name="any_transport", params=["trio-websocket", "fast"])
+def _any_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per WebSocket client transport (``adapters/dashscope/ws.py``).
+
+    Sets ``STENO_TRANSPORT`` (the real dialer reads it at each dial; child
+    processes inherit it) and, for ``fast``, points the simulator's in-memory
+    net (``MemoryNet.dial``) at the fast transport over its raw streams.
+    """
+    name: str = request.param
+    monkeypatch.setenv("STENO_TRANSPORT", name)
+    if name == "fast":
+        from adapters.dashscope.fastws import stream_dialer
+        from adapters.sim.memory import MemoryNet
+
+        def dial(self: MemoryNet, url: str, headers: Any, *, connect_timeout: float = 60.0) -> Any:
+            return stream_dialer(self.open_stream)(url, headers, connect_timeout=connect_timeout)
+
+        monkeypatch.setattr(MemoryNet, "dial", dial)
+    return name

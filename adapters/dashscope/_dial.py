@@ -43,6 +43,7 @@ __all__ = [
     "MESSAGE_QUEUE_SIZE",
     "open_client",
     "open_tcp",
+    "parse_ws_url",
     "release_frame_parser",
 ]
 
@@ -69,7 +70,7 @@ async def open_tcp(
     Resource handling:
         The socket is closed when the block is left, whoever ended the connection.
     """
-    host, port, resource, use_tls = _parse(url)
+    host, port, resource, use_tls = parse_ws_url(url)
     with trio.move_on_after(connect_timeout) as scope:
         try:
             stream: trio.abc.Stream = (
@@ -201,7 +202,7 @@ def _chosen(
     return real[0] if len(real) == 1 else None
 
 
-def _parse(url: str) -> tuple[str, int, str, bool]:
+def parse_ws_url(url: str) -> tuple[str, int, str, bool]:
     """Host, port, request target and whether TLS is used, from a ``ws://`` or ``wss://`` URL."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
+from engine._util import drop_tracebacks
 from engine.errors import FinishTimeout, StenoError
 from engine.events import SessionClosed
 from engine.policy import Backoff, classify
@@ -110,6 +111,9 @@ class Supervisor:
                     # afterwards (a send on the closing socket) is a consequence.
                     exc = task.link.error or raised
                     task.link.abort(exc)  # close its connection now; it is not coming back
+                    # A record from here on: the pump re-raised the link's error, so its
+                    # traceback holds the pump's frame, which holds the link (#17).
+                    drop_tracebacks(exc)
                     await self._closed(task, exc)
                     started = task.link.started_t
                     ran_s = None if started is None else trio.current_time() - started

@@ -24,7 +24,7 @@ from e2e_helpers import cli_env, parse_jsonl, run_steno, steno_command
 from adapters.recognizers.tonecode import synthesize
 from engine.events import StreamEnded
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("any_transport")]  # both transports
 
 SENTENCES = [
     "good morning",

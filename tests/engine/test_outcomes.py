@@ -77,6 +77,7 @@ def _ended_under(spec: str) -> tuple[StreamEnded, list[Event]]:
     return ended, events
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 @pytest.mark.parametrize("spec", ["throttle", "half-open:at=0.05"])
 def test_a_service_that_never_serves_fails_the_same_way_whatever_the_error(spec: str) -> None:
     """Throttled on every retry or half-open on every retry: nothing recognized, all the

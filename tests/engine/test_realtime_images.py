@@ -259,6 +259,7 @@ def _still(tmp_path: pathlib.Path) -> str:
 # --------------------------------------------------------------------- tests
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestStill:
     def test_goes_once_after_the_first_audio(self, still: str) -> None:
         """A still picture is sent once per session, only after audio went up, and accepted."""
@@ -290,6 +291,7 @@ class TestStill:
         assert result.translations == ZH
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestVideo:
     def test_pictures_go_in_step_with_the_audio(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """At the feed's default 1 fps, picture k goes once the audio sent reaches k s, and

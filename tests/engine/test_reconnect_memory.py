@@ -47,9 +47,10 @@ from engine.policy import RestartPolicy
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytestmark = pytest.mark.skipif(
-    not pathlib.Path("/proc/self/statm").exists(), reason="needs Linux /proc"
-)
+pytestmark = [
+    pytest.mark.skipif(not pathlib.Path("/proc/self/statm").exists(), reason="needs Linux /proc"),
+    pytest.mark.usefixtures("any_transport"),  # both WebSocket client transports
+]
 
 STREAMS = 4
 WARMUP = 150  # connections before sampling starts (allocator and caches settle)

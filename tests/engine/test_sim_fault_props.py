@@ -15,6 +15,7 @@ bug it catches: a fault layer that never fires (or a plan the server never appli
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, event, given, settings
@@ -62,6 +63,7 @@ def finals(events: list[Event]) -> list[tuple[str, int, int]]:
 CLEAN: list[tuple[str, int, int]] = []
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestSimulatorFaultPlans:
     def test_clean_run_recognizes_every_sentence(self) -> None:
         """The baseline: every tone-coded sentence, in order."""

@@ -66,6 +66,7 @@ def stereo_float_48k() -> np.ndarray:
     return np.stack([mono, mono], axis=1)
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestOpenStream:
     async def test_pushed_48k_stereo_is_transcribed(
         self, autojump_clock: trio.testing.MockClock
@@ -192,6 +193,7 @@ async def talk_skip_talk(stream: Stream, skip: int, **kw: object) -> list[Event]
     return events
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestSkipDrainStatistics:
     async def test_started_event_carries_the_wall_clock(
         self, autojump_clock: trio.testing.MockClock
@@ -295,6 +297,7 @@ class TestSkipDrainStatistics:
             stats.finals = 2  # type: ignore[misc]
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestProducers:
     async def test_a_producer_is_the_source_and_its_facts_reach_the_end(
         self, autojump_clock: trio.testing.MockClock

@@ -51,6 +51,8 @@ GUMMY = ["gummy-realtime-v1", "gummy-chat-v1"]
 LIVE = "qwen3.5-livetranslate-flash-realtime"
 ALL = [*GUMMY, LIVE]
 
+pytestmark = pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
+
 
 async def translate(model: str, plan: FaultPlan | None, seed: int, **options: Any) -> list[Event]:
     options.setdefault("vad_silence_ms", 400)  # the tone clips pause ~0.7 s between sentences

@@ -18,6 +18,7 @@ from engine.errors import AuthError
 URL = "ws://sim/api-ws/v1/inference"
 
 
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestDial:
     @deadline(60)
     async def test_engine_client_core_round_trip(

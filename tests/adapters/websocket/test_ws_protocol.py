@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 
@@ -224,3 +225,36 @@ class TestHostilePeer:
             events = list(core.events())
             assert all(not isinstance(e, Violation) for e in events[:-1])
             assert core.state in (State.CLOSED, State.FAILED, State.CLOSE_RECEIVED)
+
+
+class TestFragmentationProperty:
+    @given(
+        message_data,
+        st.lists(st.integers(min_value=0), max_size=6),
+        st.lists(st.booleans(), max_size=6),
+        st.integers(min_value=1, max_value=97),
+    )
+    def test_any_fragmentation_with_pings_between_reassembles(
+        self, data: bytes | str, cuts: list[int], pings: list[bool], step: int
+    ) -> None:
+        """A message cut into any fragments, pings between them, fed in any chunk size,
+        arrives as the pings then the one whole message."""
+        raw = data.encode() if isinstance(data, str) else data
+        first = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+        points = sorted({c % (len(raw) + 1) for c in cuts})
+        pieces = [raw[a:b] for a, b in itertools.pairwise([0, *points, len(raw)])]
+        wire = b""
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            wire += build_frame(first if i == 0 else Opcode.CONTINUATION, piece, fin=last)
+            if not last and i < len(pings) and pings[i]:
+                wire += build_frame(Opcode.PING, b"%d" % i)
+        core = WebSocketCore(CLIENT)
+        got: list[object] = []
+        for at in range(0, len(wire), step):
+            core.receive_data(wire[at : at + step])
+            got.extend(core.events())
+        expected_pings = [
+            Ping(b"%d" % i) for i in range(len(pieces) - 1) if i < len(pings) and pings[i]
+        ]
+        assert got == [*expected_pings, Message(data)]
