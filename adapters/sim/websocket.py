@@ -219,7 +219,9 @@ class ServerWebSocket:
         self._core = core
         self._fd = fd
         self._send_lock = trio.StrictFIFOLock()
-        self._closed: WebSocketClosed | None = None
+        # (code, reason) once closed: a fresh exception is raised each time, never a stored
+        # one, whose traceback would keep this connection's frames alive (#17).
+        self._closed: tuple[int, str] | None = None
         self._close_sent = False
         self._broken = False  # a write was cancelled midway: no byte may follow
         self._unyielded = 0
@@ -227,7 +229,7 @@ class ServerWebSocket:
     @property
     def closed(self) -> WebSocketClosed | None:
         """Why the connection is closed, or None while it is open."""
-        return self._closed
+        return None if self._closed is None else WebSocketClosed(*self._closed)
 
     async def get_message(self) -> bytes | str:
         """The next message (``str`` for text); pings are answered on the way.
@@ -241,7 +243,7 @@ class ServerWebSocket:
             event = self._core.next_event()
             if event is None:
                 if self._closed is not None:
-                    raise self._closed
+                    raise WebSocketClosed(*self._closed)
                 await self._receive()
                 continue
             if isinstance(event, Message):
@@ -257,12 +259,12 @@ class ServerWebSocket:
                     pass  # closing, or the next read tells
             elif isinstance(event, Close | Violation):
                 # the client's close is echoed; a violation is answered with its code
-                self._closed = WebSocketClosed(event.code, event.reason)
+                self._closed = (event.code, event.reason)
                 await self._send_close(event.code, event.reason)
-                raise self._closed
+                raise WebSocketClosed(*self._closed)
             elif isinstance(event, ConnectionLost):
-                self._closed = self._closed or WebSocketClosed(event.code, "connection lost")
-                raise self._closed
+                self._closed = self._closed or (event.code, "connection lost")
+                raise WebSocketClosed(*self._closed)
 
     async def _receive(self) -> None:
         """Read more bytes into the reader; EOF or a broken stream closes (1006)."""
@@ -294,7 +296,7 @@ class ServerWebSocket:
             WebSocketClosed: the connection is closed or broke.
         """
         if self._closed is not None or self._close_sent:
-            raise self._closed or WebSocketClosed(1000, "closing")
+            raise WebSocketClosed(*(self._closed or (1000, "closing")))
         await self._write(self._core.send_message(message))
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
@@ -346,9 +348,9 @@ class ServerWebSocket:
             # Cancelled (a send deadline, say) with part of a frame perhaps written:
             # nothing may follow it on this connection.
             self._broken = True
-            self._closed = self._closed or WebSocketClosed(1006, "a write was abandoned")
+            self._closed = self._closed or (1006, "a write was abandoned")
             raise
 
     def _lost(self) -> NoReturn:
-        self._closed = self._closed or WebSocketClosed(1006, "connection lost")
-        raise self._closed
+        self._closed = self._closed or (1006, "connection lost")
+        raise WebSocketClosed(*self._closed)
