@@ -17,9 +17,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/steno transcribe scenarios/audio/*.wav --out out/demo
 
-## Lint, type-check and run the whole test suite.
+## Lint, type-check and run the whole test suite in two parts. First everything not marked
+## `slow` (virtual time, in-memory, quick), one pytest-xdist worker per core; a file's tests
+## stay in one worker (--dist loadfile), so its module fixtures are built once. Then the `slow`
+## tests (real processes, real time, the real recognizer) alone in one process, as before:
+## their deadlines are real, so they get the machine to themselves. Both parts always run.
+## TEST_WORKERS=0 runs the first part in one process too.
+TEST_WORKERS ?= auto
 test: $(STAMP) system lint
-	$(BIN)/pytest -q
+	status=0; \
+	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
+	$(BIN)/pytest -q -m slow || status=$$?; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ParamSpec
+from typing import Any, Final, ParamSpec
 
 import pytest
 import structlog
@@ -26,6 +26,27 @@ P = ParamSpec("P")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEMO_AUDIO = ROOT / "scenarios" / "audio"
+
+
+REAL_TIME_DIRECTORIES: Final = frozenset({"e2e", "interop"})
+"""Test directories whose every test runs real processes or the official SDK's threads
+on the real clock: all of them count as ``slow``, marked or not."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under :data:`REAL_TIME_DIRECTORIES` ``slow``.
+
+    ``make test`` runs ``-m "not slow"`` on every core, then ``-m slow`` alone in one
+    process, where real-time deadlines do not compete with other work: a real-process
+    test that forgot its marker must not land in the parallel part.
+    """
+    tests = ROOT / "tests"
+    for item in items:
+        if item.path.is_relative_to(tests) and REAL_TIME_DIRECTORIES.intersection(
+            item.path.relative_to(tests).parts[:-1]
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

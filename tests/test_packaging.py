@@ -97,13 +97,25 @@ def test_wheel_installs_a_working_steno(tmp_path: pathlib.Path) -> None:
     run(*wheel, cwd=src, timeout=600)
     assert len(list(wheels.glob("stenograph-*.whl"))) == 1
 
+    # A fresh venv without pip of its own: this pip installs into it (``--python``), which
+    # spares seeding one (ensurepip) and byte-compiling every dependency (``--no-compile``;
+    # Python compiles what it imports), neither of which is what is tested here.
     venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", venv, cwd=tmp_path, timeout=120)
+    run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path, timeout=120)
     assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
     python, steno = venv / "bin" / "python", venv / "bin" / "steno"
     # RUN pip install --no-cache-dir --no-index --find-links /wheels 'stenograph[audio]'
-    install = ["-m", "pip", "install", "-q", "--no-index", "--find-links", wheels]
-    run(python, *install, "stenograph[audio]", cwd=tmp_path, timeout=600)
+    install = ["--python", python, "install", "-q", "--no-compile", "--no-index", "--find-links"]
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        *install,
+        wheels,
+        "stenograph[audio]",
+        cwd=tmp_path,
+        timeout=600,
+    )
 
     work = tmp_path / "work"
     work.mkdir()

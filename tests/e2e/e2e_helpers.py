@@ -21,17 +21,20 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
+import pytest
 import soundfile
 import trio
 
 from adapters.recognizers.base import Recognizer
 from adapters.sim.config import SimConfig
 from adapters.sim.server import open_simulator
+from engine.cli import main as steno_main
 from engine.events import EventUnion, decode_jsonl_line
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -202,6 +205,55 @@ def run_steno_concurrently(
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_steno, *args, env=env, timeout=timeout) for args, env in runs]
         return [future.result() for future in futures]
+
+
+def run_steno_in_process(
+    *args: str | os.PathLike[str],
+    capfd: pytest.CaptureFixture[str],
+    env: dict[str, str | None] | None = None,
+) -> CliRun:
+    """``steno ARGS`` as the console script runs it (``sys.exit(main())``), in this process.
+
+    For usage errors that end before any I/O (argparse, option checks, config files):
+    the same ``main`` decides the same exit code and prints the same lines, without
+    the second of CPU a new interpreter spends importing. Its environment is this
+    process's as ``cli_env(None)`` makes it (``CI=true``, no ``DASHSCOPE_API_KEY``),
+    with ``env``'s entries set (``None``: removed) for the call only. An exception
+    that escapes ``main`` becomes a traceback on stderr and exit 1, as in a process.
+    Anything that starts a server, a device or a signal handler needs ``run_steno``.
+    """
+    argv = [os.fspath(a) for a in args]
+    overrides: dict[str, str | None] = {"CI": "true", "DASHSCOPE_API_KEY": None, "COLUMNS": None}
+    overrides |= env or {}
+    capfd.readouterr()  # what the test printed before is not this run's
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in overrides.items():
+            if value is None:
+                patch.delenv(key, raising=False)
+            else:
+                patch.setenv(key, value)
+        try:
+            code = _exit_code(steno_main(argv))
+        except SystemExit as exc:
+            code = _exit_code(exc.code)
+        except BaseException:  # what a process would print before it died
+            sys.stderr.write(traceback.format_exc())
+            code = 1
+    out, err = capfd.readouterr()
+    return CliRun(
+        args=argv, returncode=code, stdout=out, stderr=err, elapsed_s=time.monotonic() - started
+    )
+
+
+def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` gives a process (a message is printed, and is 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 # ------------------------------------------------------------------ simulator

@@ -8,6 +8,10 @@ sentences, so the good file's transcript is exact and the run takes about a seco
 ``steno translate`` with options the model cannot honour or files that cannot be
 used (``--image``, ``--phrases``): one ``steno: error:`` line naming the fix, exit 2,
 before anything starts (no simulator, no output directory).
+
+Usage errors decided before any I/O run the CLI's ``main`` in this process
+(``run_steno_in_process``: same exit code, same lines, no interpreter start-up);
+everything that starts a simulator or streams runs as a real process.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from e2e_helpers import (
     refused_port,
     run_steno,
     run_steno_concurrently,
+    run_steno_in_process,
     scripted_lines,
     write_garbled_header_wav,
     write_low_rate_wav,
@@ -223,20 +228,13 @@ BAD_OPTIONS: dict[str, tuple[list[str], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def bad_option_runs() -> dict[str, CliRun]:
-    runs = run_steno_concurrently(
-        [
-            (["transcribe", demo_wav(GOOD), *flags], cli_env(api_key=None))
-            for flags, _ in BAD_OPTIONS.values()
-        ],
-        timeout=60,
-    )
-    return dict(zip(BAD_OPTIONS, runs, strict=True))
+def bad_option_run(case: str, capfd: pytest.CaptureFixture[str]) -> CliRun:
+    """``steno transcribe GOOD.wav FLAGS``, refused before any I/O: run in this process."""
+    return run_steno_in_process("transcribe", demo_wav(GOOD), *BAD_OPTIONS[case][0], capfd=capfd)
 
 
-def test_unknown_model_is_a_usage_error(bad_option_runs: dict[str, CliRun]) -> None:
-    run = bad_option_runs["model-unknown"]
+def test_unknown_model_is_a_usage_error(capfd: pytest.CaptureFixture[str]) -> None:
+    run = bad_option_run("model-unknown", capfd)
     assert run.returncode == 2, run.describe()
     _no_traceback(run)
     assert run.stdout == ""
@@ -247,8 +245,8 @@ def test_unknown_model_is_a_usage_error(bad_option_runs: dict[str, CliRun]) -> N
 
 
 @pytest.mark.parametrize("case", [c for c in BAD_OPTIONS if c != "model-unknown"])
-def test_bad_option_value_is_a_usage_error(bad_option_runs: dict[str, CliRun], case: str) -> None:
-    run = bad_option_runs[case]
+def test_bad_option_value_is_a_usage_error(case: str, capfd: pytest.CaptureFixture[str]) -> None:
+    run = bad_option_run(case, capfd)
     message = BAD_OPTIONS[case][1]
     assert run.returncode == 2, run.describe()
     _no_traceback(run)
@@ -298,35 +296,31 @@ BAD_TRANSLATE: dict[str, tuple[list[str], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def translate_error_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[CliRun, pathlib.Path]]:
-    """Every bad ``translate`` invocation at once (each exits in well under a second)."""
+@pytest.fixture(name="bad_inputs", scope="module")
+def _bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A directory of files ``translate`` must refuse."""
     d = tmp_path_factory.mktemp("bad-translate")
     (d / "slide.jpg").write_bytes(b"\xff\xd8\xff\xe0 a picture \xff\xd9")
     (d / "notes.jpg").write_text("These are notes, not a picture.\n")
     (d / "phrases.toml").write_text("hello world\n")
-    cases = {
-        **{case: [a.format(d=d) for a in flags] for case, (flags, _) in BAD_TRANSLATE.items()},
-        "model-not-translating": ["--to", "zh", "--model", "paraformer-realtime-v2"],
-    }
-    outs = {case: d / f"out-{case}" for case in cases}
-    runs = run_steno_concurrently(
-        [
-            (["translate", demo_wav(GOOD), *flags, "--out", outs[case]], cli_env(api_key=None))
-            for case, flags in cases.items()
-        ],
-        timeout=60,
-    )
-    return {case: (run, outs[case]) for case, run in zip(cases, runs, strict=True)}
+    return d
+
+
+def translate_error_run(
+    flags: list[str], out: pathlib.Path, capfd: pytest.CaptureFixture[str]
+) -> CliRun:
+    """``steno translate GOOD.wav FLAGS --out OUT``: each exits in well under a second,
+    before any I/O, so it runs in this process."""
+    return run_steno_in_process("translate", demo_wav(GOOD), *flags, "--out", out, capfd=capfd)
 
 
 @pytest.mark.parametrize("case", BAD_TRANSLATE)
 def test_bad_translate_option_is_one_line_with_the_fix(
-    translate_error_runs: dict[str, tuple[CliRun, pathlib.Path]], case: str
+    bad_inputs: pathlib.Path, case: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    run, out = translate_error_runs[case]
+    out = bad_inputs / f"out-{case}"
+    flags = [a.format(d=bad_inputs) for a in BAD_TRANSLATE[case][0]]
+    run = translate_error_run(flags, out, capfd)
     assert run.returncode == EXIT_USAGE, run.describe()
     _no_traceback(run)
     assert run.stdout == ""
@@ -336,9 +330,10 @@ def test_bad_translate_option_is_one_line_with_the_fix(
 
 
 def test_a_recognition_model_is_not_a_translate_choice(
-    translate_error_runs: dict[str, tuple[CliRun, pathlib.Path]],
+    tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    run, out = translate_error_runs["model-not-translating"]
+    out = tmp_path / "out"
+    run = translate_error_run(["--to", "zh", "--model", "paraformer-realtime-v2"], out, capfd)
     assert run.returncode == EXIT_USAGE, run.describe()
     _no_traceback(run)
     assert run.stdout == ""
@@ -454,14 +449,16 @@ def test_sdk_environment_reaches_the_service_and_never_shows_the_key(
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "directory"])
-def test_unreadable_key_file_is_one_line_and_exit_2(tmp_path: pathlib.Path, case: str) -> None:
+def test_unreadable_key_file_is_one_line_and_exit_2(
+    tmp_path: pathlib.Path, case: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "api_key"
     if case == "empty":
         path.write_text("\n", encoding="utf-8")
     elif case == "directory":
         path.mkdir()
-    env = cli_env(api_key=None) | {"DASHSCOPE_API_KEY_FILE_PATH": str(path)}
-    run = run_steno("transcribe", demo_wav(GOOD), "--fast", env=env, timeout=30)
+    env: dict[str, str | None] = {"DASHSCOPE_API_KEY_FILE_PATH": str(path)}
+    run = run_steno_in_process("transcribe", demo_wav(GOOD), "--fast", capfd=capfd, env=env)
     assert run.returncode == EXIT_USAGE, run.describe()
     assert run.stdout == ""
     (line,) = run.stderr_lines  # nothing else: no simulator was started, no log lines

@@ -15,11 +15,18 @@ import signal
 import subprocess
 import threading
 import time
-from typing import IO
+from typing import IO, NamedTuple
 
 import pytest
 import soundfile
-from e2e_helpers import cli_env, parse_jsonl, run_steno, steno_command
+from e2e_helpers import (
+    CliRun,
+    cli_env,
+    parse_jsonl,
+    run_steno,
+    run_steno_concurrently,
+    steno_command,
+)
 
 from adapters.recognizers.tonecode import synthesize
 from engine.events import StreamEnded
@@ -41,54 +48,74 @@ def _tones(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return path
 
 
-def transcribe(tones: pathlib.Path, out: pathlib.Path, *extra: str, timeout: float = 90.0):  # type: ignore[no-untyped-def]
-    return run_steno(
-        "transcribe",
-        tones,
-        "--recognizer",
-        "scripted",
-        "--speed",
-        "3",
-        "--out",
-        out,
-        *extra,
-        env=cli_env(None),
-        timeout=timeout,
+TRANSIENT_PLANS = [
+    "drop:at=1.2;first=1",
+    "half-open:at=1.2;first=1",
+    "fail-task:InternalError,at=1.2;first=1",
+    "fail-task:CLIENT_ERROR,message=request timeout after 23 seconds.,at=1.2;first=1",
+    "no-task-finished;first=1",
+    "reject:503;first=2",
+    "throttle;first=1",
+    "delay:0.4,jitter=0.2;seed=5",
+    "slow-accept:1.5;first=1",
+]
+CONCURRENT_RUNS = 4
+"""Processes at once: each mostly waits on the real-time pacing (``--speed 3``), so runs
+overlap their waits instead of queueing them, without more than two cores' worth of work."""
+
+
+def transcribe_args(tones: pathlib.Path, out: pathlib.Path, *extra: str) -> list[str]:
+    return [
+        "transcribe", os.fspath(tones), "--recognizer", "scripted", "--speed", "3",
+        "--out", os.fspath(out), *extra,
+    ]  # fmt: skip
+
+
+def transcribe(
+    tones: pathlib.Path, out: pathlib.Path, *extra: str, timeout: float = 90.0
+) -> CliRun:
+    return run_steno(*transcribe_args(tones, out, *extra), env=cli_env(None), timeout=timeout)
+
+
+class FaultRun(NamedTuple):
+    run: CliRun
+    out: pathlib.Path
+
+
+@pytest.fixture(name="fault_runs", scope="module")
+def _fault_runs(
+    tones: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, FaultRun]:
+    """The fault-free baseline (key ``""``) and each transient plan, as real processes
+    run side by side; each writes to a directory of its own."""
+    outs = {plan: tmp_path_factory.mktemp("fault") for plan in ["", *TRANSIENT_PLANS]}
+    extra = {plan: ["--sim-fault", plan, "--finish-timeout", "3"] if plan else [] for plan in outs}
+    runs = run_steno_concurrently(
+        [(transcribe_args(tones, out, *extra[plan]), cli_env(None)) for plan, out in outs.items()],
+        timeout=90,
+        jobs=CONCURRENT_RUNS,
     )
+    return {plan: FaultRun(run, outs[plan]) for plan, run in zip(outs, runs, strict=True)}
 
 
 @pytest.fixture(name="baseline", scope="module")
-def _baseline(tones: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("baseline")
-    run = transcribe(tones, out)
+def _baseline(fault_runs: dict[str, FaultRun]) -> dict[str, str]:
+    run, out = fault_runs[""]
     assert run.returncode == 0, run.describe()
     texts = {ext: (out / f"tones.{ext}").read_text() for ext in ("txt", "srt")}
     assert texts["txt"].splitlines() == [s[:1].upper() + s[1:] + "." for s in SENTENCES]
     return texts
 
 
-@pytest.mark.parametrize(
-    "plan",
-    [
-        "drop:at=1.2;first=1",
-        "half-open:at=1.2;first=1",
-        "fail-task:InternalError,at=1.2;first=1",
-        "fail-task:CLIENT_ERROR,message=request timeout after 23 seconds.,at=1.2;first=1",
-        "no-task-finished;first=1",
-        "reject:503;first=2",
-        "throttle;first=1",
-        "delay:0.4,jitter=0.2;seed=5",
-        "slow-accept:1.5;first=1",
-    ],
-)
+@pytest.mark.parametrize("plan", TRANSIENT_PLANS)
 def test_transient_faults_change_nothing(
-    plan: str, tones: pathlib.Path, baseline: dict[str, str], tmp_path: pathlib.Path
+    plan: str, fault_runs: dict[str, FaultRun], baseline: dict[str, str]
 ) -> None:
     """Same TXT and SRT as without faults, exit 0, and the console says it reconnected."""
-    run = transcribe(tones, tmp_path, "--sim-fault", plan, "--finish-timeout", "3")
+    run, out = fault_runs[plan]
     assert run.returncode == 0, run.describe()
-    assert (tmp_path / "tones.txt").read_text() == baseline["txt"]
-    assert (tmp_path / "tones.srt").read_text() == baseline["srt"]
+    assert (out / "tones.txt").read_text() == baseline["txt"]
+    assert (out / "tones.srt").read_text() == baseline["srt"]
     done = run.stream_lines("tones.wav")[-1]
     assert done.startswith("done: ok")
     assert done.endswith("audio lost 0 ms")

@@ -14,6 +14,7 @@ Each connection follows a :class:`Behaviour` (the last one repeats).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,16 @@ def frame_pcm(index: int, frame: int = FRAME) -> bytes:
 
     The other samples are loud (1000): the session must treat these frames as audio
     that could hold words, never as silence it may commit unheard."""
-    pcm = bytearray(np.full(frame, 1000, dtype="<i2").tobytes())  # speech-loud, not silence
+    pcm = bytearray(_loud(frame))
     pcm[0:4] = (index + 1).to_bytes(4, "little")
     return bytes(pcm)
+
+
+@functools.cache
+def _loud(frame: int) -> bytes:
+    """``frame`` samples of 1000 (speech-loud, not silence); made once per size (soaks
+    make tens of thousands of frames)."""
+    return np.full(frame, 1000, dtype="<i2").tobytes()
 
 
 @dataclass
