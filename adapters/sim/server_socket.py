@@ -2,9 +2,10 @@
 
 :class:`ServerSocket` owns the chores the inference and realtime connections
 share: reading the next client message (a closed socket reads as ``None``, the
-sans-IO cores' "transport closed"), the one send path (under one lock, the
-core makes the frame, the fault hooks see it, it is written whole, so frames
-leave in core order), and deciding the close code and reason once. It does not close the socket: the server closes it
+sans-IO cores' "transport closed"), the one send path (the core makes the frame,
+the fault hooks see it, it is written whole, so frames leave in core order: a
+synchronous non-blocking write when nothing else is sending, else under one
+lock), and deciding the close code and reason once. It does not close the socket: the server closes it
 with the code :attr:`ServerSocket.close` gives after the connection's ``run()``
 returns.
 
@@ -15,6 +16,7 @@ stops at its next checkpoint.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -80,7 +82,12 @@ class ServerSocket:
             return None
 
     async def send(self, make_frame: Callable[[], str | None]) -> bool:
-        """Make a frame and write it, as one step under the send lock.
+        """Make a frame and write it, as one step: no other frame can come between.
+
+        With no fault plan, no other sender waiting and no cancellation pending,
+        the frame is made and written synchronously (no lock, no checkpoint); only
+        a tail the kernel did not take is awaited. Otherwise both happen under
+        the send lock.
 
         Args:
             make_frame: asks the core for the frame (None: nothing to send).
@@ -90,6 +97,29 @@ class ServerSocket:
         Returns:
             False if the socket closed (the connection is then shut down).
         """
+        if (
+            self._faults is None
+            and self._close is None
+            and not self._send_lock.locked()
+            and trio.current_effective_deadline() != -math.inf
+        ):
+            # The fast lane: no sender waits, no fault hook may hold the frame back, and
+            # a checkpoint would not raise Cancelled (its deadline is not -inf).
+            # From here to the write there is no checkpoint, so no other task of this
+            # connection can run in between (trio switches tasks only at checkpoints):
+            # the frame leaves in core order without the lock. Only the tail the kernel
+            # did not take is awaited, under the lock and the shield like any write.
+            frame = make_frame()
+            if frame is None:
+                return True
+            try:
+                tail = self._ws.send_message_nowait(frame)
+            except WebSocketClosed:
+                self.shutdown()
+                return False
+            if not tail:
+                return True
+            return await self._finish(tail)
         async with self._send_lock:
             frame = make_frame()
             if self._faults is not None and frame is not None:
@@ -97,6 +127,20 @@ class ServerSocket:
             if frame is None:
                 return True
             return await self.write(frame)
+
+    async def _finish(self, tail: bytes) -> bool:
+        """Write the tail of a frame the fast lane started (shielded, under the lock)."""
+        deadline = trio.current_time() + self._disconnect_timeout_s
+        try:
+            # Shielded first: the lock is free (no checkpoint since the fast lane saw it
+            # free), and a cancellation may not leave half a frame behind.
+            with trio.CancelScope(shield=True, deadline=deadline):
+                async with self._send_lock:
+                    await self._ws.send_tail(tail)
+        except WebSocketClosed:
+            self.shutdown()
+            return False
+        return True
 
     async def write(self, frame: str) -> bool:
         """Write one frame; a closed socket ends the connection (and gives False).

@@ -299,6 +299,44 @@ class ServerWebSocket:
             raise WebSocketClosed(*(self._closed or (1000, "closing")))
         await self._write(self._core.send_message(message))
 
+    def send_message_nowait(self, message: bytes | str) -> bytes:
+        """Write one message's frame now, as far as the kernel takes it; never a checkpoint.
+
+        Returns:
+            The tail of the frame that was not written (``b""``: all of it went).
+            A caller given a tail must hand it to :meth:`send_tail` before anything
+            else is sent on this connection; until then no other byte may follow. Off
+            the fast lane (no descriptor, or a write already waiting), nothing is
+            written and the whole frame comes back.
+
+        Raises:
+            WebSocketClosed: the connection is closed or broke.
+        """
+        if self._closed is not None or self._close_sent or self._broken:
+            raise self._closed or WebSocketClosed(1000, "closing")
+        frame = self._core.send_message(message)
+        fd = self._fd
+        if fd is None or self._send_lock.locked():
+            return frame
+        try:
+            sent = os.write(fd, frame)
+        except BlockingIOError:
+            return frame
+        except OSError:
+            self._lost()
+        return frame[sent:] if sent < len(frame) else b""
+
+    async def send_tail(self, tail: bytes) -> None:
+        """Write the rest of a frame :meth:`send_message_nowait` could not finish.
+
+        Cancellation: a write cancelled midway breaks the connection (nothing may
+        follow a partial frame); shield it to finish it.
+
+        Raises:
+            WebSocketClosed: the connection broke.
+        """
+        await self._write(tail)
+
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """The close handshake: send our close frame, wait for the client's.
 

@@ -150,3 +150,125 @@ class TestServerWebSocket:
         assert ws.closed.code == 1006
         with pytest.raises(WebSocketClosed):
             await ws.send_message("late")
+
+
+# ------------------------------------------------------------------ the synchronous send lane
+
+
+async def tcp_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A connected TCP pair over loopback (the fast lane needs a real descriptor)."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client_sock = trio.socket.socket()
+    with listener:
+        await client_sock.connect(listener.getsockname())
+        server_sock, _ = await listener.accept()
+    return trio.SocketStream(client_sock), trio.SocketStream(server_sock)
+
+
+async def read_frames(stream: trio.abc.Stream, count: int) -> list[bytes]:
+    """The payloads of ``count`` unmasked server frames (any length)."""
+    buf = b""
+    out: list[bytes] = []
+    while len(out) < count:
+        buf += await stream.receive_some()
+        while len(buf) >= 2:
+            n, at = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                (n,), at = struct.unpack("!H", buf[2:4]), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                (n,), at = struct.unpack("!Q", buf[2:10]), 10
+            if len(buf) < at + n:
+                break
+            out.append(buf[at : at + n])
+            buf = buf[at + n :]
+    return out
+
+
+class TestSendLane:
+    @deadline(10)
+    async def test_a_frame_the_kernel_takes_whole_goes_at_once(self) -> None:
+        client, server = await tcp_pair()
+        async with client, server:
+            await client.send_all(UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+            assert upgrade is not None
+            ws = await upgrade.accept(fd=server.socket.fileno())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive_some()
+            assert ws.send_message_nowait('{"a":1}') == b""
+            assert await read_frames(client, 1) == [b'{"a":1}']
+
+    @deadline(10)
+    async def test_the_tail_is_written_by_send_tail_and_nothing_comes_between(self) -> None:
+        """A frame bigger than the socket buffers leaves a tail; send_tail finishes it while
+        the peer reads, and a later message follows it whole."""
+        client, server = await tcp_pair()
+        async with client, server:
+            await client.send_all(UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+            assert upgrade is not None
+            ws = await upgrade.accept(fd=server.socket.fileno())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive_some()
+            big = os.urandom(16 << 20)  # more than loopback's buffers take at once
+            tail = ws.send_message_nowait(big)
+            assert 0 < len(tail) < len(big)
+            got: list[bytes] = []
+
+            async def reader() -> None:
+                got.extend(await read_frames(client, 2))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await ws.send_tail(tail)
+                await ws.send_message(b"after")
+            assert got == [big, b"after"]
+
+    @deadline(5)
+    async def test_a_closed_connection_refuses(self) -> None:
+        client, server = trio.testing.memory_stream_pair()
+        ws = await upgraded(server, client)
+        assert ws.send_message_nowait("x") != b""  # no descriptor: nothing written
+        await client.send_all(client_frame(0x8, close_payload(1000, "")))
+        with pytest.raises(WebSocketClosed):
+            await ws.get_message()
+        with pytest.raises(WebSocketClosed):
+            ws.send_message_nowait("late")
+
+    @deadline(10)
+    async def test_server_socket_sends_keep_core_order_across_a_tail(self) -> None:
+        """ServerSocket.send: the first frame goes by the fast lane and leaves a tail; a
+        second sender arriving meanwhile waits for it (the lock), so both arrive whole."""
+        from types import SimpleNamespace
+        from typing import cast
+
+        from adapters.sim.config import SimConfig
+        from adapters.sim.context import ConnectionContext
+        from adapters.sim.server_socket import ServerSocket
+
+        client, server = await tcp_pair()
+        async with client, server:
+            await client.send_all(UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+            assert upgrade is not None
+            ws = await upgrade.accept(fd=server.socket.fileno())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive_some()
+            ctx = cast("ConnectionContext", SimpleNamespace(faults=None, config=SimConfig()))
+            sock = ServerSocket(ws, ctx)
+            big = "x" * (16 << 20)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sock.send, lambda: big)
+                await trio.testing.wait_all_tasks_blocked()  # its tail waits for the reader
+                nursery.start_soon(sock.send, lambda: "second")
+                await trio.testing.wait_all_tasks_blocked()  # it waits for the lock
+                assert await read_frames(client, 2) == [big.encode(), b"second"]
