@@ -540,8 +540,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tick-ms", type=float, default=5.0, help="the pacer's period")
     parser.add_argument("--processes", type=int, default=1, help="steno simulate --processes")
     parser.add_argument(
-        "--feed-batch-ms", type=int, default=0, help="steno simulate --feed-batch-ms"
+        "--feed-batch-ms", type=int, help="steno simulate --feed-batch-ms (default: its default)"
     )
+    parser.add_argument(
+        "--baseline-feed-batch-ms", type=int, metavar="MS",
+        help="steno simulate --feed-batch-ms for the baseline (default: its own default)",
+    )  # fmt: skip
     parser.add_argument("--sim-cpu", type=int, nargs="*", default=[1], help="cores for the sim")
     parser.add_argument("--client-cpu", type=int, nargs="*", default=[0], help="client cores")
     parser.add_argument("--connect-timeout", type=float, default=120.0)
@@ -576,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "processes": args.processes,
             "feed_batch_ms": args.feed_batch_ms,
+            "baseline_feed_batch_ms": args.baseline_feed_batch_ms,
             "sim_cpus": args.sim_cpu,
             "client_cpus": args.client_cpu,
         },
@@ -591,8 +596,8 @@ def main(argv: list[str] | None = None) -> int:
             if k or label != "this":
                 time.sleep(args.settle)
             processes = args.processes if label == "this" else 1
-            batch = args.feed_batch_ms and label == "this"
-            extra = ["--feed-batch-ms", str(args.feed_batch_ms)] if batch else []
+            batch = args.feed_batch_ms if label == "this" else args.baseline_feed_batch_ms
+            extra = ["--feed-batch-ms", str(batch)] if batch is not None else []
             sim = Simulator(processes, set(args.sim_cpu) or None, tree, extra)
             try:
                 record = trio.run(run_step, n, sim, args)
