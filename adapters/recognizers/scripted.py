@@ -265,11 +265,17 @@ class ScriptedStream:
 class ScriptedSession:
     """A :class:`~.base.RecognizerSession` around a :class:`ScriptedStream`.
 
-    Every method is a checkpoint and does all its work synchronously (no threads).
+    Every async method is a checkpoint and does all its work synchronously (no
+    threads); :meth:`feed_nowait` is ``feed`` without the checkpoint, for a caller
+    that checkpoints anyway (the simulator's task loop).
     """
 
     def __init__(self, stream: ScriptedStream) -> None:
         self._stream = stream
+
+    def feed_nowait(self, pcm: bytes) -> list[Hypothesis]:
+        """What :meth:`feed` returns, computed now (not a checkpoint)."""
+        return self._stream.feed(pcm)
 
     async def feed(self, pcm: bytes) -> list[Hypothesis]:
         await trio.lowlevel.checkpoint()

@@ -35,7 +35,7 @@ import trio
 from adapters.dashscope import messages as m
 
 from .audio import AudioQueue, TaskAudio
-from .recognizer_calls import RecognizerFailed, close_session, guard
+from .recognizer_calls import RecognizerFailed, SyncFeed, close_session, feed_now, guard
 from .shaping import PartialFilter, gummy_output, sentence_output, sentence_usage
 
 if TYPE_CHECKING:
@@ -176,13 +176,15 @@ class TaskRecognizer:
             cap = int(self._config.gummy_chat_max_audio_s * spec.sample_rate) * 2
         fed = 0  # bytes; ms = bytes * 500 // rate
         batch = self._config.feed_batch_ms * spec.sample_rate // 1000 * 2
+        # A synchronous session is fed without an await: the loop checkpoints in get().
+        sync = session if isinstance(session, SyncFeed) else None
         while (
             not task.utterance_over
             and (chunk := await task.queue.get(chunk_bytes, batch)) is not None
         ):
             if cap is not None:
                 chunk = chunk[: cap - fed]
-            hyps = await guard(session.feed(chunk))
+            hyps = feed_now(sync, chunk) if sync is not None else await guard(session.feed(chunk))
             fed += len(chunk)
             fed_ms = fed * 500 // spec.sample_rate
             await self._emit(task, partials.select(hyps, fed_ms), fed_ms)

@@ -200,6 +200,24 @@ class TestSession:
             await recognizer.aclose()
         assert [h.text for h in finals(hyps)] == SENTENCES
 
+    async def test_feed_nowait_is_feed_without_the_checkpoint(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The simulator's synchronous lane (SyncFeed) gives what feed() gives; a failure
+        becomes RecognizerFailed."""
+        from adapters.sim.recognizer_calls import RecognizerFailed, SyncFeed, feed_now
+
+        recognizer = ScriptedRecognizer.tone()
+        with trio.fail_after(5):
+            by_feed = await recognizer.open_session(sample_rate=RATE, language=None)
+            by_now = await recognizer.open_session(sample_rate=RATE, language=None)
+            assert isinstance(by_now, SyncFeed)
+            for i in range(0, len(PCM), 4800):
+                assert feed_now(by_now, PCM[i : i + 4800]) == await by_feed.feed(PCM[i : i + 4800])
+            assert await by_now.flush() == await by_feed.flush()
+            with pytest.raises(RecognizerFailed, match="after flush"):
+                feed_now(by_now, PCM[:3200])
+
     def test_config_validation(self) -> None:
         """Bad VAD settings and rates are refused."""
         with pytest.raises(ValueError, match="frame_ms"):
