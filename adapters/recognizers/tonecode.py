@@ -70,6 +70,7 @@ _MAX_INNER_GAP_MS: Final = 4  # closes dips this short inside a burst
 _EDGE_TRIM_MS: Final = 8  # analyse the steady part of a burst only
 _TOLERANCE_HZ: Final = FREQUENCY_STEP_HZ * 0.4
 _MIN_PURITY: Final = 0.5  # share of a burst's energy that must sit near its peak frequency
+_UNPADDED_FFT: Final = 2048  # bursts this long or longer are transformed unpadded
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation.replace("'", ""))
 
@@ -186,8 +187,14 @@ class ToneLabeler:
 
 def _word_of(burst: npt.NDArray[np.float64], rate: int) -> str | None:
     # No window: the burst is a steady tone (ramps trimmed off), so its peak is sharp.
-    size = 1 << max(int(len(burst) - 1).bit_length(), 1)  # bins of 3-6 Hz
-    power = np.abs(np.fft.rfft(burst, n=size)) ** 2
+    # A word's burst (~2,600 samples at 16 kHz) is transformed at its own length: bins of
+    # ~6 Hz, well inside the 20 Hz tolerance, and pocketfft's mixed radix at that length
+    # costs ~60 % of padding to the next power of two (this runs once per word, per
+    # session: a load test's largest recognizer cost). Short bursts are still padded.
+    n = len(burst)
+    size = n if n >= _UNPADDED_FFT else 1 << max(int(n - 1).bit_length(), 1)
+    spectrum = np.fft.rfft(burst, n=size)
+    power = spectrum.real**2 + spectrum.imag**2
     k = int(power.argmax())
     hz = k * rate / size
     near = max(int(_TOLERANCE_HZ * size / rate), 1)
@@ -203,9 +210,16 @@ def _word_of(burst: npt.NDArray[np.float64], rate: int) -> str | None:
 
 def _runs(on: npt.NDArray[np.bool_], *, max_gap: int) -> list[tuple[int, int]]:
     """``[first, stop)`` frame ranges of runs of True, bridging gaps of ``max_gap`` or fewer."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], on, [False])).astype(np.int8)))
+    n = len(on)
+    if n == 0:
+        return []
+    edges: list[int] = (np.flatnonzero(on[1:] != on[:-1]) + 1).tolist()
+    if on[0]:
+        edges.insert(0, 0)
+    if on[n - 1]:
+        edges.append(n)
     runs: list[tuple[int, int]] = []
-    for first, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+    for first, stop in zip(edges[::2], edges[1::2], strict=True):
         if runs and first - runs[-1][1] <= max_gap:
             runs[-1] = (runs[-1][0], stop)
         else:
