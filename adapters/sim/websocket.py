@@ -10,7 +10,8 @@ C masking).
 
 The fast lane: on a plain TCP socket (no fault plan may cut it), bytes are read
 with a non-blocking ``os.read`` on its descriptor, waiting (``wait_readable``)
-only when nothing is there, and a frame is written with a non-blocking
+only when nothing is there (known without a failing read when the last read
+emptied the buffer), and a frame is written with a non-blocking
 ``os.write`` when nothing else is being sent; only the tail the kernel did not
 take goes to the awaited path (``send_all`` under the send lock, in order). On
 any other stream (memory streams, a fault plan's switchable stream) every read
@@ -225,6 +226,7 @@ class ServerWebSocket:
         self._close_sent = False
         self._broken = False  # a write was cancelled midway: no byte may follow
         self._unyielded = 0
+        self._drained = False  # the last read took less than asked: the buffer was empty
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -271,6 +273,13 @@ class ServerWebSocket:
         data: bytes | bytearray = b""
         fd = self._fd
         if fd is not None:
+            if self._drained:
+                # The last read emptied the kernel's buffer: wait before reading, not after
+                # a read that would fail (a paced client's frames come one per wake, so this
+                # saves a failing syscall and an exception per frame). Level-triggered:
+                # bytes that came meanwhile make the wait return at once.
+                self._unyielded = 0
+                await trio.lowlevel.wait_readable(fd)
             while True:
                 try:
                     data = os.read(fd, _READ)
@@ -281,6 +290,7 @@ class ServerWebSocket:
                 except OSError:
                     data = b""
                     break
+            self._drained = len(data) < _READ
         else:
             self._unyielded = 0
             try:
