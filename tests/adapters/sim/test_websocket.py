@@ -272,3 +272,36 @@ class TestSendLane:
                 nursery.start_soon(sock.send, lambda: "second")
                 await trio.testing.wait_all_tasks_blocked()  # it waits for the lock
                 assert await read_frames(client, 2) == [big.encode(), b"second"]
+
+    @deadline(10)
+    async def test_a_paced_message_costs_no_failing_read(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """After a read that emptied the buffer the reader waits first: a message that comes
+        alone is read by one successful read, never after an EAGAIN."""
+        import adapters.sim.websocket as module
+
+        failed = 0
+        real_read = os.read
+
+        def counting_read(fd: int, n: int) -> bytes:
+            nonlocal failed
+            try:
+                return real_read(fd, n)
+            except BlockingIOError:
+                failed += 1
+                raise
+
+        client, server = await tcp_pair()
+        async with client, server:
+            await client.send_all(UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+            assert upgrade is not None
+            ws = await upgrade.accept(fd=server.socket.fileno())
+            monkeypatch.setattr(module.os, "read", counting_read)
+            for k in range(5):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(ws.get_message)
+                    await trio.testing.wait_all_tasks_blocked()  # the reader waits
+                    await client.send_all(client_frame(0x2, bytes([k]) * 3200))
+            assert failed <= 1  # at most the first read, before any read emptied the buffer
