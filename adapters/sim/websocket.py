@@ -323,7 +323,7 @@ class ServerWebSocket:
             WebSocketClosed: the connection is closed or broke.
         """
         if self._closed is not None or self._close_sent or self._broken:
-            raise self._closed or WebSocketClosed(1000, "closing")
+            raise WebSocketClosed(*(self._closed or (1000, "closing")))
         frame = self._core.send_message(message)
         fd = self._fd
         if fd is None or self._send_lock.locked():
