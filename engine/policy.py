@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Final
+import random
+from typing import Final
 
 import msgspec
 
@@ -32,9 +33,6 @@ from engine.errors import (
     StenoTimeout,
     TaskFailed,
 )
-
-if TYPE_CHECKING:
-    import random
 
 __all__ = [
     "CLI",
@@ -101,10 +99,14 @@ class Backoff:
 
     Args:
         policy: the limits and backoff curve.
-        rng: the jitter's source (seeded, so a run replays).
+        rng: the jitter's source (seeded, so a run replays), or its seed: then the
+            generator (2.5 KB of state) is made at the first failure, so a loop that
+            never fails never holds one; the delays are the same either way.
     """
 
-    def __init__(self, policy: RestartPolicy, rng: random.Random) -> None:
+    __slots__ = ("_rng", "attempt", "policy")
+
+    def __init__(self, policy: RestartPolicy, rng: random.Random | int) -> None:
         self.policy = policy
         self.attempt = 0  # consecutive failed attempts so far
         self._rng = rng
@@ -118,6 +120,8 @@ class Backoff:
         if ran_s is not None and ran_s >= self.policy.healthy_after_s:
             self.attempt = 0
         self.attempt += 1
+        if isinstance(self._rng, int):
+            self._rng = random.Random(self._rng)
         return next_delay(self.policy, self.attempt, self._rng)
 
     def failed_forever(self, ran_s: float | None) -> float:

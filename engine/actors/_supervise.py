@@ -75,7 +75,7 @@ class Supervisor:
     ) -> None:
         self._end_budget_s = config.end_budget_s
         self._end_by: float | None = None  # the end-of-stream deadline, once it runs
-        self._backoff = Backoff(config.policy, random.Random(seed))
+        self._backoff = Backoff(config.policy, seed)  # the generator is made on a failure
         self._feed = feed
         self._report = report
         self._opener = opener

@@ -26,6 +26,7 @@ from engine.policy import (
     CLI,
     DAEMON,
     RATE_LIMITS,
+    Backoff,
     ErrorCategory,
     RateLimit,
     RestartPolicy,
@@ -74,6 +75,21 @@ class TestBackoff:
         a = [next_delay(CLI, n, random.Random(seed)) for n in range(1, 6)]
         b = [next_delay(CLI, n, random.Random(seed)) for n in range(1, 6)]
         assert a == b
+
+    @given(
+        policy=policies,
+        seed=st.integers(0, 2**32),
+        runs=st.lists(st.none() | st.floats(0.0, 1e4), min_size=1, max_size=12),
+    )
+    def test_a_seed_makes_the_generator_on_the_first_failure(
+        self, policy: RestartPolicy, seed: int, runs: list[float | None]
+    ) -> None:
+        """Backoff(policy, seed) holds no generator until a failure, then delays as Random(seed)."""
+        lazy, eager = Backoff(policy, seed), Backoff(policy, random.Random(seed))
+        lazy.reset()
+        assert lazy._rng == seed
+        assert [lazy.failed(r) for r in runs] == [eager.failed(r) for r in runs]
+        assert isinstance(lazy._rng, random.Random)
 
     def test_profiles(self) -> None:
         """daemon never gives up; cli gives up after its count."""
