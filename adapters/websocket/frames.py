@@ -18,7 +18,9 @@ connection's business (``protocol.py``).
 from __future__ import annotations
 
 import enum
+import os
 import struct
+import threading
 from collections.abc import Callable
 from typing import Final
 
@@ -37,6 +39,7 @@ __all__ = [
     "Opcode",
     "RandomMasks",
     "build_frame",
+    "thread_masks",
 ]
 
 MAX_CONTROL_PAYLOAD: Final = 125
@@ -234,3 +237,19 @@ class RandomMasks:
             at = 0
         self._at = at + 4
         return self._pool[at : at + 4]
+
+
+_THREAD = threading.local()
+
+
+def thread_masks() -> RandomMasks:
+    """This thread's :class:`RandomMasks` from ``os.urandom``, shared by its connections.
+
+    A pool is 1 KB: one per thread instead of one per connection (a thousand
+    streams of one trio run hold one). Masks stay unpredictable: each comes from
+    the CSPRNG and is handed out once. Per thread, because the pool is not locked.
+    """
+    masks: RandomMasks | None = getattr(_THREAD, "masks", None)
+    if masks is None:
+        masks = _THREAD.masks = RandomMasks(os.urandom)
+    return masks

@@ -46,6 +46,7 @@ from .frames import (
     Opcode,
     RandomMasks,
     build_frame,
+    thread_masks,
 )
 
 if TYPE_CHECKING:
@@ -149,7 +150,11 @@ class WebSocketCore:
         self.client = role.client
         self.state = State.OPEN
         self._parser = FrameParser(masked=not role.client, max_payload=max_message_size)
-        self._masks = RandomMasks(random_bytes) if role.client else None
+        self._masks: RandomMasks | None = None
+        if role.client:  # os.urandom's pool is the thread's (1 KB less per connection)
+            self._masks = (
+                thread_masks() if random_bytes is os.urandom else RandomMasks(random_bytes)
+            )
         self._opcode: Opcode | None = None  # of the fragmented message being received
         self._fragments: list[bytes] = []
         self._size = 0

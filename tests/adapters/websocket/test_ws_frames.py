@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import threading
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,9 @@ from adapters.websocket.frames import (
     Opcode,
     RandomMasks,
     build_frame,
+    thread_masks,
 )
+from adapters.websocket.protocol import CLIENT, WebSocketCore
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -172,3 +175,15 @@ class TestRandomMasks:
         assert all(len(m) == 4 for m in got)
         assert reads == [12, 12, 12]
         assert len(set(got)) == 7
+
+    def test_a_thread_shares_one_urandom_pool(self) -> None:
+        """Clients of one thread draw from one pool; another thread has its own."""
+        a, b = WebSocketCore(CLIENT), WebSocketCore(CLIENT)
+        assert a._masks is b._masks is thread_masks()
+        assert WebSocketCore(CLIENT, random_bytes=lambda n: bytes(n))._masks is not a._masks
+        other: list[RandomMasks] = []
+        thread = threading.Thread(target=lambda: other.append(thread_masks()))
+        thread.start()
+        thread.join(timeout=10)
+        assert other and other[0] is not thread_masks()
+        assert len({thread_masks()() for _ in range(600)}) > 590  # consecutive, fresh bytes
