@@ -114,7 +114,8 @@ class ReplayBuffer:
             raise ValueError("the replay buffer needs room for at least one sample")
         self.max_samples = max_samples
         self._frames: deque[AudioFrame] = deque()
-        self._holes: deque[tuple[int, int]] = deque()  # skipped spans after the commit point
+        # Skipped spans after the commit point: rare, so a list (an empty deque is 760 B).
+        self._holes: list[tuple[int, int]] = []
         self._samples = 0
         self.commit_point = 0
         self.end = 0  # global end of the newest frame appended
@@ -180,7 +181,7 @@ class ReplayBuffer:
         self._prune_holes(self.commit_point)
         if self._holes and self._holes[0][0] <= self.commit_point:
             # Everything before a hole is safe: the commit point moves past it.
-            self.commit_point = self._holes.popleft()[1]
+            self.commit_point = self._holes.pop(0)[1]
         while self._frames and self._frames[0].end <= self.commit_point:
             old = self._frames.popleft()
             self._samples -= old.samples
@@ -199,5 +200,8 @@ class ReplayBuffer:
 
     def _prune_holes(self, point: int) -> None:
         """Forget holes that end at or before ``point``."""
-        while self._holes and self._holes[0][1] <= point:
-            self._holes.popleft()
+        holes = self._holes
+        k = 0
+        while k < len(holes) and holes[k][1] <= point:
+            k += 1
+        del holes[:k]
