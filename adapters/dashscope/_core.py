@@ -8,7 +8,6 @@ their state by a transition table with a sticky ERROR state (``_state.py``,
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -46,7 +45,7 @@ class Core:
 
     def __init__(self, initial: Any) -> None:
         self._state = initial
-        self._events: deque[Any] = deque()
+        self._events: list[Any] = []  # a short FIFO (an empty deque is 760 B per connection)
 
     def _check_live(self) -> None:
         if self._state is self._error:
@@ -77,5 +76,6 @@ class Core:
 
     def events(self) -> Iterator[Any]:
         """Drain the events produced by ``receive_data`` so far (not a checkpoint)."""
-        while self._events:
-            yield self._events.popleft()
+        events = self._events
+        while events:
+            yield events.pop(0)
