@@ -27,6 +27,7 @@ import linecache
 import logging
 import sys
 import tracemalloc
+from collections import Counter
 from typing import Any
 
 import trio
@@ -98,15 +99,15 @@ async def _settle(seconds: float) -> None:
     gc.collect()
 
 
-def _count_tasks() -> int:
-    """Every task of this trio run (the tree under the root task)."""
+def _count_tasks() -> Counter[str]:
+    """Every task of this trio run (the tree under the root task), by name."""
     todo = [trio.lowlevel.current_root_task()]
-    count = 0
+    count: Counter[str] = Counter()
     while todo:
         task = todo.pop()
         if task is None:
             continue
-        count += 1
+        count[task.name.rsplit(".", 1)[-1]] += 1
         for nursery in task.child_nurseries:
             todo.extend(nursery.child_tasks)
     return count
@@ -143,7 +144,10 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         two = await _add_streams(nursery, n, n, url, limiter, counts, loop, args.frames)
         await _settle(args.settle)
         rss2 = rss_kb()
-        record["tasks_per_stream"] = round((_count_tasks() - tasks1) / n, 2)
+        tasks = _count_tasks()
+        tasks.subtract(tasks1)
+        record["tasks_per_stream"] = round(tasks.total() / n, 2)
+        record["task_names"] = {name: round(k / n, 2) for name, k in tasks.items() if k}
         if snap1 is not None:
             snap2 = tracemalloc.take_snapshot()
             record["top"] = _top(snap1, snap2, n)
