@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         record = trio.run(measure, args, sim.url)
     finally:
         sim.close()
+        tracemalloc.stop()
     print(json.dumps(record), flush=True)
     print(
         f"{args.streams} streams: {record['rss_kb_per_stream']} KiB RSS per stream, "
