@@ -40,7 +40,6 @@ TAILS: Final = {
             "steno transcribe meeting.wav call.mp3 --out transcripts/ --format txt,srt",
             "steno transcribe *.wav --fast > all.txt    # the transcript alone on stdout",
             "steno transcribe *.wav --processes 4 --jobs 800    # 800 files at once, 4 processes",
-            "steno transcribe a.wav --url ws://127.0.0.1:8765/api-ws/v1/inference",
         ),
         _STREAMS,
     ),
