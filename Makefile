@@ -27,7 +27,7 @@ TEST_WORKERS ?= auto
 test: $(STAMP) system lint
 	status=0; \
 	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
-	$(BIN)/pytest -q -m slow || status=$$?; \
+	$(BIN)/pytest -q -m slow --durations=25 || status=$$?; \
 	exit $$status
 
 lint: $(STAMP)

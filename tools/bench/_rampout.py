@@ -108,10 +108,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         steps.sort(key=lambda s: s["streams"])
         color = f"C{i}"
         label = DESIGN_LABELS.get(design, design)
-        ns = [s["streams"] for s in steps]
-        late_ax.plot(
-            ns, [s["wire"]["lag_ms"]["p99"] or 0.0 for s in steps], "o-", color=color, label=label
-        )
+        # A step with no wire lag (the design never streamed) has no point: never a 0.
+        wire = [(s["streams"], s["wire"]["lag_ms"]["p99"]) for s in steps]
+        wire = [(n, v) for n, v in wire if v is not None]
+        if wire:
+            late_ax.plot(*zip(*wire, strict=True), "o-", color=color, label=label)
         inner = [(s["streams"], _late_p99(s)) for s in steps]
         inner = [(n, v) for n, v in inner if v is not None]
         if inner:
@@ -119,9 +120,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
                          label=f"{label}: {steps[0]['client_lateness_source']}")  # fmt: skip
         behind = [s for s in steps if s.get("fell_behind")]
         if behind:  # a red ring: the step where the design fell behind
-            late_ax.plot([s["streams"] for s in behind],
-                         [s["wire"]["lag_ms"]["p99"] or 0.0 for s in behind], "o",
-                         ms=13, mfc="none", mec="red")  # fmt: skip
+            rings = [(s["streams"], s["wire"]["lag_ms"]["p99"] or _late_p99(s)) for s in behind]
+            rings = [(n, v) for n, v in rings if v is not None]
+            if rings:
+                late_ax.plot(*zip(*rings, strict=True), "o", ms=13, mfc="none", mec="red")
         cpu = [(s["streams"], s.get("cpu_ms_per_stream_s")) for s in steps]
         cpu = [(n, v) for n, v in cpu if v is not None]
         if cpu:
