@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import signal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 import trio
 from prometheus_client.exposition import generate_latest
 
+from engine._util import unwrap_single_group
 from engine.daemon.exposition import CONTENT_TYPE
 from engine.daemon.health import render_health, render_ready
 from engine.daemon.http import Response, serve_status
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from engine.daemon.metrics import DaemonSnapshot
     from engine.daemon.runner import StreamEnv
 
-__all__ = ["Supervisor", "serve_http", "status_route", "watch_signals"]
+__all__ = ["Runner", "Supervisor", "serve_http", "status_route", "supervise", "watch_signals"]
 
 log = structlog.get_logger("steno.daemon")
 
@@ -112,3 +113,46 @@ async def watch_signals(
             else:
                 log.info("daemon.signal", signal=name, action="drain")
                 daemon.request_drain()
+
+
+class Runner(Supervisor, Protocol):
+    """A :class:`Supervisor` that runs its streams until drained (``clean`` after a clean drain)."""
+
+    clean: bool
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = ...) -> bool: ...
+
+
+R = TypeVar("R", bound=Runner)
+
+
+async def supervise(
+    runner: R,
+    config: DaemonConfig,
+    reload: Callable[[], Awaitable[tuple[DaemonConfig, StreamEnv]]] | None,
+    *,
+    listen: bool,
+    signals: bool,
+    task_status: trio.TaskStatus[tuple[R, int | None]],
+) -> bool:
+    """Run ``runner`` with its status server and signal watcher; True after a clean drain.
+
+    ``task_status`` gets ``(runner, bound port or None)`` once streams are starting;
+    when the runner has drained, the server and the watcher stop.
+
+    Raises:
+        OSError: the listen address cannot be bound (before any stream starts).
+    """
+    with unwrap_single_group():
+        async with trio.open_nursery() as nursery:
+            port = await serve_http(nursery, runner, config) if listen else None
+            if signals:
+                await nursery.start(watch_signals, runner, reload)
+
+            async def streams(task_status: trio.TaskStatus[object]) -> None:
+                await runner.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop serving and watching
+
+            await nursery.start(streams)
+            task_status.started((runner, port))
+    return runner.clean

@@ -34,8 +34,7 @@ import msgspec
 import structlog
 import trio
 
-from engine._util import unwrap_single_group
-from engine.daemon.control import serve_http, status_route, watch_signals
+from engine.daemon.control import status_route, supervise
 from engine.daemon.exposition import new_registry
 from engine.daemon.metrics import DaemonSnapshot, StreamMetrics
 from engine.daemon.runner import run_stream
@@ -332,16 +331,6 @@ async def run_daemon(
         OSError: the listen address cannot be bound (before any stream starts).
     """
     daemon = Daemon(config, env)
-    with unwrap_single_group():
-        async with trio.open_nursery() as nursery:
-            port = await serve_http(nursery, daemon, config) if listen else None
-            if signals:
-                await nursery.start(watch_signals, daemon, reload)
-
-            async def streams(task_status: trio.TaskStatus[Daemon]) -> None:
-                await daemon.run(task_status=task_status)
-                nursery.cancel_scope.cancel()  # drained: stop serving and watching
-
-            await nursery.start(streams)
-            task_status.started((daemon, port))
-    return daemon.clean
+    return await supervise(
+        daemon, config, reload, listen=listen, signals=signals, task_status=task_status
+    )

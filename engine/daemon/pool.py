@@ -41,8 +41,7 @@ import structlog
 import trio
 from prometheus_client import PlatformCollector
 
-from engine._util import unwrap_single_group
-from engine.daemon.control import serve_http, status_route, watch_signals
+from engine.daemon.control import status_route, supervise
 from engine.daemon.exposition import WorkerProcesses, new_registry
 from engine.daemon.manager import RESTART_FIELDS, effective_spec
 from engine.daemon.shard import assign, merge, rate_share, reassign
@@ -303,16 +302,6 @@ async def run_pool(
         OSError: the listen address cannot be bound (before any worker starts).
     """
     pool = Pool(config, env, workers, command=command)
-    with unwrap_single_group():
-        async with trio.open_nursery() as nursery:
-            port = await serve_http(nursery, pool, config) if listen else None
-            if signals:
-                await nursery.start(watch_signals, pool, reload)
-
-            async def streams(task_status: trio.TaskStatus[Pool]) -> None:
-                await pool.run(task_status=task_status)
-                nursery.cancel_scope.cancel()  # drained: stop serving and watching
-
-            await nursery.start(streams)
-            task_status.started((pool, port))
-    return pool.clean
+    return await supervise(
+        pool, config, reload, listen=listen, signals=signals, task_status=task_status
+    )
