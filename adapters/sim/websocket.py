@@ -1,27 +1,23 @@
 """The simulator's server-side WebSocket: the upgrade and one connection, with a fast lane.
 
-Why not trio-websocket here: its reader task, one-message channel and wsproto's
-per-frame work cost ~100 µs of CPU per received audio frame, a third of the
-simulator's budget many times over (tools/bench/simulator.py). This connection has
-no task of its own: :meth:`ServerWebSocket.get_message` reads and parses in the
-caller's task (the connection's reader, which always reads, so pings are answered
-in order), and the framing is the project's sans-IO codec (:mod:`adapters.websocket`,
-C masking).
+Why not trio-websocket here: its reader task, one-message channel and wsproto's per-frame
+work cost ~100 µs of CPU per received audio frame, the simulator's whole budget several
+times over (tools/bench/simulator.py). This connection has no task of its own:
+:meth:`ServerWebSocket.get_message` reads and parses in the caller's task (the
+connection's reader, which always reads, so pings are answered in order), and the framing
+is the project's sans-IO codec (:mod:`adapters.websocket`, C masking).
 
-The fast lane: on a plain TCP socket (no fault plan may cut it), bytes are read
-with a non-blocking ``os.read`` on its descriptor, waiting (``wait_readable``)
-only when nothing is there (known without a failing read when the last read
-emptied the buffer), and a frame is written with a non-blocking
-``os.write`` when nothing else is being sent; only the tail the kernel did not
-take goes to the awaited path (``send_all`` under the send lock, in order). On
-any other stream (memory streams, a fault plan's switchable stream) every read
-and write goes through the stream.
+The fast lane: on a plain TCP socket (no fault plan may cut it), bytes are read with a
+non-blocking ``os.read``, waiting (``wait_readable``) only when nothing is there (known
+without a failing read when the last read emptied the buffer); a frame is written with a
+non-blocking ``os.write`` when nothing else is being sent, and only the tail the kernel
+did not take goes to the awaited path (``send_all`` under the send lock, in order). On any
+other stream (memory streams, a fault plan's switchable stream) all I/O goes through it.
 
-Checkpoints: :meth:`ServerWebSocket.get_message` is a checkpoint whenever it
-waits, and at least every 16th message when it never has to (a flooding client
-cannot starve the other connections); :meth:`ServerWebSocket.send_message` is a
-checkpoint only when it has to wait (the caller's loop checkpoints in
-``get_message``).
+Checkpoints: :meth:`ServerWebSocket.get_message` is a checkpoint whenever it waits, and at
+least every 16th message when it never has to (a flooding client cannot starve the other
+connections); :meth:`ServerWebSocket.send_message` only when it has to wait (the caller's
+loop checkpoints in ``get_message``).
 
 Errors: a closed or broken connection raises :class:`WebSocketClosed` (with the
 close code: the client's, ours, or 1006 when the bytes stopped); a client that
