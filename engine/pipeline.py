@@ -39,6 +39,7 @@ from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer
 from engine.actors.renderer import close_sinks
+from engine.actors.resampler import ResamplerInlet
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded, StreamError
@@ -169,7 +170,13 @@ async def _produce(
                 StreamError("input", str(exc), stream=stream, t=trio.current_time())
             )
         if drain_scope.cancelled_caught:
-            message = interrupted_message(counts.samples / info.rate, info.duration_s)
+            # The stage's count, not the capture's: a send cancelled while delivering
+            # its frames had handed its block over (the file is the stage's one producer).
+            audio = feed.audio
+            sent_s = (
+                audio.taken_s if isinstance(audio, ResamplerInlet) else counts.samples / info.rate
+            )
+            message = interrupted_message(sent_s, info.duration_s)
             log.warning("capture.interrupted", message=message)
             await feed.events.send(
                 StreamError(

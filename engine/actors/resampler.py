@@ -222,6 +222,15 @@ class ResamplerInlet:
         self._stage: Resampler | None = stage
         self._stage_ref: Final = stage
 
+    @property
+    def taken_s(self) -> float:
+        """Source seconds the stage has taken in (all its producers), skips included.
+
+        Exact where a producer's own count is not: a send cancelled while it delivers
+        its frames has still handed its block over.
+        """
+        return float(self._stage_ref.stats.input_s)
+
     async def send(self, value: RawBlock | PcmBlock | Skip, /) -> None:
         """Convert ``value`` and send the frames it completes, in this task.
 

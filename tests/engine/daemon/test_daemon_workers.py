@@ -129,8 +129,7 @@ async def test_two_workers_three_streams(tmp_path: pathlib.Path) -> None:
                     assert started["streams"] == (["a", "c"] if worker == 0 else ["b"])
                 # Seam 4: each worker's task-start budget is half of the daemon's.
                 for pid in pids.values():
-                    environ = (await trio.Path(f"/proc/{pid}/environ").read_bytes()).split(b"\0")
-                    assert b"STENO_RATE_SHARE=0.5" in environ
+                    assert b"STENO_RATE_SHARE=0.5" in await _environ(pid)
                 health = await poll(port, "/healthz", all_running)
                 assert set(health["streams"]) == {"a", "b", "c"}
                 await poll(port, "/readyz", lambda r: r["status"] == "ready")
@@ -234,3 +233,15 @@ async def test_reload_then_a_second_signal(tmp_path: pathlib.Path) -> None:
     assert [e["action"] for e in cancels] == ["reload", "drain", "cancel"]
     starts = [e["stream"] for e in tail.seen if e.get("event") == "daemon.stream.start"]
     assert sorted(starts) == ["a", "b", "c"]  # a and b were not restarted
+
+
+async def _environ(pid: int) -> list[bytes]:
+    """A child's environment; read again while it is empty (the worker may be inside its
+    exec shim's ``execv`` at the first read, when the kernel shows no environment)."""
+    path = trio.Path(f"/proc/{pid}/environ")
+    with trio.fail_after(10):
+        for _ in range(200):
+            if data := await path.read_bytes():
+                return data.split(b"\0")
+            await trio.sleep(0.05)  # real-time: a real process's exec
+    raise AssertionError(f"process {pid} showed no environment for 10 s")
