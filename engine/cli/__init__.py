@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from adapters.dashscope.ws import transport_name
 from engine import logging as steno_logging
 from engine._util import unwrap_single_group
 from engine.cli import (
@@ -137,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "scenario":  # runs trio itself (and may start processes)
         return scenario_cli.run(args)
     try:
+        transport_name()  # a bad STENO_TRANSPORT is one line now, not a failure per stream
         code: int = trio.run(_run, args)
     except ConfigError as exc:
         print(f"steno: error: {exc}", file=sys.stderr)

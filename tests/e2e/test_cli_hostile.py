@@ -124,3 +124,20 @@ def _why(name: str, run: CliRun, code: int) -> str:
     ):
         return f"{name}: no one-line error\n{run.describe()}"
     return ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("STENO_TRANSPORT", "bogus"), ("STENO_RATE_SHARE", "2")]
+)
+def test_a_bad_environment_variable_is_one_line_before_any_stream(
+    tmp_path: pathlib.Path, capfd: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    """A wrong transport or rate share is exit 2 with one line naming it, at start-up."""
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")  # never opened: the variable is refused first
+    run = run_steno_in_process(
+        "transcribe", wav, *SCRIPTED, "--fast", capfd=capfd, env={variable: value}
+    )
+    assert run.returncode == 2, run
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in run.stderr, run
