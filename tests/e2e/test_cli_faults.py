@@ -286,8 +286,9 @@ class TestInterrupt:
         self, tones: pathlib.Path, tmp_path: pathlib.Path, pause: float
     ) -> None:
         """Ctrl-C, then another once the drain is over (the simulator shutting down) or
-        while it runs: exit 130 at once, and no traceback."""
-        args = ["transcribe", os.fspath(tones), "--recognizer", "scripted", "--fast"]
+        while it runs: exit 130 at once, and no traceback. Paced (2x real time, 3.5 s of
+        streaming): with ``--fast`` the 7 s file can end before the first Ctrl-C."""
+        args = ["transcribe", os.fspath(tones), "--recognizer", "scripted", "--speed", "2"]
         with Running(args, cli_env(None)) as steno:
             steno.wait_for("embedded simulator", timeout=30)
             time.sleep(0.5)  # real-time: streaming
