@@ -22,9 +22,6 @@ class Edge(msgspec.Struct, frozen=True):
 
 
 EDGES: Final[dict[str, Edge]] = {
-    "capture->resampler": Edge(
-        4, "block", "a file source can wait; 400 ms of look-ahead is plenty"
-    ),
     "push->resampler": Edge(
         32, "block", "an embedding host's pushes: bounded, and push() waits when the engine lags"
     ),
