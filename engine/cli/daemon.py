@@ -45,7 +45,7 @@ from engine.daemon.manager import run_daemon
 from engine.daemon.pool import run_pool
 from engine.daemon.runner import StreamEnv
 from engine.daemon.schema import schema_json
-from engine.daemon.shard import assign, available_cpus, resolve_workers
+from engine.daemon.shard import assign, available_cpus, burst_workers, resolve_workers
 from engine.errors import ConfigError
 from engine.sdkenv import env_api_key, env_base_url
 
@@ -129,7 +129,14 @@ def describe_sharding(config: DaemonConfig, workers: int) -> str:
     )
     wanted = config.daemon.workers
     shown = f'"{wanted}"' if isinstance(wanted, str) else str(wanted)
-    why = f" (workers = {shown}, at most one per stream)" if wanted != workers else ""
+    if wanted == workers:
+        why = ""
+    elif workers == len(config.streams):
+        why = f" (workers = {shown}, at most one per stream)"
+    elif workers == burst_workers(config):
+        why = f" (workers = {shown}, at most {workers}: the task-start burst split {workers} ways)"
+    else:
+        why = f" (workers = {shown}, one per CPU)"
     return f"workers: {workers}{why} - {shares}"
 
 

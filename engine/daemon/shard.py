@@ -4,8 +4,12 @@ Rules / theory of operation
 ---------------------------
 1. **How many.** ``workers = N`` runs N worker processes; ``"auto"`` one per CPU
    this process may use. Either way there are never more workers than streams
-   (an idle worker would only cost memory), and 1 means no worker process at all:
-   the streams run in the daemon's own process, as before ``workers`` existed.
+   (an idle worker would only cost memory), nor more than the tightest task-start
+   burst of the streams' model families can be split into (each worker gets
+   ``1/N`` of every budget and needs a whole start of burst: more workers would add
+   up their bursts past the service's, as ``--processes`` is capped too), and 1
+   means no worker process at all: the streams run in the daemon's own process, as
+   before ``workers`` existed.
 2. **Who runs what.** At start, stream ``i`` of the file (in file order) goes to
    worker ``i mod N``: balanced, and the same file gives the same split on every
    start. A reload never moves a running stream (moving it would restart its task
@@ -36,9 +40,11 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from adapters.dashscope.models import MODELS
 from engine.daemon.config import StreamSpec
 from engine.daemon.metrics import DaemonSnapshot, HistogramSnapshot, StreamSnapshot
 from engine.daemon.sources import source_kind
+from engine.ratelimit import max_shares
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -52,6 +58,7 @@ __all__ = [
     "accumulate",
     "assign",
     "available_cpus",
+    "burst_workers",
     "merge",
     "placeholder",
     "rate_share",
@@ -89,7 +96,13 @@ def available_cpus() -> int:
 def resolve_workers(config: DaemonConfig, cpus: int) -> int:
     """The number of worker processes (rule 1): 1 means the streams run in-process."""
     wanted = cpus if config.daemon.workers == "auto" else config.daemon.workers
-    return max(1, min(wanted, len(config.streams)))
+    return max(1, min(wanted, len(config.streams), burst_workers(config)))
+
+
+def burst_workers(config: DaemonConfig) -> int:
+    """The most workers the streams' task-start budgets can be split into (rule 1)."""
+    families = {MODELS[spec.model].family for spec in config.streams}
+    return min((max_shares(family) for family in families), default=1 << 30)
 
 
 def rate_share(workers: int) -> str:

@@ -10,13 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from engine.cli.daemon import daemon_command
+from engine.cli.daemon import daemon_command, describe_sharding
 from engine.daemon.config import DaemonConfig, StreamSpec
 from engine.daemon.health import daemon_health, render_health
 from engine.daemon.metrics import DaemonSnapshot, StreamMetrics, StreamSnapshot
 from engine.daemon.shard import (
     WorkerView,
     assign,
+    burst_workers,
     merge,
     rate_share,
     reassign,
@@ -68,6 +69,32 @@ class TestSetting:
         """N or "auto" (the CPUs), capped by the number of streams; 1 runs in-process."""
         ids = [f"s{i}" for i in range(streams)]
         assert resolve_workers(cfg(workers, *ids), cpus) == expected
+
+    @pytest.mark.parametrize(
+        ("models", "workers", "expected"),
+        [
+            (["paraformer-realtime-v2"] * 25, "25", 20),  # paraformer's burst: 20 starts
+            (["gummy-realtime-v1"] * 12, "12", 10),  # gummy's: 10
+            (["paraformer-realtime-v2"] * 11 + ["gummy-realtime-v1"], "12", 10),  # the tightest
+            (["paraformer-realtime-v2"] * 12, "12", 12),
+        ],
+    )
+    def test_capped_by_the_task_start_burst(
+        self, models: list[str], workers: str, expected: int
+    ) -> None:
+        """Each worker needs a whole start of every budget it shares: never more workers
+        than the tightest family's burst, so the shares never add up past the budget."""
+        streams = "".join(
+            f'[[stream]]\nid = "s{i}"\nmodel = "{m}"\n'
+            f'source = {{ kind = "url", url = "rtsp://cam/{i}" }}\n'
+            for i, m in enumerate(models)
+        )
+        config_ = config(f"[daemon]\nworkers = {workers}\n" + streams)
+        assert resolve_workers(config_, 64) == expected
+        assert burst_workers(config_) <= 20
+        if expected < len(models):
+            why = f"(workers = {workers}, at most {expected}: the task-start burst split"
+            assert why in describe_sharding(config_, expected)
 
     @pytest.mark.parametrize(
         ("value", "message"),
