@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 import struct
 from collections import deque
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["AudioFormatError", "AudioQueue", "TaskAudio"]
 
@@ -147,6 +150,8 @@ class AudioQueue:
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
         self._wake_at = 1  # bytes queued that wake the waiting getter (its min_bytes)
+        self._inline: Callable[[], bool] | None = None  # the waiting getter's inline consumer
+        self._kicked = False
 
     @property
     def queued_bytes(self) -> int:
@@ -167,35 +172,19 @@ class AudioQueue:
             self._chunks.append(pcm)
             self._size += len(pcm)
             if self._size >= self._wake_at:
-                self._lot.unpark_all()
+                inline = self._inline
+                if inline is None or not inline():
+                    self._lot.unpark_all()
         return True
 
-    def close(self) -> None:
-        """End of audio: ``get`` drains what is queued, then returns None. Idempotent."""
-        self._closed = True
-        self._lot.unpark_all()
+    def take_nowait(self, max_bytes: int) -> bytes:
+        """Queued chunks joined up to about ``max_bytes`` (``b""`` if none); not a checkpoint.
 
-    async def get(self, max_bytes: int, min_bytes: int = 1) -> bytes | None:
-        """Wait for audio; return whole queued chunks joined up to about ``max_bytes``.
-
-        Waits until at least ``min_bytes`` are queued (the getter is not woken
-        before), or the queue is closed: then what is left comes out. Returns None
-        once the queue is closed and empty. A single chunk larger than
-        ``max_bytes`` is returned whole.
+        For the inline consumer of :meth:`get`; a single chunk larger than ``max_bytes``
+        comes out whole.
         """
-        min_bytes = max(min(min_bytes, max_bytes), 1)
-        parked = False
-        while self._size < min_bytes and not self._closed:
-            self._wake_at = min_bytes
-            try:
-                await self._lot.park()
-            finally:
-                self._wake_at = 1
-            parked = True
-        if not parked:
-            await trio.lowlevel.checkpoint()
         if not self._chunks:
-            return None
+            return b""
         parts = [self._chunks.popleft()]
         total = len(parts[0])
         while self._chunks and total + len(self._chunks[0]) <= max_bytes:
@@ -204,3 +193,50 @@ class AudioQueue:
             total += len(chunk)
         self._size -= total
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def kick(self) -> None:
+        """Wake the waiting getter now, whatever is queued: its :meth:`get` returns
+        ``b""`` if nothing is (its inline consumer left it work). Not a checkpoint."""
+        self._kicked = True
+        self._lot.unpark_all()
+
+    def close(self) -> None:
+        """End of audio: ``get`` drains what is queued, then returns None. Idempotent."""
+        self._closed = True
+        self._lot.unpark_all()
+
+    async def get(
+        self, max_bytes: int, min_bytes: int = 1, *, inline: Callable[[], bool] | None = None
+    ) -> bytes | None:
+        """Wait for audio; return whole queued chunks joined up to about ``max_bytes``.
+
+        Waits until at least ``min_bytes`` are queued (the getter is not woken
+        before), or the queue is closed: then what is left comes out. Returns None
+        once the queue is closed and empty. A single chunk larger than
+        ``max_bytes`` is returned whole.
+
+        Args:
+            inline: while this waits, :meth:`put_nowait` calls ``inline()`` in the
+                producer's task instead of waking it, once ``min_bytes`` are queued;
+                it consumes with :meth:`take_nowait` and returns True, or returns
+                False having done nothing (the getter is woken as usual). If it
+                leaves work for the getter, it calls :meth:`kick`: this returns
+                ``b""`` when nothing is queued then.
+        """
+        min_bytes = max(min(min_bytes, max_bytes), 1)
+        parked = False
+        while self._size < min_bytes and not self._closed and not self._kicked:
+            self._wake_at = min_bytes
+            self._inline = inline
+            try:
+                await self._lot.park()
+            finally:
+                self._wake_at = 1
+                self._inline = None
+            parked = True
+        self._kicked = False
+        if not parked:
+            await trio.lowlevel.checkpoint()
+        if not self._chunks:
+            return b"" if not self._closed else None
+        return self.take_nowait(max_bytes)

@@ -41,6 +41,7 @@ and every outgoing frame through ``before_send``; the connection is its
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -56,8 +57,12 @@ from .server_socket import ServerSocket
 from .shaping import heartbeat_output
 from .translate import StandInTranslator
 from .validation import Rejection, TaskSpec, check_run_task
+from .websocket import WouldAwait
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ._hub import ReadHub
     from .context import ConnectionContext
     from .translate import Translator
     from .websocket import ServerWebSocket
@@ -77,9 +82,12 @@ class InferenceConnection:
         ctx: the connection's context (config, recognizer, fault plan).
     """
 
-    def __init__(self, ws: ServerWebSocket, ctx: ConnectionContext) -> None:
+    def __init__(
+        self, ws: ServerWebSocket, ctx: ConnectionContext, hub: ReadHub | None = None
+    ) -> None:
         self._ctx = ctx
         self._config = ctx.config
+        self._ws = ws
         self._socket = ServerSocket(ws, ctx)
         translator: Translator = (
             ctx.translator if ctx.translator is not None else StandInTranslator()
@@ -87,10 +95,20 @@ class InferenceConnection:
         self._core = InferenceServer()
         self._task: Task | None = None
         self._tasks = TaskRecognizer(
-            ctx.config, ctx.recognizer, translator, self._send, self._socket.shutdown
+            ctx.config,
+            ctx.recognizer,
+            translator,
+            self._send,
+            self._socket.shutdown,
+            self._send_now,
         )
         self._nursery: trio.Nursery | None = None
         self._last_frame_at = trio.current_time()  # the idle timer's start (_idle_watch)
+        # The hub (one reader for the process) reads for this connection while the reader
+        # task parks; ``_follow`` is what the hub handed back for the task to do.
+        self._hub = hub if ctx.faults is None and ws.fd is not None else None
+        self._hub_lot = trio.lowlevel.ParkingLot()
+        self._follow: Callable[[], Awaitable[bool]] | None = None
 
     async def run(self) -> tuple[int, str | None]:
         """Serve until the client leaves or the server drops it.
@@ -110,6 +128,7 @@ class InferenceConnection:
                     if faults is not None:
                         await nursery.start(faults.run, self)
                     nursery.start_soon(self._read_loop)
+            await self._socket.flush()  # a frame's tail the kernel did not take yet
             if faults is not None:
                 await faults.drain(self)  # frames a fault held back still go out before the close
             return self._socket.close
@@ -137,18 +156,116 @@ class InferenceConnection:
 
     async def _read_loop(self) -> None:
         while True:
-            data = await self._socket.receive()
-            self._last_frame_at = trio.current_time()
-            task = self._open_task()
-            faults = self._ctx.faults
-            if data is not None and faults is not None and not await faults.on_receive(data):
+            follow, self._follow = self._follow, None
+            if follow is not None and not await follow():
+                return
+            if self._socket.owes_tail and not await self._socket.flush():
+                return
+            if self._hub is not None and self._streaming() is not None:
+                await self._read_in_hub(self._hub)
                 continue
-            if task is not None:
-                task.frames_in += 1
-            self._core.receive_data(data)
-            for event in self._core.events():
-                if not await self._dispatch(event):
+            if not await self._on_message(await self._socket.receive()):
+                return
+
+    async def _on_message(self, data: bytes | str | None) -> bool:
+        """Handle one client message (None: the socket closed); False when the connection ends."""
+        self._last_frame_at = trio.current_time()
+        task = self._open_task()
+        faults = self._ctx.faults
+        if data is not None and faults is not None and not await faults.on_receive(data):
+            return True
+        if task is not None:
+            task.frames_in += 1
+        self._core.receive_data(data)
+        return await self._dispatch_all()
+
+    async def _dispatch_all(self) -> bool:
+        for event in self._core.events():
+            if not await self._dispatch(event):
+                return False
+        return True
+
+    # ------------------------------------------------------------ the hub's side
+
+    def _streaming(self) -> Task | None:
+        """The task whose audio the hub may take in place, or None."""
+        task = self._task
+        if (
+            task is None
+            or self._core.state is not State.STREAMING
+            or task.queue.closed
+            or task.utterance_over
+            or self._socket.closing
+        ):
+            return None
+        return task
+
+    async def _read_in_hub(self, hub: ReadHub) -> None:
+        """Let the hub read for this connection until it hands something back.
+
+        Cancellation: the descriptor leaves the hub; nothing read is lost (a message
+        taken but not handled waits in ``_follow`` or in the WebSocket).
+        """
+        fd = self._ws.fd
+        assert fd is not None
+        self._on_readable(read=False)  # messages parsed before: the hub only sees new bytes
+        if self._follow is not None or self._socket.owes_tail:
+            return
+        hub.add(fd, self._on_readable)
+        try:
+            await self._hub_lot.park()
+        finally:
+            hub.discard(fd)
+
+    def _on_readable(self, *, read: bool = True) -> None:
+        """The hub's reader: read once, handle the audio in place, hand the rest back.
+
+        Never a checkpoint and never raises: what needs an await becomes ``_follow``
+        and wakes the reader task.
+        """
+        try:
+            while self._follow is None and not self._socket.owes_tail:
+                try:
+                    data = self._ws.message_nowait(read=read)
+                except WouldAwait:
+                    self._follow = self._receive_next
+                    break
+                read = False
+                if data is None:
                     return
+                self._follow = self._audio_now(data)
+        except Exception as exc:  # a bug: raise it in the connection's task, not the hub's
+            self._follow = functools.partial(_reraise, exc)
+        self._hub_lot.unpark_all()
+        if self._hub is not None and self._ws.fd is not None:
+            self._hub.discard(self._ws.fd)
+
+    async def _receive_next(self) -> bool:
+        return await self._on_message(await self._socket.receive())
+
+    def _audio_now(self, data: bytes | str) -> Callable[[], Awaitable[bool]] | None:
+        """Handle one message in place if it is audio of the streaming task.
+
+        Returns:
+            None when done, else what the reader task must await to finish it.
+        """
+        task = self._streaming()
+        if task is None or not isinstance(data, bytes):
+            return functools.partial(self._on_message, data)
+        self._last_frame_at = trio.current_time()
+        task.frames_in += 1
+        self._core.receive_data(data)
+        for event in self._core.events():
+            if not isinstance(event, m.AudioReceived):
+                # not expected while streaming: the awaited path handles it and the rest
+                return functools.partial(self._dispatch_after, event)
+            follow = self._audio_step(task, event.pcm)
+            if follow is not None:
+                return follow
+        return None
+
+    async def _dispatch_after(self, event: m.ServerEvent) -> bool:
+        return await self._dispatch(event) and await self._dispatch_all()
 
     async def _dispatch(self, event: m.ServerEvent) -> bool:
         """Handle one core event; False when the connection must end."""
@@ -229,15 +346,24 @@ class InferenceConnection:
                 self._task = None
 
     async def _on_audio(self, task: Task, data: bytes) -> bool:
+        follow = self._audio_step(task, data)
+        return True if follow is None else await follow()
+
+    def _audio_step(self, task: Task, data: bytes) -> Callable[[], Awaitable[bool]] | None:
+        """Take one audio frame of ``task`` without awaiting (not a checkpoint).
+
+        Returns:
+            None when done, else the rest to await (a failure, a heartbeat result,
+            the silence drop), which returns False when the connection must end.
+        """
         if task.utterance_over:
-            return True  # gummy-chat after its sentence end: ignored, unbilled
+            return None  # gummy-chat after its sentence end: ignored, unbilled
         try:
             pcm = task.audio.push(data)
         except AudioFormatError as exc:
-            await self._fail(task, "UNSUPPORTED_FORMAT", str(exc))
-            return False
+            return functools.partial(self._fail_ended, task, "UNSUPPORTED_FORMAT", str(exc))
         if not pcm:
-            return True
+            return None
         config = self._config
         now = trio.current_time()
         if TaskAudio.rms(pcm) >= config.silence_rms:
@@ -248,22 +374,33 @@ class InferenceConnection:
             if task.spec.gummy is None and due >= config.heartbeat_interval_s:
                 task.last_heartbeat_at = now
                 task.heartbeats += 1
-                await self._send(m.SendResult(heartbeat_output(task.audio.duration_ms)), task)
+                command = m.SendResult(heartbeat_output(task.audio.duration_ms))
+                return functools.partial(self._heartbeat_then_queue, task, command, pcm)
         elif now - task.last_voice_at >= config.silence_timeout_s:
             task.outcome = "dropped: silence"
             task.scope.cancel()
             self._socket.shutdown(1000, f"no speech for {config.silence_timeout_s:g} seconds")
-            return False
-        if not task.queue.put_nowait(pcm):
-            queued = task.queue.queued_bytes / (2 * task.spec.sample_rate)
-            await self._fail(
-                task,
-                "Throttling",
-                f"audio arrives faster than it is recognized ({queued:.1f} s queued, "
-                f"limit {config.max_audio_queue_s:g} s)",
-            )
-            return False
-        return True
+            return _ended
+        return self._queue(task, pcm)
+
+    async def _heartbeat_then_queue(self, task: Task, command: m.SendResult, pcm: bytes) -> bool:
+        await self._send(command, task)
+        follow = self._queue(task, pcm)
+        return True if follow is None else await follow()
+
+    def _queue(self, task: Task, pcm: bytes) -> Callable[[], Awaitable[bool]] | None:
+        if task.queue.put_nowait(pcm):
+            return None
+        queued = task.queue.queued_bytes / (2 * task.spec.sample_rate)
+        message = (
+            f"audio arrives faster than it is recognized ({queued:.1f} s queued, "
+            f"limit {self._config.max_audio_queue_s:g} s)"
+        )
+        return functools.partial(self._fail_ended, task, "Throttling", message)
+
+    async def _fail_ended(self, task: Task, code: str, message: str) -> bool:
+        await self._fail(task, code, message)
+        return False
 
     async def _fail(self, task: Task, code: str, message: str) -> None:
         """Send ``task-failed`` for the open task, then end the connection."""
@@ -276,7 +413,19 @@ class InferenceConnection:
 
     async def _send(self, command: m.ServerCommand, task: Task | None = None) -> None:
         """Send the core's frame for ``command``; dropped if ``task`` already ended."""
+        if not await self._socket.send(self._framer(command, task)) and task is not None:
+            task.outcome = "closed by client"
 
+    def _send_now(self, command: m.ServerCommand, task: Task | None = None) -> bool:
+        """:meth:`_send` without awaiting; False if it cannot go now (nothing was done)."""
+        sent = self._socket.send_nowait(self._framer(command, task))
+        if sent is None:
+            return False
+        if not sent and task is not None:
+            task.outcome = "closed by client"
+        return True
+
+    def _framer(self, command: m.ServerCommand, task: Task | None) -> Callable[[], str | None]:
         def frame() -> str | None:
             if task is not None and task.ended:
                 return None
@@ -285,5 +434,12 @@ class InferenceConnection:
                 task.ended = True
             return made
 
-        if not await self._socket.send(frame) and task is not None:
-            task.outcome = "closed by client"
+        return frame
+
+
+async def _ended() -> bool:
+    return False
+
+
+async def _reraise(exc: Exception) -> bool:
+    raise exc

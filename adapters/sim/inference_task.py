@@ -27,6 +27,7 @@ documented default; sphinx has none).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -39,6 +40,8 @@ from .recognizer_calls import RecognizerFailed, SyncFeed, close_session, feed_no
 from .shaping import PartialFilter, gummy_output, sentence_output, sentence_usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from adapters.recognizers.base import Hypothesis, Recognizer, RecognizerSession
 
     from .config import SimConfig
@@ -77,6 +80,13 @@ class TaskSender(Protocol):
     async def __call__(self, command: m.ServerCommand, task: Task | None = None) -> None: ...
 
 
+class TaskSenderNow(Protocol):
+    """The send path without awaiting (not a checkpoint): True if the frame was handled
+    (sent, owed to the socket, or dropped), False if it cannot go now (nothing was done)."""
+
+    def __call__(self, command: m.ServerCommand, task: Task | None = None) -> bool: ...
+
+
 class Shutdown(Protocol):
     """Ends the connection with a close code (not a checkpoint)."""
 
@@ -101,11 +111,13 @@ class TaskRecognizer:
         translator: Translator,
         send: TaskSender,
         shutdown: Shutdown,
+        send_now: TaskSenderNow | None = None,
     ) -> None:
         self._config = config
         self._recognizer = recognizer
         self._translator = translator
         self._send = send
+        self._send_now = send_now
         self._shutdown = shutdown
 
     async def run(self, task: Task) -> None:
@@ -166,39 +178,98 @@ class TaskRecognizer:
     async def _feed(self, task: Task, session: RecognizerSession, chunk_bytes: int) -> int:
         """Recognize the task's audio until ``finish-task`` or a gummy-chat sentence end.
 
+        A synchronous session (:class:`SyncFeed`) without gummy-chat's cap is fed
+        *inline* while this waits: the reader's ``put_nowait`` feeds it and sends the
+        results in its own task, without waking this one (:meth:`_feed_inline`); what
+        cannot be done there (a send that would wait, a recognizer failure) is left in
+        ``feeding`` and done here.
+
         Returns:
             The milliseconds of audio recognized.
         """
         spec = task.spec
-        partials = PartialFilter(self._config.partial_interval_ms)
+        feeding = _Feeding(PartialFilter(self._config.partial_interval_ms))
         cap: int | None = None  # gummy-chat's audio cap, in bytes
         if spec.gummy is not None and spec.gummy.utterance:
             cap = int(self._config.gummy_chat_max_audio_s * spec.sample_rate) * 2
-        fed = 0  # bytes; ms = bytes * 500 // rate
         batch = self._config.feed_batch_ms * spec.sample_rate // 1000 * 2
         # A synchronous session is fed without an await: the loop checkpoints in get().
         sync = session if isinstance(session, SyncFeed) else None
-        while (
-            not task.utterance_over
-            and (chunk := await task.queue.get(chunk_bytes, batch)) is not None
-        ):
+        inline: Callable[[], bool] | None = None
+        if sync is not None and cap is None and self._send_now is not None:
+            inline = functools.partial(
+                self._feed_inline, task, feeding, sync, chunk_bytes, max(batch, 1)
+            )
+        while not task.utterance_over:
+            if feeding.failure is not None:
+                raise feeding.failure
+            if feeding.owed:
+                owed, feeding.owed = feeding.owed, []
+                for command in owed:
+                    await self._send(command, task)
+                continue
+            chunk = await task.queue.get(chunk_bytes, batch, inline=inline)
+            if chunk is None:
+                break
+            if not chunk:
+                continue  # kicked: the inline feeder left work
             if cap is not None:
-                chunk = chunk[: cap - fed]
+                chunk = chunk[: cap - feeding.fed]
             hyps = feed_now(sync, chunk) if sync is not None else await guard(session.feed(chunk))
-            fed += len(chunk)
-            fed_ms = fed * 500 // spec.sample_rate
-            await self._emit(task, partials.select(hyps, fed_ms), fed_ms)
-            if cap is not None and fed >= cap and not task.utterance_over:
+            feeding.fed += len(chunk)
+            fed_ms = feeding.fed * 500 // spec.sample_rate
+            for command in self._results(task, feeding.partials.select(hyps, fed_ms), fed_ms):
+                await self._send(command, task)
+            if cap is not None and feeding.fed >= cap and not task.utterance_over:
                 _log.info("gummy-chat audio cap reached", audio_ms=fed_ms)
                 await self._emit(task, await guard(session.flush()), fed_ms)
                 task.utterance_over = True
-        return fed * 500 // spec.sample_rate
+        return feeding.fed * 500 // spec.sample_rate
+
+    def _feed_inline(
+        self, task: Task, feeding: _Feeding, sync: SyncFeed, chunk_bytes: int, least: int
+    ) -> bool:
+        """Feed what is queued and send its results, in the producer's task (see ``get``).
+
+        Not a checkpoint. Returns False having done nothing when the task is being
+        cancelled or has work left over; else True (leftovers kick the waiting task).
+        """
+        if task.scope.cancel_called or feeding.owed or feeding.failure is not None:
+            return False
+        assert self._send_now is not None
+        queue = task.queue
+        rate = task.spec.sample_rate
+        while queue.queued_bytes >= least and not task.utterance_over:
+            chunk = queue.take_nowait(chunk_bytes)
+            try:
+                hyps = feed_now(sync, chunk)
+            except RecognizerFailed as exc:
+                feeding.failure = exc
+                queue.kick()
+                return True
+            feeding.fed += len(chunk)
+            if not hyps:
+                continue
+            fed_ms = feeding.fed * 500 // rate
+            commands = self._results(task, feeding.partials.select(hyps, fed_ms), fed_ms)
+            for i, command in enumerate(commands):
+                if not self._send_now(command, task):
+                    feeding.owed = commands[i:]
+                    queue.kick()
+                    return True
+        return True
 
     async def _emit(self, task: Task, hyps: list[Hypothesis], fed_ms: int) -> None:
+        for command in self._results(task, hyps, fed_ms):
+            await self._send(command, task)
+
+    def _results(self, task: Task, hyps: list[Hypothesis], fed_ms: int) -> list[m.SendResult]:
+        """The results to send for ``hyps``, counted (not a checkpoint)."""
         gummy = task.spec.gummy
+        commands: list[m.SendResult] = []
         for hyp in hyps:
             if task.utterance_over:
-                return  # gummy-chat: nothing after its sentence end
+                break  # gummy-chat: nothing after its sentence end
             if hyp.final:
                 task.finals += 1
             else:
@@ -214,7 +285,20 @@ class TaskRecognizer:
                     current_ms=fed_ms,
                 )
                 task.utterance_over = gummy.utterance and hyp.final
-            await self._send(m.SendResult(output, sentence_usage(hyp)), task)
+            commands.append(m.SendResult(output, sentence_usage(hyp)))
+        return commands
+
+
+class _Feeding:
+    """One task's recognition progress, shared by its recognizer task and the inline feeder."""
+
+    __slots__ = ("failure", "fed", "owed", "partials")
+
+    def __init__(self, partials: PartialFilter) -> None:
+        self.partials = partials
+        self.fed = 0  # bytes recognized; ms = bytes * 500 // rate
+        self.owed: list[m.SendResult] = []  # results the inline feeder could not send
+        self.failure: RecognizerFailed | None = None  # the inline feeder's recognizer failure
 
 
 def _gummy_log_fields(spec: TaskSpec) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import trio
 from engine._util import unwrap_single_group
 
 from ._faultrun import FaultInjector
+from ._hub import ReadHub
 from .context import ConnectionContext
 from .http import sniff
 from .inference import InferenceConnection
@@ -106,6 +107,9 @@ class SimServer:
         translator: renders translations for gummy and livetranslate; default:
             the demo fixture table (:meth:`~.translate.ScriptedTranslator.demo`),
             which answers unknown sentences with a labelled stand-in.
+        hub: the process's one reader (:mod:`._hub`, running), for inference
+            connections on a TCP socket without faults; None: each connection's
+            task reads for itself.
     """
 
     def __init__(
@@ -116,8 +120,10 @@ class SimServer:
         faults: FaultSource | None = None,
         rest: RestConfig | None = None,
         translator: Translator | None = None,
+        hub: ReadHub | None = None,
     ) -> None:
         self.config = config
+        self.hub = hub
         self.recognizer = recognizer
         self.translator = translator if translator is not None else ScriptedTranslator.demo()
         self.faults = faults
@@ -195,7 +201,7 @@ class SimServer:
             model = next(iter(urllib.parse.parse_qs(url.query).get("model", [])), "")
             code, reason = await RealtimeConnection(ws, ctx, model).run()
         else:
-            code, reason = await InferenceConnection(ws, ctx).run()
+            code, reason = await InferenceConnection(ws, ctx, self.hub).run()
         # Our own decision to close: do the close handshake, briefly. (When the server
         # itself is cancelled, serve_stream just drops the stream.)
         with trio.move_on_after(self.config.disconnect_timeout_s):
@@ -251,7 +257,8 @@ async def serve(
         A connection whose handler raises is logged and dropped; the server and
         the other connections go on.
     """
-    server = SimServer(config, recognizer, faults=faults, translator=translator)
+    hub = ReadHub()
+    server = SimServer(config, recognizer, faults=faults, translator=translator, hub=hub)
     if config.reuse_port:
         listeners = [await _shared_listener(config.host, config.port)]
     else:
@@ -265,6 +272,7 @@ async def serve(
             _log.exception("connection handler crashed")
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
         await nursery.start(trio.serve_listeners, handler, listeners)
         _log.info("simulator listening", host=config.host, port=port)
         task_status.started(port)

@@ -49,6 +49,7 @@ class ServerSocket:
         self._disconnect_timeout_s = ctx.config.disconnect_timeout_s
         self._send_lock = trio.Lock()
         self._close: tuple[int, str | None] | None = None
+        self._tail = b""  # of a frame send_nowait started: owed before any other byte
         self.scope = trio.CancelScope()
         """Wrap the connection's tasks in it; :meth:`shutdown` cancels it."""
 
@@ -100,6 +101,7 @@ class ServerSocket:
         if (
             self._faults is None
             and self._close is None
+            and not self._tail
             and not self._send_lock.locked()
             and trio.current_effective_deadline() != -math.inf
         ):
@@ -121,12 +123,69 @@ class ServerSocket:
                 return True
             return await self._finish(tail)
         async with self._send_lock:
+            if self._tail and not await self._write_tail():
+                return False
             frame = make_frame()
             if self._faults is not None and frame is not None:
                 frame = await self._faults.before_send(frame)
             if frame is None:
                 return True
             return await self.write(frame)
+
+    @property
+    def owes_tail(self) -> bool:
+        """Whether a frame :meth:`send_nowait` started waits for :meth:`flush`."""
+        return bool(self._tail)
+
+    def send_nowait(self, make_frame: Callable[[], str | None]) -> bool | None:
+        """:meth:`send` without awaiting, from any task; never a checkpoint.
+
+        Only when nothing stands in the way: no fault hooks, not closing, no other
+        sender, no tail owed. A frame the kernel takes only part of is sent as far as
+        order goes: its tail is owed (:attr:`owes_tail`) and goes first in the next
+        :meth:`send` or :meth:`flush` — the caller must see that one of them runs soon.
+
+        Returns:
+            None if the frame cannot go now (nothing was made: use :meth:`send`),
+            False if the socket closed (the connection is shut down), else True.
+        """
+        if (
+            self._faults is not None
+            or self._close is not None
+            or self._tail
+            or self._send_lock.locked()
+        ):
+            return None
+        frame = make_frame()
+        if frame is None:
+            return True
+        try:
+            self._tail = self._ws.send_message_nowait(frame)
+        except WebSocketClosed:
+            self.shutdown()
+            return False
+        return True
+
+    async def flush(self) -> bool:
+        """Write the tail :meth:`send_nowait` left, if any; False if the socket closed."""
+        if not self._tail:
+            return True
+        async with self._send_lock:
+            return await self._write_tail()
+
+    async def _write_tail(self) -> bool:
+        """Write the owed tail (under the lock; shielded up to ``disconnect_timeout_s``)."""
+        tail, self._tail = self._tail, b""
+        if not tail:
+            return True
+        deadline = trio.current_time() + self._disconnect_timeout_s
+        try:
+            with trio.CancelScope(shield=True, deadline=deadline):
+                await self._ws.send_tail(tail)
+        except WebSocketClosed:
+            self.shutdown()
+            return False
+        return True
 
     async def _finish(self, tail: bytes) -> bool:
         """Write the tail of a frame the fast lane started (shielded, under the lock)."""

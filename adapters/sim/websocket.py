@@ -43,19 +43,24 @@ from adapters.websocket import (
     Ping,
     Violation,
     WebSocketCore,
+    WebSocketEvent,
 )
 from engine.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ServerWebSocket", "UpgradeRequest", "WebSocketClosed", "read_upgrade"]
+__all__ = ["ServerWebSocket", "UpgradeRequest", "WebSocketClosed", "WouldAwait", "read_upgrade"]
 
 _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _READ: Final = 1 << 16
 _MAX_HEAD: Final = 1 << 16
 _YIELD_EVERY: Final = 16  # messages returned without waiting before a forced checkpoint
 _STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class WouldAwait(Exception):
+    """:meth:`ServerWebSocket.message_nowait`: the next event needs the awaited path."""
 
 
 class WebSocketClosed(Exception):
@@ -223,6 +228,9 @@ class ServerWebSocket:
         self._broken = False  # a write was cancelled midway: no byte may follow
         self._unyielded = 0
         self._drained = False  # the last read took less than asked: the buffer was empty
+        self._held: WebSocketEvent | None = (
+            None  # taken from the core by message_nowait, not handled
+        )
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -238,7 +246,9 @@ class ServerWebSocket:
                 with a close frame).
         """
         while True:
-            event = self._core.next_event()
+            event, self._held = self._held, None
+            if event is None:
+                event = self._core.next_event()
             if event is None:
                 if self._closed is not None:
                     raise WebSocketClosed(*self._closed)
@@ -263,6 +273,49 @@ class ServerWebSocket:
             elif isinstance(event, ConnectionLost):
                 self._closed = self._closed or (event.code, "connection lost")
                 raise WebSocketClosed(*self._closed)
+
+    @property
+    def fd(self) -> int | None:
+        """The socket's descriptor on the fast lane (None off it)."""
+        return self._fd
+
+    def message_nowait(self, *, read: bool) -> bytes | str | None:
+        """The next data message if there is one without waiting; never a checkpoint.
+
+        For a reader called when the socket is readable (:mod:`._hub`): with ``read``,
+        one non-blocking read is made when the parsed bytes hold no whole message.
+
+        Returns:
+            The message (``str`` for text), or None if none is ready (or there is no
+            fast lane). Anything else the client sent — a ping, its close, a framing
+            error, end of file — is kept for :meth:`get_message` and raises.
+
+        Raises:
+            WouldAwait: the next event needs :meth:`get_message` (it is kept for it).
+        """
+        if self._held is not None:
+            raise WouldAwait
+        event = self._core.next_event()
+        if event is None:
+            fd = self._fd
+            if not read or fd is None or self._closed is not None:
+                return None
+            try:
+                data = os.read(fd, _READ)
+            except BlockingIOError:
+                self._drained = True
+                return None
+            except OSError:
+                data = b""
+            self._drained = len(data) < _READ
+            self._core.receive_data(data or None)
+            event = self._core.next_event()
+            if event is None:
+                return None
+        if isinstance(event, Message):
+            return event.data
+        self._held = event
+        raise WouldAwait
 
     async def _receive(self) -> None:
         """Read more bytes into the reader; EOF or a broken stream closes (1006)."""
