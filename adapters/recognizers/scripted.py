@@ -14,6 +14,7 @@ started either: a replay from a sentence boundary gives the same sentences.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
@@ -24,7 +25,7 @@ import trio
 from engine.errors import LocalProtocolError
 
 from .base import Hypothesis, RecognizedWord
-from .tonecode import ToneLabeler, split_words
+from .tonecode import DecodeCache, ToneLabeler, split_words
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -309,8 +310,13 @@ class ScriptedRecognizer:
 
     @classmethod
     def tone(cls, *, vad: VadConfig | None = None) -> ScriptedRecognizer:
-        """Recognize tone-coded audio made by :func:`.tonecode.synthesize`."""
-        return cls(ToneLabeler, vad=vad, name="scripted-tone")
+        """Recognize tone-coded audio made by :func:`.tonecode.synthesize`.
+
+        The sessions share one :class:`~.tonecode.DecodeCache`: a load test's looped
+        audio is decoded once per distinct burst, not once per session.
+        """
+        cache = DecodeCache()
+        return cls(functools.partial(ToneLabeler, cache=cache), vad=vad, name="scripted-tone")
 
     @classmethod
     def transcript(

@@ -12,6 +12,8 @@ from adapters.recognizers.tonecode import (
     VOCABULARY,
     WORD_FREQUENCIES,
     WORD_MS,
+    DecodeCache,
+    ToneLabeler,
     decode_segment,
     split_words,
     synthesize,
@@ -105,3 +107,49 @@ class TestDecodeSegment:
         assert decode_segment(np.zeros(3, np.int16), 16000) == []
         off_grid = 10000 * np.sin(2 * np.pi * 425.0 * np.arange(4000) / 16000)
         assert decode_segment(off_grid.astype(np.int16), 16000) == []
+
+
+class TestDecodeCache:
+    def test_same_words_as_decode_segment_and_counts_hits(self) -> None:
+        """A repeated burst is answered from the cache with decode_segment's words."""
+        audio = synthesize(["good morning"], 16000)
+        other = synthesize(["thank you"], 16000)
+        cache = DecodeCache()
+        first = cache.decode(audio, 16000)
+        assert list(first) == decode_segment(audio, 16000)
+        assert cache.decode(audio.copy(), 16000) == first
+        assert cache.decode(other, 16000) == tuple(decode_segment(other, 16000))
+        assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
+
+    def test_rate_is_part_of_the_key(self) -> None:
+        """The same samples at another rate are decoded again."""
+        audio = synthesize(["good morning"], 16000)
+        cache = DecodeCache()
+        cache.decode(audio, 16000)
+        assert cache.decode(audio, 8000) == tuple(decode_segment(audio, 8000))
+        assert cache.misses == 2
+
+    def test_bounded_oldest_goes_first(self) -> None:
+        """Past its size the oldest entry is dropped."""
+        a, b, c = (synthesize([w], 16000) for w in ("good", "morning", "thank"))
+        cache = DecodeCache(size=2)
+        for x in (a, b, c):
+            cache.decode(x, 16000)
+        assert len(cache) == 2
+        cache.decode(b, 16000)
+        cache.decode(a, 16000)
+        assert (cache.hits, cache.misses) == (1, 4)
+
+    def test_size_must_be_positive(self) -> None:
+        """A cache of no entries is refused."""
+        with pytest.raises(ValueError, match="positive"):
+            DecodeCache(size=0)
+
+    def test_labeler_with_cache_hears_the_same_words(self) -> None:
+        """ToneLabeler gives the same words with and without a cache."""
+        audio = synthesize(["the weather today is sunny"], 16000)
+        cache = DecodeCache()
+        plain = ToneLabeler(16000).heard(0, 1000, audio, 0.0)
+        cached = [ToneLabeler(16000, cache).heard(0, 1000, audio, 0.0) for _ in range(2)]
+        assert cached == [plain, plain]
+        assert cache.hits == 1
