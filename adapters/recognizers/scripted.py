@@ -147,7 +147,9 @@ class ScriptedStream:
         self._odd_byte = b""
         self._pending: Samples = np.zeros(0, np.int16)
         self._pos = 0  # sample index of the first pending sample
-        self._audio: Samples = np.zeros(0, np.int16)  # frames from sample _audio_pos on
+        # The labeler's audio from sample _audio_pos on, in the pieces fed (joined only when
+        # a piece closes: a concatenation per feed cost more than the VAD's arithmetic).
+        self._chunks: list[Samples] = []
         self._audio_pos = 0
         self._in_sentence = self._in_speech = self._flushed = False
         self._sentence_begin = self._piece_begin = self._speech_end = 0  # sample indexes
@@ -172,10 +174,10 @@ class ScriptedStream:
         n = len(x) // frame
         frames, self._pending = x[: n * frame], x[n * frame :]
         base, self._pos = self._pos, self._pos + n * frame
-        if self._labeler.needs_audio:
-            self._audio = np.concatenate((self._audio, frames)) if len(self._audio) else frames
         if n == 0:
             return []
+        if self._labeler.needs_audio:
+            self._chunks.append(frames)
         f = frames.reshape(n, frame).astype(np.float64)
         speech: list[bool] = (np.einsum("ij,ij->i", f, f) >= self._threshold).tolist()
         out: list[Hypothesis] = []
@@ -232,7 +234,7 @@ class ScriptedStream:
         words = self._labeler.heard(
             self._ms(self._piece_begin),
             self._ms(end),
-            self._audio[lo:hi],
+            self._joined()[lo:hi],
             pad_begin * 1000 / self._rate,
         )
         self._trim(end)
@@ -254,10 +256,26 @@ class ScriptedStream:
             out.append(Hypothesis(self._index, first, last, text, tuple(words), final=True))
             self._index += 1
 
+    def _joined(self) -> Samples:
+        """The labeler's audio as one array (from sample ``_audio_pos`` on)."""
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        joined: Samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        self._chunks = [joined]
+        return joined
+
     def _trim(self, keep_from: int) -> None:
-        if keep_from > self._audio_pos:
-            self._audio = self._audio[keep_from - self._audio_pos :]
-            self._audio_pos = keep_from
+        """Forget the labeler's audio before sample ``keep_from``."""
+        drop = keep_from - self._audio_pos
+        if drop <= 0:
+            return
+        chunks = self._chunks
+        while chunks and len(chunks[0]) <= drop:
+            drop -= len(chunks.pop(0))
+        if chunks and drop:
+            chunks[0] = chunks[0][drop:]
+        self._audio_pos = keep_from
 
     def _ms(self, sample: int) -> int:
         return round(sample * 1000 / self._rate)

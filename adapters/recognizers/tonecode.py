@@ -192,7 +192,10 @@ class DecodeCache:
 
     def decode(self, samples: npt.NDArray[np.int16], rate: int) -> Decoded:
         """What ``decode_segment(samples, rate)`` returns, as a tuple."""
-        key = (rate, hashlib.blake2b(np.ascontiguousarray(samples), digest_size=16).digest())
+        key = (
+            rate,
+            hashlib.blake2b(np.ascontiguousarray(samples).data, digest_size=16).digest(),
+        )
         found = self._results.get(key)
         if found is not None:
             self.hits += 1

@@ -252,14 +252,14 @@ class InferenceConnection:
         task = self._streaming()
         if task is None or not isinstance(data, bytes):
             return functools.partial(self._on_message, data)
-        self._last_frame_at = trio.current_time()
+        now = self._last_frame_at = trio.current_time()
         task.frames_in += 1
         self._core.receive_data(data)
         for event in self._core.events():
             if not isinstance(event, m.AudioReceived):
                 # not expected while streaming: the awaited path handles it and the rest
                 return functools.partial(self._dispatch_after, event)
-            follow = self._audio_step(task, event.pcm)
+            follow = self._audio_step(task, event.pcm, now)
             if follow is not None:
                 return follow
         return None
@@ -346,11 +346,15 @@ class InferenceConnection:
                 self._task = None
 
     async def _on_audio(self, task: Task, data: bytes) -> bool:
-        follow = self._audio_step(task, data)
+        follow = self._audio_step(task, data, trio.current_time())
         return True if follow is None else await follow()
 
-    def _audio_step(self, task: Task, data: bytes) -> Callable[[], Awaitable[bool]] | None:
-        """Take one audio frame of ``task`` without awaiting (not a checkpoint).
+    def _audio_step(
+        self, task: Task, data: bytes, now: float
+    ) -> Callable[[], Awaitable[bool]] | None:
+        """Take one audio frame of ``task``, arrived at ``now``, without awaiting.
+
+        Not a checkpoint.
 
         Returns:
             None when done, else the rest to await (a failure, a heartbeat result,
@@ -365,7 +369,6 @@ class InferenceConnection:
         if not pcm:
             return None
         config = self._config
-        now = trio.current_time()
         if TaskAudio.rms(pcm) >= config.silence_rms:
             task.last_voice_at = now
         elif task.spec.heartbeat:

@@ -1,6 +1,7 @@
 """The simulator as a process of its own, for benchmarks: TCP on loopback, scripted recognizer.
 
 Usage: python -m tools.bench.sim_server [--host 127.0.0.1] [--port 0] [--log-level warning]
+       [--feed-batch-ms 0]
 
 Prints one JSON line on stdout once it accepts connections,
 ``{"host": "127.0.0.1", "port": 40123, "pid": 4242}``, then serves until its stdin
@@ -43,11 +44,12 @@ async def _stop_when(waiter: Callable[[], Awaitable[None]], scope: trio.CancelSc
     scope.cancel()
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, feed_batch_ms: int = 0) -> None:
     recognizer = make_recognizer("scripted")
+    config = SimConfig(host=host, port=port, feed_batch_ms=feed_batch_ms)
     try:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(serve, SimConfig(host=host, port=port), recognizer)
+            bound = await nursery.start(serve, config, recognizer)
             print(json.dumps({"host": host, "port": bound, "pid": os.getpid()}), flush=True)
             async with trio.open_nursery() as waiters:
                 waiters.start_soon(_stop_when, _until_stdin_closes, waiters.cancel_scope)
@@ -63,9 +65,16 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--feed-batch-ms", type=int, default=0, metavar="MS",
+        help="recognize audio in batches of at least MS per task (as steno simulate; "
+        "default 0: as it arrives)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if not 0 <= args.feed_batch_ms <= SimConfig().feed_chunk_ms:
+        parser.error(f"--feed-batch-ms must be in 0–{SimConfig().feed_chunk_ms}")
     configure(json=False, level=getattr(logging, args.log_level.upper()))
-    trio.run(main, args.host, args.port)
+    trio.run(main, args.host, args.port, args.feed_batch_ms)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,69 @@ class TestAudioQueue:
         assert queue.closed
         with pytest.raises(trio.ClosedResourceError):
             queue.put_nowait(b"y")
+
+    async def test_inline_consumer_takes_audio_without_waking_the_getter(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """While the getter waits, a put runs its inline consumer in the putter's task."""
+        queue = AudioQueue(100)
+        taken: list[bytes] = []
+        got: list[bytes | None] = []
+
+        def inline() -> bool:
+            taken.append(queue.take_nowait(10))
+            return True
+
+        async def consume() -> None:
+            while (chunk := await queue.get(10, min_bytes=4, inline=inline)) is not None:
+                got.append(chunk)
+            got.append(None)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()
+            queue.put_nowait(b"ab")  # below min_bytes: nothing runs
+            assert taken == []
+            queue.put_nowait(b"cd")
+            assert taken == [b"abcd"]
+            assert queue.queued_bytes == 0
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []  # the getter was never woken
+            queue.close()
+        assert got == [None]
+
+    async def test_inline_consumer_declining_wakes_the_getter(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """An inline consumer returning False leaves the audio to the woken getter."""
+        queue = AudioQueue(100)
+        got: list[bytes | None] = []
+
+        async def consume() -> None:
+            got.append(await queue.get(10, inline=lambda: False))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()
+            queue.put_nowait(b"xy")
+        assert got == [b"xy"]
+
+    async def test_kick_returns_empty_audio_to_the_getter(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """kick() wakes a waiting getter with b"" when nothing is queued; once."""
+        queue = AudioQueue(100)
+        got: list[bytes | None] = []
+
+        async def consume() -> None:
+            got.append(await queue.get(10))
+            got.append(await queue.get(10))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()
+            queue.kick()
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [b""]
+            queue.put_nowait(b"z")
+        assert got == [b"", b"z"]
