@@ -44,6 +44,18 @@ Samples = npt.NDArray[np.int16]
 _FULL_SCALE: Final = 32768.0
 
 
+def _einsum_rows(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    energies: npt.NDArray[np.float64] = np.einsum("ij,ij->i", f, f)
+    return energies
+
+
+# Each row's sum of squares, in one C call: numpy >= 2's vecdot ufunc costs half of
+# einsum's Python-level dispatch on 10 VAD frames (the sums are exact integers either way).
+_row_energies: Final[Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = (
+    (lambda f: np.vecdot(f, f)) if hasattr(np, "vecdot") else _einsum_rows
+)
+
+
 class VadConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Energy VAD settings of a :class:`ScriptedRecognizer`."""
 
@@ -179,7 +191,8 @@ class ScriptedStream:
         if self._labeler.needs_audio:
             self._chunks.append(frames)
         f = frames.reshape(n, frame).astype(np.float64)
-        speech: list[bool] = (np.einsum("ij,ij->i", f, f) >= self._threshold).tolist()
+        threshold = self._threshold
+        speech = [e >= threshold for e in _row_energies(f).tolist()]
         out: list[Hypothesis] = []
         first = 0
         while first < n:  # runs of speech and of silence
