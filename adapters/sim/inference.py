@@ -16,6 +16,18 @@ Two kinds of task share one nursery per connection:
   ``finish-task`` and sends ``task-finished``. The connection stays open for
   another ``run-task``.
 
+**The hub.** On a plain TCP socket without faults, while a task streams, the reader
+task parks and the process's one reader (:class:`~._hub.ReadHub`) reads for it: its
+``_on_readable`` runs in the hub's task, reads once, and handles audio frames in place
+(:meth:`InferenceConnection._audio_now`, the same steps as the reader's); putting the
+audio in the queue feeds a synchronous recognizer session there too (the queue's
+inline consumer, :meth:`.inference_task.TaskRecognizer._feed_inline`) and writes its
+results without awaiting. Anything that needs an await — a text frame, a ping, the
+client's close, a heartbeat result, a failure, a frame the kernel took only part of —
+is handed back as ``_follow`` to the reader task, which leaves the hub, does it, and
+parks there again once the task streams. So a paced frame costs no trio wake of its
+own: one hub round serves every socket that became ready.
+
 Every outgoing frame goes through :meth:`InferenceConnection._send` and the
 socket's one send path (:class:`~.server_socket.ServerSocket`), so frames hit
 the wire in the order the core produced them. A task that ended (finished or

@@ -253,6 +253,9 @@ async def serve(
     an address: a name resolving to several addresses binds several listeners,
     and with port 0 only the first one's port is reported.
 
+    Inference connections are read by one :class:`~._hub.ReadHub` per process
+    while their tasks stream (no trio wake per received frame).
+
     Error handling:
         A connection whose handler raises is logged and dropped; the server and
         the other connections go on.

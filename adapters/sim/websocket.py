@@ -14,6 +14,10 @@ non-blocking ``os.write`` when nothing else is being sent, and only the tail the
 did not take goes to the awaited path (``send_all`` under the send lock, in order). On any
 other stream (memory streams, a fault plan's switchable stream) all I/O goes through it.
 
+:meth:`ServerWebSocket.message_nowait` is the synchronous reader for the process-wide
+hub (:mod:`._hub`): one non-blocking read, data messages out, anything else kept for
+:meth:`ServerWebSocket.get_message`.
+
 Checkpoints: :meth:`ServerWebSocket.get_message` is a checkpoint whenever it waits, and at
 least every 16th message when it never has to (a flooding client cannot starve the other
 connections); :meth:`ServerWebSocket.send_message` only when it has to wait (the caller's
