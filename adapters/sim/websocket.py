@@ -297,12 +297,12 @@ class ServerWebSocket:
         Raises:
             WouldAwait: the next event needs :meth:`get_message` (it is kept for it).
         """
-        if self._held is not None:
-            raise WouldAwait
+        if self._held is not None or self._closed is not None:
+            raise WouldAwait  # get_message raises WebSocketClosed for a closed one
         event = self._core.next_event()
         if event is None:
             fd = self._fd
-            if not read or fd is None or self._closed is not None:
+            if not read or fd is None:
                 return None
             try:
                 data = os.read(fd, _READ)
