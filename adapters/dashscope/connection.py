@@ -1,4 +1,4 @@
-"""One server task on one connection: reader, liveness watch, bounded send, results out.
+"""One server task on one connection: one reader (and liveness watch), bounded send, results out.
 
 Theory of operation
 -------------------
@@ -6,23 +6,28 @@ A :class:`Connection` is owned by a background task (:meth:`Connection.run`,
 started with ``nursery.start``) that dials, opens the server task and then
 reports itself started. From then on its owner's pump sends audio through it
 (``_send_path.py``: an awaited lane under the send deadline, and a synchronous
-fast lane that sends only what the transport takes at once) while two helper
-tasks run beside it:
+fast lane that sends only what the transport takes at once) while ONE helper
+task runs beside it, the **reader**:
 
-* the **reader** feeds every received frame to the sans-IO core, interprets the
-  core's events *at once* (no checkpoint between receiving a frame and knowing
-  what it means, so a send never races a failure it cannot see), and puts the
-  recognition results on :attr:`results`, a bounded channel (``RESULTS_BUFFER``,
-  policy *block*: a consumer that lags holds the reader, which holds the
-  socket); the channel closes when the task finished or died;
-* the **liveness watch** pings on an interval with a pong deadline (a half-open
-  socket never answers) and declares a stall when audio went out but no server
-  frame came back for ``stall_s``.
+* it feeds every received frame to the sans-IO core and interprets the core's
+  events *at once* (no checkpoint between receiving a frame and knowing what it
+  means, so a send never races a failure it cannot see), and hands the
+  recognition results to :attr:`results` (``_results.py``): synchronously to
+  the consumer's armed taker when the consumer is idle, else onto a bounded
+  queue (``RESULTS_BUFFER``, policy *block*: a consumer that lags holds the
+  reader, which holds the socket); the queue closes when the task finished or
+  died;
+* it is also the **liveness watch** (``_liveness.py``): every wait of the reader
+  has the watch's next deadline; when it passes, the reader declares a stall
+  (audio went out but no server frame came back for ``stall_s``) or pings. A
+  ping waits for its pong under the pong deadline (a half-open socket never
+  answers) in a short task of its own, since the pong arrives through the
+  reader's receive; it lives one round trip per ``ping_interval_s``.
 
-Nothing calls back up: the owner pulls :attr:`results`, reads :attr:`error`,
-and waits on :attr:`ended`.
+Nothing calls back up: the owner pulls :attr:`results` (or arms its taker),
+reads :attr:`error`, and waits on :attr:`ended`.
 
-Channels: writes and closes the send side of :attr:`results`.
+Channels: writes and closes the reader's end of :attr:`results`.
 
 Cancellation: cancelling :meth:`run` drops the connection without the close
 handshake; :meth:`release` closes it gracefully.
@@ -43,9 +48,11 @@ import structlog
 import trio
 
 from engine._util import drop_tracebacks, unwrap_single_group
-from engine.errors import AuthError, Disconnected, FinishTimeout, StenoError, StenoTimeout
+from engine.errors import AuthError, FinishTimeout, StenoError, StenoTimeout
 
 from ._liveness import Liveness
+from ._receive_path import ReceivePath
+from ._results import Results, open_results
 from ._send_path import SendPath
 from .transport import Dialer, Transport, request_headers
 
@@ -60,7 +67,7 @@ __all__ = ["RESULTS_BUFFER", "ClientCore", "Connection", "LinkSettings", "finish
 log = structlog.get_logger("steno.session")
 
 RESULTS_BUFFER: Final = 16
-"""Results the reader may run ahead of its consumer (then it waits: backpressure)."""
+"""Results the reader may queue ahead of its consumer (then it waits: backpressure)."""
 
 CommandT = TypeVar("CommandT", contravariant=True)
 EventT = TypeVar("EventT", covariant=True)
@@ -99,11 +106,12 @@ Cmd = TypeVar("Cmd")
 Ev = TypeVar("Ev")
 
 
-class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
+class Connection(SendPath[Cmd], ReceivePath[Ev], Generic[Cmd, Ev]):
     """See the module docstring; a protocol supplies its core and the ``_`` hooks below.
 
     The send lanes (the awaited one with its deadline, and the synchronous fast lane)
-    are :class:`~adapters.dashscope._send_path.SendPath`'s.
+    are :class:`~adapters.dashscope._send_path.SendPath`'s; the reader and the
+    liveness watch are :class:`~adapters.dashscope._receive_path.ReceivePath`'s.
     """
 
     def __init__(
@@ -114,7 +122,8 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
         self._dial = dial
         self._core: ClientCore[Cmd, Ev] = core
         self._transport: Transport | None = None
-        self._results_in, self.results = trio.open_memory_channel["Result"](RESULTS_BUFFER)
+        self._results_out, results = open_results(RESULTS_BUFFER)
+        self.results: Results = results
         self.started = trio.Event()
         self.finished = trio.Event()
         self.dead = trio.Event()
@@ -135,6 +144,8 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
             ping_interval_s=settings.ping_interval_s,
             pong_timeout_s=settings.pong_timeout_s,
         )
+        self._nursery: trio.Nursery | None = None  # the server task's: the reader's, a ping's
+        self._waiting: trio.CancelScope | None = None  # the reader's wait (see ReceivePath)
 
     # ------------------------------------------------------------ owner task
 
@@ -156,11 +167,12 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
             self.abort(exc)
         finally:
             self._over = True
+            self._nursery = None
             if self.error is not None:
                 # Kept as a record only: its frames (which hold this connection and its
                 # transport) must not keep them alive until a full collection (#17).
                 drop_tracebacks(self.error)
-            self._results_in.close()
+            self._results_out.close()
             self.dead.set()
             self.ended.set()
 
@@ -172,9 +184,11 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
             try:
                 with unwrap_single_group():
                     async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
                         nursery.start_soon(self._reader)
                         await self._start()
-                        nursery.start_soon(self._liveness)
+                        self._live.start(trio.current_time())
+                        self._rewake()
                         self._start_helpers(nursery)
                         self._reported = True
                         task_status.started()
@@ -199,10 +213,10 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
     def _fail(self, exc: StenoError) -> bool:
         """Record ``exc`` if it is the first failure; True if it was.
 
-        A helper task raises its failure only if it was the first: the reader and the
-        liveness watch can fail in the same scheduler tick (a close frame and a stall
-        deadline at once), and two raised errors would leave the nursery as a group of
-        two; a connection's death is ONE error to its owner.
+        A helper task raises its failure only if it was the first: the reader and a
+        ping can fail in the same scheduler tick (a close frame and a pong deadline at
+        once), and two raised errors would leave the nursery as a group of two; a
+        connection's death is ONE error to its owner.
         """
         first = self.error is None and not self.finished.is_set()
         if first:
@@ -267,49 +281,6 @@ class Connection(SendPath[Cmd], Generic[Cmd, Ev]):
             self.close_reason = "finish-deadline"
             raise FinishTimeout(f"the server did not finish the task within {timeout:g} s")
 
-    # ------------------------------------------------------ reader, liveness
-
-    async def _reader(self) -> None:
-        async with self._results_in:
-            while not self.finished.is_set():
-                assert self._transport is not None
-                try:
-                    data: bytes | str | None = await self._transport.receive()
-                except Disconnected:
-                    if self.finished.is_set():
-                        return
-                    data = None
-                self._live.heard(trio.current_time())
-                results, failure = self._take_events(data)
-                for result in results:
-                    await self._results_in.send(result)
-                if failure is not None:
-                    raise failure
-                if data is None:
-                    return
-
-    def _take_events(self, data: bytes | str | None) -> tuple[list[Result], StenoError | None]:
-        """Feed the core and interpret what it produced, synchronously (see the docstring)."""
-        self._core.receive_data(data)
-        results: list[Result] = []
-        for event in self._core.events():
-            try:
-                results += self._interpret(event)
-            except StenoError as exc:
-                if self._fail(exc):
-                    return results, exc
-                return results, None  # another helper's failure came first: it is raised
-        return results, None
-
-    async def _liveness(self) -> None:
-        assert self._transport is not None
-        reason, exc = await self._live.watch(self._transport)
-        if self.finished.is_set():
-            return  # a failure after the task finished: nothing to report
-        if self._fail(exc):  # else the reader's failure came first and is raised
-            self.close_reason = reason
-            raise exc
-
 
 def _keyless(exc: AuthError) -> AuthError:
     """A refusal of a connection that sent no key says so (not "rejected the key")."""
@@ -319,11 +290,6 @@ def _keyless(exc: AuthError) -> AuthError:
     )
 
 
-async def _discard(results: trio.MemoryReceiveChannel[Result]) -> None:
-    async for _ in results:
-        pass
-
-
 async def finish_quietly(connection: Connection[Any, Any]) -> None:
     """Finish a task nobody reads any more (a rotation's old task); failures only get logged.
 
@@ -331,7 +297,7 @@ async def finish_quietly(connection: Connection[Any, Any]) -> None:
     """
     settings = connection.settings
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_discard, connection.results)
+        nursery.start_soon(connection.results.discard)
         try:
             with trio.move_on_after(settings.finish_s + settings.send_s):
                 await connection.finish()
