@@ -9,13 +9,18 @@
   While it waits for the next live frame, its synchronous step (:meth:`Pump._take`)
   sends each frame inside the producer's ``send`` when nothing needs to wait
   (``_inlet.py``): such a frame costs no task switch of the session's;
-* the **consumer** pulls the connection's results channel, maps each result
-  onto the global timeline (``_transcript.py``), moves the commit point, and
-  emits the event. When the channel ends with the connection failed, it stops
-  the pump.
+* the **consumer** maps each result onto the global timeline
+  (``_transcript.py``), moves the commit point, and emits the event. While it
+  waits on an empty results queue with room in the session's outbox, its
+  synchronous step (:meth:`Pump._take_result`) does all of that inside the
+  connection's reader (``adapters/dashscope/_results.py``): such a result costs
+  no task switch of the session's. Once a result is queued (the outbox was
+  full), later ones queue behind it until the consumer has emitted them, so
+  the order is kept. When the channel ends with the connection failed, it
+  stops the pump.
 
-Channels: pulls the connection's ``results``; emits through the session's
-:class:`~engine.actors._report.Report`.
+Channels: pulls the connection's ``results`` (and arms their lane); emits through
+the session's :class:`~engine.actors._report.Report`.
 
 Cancellation: cancelling ``serve`` stops both; the connection is not touched
 (its owner is the session's nursery; the supervisor aborts it).
@@ -42,6 +47,8 @@ from ._replay import replay
 if TYPE_CHECKING:
     from adapters.dashscope.models import ModelSpec
     from engine.config import SessionConfig
+    from engine.events import Event
+    from engine.results import Result
 
     from ._feed import Feed
     from ._report import Report
@@ -110,26 +117,52 @@ class Pump:
         return outcome
 
     async def _consume(self, task: Task, pump_scope: trio.CancelScope) -> None:
-        link, feed = task.link, self._feed
-        async for result in link.results:
+        link = task.link
+        taker = functools.partial(self._take_result, task)
+        while True:
+            try:
+                result = await link.results.receive_or_take(taker)
+            except trio.EndOfChannel:
+                break
             if task.retired:
                 continue
-            if isinstance(result, Heard) and result.text and task.results.first_text_t is None:
-                task.results.first_text_t = trio.current_time()
-            commit_point = feed.buffer.commit_point
-            mapped = self._transcript.map(
-                task.results, task.clock, result, commit_point, task.task_id
-            )
-            if mapped.duplicate:
-                log.info("session.duplicate_final_dropped", commit_point=commit_point)
-            if mapped.commit is not None:
-                feed.buffer.commit(mapped.commit)
-            if mapped.event is not None:
-                await self._report.emit(mapped.event)
+            event = self._map(task, result)
+            if event is not None:
+                await self._report.emit(event)
         await link.ended.wait()  # the channel closes first; the owner marks the end at once
         if link.error is not None:
             pump_scope.cancel()
         task.consumed.set()
+
+    def _take_result(self, task: Task, result: Result) -> bool:
+        """The consumer's synchronous step (the results' taker): one result, no checkpoint.
+
+        Runs in the connection's reader while the consumer is parked on an empty
+        queue: what one turn of :meth:`_consume` does, when the session's outbox
+        has room for the event. False, with nothing changed, when it has none.
+        """
+        if task.retired:
+            return True
+        report = self._report
+        if not report.has_room():
+            return False
+        event = self._map(task, result)
+        if event is not None:
+            report.emit_nowait(event)
+        return True
+
+    def _map(self, task: Task, result: Result) -> Event | None:
+        """One result onto the stream (either lane): the event, the commit point, duplicates."""
+        if isinstance(result, Heard) and result.text and task.results.first_text_t is None:
+            task.results.first_text_t = trio.current_time()
+        buffer = self._feed.buffer
+        commit_point = buffer.commit_point
+        mapped = self._transcript.map(task.results, task.clock, result, commit_point, task.task_id)
+        if mapped.duplicate:
+            log.info("session.duplicate_final_dropped", commit_point=commit_point)
+        if mapped.commit is not None:
+            buffer.commit(mapped.commit)
+        return mapped.event
 
     async def _pump(self, task: Task) -> Task | Outcome:
         """Replay, then stream live; see :data:`Outcome`."""

@@ -1,7 +1,7 @@
 """What a session tells the world: its outbox, its counters, the names of its failures.
 
 :class:`Report` is the only writer of the counters it reports (reconnects, lost
-samples, failed) and the only sender on its outbox: every event
+samples, failed, results emitted on the fast lane) and the only sender on its outbox: every event
 gets its envelope (stream id, trio time) here.
 
 Channels: sends on the session's outbox (blocks while the renderer lags; never
@@ -58,6 +58,7 @@ class Report:
         self.rate = rate
         self.reconnects = 0
         self.lost_samples = 0
+        self.fast_results = 0  # results emitted by the connection's reader (emit_nowait)
         self.gave_up = False  # the session stopped on an error, not at the end of its input
         self.permanent = False  # ... and the error needs the user (key, model, quota, input)
 
@@ -66,6 +67,27 @@ class Report:
         await self._outbox.send(
             msgspec.structs.replace(event, stream=self._stream, t=trio.current_time())
         )
+
+    def has_room(self) -> bool:
+        """Whether :meth:`emit_nowait` would take an event now (not a checkpoint).
+
+        False also when the renderer is gone: :meth:`emit` then raises why.
+        """
+        stats = self._outbox.statistics()
+        return stats.open_receive_channels > 0 and (
+            stats.tasks_waiting_receive > 0 or stats.current_buffer_used < stats.max_buffer_size
+        )
+
+    def emit_nowait(self, event: Event) -> None:
+        """:meth:`emit` without waiting, after :meth:`has_room` said yes (not a checkpoint).
+
+        Raises:
+            trio.WouldBlock: the outbox is full (:meth:`has_room` was not asked).
+        """
+        self._outbox.send_nowait(
+            msgspec.structs.replace(event, stream=self._stream, t=trio.current_time())
+        )
+        self.fast_results += 1
 
     async def gap(self, start: int, end: int, reason: str) -> None:
         """Account for audio that will never be recognized."""

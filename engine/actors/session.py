@@ -153,6 +153,7 @@ async def run(
                 "session.end",
                 frames=lag.count,
                 fast_frames=feed.fast_frames,
+                fast_results=report.fast_results,
                 send_lag_p99_ms=round(lag.quantile_s(0.99) * 1000.0, 3),
                 send_lag_max_ms=round(lag.max_s * 1000.0, 3),
             )
@@ -223,6 +224,11 @@ class SessionStats:
     def fast_frames(self) -> int:
         """Live frames sent inside the producer's ``send`` (the synchronous lane)."""
         return self._feed.fast_frames
+
+    @property
+    def fast_results(self) -> int:
+        """Results mapped and emitted inside the connection's reader (the results' lane)."""
+        return self._report.fast_results
 
     @property
     def received_samples(self) -> int:
