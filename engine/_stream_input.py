@@ -1,17 +1,19 @@
 """The input side of a stream: producers, their lanes, and the ledger of what they lost.
 
 :func:`engine.stream.open_stream` starts a :class:`Producer` with a :class:`Feed`
-(its clones of the stream's input lanes). The input side's events pass an
-:class:`InputLedger` on their way to ``Stream.events()`` (:func:`relay`); when
-every lane has closed, :func:`complete_end` completes the session's
-``StreamEnded`` with it, once. Pushed PCM becomes the mono blocks of the audio
-lane through the one downmix, :mod:`adapters.audio.pcm`.
+(its clones of the stream's input lanes). A producer's own events go straight
+into the stream's events edge through :class:`InputEvents`, which counts them in
+an :class:`InputLedger` as they are put (no relay task); the resampler stage
+counts the gaps it reports itself (``ResamplerStats``). When every lane has
+closed, :func:`complete_end` completes the session's ``StreamEnded`` with both,
+once. Pushed PCM becomes the mono blocks of the audio lane through the one
+downmix, :mod:`adapters.audio.pcm`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, final
 
 import msgspec
 import numpy as np
@@ -22,6 +24,8 @@ from engine.events import AudioGap, Event, StreamEnded, StreamError, samples_to_
 from engine.messages import PcmBlock, RawBlock
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import trio
     from numpy.typing import NDArray
 
@@ -34,12 +38,13 @@ __all__ = [
     "MAX_RATE",
     "MIN_RATE",
     "Feed",
+    "InputEvents",
     "InputLedger",
     "Producer",
     "check_rate",
     "complete_end",
+    "input_lost_ms",
     "pushed_block",
-    "relay",
 ]
 
 MIN_RATE, MAX_RATE = 8000, 48000
@@ -69,11 +74,12 @@ class Feed(NamedTuple):
             in the producer's task and awaits the session's inbox.
         events: the source's own events (``AudioGap`` of a capture hole,
             ``DeviceLost``, ``StreamError`` of a source that broke mid-way), placed
-            on the stream's timeline by the producer.
+            on the stream's timeline by the producer; they go into the stream's
+            events edge, counted as they are put.
     """
 
     audio: AudioOutbox[PcmBlock | RawBlock | Skip]
-    events: trio.MemorySendChannel[Event]
+    events: InputEvents
 
 
 class Producer(Protocol):
@@ -117,17 +123,70 @@ class InputLedger:
         return sum(samples_to_ms(samples, rate) for rate, samples in self.lost.items())
 
 
+@final
+class InputEvents:
+    """A producer's lane into the stream's events edge that counts what it puts.
+
+    The producer API of ``trio.MemorySendChannel`` (``send``, ``send_nowait``,
+    ``clone``, ``close``, ``aclose``, ``async with``; an
+    :class:`~engine.messages.AudioOutbox` of events) over a clone of the
+    ``session->renderer`` edge: an event is observed by the ledger once the edge
+    took it, in the sender's task, so no relay task stands between a producer
+    and ``events()``. Blocks while the edge is full, like the session's events.
+    """
+
+    __slots__ = ("_ledger", "_send")
+
+    def __init__(self, send: trio.MemorySendChannel[Event], ledger: InputLedger) -> None:
+        self._send = send
+        self._ledger = ledger
+
+    async def send(self, event: Event, /) -> None:
+        """Put ``event`` on the edge (a checkpoint; cancelled: not put, not counted)."""
+        await self._send.send(event)
+        self._ledger.observe(event)
+
+    def send_nowait(self, event: Event) -> None:
+        """Put ``event`` now, or raise ``trio.WouldBlock`` (not a checkpoint)."""
+        self._send.send_nowait(event)
+        self._ledger.observe(event)
+
+    def clone(self) -> InputEvents:
+        """Another handle on the same lane (the edge ends once every handle is closed)."""
+        return InputEvents(self._send.clone(), self._ledger)
+
+    def close(self) -> None:
+        """Close this handle (not a checkpoint)."""
+        self._send.close()
+
+    async def aclose(self) -> None:
+        """Close this handle; a checkpoint."""
+        await self._send.aclose()
+
+    async def __aenter__(self) -> InputEvents:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 def complete_end(
     ended: StreamEnded, ledger: InputLedger, resampling: ResamplerStats, rate: int
 ) -> StreamEnded:
     """The stream's :class:`StreamEnded`: the session's account plus the input side's.
 
-    An ``ok`` session becomes ``partial`` when the input lost audio or its source
+    An ``ok`` session becomes ``partial`` when the input lost audio (a producer's
+    gaps in the ledger, the resampler's lost skips in its stats) or its source
     failed mid-way, and any but a failed one ``interrupted`` when the source was
     stopped before its end; the timeline's length and skipped time come from the
     resampler.
     """
-    lost_ms = ledger.lost_ms
+    lost_ms = input_lost_ms(ledger, resampling, rate)
     status = ended.status
     if status == "ok" and (lost_ms or ledger.errors):
         status = "partial"
@@ -142,16 +201,9 @@ def complete_end(
     )
 
 
-async def relay(
-    inbox: trio.MemoryReceiveChannel[Event],
-    outbox: trio.MemorySendChannel[Event],
-    ledger: InputLedger,
-) -> None:
-    """Count the input side's events and pass them on (Channels: closes both)."""
-    async with inbox, outbox:
-        async for event in inbox:
-            ledger.observe(event)
-            await outbox.send(event)
+def input_lost_ms(ledger: InputLedger, resampling: ResamplerStats, rate: int) -> int:
+    """Audio the input side lost: the producers' gaps and the resampler's lost skips."""
+    return ledger.lost_ms + samples_to_ms(resampling.lost_samples, rate)
 
 
 def pushed_block(pcm: bytes | NDArray[np.generic], rate: int, channels: int) -> PcmBlock | RawBlock:

@@ -16,20 +16,19 @@ Theory of operation
 ::
 
     producer ─┬─► resampler, run in the sender's task ──[resampler->session]──► session ─┐
-    push/skip ┘     │                                                                  │
-                    ▼ input events                                                     │
-    producer events ───────────► relay (InputLedger counts) ─┐                         │
-                                                              ▼                         ▼
-                                                        [session->renderer] ────► events()
+    push/skip ┘     │ gaps, skips (counted in ResamplerStats)                          │
+                    ▼                                                                  ▼
+    producer events ──(InputEvents: InputLedger counts)──► [session->renderer] ──► events()
 
 An optional *producer* (:class:`Producer`) is started first, with a :class:`Feed`:
-its inlet of the resampler and a clone of the input-events lane. A source that
+its inlet of the resampler and its lane into the events edge. A source that
 cannot be opened (a missing file, no such device) therefore raises out of
 :func:`open_stream` before anything connects. The input side's facts (the
 resampler's gaps and skips, a capture device's gaps, a producer's
-``StreamError``) pass one ledger on their way to ``events()``; the session's own
-:class:`StreamEnded` is held until every lane has closed, then completed with
-the ledger once (:func:`complete_end`) and yielded last. That is the only place
+``StreamError``) are counted where they are put, with no task between them and
+``events()``; the session's own :class:`StreamEnded` is held until every lane
+has closed, then completed with the input side's account once
+(:func:`complete_end`) and yielded last. That is the only place
 the end of a stream is folded; observers downstream read it, never rewrite it.
 
 Leaving the ``async with`` ends the input and finishes the task (``finish-task`` …
@@ -61,12 +60,13 @@ from adapters.dashscope.ws import Dialer, dial_tcp
 from engine._embedded import open_embedded_simulator
 from engine._stream_input import (
     Feed,
+    InputEvents,
     InputLedger,
     Producer,
     check_rate,
     complete_end,
+    input_lost_ms,
     pushed_block,
-    relay,
 )
 from engine._util import unwrap_single_group
 from engine.actors import resampler, session
@@ -280,7 +280,8 @@ class Stream:
             live_tasks=s.live_tasks,
             reconnects=s.reconnects,
             finals=s.finals,
-            audio_lost_ms=samples_to_ms(s.lost_samples, rate) + self._ledger.lost_ms,
+            audio_lost_ms=samples_to_ms(s.lost_samples, rate)
+            + input_lost_ms(self._ledger, r, rate),
             push_queue=self._raw.statistics().current_buffer_used,
             frame_queue=self._frames.statistics().current_buffer_used,
             event_queue=self._events.statistics().current_buffer_used,
@@ -354,18 +355,18 @@ async def open_stream(
             session_config = msgspec.structs.replace(session_config, url=sim.inference_url)
         rate = get_model(session_config.model).sample_rate
         frames_send, frames_recv = open_inlet(EDGES["resampler->session"].size)
-        # The input-events lane has the events edge's bound: it ends in that edge.
-        input_send, input_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
+        # The input side's events go into the events edge itself (its clones), counted
+        # where they are put: no relay task.
         events_send, events_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
         ledger = InputLedger()
         framing = resampler.ResamplerConfig(rate, session_config.frame_ms, session_config.stream)
-        stage = resampler.Resampler(outbox=frames_send, events=input_send, config=framing)
+        stage = resampler.Resampler(outbox=frames_send, events=events_send.clone(), config=framing)
         raw_send = stage.inlet()
         stack.enter_context(unwrap_single_group())
         nursery = await stack.enter_async_context(trio.open_nursery())
         source = config.source
         if producer is not None:
-            feed = Feed(raw_send.clone(), input_send.clone())
+            feed = Feed(raw_send.clone(), InputEvents(events_send.clone(), ledger))
             raw_send.close()  # the producer is the source: its end is the input's end
             source = await nursery.start(producer, feed) or source
         started = StreamStarted(
@@ -377,7 +378,6 @@ async def open_stream(
             stream=session_config.stream,
             t=trio.current_time(),
         )
-        nursery.start_soon(relay, input_recv, events_send.clone(), ledger)
         resampling = await nursery.start(stage.run)
         stats = await nursery.start(
             functools.partial(

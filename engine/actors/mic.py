@@ -130,7 +130,7 @@ class _Mic:
         config: MicConfig,
         backend: AudioBackend,
         outbox: AudioOutbox[RawBlock | Skip],
-        events: trio.MemorySendChannel[Event],
+        events: AudioOutbox[Event],
         blocking: Callable[[Callable[[], Any]], Awaitable[Any]],
     ) -> None:
         self.config, self.outbox, self.events = config, outbox, events
@@ -273,7 +273,7 @@ class _Mic:
 async def run(
     *,
     outbox: AudioOutbox[RawBlock | Skip],
-    events: trio.MemorySendChannel[Event],
+    events: AudioOutbox[Event],
     config: MicConfig,
     backend: AudioBackend | None = None,
     stop: trio.Event | None = None,
