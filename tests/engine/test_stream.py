@@ -297,6 +297,46 @@ class TestSkipDrainStatistics:
             stats.finals = 2  # type: ignore[misc]
 
 
+def engine_tasks() -> dict[str, int]:
+    """The engine's tasks under this one, by ``Class.method`` (the simulator's and the
+    transports' own tasks aside)."""
+    names: dict[str, int] = {}
+    todo = [
+        task
+        for nursery in trio.lowlevel.current_task().child_nurseries
+        for task in nursery.child_tasks
+    ]
+    while todo:
+        task = todo.pop()
+        if task.name.startswith(("engine.", "adapters.dashscope.")):
+            name = ".".join(task.name.rsplit(".", 2)[-2:])
+            names[name] = names.get(name, 0) + 1
+        for child in task.child_nurseries:
+            todo.extend(child.child_tasks)
+    return names
+
+
+@pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
+class TestTasks:
+    async def test_a_live_stream_runs_five_tasks(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Per stream: the session, the resampler stage's lifetime, the connection's owner,
+        its reader (also the liveness watch) and the result consumer; no relay task."""
+        pcm = synthesize(SENTENCES, 16000).tobytes()
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                await stream.push(pcm[: 2 * 32000])
+                await trio.sleep(0.5)
+                assert engine_tasks() == {
+                    "session.run": 1,
+                    "Resampler.run": 1,
+                    "Connection.run": 1,
+                    "ReceivePath._reader": 1,
+                    "Pump._consume": 1,
+                }
+
+
 @pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestProducers:
     async def test_a_producer_is_the_source_and_its_facts_reach_the_end(

@@ -9,6 +9,7 @@ at once; the liveness watch and the finish deadline; the WebSocket edge's table.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -394,3 +395,105 @@ class TestFastLane:
             assert not conn.try_send_audio(b"\x00\x00" * 160)
             with pytest.raises(TaskFailed):
                 await conn.send_audio(b"\x00\x00" * 160)
+
+
+def helpers(nursery: trio.Nursery) -> list[str]:
+    """The connection's helper tasks under ``nursery`` (the transport's own tasks aside)."""
+    names: list[str] = []
+    todo = list(nursery.child_tasks)
+    while todo:
+        task = todo.pop()
+        name = task.name.rsplit(".", 1)[-1]
+        if name in ("_reader", "_ping", "_liveness"):
+            names.append(name)
+        for child in task.child_nurseries:
+            todo.extend(child.child_tasks)
+    return names
+
+
+class TestOneReader:
+    async def test_the_reader_is_the_only_helper_task_between_pings(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """The liveness watch has no task of its own: beside the reader, only a ping's short
+        task, for one round trip per interval; pings keep the connection alive."""
+
+        async def script(server: Server) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            await server.expect(m.FinishRequested)
+            await server.send(m.FinishTaskReply())
+
+        pings: list[float] = []
+
+        def dial(url: str, headers: Headers, *, connect_timeout: float) -> Any:
+            @contextlib.asynccontextmanager
+            async def opened() -> AsyncIterator[Transport]:
+                async with dialer(script)(url, headers, connect_timeout=connect_timeout) as end:
+                    ping = end.ping
+
+                    async def counted() -> None:
+                        await ping()
+                        pings.append(trio.current_time())
+
+                    end.ping = counted  # type: ignore[method-assign]
+                    yield end
+
+            return opened()
+
+        conn = InferenceConnection(
+            settings=LinkSettings(
+                url="ws://x/",
+                api_key="sk",
+                user_agent="t",
+                rate=16000,
+                ping_interval_s=2.0,
+                pong_timeout_s=1.0,
+                stall_s=1000.0,
+            ),
+            dial=dial,
+            task_id="t1",
+            model="paraformer-realtime-v2",
+            parameters={"format": "pcm"},
+        )
+        names: list[list[str]] = []
+        async with trio.open_nursery() as nursery:
+            await started(conn, nursery)
+            await trio.sleep(0.5)  # between pings (every 2 s from the start)
+            for _ in range(10):  # 10 s: five pings, each answered
+                await trio.sleep(1.0)
+                names.append(sorted(helpers(nursery)))
+            await conn.finish()
+            conn.release()
+        assert conn.error is None and conn.close_reason == "finished"
+        assert all(n == ["_reader"] for n in names)
+        assert len(pings) == 5 and all(b - a == 2.0 for a, b in itertools.pairwise(pings))
+
+    async def test_a_stall_is_seen_while_the_reader_waits_for_room(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Nobody reads the results: the queue fills and holds the reader; the server then
+        goes silent while audio flows. The watch still runs in the reader's wait: stall."""
+
+        async def script(server: Server) -> None:
+            await server.expect(m.RunTaskRequested)
+            await server.send(m.StartTask())
+            for n in range(RESULTS_BUFFER + 2):
+                await server.send(m.SendResult(result(n, n * 10, None, f"p{n}")))
+            with contextlib.suppress(Disconnected):
+                while True:
+                    await server.end.receive()
+
+        conn = link(script, stall_s=6.0, ping_interval_s=100.0)
+        async with trio.open_nursery() as nursery:
+            await started(conn, nursery)
+            await trio.sleep(1.0)  # the results arrive: the queue is full, the reader waits
+            assert conn.results.statistics().tasks_waiting_send == 1
+            t0 = trio.current_time()
+            await conn.send_audio(b"\x01\x00" * 1600)
+            await conn.ended.wait()
+        assert conn.close_reason == "stalled" and isinstance(conn.error, Disconnected)
+        assert 6.0 <= trio.current_time() - t0 <= 9.0
+        # what was queued before the death still comes out, in order
+        got = [r.text async for r in conn.results if isinstance(r, Heard)]
+        assert got == [f"p{n}" for n in range(RESULTS_BUFFER)]
