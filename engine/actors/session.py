@@ -23,9 +23,11 @@ each the only owner of its state:
 ``_report.py``         the outbox, the counters, :class:`StreamEnded`
 =====================  ==========================================================
 
-The connection itself (reader, liveness watch, bounded send, exception mapping)
-is the adapter's: ``adapters/dashscope/connection.py``. It hands results up a
-bounded channel; nothing calls back into the session.
+The connection itself (one reader that is also the liveness watch, bounded
+send, exception mapping) is the adapter's: ``adapters/dashscope/connection.py``.
+It hands results up a bounded queue, or, while the pump's consumer is idle and
+the outbox has room, to the consumer's synchronous step, which the consumer
+armed (``adapters/dashscope/_results.py``); nothing else reaches into the session.
 
 A stream is served by a sequence of tasks, one connection each: a task opens at
 the commit point, replays the buffer from there, streams live; finals move the
