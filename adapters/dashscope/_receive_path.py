@@ -1,6 +1,8 @@
-"""The receiving half of a connection: one reader task that is also the liveness watch.
+"""The receiving half of a connection: the reader, which is also the liveness watch.
 
-The **reader** (:meth:`ReceivePath._reader`) feeds every received frame to the
+The **reader** (:meth:`ReceivePath._reader`, run by the connection's own task
+once the server task started; :meth:`ReceivePath._read_until` is its loop, which
+the start handshake runs too) feeds every received frame to the
 sans-IO core and interprets the core's events *at once* (no checkpoint between
 receiving a frame and knowing what it means, so a send never races a failure it
 cannot see), then hands the results to the connection's results edge
@@ -14,7 +16,7 @@ when it passes, the reader runs the watch's check and waits on: a stall is the
 connection's death, raised from the reader; a ping is sent by a short task of
 its own (:meth:`ReceivePath._ping`), since its pong arrives through the reader's
 receive. That task lives one round trip per ping interval, under the pong
-deadline. So a connection has one long-lived helper task, not two.
+deadline. So a connection has no long-lived helper task: it used to have two.
 
 Cancellation: the reader's waits are cancellable; a receive cancelled by a
 deadline loses nothing (the transport's ``receive`` is cancel-safe).
@@ -77,22 +79,32 @@ class ReceivePath(Generic[Ev]):
         raise NotImplementedError
 
     async def _reader(self) -> None:
-        async with self._results_out as out:
-            while not self.finished.is_set():
-                data = await self._watched(self._receive)
-                if data is None and self.finished.is_set():
-                    return  # the transport ended after the task finished: nothing to say
-                self._live.heard(trio.current_time())
-                results, failure = self._take_events(data)
-                for result in results:
-                    try:
-                        out.send_nowait(result)
-                    except trio.WouldBlock:
-                        await self._watched(out.send, result)
-                if failure is not None:
-                    raise failure
-                if data is None:
-                    return
+        """Read until the task finished or the connection ended; then close the results.
+
+        Raises the connection's failure when it was the first.
+        """
+        async with self._results_out:
+            await self._read_until(self.finished)
+
+    async def _read_until(self, event: trio.Event) -> None:
+        """Read frames (the reader's loop) until ``event`` is set, the task finished, or the
+        connection ended; the results go out as they come."""
+        out = self._results_out
+        while not event.is_set() and not self.finished.is_set():
+            data = await self._watched(self._receive)
+            if data is None and self.finished.is_set():
+                return  # the transport ended after the task finished: nothing to say
+            self._live.heard(trio.current_time())
+            results, failure = self._take_events(data)
+            for result in results:
+                try:
+                    out.send_nowait(result)
+                except trio.WouldBlock:
+                    await self._watched(out.send, result)
+            if failure is not None:
+                raise failure
+            if data is None:
+                return
 
     async def _receive(self) -> bytes | str | None:
         """The next frame; None once the transport ended."""

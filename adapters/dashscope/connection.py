@@ -1,16 +1,20 @@
-"""One server task on one connection: one reader (and liveness watch), bounded send, results out.
+"""One server task on one connection: a task that reads and watches liveness, bounded send.
 
 Theory of operation
 -------------------
 A :class:`Connection` is owned by a background task (:meth:`Connection.run`,
-started with ``nursery.start``) that dials, opens the server task and then
-reports itself started. From then on its owner's pump sends audio through it
-(``_send_path.py``: an awaited lane under the send deadline, and a synchronous
-fast lane that sends only what the transport takes at once) while ONE helper
-task runs beside it, the **reader**:
+started with ``nursery.start``) that dials, opens the server task (reading the
+socket itself until the server started it) and then reports itself started.
+From then on its owner's pump sends audio through it (``_send_path.py``: an
+awaited lane under the send deadline, and a synchronous fast lane that sends
+only what the transport takes at once) while the connection's own task is the
+**reader** (``_receive_path.py``), until the task finished or the connection
+died; then it waits to be released and closes. :meth:`Connection.release`
+stops a reader still reading (a cancel of the connection's nursery), and the
+close handshake follows. No other task of its own runs but a ping's:
 
-* it feeds every received frame to the sans-IO core and interprets the core's
-  events *at once* (no checkpoint between receiving a frame and knowing what it
+* the reader feeds every received frame to the sans-IO core and interprets the
+  core's events *at once* (no checkpoint between receiving a frame and knowing what it
   means, so a send never races a failure it cannot see), and hands the
   recognition results to :attr:`results` (``_results.py``): synchronously to
   the consumer's armed taker when the consumer is idle, else onto a bounded
@@ -24,8 +28,8 @@ task runs beside it, the **reader**:
   answers) in a short task of its own, since the pong arrives through the
   reader's receive; it lives one round trip per ``ping_interval_s``.
 
-Nothing calls back up: the owner pulls :attr:`results` (or arms its taker),
-reads :attr:`error`, and waits on :attr:`ended`.
+Nothing calls back up: the connection's user (the session) pulls :attr:`results`
+(or arms their taker), reads :attr:`error`, and waits on :attr:`ended`.
 
 Channels: writes and closes the reader's end of :attr:`results`.
 
@@ -144,7 +148,8 @@ class Connection(SendPath[Cmd], ReceivePath[Ev], Generic[Cmd, Ev]):
             ping_interval_s=settings.ping_interval_s,
             pong_timeout_s=settings.pong_timeout_s,
         )
-        self._nursery: trio.Nursery | None = None  # the server task's: the reader's, a ping's
+        self._nursery: trio.Nursery | None = None  # the server task's: a ping's
+        self._reading = False  # the owner task is in its reader loop (release cancels it)
         self._waiting: trio.CancelScope | None = None  # the reader's wait (see ReceivePath)
 
     # ------------------------------------------------------------ owner task
@@ -185,13 +190,15 @@ class Connection(SendPath[Cmd], ReceivePath[Ev], Generic[Cmd, Ev]):
                 with unwrap_single_group():
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        nursery.start_soon(self._reader)
-                        await self._start()
+                        await self._start()  # reads the socket itself until started
                         self._live.start(trio.current_time())
-                        self._rewake()
                         self._start_helpers(nursery)
                         self._reported = True
                         task_status.started()
+                        if not self._release.is_set():
+                            self._reading = True
+                            await self._reader()  # this task is the reader from now on
+                            self._reading = False
                         await self._release.wait()
                         nursery.cancel_scope.cancel()
             except StenoError as exc:
@@ -202,13 +209,15 @@ class Connection(SendPath[Cmd], ReceivePath[Ev], Generic[Cmd, Ev]):
                 await transport.aclose()
 
     def release(self) -> None:
-        """The owner is done with the task: close the connection gracefully."""
+        """The owner is done with the task: close the connection gracefully (not a checkpoint)."""
         self._release.set()
+        if self._reading and self._nursery is not None:
+            self._nursery.cancel_scope.cancel()  # stop reading; the close handshake follows
 
     def abort(self, exc: StenoError) -> None:
         """Record the first failure (unless the task finished) and close the connection."""
         self._fail(exc)
-        self._release.set()
+        self.release()
 
     def _fail(self, exc: StenoError) -> bool:
         """Record ``exc`` if it is the first failure; True if it was.
@@ -246,7 +255,9 @@ class Connection(SendPath[Cmd], ReceivePath[Ev], Generic[Cmd, Ev]):
 
     async def _wait_started(self) -> None:
         with trio.move_on_after(self.settings.start_s):
-            await self.started.wait()
+            await self._read_until(self.started)
+        if self.error is not None:
+            raise self.error
         if not self.started.is_set():
             raise StenoTimeout(
                 f"the server did not start the task within {self.settings.start_s:g} s"

@@ -124,7 +124,7 @@ class RealtimeConnection(Connection[m.ClientCommand, m.ClientEvent]):
     async def _start(self) -> None:
         start_s = self.settings.start_s
         with trio.move_on_after(start_s):
-            await self._created.wait()
+            await self._read_until(self._created)
         if not self._created.is_set():
             raise TaskFailed("Timeout", f"the server sent no session.created within {start_s:g} s")
         await self._command(m.UpdateSession(self._session))

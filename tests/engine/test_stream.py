@@ -318,11 +318,11 @@ def engine_tasks() -> dict[str, int]:
 
 @pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestTasks:
-    async def test_a_live_stream_runs_five_tasks(
+    async def test_a_live_stream_runs_four_tasks(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
-        """Per stream: the session, the resampler stage's lifetime, the connection's owner,
-        its reader (also the liveness watch) and the result consumer; no relay task."""
+        """Per stream: the session, the resampler stage's lifetime, the connection (its
+        owner is its reader and liveness watch) and the result consumer; no relay task."""
         pcm = synthesize(SENTENCES, 16000).tobytes()
         async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
             async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
@@ -332,7 +332,6 @@ class TestTasks:
                     "session.run": 1,
                     "Resampler.run": 1,
                     "Connection.run": 1,
-                    "ReceivePath._reader": 1,
                     "Pump._consume": 1,
                 }
 

@@ -412,11 +412,11 @@ def helpers(nursery: trio.Nursery) -> list[str]:
 
 
 class TestOneReader:
-    async def test_the_reader_is_the_only_helper_task_between_pings(
+    async def test_the_owner_is_the_reader_and_pings_are_its_only_helpers(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
-        """The liveness watch has no task of its own: beside the reader, only a ping's short
-        task, for one round trip per interval; pings keep the connection alive."""
+        """Once started, the connection's own task reads (and watches liveness): no helper
+        task but a ping's, for one round trip per interval; pings keep the connection alive."""
 
         async def script(server: Server) -> None:
             await server.expect(m.RunTaskRequested)
@@ -466,7 +466,7 @@ class TestOneReader:
             await conn.finish()
             conn.release()
         assert conn.error is None and conn.close_reason == "finished"
-        assert all(n == ["_reader"] for n in names)
+        assert all(n == [] for n in names)
         assert len(pings) == 5 and all(b - a == 2.0 for a, b in itertools.pairwise(pings))
 
     async def test_a_stall_is_seen_while_the_reader_waits_for_room(
