@@ -4,11 +4,13 @@ Usage::
 
     python -m tools.bench.stages --json tools/bench/results/stages-after.json
     python -m tools.bench.stages --quick             # the smoke test: few iterations
+    python -m tools.bench.stages --only frame. --only send.fastws   # some stages only
 
 Per 100 ms frame of 16 kHz mono: *read* (the project's file reader), *resample*
 (48 kHz → 16 kHz, and the 16 kHz int16 path), *pace* (a trio timer per stream per
 frame, a shared tick), *channel* (one hop between two tasks), *send* (one 3,200 B
-frame on a WebSocket to a sink in another process). Per result: *decode* (``json``
+frame on a WebSocket to a sink in another process), *frame* (the session's synchronous
+path of one live frame, piece by piece: ``_stage_frame.py``). Per result: *decode* (``json``
 vs the typed msgspec decoder vs the protocol core), *map* (wire sentence → engine
 event), *sink* (JSONL, SRT). Stages use the project's own functions where they exist
 and import them defensively: a stage whose code is not in the checkout is reported
@@ -40,6 +42,7 @@ from typing import Any
 from tools.bench._measure import Absent, Measure, cpu_of, run_trio
 from tools.bench._report import machine_info
 from tools.bench._sim import ROOT
+from tools.bench._stage_frame import FRAME_PATH_STAGES
 from tools.bench._stage_read import read_stage, readahead_stage
 from tools.bench._stage_results import RESULT_STAGES
 from tools.bench._stage_transport import SEND_STAGES, SinkServer
@@ -234,7 +237,9 @@ def inlet_stage() -> Measure:
 
 # ------------------------------------------------------------------ main
 
-FRAME_STAGES: list[tuple[str, str, Callable[..., Measure]]] = [
+Stage = tuple[str, str, Callable[..., Measure]]
+
+FRAME_STAGES: list[Stage] = [
     ("read.file_16k", "open_audio_source, 100 ms blocks of a 16 kHz WAV", lambda d: read_stage(16000, d)),
     ("read.file_48k", "open_audio_source, 100 ms blocks of a 48 kHz WAV", lambda d: read_stage(48000, d)),
     ("read.readahead_16k", "capture's read_pcm16 read-ahead, sliced into 100 ms blocks", lambda d: readahead_stage(16000, 1, d)),
@@ -277,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--quick", action="store_true", help="few items, one repeat (smoke)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--only", action="append", metavar="PREFIX", help="run the stages named so (repeatable)"
+    )
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args(argv)
@@ -309,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp, SinkServer(pin=args.pin) as sink:
         directory = Path(tmp)
-        stages = [*FRAME_STAGES, *SEND_STAGES(sink.url)]
-        for name, what, make in stages:
+        stages = [*FRAME_STAGES, *SEND_STAGES(sink.url), *FRAME_PATH_STAGES(sink.url)]
+        for name, what, make in _chosen(stages, args.only):
             rec = run_stage(lambda m=make: m(directory), frames, repeats)  # type: ignore[misc]
             record["per_frame"][name] = {"what": what, **rec}
             print(f"{name:32} {_show(rec)}", flush=True)
-        for name, what, make in RESULT_STAGES:
+        for name, what, make in _chosen(RESULT_STAGES, args.only):
             rec = run_stage(lambda m=make: m(directory), results, repeats)  # type: ignore[misc]
             record["per_result"][name] = {"what": what, **rec}
             print(f"{name:32} {_show(rec)}", flush=True)
@@ -322,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def _chosen(stages: list[Stage], only: list[str] | None) -> list[Stage]:
+    if not only:
+        return stages
+    return [stage for stage in stages if stage[0].startswith(tuple(only))]
 
 
 def _show(rec: dict[str, Any]) -> str:
