@@ -23,30 +23,34 @@ PRE_ROLL_S: Final = 1.0
 """Silence kept before the newest audio for a replay (the onset of the next word)."""
 
 
+_INT16: Final = np.dtype("<i2")
+_FLOAT32: Final = np.dtype(np.float32)
+_LIMIT: Final = SILENCE_RMS * SILENCE_RMS  # the threshold as a mean square
+
+
 def is_silent(pcm: bytes, rate: int) -> bool:
     """True when every 100 ms block of the int16 PCM is below :data:`SILENCE_RMS`.
 
     A tail shorter than a block is judged on its own samples.
     """
-    samples = np.frombuffer(pcm, dtype="<i2")
-    size = samples.size
+    # Runs for every frame of every stream (#11). Between two frames the socket
+    # sends of a thousand streams evict numpy's dispatch code from the caches, so
+    # each numpy call costs ~2 us there, not the ~0.5 us a micro-benchmark shows:
+    # a 100 ms frame (one block) takes three (view, float32 copy, BLAS dot), and
+    # nothing else, no slice, no dtype parsed from a string.
+    x = np.frombuffer(pcm, _INT16).astype(_FLOAT32)
+    size = x.size
+    block = rate // 10 or 1
+    if size == block:
+        return bool(x.dot(x) < _LIMIT * block)
     if size == 0:
         return True
-    # Runs for every frame of every stream: one float32 conversion and one dot product
-    # per block (a 100 ms frame is one block), no reductions on the side (#11).
-    x = samples.astype(np.float32)
-    block = max(1, rate // 10)
     whole = size - size % block
-    limit = SILENCE_RMS * SILENCE_RMS
-    if whole == block:
-        head = x[:block]
-        if float(head.dot(head)) >= limit * block:
-            return False
-    elif whole:
+    if whole:
         blocks = x[:whole].reshape(-1, block)
-        if bool((np.einsum("ij,ij->i", blocks, blocks) >= limit * block).any()):
+        if bool((np.einsum("ij,ij->i", blocks, blocks) >= _LIMIT * block).any()):
             return False
     if whole < size:
         tail = x[whole:]
-        return float(tail.dot(tail)) < limit * tail.size
+        return bool(tail.dot(tail) < _LIMIT * tail.size)
     return True

@@ -41,3 +41,17 @@ def test_it_agrees_with_the_per_block_rms(
     silent, closest = reference(samples, RATE)
     assume(closest > 1e-3)  # float32 and float64 may round a block on the line differently
     assert is_silent(samples.tobytes(), RATE) == silent
+
+
+def test_a_frame_at_the_threshold_is_not_silent() -> None:
+    """One 100 ms block (the per-frame path) with an RMS of exactly 64 is loud; 63 is silent."""
+    for amplitude, silent in ((63, True), (64, False), (-64, False)):
+        frame = np.full(RATE // 10, amplitude, dtype="<i2").tobytes()
+        assert is_silent(frame, RATE) is silent
+
+
+def test_an_empty_frame_and_a_tiny_rate_are_silent_or_judged() -> None:
+    """No samples is silence; a rate under 10 Hz judges one sample per block."""
+    assert is_silent(b"", RATE) is True
+    assert is_silent(np.array([0, 100], dtype="<i2").tobytes(), 5) is False
+    assert is_silent(np.array([0, 10], dtype="<i2").tobytes(), 5) is True
