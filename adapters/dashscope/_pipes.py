@@ -77,15 +77,24 @@ class SocketPipe:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def read(self) -> bytes:
+        # Exactly one checkpoint, as trio's own socket does it: bytes already there
+        # are taken between a cancel check and a shielded yield (never lost); else the
+        # wait for them is the checkpoint, and the read after it yields no more (a
+        # second trip through the scheduler per message, for nothing).
         await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
         while True:
+            await trio.lowlevel.wait_readable(self._sock)
             try:
-                data = self._sock.recv(READ_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._sock)
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return data
+                return self._sock.recv(READ_SIZE)
+            except BlockingIOError:  # woken with nothing to read (spurious): wait again
+                continue
 
     async def aclose(self) -> None:
         if self._sock.fileno() >= 0:
@@ -135,16 +144,19 @@ class TLSPipe:
         await self._flush()
 
     async def read(self) -> bytes:
+        waited = False  # a fill is a checkpoint: the read after it needs none of its own
         while True:
             try:
                 data = self._obj.read(READ_SIZE)
             except ssl.SSLWantReadError:
                 await self._flush()  # a key update may have produced bytes to send
                 await self._fill()
+                waited = True
             except ssl.SSLZeroReturnError:
                 return b""
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()  # never lose what was read
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # never lose what was read
                 return data
 
     async def _flush(self) -> None:
