@@ -101,7 +101,15 @@ class SendPath(Generic[Cmd]):
         have to wait); the caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
-        if transport is None or not self.fast_lane_open:
+        # fast_lane_open, inlined: this runs for every frame of every stream
+        if (
+            transport is None
+            or self.error is not None
+            or not self._reported
+            or self._over
+            or self.finish_sent_t is not None
+            or self._held is not None
+        ):
             return False
         try:
             frame = self._core.send(self._audio(pcm))

@@ -39,6 +39,7 @@ __all__ = [
     "Opcode",
     "RandomMasks",
     "build_frame",
+    "masked_binary_frame",
     "thread_masks",
 ]
 
@@ -107,6 +108,21 @@ def build_frame(
         head = _HEAD64.pack(first, maskbit | 127, n)
     if mask is None:
         return head + payload
+    return b"".join((head, mask, apply_mask(payload, mask)))
+
+
+def masked_binary_frame(payload: bytes, mask: bytes) -> bytes:
+    """``build_frame(Opcode.BINARY, payload, mask=mask)``, the same bytes, fewer steps.
+
+    A client sends every audio frame this way: one final binary frame, masked.
+    """
+    n = len(payload)
+    if n < 126:
+        head = _HEAD.pack(0x82, 0x80 | n)
+    elif n < 65536:
+        head = _HEAD16.pack(0x82, 0xFE, n)
+    else:
+        head = _HEAD64.pack(0x82, 0xFF, n)
     return b"".join((head, mask, apply_mask(payload, mask)))
 
 

@@ -46,6 +46,7 @@ from .frames import (
     Opcode,
     RandomMasks,
     build_frame,
+    masked_binary_frame,
     thread_masks,
 )
 
@@ -176,6 +177,9 @@ class WebSocketCore:
             self._refuse(Input.SEND_DATA)
         if isinstance(data, str):
             return self._frame(Opcode.TEXT, data.encode())
+        masks = self._masks
+        if masks is not None:  # a client's binary message (every audio frame): one call
+            return masked_binary_frame(data, masks())
         return self._frame(Opcode.BINARY, data)
 
     def ping(self, payload: bytes = b"") -> bytes:

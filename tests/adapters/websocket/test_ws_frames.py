@@ -19,6 +19,7 @@ from adapters.websocket.frames import (
     Opcode,
     RandomMasks,
     build_frame,
+    masked_binary_frame,
     thread_masks,
 )
 from adapters.websocket.protocol import CLIENT, WebSocketCore
@@ -81,6 +82,12 @@ class TestBuild:
     def test_fin_bit(self) -> None:
         """A non-final fragment has FIN clear."""
         assert build_frame(Opcode.TEXT, b"a", fin=False)[0] == 0x01
+
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 3200, 65535, 65536])
+    def test_the_audio_shortcut_builds_the_same_bytes(self, size: int) -> None:
+        """masked_binary_frame (a client's audio frame) == build_frame, at every length form."""
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+        assert masked_binary_frame(payload, MASK) == build_frame(Opcode.BINARY, payload, mask=MASK)
 
 
 class TestParser:
