@@ -106,16 +106,25 @@ class Feed:
 
     def voiced_if_taken(self, frame: AudioFrame) -> tuple[bool, bool]:
         """``(silent, voiced)`` of a frame not yet buffered, as if it were (pure)."""
-        silent = is_silent(frame.pcm, self.rate)
+        pcm = frame.pcm
+        silent = is_silent(pcm, self.rate)
         self._judged = (frame, silent)  # a frame the taker refuses is buffered judged
-        return silent, frame.start < (self._speech_end if silent else frame.end)
+        if silent:
+            return True, frame.start < self._speech_end
+        return False, len(pcm) > 1  # a frame with samples begins before its own end
 
     def took_live(self, frame: AudioFrame, silent: bool, arrived: float) -> None:
         """The synchronous lane sent ``frame`` (``silent`` as judged): buffer and count it."""
+        # _append and mark_sent, inlined: this runs for every frame of every stream.
         now = trio.current_time()
         self._last_input_t = now
-        self._append(frame, silent)
-        self.mark_sent(frame.end)
+        buffer = self.buffer
+        buffer.append(frame)
+        end = buffer.end
+        if not silent:
+            self._speech_end = end
+        if end > self.sent_high:
+            self.sent_high = end
         self.send_lag.add(now - arrived)
         self.fast_frames += 1
 

@@ -77,11 +77,13 @@ class Task:
         True: sent, as :meth:`skip_to` then :meth:`send_audio` would have. False:
         nothing changed; the caller awaits those instead.
         """
-        if not self.link.try_send_audio(frame.pcm, voiced=voiced):
+        pcm = frame.pcm
+        if not self.link.try_send_audio(pcm, voiced=voiced):
             return False
-        if frame.start > self.sent_until:  # the source skipped time (Stream.skip)
-            self.clock.skip_to(frame.start)
-        self._sent(frame.pcm, frame.end)
+        start = frame.start
+        if start > self.sent_until:  # the source skipped time (Stream.skip)
+            self.clock.skip_to(start)
+        self._sent(pcm, start + (len(pcm) >> 1))
         return True
 
     async def send_audio(self, pcm: bytes, end: int, *, voiced: bool = True) -> None:
