@@ -128,6 +128,7 @@ class ResamplerStats:
 
 
 _SCALE: Final = np.float32(32768.0)
+_INT16: Final = np.dtype("<i2")
 
 
 @final
@@ -167,9 +168,10 @@ class ResamplerCore:
         self.stats.blocks += 1
         self.stats.took(len(block.samples), rate)
         if isinstance(block, PcmBlock):
-            if rate == out_rate:
-                pcm16 = block.samples.astype("<i2", copy=False).tobytes()
-                return frames + self.chunker.push(pcm16)
+            if rate == out_rate:  # every frame of a 16 kHz source: a prebuilt dtype, one copy
+                pcm16 = block.samples.astype(_INT16, copy=False).tobytes()
+                pushed = self.chunker.push(pcm16)
+                return frames + pushed if frames else pushed
             floats = block.samples.astype(np.float32)
             floats *= np.float32(1.0 / 32768.0)  # exact: int16 -> [-1, 1)
         else:
@@ -227,4 +229,4 @@ class ResamplerCore:
         np.multiply(x, _SCALE, out=s)
         np.rint(s, out=s)
         np.clip(s, -32768.0, 32767.0, out=s)
-        return s.astype("<i2").tobytes()
+        return s.astype(_INT16).tobytes()
