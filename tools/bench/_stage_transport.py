@@ -1,10 +1,12 @@
-"""The send stages of ``tools/bench/stages.py`` and the WebSocket sink they send to.
+"""The send and receive stages of ``tools/bench/stages.py`` and the WebSocket sink they use.
 
 The sink is a trio-websocket server in a child process (pinned to CPU 1) that reads
 and drops every message, so only the sender's CPU is measured. A send stage opens
 20 connections and sends one 3,200 B frame on each per round, a round every 5 ms
 (the sink keeps up, so the sender rarely waits on a full socket buffer); the per-round
-timer wake is included, ~2 µs per frame.
+timer wake is included, ~2 us per frame. On ``/source`` the sink sends instead: one
+result-sized text message per connection per round, which the receive stage reads
+(a task per connection, as a connection's reader).
 """
 
 from __future__ import annotations
@@ -22,6 +24,25 @@ from tools.bench._measure import Absent, Measure, run_trio
 from tools.bench._sim import ROOT
 
 CONNECTIONS, ROUND_S, FRAME = 20, 0.005, bytes(3200)
+RESULT = json.dumps(
+    {
+        "header": {"task_id": "t" * 32, "event": "result-generated", "attributes": {}},
+        "payload": {
+            "output": {
+                "sentence": {
+                    "sentence_id": 1,
+                    "begin_time": 0,
+                    "end_time": None,
+                    "text": "the weather today is sunny and the train leaves at seven",
+                    "words": [],
+                    "heartbeat": False,
+                    "sentence_end": False,
+                }
+            }
+        },
+    }
+)
+"""A partial result as the service sends it (~330 B of JSON text)."""
 
 
 class SinkServer:
@@ -64,6 +85,12 @@ class SinkServer:
         async def handler(request: trio_websocket.WebSocketRequest) -> None:
             ws = await request.accept()
             try:
+                if request.path.startswith("/source"):  # a result-sized message per round
+                    deadline = trio.current_time()
+                    while True:
+                        deadline += ROUND_S
+                        await ws.send_message(RESULT)
+                        await trio.sleep_until(deadline)
                 while True:
                     await ws.get_message()
             except trio_websocket.ConnectionClosed:
@@ -145,6 +172,45 @@ def dialer_stage(url: str, module: str, name: str, *, nowait: bool) -> Measure:
     return _send_stage(lambda: dial(url, [("user-agent", "bench")], connect_timeout=10.0), send)
 
 
+def receive_stage(url: str) -> Measure:
+    """Messages received through the transport a dialer opens, one per connection per
+    round from the sink's ``/source``: the reader's wake, the read, the framing."""
+    dial = _dialer("adapters.dashscope.fastws", "dial_fast")
+    source = url.rsplit("/", 1)[0] + "/source"
+
+    def measure(items: int) -> float:
+        import trio
+
+        async def main() -> float:
+            from contextlib import AsyncExitStack
+
+            per = max(1, items // CONNECTIONS)
+            async with AsyncExitStack() as stack:
+                conns = [
+                    await stack.enter_async_context(
+                        dial(source, [("user-agent", "bench")], connect_timeout=10.0)
+                    )
+                    for _ in range(CONNECTIONS)
+                ]
+                for conn in conns:  # the first message: every connection is flowing
+                    await conn.receive()
+                t0 = time.process_time()
+
+                async def reader(conn: Any) -> None:
+                    for _ in range(per):
+                        await conn.receive()
+
+                async with trio.open_nursery() as nursery:
+                    for conn in conns:
+                        nursery.start_soon(reader, conn)
+                spent = time.process_time() - t0
+            return spent * items / (per * CONNECTIONS)
+
+        return run_trio(main)
+
+    return measure
+
+
 def SEND_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure]]]:
     """The send stages against the sink at ``url``."""
     return [
@@ -158,4 +224,6 @@ def SEND_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure]]]:
          lambda d: dialer_stage(url, "adapters.dashscope.fastws", "dial_fast", nowait=False)),
         ("send.fastws_nowait", "dial_fast: send_nowait, awaited send when it says no",
          lambda d: dialer_stage(url, "adapters.dashscope.fastws", "dial_fast", nowait=True)),
+        ("receive.fastws", "dial_fast: receive, one ~330 B text message per wake",
+         lambda d: receive_stage(url)),
     ]  # fmt: skip
