@@ -18,8 +18,9 @@ steps, and remembers its latest member deadline (its *due* time). One ticker tas
 sleeps to the earliest bucket's due time, then serves every bucket that is due, in
 bucket (time) order: it unparks the waiters (in arrival order) and calls the steps
 (in deadline order). A step hands its frame over synchronously and returns its next
-deadline, which joins a bucket like a new wait, during the tick: a deadline already
-due is served in the same tick (a backlog goes at once, in order), a later one stays
+deadline, which joins a bucket like a new wait: a deadline already due is served by
+the next tick, right after the other runnable tasks had their turn (a backlog goes
+one frame per driver per tick, in order, never starving the run), a later one stays
 registered and the driver's task never runs. ``None`` from a step, or an exception,
 ends the drive: the task is rescheduled (and re-raises the exception). Rules:
 
@@ -37,7 +38,7 @@ ends the drive: the task is rescheduled (and re-raises the exception). Rules:
    touch cancel scopes, and whatever it raises is caught and re-raised in the
    driver's task, with its traceback. A step must move its deadline forward (a
    deadline not later than the one it was called for ends the drive with a
-   ``ValueError``), so a tick always ends.
+   ``ValueError``), and a tick calls each step at most once, so a tick always ends.
 
 The ticker is a trio *system task*, spawned by the first wait of a run: it lives and
 dies with that run (no task leaks out of ``trio.run``, nothing crosses runs), is
@@ -225,7 +226,7 @@ class Pacer:
         its deadline). It does one paced thing (hand a frame over without waiting)
         and returns the deadline of the next one, which must be later than the one
         it was called for: the task stays parked and the ticker calls it again then
-        (at once, in the same tick, when that deadline is already due). It returns
+        (at its next tick, when that deadline is already due). It returns
         ``None`` when the task must take over (its source needs an await: a read, a
         frame refused); ``drive`` then returns. Each call's lateness (deadline ->
         called) is recorded, as a wait's is. Always a checkpoint (the park), even
@@ -320,8 +321,13 @@ class Pacer:
     def _wake_due(self, now: float) -> None:
         self.ticks += 1
         heap, buckets = self._heap, self._buckets
+        due: list[_Bucket] = []
         while heap and buckets[heap[0]].due <= now:
-            bucket = buckets.pop(heapq.heappop(heap))
+            due.append(buckets.pop(heapq.heappop(heap)))
+        # Steps re-registered now join buckets of the next tick, even when already due:
+        # a backlog then goes one frame per driver per tick, with the other tasks
+        # running between ticks (the reader, the consumers), as waiters would.
+        for bucket in due:
             if bucket.lot is not None:
                 bucket.lot.unpark_all()
             if bucket.drivers is not None:

@@ -295,7 +295,8 @@ class TestDrive:
     async def test_a_past_deadline_is_called_at_the_next_tick(
         self, autojump_clock: trio.testing.MockClock
     ) -> None:
-        """drive is a checkpoint even when due; a backlog is served in one go, in order."""
+        """drive is a checkpoint even when due; a backlog goes in order, one call per tick,
+        at once (other tasks run between the ticks)."""
         pacer = Pacer()
         await trio.sleep(1.0)
         now = trio.current_time()
@@ -303,8 +304,33 @@ class TestDrive:
         with trio.testing.assert_checkpoints():
             await pacer.drive(frames.step, frames.deadlines[0])
         assert frames.calls == [(d, now) for d in frames.deadlines[:3]] + [(now + 0.1, now + 0.1)]
-        assert pacer.ticks == 2
+        assert pacer.ticks == 4
         assert pacer.statistics().max_ms == pytest.approx(300.0)
+
+    async def test_a_backlog_does_not_starve_the_run(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """50 overdue frames: one call per tick, and another task runs between the ticks."""
+        pacer = Pacer()
+        await trio.sleep(10.0)
+        now = trio.current_time()
+        frames = Frames([now - 5.0 + k * 0.1 for k in range(50)])
+        turns = 0
+        done = False
+
+        async def other() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            await pacer.drive(frames.step, frames.deadlines[0])
+            done = True
+        assert [d for d, _ in frames.calls] == frames.deadlines
+        assert pacer.ticks == 50 and turns >= 49
+        assert trio.current_time() == now
 
     async def test_steps_of_one_tick_go_in_deadline_order(
         self, autojump_clock: trio.testing.MockClock
