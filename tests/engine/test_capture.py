@@ -389,17 +389,17 @@ class TestDriven:
                     pacer=pacer,
                 )
             )
-            while len(got) < 10:
+            while len(got) < 5:  # mid read-ahead: the next block is the pacer's to send
                 got.append(await receive.receive())
             await trio.testing.wait_all_tasks_blocked()  # the capture is parked in the pacer
             assert pacer.statistics().waiting == 1
             nursery.cancel_scope.cancel()
         with pytest.raises(trio.EndOfChannel):
             receive.receive_nowait()
-        assert (len(got), stats.blocks, stats.samples) == (10, 10, 16000)
+        assert (len(got), stats.blocks, stats.samples) == (5, 5, 8000)
         assert pacer.statistics().waiting == 0
         await trio.sleep(5.0)
-        assert pacer.statistics().count == 10
+        assert pacer.statistics().count == 5
 
     async def test_an_error_in_the_step_reaches_the_actor(
         self, autojump_clock: trio.testing.MockClock, three_seconds: Path
