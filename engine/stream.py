@@ -9,7 +9,7 @@
 Every face builds its stream here: ``steno transcribe``/``translate`` (a file's
 capture actor is the producer, :mod:`engine.pipeline`), ``steno listen`` (the
 microphone actor, :mod:`engine.live`), the daemon (its pusher), the capacity
-bench and any embedding host (``push``/``skip``).
+bench and any embedding host (``push``/``skip``, or ``try_push`` from one pacing task).
 
 Theory of operation
 -------------------
@@ -235,6 +235,37 @@ class Stream:
             self._pushed[rate] = self._pushed.get(rate, 0) + size
         else:
             await trio.lowlevel.checkpoint()
+
+    def try_push(
+        self,
+        pcm: bytes | NDArray[np.generic],
+        *,
+        rate: int | None = None,
+        channels: int | None = None,
+    ) -> bool:
+        """Add audio now if the engine can take all of it now; never waits.
+
+        The cheap path for a host that paces many streams from one task (a step of
+        :meth:`engine.pacer.Pacer.drive`, or its own loop): not a checkpoint, no task
+        switch. All or nothing: True when the audio was taken (resampled, and its
+        frames sent on the wire or queued within the stream's bound); False when
+        nothing was taken (the engine is behind, or another producer is pushing):
+        then ``await push(...)`` the same audio. :meth:`push` stays the simple path.
+
+        Raises:
+            InputError: a rate outside 8–48 kHz, or data that is not int16/float PCM.
+            trio.ClosedResourceError: after :meth:`end_input`.
+            trio.BrokenResourceError: the stream has finished.
+        """
+        rate = rate or self.config.input_rate
+        check_rate(rate)
+        item = pushed_block(pcm, rate, channels or self.config.input_channels)
+        size = len(item.samples)
+        if size:
+            if not self._raw.try_send(item):
+                return False
+            self._pushed[rate] = self._pushed.get(rate, 0) + size
+        return True
 
     async def skip(
         self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False

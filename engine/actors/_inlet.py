@@ -16,7 +16,10 @@ Rules:
 1. ``Inlet.send`` checkpoints once, first (a producer loop can never starve the
    scheduler; a full queue makes it wait as well), then offers the frame to the
    armed taker, which either takes it (sent on the wire, buffered, accounted
-   for: ``send`` returns) or refuses it (nothing changed).
+   for: ``send`` returns) or refuses it (nothing changed). ``Inlet.try_send`` is
+   the same hand-over without the checkpoint and without waiting, for a producer
+   driven by the pacer (:meth:`engine.pacer.Pacer.drive`): the frame is taken
+   (fast lane or queue) or refused whole, and the producer then awaits ``send``.
 2. A refused frame disarms the lane before it is queued, and only the pump arms
    it again, once it finds the queue empty: so once one frame is queued, later
    frames queue behind it until the pump drains them. The order of frames is the
@@ -34,7 +37,8 @@ reads ``EndOfChannel``) and by ``Inbox.close``/``aclose`` (the producer then
 gets ``BrokenResourceError``, as from a memory channel).
 
 Cancellation: ``send`` is cancellable at its checkpoint (nothing sent) and while
-it waits for room (nothing queued), as a memory channel's.
+it waits for room (nothing queued), as a memory channel's. ``try_send``,
+``send_nowait`` and ``room`` are not checkpoints.
 
 Error handling: a taker never raises (a failure to send refuses the frame, and
 the pump's awaited send reports the failure).
@@ -81,11 +85,12 @@ def open_inlet(size: int) -> tuple[Inlet, Inbox]:
 class Inlet:
     """The producer's end; see the module docstring."""
 
-    __slots__ = ("_lane", "_send")
+    __slots__ = ("_lane", "_send", "_size")
 
     def __init__(self, send: trio.MemorySendChannel[_Item], lane: _Lane) -> None:
         self._send = send
         self._lane = lane
+        self._size = int(send.statistics().max_buffer_size)
 
     async def send(self, frame: AudioFrame) -> None:
         """Hand ``frame`` to the session: sent at once on the fast lane, else queued.
@@ -105,6 +110,39 @@ class Inlet:
             self._send.send_nowait((frame, arrived))
         except trio.WouldBlock:
             await self._send.send((frame, arrived))
+
+    def try_send(self, frame: AudioFrame) -> bool:
+        """Hand ``frame`` over if it can be taken now; never waits, not a checkpoint.
+
+        Returns:
+            True: taken (sent on the fast lane, or queued within the bound). False:
+            nothing was taken (the queue is full); await :meth:`send` with it.
+
+        Raises:
+            trio.BrokenResourceError, trio.ClosedResourceError: as :meth:`send`.
+        """
+        arrived = trio.current_time()
+        if self._offer(frame, arrived):
+            return True
+        try:
+            self._send.send_nowait((frame, arrived))
+        except trio.WouldBlock:
+            return False
+        return True
+
+    def room(self) -> int:
+        """How many frames :meth:`try_send` takes now, at least (not a checkpoint).
+
+        The queue's free places, or the whole bound while the lane is armed (the
+        pump arms it only on an empty queue, rule 2); 0 while a producer waits for
+        room (it goes first).
+        """
+        if self._lane.taker is not None:
+            return self._size
+        stats = self._send.statistics()
+        if stats.tasks_waiting_send:
+            return 0
+        return self._size - stats.current_buffer_used
 
     def send_nowait(self, frame: AudioFrame) -> None:
         """Hand ``frame`` over without waiting (not a checkpoint).

@@ -7,29 +7,42 @@ seconds of audio is sent at ``t0 + d / speed`` on the trio clock, so slow sends
 never accumulate into drift (a late block is followed by on-time ones). With
 ``speed=None`` (``--fast``) it sends as fast as the outbox accepts.
 
-Per block it costs one task wake: the run's shared :mod:`engine.pacer` wakes it
-(no timer per stream), the block is a slice of the read-ahead (no thread hop per
-block), and ``outbox.send`` is the resampler stage running in this task. The
-read-ahead is :data:`READ_AHEAD_BYTES` of mono int16 at the file's rate, read in
-one worker-thread hop (or ffmpeg pipe read) right after the previous one is used
-up, about a block's time before it is due.
+Paced, a block costs no task wake: the task parks in the run's shared pacer
+(:meth:`engine.pacer.Pacer.drive`) and the pacer's ticker calls the capture's step
+at each block's deadline, which slices the block from the read-ahead (no thread hop
+per block) and hands it to the resampler stage synchronously (``try_send``: the
+stage converts it and its frames go on the session's fast lane or into its queue).
+The task takes over only when the read-ahead is used up (the next read) or a block
+is refused (the session is behind: ``await outbox.send(block)``, backpressure as
+before), then drives again. Blocks, order, deadlines and counts are the same as a
+task that waits for each deadline and sends (what an outbox with no synchronous
+``try_send`` gets, and ``--fast`` a plain send loop). The read-ahead is
+:data:`READ_AHEAD_BYTES` of mono int16 at the file's rate, read in one
+worker-thread hop (or ffmpeg pipe read) right after the previous one is used up,
+about a block's time before it is due.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
 import structlog
 import trio
 
 from adapters.audio.files import SourceInfo, open_audio_source
+from engine.actors.resampler import ResamplerInlet
 from engine.messages import PcmBlock
 from engine.pacer import current_pacer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    from numpy.typing import NDArray
+
     from adapters.audio.files import ToolFinder
     from engine.messages import AudioOutbox
     from engine.pacer import Pacer
@@ -93,6 +106,95 @@ def block_deadline(t0: float, emitted_frames: int, rate: int, speed: float) -> f
     return t0 + emitted_frames / rate / speed
 
 
+def _synchronous_send(outbox: AudioOutbox[PcmBlock]) -> Callable[[PcmBlock], bool] | None:
+    """The outbox's hand-over without waiting (True: taken), or None when it has none.
+
+    A resampler stage's inlet (``try_send``: all or nothing), or a memory channel
+    (``send_nowait``); anything else is paced by waiting and sending.
+    """
+    if isinstance(outbox, ResamplerInlet):
+        return outbox.try_send
+    if isinstance(outbox, trio.MemorySendChannel):
+        channel: trio.MemorySendChannel[Any] = outbox
+
+        def send_nowait(item: PcmBlock) -> bool:
+            try:
+                channel.send_nowait(item)
+            except trio.WouldBlock:
+                return False
+            return True
+
+        return send_nowait
+    return None
+
+
+@final
+class _Playback:
+    """The pacer's step over one read-ahead chunk: the next block, handed over at its deadline.
+
+    Not a checkpoint, never waits (it runs in the pacer's ticker). A block the outbox
+    refuses is left in :attr:`refused` for the task to send; either way the step
+    returns ``None`` then, and at the end of the chunk.
+    """
+
+    __slots__ = (
+        "block",
+        "chunk",
+        "counts",
+        "emitted",
+        "pos",
+        "rate",
+        "refused",
+        "speed",
+        "t0",
+        "try_send",
+    )
+
+    def __init__(
+        self,
+        chunk: NDArray[np.int16],
+        *,
+        block: int,
+        rate: int,
+        speed: float,
+        t0: float,
+        emitted: int,
+        try_send: Callable[[PcmBlock], bool],
+        counts: CaptureStats,
+    ) -> None:
+        self.chunk = chunk
+        self.block = block
+        self.rate = rate
+        self.speed = speed
+        self.t0 = t0
+        self.emitted = emitted  # source frames of the blocks due so far
+        self.try_send = try_send
+        self.counts = counts
+        self.pos = 0  # the next block's start in the chunk
+        self.refused: PcmBlock | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.pos >= len(self.chunk)
+
+    def deadline(self) -> float:
+        """When the next block is due (its audio's end, on the absolute schedule)."""
+        n = min(self.block, len(self.chunk) - self.pos)
+        return block_deadline(self.t0, self.emitted + n, self.rate, self.speed)
+
+    def step(self, now: float) -> float | None:
+        samples = self.chunk[self.pos : self.pos + self.block]
+        item = PcmBlock(samples, self.rate)
+        self.pos += len(samples)
+        self.emitted += len(samples)
+        if not self.try_send(item):
+            self.refused = item
+            return None
+        self.counts.blocks += 1
+        self.counts.samples = self.emitted
+        return None if self.done else self.deadline()
+
+
 async def run(
     *,
     outbox: AudioOutbox[PcmBlock],
@@ -121,7 +223,8 @@ async def run(
         receiver then sees ``EndOfChannel``.
 
     Cancellation:
-        Stops between blocks (or in the outbox's send, which keeps what it took);
+        Stops between blocks (parked in the pacer, or in the outbox's send, which
+        keeps what it took; blocks the pacer's step handed over stay handed over);
         the decoder (file or ffmpeg process) is closed and the unsent read-ahead
         dropped. Audio already sent stays sent.
 
@@ -129,7 +232,8 @@ async def run(
         :class:`~engine.errors.InputError` for a bad file is raised before
         ``task_status.started``, so ``nursery.start`` raises it. A decoding failure
         later also raises ``InputError``. If the receiver closed its end, the
-        ``trio.BrokenResourceError`` propagates.
+        ``trio.BrokenResourceError`` propagates (raised in the pacer's step, it is
+        re-raised here).
     """
     counts = stats if stats is not None else CaptureStats()
     with structlog.contextvars.bound_contextvars(actor="capture", source=config.path):
@@ -142,17 +246,38 @@ async def run(
                 rate, speed = source.rate, config.speed
                 block = max(1, rate * config.block_ms // 1000)
                 ahead = read_ahead_frames(block)
-                wait_until = (pacer or current_pacer()).wait_until
+                paced = pacer or current_pacer()
+                try_send = _synchronous_send(outbox) if speed is not None else None
                 t0 = trio.current_time()
                 emitted = 0
                 while len(chunk := await source.read_pcm16(ahead)):
                     counts.reads += 1
                     chunk.flags.writeable = False  # blocks are views of it
+                    if speed is not None and try_send is not None:
+                        play = _Playback(
+                            chunk,
+                            block=block,
+                            rate=rate,
+                            speed=speed,
+                            t0=t0,
+                            emitted=emitted,
+                            try_send=try_send,
+                            counts=counts,
+                        )
+                        while not play.done:
+                            await paced.drive(play.step, play.deadline())
+                            if play.refused is not None:  # the session is behind: wait for it
+                                item, play.refused = play.refused, None
+                                await outbox.send(item)
+                                counts.blocks += 1
+                                counts.samples = play.emitted
+                        emitted = play.emitted
+                        continue
                     for i in range(0, len(chunk), block):
                         samples = chunk[i : i + block]
                         emitted += len(samples)
                         if speed is not None:
-                            await wait_until(block_deadline(t0, emitted, rate, speed))
+                            await paced.wait_until(block_deadline(t0, emitted, rate, speed))
                         await outbox.send(PcmBlock(samples, rate))
                         counts.blocks += 1
                         counts.samples = emitted

@@ -13,8 +13,10 @@ The stage runs in the producer's task: :class:`Resampler` hands producers
 :class:`ResamplerInlet` s with a memory channel's producer API, whose ``send``
 converts synchronously and awaits only the session's inbox. So a paced frame costs
 one task wake (the producer's) on its way to the session; there is no resampler
-task or channel hop per frame. :func:`run` wraps the stage as a classic actor over
-a channel, for producers that want a queue.
+task or channel hop per frame. ``try_send`` is the same without the wake, for a
+producer the pacer drives (:meth:`engine.pacer.Pacer.drive`): all or nothing, it
+takes a block only when every frame the block makes can be taken now. :func:`run`
+wraps the stage as a classic actor over a channel, for producers that want a queue.
 
 A :class:`~engine.messages.Skip` (source time with no audio) ends the run
 before it (the resampler's tail and a short frame are sent), then moves the
@@ -27,12 +29,14 @@ reported on ``events`` as an ``AudioGap`` (lost) or an ``AudioSkipped``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Final, Self, final
 
 import msgspec
 import structlog
 import trio
 
+from engine.actors._inlet import Inlet
 from engine.actors._reframe import Rechunker as Rechunker
 from engine.actors._reframe import ResamplerConfig as ResamplerConfig
 from engine.actors._reframe import ResamplerCore as ResamplerCore
@@ -41,6 +45,7 @@ from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
 from engine.messages import Skip
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from engine.messages import AudioOutbox, PcmBlock, RawBlock
@@ -58,6 +63,10 @@ __all__ = [
 
 log = structlog.get_logger()
 
+#: Output a resampled block may bring beyond its own length (soxr's buffered input,
+#: a rate change's flushed tail), for ``try_send``'s all-or-nothing room check.
+_RESAMPLER_SLACK_S: Final = 0.2
+
 
 @final
 class Resampler:
@@ -73,7 +82,15 @@ class Resampler:
     Concurrent senders are served one at a time, in arrival order (a fair lock), so
     frames never interleave. ``outbox`` is the session's inbox: a memory channel or
     anything with its producer API (:class:`~engine.messages.AudioOutbox`) whose
-    ``send`` raises only when it did not take the frame.
+    ``send`` raises only when it did not take the frame. The synchronous
+    ``try_send`` needs an :class:`~engine.actors._inlet.Inlet` or a memory channel
+    (anything else refuses every block).
+
+    Attributes:
+        deferred_frames: frames a ``try_send`` made but could not hand over at once
+            (policy: kept, in order, and delivered first by the next send or at the
+            end). ``try_send`` sizes a block's frames with a bound that should keep
+            this 0: it counts the bound's misses.
     """
 
     def __init__(
@@ -95,6 +112,14 @@ class Resampler:
         self._opened = False
         self._all_closed = trio.Event()
         self._finished = False
+        self.deferred_frames = 0
+        self._run_rate: int | None = None  # the input rate of the core's current run
+        self._room: Callable[[], int] | None = None
+        self._put: Callable[[AudioFrame], None] | None = None
+        if isinstance(outbox, Inlet):
+            self._room, self._put = outbox.room, outbox.send_nowait
+        elif isinstance(outbox, trio.MemorySendChannel):
+            self._room, self._put = functools.partial(_channel_room, outbox), outbox.send_nowait
 
     def inlet(self) -> ResamplerInlet:
         """A new producer handle (close it when done; the stage ends when all are)."""
@@ -152,17 +177,66 @@ class Resampler:
                 raise trio.BrokenResourceError("the resampler has finished")
             if isinstance(item, Skip):
                 frames, span = self.core.skip(item)
+                self._run_rate = None
                 self._take_frames(frames)
                 if span is not None:
                     self._take_skip(item, *span)
             else:
                 self._take_frames(self.core.audio(item))
+                self._run_rate = item.rate
             if self._pending:
                 await self._deliver()
             else:
                 await trio.lowlevel.checkpoint()  # every send checkpoints once
         finally:
             lock.release()
+
+    def _try_send(self, block: RawBlock | PcmBlock) -> bool:
+        """Take ``block`` if every frame it makes can be handed over now (all or nothing)."""
+        if self._finished:
+            raise trio.BrokenResourceError("the resampler has finished")
+        room = self._room
+        if room is None or self._pending or self._lock.locked():
+            return False  # another producer is in the stage (or has frames to deliver first)
+        if room() < self._max_frames(block):
+            return False
+        self._take_frames(self.core.audio(block))
+        self._run_rate = block.rate
+        self._deliver_nowait()
+        return True
+
+    def _max_frames(self, block: RawBlock | PcmBlock) -> int:
+        """The frames ``block`` may complete (what ``try_send`` needs room for).
+
+        Audio at the output rate, in a run at that rate or a new run, is sliced as
+        it is: at most its length plus what the rechunker holds (less than a frame). Otherwise
+        soxr may also release what it buffered, or a rate change flush the old
+        run's filter: measured below 0.15 s of output, :data:`_RESAMPLER_SLACK_S`
+        is allowed (a miss is counted in ``deferred_frames``, never lost).
+        """
+        frame, out_rate, n = self.config.frame_samples, self.config.out_rate, len(block.samples)
+        if block.rate == out_rate and self._run_rate in (None, out_rate):
+            return (frame - 1 + n) // frame
+        out = -(-n * out_rate // block.rate) + int(out_rate * _RESAMPLER_SLACK_S)
+        return (frame - 1 + out) // frame
+
+    def _deliver_nowait(self) -> None:
+        """Hand the pending frames over without waiting; what is refused stays pending."""
+        pending, put, stats = self._pending, self._put, self.stats
+        assert put is not None
+        sent = 0
+        try:
+            for item in pending:
+                assert isinstance(item, AudioFrame)  # try_send makes frames only
+                put(item)
+                stats.position = item.end
+                sent += 1
+        except trio.WouldBlock:  # the bound missed: deliver them first, next time
+            self.deferred_frames += len(pending) - sent
+        except trio.ClosedResourceError:  # the stage was stopped under a sender
+            raise trio.BrokenResourceError("the resampler has stopped") from None
+        finally:
+            del pending[:sent]
 
     def _take_frames(self, frames: list[tuple[int, bytes]]) -> None:
         config, now = self.config, trio.current_time()
@@ -231,6 +305,29 @@ class ResamplerInlet:
         """
         return float(self._stage_ref.stats.input_s)
 
+    def try_send(self, value: RawBlock | PcmBlock, /) -> bool:
+        """Convert ``value`` and hand its frames over now, or take nothing.
+
+        The synchronous twin of :meth:`send` for a producer the pacer drives (a
+        step of :meth:`engine.pacer.Pacer.drive`): never waits, never a checkpoint.
+        All or nothing: the block is taken only when every frame it completes can
+        be taken now (on the session's fast lane, or within the room left in its
+        queue) and no other producer is in the stage; otherwise nothing changed and
+        the caller awaits :meth:`send` with the same block. A :class:`Skip` always
+        goes through :meth:`send`.
+
+        Returns:
+            True when the block was taken and its frames handed over.
+
+        Raises:
+            trio.ClosedResourceError: this handle was closed.
+            trio.BrokenResourceError: the stage has finished or the session is gone.
+        """
+        stage = self._stage
+        if stage is None:
+            raise trio.ClosedResourceError("this audio inlet was closed")
+        return stage._try_send(value)
+
     async def send(self, value: RawBlock | PcmBlock | Skip, /) -> None:
         """Convert ``value`` and send the frames it completes, in this task.
 
@@ -283,6 +380,15 @@ class ResamplerInlet:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _channel_room(channel: trio.MemorySendChannel[AudioFrame]) -> int:
+    """Frames a memory channel takes now without waiting (0 while a sender waits)."""
+    stats = channel.statistics()
+    if stats.tasks_waiting_send:
+        return 0
+    free = stats.max_buffer_size - stats.current_buffer_used + stats.tasks_waiting_receive
+    return int(min(free, 1 << 30))
 
 
 class InletStatistics(msgspec.Struct, frozen=True):

@@ -4,6 +4,7 @@ import math
 import re
 import shutil
 import subprocess
+import traceback
 from pathlib import Path
 
 import msgspec
@@ -17,6 +18,7 @@ from conftest import deadline
 from adapters.audio.files import SourceInfo
 from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture
+from engine.actors._inlet import open_inlet
 from engine.actors.capture import FileCaptureConfig, block_deadline
 from engine.actors.resampler import Resampler, ResamplerConfig
 from engine.errors import InputError
@@ -290,3 +292,131 @@ class TestReadAhead:
             frames = [f async for f in out_receive]
         assert b"".join(f.pcm for f in frames) == ints.tobytes() == old
         assert [f.start for f in frames] == list(range(0, len(ints), 1600))
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Counts the task steps of tasks named ``name`` (the driven capture must rarely run)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.name):
+            self.steps += 1
+
+
+class TestDriven:
+    async def test_the_pacer_sends_the_blocks_not_the_task(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """Into a stage and the session's inlet: the frames of the file on schedule, the
+        capture task running a few times per read-ahead (not twice per block)."""
+        pacer = Pacer()
+        inlet, inbox = open_inlet(16)
+        stage = Resampler(outbox=inlet, config=ResamplerConfig(out_rate=16000))
+        steps = TaskSteps("paced_capture")
+        arrivals: list[tuple[int, float]] = []
+        stats = capture.CaptureStats()
+
+        async def paced_capture() -> None:
+            await capture.run(
+                outbox=stage.inlet(),
+                config=FileCaptureConfig(str(three_seconds)),
+                stats=stats,
+                pacer=pacer,
+            )
+
+        trio.lowlevel.add_instrument(steps)
+        try:
+            t0 = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(stage.run)
+                nursery.start_soon(paced_capture)
+                async for f in inbox:
+                    arrivals.append((f.start, inbox.arrived_t - t0))
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert arrivals == [(k * 1600, pytest.approx((k + 1) * 0.1)) for k in range(30)]
+        assert (stats.blocks, stats.samples, stats.reads) == (30, 48000, 3)
+        assert pacer.statistics().count == 30 and pacer.statistics().max_ms == 0.0
+        assert steps.steps < 30  # today's wait-then-send took 2 per block
+
+    async def test_a_refused_block_is_sent_by_the_task(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """A consumer that is away when blocks fall due: the task sends them (waiting), then
+        the pacer drives on; same blocks, same schedule afterwards, each block counted once."""
+        pacer = Pacer()
+        stats = capture.CaptureStats()
+        send, receive = trio.open_memory_channel[PcmBlock](0)
+        arrivals: list[float] = []
+        async with trio.open_nursery() as nursery:
+            t0 = trio.current_time()
+            nursery.start_soon(
+                lambda: capture.run(
+                    outbox=send,
+                    config=FileCaptureConfig(str(three_seconds)),
+                    stats=stats,
+                    pacer=pacer,
+                )
+            )
+            async with receive:
+                async for _ in receive:
+                    arrivals.append(trio.current_time() - t0)
+                    if len(arrivals) in (5, 12):
+                        await trio.sleep(0.25)  # away: the next blocks are refused
+        assert len(arrivals) == 30 and stats.blocks == 30
+        assert arrivals[5:8] == pytest.approx([0.75, 0.75, 0.8])
+        assert arrivals[20:] == pytest.approx([(k + 1) * 0.1 for k in range(20, 30)])
+        assert pacer.statistics().count == 30  # one lateness per block, whoever sent it
+
+    async def test_cancelled_while_driven(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """Cancelled while parked in the pacer: what went out is counted, nothing stays
+        registered in the pacer, and the outbox is closed."""
+        pacer = Pacer()
+        stats = capture.CaptureStats()
+        send, receive = trio.open_memory_channel[PcmBlock](100)
+        got: list[PcmBlock] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: capture.run(
+                    outbox=send,
+                    config=FileCaptureConfig(str(three_seconds)),
+                    stats=stats,
+                    pacer=pacer,
+                )
+            )
+            while len(got) < 5:  # mid read-ahead: the next block is the pacer's to send
+                got.append(await receive.receive())
+            await trio.testing.wait_all_tasks_blocked()  # the capture is parked in the pacer
+            assert pacer.statistics().waiting == 1
+            nursery.cancel_scope.cancel()
+        with pytest.raises(trio.EndOfChannel):
+            receive.receive_nowait()
+        assert (len(got), stats.blocks, stats.samples) == (5, 5, 8000)
+        assert pacer.statistics().waiting == 0
+        await trio.sleep(5.0)
+        assert pacer.statistics().count == 5
+
+    async def test_an_error_in_the_step_reaches_the_actor(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """The receiver gone mid-file: the step's BrokenResourceError is raised by the actor."""
+        pacer = Pacer()
+        send, receive = trio.open_memory_channel[PcmBlock](100)
+
+        async def go_away() -> None:
+            await trio.sleep(0.45)
+            receive.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(go_away)
+            with pytest.raises(trio.BrokenResourceError) as info:
+                await capture.run(
+                    outbox=send, config=FileCaptureConfig(str(three_seconds)), pacer=pacer
+                )
+        assert "step" in [frame.name for frame in traceback.extract_tb(info.tb)]
+        assert pacer.statistics().waiting == 0

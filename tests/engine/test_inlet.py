@@ -143,6 +143,66 @@ class TestInlet:
         await inlet.aclose()
 
 
+class TestTrySend:
+    async def test_the_armed_taker_takes_it_without_a_checkpoint(self) -> None:
+        """The synchronous hand-over: the taker takes the frame, no checkpoint, no queue."""
+        inlet, inbox = open_inlet(2)
+        taker = Taker(inbox)
+        inbox.arm(taker, trio.CancelScope())
+        with trio.testing.assert_no_checkpoints():
+            assert inlet.try_send(frame(0))
+        assert [f for f, _ in taker.took] == [frame(0)]
+        assert inbox.statistics().current_buffer_used == 0
+
+    async def test_unarmed_it_queues_within_the_bound_then_refuses(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Queued with their hand-over time while there is room; a full queue takes nothing."""
+        inlet, inbox = open_inlet(2)
+        await trio.sleep(1.0)
+        assert inlet.room() == 2
+        assert inlet.try_send(frame(0)) and inlet.try_send(frame(1))
+        assert inlet.room() == 0
+        with trio.testing.assert_no_checkpoints():
+            assert not inlet.try_send(frame(2))
+        assert inbox.statistics().current_buffer_used == 2
+        assert [inbox.receive_nowait(), inbox.receive_nowait()] == [frame(0), frame(1)]
+        assert inbox.arrived_t == 1.0
+        assert inlet.room() == 2
+
+    async def test_a_refusing_taker_queues_it_and_disarms(self) -> None:
+        """Refused by the taker, the frame is still taken (queued); later ones queue behind it."""
+        inlet, inbox = open_inlet(4)
+        taker = Taker(inbox, accept=False)
+        inbox.arm(taker, trio.CancelScope())
+        assert inlet.room() == 4  # armed: the queue is empty
+        assert inlet.try_send(frame(0))
+        taker.accept = True
+        assert inlet.try_send(frame(1))
+        assert taker.took == []
+        assert inlet.room() == 2
+        assert [inbox.receive_nowait(), inbox.receive_nowait()] == [frame(0), frame(1)]
+
+    async def test_no_room_while_a_producer_waits(self) -> None:
+        """A producer blocked on the full queue goes first: room is 0 until it is served."""
+        inlet, inbox = open_inlet(1)
+        inlet.send_nowait(frame(0))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inlet.send, frame(1))
+            await trio.testing.wait_all_tasks_blocked()
+            assert inlet.room() == 0
+            assert inbox.receive_nowait() == frame(0)  # frame 1 moves into the queue
+        assert inlet.room() == 0 and not inlet.try_send(frame(2))
+        assert inbox.receive_nowait() == frame(1)
+
+    async def test_a_closed_inbox_breaks_it(self) -> None:
+        """The session gone, try_send raises as send does."""
+        inlet, inbox = open_inlet(2)
+        inbox.close()
+        with pytest.raises(trio.BrokenResourceError):
+            inlet.try_send(frame(0))
+
+
 class TestLagHistogram:
     def test_empty_is_zero(self) -> None:
         """No frame, no lag."""

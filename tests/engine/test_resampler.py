@@ -11,9 +11,12 @@ import soundfile as sf
 import soxr
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.audio.resample import float_to_pcm16
 from engine.actors import capture, resampler
+from engine.actors._inlet import open_inlet
 from engine.actors.capture import FileCaptureConfig
 from engine.actors.resampler import Rechunker, ResamplerConfig, ResamplerStats
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
@@ -443,3 +446,229 @@ class TestStage:
         with pytest.raises(trio.BrokenResourceError):
             await inlet.send(PcmBlock(np.ones(10, dtype=np.int16), 16000))
         assert inlet.statistics().current_buffer_used == 0
+
+
+def ones(n: int, rate: int = 16000) -> PcmBlock:
+    return PcmBlock(np.ones(n, dtype=np.int16), rate)
+
+
+class TestTrySend:
+    @pytest.mark.parametrize("inlet_outbox", [True, False])
+    async def test_frames_are_handed_over_without_a_checkpoint(self, inlet_outbox: bool) -> None:
+        """The session's inlet or a memory channel: the block's frames are out when it returns."""
+        if inlet_outbox:
+            out, inbox = open_inlet(4)
+            receive_nowait = inbox.receive_nowait
+        else:
+            out, channel = trio.open_memory_channel[AudioFrame](4)
+            receive_nowait = channel.receive_nowait
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        with trio.testing.assert_no_checkpoints():
+            assert inlet.try_send(ones(2000))
+            assert inlet.try_send(ones(1200))
+        assert [(f.start, f.samples) for f in (receive_nowait(), receive_nowait())] == [
+            (0, 1600),
+            (1600, 1600),
+        ]
+        assert stage.stats.position == 3200 and inlet.taken_s == pytest.approx(0.2)
+
+    async def test_all_or_nothing(self) -> None:
+        """Without room for every frame a block makes, nothing is taken; with room, all."""
+        out, inbox = open_inlet(3)
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        assert inlet.try_send(ones(3200))  # 2 frames queued, room 1
+        assert not inlet.try_send(ones(3200))  # needs 2
+        assert (stage.stats.blocks, stage.stats.position) == (2 - 1, 3200)
+        assert inlet.try_send(ones(1600))
+        inbox.receive_nowait()
+        inbox.receive_nowait()
+        assert inlet.try_send(ones(3200))
+        assert [inbox.receive_nowait().start for _ in range(3)] == [3200, 4800, 6400]
+        assert stage.deferred_frames == 0
+
+    async def test_a_resampled_block_needs_room_for_the_resamplers_slack(self) -> None:
+        """48 kHz into 16 kHz frames: room for the block and 0.2 s of soxr output is asked."""
+        out, inbox = open_inlet(4)
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        block = PcmBlock((noise(4800) * 20000).astype(np.int16), 48000)
+        assert stage._max_frames(block) == 3  # 1600 samples + 3200 slack + what is held
+        filler = AudioFrame(0, b"\0\0", 16000)
+        out.send_nowait(filler)
+        out.send_nowait(filler)  # room 2
+        assert not inlet.try_send(block)
+        assert stage.stats.blocks == 0 and stage.core.chunker.position == 0
+        inbox.receive_nowait()  # room 3
+        assert inlet.try_send(block)
+        assert stage.stats.blocks == 1
+
+    async def test_refused_while_another_producer_is_in_the_stage(self) -> None:
+        """A producer blocked delivering its frames holds the stage: try_send takes nothing."""
+        out, inbox = open_inlet(1)
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inlet.send, ones(3200))  # 2 frames, room for 1: it waits
+            await trio.testing.wait_all_tasks_blocked()
+            inbox.receive_nowait()  # room again, but the sender is still in the stage
+            assert not inlet.try_send(ones(1600))
+            assert inbox.receive_nowait().start == 1600
+        assert inlet.try_send(ones(1600))
+        assert inbox.receive_nowait().start == 3200
+
+    async def test_refused_while_a_cancelled_send_left_frames(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Frames a cancelled send did not deliver go first: try_send refuses, send delivers."""
+        out, channel = trio.open_memory_channel[AudioFrame](1)
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        with trio.move_on_after(1) as scope:  # room for one of its two frames: stuck
+            await inlet.send(ones(3200))
+        assert scope.cancelled_caught
+        assert channel.receive_nowait().start == 0  # room again, but frame 1600 waits
+        assert not inlet.try_send(ones(1600))
+        assert stage.stats.blocks == 1
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(inlet.send, ones(1600))
+                assert [(await channel.receive()).start for _ in range(2)] == [1600, 3200]
+
+    async def test_closed_finished_and_unknown_outboxes(self) -> None:
+        """A closed handle and a finished stage raise; an outbox with no sync API refuses."""
+        out, _channel = trio.open_memory_channel[AudioFrame](4)
+        stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
+        inlet = stage.inlet()
+        inlet.close()
+        with pytest.raises(trio.ClosedResourceError):
+            inlet.try_send(ones(10))
+        stage._finished = True
+        with pytest.raises(trio.BrokenResourceError):
+            stage._try_send(ones(10))
+
+        class Opaque:
+            def __init__(self) -> None:
+                self.sent: list[AudioFrame] = []
+
+            async def send(self, value: AudioFrame, /) -> None:
+                self.sent.append(value)
+
+            def close(self) -> None:
+                pass
+
+            async def aclose(self) -> None:
+                pass
+
+            async def __aenter__(self) -> Opaque:
+                return self
+
+            async def __aexit__(self, *exc: object) -> None:
+                pass
+
+        opaque = Opaque()
+        other = resampler.Resampler(outbox=opaque, config=ResamplerConfig(out_rate=16000))
+        handle = other.inlet()
+        assert not handle.try_send(ones(1600))
+        await handle.send(ones(1600))
+        assert [f.start for f in opaque.sent] == [0]
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        ops=st.lists(
+            st.tuples(
+                st.sampled_from([8000, 16000, 16000, 16000, 44100, 48000]),
+                st.one_of(
+                    st.sampled_from([320, 1000, 1600, 2500, 4410, 4800]), st.integers(0, 9000)
+                ),
+                st.booleans(),  # float or int16
+                st.integers(0, 3).map(lambda k: k == 0),  # let the session drain first
+            ),
+            min_size=1,
+            max_size=30,
+        ),
+        size=st.integers(1, 8),
+        frame_ms=st.sampled_from([20, 100]),
+    )
+    def test_same_frames_as_send_and_nothing_deferred(
+        self, ops: list[tuple[int, int, bool, bool]], size: int, frame_ms: int
+    ) -> None:
+        """Any mix of try_send (await send when refused) gives send's frames, exactly, and a
+        taken block's frames are always all handed over (the room bound never misses)."""
+        rng = np.random.default_rng(len(ops))
+        blocks = []
+        for rate, n, is_float, drain in ops:
+            x = rng.integers(-20000, 20000, n, dtype=np.int16)
+            block = RawBlock(x.astype(np.float32) / 32768, rate) if is_float else PcmBlock(x, rate)
+            blocks.append((block, drain))
+        config = ResamplerConfig(out_rate=16000, frame_ms=frame_ms)
+
+        async def main() -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]], int, int]:
+            with trio.fail_after(60):  # a hang fails at once (the clock jumps when idle)
+                return await play()
+
+        async def play() -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]], int, int]:
+            out, inbox = open_inlet(size)
+            stage = resampler.Resampler(outbox=out, config=config)
+            got: list[tuple[int, bytes]] = []
+            taken = 0
+            gate = trio.Event()
+
+            async def session() -> None:
+                nonlocal gate
+                async for f in inbox:
+                    got.append((f.start, f.pcm))
+                    if not gate.is_set():
+                        await gate.wait()
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(stage.run)
+                nursery.start_soon(session)
+                async with stage.inlet() as inlet:
+                    for block, drain in blocks:
+                        if drain:
+                            gate.set()
+                            await trio.testing.wait_all_tasks_blocked()
+                            gate = trio.Event()
+                        if inlet.try_send(block):
+                            taken += 1
+                            assert not stage._pending
+                        else:
+                            gate.set()  # the session reads on while the producer waits
+                            await inlet.send(block)
+                            gate = trio.Event()
+                    gate.set()
+            return (
+                got,
+                await reference([b for b, _ in blocks], config),
+                stage.deferred_frames,
+                taken,
+            )
+
+        got, ref, deferred, _taken = trio.run(
+            main, clock=trio.testing.MockClock(autojump_threshold=0)
+        )
+        assert got == ref
+        assert deferred == 0
+
+
+async def reference(
+    blocks: list[PcmBlock | RawBlock], config: ResamplerConfig
+) -> list[tuple[int, bytes]]:
+    """The frames ``await send`` makes of ``blocks`` (read as they come)."""
+    out_send, out_receive = trio.open_memory_channel[AudioFrame](0)
+    stage = resampler.Resampler(outbox=out_send, config=config)
+    frames: list[tuple[int, bytes]] = []
+
+    async def read() -> None:
+        async with out_receive:
+            frames.extend([(f.start, f.pcm) async for f in out_receive])
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stage.run)
+        nursery.start_soon(read)
+        async with stage.inlet() as inlet:
+            for block in blocks:
+                await inlet.send(block)
+    return frames

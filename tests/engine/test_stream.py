@@ -137,6 +137,43 @@ class TestOpenStream:
         assert stream.ended is not None
         assert stream.ended.audio_ms == 106
 
+    async def test_try_push_hands_audio_over_without_a_checkpoint(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """try_push: no checkpoint, the frame is on the timeline when it returns True, a
+        refusal is pushed instead, and the words come out as with push."""
+        pcm = synthesize(SENTENCES[:2], 16000)
+        refused = 0
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                with trio.testing.assert_no_checkpoints():
+                    assert stream.try_push(np.ones(1600, dtype=np.int16))
+                    assert stream.try_push(b"")
+                assert stream.statistics().timeline_samples == 1600
+
+                async def produce() -> None:
+                    nonlocal refused
+                    for start in range(0, len(pcm), 1600):
+                        chunk = pcm[start : start + 1600]
+                        if not stream.try_push(chunk):
+                            refused += 1
+                            await stream.push(chunk)
+                        await trio.sleep(0.1)
+                    await stream.end_input()
+                    with pytest.raises(trio.ClosedResourceError):
+                        stream.try_push(b"\0\0")
+
+                finals: list[str] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(produce)
+                    async for event in stream.events():
+                        if isinstance(event, Final):
+                            finals.append(event.text.rstrip(".").lower())
+        assert finals == SENTENCES[:2]
+        assert stream.ended is not None and stream.ended.status == "ok"
+        assert stream.statistics().pushed_s == pytest.approx(0.1 + len(pcm) / 16000)
+        assert refused < len(pcm) // 1600 // 2  # the synchronous path carried most of it
+
     def test_mono_int16_stays_int16(self) -> None:
         """Mono int16 becomes a PcmBlock of the same bytes (a bytearray is copied); the
         rest is downmixed to float32."""

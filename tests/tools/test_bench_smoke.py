@@ -77,6 +77,7 @@ def test_capacity_benchmark_runs_and_writes_json(tmp_path: pathlib.Path) -> None
     result = json.loads(out.read_text())
     assert {"nproc", "python", "trio"} <= result["machine"].keys()
     assert result["settings"]["start_limit"]["rate_per_s"] > 0
+    assert result["settings"]["feeding"].startswith("pacer.drive + Stream.try_push")
     [step] = result["steps"]
     assert step.keys() >= STEP_FIELDS
     assert step["streams"] == 2

@@ -9,8 +9,14 @@ tone recognizer, 127.0.0.1) and, in this process, N streams opened with
 :func:`engine.stream.open_stream` (resampler → session, as every face of the engine)
 over real loopback TCP. Each stream is fed by its own paced feeder: tone-coded
 speech (a few sentences, synthesized once, looped; each stream starts at its own point
-of the loop) pushed in ``--frame-ms`` blocks on an absolute schedule
-(``trio.sleep_until``). Feeders are spread evenly over one frame period (a live source's
+of the loop) pushed in ``--frame-ms`` blocks on an absolute schedule. ``--feeding
+drive`` (the default): the run's pacer drives every feeder (``Pacer.drive``), whose
+step hands its frame over with ``Stream.try_push`` inside the pacer's tick (no task
+step per frame), and a refused frame is pushed by the feeder's task (``await push``);
+``--feeding wait``: each feeder task waits for its deadline on the pacer
+(``wait_until``, or ``trio.sleep_until`` on an engine without a pacer) and awaits
+``push``. An engine without ``drive``/``try_push`` is fed the ``wait`` way (the JSON
+settings say which). Feeders are spread evenly over one frame period (a live source's
 frames do not line up with another's); ``--aligned`` makes them all tick together.
 
 Phases of a step: *connect* (every session opens its task; the feeders wait for all of
@@ -141,13 +147,18 @@ async def feed(
     loop: list[bytes],
     offset: int,
     frame_s: float,
+    driven: bool = True,
 ) -> None:
     """Push ``frames`` frames on an absolute schedule from ``start``; record lateness.
 
     Ends the stream's input when done (or cancelled)."""
     state.t0[i] = start
-    sleep_until = pacer_wait()
     try:
+        drive = pacer_drive() if driven else None
+        if drive is not None:
+            await feed_driven(drive, stream, state, start, frames, loop, offset, frame_s)
+            return
+        sleep_until = pacer_wait()
         for k in range(frames):
             at = start + k * frame_s
             await sleep_until(at)
@@ -156,6 +167,67 @@ async def feed(
             state.frames_sent += 1
     finally:
         await stream.end_input()
+
+
+Drive = Callable[[Callable[[float], float | None], float], Awaitable[None]]
+
+
+async def feed_driven(
+    drive: Drive,
+    stream: Stream,
+    state: StepState,
+    start: float,
+    frames: int,
+    loop: list[bytes],
+    offset: int,
+    frame_s: float,
+) -> None:
+    """The pacer's step hands each frame over (``try_push``); the task pushes what it refused."""
+    try_push = stream.try_push
+    k = 0
+    refused: bytes | None = None
+
+    def step(now: float) -> float | None:
+        nonlocal k, refused
+        state.lateness.append(now - (start + k * frame_s))
+        pcm = loop[(offset + k) % len(loop)]
+        k += 1
+        if not try_push(pcm, rate=RATE):
+            refused = pcm
+            return None
+        state.frames_sent += 1
+        return start + k * frame_s if k < frames else None
+
+    while k < frames:
+        await drive(step, start + k * frame_s)
+        if refused is not None:
+            pcm, refused = refused, None
+            await stream.push(pcm, rate=RATE)
+            state.frames_sent += 1
+
+
+def pacer_drive() -> Drive | None:
+    """The run's ``Pacer.drive`` when the engine has it and ``Stream.try_push``, else None.
+
+    Call it inside the trio run (the pacer is one per run)."""
+    try:
+        from engine import pacer  # type: ignore[attr-defined,unused-ignore]
+
+        drive: Drive = pacer.current_pacer().drive
+    except (ImportError, AttributeError):
+        return None
+    return drive if hasattr(Stream, "try_push") else None
+
+
+def feeding_used(requested: str) -> str:
+    """What ``--feeding requested`` does on this engine (for the JSON settings)."""
+    if find_spec("engine.pacer") is None:
+        return "trio.sleep_until + await Stream.push"
+    from engine import pacer  # type: ignore[attr-defined,unused-ignore]
+
+    if requested == "drive" and hasattr(pacer.Pacer, "drive") and hasattr(Stream, "try_push"):
+        return "pacer.drive + Stream.try_push (await push when refused)"
+    return "pacer.wait_until + await Stream.push"
 
 
 def pacer_wait() -> Callable[[float], Awaitable[None]]:
@@ -245,6 +317,7 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
                             loop=loop,
                             offset=0 if args.script else rng.randrange(len(loop)),
                             frame_s=frame_s,
+                            driven=args.feeding == "drive",
                         )
                     )
                 await trio.sleep_until(base)
@@ -305,6 +378,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=2.0, help="seconds of rest between steps")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--feeding", choices=["drive", "wait"], default="drive",
+        help="drive: the pacer's tick hands every frame over (Stream.try_push); "
+        "wait: a task per feeder waits for each deadline and awaits push",
+    )  # fmt: skip
+    parser.add_argument(
         "--script", choices=sorted(_speech.SCRIPTS),
         help="stream this script once from its start (tools/bench/_speech.py) and score "
         "the finals against it, instead of --duration seconds of a looped clip",
@@ -342,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "phases": "aligned" if args.aligned else "spread over one frame period",
             "pacing": "engine.pacer" if find_spec("engine.pacer") else "trio.sleep_until",
+            "feeding": feeding_used(args.feeding),
             "transport": "engine open_stream (resampler, session), trio-websocket, TCP 127.0.0.1",
             "simulator": "separate process per step (tools.bench.sim_server)",
             "start_limit": {"rate_per_s": START_LIMIT.rate, "burst": START_LIMIT.burst},
