@@ -40,7 +40,8 @@ from .realtime import RealtimeConnection
 from .rest import RestService
 from .restconfig import RestConfig
 from .translate import ScriptedTranslator
-from .websocket import WebSocketClosed, read_upgrade
+from .upgrade import read_upgrade
+from .websocket import WebSocketClosed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from .config import SimConfig
     from .faults import FaultSource
     from .translate import Translator
-    from .websocket import UpgradeRequest
+    from .upgrade import UpgradeRequest
 
 __all__ = [
     "INFERENCE_PATH",

@@ -1,6 +1,7 @@
-"""The simulator's server-side WebSocket over memory streams: upgrade, messages, pings, closes.
+"""The simulator's server-side WebSocket over memory streams: messages, pings, closes.
 
-(The framing itself is adapters/websocket's, tested in tests/adapters/websocket.)"""
+(The framing itself is adapters/websocket's, tested in tests/adapters/websocket; the
+upgrade is tests/adapters/sim/test_upgrade.py's.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import trio
 import trio.testing
 from conftest import deadline
 
-from adapters.sim.websocket import ServerWebSocket, WebSocketClosed, read_upgrade
+from adapters.sim.upgrade import read_upgrade
+from adapters.sim.websocket import ServerWebSocket, WebSocketClosed
 
 KEY = b"\x37\xfa\x21\x3d"
 
@@ -113,21 +115,6 @@ class TestServerWebSocket:
         with pytest.raises(WebSocketClosed) as caught:
             await ws.get_message()
         assert caught.value.code == 1006
-
-    @deadline(5)
-    async def test_bad_upgrade_headers_are_a_problem(self) -> None:
-        client, server = trio.testing.memory_stream_pair()
-        await client.send_all(b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
-        upgrade = await read_upgrade(server, max_message_bytes=10)
-        assert upgrade is not None
-        assert upgrade.problem == "missing Sec-WebSocket-Key"
-
-    @deadline(5)
-    async def test_garbage_is_answered_400(self) -> None:
-        client, server = trio.testing.memory_stream_pair()
-        await client.send_all(b"\x00\x01 not http\r\n\r\n")
-        assert await read_upgrade(server, max_message_bytes=10) is None
-        assert (await client.receive_some()).startswith(b"HTTP/1.1 400 ")
 
     @deadline(5)
     async def test_a_write_cancelled_midway_ends_the_connection(
