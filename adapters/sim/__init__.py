@@ -4,11 +4,13 @@ Serve it over TCP with :func:`serve` / :func:`open_simulator`, or over memory
 streams with :func:`open_memory_net`; see ``server.py`` and ``memory.py``.
 Seeded fault plans: ``faults.py``.
 
-One accepted WebSocket is served by ``inference.py`` (its recognizer task in
-``inference_task.py``) or ``realtime.py`` (input audio in ``realtime_intake.py``,
-recognition and translation in ``realtime_worker.py`` / ``realtime_segment.py``);
-both read and write through ``server_socket.py`` and call the recognizer
-through ``recognizer_calls.py``. The batch REST service is ``rest.py``.
+A WebSocket is accepted by ``upgrade.py`` (the connection itself: ``websocket.py``)
+and served by ``inference.py`` (its recognizer task in ``inference_task.py``, input
+audio in ``inference_intake.py``, frames out through ``inference_output.py``, the
+process-wide reader's side in ``_hub_reader.py``) or ``realtime.py`` (input audio in
+``realtime_intake.py``, recognition and translation in ``realtime_worker.py`` /
+``realtime_segment.py``); both read and write through ``server_socket.py`` and call
+the recognizer through ``recognizer_calls.py``. The batch REST service is ``rest.py``.
 """
 
 from __future__ import annotations
