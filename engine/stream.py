@@ -48,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, final
 
 import msgspec
 import numpy as np
@@ -68,11 +68,12 @@ from engine._stream_input import (
     input_lost_ms,
     pushed_block,
 )
+from engine._stream_types import StreamConfig as StreamConfig
+from engine._stream_types import StreamStatistics as StreamStatistics
 from engine._util import unwrap_single_group
 from engine.actors import resampler, session
 from engine.actors._inlet import Inbox, open_inlet
 from engine.clock import iso_utc, system_clock
-from engine.config import SessionConfig
 from engine.errors import InputError
 from engine.events import (
     Event,
@@ -101,71 +102,6 @@ __all__ = [
     "open_stream",
     "to_mono_float32",
 ]
-
-
-class StreamConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """A pushed stream.
-
-    Attributes:
-        session: how to talk to the service (model, url, key, policies).
-        input_rate: the rate of pushed audio when ``push`` is not told otherwise.
-        input_channels: channels of pushed interleaved audio (downmixed to mono).
-        simulator: start an embedded simulator with this recognizer and ignore
-            ``session.url`` (for examples and offline work).
-        source: what ``StreamStarted.source`` says the audio is.
-    """
-
-    session: SessionConfig
-    input_rate: int = 16000
-    input_channels: int = 1
-    simulator: Literal["sphinx", "scripted"] | None = None
-    source: str = "push"
-
-    def __post_init__(self) -> None:
-        check_rate(self.input_rate)
-        if self.input_channels < 1:
-            raise ValueError("input_channels must be at least 1")
-
-
-class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of one stream's live counters (:meth:`Stream.statistics`).
-
-    Times on the global timeline are samples at ``rate`` (the session rate).
-
-    Attributes:
-        pushed_s: audio pushed so far, in seconds.
-        skipped_s: time skipped on purpose (``skip``; ``AudioSkipped``), in seconds.
-        timeline_samples: the global timeline made so far (resampled audio and skips).
-        buffered_samples, buffered_frames: the replay buffer (audio after the commit
-            point), bounded by ``max_buffered_samples``.
-        tasks_opened: server tasks opened (first, reconnects, rotations, resumes).
-        live_tasks: the session's background tasks now.
-        reconnects, finals: as in ``StreamEnded``.
-        audio_lost_ms: audio that was not and will not be recognized (``AudioGap``).
-        push_queue: producers waiting behind another on the resampler stage.
-        frame_queue, event_queue: items waiting on the stream's bounded edges
-            (resampler → session → ``events()``).
-        send_lag_p99_ms, send_lag_max_ms: live frames' send lag, handed to the session's
-            inbox → taken by the transport (a bounded histogram; 0.0 before any frame).
-    """
-
-    rate: int
-    pushed_s: float
-    skipped_s: float
-    timeline_samples: int
-    buffered_samples: int
-    buffered_frames: int
-    max_buffered_samples: int
-    tasks_opened: int
-    live_tasks: int
-    reconnects: int
-    finals: int
-    audio_lost_ms: int
-    push_queue: int
-    frame_queue: int
-    event_queue: int
-    send_lag_p99_ms: float = 0.0
-    send_lag_max_ms: float = 0.0
 
 
 @final

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Final, Self, final
+from typing import TYPE_CHECKING, Final, final
 
-import msgspec
 import structlog
 import trio
 
@@ -41,12 +40,13 @@ from engine.actors._reframe import Rechunker as Rechunker
 from engine.actors._reframe import ResamplerConfig as ResamplerConfig
 from engine.actors._reframe import ResamplerCore as ResamplerCore
 from engine.actors._reframe import ResamplerStats as ResamplerStats
+from engine.actors._resampler_inlet import InletStatistics as InletStatistics
+from engine.actors._resampler_inlet import ResamplerInlet as ResamplerInlet
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
 from engine.messages import Skip
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
     from engine.messages import AudioOutbox, PcmBlock, RawBlock
 
@@ -285,103 +285,6 @@ class Resampler:
             self._all_closed.set()
 
 
-@final
-class ResamplerInlet:
-    """A producer's handle on a :class:`Resampler` (the ``AudioOutbox`` protocol).
-
-    Made by :meth:`Resampler.inlet` or :meth:`clone`; not constructed directly.
-    """
-
-    def __init__(self, stage: Resampler) -> None:
-        self._stage: Resampler | None = stage
-        self._stage_ref: Final = stage
-
-    @property
-    def taken_s(self) -> float:
-        """Source seconds the stage has taken in (all its producers), skips included.
-
-        Exact where a producer's own count is not: a send cancelled while it delivers
-        its frames has still handed its block over.
-        """
-        return float(self._stage_ref.stats.input_s)
-
-    def try_send(self, value: RawBlock | PcmBlock, /) -> bool:
-        """Convert ``value`` and hand its frames over now, or take nothing.
-
-        The synchronous twin of :meth:`send` for a producer the pacer drives (a
-        step of :meth:`engine.pacer.Pacer.drive`): never waits, never a checkpoint.
-        All or nothing: the block is taken only when every frame it completes can
-        be taken now (on the session's fast lane, or within the room left in its
-        queue) and no other producer is in the stage; otherwise nothing changed and
-        the caller awaits :meth:`send` with the same block. A :class:`Skip` always
-        goes through :meth:`send`.
-
-        Returns:
-            True when the block was taken and its frames handed over.
-
-        Raises:
-            trio.ClosedResourceError: this handle was closed.
-            trio.BrokenResourceError: the stage has finished or the session is gone.
-        """
-        stage = self._stage
-        if stage is None:
-            raise trio.ClosedResourceError("this audio inlet was closed")
-        return stage._try_send(value)
-
-    async def send(self, value: RawBlock | PcmBlock | Skip, /) -> None:
-        """Convert ``value`` and send the frames it completes, in this task.
-
-        Always a checkpoint (exactly one when no frame is sent; otherwise each
-        frame's send). Blocks while the session is behind (the edge's backpressure).
-
-        Cancellation:
-            Cancelled before the stage takes ``value`` (waiting behind another
-            sender): nothing happened. Cancelled while sending its frames: ``value``
-            was taken, and the frames not yet delivered go first on the next send
-            or at the end, so audio is never lost or reordered.
-
-        Raises:
-            trio.ClosedResourceError: this handle was closed.
-            trio.BrokenResourceError: the stage has finished or the session is gone.
-        """
-        stage = self._stage
-        if stage is None:
-            raise trio.ClosedResourceError("this audio inlet was closed")
-        await stage._send(value)
-
-    def clone(self) -> ResamplerInlet:
-        """Another handle on the same stage (the stage ends once all are closed)."""
-        if self._stage is None:
-            raise trio.ClosedResourceError("this audio inlet was closed")
-        return self._stage.inlet()
-
-    def close(self) -> None:
-        """Close this handle; idempotent; not a checkpoint."""
-        stage, self._stage = self._stage, None
-        if stage is not None:
-            stage._closed_one()
-
-    async def aclose(self) -> None:
-        """Close this handle; a checkpoint."""
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-    def statistics(self) -> InletStatistics:
-        """Producers waiting on the stage (not a checkpoint)."""
-        return InletStatistics(current_buffer_used=self._stage_ref.waiting())
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
 def _channel_room(channel: trio.MemorySendChannel[AudioFrame]) -> int:
     """Frames a memory channel takes now without waiting (0 while a sender waits)."""
     stats = channel.statistics()
@@ -389,12 +292,6 @@ def _channel_room(channel: trio.MemorySendChannel[AudioFrame]) -> int:
         return 0
     free = stats.max_buffer_size - stats.current_buffer_used + stats.tasks_waiting_receive
     return int(min(free, 1 << 30))
-
-
-class InletStatistics(msgspec.Struct, frozen=True):
-    """Like a channel's statistics: ``current_buffer_used`` is senders queued."""
-
-    current_buffer_used: int
 
 
 async def run(
