@@ -47,6 +47,8 @@ from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from adapters.sinks.base import Sink
     from engine.messages import AudioOutbox, PcmBlock, RawBlock, Skip
     from engine.ratelimit import StartLimiter
@@ -90,10 +92,13 @@ async def run_file_stream(
     drain: trio.Event | None = None,
     dial: Dialer = dial_tcp,
     limiter: StartLimiter | None = None,
+    console_if: Callable[[Event], bool] | None = None,
 ) -> StreamEnded:
     """Transcribe one file; return its :class:`StreamEnded`.
 
     Channels: takes ownership of ``console`` (a clone for this stream) and closes it.
+    Only the events ``console_if`` accepts are sent to it (None: every non-audio one);
+    see :func:`engine.actors.console.shown`.
 
     Cancellation: cancelling abandons the task at once; setting ``drain`` ends the
     stream gracefully (capture stops, the session finishes its task).
@@ -115,7 +120,7 @@ async def run_file_stream(
                 drain=drain,
             ) as stream:
                 opened = True
-                await _render(stream, sinks, console)
+                await _render(stream, sinks, console, console_if)
             if stream.ended is not None:
                 return stream.ended
             return StreamEnded("failed", stream=stream_id, t=trio.current_time())
@@ -247,13 +252,22 @@ async def _drain_on(drain: trio.Event, scope: trio.CancelScope, watch: trio.Canc
 
 
 async def _render(
-    stream: Stream, sinks: list[Sink], console: trio.MemorySendChannel[Event] | None
+    stream: Stream,
+    sinks: list[Sink],
+    console: trio.MemorySendChannel[Event] | None,
+    console_if: Callable[[Event], bool] | None,
 ) -> None:
     """Hand every event of the stream to the renderer (files, then the console)."""
     render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            functools.partial(renderer.run, inbox=render_recv, sinks=sinks, forward=console)
+            functools.partial(
+                renderer.run,
+                inbox=render_recv,
+                sinks=sinks,
+                forward=console,
+                forward_if=console_if,
+            )
         )
         async with render_send:
             async for event in stream.events():

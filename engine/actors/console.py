@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from engine.events import Event
 
-__all__ = ["ERASE_LINE", "ConsoleView", "Write", "run", "terminal_width"]
+__all__ = ["ERASE_LINE", "ConsoleView", "Write", "run", "shown", "terminal_width"]
 
 ERASE_LINE = "\r\x1b[2K"
 """Back to column 0 and erase the whole line (ANSI EL 2)."""
@@ -219,6 +219,24 @@ class ConsoleView:
         order = self._languages.get(stream, {})
         previews = [latest.previews[lang] for lang in order if lang in latest.previews]
         return head + format_translation_status(latest.partial, previews, self._width())
+
+
+def shown(event: Event, *, tty: bool, translate: bool = False) -> bool:
+    """Whether the console can print anything for ``event``; pure.
+
+    Off a terminal only whole lines print: a partial, and a translation that is no
+    final one of translation mode, only ever feed the status line (and the progress,
+    which is terminal only), so :class:`ConsoleView` writes nothing for them and keeps
+    no state a later line reads. Senders use this to leave them out of the console's
+    channel: a task wake saved per event, the output unchanged.
+    """
+    if tty:
+        return True
+    if isinstance(event, Partial):
+        return False
+    if isinstance(event, Translation):
+        return translate and event.final
+    return True
 
 
 def _status_writes(text: str) -> tuple[Write, ...]:

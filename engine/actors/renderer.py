@@ -2,23 +2,27 @@
 
 Sinks do blocking file I/O, so every write runs in a worker thread. To keep the
 thread hops cheap, the renderer takes whatever is already queued (up to
-:data:`MAX_BATCH` events) and writes it in one hop.
+:data:`MAX_BATCH` events) and writes it as one job, and the jobs of every stream of
+the run share the hops of one :class:`~engine.actors._sinkwrites.WriteBatcher`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 import trio
 
+from engine.actors._sinkwrites import current_write_batcher
 from engine.events import AudioEvent, StreamError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from adapters.sinks.base import Sink
+    from engine.actors._sinkwrites import WriteBatcher
     from engine.events import Event
 
 __all__ = ["MAX_BATCH", "SinkFailure", "close_sinks", "run", "sink_error", "write_batch"]
@@ -87,6 +91,7 @@ async def run(
     inbox: trio.MemoryReceiveChannel[Event],
     sinks: Sequence[Sink],
     forward: trio.MemorySendChannel[Event] | None = None,
+    forward_if: Callable[[Event], bool] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Write every event to every sink and forward the non-audio ones to the console.
@@ -96,6 +101,9 @@ async def run(
         sinks: the stream's outputs; the renderer takes them over and closes them.
         forward: the shared console's channel (a clone per stream), or None.
             Bounded with policy *block*: a slow console slows this stream.
+        forward_if: which non-audio events to forward (None: all of them), e.g.
+            :func:`engine.actors.console.shown`: what the console would not print
+            never costs it a wake.
 
     Channels:
         Closes ``inbox`` and ``forward`` when done. Ends when ``inbox`` ends.
@@ -108,7 +116,14 @@ async def run(
     Cancellation:
         A batch being written finishes first (threads are not abandoned), then the
         sinks are closed under a shield, so every file is a valid, fsynced prefix.
+
+    Resource handling:
+        Writes and closes run in the run's shared write batcher (one worker-thread
+        hop for the queued jobs of every stream, at most one hop per
+        :data:`~engine.actors._sinkwrites.LINGER_S`).
     """
+    writer = current_write_batcher()
+    lane = _Forward(forward, forward_if)
     active = list(sinks)
     stream = ""
     with contextlib.ExitStack() as stack:
@@ -121,12 +136,14 @@ async def run(
             async for first in inbox:
                 batch = _take_batch(first, inbox)
                 stream = batch[-1].stream
-                await _deliver(batch, active, forward)
+                await _deliver(batch, active, lane, writer)
         finally:
             # Shielded so that a cancelled stream still leaves fsynced files.
             with trio.CancelScope(shield=True):
-                failures = await trio.to_thread.run_sync(close_sinks, active)
-        await _forward([_report(f, stream) for f in failures], forward)
+                failures = (
+                    await writer.run_sync(functools.partial(close_sinks, active)) if active else []
+                )
+        await lane.send([_report(f, stream) for f in failures])
 
 
 def _take_batch(first: Event, inbox: trio.MemoryReceiveChannel[Event]) -> list[Event]:
@@ -140,21 +157,28 @@ def _take_batch(first: Event, inbox: trio.MemoryReceiveChannel[Event]) -> list[E
 
 
 async def _deliver(
-    batch: list[Event], active: list[Sink], forward: trio.MemorySendChannel[Event] | None
+    batch: list[Event],
+    active: list[Sink],
+    forward: _Forward,
+    writer: WriteBatcher,
 ) -> None:
     # Errors are reported to the sinks that survived, which may fail in turn; each
     # round drops at least one sink, so this ends.
     stream = batch[-1].stream
     pending = batch
     while pending:
-        failures = await trio.to_thread.run_sync(write_batch, active, pending) if active else []
-        await _forward(pending, forward)
+        failures = (
+            await writer.run_sync(functools.partial(write_batch, list(active), pending))
+            if active
+            else []
+        )
+        await forward.send(pending)
         pending = []
         if failures:
             failed = [f.sink for f in failures]
             active[:] = [sink for sink in active if sink not in failed]
             # The failed sinks are released now: a full disk must not also leak fds.
-            await trio.to_thread.run_sync(close_sinks, failed)
+            await writer.run_sync(functools.partial(close_sinks, failed))
             pending = [_report(f, f.event.stream if f.event else stream) for f in failures]
 
 
@@ -163,14 +187,29 @@ def _report(failure: SinkFailure, stream: str) -> StreamError:
     return sink_error(failure, stream=stream, t=trio.current_time())
 
 
-async def _forward(events: list[Event], forward: trio.MemorySendChannel[Event] | None) -> None:
-    if forward is None:
-        return
-    for event in events:
-        if isinstance(event, AudioEvent):
-            continue
-        try:
-            await forward.send(event)
-        except trio.BrokenResourceError:
-            # The console is gone (it failed or the run is ending); the files matter more.
+class _Forward:
+    """The console lane of one renderer: what it forwards, and where."""
+
+    __slots__ = ("channel", "wanted")
+
+    def __init__(
+        self,
+        channel: trio.MemorySendChannel[Event] | None,
+        wanted: Callable[[Event], bool] | None,
+    ) -> None:
+        self.channel = channel
+        self.wanted = wanted
+
+    async def send(self, events: list[Event]) -> None:
+        if self.channel is None:
             return
+        for event in events:
+            if isinstance(event, AudioEvent) or (
+                self.wanted is not None and not self.wanted(event)
+            ):
+                continue
+            try:
+                await self.channel.send(event)
+            except trio.BrokenResourceError:
+                # The console is gone (it failed or the run is ending); the files matter more.
+                return

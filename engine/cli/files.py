@@ -49,7 +49,7 @@ log = structlog.get_logger("steno.files")
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import TextIO
 
     from adapters.dashscope.models import RecognitionOptions
@@ -296,7 +296,8 @@ async def run_streams(
             )
             async with console_send:
                 if pool is None:
-                    await _run_here(configs, jobs, console_send, drain, dial, results)
+                    shows = functools.partial(console.shown, tty=tty, translate=translate)
+                    await _run_here(configs, jobs, console_send, drain, dial, results, shows)
                 else:
                     results = await pool.run(
                         configs, jobs=jobs, console=console_send.clone(), drain=drain
@@ -314,15 +315,24 @@ async def _run_here(
     drain: trio.Event,
     dial: Dialer | None,
     results: list[StreamEnded],
+    shows: Callable[[Event], bool] | None = None,
 ) -> None:
-    """Every stream in this process, at most ``jobs`` at once; endings into ``results``."""
+    """Every stream in this process, at most ``jobs`` at once; endings into ``results``.
+
+    ``shows``: what the console prints something for (the rest is not sent to it).
+    """
     slots = trio.Semaphore(jobs)
     starts = StartLimiter()  # one token bucket per model family for the whole run
 
     async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
         try:
             ended = await run_file_stream(
-                config, console=channel, drain=drain, dial=dial or dial_tcp, limiter=starts
+                config,
+                console=channel,
+                drain=drain,
+                dial=dial or dial_tcp,
+                limiter=starts,
+                console_if=shows,
             )
             results.append(ended)
         finally:
