@@ -324,3 +324,41 @@ class TestTranslationRun:
         with trio.fail_after(10):
             await console.run(inbox=inbox, out=out, tty=False, translate=True)
         assert out.getvalue() == "[a] Transcript ==> hello\n[a] Translate ==> [de] hallo\n"
+
+
+class TestShown:
+    """``console.shown``: what a sender may leave out, the output unchanged."""
+
+    EVENTS: tuple[Event, ...] = (
+        StreamStarted("a.wav", "paraformer-realtime-v2", 16000, stream="a"),
+        Partial(0, 0, "he", stream="a"),
+        tr("hal", final=False, sid=0),
+        Partial(0, 0, "hello", stream="b"),
+        Final(0, 0, 16000, "hello", stream="a"),
+        tr("hallo", sid=0),
+        Reconnecting(1, 0.5, "network", stream="b"),
+        Partial(1, 16000, "again", stream="a"),
+        tr("wieder", final=False, sid=1),
+        Final(0, 0, 16000, "bonjour", stream="b"),
+        StreamEnded("ok", finals=1, stream="a"),
+        StreamEnded("ok", finals=1, stream="b"),
+    )
+
+    @pytest.mark.parametrize("translate", [False, True])
+    def test_off_a_terminal_the_left_out_events_print_nothing(self, translate: bool) -> None:
+        """Off a terminal, every event or only the shown ones: the same writes, in order."""
+        every, shown = (ConsoleView(tty=False, width=lambda: 40, translate=translate) for _ in "ab")
+        want = [w for e in self.EVENTS for w in every.writes(e)]
+        kept = [e for e in self.EVENTS if console.shown(e, tty=False, translate=translate)]
+        assert [w for e in kept for w in shown.writes(e)] == want
+        assert len(kept) < len(self.EVENTS)  # partials (and previews) are left out
+
+    def test_on_a_terminal_everything_is_shown(self) -> None:
+        """The status line draws partials and previews: nothing is left out."""
+        assert all(console.shown(e, tty=True, translate=True) for e in self.EVENTS)
+
+    def test_final_translations_only_in_translation_mode(self) -> None:
+        """Off a terminal a final translation prints only in translation mode."""
+        assert console.shown(tr("hallo"), tty=False, translate=True)
+        assert not console.shown(tr("hallo"), tty=False, translate=False)
+        assert not console.shown(tr("hal", final=False), tty=False, translate=True)

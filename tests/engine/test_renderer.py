@@ -100,6 +100,26 @@ class TestFanOut:
         """The console gets every non-audio event, in order."""
         assert await _render(EVENTS, [RecordingSink()]) == NON_AUDIO
 
+    async def test_forwards_only_what_the_console_wants(self) -> None:
+        """With forward_if, the rest is written to the sinks but never sent to the console."""
+        send, inbox = trio.open_memory_channel[Event](len(EVENTS))
+        fwd_send, fwd_recv = trio.open_memory_channel[Event](len(EVENTS))
+        for event in EVENTS:
+            send.send_nowait(event)
+        send.close()
+        sink = RecordingSink()
+        with trio.fail_after(10):
+            await renderer.run(
+                inbox=inbox,
+                sinks=[sink],
+                forward=fwd_send,
+                forward_if=lambda e: not isinstance(e, Partial),
+            )
+        async with fwd_recv:
+            forwarded = [event async for event in fwd_recv]
+        assert forwarded == [e for e in NON_AUDIO if not isinstance(e, Partial)]
+        assert sink.events == EVENTS
+
     async def test_without_console(self) -> None:
         """With no console the sinks are still written."""
         sink = RecordingSink()
