@@ -261,3 +261,28 @@ class TestRampHelpers:
         [embedded] = [line for line in text.splitlines() if "embedding API" in line]
         assert "| 0.25 |" in embedded
         assert text.splitlines()[-1].endswith("fell behind |")
+
+
+class TestRampDesigns:
+    def test_cli_designs_differ_only_in_processes(self, tmp_path: pathlib.Path) -> None:
+        """cli runs in one process, cli-p2 in two; everything else on the line is the same."""
+        from types import SimpleNamespace
+
+        from tools.bench.ramp import client_argv
+
+        sim = SimpleNamespace(url="ws://127.0.0.1:1/api-ws/v1/inference", pid=1)
+        one, two = (
+            client_argv(d, 3, sim, tmp_path, tmp_path / "a.wav", "quick")  # type: ignore[arg-type]
+            for d in ("cli", "cli-p2")
+        )
+        i = one.index("--processes")
+        assert (one[i + 1], two[i + 1]) == ("1", "2")
+        assert one[:i] + one[i + 2 :] == two[:i] + two[i + 2 :]
+        assert one.count(str(tmp_path / "a.wav")) == 3
+
+    def test_cli_p2_is_asked_for_not_default(self) -> None:
+        """The default ramp is the three designs of the README; --designs adds cli-p2."""
+        from tools.bench.ramp import parse_args
+
+        assert parse_args([]).designs == ["cli", "embedded", "sdk"]
+        assert parse_args(["--designs", "cli", "cli-p2"]).designs == ["cli", "cli-p2"]

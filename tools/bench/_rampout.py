@@ -16,6 +16,7 @@ TARGET_LATE_MS = 20.0  # ... with p99 send lateness <= 20 ms
 TARGET_CPU_MS = 1.0  # ... at <= 1 ms CPU per stream-second
 DESIGN_LABELS = {
     "cli": "steno transcribe (CLI)",
+    "cli-p2": "steno transcribe --processes 2 (same core)",
     "embedded": "embedding API",
     "sdk": "dashscope SDK, thread per stream",
 }

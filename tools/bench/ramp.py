@@ -7,7 +7,14 @@ Usage::
 
 For each N of the ramp and each design, in one run:
 
-* ``cli``: ``steno transcribe --jobs N`` on N copies of the script's WAV file (real time);
+* ``cli``: ``steno transcribe --jobs N --processes 1`` on N copies of the script's WAV
+  file (real time);
+* ``cli-p2`` (only when asked for with ``--designs``): the same with ``--processes 2``,
+  the parent and both workers pinned to the client's one core. On this two-core
+  machine that is the only honest point: it cannot show scaling (one core is the
+  simulator's), it shows what sharding costs: a second interpreter, the workers'
+  pipes and the parent's relay to the one console, against ``cli`` at the same N.
+  The CPU counts every process (the workers are the CLI's reaped children);
 * ``embedded``: the embedding API, N streams of ``engine.stream.open_stream`` in one
   process (``tools/bench/capacity.py --script``);
 * ``sdk``: the official dashscope SDK, one ``Recognition`` and one thread per stream
@@ -51,7 +58,9 @@ from tools.bench._report import lag_summary, machine_info
 from tools.bench._sim import ROOT, SimProcess
 from tools.bench._wire import WireSampler
 
-DESIGNS = ("cli", "embedded", "sdk")
+DESIGNS = ("cli", "cli-p2", "embedded", "sdk")
+DEFAULT_DESIGNS = ("cli", "embedded", "sdk")
+CLI_PROCESSES = {"cli": 1, "cli-p2": 2}
 CLIENT_CPU, SIM_CPU = "0", "1"
 FRAME_MS = 100
 BYTES_PER_S = 32000 * (3200 + 8) / 3200  # 16 kHz s16 in 3,200 B frames, WebSocket header 8 B
@@ -62,11 +71,12 @@ def client_argv(
 ) -> list[str]:
     """The client's command line (not yet pinned)."""
     py = sys.executable
-    if design == "cli":
+    if design in CLI_PROCESSES:
         return [
             py, "-m", "engine.cli", "-v", "--log-format", "json", "transcribe",
-            "--url", sim.url, "--jobs", str(n), "--format", "jsonl", "--out", str(work / "out"),
-            "--finish-timeout", "60", *[str(wav)] * n,
+            "--url", sim.url, "--jobs", str(n), "--processes", str(CLI_PROCESSES[design]),
+            "--format", "jsonl", "--out", str(work / "out"), "--finish-timeout", "60",
+            *[str(wav)] * n,
         ]  # fmt: skip
     if design == "embedded":
         return [
@@ -214,7 +224,7 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
         inner = json.loads((work / "client.json").read_text())
         if design == "embedded":
             inner = inner["steps"][0] if inner.get("steps") else {}
-    if design == "cli":
+    if design in CLI_PROCESSES:
         finals, errors = cli_finals(work / "out", n)
         record["script"] = _speech.score(finals, n, args.script)
         record["errors"] = errors
@@ -295,7 +305,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--streams", type=int, nargs="+", default=[100, 200, 300, 500, 700, 1000], metavar="N"
     )
-    parser.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS))
+    parser.add_argument(
+        "--designs", nargs="+", choices=DESIGNS, default=list(DEFAULT_DESIGNS),
+        help=f"default: {' '.join(DEFAULT_DESIGNS)}",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("out/ramp"), help="output directory")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N=2, a 3 s clip, no baseline, no rest"
