@@ -8,7 +8,6 @@ as ``Translate ==> [lang] text``, as the vendor's samples do.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import TYPE_CHECKING
 
 from engine.events import (
@@ -43,12 +42,17 @@ __all__ = [
 ]
 
 
+_UNPRINTABLE = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]))
+"""Unicode categories Cc, Zl and Zp: 67 code points, fixed for good by Unicode's
+stability policy (the tests check it against :mod:`unicodedata`)."""
+_AS_SPACES = str.maketrans(dict.fromkeys(_UNPRINTABLE, " "))
+
+
 def clean(text: str) -> str:
     """``text`` on one line, stripped, control characters as spaces."""
     # Text from the network never reaches the terminal as control sequences.
-    return "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
-    ).strip()
+    # One translate (C) rather than a category lookup per character: ~30x cheaper.
+    return text.translate(_AS_SPACES).strip()
 
 
 def stream_prefix(stream: str) -> str:

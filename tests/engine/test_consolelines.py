@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from console_helpers import translation as tr
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.actors._consolelines import (
     format_ended,
@@ -134,3 +136,30 @@ class TestTranslationFormat:
         """Language and text from the network cannot inject control sequences."""
         line = format_translation(tr("a\x1b[2Jb\nc", lang="d\re"))
         assert line == "[a] Translate ==> [d e] a [2Jb c"
+
+
+class TestClean:
+    """``clean``: one translate table, the same as a category test per character."""
+
+    def test_the_table_is_unicodes_cc_zl_zp(self) -> None:
+        """Every code point Python's unicodedata puts in Cc, Zl or Zp, and no other."""
+        import sys
+        import unicodedata
+
+        from engine.actors import _consolelines
+
+        wanted = {"Cc", "Zl", "Zp"}
+        expected = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in wanted]
+        assert [ord(ch) for ch in _consolelines._UNPRINTABLE] == expected
+
+    @given(st.text())
+    def test_as_the_per_character_rule(self, text: str) -> None:
+        """Any text: control characters and separators become spaces, then stripped."""
+        import unicodedata
+
+        from engine.actors._consolelines import clean
+
+        slow = "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
+        ).strip()
+        assert clean(text) == slow

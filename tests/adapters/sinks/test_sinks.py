@@ -355,3 +355,28 @@ class TestOpenSinks:
         (tmp_path / "out").write_text("not a directory")
         with pytest.raises(ConfigError, match="cannot create output file"):
             open_sinks(tmp_path / "out", "talk", ["txt"])
+
+
+class TestTextLines:
+    """``text_lines``: one translate table, the same as a category test per character."""
+
+    def test_the_table_is_unicodes_cc(self) -> None:
+        """Every code point Python's unicodedata puts in Cc, and no other."""
+        import sys
+        import unicodedata
+
+        from adapters.sinks import base
+
+        cc = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cc"]
+        assert [ord(ch) for ch in base._CONTROLS] == cc
+
+    @given(st.text())
+    def test_as_the_per_character_rule(self, text: str) -> None:
+        """Any text: per line, control characters become spaces; blank lines go."""
+        import unicodedata
+
+        lines = (
+            "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in line).strip()
+            for line in text.splitlines()
+        )
+        assert text_lines(text) == [line for line in lines if line]
