@@ -300,7 +300,12 @@ async def run_streams(
                     await _run_here(configs, jobs, console_send, drain, dial, results, shows)
                 else:
                     results = await pool.run(
-                        configs, jobs=jobs, console=console_send.clone(), drain=drain
+                        configs,
+                        jobs=jobs,
+                        console=console_send.clone(),
+                        drain=drain,
+                        console_tty=tty,
+                        translate=translate,
                     )
             streams.cancel_scope.cancel()
     if interrupts.interrupted:

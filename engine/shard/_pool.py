@@ -109,12 +109,17 @@ class WorkerPool:
         jobs: int,
         console: trio.MemorySendChannel[Event],
         drain: trio.Event,
+        console_tty: bool = True,
+        translate: bool = False,
     ) -> list[StreamEnded]:
         """Stream every file over the workers; each file's ending, in command-line order.
 
         ``configs`` differ only in ``path``, ``output_stem`` and ``session.stream``.
         At most ``jobs`` files stream at once in all: each worker gets its part of
         them (``jobs // N``, one more for the first ``jobs % N``).
+
+        ``console_tty`` and ``translate`` describe the console: off a terminal the
+        workers leave out what it would not print (:attr:`Setup.console_tty`).
 
         Channels: sends to ``console`` (a clone), closes it at the end.
 
@@ -130,6 +135,8 @@ class WorkerPool:
                 jobs=share + (i < extra),
                 log_json=log_json,
                 log_level=log_level,
+                console_tty=console_tty,
+                translate=translate,
             )
             await worker.tell(setup)  # first, so no other message can overtake it
         async with console, trio.open_nursery() as nursery:

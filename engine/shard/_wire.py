@@ -73,12 +73,18 @@ class Setup(_Message, frozen=True):
         jobs: files the worker streams at once (its part of ``--jobs``).
         log_json: log JSON lines (else the console renderer), as the parent does.
         log_level: the least severe level logged (``logging.INFO`` …).
+        console_tty: the parent's console draws a status line (a terminal): off
+            one, the worker sends up only what the console prints
+            (:func:`engine.actors.console.shown`), not every partial.
+        translate: the console is in translation mode (what it prints differs).
     """
 
     template: FileStreamConfig
     jobs: int
     log_json: bool
     log_level: int
+    console_tty: bool = True
+    translate: bool = False
 
 
 class Job(_Message, frozen=True):

@@ -39,6 +39,7 @@ import structlog
 import trio
 
 from engine import logging as steno_logging
+from engine.actors import console
 from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import run_file_stream
 from engine.ratelimit import StartLimiter
@@ -130,6 +131,9 @@ class _Files:
         self._drain = trio.Event()
         self._limiter = StartLimiter()  # this process's share of the budget
         self._verbose = setup.log_level <= logging.INFO
+        self._shows = functools.partial(
+            console.shown, tty=setup.console_tty, translate=setup.translate
+        )
         self._active = 0
         self._no_more = False
         self._stopped = False
@@ -183,7 +187,11 @@ class _Files:
                 forward.start_soon(self._forward, console_recv)
                 with console_send:
                     ended = await run_file_stream(
-                        config, console=console_send, drain=self._drain, limiter=self._limiter
+                        config,
+                        console=console_send,
+                        drain=self._drain,
+                        limiter=self._limiter,
+                        console_if=self._shows,
                     )
         except Exception as exc:  # one broken stream must not take the others down
             log.error("shard.stream_failed", error=repr(exc), exc_info=self._verbose)

@@ -48,6 +48,7 @@ FROM_WORKER = [
 ]
 TO_WORKER = [
     Setup(template=TEMPLATE, jobs=8, log_json=True, log_level=20),
+    Setup(template=TEMPLATE, jobs=2, log_json=False, log_level=30, console_tty=False),
     Job(index=0, path="/x/a.wav", stream="a.wav", stem="a"),
     Drain(),
     NoMore(),
