@@ -286,3 +286,27 @@ class TestRampDesigns:
 
         assert parse_args([]).designs == ["cli", "embedded", "sdk"]
         assert parse_args(["--designs", "cli", "cli-p2"]).designs == ["cli", "cli-p2"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", ["full", "none"])
+def test_output_path_runs(path: str) -> None:
+    """The output-path bench: one JSON line, every event of every stream counted."""
+    # real-time: a benchmark measures the real clock
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "tools.bench.output_path", "--streams", "3",
+         "--seconds", "2", "--path", path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["path"] == path
+    assert record["events"] > 3 * 4  # partials, finals and the lifecycle, per stream
+    assert record["cpu_s"] > 0
+    if path == "full":
+        assert record["write_jobs"] > 0
