@@ -118,9 +118,10 @@ async def run(
         sinks are closed under a shield, so every file is a valid, fsynced prefix.
 
     Resource handling:
-        Writes and closes run in the run's shared write batcher (one worker-thread
-        hop for the queued jobs of every stream, at most one hop per
-        :data:`~engine.actors._sinkwrites.LINGER_S`).
+        Writes run in the run's shared write batcher (one worker-thread hop for the
+        queued jobs of every stream, at most one hop per
+        :data:`~engine.actors._sinkwrites.LINGER_S`); closes (fsync) run in a
+        thread of their own, so one stream's fsync never holds up the others' writes.
     """
     writer = current_write_batcher()
     lane = _Forward(forward, forward_if)
@@ -140,9 +141,10 @@ async def run(
         finally:
             # Shielded so that a cancelled stream still leaves fsynced files.
             with trio.CancelScope(shield=True):
-                failures = (
-                    await writer.run_sync(functools.partial(close_sinks, active)) if active else []
-                )
+                # Not in the batcher: a close fsyncs, and fsyncs made one after the
+                # other in one thread each wait for their own journal commit, where
+                # the streams' own threads share one. One hop per stream, at its end.
+                failures = await trio.to_thread.run_sync(close_sinks, active) if active else []
         await lane.send([_report(f, stream) for f in failures])
 
 
@@ -178,7 +180,7 @@ async def _deliver(
             failed = [f.sink for f in failures]
             active[:] = [sink for sink in active if sink not in failed]
             # The failed sinks are released now: a full disk must not also leak fds.
-            await writer.run_sync(functools.partial(close_sinks, failed))
+            await trio.to_thread.run_sync(close_sinks, failed)
             pending = [_report(f, f.event.stream if f.event else stream) for f in failures]
 
 
