@@ -38,7 +38,6 @@ from adapters.sinks.voice import VoiceWavSink
 from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer
-from engine.actors._sinkwrites import current_write_batcher
 from engine.actors.renderer import close_sinks
 from engine.actors.resampler import ResamplerInlet
 from engine.config import SessionConfig, TranslationOptions
@@ -166,9 +165,7 @@ async def _produce(
                 )
                 if drain is not None:
                     inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
-                # In the run's write batcher: starting files share its hops.
-                writer = current_write_batcher()
-                sinks.extend(await writer.run_sync(functools.partial(_open_outputs, config)))
+                sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
                 log.info("stream.started", source_rate=info.rate)
                 task_status.started(None)
         for exc in broken:
