@@ -2,27 +2,23 @@
 
 Sinks do blocking file I/O, so every write runs in a worker thread. To keep the
 thread hops cheap, the renderer takes whatever is already queued (up to
-:data:`MAX_BATCH` events) and writes it as one job, and the jobs of every stream of
-the run share the hops of one :class:`~engine.actors._sinkwrites.WriteBatcher`.
+:data:`MAX_BATCH` events) and writes it in one hop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 import trio
 
-from engine.actors._sinkwrites import current_write_batcher
 from engine.events import AudioEvent, StreamError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from adapters.sinks.base import Sink
-    from engine.actors._sinkwrites import WriteBatcher
     from engine.events import Event
 
 __all__ = ["MAX_BATCH", "SinkFailure", "close_sinks", "run", "sink_error", "write_batch"]
@@ -116,14 +112,7 @@ async def run(
     Cancellation:
         A batch being written finishes first (threads are not abandoned), then the
         sinks are closed under a shield, so every file is a valid, fsynced prefix.
-
-    Resource handling:
-        Writes run in the run's shared write batcher (one worker-thread hop for the
-        queued jobs of every stream, at most one hop per
-        :data:`~engine.actors._sinkwrites.LINGER_S`); closes (fsync) run in a
-        thread of their own, so one stream's fsync never holds up the others' writes.
     """
-    writer = current_write_batcher()
     lane = _Forward(forward, forward_if)
     active = list(sinks)
     stream = ""
@@ -137,13 +126,10 @@ async def run(
             async for first in inbox:
                 batch = _take_batch(first, inbox)
                 stream = batch[-1].stream
-                await _deliver(batch, active, lane, writer)
+                await _deliver(batch, active, lane)
         finally:
             # Shielded so that a cancelled stream still leaves fsynced files.
             with trio.CancelScope(shield=True):
-                # Not in the batcher: a close fsyncs, and fsyncs made one after the
-                # other in one thread each wait for their own journal commit, where
-                # the streams' own threads share one. One hop per stream, at its end.
                 failures = await trio.to_thread.run_sync(close_sinks, active) if active else []
         await lane.send([_report(f, stream) for f in failures])
 
@@ -162,18 +148,13 @@ async def _deliver(
     batch: list[Event],
     active: list[Sink],
     forward: _Forward,
-    writer: WriteBatcher,
 ) -> None:
     # Errors are reported to the sinks that survived, which may fail in turn; each
     # round drops at least one sink, so this ends.
     stream = batch[-1].stream
     pending = batch
     while pending:
-        failures = (
-            await writer.run_sync(functools.partial(write_batch, list(active), pending))
-            if active
-            else []
-        )
+        failures = await trio.to_thread.run_sync(write_batch, active, pending) if active else []
         await forward.send(pending)
         pending = []
         if failures:

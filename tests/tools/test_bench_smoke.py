@@ -308,5 +308,3 @@ def test_output_path_runs(path: str) -> None:
     assert record["path"] == path
     assert record["events"] > 3 * 4  # partials, finals and the lifecycle, per stream
     assert record["cpu_s"] > 0
-    if path == "full":
-        assert record["write_jobs"] > 0

@@ -18,8 +18,7 @@ clock, the streams starting 1/20 s apart as the task-start limiter lets them.
 ``--path none`` runs the replay alone (each event discarded where the renderer would
 take it); the output path's cost is the difference of the two runs' CPU (process
 time, all threads). One JSON line goes to stdout: CPU seconds, µs per event and ms
-per stream-second, the renderer's thread hops (from the write batcher when the
-code has one).
+per stream-second.
 """
 
 from __future__ import annotations
@@ -155,12 +154,6 @@ async def run(args: argparse.Namespace, out_dir: Path, transcript: Any) -> dict[
         "us_per_event": round(1e6 * cpu / n_events, 1),
         "ms_per_stream_s": round(1000 * cpu / stream_s, 4),
     }
-    try:
-        from engine.actors._sinkwrites import current_write_batcher
-    except ImportError:  # an older checkout: a thread hop per batch of events
-        return record
-    batcher = current_write_batcher()
-    record["write_hops"], record["write_jobs"] = batcher.hops, batcher.jobs
     return record
 
 
