@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 import numpy as np
@@ -99,6 +100,23 @@ class CliRun(msgspec.Struct, frozen=True, kw_only=True):
     stdout: str
     stderr: str
     elapsed_s: float
+    on_cpu_s: float | None = None
+    """The process's main thread on a CPU (Linux ``/proc/PID/schedstat``; else None)."""
+    queued_s: float | None = None
+    """The main thread runnable but waiting for a CPU: a loaded machine's share."""
+
+    @property
+    def waiting_s(self) -> float:
+        """The wall time the main thread spent blocked: on timers, peers, other threads.
+
+        ``elapsed_s`` less the time on a CPU and in the run queue, so it does not grow
+        with the machine's load the way ``elapsed_s`` does: a bound on it holds on a
+        loaded machine and still catches a sleep or a hang. Without the scheduler's
+        figures (not Linux), it is ``elapsed_s``.
+        """
+        if self.on_cpu_s is None or self.queued_s is None:
+            return self.elapsed_s
+        return max(0.0, self.elapsed_s - self.on_cpu_s - self.queued_s)
 
     @property
     def stdout_lines(self) -> list[str]:
@@ -157,36 +175,103 @@ def run_steno(
     timeout: float,
     cwd: pathlib.Path = ROOT,
 ) -> CliRun:
-    """Run ``steno ARGS`` to completion with no stdin; fail the test after ``timeout`` s."""
+    """Run ``steno ARGS`` to completion with no stdin; fail the test after ``timeout`` s.
+
+    Like ``subprocess.run(..., capture_output=True, timeout=timeout)`` (it also waits
+    for the end of both outputs), and on Linux the result also says how the main
+    thread spent its time (on a CPU, queued for one, blocked): read from
+    ``/proc/PID/schedstat`` once the process has exited, before it is reaped.
+    """
     argv = [os.fspath(a) for a in args]
     started = time.monotonic()
+    proc = subprocess.Popen(
+        [*steno_command(), *argv],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    outputs = [_Drain(proc.stdout), _Drain(proc.stderr)]
     try:
-        done = subprocess.run(
-            [*steno_command(), *argv],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            timeout=timeout,  # real-time: a real process; killed at the deadline
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        # real-time: a real process; killed at the deadline
+        exited = _wait_unreaped(proc, timeout)
+        sched = _schedstat(proc.pid) if exited else None
+        ended = exited and all(o.join(started + timeout) for o in outputs)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for output in outputs:
+            output.join(time.monotonic() + 5)
+    stdout, stderr = (o.text() for o in outputs)
+    if not ended:
         raise AssertionError(
             f"steno {' '.join(argv)} did not end within {timeout} s (killed)\n"
-            f"--- stdout\n{out}--- stderr\n{err}"
-        ) from None
+            f"--- stdout\n{stdout}--- stderr\n{stderr}"
+        )
     return CliRun(
         args=argv,
-        returncode=done.returncode,
-        stdout=done.stdout,
-        stderr=done.stderr,
-        elapsed_s=time.monotonic() - started,
+        returncode=proc.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        elapsed_s=elapsed,
+        on_cpu_s=None if sched is None else sched[0],
+        queued_s=None if sched is None else sched[1],
     )
+
+
+class _Drain:
+    """Reads a pipe to its end in a thread (as ``Popen.communicate`` does)."""
+
+    def __init__(self, pipe: IO[bytes] | None) -> None:
+        assert pipe is not None
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[bytes]) -> None:
+        with pipe:
+            while chunk := os.read(pipe.fileno(), 65536):
+                self._chunks.append(chunk)
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the end of the output until ``deadline`` (monotonic); True if it came."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+
+def _wait_unreaped(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``proc`` to exit, leaving it unreaped where the OS can
+    (Linux: a pidfd and ``waitid(WNOWAIT)``), so its ``/proc`` entry is still there."""
+    if not hasattr(os, "pidfd_open"):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout)
+        if not readable:
+            return False
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+        return True
+    finally:
+        os.close(pidfd)
+
+
+def _schedstat(pid: int) -> tuple[float, float] | None:
+    """``(on CPU, queued)`` seconds of ``pid``'s main thread, or None where unknown."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def run_steno_concurrently(
