@@ -20,14 +20,17 @@ demo: $(STAMP)
 ## Lint, type-check and run the whole test suite in two parts. First everything not marked
 ## `slow` (virtual time, in-memory, quick), one pytest-xdist worker per core; a file's tests
 ## stay in one worker (--dist loadfile), so its module fixtures are built once. Then the `slow`
-## tests (real processes, real time, the real recognizer) alone in one process, as before:
-## their deadlines are real, so they get the machine to themselves. Both parts always run.
-## TEST_WORKERS=0 runs the first part in one process too.
+## tests (real processes, real time, the real recognizer) on SLOW_WORKERS workers, also a
+## file per worker: most of them wait on the real clock (paced audio, another process), so
+## more of them than cores run side by side, while the CPU-bound ones (marked `cpu_heavy`:
+## pocketsphinx, pip) take turns (tests/conftest.py). Both parts always run.
+## TEST_WORKERS=0 SLOW_WORKERS=0 runs each part in one process.
 TEST_WORKERS ?= auto
+SLOW_WORKERS ?= 3
 test: $(STAMP) system lint
 	status=0; \
 	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
-	$(BIN)/pytest -q -m slow --durations=25 || status=$$?; \
+	$(BIN)/pytest -q -m slow -n $(SLOW_WORKERS) --dist loadfile --durations=25 || status=$$?; \
 	exit $$status
 
 lint: $(STAMP)

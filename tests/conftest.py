@@ -1,5 +1,5 @@
 """Shared test fixtures: structlog reset, trio deadlines, the demo audio, hidden tools,
-and the CI skip policy.
+the CI skip policy, and turns for the CPU-bound slow tests under pytest-xdist.
 
 The skip policy lives in ``skip_policy.py`` (a plugin, so it can be tested on a suite
 of its own); its hook is imported here to apply to this suite.
@@ -7,6 +7,7 @@ of its own); its hook is imported here to apply to this suite.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import gc
 import os
@@ -14,7 +15,7 @@ import pathlib
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Final, ParamSpec
 
 import pytest
@@ -32,14 +33,23 @@ REAL_TIME_DIRECTORIES: Final = frozenset({"e2e", "interop"})
 """Test directories whose every test runs real processes or the official SDK's threads
 on the real clock: all of them count as ``slow``, marked or not."""
 
+CPU_LOCK_WAIT_S: Final = 600.0
+"""How long a ``cpu_heavy`` test waits for the others to finish before it runs anyway:
+the lock is for throughput (CPU-bound runs only slow each other down past the core
+count), not for correctness, and every test is bounded by its timeout (``timeout``)."""
+
+_CPU_LOCK_POLL_S: Final = 0.2
+
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test under :data:`REAL_TIME_DIRECTORIES` ``slow``.
 
-    ``make test`` runs ``-m "not slow"`` on every core, then ``-m slow`` alone in one
-    process, where real-time deadlines do not compete with other work: a real-process
-    test that forgot its marker must not land in the parallel part.
+    ``make test`` runs ``-m "not slow"`` on every core, then ``-m slow`` on a few more
+    workers than cores: most slow tests wait on the real clock (paced audio, another
+    process), so they can share the machine, while the CPU-bound ones (``cpu_heavy``)
+    take turns (:func:`pytest_runtest_protocol`). A real-process test that forgot its
+    marker must not land in the quick part.
     """
     tests = ROOT / "tests"
     for item in items:
@@ -47,6 +57,49 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.path.relative_to(tests).parts[:-1]
         ):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True)  # outside pytest-timeout's clock
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Under pytest-xdist, run the ``cpu_heavy`` tests one at a time across workers.
+
+    Each holds an exclusive ``flock`` on a file in the run's shared temp directory for
+    its whole protocol (setup, call, teardown: a module fixture's run of the CLI
+    included). The wait has a deadline (:data:`CPU_LOCK_WAIT_S`), after which the
+    test runs anyway and says so in its report; a test that hangs holding the lock is
+    ended by its timeout, which releases it. In one process, tests run one at a time
+    anyway: no lock.
+    """
+    if item.get_closest_marker("cpu_heavy") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        return (yield)
+    # xdist gives each worker ``--basetemp <the run's basetemp>/popen-gwN``: the parent
+    # belongs to this run alone (not to another pytest run on the machine)
+    lock_path = pathlib.Path(item.config.option.basetemp).parent / "cpu-heavy.lock"
+    with lock_path.open("a") as lock:
+        waited = _flock(lock.fileno(), deadline=time.monotonic() + CPU_LOCK_WAIT_S)
+        if waited is None:
+            item.add_report_section(
+                "setup", "cpu_heavy", f"ran without the lock after {CPU_LOCK_WAIT_S:.0f} s"
+            )
+        try:
+            return (yield)
+        finally:
+            if waited is not None:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _flock(fd: int, *, deadline: float) -> float | None:
+    """Take an exclusive ``flock`` on ``fd`` by ``deadline``; the seconds it took, or None."""
+    started = time.monotonic()
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(_CPU_LOCK_POLL_S)  # real time: another worker's test holds it
+        else:
+            return time.monotonic() - started
 
 
 @pytest.fixture(autouse=True)

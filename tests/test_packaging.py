@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import DEMO_AUDIO, ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_heavy]  # pip builds and unpacks wheels
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"

@@ -36,6 +36,8 @@ from adapters.recognizers.wer import word_error_rate
 from adapters.sim.config import SimConfig
 from engine.events import Final, StreamEnded, StreamStarted, TaskMetrics
 
+pytestmark = pytest.mark.cpu_heavy  # pocketsphinx decodes the three demo files --fast
+
 MAX_WER = 0.35
 """pocketsphinx on the flite demo speech measures about 0-0.15 per file."""
 

@@ -49,7 +49,7 @@ from e2e_helpers import (
 
 from engine.events import Final, StreamEnded, StreamStarted, Translation
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_heavy]  # pocketsphinx, a run per core
 
 MODELS = ("gummy-realtime-v1", "gummy-chat-v1", "qwen3.5-livetranslate-flash-realtime")
 LIVE = MODELS[2]

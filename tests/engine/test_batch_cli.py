@@ -88,6 +88,7 @@ def refused_port() -> int:
 
 class TestDemo:
     @pytest.mark.slow
+    @pytest.mark.cpu_heavy  # pocketsphinx decodes the demo
     @deadline(180)
     async def test_demo_files_on_the_embedded_simulator(
         self, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]

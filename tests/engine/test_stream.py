@@ -503,6 +503,7 @@ class TestHostWrappers:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu_heavy  # pocketsphinx transcribes the demo on the embedded simulator
 @pytest.mark.parametrize("example", ["embed_trio.py", "embed_threads.py", "embed_asyncio.py"])
 def test_examples_run(example: str) -> None:
     """The runnable embedding examples transcribe the demo audio on the embedded simulator."""

@@ -78,6 +78,7 @@ def check_transcript(hyps: list[Hypothesis], sentences: list[str], duration_ms: 
 
 
 @pytest.mark.slow
+@pytest.mark.cpu_heavy  # pocketsphinx decodes on two workers
 async def test_transcribes_demo_speech_without_blocking_the_loop() -> None:
     """Concurrent sessions on two workers transcribe flite speech at WER <= 0.35, at
     16 kHz and at 22.05 kHz alike, while the event loop keeps ticking."""

@@ -53,6 +53,7 @@ def _ok(reply: Reply) -> Reply:
 
 
 @pytest.mark.slow
+@pytest.mark.cpu_heavy  # pocketsphinx in this process
 @settings(
     max_examples=15,
     deadline=None,
@@ -109,6 +110,7 @@ def test_flush_mid_sentence_finalizes_it(
 
 
 @pytest.mark.slow
+@pytest.mark.cpu_heavy
 def test_flush_after_whole_frames_of_silence_is_empty(server: _Server) -> None:
     """A flush of silence that fills whole frames (never in speech) has nothing to say."""
     _ok(server.handle(Open(2, MODEL_RATE)))
