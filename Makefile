@@ -22,8 +22,8 @@ demo: $(STAMP)
 ## stay in one worker (--dist loadfile), so its module fixtures are built once. Then the `slow`
 ## tests (real processes, real time, the real recognizer) on SLOW_WORKERS workers, also a
 ## file per worker: most of them wait on the real clock (paced audio, another process), so
-## more of them than cores run side by side, while the CPU-bound ones (marked `cpu_heavy`:
-## pocketsphinx, pip) take turns (tests/conftest.py). Both parts always run.
+## more of them than cores run side by side, while each CPU-bound one (marked `cpu_heavy`:
+## pocketsphinx, pip) runs alone (a lock in tests/conftest.py). Both parts always run.
 ## TEST_WORKERS=0 SLOW_WORKERS=0 runs each part in one process.
 TEST_WORKERS ?= auto
 SLOW_WORKERS ?= 3

@@ -34,9 +34,9 @@ REAL_TIME_DIRECTORIES: Final = frozenset({"e2e", "interop"})
 on the real clock: all of them count as ``slow``, marked or not."""
 
 CPU_LOCK_WAIT_S: Final = 600.0
-"""How long a ``cpu_heavy`` test waits for the others to finish before it runs anyway:
-the lock is for throughput (CPU-bound runs only slow each other down past the core
-count), not for correctness, and every test is bounded by its timeout (``timeout``)."""
+"""How long a slow test waits for its turn (:func:`pytest_runtest_protocol`) before it
+runs anyway: the turns keep CPU-bound runs (pocketsphinx) from starving one another and
+the real-time tests, and every test is bounded by its own timeout (``timeout``)."""
 
 _CPU_LOCK_POLL_S: Final = 0.2
 
@@ -47,8 +47,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     ``make test`` runs ``-m "not slow"`` on every core, then ``-m slow`` on a few more
     workers than cores: most slow tests wait on the real clock (paced audio, another
-    process), so they can share the machine, while the CPU-bound ones (``cpu_heavy``)
-    take turns (:func:`pytest_runtest_protocol`). A real-process test that forgot its
+    process), so they can share the machine, while each CPU-bound one (``cpu_heavy``)
+    runs alone (:func:`pytest_runtest_protocol`). A real-process test that forgot its
     marker must not land in the quick part.
     """
     tests = ROOT / "tests"
@@ -61,45 +61,56 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(tryfirst=True, wrapper=True)  # outside pytest-timeout's clock
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
-    """Under pytest-xdist, run the ``cpu_heavy`` tests one at a time across workers.
+    """Under pytest-xdist, a ``cpu_heavy`` test has the machine to itself; other slow
+    tests overlap one another.
 
-    Each holds an exclusive ``flock`` on a file in the run's shared temp directory for
-    its whole protocol (setup, call, teardown: a module fixture's run of the CLI
-    included). The wait has a deadline (:data:`CPU_LOCK_WAIT_S`), after which the
-    test runs anyway and says so in its report; a test that hangs holding the lock is
-    ended by its timeout, which releases it. In one process, tests run one at a time
-    anyway: no lock.
+    A readers-writer lock over the workers: ``flock`` on a file in the run's shared temp
+    directory, shared for a slow test, exclusive for a ``cpu_heavy`` one, held for the
+    whole protocol (setup, call, teardown: a module fixture's run of the CLI included).
+    A ``cpu_heavy`` test also holds a turnstile while it waits and runs, so slow tests
+    that come after it wait for it instead of overlapping it for ever. Each wait has a
+    deadline (:data:`CPU_LOCK_WAIT_S`), after which the test runs anyway and says so in
+    its report; a test that hangs holding the lock is ended by its timeout, which
+    releases it. In one process, tests run one at a time anyway: no lock.
     """
-    if item.get_closest_marker("cpu_heavy") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+    if item.get_closest_marker("slow") is None or "PYTEST_XDIST_WORKER" not in os.environ:
         return (yield)
+    heavy = item.get_closest_marker("cpu_heavy") is not None
     # xdist gives each worker ``--basetemp <the run's basetemp>/popen-gwN``: the parent
     # belongs to this run alone (not to another pytest run on the machine)
-    lock_path = pathlib.Path(item.config.option.basetemp).parent / "cpu-heavy.lock"
-    with lock_path.open("a") as lock:
-        waited = _flock(lock.fileno(), deadline=time.monotonic() + CPU_LOCK_WAIT_S)
-        if waited is None:
+    shared = pathlib.Path(item.config.option.basetemp).parent
+    deadline = time.monotonic() + CPU_LOCK_WAIT_S
+    with (
+        (shared / "cpu-turnstile.lock").open("a") as turnstile,
+        (shared / "cpu-heavy.lock").open("a") as lock,
+    ):
+        passed = _flock(turnstile.fileno(), fcntl.LOCK_EX, deadline=deadline)
+        if passed and not heavy:
+            fcntl.flock(turnstile.fileno(), fcntl.LOCK_UN)
+        mode = fcntl.LOCK_EX if heavy else fcntl.LOCK_SH
+        locked = passed and _flock(lock.fileno(), mode, deadline=deadline)
+        if not locked:
             item.add_report_section(
-                "setup", "cpu_heavy", f"ran without the lock after {CPU_LOCK_WAIT_S:.0f} s"
+                "setup", "cpu_heavy", f"ran without its turn after {CPU_LOCK_WAIT_S:.0f} s"
             )
         try:
             return (yield)
         finally:
-            if waited is not None:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(turnstile.fileno(), fcntl.LOCK_UN)
 
 
-def _flock(fd: int, *, deadline: float) -> float | None:
-    """Take an exclusive ``flock`` on ``fd`` by ``deadline``; the seconds it took, or None."""
-    started = time.monotonic()
+def _flock(fd: int, mode: int, *, deadline: float) -> bool:
+    """Take ``flock(fd, mode)`` by ``deadline`` (monotonic); False if it did not come."""
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                return None
+                return False
             time.sleep(_CPU_LOCK_POLL_S)  # real time: another worker's test holds it
         else:
-            return time.monotonic() - started
+            return True
 
 
 @pytest.fixture(autouse=True)
