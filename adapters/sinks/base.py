@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from engine.events import Event
@@ -36,11 +37,21 @@ class Sink(Protocol):
 
     Sinks do blocking file I/O: the renderer calls them from a worker thread, one
     call at a time, so they need not be thread-safe. Events a sink does not render
-    are ignored.
+    are ignored. A batch for which :meth:`touches_file` is False is written in the
+    renderer's own thread (no thread hop: most events, the partials, only render
+    into memory or are ignored); still one call at a time.
     """
 
     def write(self, event: Event) -> None:
         """Render ``event``. Raises ``OSError`` when the output cannot be written."""
+        ...
+
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        """Whether writing ``events`` (in order, now) may make a system call.
+
+        False only when every write would render into memory or ignore its event
+        (pure, cheap; when in doubt, True).
+        """
         ...
 
     def close(self) -> None:

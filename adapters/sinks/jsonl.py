@@ -11,6 +11,7 @@ from adapters.sinks.base import AppendOnlyFile
 from engine.events import AudioEvent, Final, LifecycleEvent, Translation, encode_jsonl_line
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from engine.events import Event
@@ -51,6 +52,12 @@ class JsonlSink:
     @property
     def path(self) -> Path:
         return self._file.path
+
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        lines = [e for e in events if not isinstance(e, AudioEvent)]
+        return (
+            any(_flushes(e) for e in lines) or len(self._buffer) + len(lines) >= self._max_buffered
+        )
 
     def write(self, event: Event) -> None:
         if isinstance(event, AudioEvent):

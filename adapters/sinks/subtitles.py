@@ -185,6 +185,9 @@ class CueSink:
     def format_cue(self, index: int, start_ms: int, end_ms: int, lines: Sequence[str]) -> str:
         raise NotImplementedError
 
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        return any(isinstance(e, Final | Translation) for e in events)
+
     def write(self, event: Event) -> None:
         if not isinstance(event, Final | Translation):
             return

@@ -8,6 +8,7 @@ from adapters.sinks.base import AppendOnlyFile, text_lines
 from engine.events import Final, Translation
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from engine.events import Event
@@ -57,6 +58,9 @@ class TextSink:
     @property
     def path(self) -> Path:
         return self._file.path
+
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        return any(isinstance(e, Final | Translation) for e in events)
 
     def write(self, event: Event) -> None:
         if self.lang is None:

@@ -34,6 +34,7 @@ from adapters.audio.resample import Pcm16Converter
 from engine.events import TranslatedAudio
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from engine.events import Event
@@ -162,6 +163,9 @@ class VoiceWavSink:
     def seconds(self) -> float:
         """Audio written so far, in seconds."""
         return self.frames / self.rate
+
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        return any(isinstance(e, TranslatedAudio) for e in events)
 
     def write(self, event: Event) -> None:
         """Append the chunk's audio (resampled when its rate differs); ignore other events."""

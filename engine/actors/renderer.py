@@ -1,8 +1,10 @@
 """The renderer: one per stream, fans its events out to the sinks and the console.
 
-Sinks do blocking file I/O, so every write runs in a worker thread. To keep the
-thread hops cheap, the renderer takes whatever is already queued (up to
-:data:`MAX_BATCH` events) and writes it in one hop.
+Sinks do blocking file I/O, so every write that may touch a file runs in a worker
+thread. To keep the thread hops cheap, the renderer takes whatever is already
+queued (up to :data:`MAX_BATCH` events) and writes it in one hop; a batch no sink
+would write to a file for (``Sink.touches_file``: the partials, mostly) is written
+in place, without a hop.
 """
 
 from __future__ import annotations
@@ -154,7 +156,12 @@ async def _deliver(
     stream = batch[-1].stream
     pending = batch
     while pending:
-        failures = await trio.to_thread.run_sync(write_batch, active, pending) if active else []
+        if not active:
+            failures = []
+        elif any(sink.touches_file(pending) for sink in active):
+            failures = await trio.to_thread.run_sync(write_batch, active, pending)
+        else:
+            failures = write_batch(active, pending)  # memory only: no thread hop
         await forward.send(pending)
         pending = []
         if failures:

@@ -175,6 +175,9 @@ class RollingSink:
         self.path: Path | None = None
         self.files_opened = 0
 
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        return any(_renders(self.fmt, e, self.languages, self.lang) for e in events)
+
     def write(self, event: Event) -> None:
         if not _renders(self.fmt, event, self.languages, self.lang):
             return  # the sink would ignore it: no need to look at the clock

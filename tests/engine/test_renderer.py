@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class RecordingSink:
         self.path = Path(f"/out/{'bad' if fail_on or fail_close else 'good'}.x")
         self._fail_on = fail_on
         self._fail_close = fail_close
+
+    def touches_file(self, events: Sequence[Event]) -> bool:
+        return True  # a recording stands for a file: every batch takes the thread hop
 
     def write(self, event: Event) -> None:
         if self.closed:
@@ -146,6 +150,38 @@ class TestFanOut:
             await renderer.run(inbox=inbox, sinks=[sink])
         assert batches == [4, 4, 2]
         assert len(sink.events) == 10
+
+    async def test_batches_that_stay_in_memory_take_no_thread_hop(self) -> None:
+        """A batch no sink writes to a file for is written in the renderer's thread; a batch
+        with a final (here: the sink's only file write) in a worker thread; order kept."""
+        main = threading.get_ident()
+
+        class FinalsToFile(RecordingSink):
+            def __init__(self) -> None:
+                super().__init__()
+                self.threads: list[tuple[str, bool]] = []
+
+            def touches_file(self, events: Sequence[Event]) -> bool:
+                return any(isinstance(e, Final) for e in events)
+
+            def write(self, event: Event) -> None:
+                self.threads.append((type(event).__name__, threading.get_ident() == main))
+                super().write(event)
+
+        send, inbox = trio.open_memory_channel[Event](10)
+        events: list[Event] = [Partial(0, 0, "he"), Partial(0, 0, "hel")]
+        final: Event = Final(0, 0, 16_000, "hello")
+        sink = FinalsToFile()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: renderer.run(inbox=inbox, sinks=[sink]))
+                for event in events:
+                    send.send_nowait(event)
+                await trio.testing.wait_all_tasks_blocked()
+                await send.send(final)
+                await send.aclose()
+        assert sink.events == [*events, final]
+        assert sink.threads == [("Partial", True), ("Partial", True), ("Final", False)]
 
     async def test_writes_real_files(self, tmp_path: Path) -> None:
         """With the real sinks, the subtitle and event files come out complete."""

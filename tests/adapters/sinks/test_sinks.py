@@ -380,3 +380,36 @@ class TestTextLines:
             for line in text.splitlines()
         )
         assert text_lines(text) == [line for line in lines if line]
+
+
+class TestTouchesFile:
+    """``touches_file`` says False only for batches whose writes stay in memory: the
+    renderer writes those without a thread hop, so a wrong False would block the loop."""
+
+    @pytest.mark.parametrize("fmt", ["srt", "vtt", "txt", "jsonl"])
+    def test_partials_stay_in_memory_finals_reach_the_file(self, tmp_path: Path, fmt: str) -> None:
+        (sink,) = open_sinks(tmp_path, "s", [fmt])
+        path = tmp_path / f"s.{fmt}"
+        partials = [Partial(0, i, "he") for i in range(5)]
+        assert not sink.touches_file(partials)
+        size = path.stat().st_size
+        for event in partials:
+            sink.write(event)
+        assert path.stat().st_size == size  # nothing was written: the answer was true
+        final = Final(0, 0, 16_000, "hello")
+        assert sink.touches_file([*partials, final])
+        sink.close()
+
+    def test_jsonl_says_so_at_its_buffer_bound(self, tmp_path: Path) -> None:
+        """Partials are written once max_buffered lines wait: the batch that fills it touches."""
+        sink = JsonlSink(tmp_path / "s.jsonl", max_buffered=4)
+        partials = [Partial(0, i, "he") for i in range(4)]
+        assert not sink.touches_file(partials[:3])
+        assert sink.touches_file(partials)
+        for event in partials[:3]:
+            sink.write(event)
+        assert not (tmp_path / "s.jsonl").read_bytes()
+        assert sink.touches_file(partials[3:])
+        sink.write(partials[3])
+        assert len((tmp_path / "s.jsonl").read_bytes().splitlines()) == 4
+        sink.close()
