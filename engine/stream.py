@@ -91,6 +91,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from engine.clock import WallClock
+    from engine.messages import PcmBlock, RawBlock
     from engine.ratelimit import StartLimiter
 
 __all__ = [
@@ -162,9 +163,7 @@ class Stream:
             InputError: a rate outside 8–48 kHz, or data that is not int16/float PCM.
             trio.ClosedResourceError: after :meth:`end_input`.
         """
-        rate = rate or self.config.input_rate
-        check_rate(rate)
-        item = pushed_block(pcm, rate, channels or self.config.input_channels)
+        rate, item = self._block(pcm, rate, channels)
         size = len(item.samples)
         if size:
             await self._raw.send(item)
@@ -193,15 +192,21 @@ class Stream:
             trio.ClosedResourceError: after :meth:`end_input`.
             trio.BrokenResourceError: the stream has finished.
         """
-        rate = rate or self.config.input_rate
-        check_rate(rate)
-        item = pushed_block(pcm, rate, channels or self.config.input_channels)
+        rate, item = self._block(pcm, rate, channels)
         size = len(item.samples)
         if size:
             if not self._raw.try_send(item):
                 return False
             self._pushed[rate] = self._pushed.get(rate, 0) + size
         return True
+
+    def _block(
+        self, pcm: bytes | NDArray[np.generic], rate: int | None, channels: int | None
+    ) -> tuple[int, RawBlock | PcmBlock]:
+        """``push``'s audio as a block for the resampler stage, with its rate (checked)."""
+        rate = rate or self.config.input_rate
+        check_rate(rate)
+        return rate, pushed_block(pcm, rate, channels or self.config.input_channels)
 
     async def skip(
         self, samples: int, *, rate: int | None = None, reason: str = "skipped", lost: bool = False

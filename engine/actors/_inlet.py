@@ -151,9 +151,8 @@ class Inlet:
             trio.WouldBlock: the queue is full (nothing was taken).
             trio.BrokenResourceError, trio.ClosedResourceError: as :meth:`send`.
         """
-        arrived = trio.current_time()
-        if not self._offer(frame, arrived):
-            self._send.send_nowait((frame, arrived))
+        if not self.try_send(frame):
+            raise trio.WouldBlock
 
     def _offer(self, frame: AudioFrame, arrived: float) -> bool:
         lane = self._lane
