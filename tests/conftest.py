@@ -108,7 +108,7 @@ def _flock(fd: int, mode: int, *, deadline: float) -> bool:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(_CPU_LOCK_POLL_S)  # real time: another worker's test holds it
+            time.sleep(_CPU_LOCK_POLL_S)  # real-time: another worker's test holds it
         else:
             return True
 

@@ -65,8 +65,10 @@ class TestOpenWorkers:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A worker whose first bytes are not a Hello is killed; the one that greets serves."""
-        # real-time: a child process that writes garbage and then hangs (killed by the pool)
-        garbage = "import sys, time; sys.stdout.write('x' * 64); sys.stdout.flush(); time.sleep(60)"
+        # A child process that writes garbage and then hangs until the pool kills it.
+        garbage = (
+            "import signal, sys; sys.stdout.write('x' * 64); sys.stdout.flush(); signal.pause()"
+        )
         commands = iter([(sys.executable, "-c", garbage), _pool.WORKER_COMMAND])
         real_open_child = _pool.open_child
 
