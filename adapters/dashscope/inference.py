@@ -179,6 +179,17 @@ class InferenceServer(_Core):
             return
         self._deliver(self._interpret(message))
 
+    def take_audio(self, data: bytes) -> bool:
+        """Take a binary frame in place if it is the streaming task's audio.
+
+        While a task streams (and no event waits to be read), a binary frame is its
+        audio and changes nothing here: True, and no :class:`~.messages.AudioReceived`
+        is queued — the caller handles ``data`` as that event's ``pcm`` now. In any
+        other state False, with nothing done: give the frame to :meth:`receive_data`.
+        Not a checkpoint; never raises.
+        """
+        return self._state is State.STREAMING and not self._events
+
     def _interpret(self, message: m.ClientMessage) -> m.ServerEvent:
         header, payload = message.header, message.payload
         match header.action:

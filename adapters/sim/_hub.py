@@ -76,6 +76,9 @@ class ReadHub:
         """Rounds of the hub's loop so far (one wait, then every ready reader)."""
         self.calls = 0
         """Reader calls so far."""
+        self.now = -math.inf
+        """trio's clock at the start of the current round, for its readers: one clock read
+        per round, not one per socket (a round's readers run within milliseconds)."""
 
     def __len__(self) -> int:
         return len(self._readers)
@@ -119,7 +122,8 @@ class ReadHub:
                 if trio.current_time() < next_round:
                     # Busy: let frames gather, so a round's wake is shared by many sockets.
                     await trio.sleep_until(next_round)
-                next_round = trio.current_time() + self._min_round_s
+                self.now = now = trio.current_time()
+                next_round = now + self._min_round_s
                 self.rounds += 1
                 for fd, _ in poll(0, _MAX_EVENTS):
                     reader = readers.get(fd)

@@ -60,8 +60,9 @@ class HubReader:
         ws: the connection, on the fast lane (``ws.fd`` is not None).
         socket: its send path (a tail it owes stops the hub: the reader task flushes it).
         hub: the process's reader.
-        take: handles one data message in place, synchronously; returns None when it
-            is done, else the follow-up the reader task must await.
+        take: handles one data message in place, synchronously, given trio's clock
+            ("now": the hub's round start, or the time :meth:`wait` began); returns None
+            when it is done, else the follow-up the reader task must await.
         receive: the follow-up when the next message needs the awaited path (it reads
             and handles that message).
 
@@ -75,7 +76,7 @@ class HubReader:
         socket: ServerSocket,
         hub: ReadHub,
         *,
-        take: Callable[[bytes | str], Follow | None],
+        take: Callable[[bytes | str, float], Follow | None],
         receive: Follow,
     ) -> None:
         fd = ws.fd
@@ -98,7 +99,8 @@ class HubReader:
 
         Cancellation: the descriptor leaves the hub (see the module docstring).
         """
-        self._on_readable(read=False)  # messages parsed before: the hub only sees new bytes
+        # Messages parsed before: the hub only sees new bytes.
+        self._take_all(False, trio.current_time())
         if self._follow is None and not self._socket.owes_tail:
             self._hub.add(self._fd, self._on_readable)
             try:
@@ -108,8 +110,12 @@ class HubReader:
         follow, self._follow = self._follow, None
         return follow
 
-    def _on_readable(self, *, read: bool = True) -> None:
-        """The hub's reader: read once, handle the audio in place, hand the rest back.
+    def _on_readable(self) -> None:
+        """The hub's reader: read once, handle the audio in place, hand the rest back."""
+        self._take_all(True, self._hub.now)
+
+    def _take_all(self, read: bool, now: float) -> None:
+        """Take the messages there are (reading once if ``read``) until a follow-up.
 
         Never a checkpoint and never raises: what needs an await becomes the follow-up
         and wakes the reader task.
@@ -124,7 +130,7 @@ class HubReader:
                 read = False
                 if data is None:
                     return
-                self._follow = self._take(data)
+                self._follow = self._take(data, now)
         except Exception as exc:  # a bug: raise it in the connection's task, not the hub's
             self._follow = functools.partial(_reraise, exc)
         self._lot.unpark_all()

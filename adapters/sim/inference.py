@@ -220,29 +220,25 @@ class InferenceConnection:
     async def _receive_next(self) -> bool:
         return await self._on_message(await self._socket.receive())
 
-    def _audio_now(self, data: bytes | str) -> Follow | None:
+    def _audio_now(self, data: bytes | str, now: float) -> Follow | None:
         """Handle one message in place if it is audio of the streaming task (the hub's ``take``).
 
         Returns:
             None when done, else what the reader task must await to finish it.
         """
-        task = self._streaming()
-        if task is None or not isinstance(data, bytes):
+        task = self._task
+        if (
+            task is None
+            or type(data) is not bytes
+            or task.utterance_over
+            or task.queue.closed
+            or self._socket.closing
+            or not self._core.take_audio(data)  # not streaming: the awaited path
+        ):
             return functools.partial(self._on_message, data)
-        now = self._last_frame_at = trio.current_time()
+        self._last_frame_at = now
         task.frames_in += 1
-        self._core.receive_data(data)
-        for event in self._core.events():
-            if not isinstance(event, m.AudioReceived):
-                # not expected while streaming: the awaited path handles it and the rest
-                return functools.partial(self._dispatch_after, event)
-            follow = self._out.settle(task, take_audio(task, event.pcm, now, self._config))
-            if follow is not None:
-                return follow
-        return None
-
-    async def _dispatch_after(self, event: m.ServerEvent) -> bool:
-        return await self._dispatch(event) and await self._dispatch_all()
+        return self._out.settle(task, take_audio(task, data, now, self._config))
 
     async def _dispatch(self, event: m.ServerEvent) -> bool:
         """Handle one core event; False when the connection must end."""

@@ -161,24 +161,34 @@ class ServerWebSocket:
         """
         if self._held is not None or self._closed is not None:
             raise WouldAwait  # get_message raises WebSocketClosed for a closed one
-        event = self._core.next_event()
-        if event is None:
-            fd = self._fd
-            if not read or fd is None:
-                return None
-            try:
-                data = os.read(fd, _READ)
-            except BlockingIOError:
-                self._drained = True
-                return None
-            except OSError:
-                data = b""
-            self._drained = len(data) < _READ
-            self._core.receive_data(data or None)
-            event = self._core.next_event()
-            if event is None:
-                return None
-        if isinstance(event, Message):
+        core = self._core
+        if core.pending:  # parsed before: handled before anything new is read
+            event = core.next_event()
+            if event is not None:
+                return self._data_or_hold(event)
+        fd = self._fd
+        if not read or fd is None:
+            return None
+        try:
+            data = os.read(fd, _READ)
+        except BlockingIOError:
+            self._drained = True
+            return None
+        except OSError:
+            data = b""
+        self._drained = len(data) < _READ
+        if data:
+            # A paced client's message comes in one read: no buffering, no event.
+            message = core.receive_message(data)
+            if message is not None:
+                return message
+        else:
+            core.receive_data(None)
+        event = core.next_event()
+        return None if event is None else self._data_or_hold(event)
+
+    def _data_or_hold(self, event: WebSocketEvent) -> bytes | str:
+        if type(event) is Message:
             return event.data
         self._held = event
         raise WouldAwait

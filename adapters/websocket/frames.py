@@ -226,6 +226,45 @@ class FrameParser:
             self._pos = end
         return Frame(opcode, payload, fin)
 
+    def take_whole(self, data: bytes) -> tuple[int, bytes] | None:
+        """``data`` as exactly one whole, final text or binary frame, without buffering.
+
+        The fast path of a reader whose peer sends one message per read (a paced
+        client): with nothing buffered, ``data`` one final text (opcode 1) or binary
+        (opcode 2) frame of the expected masking, within ``max_payload``, its opcode and
+        unmasked payload come back and the parser is left as it was. Anything else —
+        bytes already buffered, a fragment, a control frame, two frames, part of one,
+        anything the RFC forbids — gives None with nothing changed: :meth:`feed` the
+        bytes and :meth:`next_frame` parses them (and reports any violation).
+        """
+        if self._pos != len(self._buf):
+            return None
+        n = len(data)
+        if n < 2:
+            return None
+        first = data[0]
+        if first != 0x82 and first != 0x81:  # FIN, no reserved bits, binary or text
+            return None
+        second = data[1]
+        if (second >= 0x80) is not self._masked:
+            return None
+        length = second & 0x7F
+        at = 2
+        if length == 126:
+            if n < 4:
+                return None
+            length = (data[2] << 8) | data[3]
+            at = 4
+        elif length == 127:
+            return None  # over 64 KiB: rare, the general path
+        if length > self.max_payload:
+            return None
+        if not self._masked:
+            return (first & 0x0F, data[at:]) if at + length == n else None
+        if at + 4 + length != n:
+            return None
+        return first & 0x0F, apply_mask(memoryview(data)[at + 4 :], data[at : at + 4])
+
 
 MaskSource = Callable[[], bytes]
 """Returns a fresh 4-byte mask each call."""

@@ -249,6 +249,34 @@ class WebSocketCore:
         elif self.state is not State.CLOSED and not self._eof:
             self._parser.feed(data)
 
+    def receive_message(self, data: bytes) -> bytes | str | None:
+        """:meth:`receive_data` for bytes that may hold exactly one whole message.
+
+        When nothing is buffered and ``data`` is one final text or binary frame (a
+        paced client's message, read whole), its message comes back at once — ``str``
+        for text, ``bytes`` for binary — as :meth:`next_event` would give it in a
+        :class:`Message`, with no event and no buffering. Otherwise ``data`` is taken
+        as :meth:`receive_data` takes it and None comes back: read the events with
+        :meth:`next_event` (violations included). Not a checkpoint.
+        """
+        if self.state is State.OPEN and self._opcode is None and not self._eof:
+            whole = self._parser.take_whole(data)
+            if whole is not None:
+                opcode, payload = whole
+                if opcode == 0x2:
+                    return payload
+                try:
+                    return payload.decode()
+                except UnicodeDecodeError:
+                    pass  # the general path answers it with a violation (1007)
+        self.receive_data(data)
+        return None
+
+    @property
+    def pending(self) -> bool:
+        """Whether :meth:`next_event` may have an event without new bytes."""
+        return self._parser.buffered >= 2 or (self._eof and self.state is not State.CLOSED)
+
     def events(self) -> Iterator[WebSocketEvent]:
         """Every event the received bytes complete, in order."""
         while (event := self.next_event()) is not None:

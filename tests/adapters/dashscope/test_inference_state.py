@@ -160,6 +160,28 @@ class TestServerSweep:
             assert server.state is state
 
 
+class TestServerTakeAudio:
+    @pytest.mark.parametrize("state", list(State), ids=names(list(State)))
+    def test_only_a_streaming_task_takes_audio_in_place(self, state: State) -> None:
+        """take_audio says yes exactly where receive_data would give AudioReceived and stay
+        in STREAMING; it changes nothing and queues no event either way."""
+        server = server_in(state)
+        expected = SERVER_TRANSITIONS.get((state, m.AudioReceived)) is State.STREAMING and (
+            state is State.STREAMING
+        )
+        assert server.take_audio(PCM) is expected
+        assert server.state is state
+        assert list(server.events()) == []
+
+    def test_not_with_events_waiting(self) -> None:
+        """An event not yet read keeps audio on the general path (order is kept)."""
+        server = server_in(State.STREAMING)
+        server.receive_data(dumps(CLIENT_FRAMES["continue-task"]))
+        assert not server.take_audio(PCM)
+        assert [type(e) for e in server.events()] == [m.ContinueRequested]
+        assert server.take_audio(PCM)
+
+
 class TestTables:
     @pytest.mark.parametrize(
         ("table", "inputs"),

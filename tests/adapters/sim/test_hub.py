@@ -40,13 +40,16 @@ class TestReadHub:
     async def test_calls_the_reader_when_readable(
         self, pair: tuple[socket.socket, socket.socket]
     ) -> None:
-        """A registered socket's reader runs in the hub's task when bytes arrive."""
+        """A registered socket's reader runs in the hub's task when bytes arrive; the
+        hub's ``now`` is the round's start on trio's clock."""
         a, b = pair
         hub = ReadHub()
         got: list[bytes] = []
         arrived = trio.Event()
+        added_at = trio.current_time()
 
         def reader() -> None:
+            assert added_at <= hub.now <= trio.current_time()
             got.append(a.recv(100))
             arrived.set()
 

@@ -71,7 +71,8 @@ class Rig:
         ctx = ConnectionContext(1, SimConfig(), ScriptedRecognizer.tone())
         self.reader = HubReader(ws, ServerSocket(ws, ctx), hub, take=self.take, receive=receive)
 
-    def take(self, data: bytes | str) -> Follow | None:
+    def take(self, data: bytes | str, now: float) -> Follow | None:
+        assert now <= trio.current_time()
         self.taken.append(data)
         if data == b"boom":
             raise ValueError("a bug in take")
@@ -159,4 +160,6 @@ class TestConstruction:
         ws = await upgrade.accept()
         ctx = ConnectionContext(1, SimConfig(), ScriptedRecognizer.tone())
         with pytest.raises(ValueError, match="fast lane"):
-            HubReader(ws, ServerSocket(ws, ctx), ReadHub(), take=lambda _: None, receive=receive)
+            HubReader(
+                ws, ServerSocket(ws, ctx), ReadHub(), take=lambda _data, _now: None, receive=receive
+            )

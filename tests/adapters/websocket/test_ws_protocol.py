@@ -258,3 +258,71 @@ class TestFragmentationProperty:
             Ping(b"%d" % i) for i in range(len(pieces) - 1) if i < len(pings) and pings[i]
         ]
         assert got == [*expected_pings, Message(data)]
+
+
+reads = st.lists(
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            lambda op, payload, masked, fin: build_frame(
+                op, payload, mask=MASK if masked else None, fin=fin
+            ),
+            st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION, Opcode.PING]),
+            st.one_of(st.binary(max_size=300), st.just(b"\xff\xfe"), st.just(b"ok" * 80)),
+            st.booleans(),
+            st.booleans(),
+        ),
+    ),
+    max_size=8,
+)
+
+
+class TestReceiveMessage:
+    @given(reads, st.booleans())
+    def test_same_as_receive_data_and_events(self, chunks: list[bytes], client: bool) -> None:
+        """Whatever is read, receive_message gives the messages, events and state that
+        receive_data and next_event give (its fast path only skips the buffering)."""
+        role = CLIENT if client else SERVER
+        fast = WebSocketCore(role, max_message_size=200)
+        slow = WebSocketCore(role, max_message_size=200)
+        got: list[object] = []
+        want: list[object] = []
+        for chunk in chunks:
+            message = fast.receive_message(chunk)
+            if message is not None:
+                assert not fast.pending
+                got.append(Message(message))
+            got.extend(fast.events())
+            slow.receive_data(chunk)
+            want.extend(slow.events())
+        assert got == want
+        assert fast.state is slow.state
+
+    def test_a_whole_frame_comes_back_without_an_event(self) -> None:
+        """One whole masked binary or text frame (a paced client's read) is its message."""
+        core = WebSocketCore(SERVER)
+        assert core.receive_message(build_frame(Opcode.BINARY, b"\x01" * 3200, mask=MASK)) == (
+            b"\x01" * 3200
+        )
+        assert core.receive_message(build_frame(Opcode.TEXT, "héllo".encode(), mask=MASK)) == (
+            "héllo"
+        )
+        assert not core.pending
+        assert list(core.events()) == []
+
+    def test_bytes_left_buffered_take_the_general_path(self) -> None:
+        """With part of a frame buffered, a whole frame read next is parsed after it."""
+        core = WebSocketCore(SERVER)
+        first = build_frame(Opcode.BINARY, b"a", mask=MASK)
+        assert core.receive_message(first[:3]) is None
+        assert core.pending
+        assert core.receive_message(first[3:] + build_frame(Opcode.BINARY, b"b", mask=MASK)) is None
+        assert list(core.events()) == [Message(b"a"), Message(b"b")]
+
+    def test_end_of_file_is_pending(self) -> None:
+        """After EOF, pending says next_event has the ConnectionLost to give."""
+        core = WebSocketCore(SERVER)
+        core.receive_data(None)
+        assert core.pending
+        assert core.next_event() == ConnectionLost()
+        assert not core.pending
