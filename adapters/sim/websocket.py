@@ -94,9 +94,7 @@ class ServerWebSocket:
         self._broken = False  # a write was cancelled midway: no byte may follow
         self._unyielded = 0
         self._drained = False  # the last read took less than asked: the buffer was empty
-        self._held: WebSocketEvent | None = (
-            None  # taken from the core by message_nowait, not handled
-        )
+        self._held: WebSocketEvent | None = None  # taken by message_nowait, not handled
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -162,32 +160,28 @@ class ServerWebSocket:
         if self._held is not None or self._closed is not None:
             raise WouldAwait  # get_message raises WebSocketClosed for a closed one
         core = self._core
-        if core.pending:  # parsed before: handled before anything new is read
+        event = core.next_event() if core.pending else None  # bytes parsed before go first
+        if event is None:
+            fd = self._fd
+            if not read or fd is None:
+                return None
+            try:
+                data = os.read(fd, _READ)
+            except BlockingIOError:
+                self._drained = True
+                return None
+            except OSError:
+                data = b""
+            self._drained = len(data) < _READ
+            if data:  # a paced client's message comes in one read: no buffering, no event
+                message = core.receive_message(data)
+                if message is not None:
+                    return message
+            else:
+                core.receive_data(None)
             event = core.next_event()
-            if event is not None:
-                return self._data_or_hold(event)
-        fd = self._fd
-        if not read or fd is None:
-            return None
-        try:
-            data = os.read(fd, _READ)
-        except BlockingIOError:
-            self._drained = True
-            return None
-        except OSError:
-            data = b""
-        self._drained = len(data) < _READ
-        if data:
-            # A paced client's message comes in one read: no buffering, no event.
-            message = core.receive_message(data)
-            if message is not None:
-                return message
-        else:
-            core.receive_data(None)
-        event = core.next_event()
-        return None if event is None else self._data_or_hold(event)
-
-    def _data_or_hold(self, event: WebSocketEvent) -> bytes | str:
+            if event is None:
+                return None
         if type(event) is Message:
             return event.data
         self._held = event
