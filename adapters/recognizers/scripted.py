@@ -44,16 +44,18 @@ Samples = npt.NDArray[np.int16]
 _FULL_SCALE: Final = 32768.0
 
 
-def _einsum_rows(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    energies: npt.NDArray[np.float64] = np.einsum("ij,ij->i", f, f)
+def _einsum_rows(f: npt.NDArray[np.float64], g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    energies: npt.NDArray[np.float64] = np.einsum("ij,ij->i", f, g)
     return energies
 
 
 # Each row's sum of squares, in one C call: numpy >= 2's vecdot ufunc costs half of
 # einsum's Python-level dispatch on 10 VAD frames (the sums are exact integers either way).
-_row_energies: Final[Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]] = (
-    (lambda f: np.vecdot(f, f)) if hasattr(np, "vecdot") else _einsum_rows
-)
+_row_dots: Final[
+    Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], npt.NDArray[np.float64]]
+] = getattr(np, "vecdot", _einsum_rows)
+_NO_SAMPLES: Final[Samples] = np.zeros(0, np.int16)
+_NO_SAMPLES.flags.writeable = False  # shared by every stream: nothing pending
 
 
 class VadConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -157,7 +159,7 @@ class ScriptedStream:
         self._threshold = self._frame * (_FULL_SCALE * 10 ** (vad.threshold_dbfs / 20)) ** 2
         self._hangover = -(-vad.max_sentence_silence_ms // vad.frame_ms)  # in frames
         self._odd_byte = b""
-        self._pending: Samples = np.zeros(0, np.int16)
+        self._pending: Samples = _NO_SAMPLES
         self._pos = 0  # sample index of the first pending sample
         # The labeler's audio from sample _audio_pos on, in the pieces fed (joined only when
         # a piece closes: a concatenation per feed cost more than the VAD's arithmetic).
@@ -178,33 +180,40 @@ class ScriptedStream:
         # of the common case (whole VAD frames, nothing pending).
         data = self._odd_byte + pcm if self._odd_byte else pcm
         even = len(data) & ~1
-        self._odd_byte = data[even:]
+        self._odd_byte = data[even:] if even != len(data) else b""
         x: Samples = np.frombuffer(data, "<i2", count=even // 2)
         if len(self._pending):
             x = np.concatenate((self._pending, x))
         frame = self._frame
         n = len(x) // frame
-        frames, self._pending = x[: n * frame], x[n * frame :]
+        if n * frame == len(x):  # whole VAD frames (a 100 ms client frame): nothing left over
+            frames, self._pending = x, _NO_SAMPLES
+        else:
+            frames, self._pending = x[: n * frame], x[n * frame :]
         base, self._pos = self._pos, self._pos + n * frame
         if n == 0:
             return []
         if self._labeler.needs_audio:
             self._chunks.append(frames)
         f = frames.reshape(n, frame).astype(np.float64)
+        energies = _row_dots(f, f).tolist()
         threshold = self._threshold
-        speech = [e >= threshold for e in _row_energies(f).tolist()]
         out: list[Hypothesis] = []
+        # Runs of speech and of silence, one comparison per VAD frame.
+        kind = energies[0] >= threshold
         first = 0
-        while first < n:  # runs of speech and of silence
-            kind = speech[first]
-            stop = first + 1
-            while stop < n and speech[stop] == kind:
-                stop += 1
-            if kind:
-                self._on_speech(base + first * frame, base + stop * frame, out)
-            else:
-                self._on_silence(base + first * frame, stop - first, out)
-            first = stop
+        for i in range(1, n):
+            if (energies[i] >= threshold) is not kind:
+                if kind:
+                    self._on_speech(base + first * frame, base + i * frame, out)
+                else:
+                    self._on_silence(base + first * frame, i - first, out)
+                kind = not kind
+                first = i
+        if kind:
+            self._on_speech(base + first * frame, base + n * frame, out)
+        else:
+            self._on_silence(base + first * frame, n - first, out)
         if not self._in_sentence:  # keep one frame of lead-in padding for the next piece
             self._trim(self._pos - frame)
         return out
