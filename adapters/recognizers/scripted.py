@@ -25,7 +25,8 @@ import trio
 from engine.errors import LocalProtocolError
 
 from .base import Hypothesis, RecognizedWord
-from .tonecode import DecodeCache, ToneLabeler, split_words
+from .tonecode import DecodeCache, ToneLabeler
+from .transcript import TranscriptLabeler
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -96,51 +97,6 @@ class Labeler(Protocol):
         ``keep=False`` drops it (too little speech): return nothing, consume nothing.
         """
         ...
-
-
-class TranscriptLabeler:
-    """The k-th sentence of a session gets the k-th known sentence, words spread evenly.
-
-    Partials reveal one word per ``ms_per_word`` of speech heard, never the last word.
-    Sentences beyond the transcript get no words (and so no hypotheses).
-    """
-
-    needs_audio = False
-
-    def __init__(self, sentences: Sequence[str], *, ms_per_word: int = 300) -> None:
-        self._sentences = [split_words(s) for s in sentences]
-        self._ms_per_word = ms_per_word
-        self._k = 0
-        self._begin_ms = 0
-        self._speech_ms = 0
-        self._shown = 0
-
-    def heard(
-        self, begin_ms: int, end_ms: int, samples: Samples, samples_begin_ms: float
-    ) -> list[RecognizedWord]:
-        if self._k >= len(self._sentences):
-            return []
-        if self._speech_ms == 0:
-            self._begin_ms = begin_ms
-        self._speech_ms += end_ms - begin_ms
-        words = self._sentences[self._k]
-        self._shown = max(self._shown, min(self._speech_ms // self._ms_per_word, len(words) - 1))
-        return _spread(words[: self._shown], self._begin_ms, end_ms)
-
-    def finish(self, begin_ms: int, end_ms: int, *, keep: bool) -> list[RecognizedWord]:
-        self._speech_ms = self._shown = 0
-        if not keep or self._k >= len(self._sentences):
-            return []
-        self._k += 1
-        return _spread(self._sentences[self._k - 1], begin_ms, end_ms)
-
-
-def _spread(words: list[str], begin_ms: int, end_ms: int) -> list[RecognizedWord]:
-    step = (end_ms - begin_ms) / max(len(words), 1)
-    return [
-        RecognizedWord(begin_ms + round(i * step), begin_ms + round((i + 1) * step), word)
-        for i, word in enumerate(words)
-    ]
 
 
 class ScriptedStream:
