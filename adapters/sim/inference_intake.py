@@ -76,7 +76,10 @@ def take_audio(task: Task, data: bytes, now: float, config: SimConfig) -> Answer
         return Failed("UNSUPPORTED_FORMAT", str(exc))
     if not pcm:
         return None
-    if TaskAudio.rms(pcm) >= config.silence_rms:
+    level = task.level(pcm) if task.level is not None else None
+    if level is None:
+        level = TaskAudio.rms(pcm)
+    if level >= config.silence_rms:
         task.last_voice_at = now
     elif task.spec.heartbeat:
         # gummy: kept alive without heartbeat results (see .inference's docstring)

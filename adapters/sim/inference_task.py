@@ -36,7 +36,14 @@ import trio
 from adapters.dashscope import messages as m
 
 from .audio import AudioQueue, TaskAudio
-from .recognizer_calls import RecognizerFailed, SyncFeed, close_session, feed_now, guard
+from .recognizer_calls import (
+    RecognizerFailed,
+    SyncFeed,
+    SyncLevel,
+    close_session,
+    feed_now,
+    guard,
+)
 from .shaping import PartialFilter, gummy_output, sentence_output, sentence_usage
 
 if TYPE_CHECKING:
@@ -68,6 +75,7 @@ class Task:
         self.started_at = now
         self.last_voice_at = now
         self.last_heartbeat_at = now
+        self.level: Callable[[bytes], float | None] | None = None  # the session's meter
         self.frames_in = 0
         self.partials = 0
         self.finals = 0
@@ -200,30 +208,38 @@ class TaskRecognizer:
             inline = functools.partial(
                 self._feed_inline, task, feeding, sync, chunk_bytes, max(batch, 1)
             )
-        while not task.utterance_over:
-            if feeding.failure is not None:
-                raise feeding.failure
-            if feeding.owed:
-                owed, feeding.owed = feeding.owed, []
-                for command in owed:
+        if inline is not None and isinstance(session, SyncLevel):
+            # Audio fed inline is measured once: the silence timers' level is the VAD's.
+            task.level = session.level_nowait
+        try:
+            while not task.utterance_over:
+                if feeding.failure is not None:
+                    raise feeding.failure
+                if feeding.owed:
+                    owed, feeding.owed = feeding.owed, []
+                    for command in owed:
+                        await self._send(command, task)
+                    continue
+                chunk = await task.queue.get(chunk_bytes, batch, inline=inline)
+                if chunk is None:
+                    break
+                if not chunk:
+                    continue  # kicked: the inline feeder left work
+                if cap is not None:
+                    chunk = chunk[: cap - feeding.fed]
+                hyps = (
+                    feed_now(sync, chunk) if sync is not None else await guard(session.feed(chunk))
+                )
+                feeding.fed += len(chunk)
+                fed_ms = feeding.fed * 500 // spec.sample_rate
+                for command in self._results(task, feeding.partials.select(hyps, fed_ms), fed_ms):
                     await self._send(command, task)
-                continue
-            chunk = await task.queue.get(chunk_bytes, batch, inline=inline)
-            if chunk is None:
-                break
-            if not chunk:
-                continue  # kicked: the inline feeder left work
-            if cap is not None:
-                chunk = chunk[: cap - feeding.fed]
-            hyps = feed_now(sync, chunk) if sync is not None else await guard(session.feed(chunk))
-            feeding.fed += len(chunk)
-            fed_ms = feeding.fed * 500 // spec.sample_rate
-            for command in self._results(task, feeding.partials.select(hyps, fed_ms), fed_ms):
-                await self._send(command, task)
-            if cap is not None and feeding.fed >= cap and not task.utterance_over:
-                _log.info("gummy-chat audio cap reached", audio_ms=fed_ms)
-                await self._emit(task, await guard(session.flush()), fed_ms)
-                task.utterance_over = True
+                if cap is not None and feeding.fed >= cap and not task.utterance_over:
+                    _log.info("gummy-chat audio cap reached", audio_ms=fed_ms)
+                    await self._emit(task, await guard(session.flush()), fed_ms)
+                    task.utterance_over = True
+        finally:
+            task.level = None
         return feeding.fed * 500 // spec.sample_rate
 
     def _feed_inline(

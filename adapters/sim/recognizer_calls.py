@@ -7,7 +7,9 @@ and a session is closed even while its task is cancelled, but not forever.
 
 A session that also has a synchronous ``feed_nowait`` (:class:`SyncFeed`, the
 scripted recognizer's) is fed without an await: no checkpoint, no scheduler
-round trip per batch (:func:`feed_now`).
+round trip per batch (:func:`feed_now`); one that also has ``level_nowait``
+(:class:`SyncLevel`) measures the audio's level for the silence timers as its VAD
+will, so the frame is measured once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
     from adapters.recognizers.base import Hypothesis, RecognizerSession
 
-__all__ = ["RecognizerFailed", "SyncFeed", "close_session", "feed_now", "guard"]
+__all__ = ["RecognizerFailed", "SyncFeed", "SyncLevel", "close_session", "feed_now", "guard"]
 
 _log = structlog.get_logger()
 
@@ -49,6 +51,16 @@ class SyncFeed(Protocol):
 
     def feed_nowait(self, pcm: bytes) -> list[Hypothesis]:
         """What ``await feed(pcm)`` returns, computed now (not a checkpoint)."""
+        ...
+
+
+@runtime_checkable
+class SyncLevel(Protocol):
+    """A session that measures audio about to be fed as its own VAD will (one measurement
+    for the silence timers and the recognizer, not two)."""
+
+    def level_nowait(self, pcm: bytes) -> float | None:
+        """The RMS of ``pcm`` (int16 units), or None if the caller must measure it."""
         ...
 
 

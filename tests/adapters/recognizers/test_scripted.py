@@ -150,6 +150,47 @@ class TestToneMode:
         assert run(ScriptedRecognizer.tone().stream(RATE), pcm) == []
 
 
+class TestLevel:
+    @given(st.lists(st.sampled_from([3200, 1600, 320, 3201, 1599, 3199, 6400]), min_size=1))
+    @settings(max_examples=40)
+    def test_measuring_first_changes_no_result(self, sizes: list[int]) -> None:
+        """Measuring each chunk before feeding it (the simulator's silence timers) gives
+        the same hypotheses as feeding alone, whatever the chunking."""
+        stream = ScriptedRecognizer.tone().stream(RATE)
+        plain = ScriptedRecognizer.tone().stream(RATE)
+        out: list[Hypothesis] = []
+        want: list[Hypothesis] = []
+        i = k = 0
+        while i < len(PCM):
+            chunk = PCM[i : i + sizes[k % len(sizes)]]
+            stream.level(chunk)
+            out += stream.feed(chunk)
+            want += plain.feed(chunk)
+            i, k = i + len(chunk), k + 1
+        assert out + stream.flush() == want + plain.flush()
+        assert finals(out) == finals(REFERENCE)
+
+    @given(st.lists(st.integers(-32768, 32767), min_size=160, max_size=160 * 12))
+    def test_level_is_the_rms(self, samples: list[int]) -> None:
+        """The level of whole VAD frames is their exact RMS; other audio is not measured."""
+        stream = ScriptedRecognizer.tone().stream(RATE)
+        x = np.array(samples, np.int16)
+        pcm = x.tobytes()
+        level = stream.level(pcm)
+        if len(x) % 160:
+            assert level is None
+        else:
+            f = x.astype(np.float64)
+            assert level == pytest.approx(float(np.sqrt(f.dot(f) / len(f))), rel=1e-12)
+
+    def test_not_measured_with_samples_pending(self) -> None:
+        """After a chunk that left samples pending, the next one is not cut on its own."""
+        stream = ScriptedRecognizer.tone().stream(RATE)
+        stream.feed(PCM[:1000])
+        assert stream.level(PCM[1000:4200]) is None
+        assert stream.level(b"") is None
+
+
 class TestTranscriptMode:
     KNOWN = ("good morning everyone", "we will review the budget")
 

@@ -45,6 +45,23 @@ class TestTakeAudio:
         assert task.queue.queued_bytes == len(VOICED)
         assert task.last_voice_at == 5.0
 
+    def test_the_sessions_meter_gives_the_level(self) -> None:
+        """With the session's meter (task.level) the timers use its level; where it
+        declines (None) the frame is measured here."""
+        task = make_task()
+        heard: list[bytes] = []
+
+        def meter(pcm: bytes) -> float | None:
+            heard.append(pcm)
+            return 0.0 if len(heard) == 1 else None
+
+        task.level = meter
+        assert take_audio(task, VOICED, 5.0, SimConfig()) is None
+        assert task.last_voice_at == 0.0  # the meter said silent
+        assert take_audio(task, VOICED, 6.0, SimConfig()) is None
+        assert task.last_voice_at == 6.0  # measured here: voiced
+        assert heard == [VOICED, VOICED]
+
     def test_silence_past_the_timeout_drops_the_task(self) -> None:
         """Without heartbeat, silence for silence_timeout_s cancels the task and says why."""
         task = make_task()
