@@ -183,9 +183,14 @@ class AudioQueue:
         For the inline consumer of :meth:`get`; a single chunk larger than ``max_bytes``
         comes out whole.
         """
-        if not self._chunks:
+        chunks = self._chunks
+        if len(chunks) == 1:  # the common case: the frame just put
+            chunk = chunks.popleft()
+            self._size -= len(chunk)
+            return chunk
+        if not chunks:
             return b""
-        parts = [self._chunks.popleft()]
+        parts = [chunks.popleft()]
         total = len(parts[0])
         while self._chunks and total + len(self._chunks[0]) <= max_bytes:
             chunk = self._chunks.popleft()
