@@ -239,31 +239,80 @@ class FrameParser:
         """
         if self._pos != len(self._buf):
             return None
-        n = len(data)
-        if n < 2:
+        found = _simple_frame(data, 0, self._masked, self.max_payload)
+        if found is None or found[2] != len(data):
             return None
-        first = data[0]
-        if first != 0x82 and first != 0x81:  # FIN, no reserved bits, binary or text
-            return None
-        second = data[1]
-        if (second >= 0x80) is not self._masked:
-            return None
-        length = second & 0x7F
-        at = 2
-        if length == 126:
-            if n < 4:
-                return None
-            length = (data[2] << 8) | data[3]
-            at = 4
-        elif length == 127:
-            return None  # over 64 KiB: rare, the general path
-        if length > self.max_payload:
-            return None
+        opcode, at, _ = found
         if not self._masked:
-            return (first & 0x0F, data[at:]) if at + length == n else None
-        if at + 4 + length != n:
+            return opcode, data[at:]
+        return opcode, apply_mask(memoryview(data)[at:], data[at - 4 : at])
+
+    def next_whole(self) -> tuple[int, bytes] | None:
+        """The next frame if it is a whole, final text or binary one: its opcode and payload.
+
+        :meth:`next_frame`'s fast path for what a paced peer sends (no :class:`Frame`
+        is built). None when the next frame is anything else or not all there yet,
+        with nothing consumed: :meth:`next_frame` then parses it (and reports any
+        violation).
+        """
+        buf = self._buf
+        pos = self._pos
+        found = _simple_frame(buf, pos, self._masked, self.max_payload)
+        if found is None or found[2] > len(buf):
             return None
-        return first & 0x0F, apply_mask(memoryview(data)[at + 4 :], data[at : at + 4])
+        opcode, at, end = found
+        if self._masked:
+            with memoryview(buf) as view:
+                payload = apply_mask(view[at:end], bytes(view[at - 4 : at]))
+        else:
+            payload = bytes(buf[at:end])
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        elif end > 65536:  # drop a long consumed prefix once, not per frame
+            del buf[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+        return opcode, payload
+
+
+def _simple_frame(
+    data: bytes | bytearray, pos: int, masked: bool, max_payload: int
+) -> tuple[int, int, int] | None:
+    """``(opcode, payload start, payload end)`` of a final text or binary frame at ``pos``.
+
+    None if the header there is not all in ``data``, or belongs to any other frame: a
+    fragment, a control frame, reserved bits, the wrong masking, a payload over
+    ``max_payload`` or 64 KiB (the general parser handles those, and the errors).
+    The payload may extend past ``data`` (not all received yet); the mask, when
+    ``masked``, is the 4 bytes before the payload's start.
+    """
+    n = len(data) - pos
+    if n < 2:
+        return None
+    first = data[pos]
+    if first != 0x82 and first != 0x81:  # FIN, no reserved bits, binary or text
+        return None
+    second = data[pos + 1]
+    if (second >= 0x80) is not masked:
+        return None
+    length = second & 0x7F
+    at = pos + 2
+    if length == 126:
+        if n < 4:
+            return None
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        at += 2
+    elif length == 127:
+        return None  # over 64 KiB: rare, the general path
+    if length > max_payload:
+        return None
+    if masked:
+        at += 4
+        if at > len(data):
+            return None
+    return first & 0x0F, at, at + length
 
 
 MaskSource = Callable[[], bytes]

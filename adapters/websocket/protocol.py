@@ -284,6 +284,16 @@ class WebSocketCore:
 
     def next_event(self) -> WebSocketEvent | None:
         """The next event, or None until more bytes arrive."""
+        if self.state is State.OPEN and self._opcode is None:
+            whole = self._parser.next_whole()  # a whole unfragmented message: the short way
+            if whole is not None:
+                opcode, payload = whole
+                if opcode == 0x2:
+                    return Message(payload)
+                try:
+                    return Message(payload.decode())
+                except UnicodeDecodeError:
+                    return self._violation(CLOSE_INVALID_DATA, "a text message that is not UTF-8")
         while self.state is State.OPEN or self.state is State.CLOSE_SENT:
             try:
                 frame = self._parser.next_frame()

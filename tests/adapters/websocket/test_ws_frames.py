@@ -117,6 +117,56 @@ class TestParser:
         assert [(f.opcode, f.payload, f.fin) for f in got] == [(op, p, True) for op, p in frames]
         assert parser.buffered == 0
 
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=12),
+                st.builds(
+                    lambda op, payload, masked, fin: build_frame(
+                        op, payload, mask=MASK if masked else None, fin=fin
+                    ),
+                    st.sampled_from(list(Opcode)),
+                    st.binary(max_size=300),
+                    st.booleans(),
+                    st.booleans(),
+                ),
+            ),
+            max_size=6,
+        ),
+        st.lists(st.integers(min_value=0), max_size=10),
+        st.booleans(),
+    )
+    def test_next_whole_is_next_frame_for_whole_messages(
+        self, pieces: list[bytes], cuts: list[int], masked: bool
+    ) -> None:
+        """Whatever arrives, next_whole gives exactly what next_frame gives for a final
+        text or binary frame, and consumes nothing otherwise."""
+        wire = b"".join(pieces)
+        fast = FrameParser(masked=masked, max_payload=200)
+        slow = FrameParser(masked=masked, max_payload=200)
+        for piece in split(wire, cuts):
+            fast.feed(piece)
+            slow.feed(piece)
+            while True:
+                before = fast.buffered
+                whole = fast.next_whole()
+                try:
+                    frame = slow.next_frame()
+                except FrameError:
+                    assert whole is None
+                    return
+                if whole is None:
+                    assert fast.buffered == before
+                    if frame is None:
+                        break
+                    assert not (frame.fin and frame.opcode in (Opcode.TEXT, Opcode.BINARY)) or (
+                        len(frame.payload) > 200
+                    )
+                    assert fast.next_frame() == frame
+                else:
+                    assert frame == Frame(Opcode(whole[0]), whole[1], True)
+                assert fast.buffered == slow.buffered
+
     def test_large_frame_byte_by_byte(self) -> None:
         """A 70,000-byte frame fed one byte at a time parses once, whole."""
         wire = build_frame(Opcode.BINARY, bytes(range(256)) * 273 + b"x" * 112, mask=MASK)
