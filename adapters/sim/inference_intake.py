@@ -90,7 +90,7 @@ def take_audio(task: Task, data: bytes, now: float, config: SimConfig) -> Answer
             return Heartbeat(m.SendResult(heartbeat_output(task.audio.duration_ms)), pcm)
     elif now - task.last_voice_at >= config.silence_timeout_s:
         task.outcome = "dropped: silence"
-        task.scope.cancel()
+        task.cancel()
         return Dropped(f"no speech for {config.silence_timeout_s:g} seconds")
     return queue_audio(task, pcm, config)
 

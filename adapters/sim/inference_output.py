@@ -74,7 +74,7 @@ class TaskOutput:
     async def fail(self, task: Task, code: str, message: str) -> None:
         """Send ``task-failed`` for the open task, then end the connection."""
         task.outcome = code
-        task.scope.cancel()
+        task.cancel()
         await self.send(m.FailTask(code, message), task)
         self._socket.shutdown()
 

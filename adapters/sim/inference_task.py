@@ -67,7 +67,8 @@ class Task:
         self.spec = spec
         self.audio = TaskAudio(spec.audio_format, spec.sample_rate)
         self.queue = AudioQueue(queue_limit_bytes)
-        self.scope = trio.CancelScope()
+        self.scope = trio.CancelScope()  # cancel it with cancel()
+        self.cancelled = False  # cancel() was called (cheaper than scope.cancel_called)
         self.context: dict[str, Any] = {}  # the latest continue-task payload.input
         self.ended = False  # task-finished or task-failed sent: send nothing more
         self.utterance_over = False  # gummy-chat: its one sentence ended; audio is ignored
@@ -80,6 +81,11 @@ class Task:
         self.partials = 0
         self.finals = 0
         self.heartbeats = 0
+
+    def cancel(self) -> None:
+        """Stop the task's recognizer (its scope); not a checkpoint. Idempotent."""
+        self.cancelled = True
+        self.scope.cancel()
 
 
 class TaskSender(Protocol):
@@ -250,7 +256,7 @@ class TaskRecognizer:
         Not a checkpoint. Returns False having done nothing when the task is being
         cancelled or has work left over; else True (leftovers kick the waiting task).
         """
-        if task.scope.cancel_called or feeding.owed or feeding.failure is not None:
+        if task.cancelled or feeding.owed or feeding.failure is not None:
             return False
         assert self._send_now is not None
         queue = task.queue

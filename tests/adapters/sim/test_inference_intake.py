@@ -71,6 +71,7 @@ class TestTakeAudio:
         assert answer == Dropped("no speech for 2 seconds")
         assert task.outcome == "dropped: silence"
         assert task.scope.cancel_called
+        assert task.cancelled
         assert task.queue.queued_bytes == len(SILENT)  # the dropping frame is not queued
 
     def test_heartbeat_silence_asks_for_a_heartbeat_result_then_the_queue(self) -> None:
