@@ -128,7 +128,7 @@ class ScriptedStream:
         self._index = 0
         self._partial = ""
         # level()'s measurement, kept for the feed() of the very same bytes object
-        self._measured: tuple[bytes, list[float]] | None = None
+        self._measured: tuple[bytes, Samples, list[float]] | None = None
 
     def level(self, pcm: bytes) -> float | None:
         """The RMS of ``pcm`` (int16 units), measured as the VAD will measure it; pure.
@@ -143,10 +143,11 @@ class ScriptedStream:
         frame_bytes = 2 * self._frame
         if self._odd_byte or len(self._pending) or not pcm or len(pcm) % frame_bytes:
             return None
-        f = np.frombuffer(pcm, "<i2").reshape(-1, self._frame).astype(np.float64)
+        x: Samples = np.frombuffer(pcm, "<i2")
+        f = x.reshape(-1, self._frame).astype(np.float64)
         energies = _row_dots(f, f).tolist()
-        self._measured = (pcm, energies)
-        return math.sqrt(sum(energies) / (len(pcm) // 2))
+        self._measured = (pcm, x, energies)
+        return math.sqrt(sum(energies) / len(x))
 
     def feed(self, pcm: bytes) -> list[Hypothesis]:
         """Add audio; return the partials and finals it completed, in order."""
@@ -159,7 +160,7 @@ class ScriptedStream:
             and not self._odd_byte
             and not len(self._pending)
         ):
-            return self._feed_frames(np.frombuffer(pcm, "<i2"), measured[1])
+            return self._feed_frames(measured[1], measured[2])
         # This runs per received frame in the simulator, for thousands of sessions: few
         # numpy calls (each costs more than its arithmetic on 10 VAD frames), no copies
         # of the common case (whole VAD frames, nothing pending).
