@@ -205,23 +205,29 @@ class PartialFilter:
     def select(self, hyps: Iterable[Hypothesis], audio_ms: int) -> list[Hypothesis]:
         """The hypotheses to send, in order; ``audio_ms`` is the audio fed so far."""
         hyps = list(hyps)
+        if len(hyps) == 1:  # the common case (one piece closed), without the bookkeeping
+            return [hyps[0]] if self._passes(hyps[0], audio_ms) else []
         newest = {h.index: i for i, h in enumerate(hyps) if not h.final}
         finalised = {h.index for h in hyps if h.final}
         out: list[Hypothesis] = []
         for i, hyp in enumerate(hyps):
-            if hyp.final:
-                self._last_text.pop(hyp.index, None)
-                self._last_at.pop(hyp.index, None)
+            if not hyp.final and (newest[hyp.index] != i or hyp.index in finalised):
+                continue
+            if self._passes(hyp, audio_ms):
                 out.append(hyp)
-                continue
-            if newest[hyp.index] != i or hyp.index in finalised:
-                continue
-            if hyp.text == self._last_text.get(hyp.index):
-                continue
-            last_at = self._last_at.get(hyp.index)
-            if last_at is not None and audio_ms - last_at < self._interval:
-                continue
-            self._last_text[hyp.index] = hyp.text
-            self._last_at[hyp.index] = audio_ms
-            out.append(hyp)
         return out
+
+    def _passes(self, hyp: Hypothesis, audio_ms: int) -> bool:
+        """Whether ``hyp`` (the newest of its sentence) goes out; records it if so."""
+        if hyp.final:
+            self._last_text.pop(hyp.index, None)
+            self._last_at.pop(hyp.index, None)
+            return True
+        if hyp.text == self._last_text.get(hyp.index):
+            return False
+        last_at = self._last_at.get(hyp.index)
+        if last_at is not None and audio_ms - last_at < self._interval:
+            return False
+        self._last_text[hyp.index] = hyp.text
+        self._last_at[hyp.index] = audio_ms
+        return True

@@ -90,6 +90,13 @@ class TestPartialFilter:
         assert gate.select([partial(0, "a b")], 250) == []
         assert gate.select([partial(0, "a b c")], 300) == [partial(0, "a b c")]
 
+    def test_a_lone_final_passes_and_resets_its_sentence(self) -> None:
+        """A final alone (the one-hypothesis path) passes and forgets the sentence's partial."""
+        gate = PartialFilter(10_000)
+        assert gate.select([partial(0, "a")], 0) == [partial(0, "a")]
+        assert gate.select([final(0, "a")], 10) == [final(0, "a")]
+        assert gate.select([partial(0, "a")], 20) == [partial(0, "a")]
+
     def test_finals_always_pass_and_supersede(self) -> None:
         gate = PartialFilter(10_000)
         assert gate.select([partial(0, "a")], 0) == [partial(0, "a")]
