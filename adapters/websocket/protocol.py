@@ -261,14 +261,9 @@ class WebSocketCore:
         """
         if self.state is State.OPEN and self._opcode is None and not self._eof:
             whole = self._parser.take_whole(data)
-            if whole is not None:
-                opcode, payload = whole
-                if opcode == 0x2:
-                    return payload
-                try:
-                    return payload.decode()
-                except UnicodeDecodeError:
-                    pass  # the general path answers it with a violation (1007)
+            # (text that is not UTF-8: the general path answers it with a violation, 1007)
+            if whole is not None and (message := _data_of(*whole)) is not None:
+                return message
         self.receive_data(data)
         return None
 
@@ -287,13 +282,9 @@ class WebSocketCore:
         if self.state is State.OPEN and self._opcode is None:
             whole = self._parser.next_whole()  # a whole unfragmented message: the short way
             if whole is not None:
-                opcode, payload = whole
-                if opcode == 0x2:
-                    return Message(payload)
-                try:
-                    return Message(payload.decode())
-                except UnicodeDecodeError:
+                if (message := _data_of(*whole)) is None:
                     return self._violation(CLOSE_INVALID_DATA, "a text message that is not UTF-8")
+                return Message(message)
         while self.state is State.OPEN or self.state is State.CLOSE_SENT:
             try:
                 frame = self._parser.next_frame()
@@ -373,6 +364,16 @@ class WebSocketCore:
         self.state = TRANSITIONS[(self.state, Input.RECV_VIOLATION)]
         self._fragments = []
         return Violation(code, reason)
+
+
+def _data_of(opcode: int, payload: bytes) -> bytes | str | None:
+    """A whole message's data: ``bytes`` for binary, ``str`` for text (None: not UTF-8)."""
+    if opcode == Opcode.BINARY:
+        return payload
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _fit_reason(reason: str) -> bytes:
