@@ -78,7 +78,8 @@ class ReadHub:
         """Reader calls so far."""
         self.now = -math.inf
         """trio's clock at the start of the current round, for its readers: one clock read
-        per round, not one per socket (a round's readers run within milliseconds)."""
+        per round, not one per socket. A reader's "now" is early by at most the round's
+        length (milliseconds while the hub keeps up; the timers it feeds count seconds)."""
 
     def __len__(self) -> int:
         return len(self._readers)
