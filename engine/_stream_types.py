@@ -61,6 +61,8 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
             (resampler → session → ``events()``).
         send_lag_p99_ms, send_lag_max_ms: live frames' send lag, handed to the session's
             inbox → taken by the transport (a bounded histogram; 0.0 before any frame).
+        frames_coalesced: live frames sent joined with others (up to 200 ms a message)
+            because the session was behind.
     """
 
     rate: int
@@ -80,3 +82,4 @@ class StreamStatistics(msgspec.Struct, frozen=True, kw_only=True):
     event_queue: int
     send_lag_p99_ms: float = 0.0
     send_lag_max_ms: float = 0.0
+    frames_coalesced: int = 0

@@ -266,6 +266,8 @@ class TaskMetrics(LifecycleEvent, frozen=True):
 
     first_package_delay: first result with non-empty text minus the first audio send.
     last_package_delay: ``task-finished`` minus the ``finish-task`` send.
+    frames_coalesced: live frames the session sent joined with others, up to 200 ms
+    a message, because it was behind (0 while it keeps up).
     """
 
     task_id: str
@@ -274,6 +276,7 @@ class TaskMetrics(LifecycleEvent, frozen=True):
     last_package_delay_ms: float | None
     audio_ms: int
     finals: int
+    frames_coalesced: int = 0
 
 
 class StreamEnded(LifecycleEvent, frozen=True):

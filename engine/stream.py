@@ -259,6 +259,7 @@ class Stream:
             event_queue=self._events.statistics().current_buffer_used,
             send_lag_p99_ms=s.send_lag_p99_ms,
             send_lag_max_ms=s.send_lag_max_ms,
+            frames_coalesced=s.frames_coalesced,
         )
 
     async def events(self) -> AsyncIterator[Event]:

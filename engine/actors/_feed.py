@@ -41,17 +41,23 @@ from ._lag import LagHistogram
 from ._silence import PRE_ROLL_S, is_silent
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from engine.events import AudioFrame
 
     from ._inlet import Taker
 
-__all__ = ["REPLAY_FRAME_BYTES", "WOKEN", "Feed"]
+__all__ = ["COALESCE_MS", "REPLAY_FRAME_BYTES", "WOKEN", "Feed", "coalesce", "message_runs"]
 
 WOKEN: Final = "woken"
 """:meth:`Feed.next_frame`'s answer when the taker took frames and left the pump work."""
 
 REPLAY_FRAME_BYTES: Final = 16000
 """The service's recommended maximum frame size: the replay's chunk."""
+
+COALESCE_MS: Final = 200
+"""The most audio one live message carries when the pump catches up (:meth:`Feed.coalesce`):
+twice the service's recommended 100 ms, well inside its 1–16 KB range."""
 
 _MAX_SKIPPED: Final = 64
 """Separate skipped spans held until reported (beyond it, the oldest two merge)."""
@@ -70,6 +76,7 @@ class Feed:
         self._lane = inbox if isinstance(inbox, Inbox) else None  # a plain channel: no fast lane
         self.send_lag = LagHistogram()
         self.fast_frames = 0  # live frames the synchronous lane sent
+        self.frames_coalesced = 0  # live frames sent joined with others in one message
         self._last_input_t = 0.0  # when the newest frame came (trio time)
         self._arrived_t: float | None = None  # when the frame last received was handed over
         self._judged: tuple[AudioFrame, bool] | None = None  # the last frame judged, silent?
@@ -128,10 +135,26 @@ class Feed:
         self.send_lag.add(now - arrived)
         self.fast_frames += 1
 
-    def sent_live(self) -> None:
-        """The pump's awaited lane sent the frame :meth:`next_frame` returned."""
-        if self._arrived_t is not None:
-            self.send_lag.add(trio.current_time() - self._arrived_t)
+    def sent_live(self, arrivals: list[float] | None = None) -> None:
+        """The awaited lane sent what next_frame (or coalesce: ``arrivals``) gave: count the lag."""
+        now = trio.current_time()
+        if arrivals:
+            for arrived in arrivals:
+                self.send_lag.add(now - arrived)
+        elif self._arrived_t is not None:
+            self.send_lag.add(now - self._arrived_t)
+
+    def receive_queued(self) -> AudioFrame | None:
+        """The next queued frame, buffered, or None if none is (not a checkpoint)."""
+        if self.input_done:
+            return None
+        try:
+            return self._received(self._inbox.receive_nowait())
+        except trio.WouldBlock:
+            return None
+        except trio.EndOfChannel:
+            self.input_done = True
+            return None
 
     @property
     def has_skipped(self) -> bool:
@@ -252,13 +275,8 @@ class Feed:
 
     def absorb_ready(self) -> None:
         """Buffer whatever input is already waiting (not a checkpoint)."""
-        while not self.input_done:
-            try:
-                self._received(self._inbox.receive_nowait())
-            except trio.WouldBlock:
-                return
-            except trio.EndOfChannel:
-                self.input_done = True
+        while self.receive_queued() is not None:
+            pass
 
     def give_up_lost(self) -> None:
         """After a backoff: what overflow dropped is lost; extend the pending span with it."""
@@ -295,3 +313,43 @@ class Feed:
         """The pending overflow span, once."""
         span, self._overflow = self._overflow, None
         return span
+
+
+def coalesce(feed: Feed, frame: AudioFrame, limit: int) -> tuple[list[AudioFrame], list[float]]:
+    """``frame`` (just returned by :meth:`Feed.next_frame`) and the frames queued behind it.
+
+    The pump is behind when a second frame is already queued: it takes the queued
+    ones too (buffered, in order; not a checkpoint) until they hold at least
+    ``limit`` samples with ``frame``, to send them as few messages
+    (:func:`message_runs`). Returns the frames and, when there is more than one,
+    when each was handed to the inbox (for :meth:`Feed.sent_live`). The input's
+    end found behind them sets :attr:`Feed.input_done`.
+    """
+    frames = [frame]
+    arrivals: list[float] = []
+    first = feed._arrived_t
+    total = len(frame.pcm) >> 1
+    while total < limit and (later := feed.receive_queued()) is not None:
+        if first is not None and not arrivals:
+            arrivals.append(first)
+        if feed._arrived_t is not None:
+            arrivals.append(feed._arrived_t)
+        frames.append(later)
+        total += len(later.pcm) >> 1
+    return frames, arrivals
+
+
+def message_runs(frames: list[AudioFrame], limit: int) -> Iterator[list[AudioFrame]]:
+    """``frames`` (in timeline order) cut into messages: runs of contiguous frames (no hole
+    the source skipped inside one) of at most ``limit`` samples; a longer frame goes alone."""
+    run = [frames[0]]
+    size = len(frames[0].pcm) >> 1
+    for frame in frames[1:]:
+        samples = len(frame.pcm) >> 1
+        if frame.start == run[-1].end and size + samples <= limit:
+            run.append(frame)
+            size += samples
+        else:
+            yield run
+            run, size = [frame], samples
+    yield run

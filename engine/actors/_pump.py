@@ -42,6 +42,7 @@ from engine.errors import StenoError
 from engine.events import AudioFrame
 from engine.results import Heard
 
+from ._feed import COALESCE_MS, REPLAY_FRAME_BYTES, coalesce, message_runs
 from ._replay import replay
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class Pump:
         # An utterance model's cap, less a margin for finish-task to arrive in time.
         self._max_task_samples = None if cap is None else int((cap - 2.0) * spec.sample_rate)
         self._rate = spec.sample_rate
+        # The most audio one message carries when the pump catches up (samples).
+        self._coalesce = min(spec.sample_rate * COALESCE_MS // 1000, REPLAY_FRAME_BYTES // 2)
         self._feed = feed
         self._report = report
         self._transcript = transcript
@@ -187,12 +190,11 @@ class Pump:
                 await task.send_padding(self._rate * cfg.frame_ms // 1000)
                 continue
             if isinstance(frame, AudioFrame):  # else WOKEN: the taker sent frames, left us work
-                if frame.start > task.sent_until:  # the source skipped time (Stream.skip)
-                    task.skip_to(frame.start)
-                voiced = feed.could_hold_words(frame.start)
-                await task.send_audio(frame.pcm, frame.end, voiced=voiced)
-                feed.sent_live()
-                feed.mark_sent(frame.end)
+                # Behind (a second frame is queued): catch up with fewer, larger messages.
+                frames, arrivals = coalesce(feed, frame, self._coalesce)
+                for run in message_runs(frames, self._coalesce):
+                    await self._send_run(task, run)
+                feed.sent_live(arrivals)
                 feed.commit_silence(sentence_open=task.results.pending_partial)
             await self._report.skipped(feed.take_skipped())
             rotated = await rotation.maybe_rotate(task)
@@ -203,6 +205,21 @@ class Pump:
         # An utterance model may have ignored audio after its sentence end: go on.
         more = self._utterance and feed.buffer.commit_point < feed.buffer.end
         return "utterance" if more else "done"
+
+    async def _send_run(self, task: Task, run: list[AudioFrame]) -> None:
+        """Send contiguous buffered frames as one message on the awaited lane (counted when
+        more than one: ``frames_coalesced``)."""
+        feed, first, end = self._feed, run[0], run[-1].end
+        if first.start > task.sent_until:  # the source skipped time (Stream.skip)
+            task.skip_to(first.start)
+        voiced = feed.could_hold_words(first.start)
+        if len(run) == 1:
+            await task.send_audio(first.pcm, end, voiced=voiced)
+        else:
+            await task.send_audio(b"".join([f.pcm for f in run]), end, voiced=voiced)
+            task.frames_coalesced += len(run)
+            feed.frames_coalesced += len(run)
+        feed.mark_sent(end)
 
     def _take(self, task: Task, frame: AudioFrame, arrived: float) -> bool:
         """The synchronous pump step (the inbox's taker): one live frame, no checkpoint.

@@ -124,6 +124,7 @@ class Report:
                 _delay_ms(link.finish_sent_t, link.finished_t),
                 samples_to_ms(task.sent_until - task.offset, self.rate),
                 task.results.finals,
+                frames_coalesced=task.frames_coalesced,
             )
         )
 

@@ -49,6 +49,7 @@ class Task:
         self.sent_until = offset  # global end of the real audio sent
         self.results = TaskResults()
         self.retired = False  # after a rotation: its results are ignored
+        self.frames_coalesced = 0  # live frames sent joined with others in one message
         self.consumed = trio.Event()  # set by the consumer: every result was emitted
         self._audio_waiter: tuple[int, trio.Event] | None = None
 

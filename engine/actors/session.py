@@ -155,6 +155,7 @@ async def run(
                 "session.end",
                 frames=lag.count,
                 fast_frames=feed.fast_frames,
+                frames_coalesced=feed.frames_coalesced,
                 fast_results=report.fast_results,
                 send_lag_p99_ms=round(lag.quantile_s(0.99) * 1000.0, 3),
                 send_lag_max_ms=round(lag.max_s * 1000.0, 3),
@@ -226,6 +227,11 @@ class SessionStats:
     def fast_frames(self) -> int:
         """Live frames sent inside the producer's ``send`` (the synchronous lane)."""
         return self._feed.fast_frames
+
+    @property
+    def frames_coalesced(self) -> int:
+        """Live frames sent joined with others (up to 200 ms a message) while behind."""
+        return self._feed.frames_coalesced
 
     @property
     def fast_results(self) -> int:
