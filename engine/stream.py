@@ -136,6 +136,8 @@ class Stream:
         self._resampling = resampling
         self._ledger = ledger
         self._rate = started.rate
+        self._input_rate = config.input_rate
+        self._input_channels = config.input_channels
         self._pushed: dict[int, int] = {}  # samples by rate (ints: no Fraction per push)
         self._started_sent = False
         self._ended: StreamEnded | None = None
@@ -192,6 +194,17 @@ class Stream:
             trio.ClosedResourceError: after :meth:`end_input`.
             trio.BrokenResourceError: the stream has finished.
         """
+        if (
+            type(pcm) is bytes
+            and (rate or self._input_rate) == self._rate
+            and (channels or self._input_channels) == 1
+            and not len(pcm) & 1
+        ):  # mono int16 at the session's rate, as a pacer's step pushes it: no array (#11)
+            if pcm:
+                if not self._raw.try_send_pcm16(pcm):
+                    return False
+                self._pushed[self._rate] = self._pushed.get(self._rate, 0) + (len(pcm) >> 1)
+            return True
         rate, item = self._block(pcm, rate, channels)
         size = len(item.samples)
         if size:

@@ -93,12 +93,13 @@ class SendPath(Generic[Cmd]):
             and self._held is None
         )
 
-    def try_send_audio(self, pcm: bytes, *, voiced: bool = True) -> bool:
+    def try_send_audio(self, pcm: bytes, *, voiced: bool = True, now: float | None = None) -> bool:
         """Send real audio now if it can go without waiting; never a checkpoint, never raises.
 
-        True: sent, with the bookkeeping of :meth:`send_audio`. False: nothing was
-        sent (the task is not started, finishing, failed, or the transport would
-        have to wait); the caller awaits :meth:`send_audio` with the same ``pcm``.
+        True: sent, with the bookkeeping of :meth:`send_audio` (at trio time ``now``,
+        the caller's clock reading, if given). False: nothing was sent (the task is
+        not started, finishing, failed, or the transport would have to wait); the
+        caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
         # fast_lane_open, inlined: this runs for every frame of every stream
@@ -122,7 +123,7 @@ class SendPath(Generic[Cmd]):
         if not taken:
             self._held = (pcm, frame)
             return False
-        self._sent_audio(pcm, voiced=voiced)
+        self._sent_audio(pcm, voiced=voiced, now=now)
         return True
 
     # ---------------------------------------------------------- awaited lane
@@ -138,8 +139,9 @@ class SendPath(Generic[Cmd]):
             await self._command(self._audio(pcm))
         self._sent_audio(pcm, voiced=voiced)
 
-    def _sent_audio(self, pcm: bytes, *, voiced: bool) -> None:
-        now = trio.current_time()
+    def _sent_audio(self, pcm: bytes, *, voiced: bool, now: float | None = None) -> None:
+        if now is None:
+            now = trio.current_time()
         if self.first_audio_t is None:
             self.first_audio_t = now
         self._live.sent_audio(now, voiced=voiced)

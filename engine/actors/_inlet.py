@@ -121,9 +121,16 @@ class Inlet:
         Raises:
             trio.BrokenResourceError, trio.ClosedResourceError: as :meth:`send`.
         """
-        arrived = trio.current_time()
-        if self._offer(frame, arrived):
-            return True
+        return self.hand(frame, trio.current_time())
+
+    def hand(self, frame: AudioFrame, arrived: float) -> bool:
+        """:meth:`try_send` with the caller's clock reading (``arrived``, trio time)."""
+        lane = self._lane
+        taker = lane.taker
+        if taker is not None:
+            if taker(frame, arrived):
+                return True
+            lane.taker = None  # rule 2: queued frames first, until the pump drains them
         try:
             self._send.send_nowait((frame, arrived))
         except trio.WouldBlock:

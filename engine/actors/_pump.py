@@ -235,7 +235,7 @@ class Pump:
         if self.utterance_over(task):  # the link checks its own lane in try_send_audio
             return False
         silent, voiced = feed.voiced_if_taken(frame)
-        if not task.try_send_audio(frame, voiced=voiced):
+        if not task.try_send_audio(frame, voiced=voiced, now=arrived):
             return False
         feed.took_live(frame, silent, arrived)
         feed.commit_silence(sentence_open=task.results.pending_partial)

@@ -65,6 +65,15 @@ class Rechunker:
         """Samples handed out so far in frames (the next frame's start)."""
         return self._next_start
 
+    @property
+    def held(self) -> int:
+        """Bytes held for the next frame."""
+        return len(self._buf)
+
+    def took_whole(self, samples: int) -> None:
+        """A frame of ``samples`` was cut outside (:meth:`push` of exactly one frame, nothing held)."""
+        self._next_start += samples
+
     def push(self, pcm: bytes) -> list[tuple[int, bytes]]:
         """Add PCM; return the complete frames it finished, as ``(start, pcm)``."""
         if not self._buf and len(pcm) == self._frame_bytes:  # one block, one frame: no copy
@@ -155,6 +164,21 @@ class ResamplerCore:
         self._resampler: StreamResampler | None = None
         # Grown on first use: the int16 path at the model rate never needs it (memory).
         self._scratch = np.empty(0, dtype=np.float32)
+
+    @property
+    def rate(self) -> int | None:
+        """The current run's input rate (None between runs)."""
+        return self._rate
+
+    def took_frame(self, pcm: bytes) -> None:
+        """What :meth:`audio` does with one whole frame of int16 at ``out_rate`` that
+        continues a run at that rate (or starts one) with nothing held, its frame cut
+        outside: ``(chunker.position, pcm)``."""
+        samples = len(pcm) >> 1
+        self._rate = self.config.out_rate
+        self.stats.blocks += 1
+        self.stats.took(samples, self._rate)
+        self.chunker.took_whole(samples)
 
     def audio(self, block: RawBlock | PcmBlock) -> list[tuple[int, bytes]]:
         """Take one block; return the frames it completed."""

@@ -67,6 +67,14 @@ class ResamplerInlet:
             raise trio.ClosedResourceError("this audio inlet was closed")
         return stage._try_send(value)
 
+    def try_send_pcm16(self, pcm: bytes, /) -> bool:
+        """:meth:`try_send` of mono int16 LE bytes at the stage's output rate (not a copy:
+        ``bytes`` are immutable). A whole frame of it takes the stage's shortest path."""
+        stage = self._stage
+        if stage is None:
+            raise trio.ClosedResourceError("this audio inlet was closed")
+        return stage._try_send_pcm16(pcm)
+
     async def send(self, value: RawBlock | PcmBlock | Skip, /) -> None:
         """Convert ``value`` and send the frames it completes, in this task.
 

@@ -72,14 +72,15 @@ class Task:
         """The next audio starts at global ``sample``: the source skipped the span before it."""
         self.clock.skip_to(sample)
 
-    def try_send_audio(self, frame: AudioFrame, *, voiced: bool) -> bool:
+    def try_send_audio(self, frame: AudioFrame, *, voiced: bool, now: float | None = None) -> bool:
         """Send a live frame now if the connection's fast lane takes it (not a checkpoint).
 
-        True: sent, as :meth:`skip_to` then :meth:`send_audio` would have. False:
-        nothing changed; the caller awaits those instead.
+        True: sent, as :meth:`skip_to` then :meth:`send_audio` would have (at trio
+        time ``now``, if the caller read the clock). False: nothing changed; the
+        caller awaits those instead.
         """
         pcm = frame.pcm
-        if not self.link.try_send_audio(pcm, voiced=voiced):
+        if not self.link.try_send_audio(pcm, voiced=voiced, now=now):
             return False
         start = frame.start
         if start > self.sent_until:  # the source skipped time (Stream.skip)

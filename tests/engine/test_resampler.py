@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
+from fractions import Fraction
 from pathlib import Path
 
 import msgspec
@@ -590,12 +591,15 @@ class TestTrySend:
         ),
         size=st.integers(1, 8),
         frame_ms=st.sampled_from([20, 100]),
+        pcm16=st.booleans(),
     )
     def test_same_frames_as_send_and_nothing_deferred(
-        self, ops: list[tuple[int, int, bool, bool]], size: int, frame_ms: int
+        self, ops: list[tuple[int, int, bool, bool]], size: int, frame_ms: int, pcm16: bool
     ) -> None:
         """Any mix of try_send (await send when refused) gives send's frames, exactly, and a
-        taken block's frames are always all handed over (the room bound never misses)."""
+        taken block's frames are always all handed over (the room bound never misses); so
+        does ``try_send_pcm16`` of the int16 blocks at the output rate (``pcm16``), whose
+        whole frames take the one-frame path, and the stage's counters agree."""
         rng = np.random.default_rng(len(ops))
         blocks = []
         for rate, n, is_float, drain in ops:
@@ -631,7 +635,12 @@ class TestTrySend:
                             gate.set()
                             await trio.testing.wait_all_tasks_blocked()
                             gate = trio.Event()
-                        if inlet.try_send(block):
+                        direct = pcm16 and isinstance(block, PcmBlock) and block.rate == 16000
+                        if (
+                            inlet.try_send_pcm16(block.samples.tobytes())
+                            if direct
+                            else inlet.try_send(block)
+                        ):
                             taken += 1
                             assert not stage._pending
                         else:
@@ -639,6 +648,10 @@ class TestTrySend:
                             await inlet.send(block)
                             gate = trio.Event()
                     gate.set()
+            stats = stage.stats
+            assert stats.blocks == len(blocks)
+            assert stats.input_s == sum(Fraction(len(b.samples), b.rate) for b, _ in blocks)
+            assert stats.position == stage.core.chunker.position == sum(len(p) // 2 for _, p in got)
             return (
                 got,
                 await reference([b for b, _ in blocks], config),
