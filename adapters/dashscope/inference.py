@@ -55,6 +55,8 @@ class InferenceClient(_Core):
         self._decoder = msgspec.json.Decoder(m.ServerMessage)
 
     def send(self, command: m.ClientCommand) -> bytes | str:
+        if type(command) is m.SendAudio and self._state is State.STREAMING:
+            return command.pcm  # every audio frame: the table's STREAMING row, no match (#11)
         self._local(command)
         match command:
             case m.SendAudio(pcm):
