@@ -62,6 +62,7 @@ _COUNTERS: Final[tuple[tuple[str, str, Callable[[StreamSnapshot], float]], ...]]
     ("steno_source_restarts", "Reopenings of a live source that broke.", lambda s: s.source_restarts),
     ("steno_stream_errors", "StreamError events (service, input and sink failures).", lambda s: s.errors),
     ("steno_audio_lost_seconds", "Audio that was not and will not be recognized: AudioGaps, and the replay overflow of an outage as it happens.", lambda s: s.audio_lost_s),
+    ("steno_frames_coalesced", "Live frames sent joined with others (up to 200 ms a message) because the stream was behind.", lambda s: s.frames_coalesced),
     ("steno_audio_suspended_seconds", "Time skipped on purpose (AudioSkipped: silence the suspend idle policy held back).", lambda s: s.skipped_s),
 )  # fmt: skip
 

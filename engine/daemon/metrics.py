@@ -139,6 +139,7 @@ class StreamSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     outage_s: float = 0.0  # since the stream last had a task open (0 when it has one)
     outage_lost_s: float = 0.0  # lost in the current outage, not yet an AudioGap
     replay_buffer_fill: float = 0.0  # replay buffer used / its bound
+    frames_coalesced: int = 0  # live frames sent joined with others while behind (TaskMetrics)
 
     @property
     def losing_audio(self) -> bool:
@@ -163,6 +164,7 @@ class StreamMetrics:
         self.state: State = "starting"
         self.error: str | None = None
         self.reconnects = self.finals = self.tasks_opened = 0
+        self.frames_coalesced = 0  # live frames finished tasks were sent joined (behind)
         self.translations = 0  # final translations, every language
         self.voice_s = 0.0  # translated speech received
         self.restarts = self.source_restarts = self.errors = 0
@@ -230,8 +232,9 @@ class StreamMetrics:
             case DeviceRestored():
                 self.source_restarts += 1
                 self._transient("running")
-            case TaskMetrics(last_package_delay_ms=last):
+            case TaskMetrics(last_package_delay_ms=last, frames_coalesced=coalesced):
                 # (its first-package delay was observed when the first text arrived)
+                self.frames_coalesced += coalesced
                 if last is not None:
                     self.last_package.observe(last / 1000.0)
             case StreamError(message=message):
@@ -306,4 +309,5 @@ class StreamMetrics:
             replay_buffer_fill=stats.buffered_samples / stats.max_buffered_samples
             if stats is not None
             else 0.0,
+            frames_coalesced=self.frames_coalesced,
         )

@@ -78,6 +78,7 @@ _COUNTED: Final = (
     "skipped_s",
     "translations",
     "voice_s",
+    "frames_coalesced",
 )
 _HISTOGRAMS: Final = ("first_package_delay", "last_package_delay", "push_lateness", "final_lag")
 

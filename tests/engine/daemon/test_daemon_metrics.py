@@ -90,6 +90,16 @@ class TestStreamMetrics:
         entry = json.loads(render_health(snapshot(m), 5.0)[1])["streams"]['cam "1"\\x']
         assert entry["translations"] == 2
 
+    def test_frames_coalesced_by_finished_tasks_are_counted(self) -> None:
+        """A stream that fell behind: TaskMetrics' frames_coalesced add up in /metrics."""
+        m = metrics_of(
+            TaskMetrics("t1", "t1", None, 40.0, 1000, 0, frames_coalesced=6),
+            TaskMetrics("t2", "t2", None, 40.0, 1000, 0, frames_coalesced=4),
+        )
+        assert m.frames_coalesced == 10
+        samples = parse(render_metrics(snapshot(m)))
+        assert samples["steno_frames_coalesced_total"][0][1] == 10.0
+
     def test_histogram_buckets(self) -> None:
         h = Histogram((0.1, 1.0))
         for v in (0.05, 0.1, 0.5, 7.0):
