@@ -174,6 +174,47 @@ class TestOpenStream:
         assert stream.statistics().pushed_s == pytest.approx(0.1 + len(pcm) / 16000)
         assert refused < len(pcm) // 1600 // 2  # the synchronous path carried most of it
 
+    async def test_try_push_of_bytes_at_the_session_rate_is_exact(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Mono int16 bytes at the session's rate take the one-frame path when they are a
+        whole frame and the general one otherwise (a split frame, a bytearray, another rate,
+        stereo): the timeline, the pushed time and the words are push's, and odd bytes or
+        a closed input still raise."""
+        pcm = synthesize(SENTENCES[:2], 16000).astype("<i2").tobytes()
+        frames = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+
+                async def produce() -> None:
+                    for k, frame in enumerate(frames):
+                        pieces: list[tuple[bytes | bytearray, int, int]] = [(frame, 16000, 1)]
+                        if k % 7 == 3:  # a frame in two pieces (the rechunker holds one)
+                            pieces = [(frame[:1000], 16000, 1), (frame[1000:], 16000, 1)]
+                        elif k % 7 == 5:  # a bytearray: copied, the general path
+                            pieces = [(bytearray(frame), 16000, 1)]
+                        for piece, rate, channels in pieces:
+                            if not stream.try_push(piece, rate=rate, channels=channels):
+                                await stream.push(piece, rate=rate, channels=channels)
+                        await trio.sleep(0.1)
+                    with pytest.raises(InputError):
+                        stream.try_push(b"\0\0\0")
+                    await stream.end_input()
+                    with pytest.raises(trio.ClosedResourceError):
+                        stream.try_push(frames[0])
+
+                finals: list[str] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(produce)
+                    async for event in stream.events():
+                        if isinstance(event, Final):
+                            finals.append(event.text.rstrip(".").lower())
+        assert finals == SENTENCES[:2]
+        stats = stream.statistics()
+        assert stats.timeline_samples == len(pcm) // 2
+        assert stats.pushed_s == pytest.approx(len(pcm) / 2 / 16000)
+        assert stream.ended is not None and stream.ended.status == "ok"
+
     def test_mono_int16_stays_int16(self) -> None:
         """Mono int16 becomes a PcmBlock of the same bytes (a bytearray is copied); the
         rest is downmixed to float32."""

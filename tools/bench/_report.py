@@ -131,7 +131,8 @@ def engine_stats(streams: list[object]) -> dict[str, Any]:
 
     ``pacer_p99_ms``: this run's pacer lateness (``engine.pacer.statistics()``);
     ``send_lag_p99_ms``: median and max over the streams' ``send_lag_p99_ms`` (``streams``
-    holds each stream's ``statistics()``).
+    holds each stream's ``statistics()``); ``frames_coalesced``: live frames the streams
+    sent joined while behind (null on an engine that does not coalesce).
     """
     try:
         from engine import pacer  # type: ignore[attr-defined,unused-ignore]
@@ -142,7 +143,12 @@ def engine_stats(streams: list[object]) -> dict[str, Any]:
     except (ImportError, AttributeError, RuntimeError):
         pacer_p99 = None
     lags = sorted(lag for lag in (_field(s, "send_lag_p99_ms") for s in streams) if lag is not None)
-    return {"pacer_p99_ms": pacer_p99, "send_lag_p99_ms": lag_summary(lags)}
+    coalesced = [n for n in (_field(s, "frames_coalesced") for s in streams) if n is not None]
+    return {
+        "pacer_p99_ms": pacer_p99,
+        "send_lag_p99_ms": lag_summary(lags),
+        "frames_coalesced": int(sum(coalesced)) if coalesced else None,
+    }
 
 
 def lag_summary(lags: list[float]) -> dict[str, float] | None:

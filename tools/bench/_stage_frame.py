@@ -7,6 +7,8 @@ piece, with the project's own objects:
 * *feed*: the feed's bookkeeping of a frame the lane took (``voiced_if_taken``,
   ``took_live``: the replay buffer and the send-lag histogram, ``commit_silence``),
   a final every 2 s committing what came before;
+* *handover*: ``Stream.try_push``'s part, 100 ms of int16 bytes through the resampler
+  stage and the inlet to the session's taker (one that takes every frame);
 * *ws_encode*: one 3,200 B binary WebSocket frame built (header, mask, C masking);
 * *task_send*: ``Task.try_send_audio`` through a real inference client core and the
   fast transport to the sink process (the awaited send when the lane says no):
@@ -93,6 +95,47 @@ def feed_stage() -> Measure:
                 if k % 20 == 19:  # a final every 2 s
                     feed.buffer.commit(frame.start)
             return time.process_time() - t0
+
+        return run_trio(main)
+
+    return measure
+
+
+def handover_stage() -> Measure:
+    """``Stream.try_push``'s part: 100 ms of int16 bytes to the session's taker.
+
+    The resampler stage and the inlet with an armed taker that takes every frame
+    (what ``Pump._take`` then does is the other stages). ``try_send_pcm16`` where the
+    checkout has it, else the block path main had (``pushed_block`` + ``try_send``).
+    """
+
+    def measure(items: int) -> float:
+        import trio
+
+        from engine._stream_input import pushed_block
+        from engine.actors._inlet import open_inlet
+        from engine.actors.resampler import Resampler, ResamplerConfig
+
+        pcm = speech_frames()
+
+        async def main() -> float:
+            send, inbox = open_inlet(16)
+            stage = Resampler(outbox=send, config=ResamplerConfig(RATE))
+            inlet = stage.inlet()
+            taken: list[Any] = []
+            inbox.arm(lambda frame, arrived: taken.append(frame) is None, trio.CancelScope())
+            direct = getattr(inlet, "try_send_pcm16", None)
+            n = len(pcm)
+            t0 = time.process_time()
+            if direct is not None:
+                for i in range(items):
+                    direct(pcm[i % n])
+            else:
+                for i in range(items):
+                    inlet.try_send(pushed_block(pcm[i % n], RATE, 1))
+            spent = time.process_time() - t0
+            assert len(taken) == items
+            return spent
 
         return run_trio(main)
 
@@ -221,6 +264,8 @@ def FRAME_PATH_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure
          lambda d: silence_stage()),
         ("frame.feed", "Feed.voiced_if_taken + took_live + commit_silence",
          lambda d: feed_stage()),
+        ("frame.handover", "Stream.try_push's part: int16 bytes -> resampler -> inlet -> taker",
+         lambda d: handover_stage()),
         ("frame.ws_encode", "WebSocketCore.send_message, 3,200 B (header, mask, C masking)",
          lambda d: ws_encode_stage()),
         ("frame.task_send", "Task.try_send_audio: inference core, fast transport, send()",
