@@ -22,6 +22,11 @@ deadline is checked against the newest frame's time when the wait's single
 deadline passes. Every live frame's send lag (handed to ``send`` -> taken by the
 transport) is counted in :attr:`Feed.send_lag`, whichever lane carried it.
 
+**Catching up.** A pump that finds a second frame queued behind the one it got is
+behind: :func:`coalesce` takes the queued frames too (up to ``COALESCE_MS``) and
+:func:`message_runs` cuts them into contiguous runs, each sent as one message.
+Frames stay whole in the buffer, so replay and commits do not change.
+
 Channels: reads the inbox (never closes it: the session's ``run`` does).
 
 Cancellation: every wait here is a checkpoint; callers bound the waits that need

@@ -8,7 +8,10 @@
   the task said until ``task-finished``; then everything sent is committed).
   While it waits for the next live frame, its synchronous step (:meth:`Pump._take`)
   sends each frame inside the producer's ``send`` when nothing needs to wait
-  (``_inlet.py``): such a frame costs no task switch of the session's;
+  (``_inlet.py``): such a frame costs no task switch of the session's. When it
+  finds frames queued (it is behind: the fast lane was refused), it sends them
+  together, contiguous runs of up to :data:`~engine.actors._feed.COALESCE_MS` as
+  one message each (``frames_coalesced``); the replay buffer keeps them as frames;
 * the **consumer** maps each result onto the global timeline
   (``_transcript.py``), moves the commit point, and emits the event. While it
   waits on an empty results queue with room in the session's outbox, its
