@@ -65,14 +65,20 @@ _Item = tuple["AudioFrame", float]
 
 
 class _Lane:
-    """The state the two ends share: the armed taker and the park it may wake."""
+    """The state the two ends share: the armed taker, the park it may wake, and the queue's
+    fill as the two ends count it (:meth:`Inlet.room` reads no channel statistics)."""
 
-    __slots__ = ("scope", "taker", "woken")
+    __slots__ = ("queued", "scope", "taker", "waiting", "woken")
 
     def __init__(self) -> None:
         self.taker: Taker | None = None
         self.scope: trio.CancelScope | None = None
         self.woken = False
+        # Frames put in the queue and not yet received (a frame handed straight to a
+        # waiting receiver counts until it runs: room errs low, never high), and the
+        # producers waiting for room.
+        self.queued = 0
+        self.waiting = 0
 
 
 def open_inlet(size: int) -> tuple[Inlet, Inbox]:
@@ -106,10 +112,16 @@ class Inlet:
         await trio.lowlevel.checkpoint()
         if self._offer(frame, arrived):
             return
+        lane = self._lane
         try:
             self._send.send_nowait((frame, arrived))
         except trio.WouldBlock:
-            await self._send.send((frame, arrived))
+            lane.waiting += 1
+            try:
+                await self._send.send((frame, arrived))
+            finally:
+                lane.waiting -= 1
+        lane.queued += 1
 
     def try_send(self, frame: AudioFrame) -> bool:
         """Hand ``frame`` over if it can be taken now; never waits, not a checkpoint.
@@ -135,6 +147,7 @@ class Inlet:
             self._send.send_nowait((frame, arrived))
         except trio.WouldBlock:
             return False
+        lane.queued += 1
         return True
 
     def room(self) -> int:
@@ -144,12 +157,12 @@ class Inlet:
         pump arms it only on an empty queue, rule 2); 0 while a producer waits for
         room (it goes first).
         """
-        if self._lane.taker is not None:
+        lane = self._lane
+        if lane.taker is not None:
             return self._size
-        stats = self._send.statistics()
-        if stats.tasks_waiting_send:
+        if lane.waiting:
             return 0
-        return self._size - stats.current_buffer_used
+        return self._size - lane.queued
 
     def send_nowait(self, frame: AudioFrame) -> None:
         """Hand ``frame`` over without waiting (not a checkpoint).
@@ -205,11 +218,13 @@ class Inbox:
     async def receive(self) -> AudioFrame:
         """The next queued frame (a checkpoint). Raises ``EndOfChannel`` after the last."""
         frame, self.arrived_t = await self._receive.receive()
+        self._lane.queued -= 1
         return frame
 
     def receive_nowait(self) -> AudioFrame:
         """The next queued frame, or ``trio.WouldBlock`` (not a checkpoint)."""
         frame, self.arrived_t = self._receive.receive_nowait()
+        self._lane.queued -= 1
         return frame
 
     def __aiter__(self) -> Inbox:

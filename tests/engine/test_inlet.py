@@ -195,6 +195,57 @@ class TestTrySend:
         assert inlet.room() == 0 and not inlet.try_send(frame(2))
         assert inbox.receive_nowait() == frame(1)
 
+    @given(
+        ops=st.lists(
+            st.sampled_from(["try", "send", "take", "arm", "refuse", "disarm"]), max_size=40
+        ),
+        size=st.integers(1, 4),
+    )
+    def test_room_counts_the_queue_as_its_statistics_would(self, ops: list[str], size: int) -> None:
+        """Any mix of hand-overs (synchronous and awaited), receives and armed or refusing
+        takers: room() is the bound while armed, 0 while a producer waits, else the free
+        places the channel's own statistics show; and try_send takes a frame exactly then."""
+
+        async def main() -> None:
+            inlet, inbox = open_inlet(size)
+            taker = Taker(inbox)
+            k = 0
+            async with trio.open_nursery() as nursery:
+                for op in ops:
+                    match op:
+                        case "try":
+                            room = inlet.room()
+                            assert inlet.try_send(frame(k)) == (room > 0)
+                        case "send":
+                            nursery.start_soon(inlet.send, frame(k))
+                        case "take":
+                            if inbox.statistics().current_buffer_used:
+                                inbox.receive_nowait()
+                        case "arm" | "refuse" if not inbox.statistics().current_buffer_used:
+                            taker.accept = op == "arm"  # the pump arms on an empty queue only
+                            inbox.arm(taker, trio.CancelScope())
+                        case "disarm":
+                            inbox.disarm()
+                    k += 1
+                    await trio.testing.wait_all_tasks_blocked()
+                    stats = inbox.statistics()
+                    if inbox._lane.taker is not None:
+                        expected = size
+                    elif stats.tasks_waiting_send:
+                        expected = 0
+                    else:
+                        expected = size - stats.current_buffer_used
+                    assert inlet.room() == expected
+                inbox.disarm()
+                while (
+                    inbox.statistics().current_buffer_used or inbox.statistics().tasks_waiting_send
+                ):
+                    inbox.receive_nowait()
+                    await trio.testing.wait_all_tasks_blocked()
+                assert inlet.room() == size
+
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
     async def test_a_closed_inbox_breaks_it(self) -> None:
         """The session gone, try_send raises as send does."""
         inlet, inbox = open_inlet(2)
