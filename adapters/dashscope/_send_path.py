@@ -123,7 +123,14 @@ class SendPath(Generic[Cmd]):
         if not taken:
             self._held = (pcm, frame)
             return False
-        self._sent_audio(pcm, voiced=voiced, now=now)
+        # _sent_audio, inlined: this runs for every live frame of every stream
+        if now is None:
+            now = trio.current_time()
+        if self.first_audio_t is None:
+            self.first_audio_t = now
+        if voiced:
+            self._live.sent_audio(now)
+        self.audio_samples += len(pcm) >> 1
         return True
 
     # ---------------------------------------------------------- awaited lane
