@@ -199,6 +199,15 @@ class Resampler:
 
     def _try_send(self, block: RawBlock | PcmBlock) -> bool:
         """Take ``block`` if every frame it makes can be handed over now (all or nothing)."""
+        if (
+            type(block) is PcmBlock
+            and block.rate == self.config.out_rate
+            and 2 * len(block.samples) == self._frame_bytes
+        ):  # a paced file's 100 ms block: its bytes take the one-frame path
+            return self._try_send_pcm16(block.samples.astype(_INT16, copy=False).tobytes(), block)
+        return self._try_send_block(block)
+
+    def _try_send_block(self, block: RawBlock | PcmBlock) -> bool:
         if self._finished:
             raise trio.BrokenResourceError("the resampler has finished")
         room = self._room
@@ -211,12 +220,13 @@ class Resampler:
         self._deliver_nowait()
         return True
 
-    def _try_send_pcm16(self, pcm: bytes) -> bool:
+    def _try_send_pcm16(self, pcm: bytes, block: PcmBlock | None = None) -> bool:
         """``_try_send`` of int16 bytes at the output rate, for a pacer's step (#11).
 
         A block of exactly one frame continuing a run at the output rate (nothing
         held) becomes its frame as it is: no array, no copy, no list, one clock read,
-        one hand-over. Anything else takes the general path.
+        one hand-over. Anything else takes the general path (with ``block``, the
+        same audio as a block, when the caller has it).
         """
         if self._finished:
             raise trio.BrokenResourceError("the resampler has finished")
@@ -227,8 +237,9 @@ class Resampler:
             or core.chunker.held
             or core.rate not in (None, config.out_rate)
         ):
-            rate = config.out_rate
-            return self._try_send(PcmBlock(np.frombuffer(pcm, _INT16), rate))
+            if block is None:
+                block = PcmBlock(np.frombuffer(pcm, _INT16), config.out_rate)
+            return self._try_send_block(block)
         if self._pending or self._lock.locked():
             return False  # another producer is in the stage (or has frames to deliver first)
         start = core.chunker.position

@@ -101,20 +101,23 @@ def feed_stage() -> Measure:
     return measure
 
 
-def handover_stage() -> Measure:
+def handover_stage(*, blocks: bool = False) -> Measure:
     """``Stream.try_push``'s part: 100 ms of int16 bytes to the session's taker.
 
     The resampler stage and the inlet with an armed taker that takes every frame
     (what ``Pump._take`` then does is the other stages). ``try_send_pcm16`` where the
     checkout has it, else the block path main had (``pushed_block`` + ``try_send``).
+    With ``blocks``: ``try_send`` of a ``PcmBlock`` view, as a paced file's capture does.
     """
 
     def measure(items: int) -> float:
+        import numpy as np
         import trio
 
         from engine._stream_input import pushed_block
         from engine.actors._inlet import open_inlet
         from engine.actors.resampler import Resampler, ResamplerConfig
+        from engine.messages import PcmBlock
 
         pcm = speech_frames()
 
@@ -126,8 +129,12 @@ def handover_stage() -> Measure:
             inbox.arm(lambda frame, arrived: taken.append(frame) is None, trio.CancelScope())
             direct = getattr(inlet, "try_send_pcm16", None)
             n = len(pcm)
+            views = [PcmBlock(np.frombuffer(p, "<i2"), RATE) for p in pcm]
             t0 = time.process_time()
-            if direct is not None:
+            if blocks:
+                for i in range(items):
+                    inlet.try_send(views[i % n])
+            elif direct is not None:
                 for i in range(items):
                     direct(pcm[i % n])
             else:
@@ -266,6 +273,8 @@ def FRAME_PATH_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure
          lambda d: feed_stage()),
         ("frame.handover", "Stream.try_push's part: int16 bytes -> resampler -> inlet -> taker",
          lambda d: handover_stage()),
+        ("frame.handover_block", "a capture's part: PcmBlock -> resampler -> inlet -> taker",
+         lambda d: handover_stage(blocks=True)),
         ("frame.ws_encode", "WebSocketCore.send_message, 3,200 B (header, mask, C masking)",
          lambda d: ws_encode_stage()),
         ("frame.task_send", "Task.try_send_audio: inference core, fast transport, send()",
