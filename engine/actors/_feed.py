@@ -84,8 +84,7 @@ class Feed:
         self.frames_coalesced = 0  # live frames sent joined with others in one message
         self._last_input_t = 0.0  # when the newest frame came (trio time)
         self._arrived_t: float | None = None  # when the frame last received was handed over
-        self._judged: AudioFrame | None = None  # the last frame judged (no tuple per frame)
-        self._judged_silent = False
+        self._judged: tuple[AudioFrame, bool] | None = None  # the last frame judged, silent?
         self.buffer = ReplayBuffer(max_samples)
         self.rate = rate
         self.input_done = False
@@ -100,7 +99,7 @@ class Feed:
         self.buffer.append(frame)
         if silent is None:
             judged, self._judged = self._judged, None
-            silent = self._judged_silent if judged is frame else is_silent(frame.pcm, self.rate)
+            silent = judged[1] if judged and judged[0] is frame else is_silent(frame.pcm, self.rate)
         if not silent:
             self._speech_end = frame.end
 
@@ -121,7 +120,7 @@ class Feed:
         """``(silent, voiced)`` of a frame not yet buffered, as if it were (pure)."""
         pcm = frame.pcm
         silent = is_silent(pcm, self.rate)
-        self._judged, self._judged_silent = frame, silent  # a refused frame is buffered judged
+        self._judged = (frame, silent)  # a frame the taker refuses is buffered judged
         if silent:
             return True, frame.start < self._speech_end
         return False, len(pcm) > 1  # a frame with samples begins before its own end

@@ -59,6 +59,7 @@ __all__ = [
     "ResamplerCore",
     "ResamplerInlet",
     "ResamplerStats",
+    "max_frames",
     "run",
 ]
 
@@ -213,7 +214,7 @@ class Resampler:
         room = self._room
         if room is None or self._pending or self._lock.locked():
             return False  # another producer is in the stage (or has frames to deliver first)
-        if room() < self._max_frames(block):
+        if room() < max_frames(self.config, self._run_rate, block):
             return False
         self._take_frames(self.core.audio(block))
         self._run_rate = block.rate
@@ -254,21 +255,6 @@ class Resampler:
         self._run_rate = config.out_rate
         self.stats.position = frame.start + (len(pcm) >> 1)
         return True
-
-    def _max_frames(self, block: RawBlock | PcmBlock) -> int:
-        """The frames ``block`` may complete (what ``try_send`` needs room for).
-
-        Audio at the output rate, in a run at that rate or a new run, is sliced as
-        it is: at most its length plus what the rechunker holds (less than a frame). Otherwise
-        soxr may also release what it buffered, or a rate change flush the old
-        run's filter: measured below 0.15 s of output, :data:`_RESAMPLER_SLACK_S`
-        is allowed (a miss is counted in ``deferred_frames``, never lost).
-        """
-        frame, out_rate, n = self.config.frame_samples, self.config.out_rate, len(block.samples)
-        if block.rate == out_rate and self._run_rate in (None, out_rate):
-            return (frame - 1 + n) // frame
-        out = -(-n * out_rate // block.rate) + int(out_rate * _RESAMPLER_SLACK_S)
-        return (frame - 1 + out) // frame
 
     def _deliver_nowait(self) -> None:
         """Hand the pending frames over without waiting; what is refused stays pending."""
@@ -333,6 +319,23 @@ class Resampler:
         self._open -= 1
         if self._open == 0:
             self._all_closed.set()
+
+
+def max_frames(config: ResamplerConfig, run_rate: int | None, block: RawBlock | PcmBlock) -> int:
+    """The frames ``block`` may complete in a run at ``run_rate`` (what ``try_send`` needs
+    room for).
+
+    Audio at the output rate, in a run at that rate or a new run, is sliced as it is:
+    at most its length plus what the rechunker holds (less than a frame). Otherwise
+    soxr may also release what it buffered, or a rate change flush the old run's
+    filter: measured below 0.15 s of output, :data:`_RESAMPLER_SLACK_S` is allowed
+    (a miss is counted in ``deferred_frames``, never lost).
+    """
+    frame, out_rate, n = config.frame_samples, config.out_rate, len(block.samples)
+    if block.rate == out_rate and run_rate in (None, out_rate):
+        return (frame - 1 + n) // frame
+    out = -(-n * out_rate // block.rate) + int(out_rate * _RESAMPLER_SLACK_S)
+    return (frame - 1 + out) // frame
 
 
 def _channel_room(channel: trio.MemorySendChannel[AudioFrame]) -> int:

@@ -495,7 +495,7 @@ class TestTrySend:
         stage = resampler.Resampler(outbox=out, config=ResamplerConfig(out_rate=16000))
         inlet = stage.inlet()
         block = PcmBlock((noise(4800) * 20000).astype(np.int16), 48000)
-        assert stage._max_frames(block) == 3  # 1600 samples + 3200 slack + what is held
+        assert resampler.max_frames(stage.config, None, block) == 3  # 1600 + 3200 slack + held
         filler = AudioFrame(0, b"\0\0", 16000)
         out.send_nowait(filler)
         out.send_nowait(filler)  # room 2
