@@ -13,21 +13,25 @@ import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from supervisor_helpers import (
     FRAME,
+    GROUP,
     RATE,
     Behaviour,
     ChannelServer,
     config,
     expected_finals,
+    frame_pcm,
     of,
 )
 from test_fast_lane import PATIENT, assert_exact, finals_of, run_session, wire
 
+from engine.actors import session
 from engine.actors._feed import COALESCE_MS, Feed, coalesce, message_runs
 from engine.actors._inlet import open_inlet
 from engine.events import AudioFrame, Event, Reconnecting, SessionOpened, TaskMetrics
@@ -167,10 +171,10 @@ def check_coalescing(
     assert finals_of(events) == expected_finals(frames)
     assert_exact(server, frames)
     opened = of(events, SessionOpened)
-    for conn, session in zip(wire(server), opened, strict=False):
+    for conn, opening in zip(wire(server), opened, strict=False):
         real = [u for u in conn if u >= 0]
         if real:
-            assert real[0] * FRAME == session.offset
+            assert real[0] * FRAME == opening.offset
     # Whole frames only, nothing cut or added (a connection that failed stopped decoding).
     for units, sizes in zip(wire(server), server.sizes, strict=True):
         assert sum(sizes) >= 2 * FRAME * len(units)
@@ -207,6 +211,66 @@ class TestSession:
         check_coalescing(server, events, stats, 40)
         assert stats.frames_coalesced == 0
         assert all(size == 2 * FRAME for size in server.sizes[0][1:])
+
+
+async def run_with_holes(
+    server: ChannelServer, frames: int, holes: dict[int, int], *, lane: bool
+) -> tuple[list[Event], SessionStats]:
+    """``frames`` paced frames; before frame ``i`` in ``holes``, the source skipped that
+    many samples (the frame starts later on the global timeline)."""
+    if lane:
+        send, recv = open_inlet(16)
+    else:
+        plain_send, recv = trio.open_memory_channel[AudioFrame](16)
+        send = plain_send  # type: ignore[assignment]
+    events_send, events_recv = trio.open_memory_channel[Event](1000)
+    out: list[Event] = []
+
+    async def feed() -> None:
+        async with send:
+            t0, at = trio.current_time(), 0
+            for i in range(frames):
+                at += holes.get(i, 0)
+                await trio.sleep_until(t0 + i * 0.1)
+                await send.send(AudioFrame(at, frame_pcm(i), RATE, t=trio.current_time()))
+                at += FRAME
+
+    async def collect() -> None:
+        async for item in events_recv:
+            out.append(item)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect)
+        stats: SessionStats = await nursery.start(
+            lambda task_status: session.run(
+                inbox=recv, outbox=events_send, config=config(), dial=server.dial,
+                task_status=task_status,
+            )
+        )  # fmt: skip
+        nursery.start_soon(feed)
+    return out, stats
+
+
+class TestHoles:
+    @pytest.mark.parametrize("lane", [True, False])
+    async def test_a_skipped_span_inside_a_backlog_is_not_joined_over(
+        self, autojump_clock: trio.testing.MockClock, lane: bool
+    ) -> None:
+        """The source skipped time while the session was behind: the queued frames on each
+        side of the hole go in separate messages, the task's clock jumps the hole, and the
+        transcript is the one of a session that kept up."""
+        # Not at a sentence's edge: a final ending exactly at a skip maps past the hole
+        # once the task's clock holds the skip, with or without coalescing (main too).
+        holes = {12: 8000, 21: 4000, 23: 3200}
+        behind = SizingServer(Behaviour(pauses={8: 1.5, 18: 1.0}))
+        behind.buffer = 1
+        events, stats = await run_with_holes(behind, 40, holes, lane=lane)
+        steady = SizingServer()
+        reference, steady_stats = await run_with_holes(steady, 40, holes, lane=lane)
+        assert stats.frames_coalesced >= 4 and steady_stats.frames_coalesced == 0
+        assert finals_of(events) == finals_of(reference)
+        assert len(finals_of(events)) == 40 // GROUP
+        assert wire(behind) == wire(steady) == [list(range(40))]
 
 
 faults = st.one_of(
