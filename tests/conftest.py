@@ -142,6 +142,27 @@ def deadline(
     return decorate
 
 
+@pytest.fixture(name="inline_threads")
+def _inline_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trio.to_thread.run_sync`` runs its function inline: virtual time stands still.
+
+    On ``MockClock(autojump_threshold=0)`` a worker thread's run counts as idle time:
+    while a file read is in flight, autojump leaps from timer to timer (a heartbeat, a
+    liveness check, the simulator's end of speech), so how far the clock moves during
+    one read depends on how busy the machine is: a 100 ms read under load has skipped
+    ~100 virtual seconds and cut a sentence short. Inline, the read takes no virtual
+    time, as an instant disk would, and the run is the same on any machine. The code
+    under test keeps every checkpoint it had (the call still awaits one first); only
+    the thread hop is gone, so use this where the thread is not what is tested.
+    """
+
+    async def run_inline(fn: Callable[..., Any], *args: Any, **_options: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_inline)
+
+
 @pytest.fixture(name="demo_audio")
 def _demo_audio() -> pathlib.Path:
     return DEMO_AUDIO

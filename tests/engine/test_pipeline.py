@@ -1,10 +1,11 @@
 """A file as a stream's producer: the capture sends straight into the resampler inlet.
 
 The memory simulator with the tone-coded recognizer, on MockClock. The capture
-reads the file in a worker thread, and autojump leaps to the next deadline while
-that read is in flight (the session has timers of its own), so these tests assert
-content and order, not times; tests/engine/test_capture.py and test_pacer.py
-assert the schedule.
+reads the file in a worker thread, and autojump would leap from timer to timer while
+that read is in flight (the session has timers of its own: under load a read skipped
+~100 virtual seconds and the simulator ended a sentence early), so the reads run
+inline (``inline_threads``). These tests assert content and order;
+tests/engine/test_capture.py and test_pacer.py assert the schedule.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from engine.config import Secret, SessionConfig
 from engine.events import Event, Final, StreamEnded, StreamError
 from engine.pacer import current_pacer
 from engine.pipeline import FileStreamConfig, run_file_stream
+
+pytestmark = pytest.mark.usefixtures("inline_threads")
 
 SENTENCES = ["good morning", "the weather is sunny today", "thank you"]
 
