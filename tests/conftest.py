@@ -142,6 +142,21 @@ def deadline(
     return decorate
 
 
+def run_queue_s() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux; else 0.0).
+
+    The second field of ``/proc/thread-self/schedstat``: what a loaded machine adds to
+    a real-time wait. A test that bounds how late its thread woke subtracts this, so
+    the bound holds at any load and still catches the thread being blocked (a sleep, a
+    blocking call, its own CPU work): those are not run-queue time.
+    """
+    try:
+        fields = pathlib.Path("/proc/thread-self/schedstat").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) / 1e9
+
+
 @pytest.fixture(name="inline_threads")
 def _inline_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """``trio.to_thread.run_sync`` runs its function inline: virtual time stands still.
