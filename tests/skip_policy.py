@@ -21,8 +21,36 @@ ALLOWED_CI_SKIPS: Final[dict[str, str]] = {
     # reason (a substring of the skip's reason) -> why CI may skip it
     "POSIX signals": "the test sends POSIX signals; only a Windows runner skips it",
     "needs Linux /proc": "the test reads /proc; only a non-Linux runner skips it",
+    "real-time bound not checked": (
+        "a wall-clock bound on another process's work (pocketsphinx decoding as it "
+        "streams) cannot hold on a machine this loaded; the skip comes after every other "
+        "assertion of the test passed, and it names the load (:func:`real_time_trusted`)"
+    ),
 }
 """The skips CI accepts, each with why. Anything else skipped under ``CI=true`` fails."""
+
+
+REAL_TIME_MAX_LOAD_PER_CORE: Final = 3.5
+"""The 1-minute load average per core above which a wall-clock bound on work done in
+other processes is not trusted: pocketsphinx's first final of the demo came 3.4 s
+after the end of the file at a load of 9.7 on 2 cores, and well within it below ~7."""
+
+
+def real_time_trusted(what: str) -> None:
+    """Skip the rest of the test, saying why, when the machine is too loaded for
+    ``what`` (a wall-clock bound on another process's work) to mean anything.
+
+    Call it right before that bound, after the test's other assertions: they still
+    run at any load. The skip's reason starts with "real-time bound not checked",
+    which :data:`ALLOWED_CI_SKIPS` accepts; ``-ra`` prints it with the load.
+    """
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    if load > REAL_TIME_MAX_LOAD_PER_CORE * cores:
+        pytest.skip(
+            f"real-time bound not checked: {what}, at a load average of {load:.1f} on "
+            f"{cores} cores (above {REAL_TIME_MAX_LOAD_PER_CORE} per core)"
+        )
 
 
 def on_ci() -> bool:

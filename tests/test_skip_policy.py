@@ -6,10 +6,16 @@ true) — CI would stay green with ffmpeg or PulseAudio tests silently skipped.
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
-from skip_policy import ALLOWED_CI_SKIPS, unexpected_skip
+from skip_policy import (
+    ALLOWED_CI_SKIPS,
+    REAL_TIME_MAX_LOAD_PER_CORE,
+    real_time_trusted,
+    unexpected_skip,
+)
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
@@ -79,3 +85,24 @@ class TestSkipPolicy:
         assert all(why.strip() for why in ALLOWED_CI_SKIPS.values())
         assert unexpected_skip("needs ffmpeg") is not None
         assert all(unexpected_skip(f"x {reason} y") is None for reason in ALLOWED_CI_SKIPS)
+
+
+class TestRealTimeTrusted:
+    def test_an_overloaded_machine_skips_with_the_load_and_ci_accepts_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Above the bound per core: a skip naming the bound and the load, allowed on CI."""
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (REAL_TIME_MAX_LOAD_PER_CORE * 2 + 0.1, 0, 0))
+        with pytest.raises(pytest.skip.Exception) as skipped:
+            real_time_trusted("the first final in time")
+        reason = str(skipped.value)
+        assert reason.startswith("real-time bound not checked: the first final in time, ")
+        assert "load average of 7.1 on 2 cores" in reason
+        assert unexpected_skip(reason) is None
+
+    def test_a_machine_within_the_bound_checks_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """At the bound per core the test goes on (no skip)."""
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (REAL_TIME_MAX_LOAD_PER_CORE * 2, 0, 0))
+        real_time_trusted("the first final in time")
