@@ -23,6 +23,8 @@ import structlog
 import trio
 from skip_policy import pytest_runtest_makereport as pytest_runtest_makereport
 
+from tools.ci.order import load_durations, longest_first
+
 P = ParamSpec("P")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,8 +44,9 @@ _CPU_LOCK_POLL_S: Final = 0.2
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under :data:`REAL_TIME_DIRECTORIES` ``slow``.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under :data:`REAL_TIME_DIRECTORIES` ``slow``; order the files
+    for the workers (:func:`_longest_files_first`).
 
     ``make test`` runs ``-m "not slow"`` on every core, then ``-m slow`` on a few more
     workers than cores: most slow tests wait on the real clock (paced audio, another
@@ -57,6 +60,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.path.relative_to(tests).parts[:-1]
         ):
             item.add_marker(pytest.mark.slow)
+    _longest_files_first(config, items)
+
+
+def _longest_files_first(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadfile``, hand the workers the longest test files first.
+
+    ``make test`` passes ``--no-loadscope-reorder`` so that pytest-xdist keeps this
+    order (:mod:`tools.ci.order`: recorded seconds per file, ``tools/ci/durations.json``);
+    what runs is unchanged, only when.
+    """
+    if config.getoption("dist", "no") not in {"loadfile", "loadscope"}:
+        return
+    root = ROOT.as_posix() + "/"
+    files = [item.path.as_posix().removeprefix(root) for item in items]
+    items[:] = [items[i] for i in longest_first(files, load_durations())]
 
 
 @pytest.hookimpl(tryfirst=True, wrapper=True)  # outside pytest-timeout's clock

@@ -10,6 +10,10 @@ another only slows both.
 
 The numbers are the test's, measured from its own process; under pytest-xdist each
 worker writes ``FILE`` with its worker id appended. Nothing here asserts anything.
+
+``python -m tools.ci.timing durations OUT FILE...`` sums such records per test file
+into ``OUT`` (``tools/ci/durations.json``: the order ``make test`` runs files in,
+:mod:`tools.ci.order`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import json
 import os
 import pathlib
 import resource
+import sys
 import time
-from collections.abc import Generator
+from collections import defaultdict
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -76,3 +82,31 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker:
         path = path.with_name(f"{path.stem}.{worker}{path.suffix}")
     config.pluginmanager.register(_Timing(path), "stenograph-timing")
+
+
+def file_durations(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Wall seconds per test file (its tests' setup, call and teardown), longest first."""
+    totals: defaultdict[str, float] = defaultdict(float)
+    for record in records:
+        totals[str(record["nodeid"]).split("::", 1)[0]] += float(record["wall_s"])
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return {name: round(seconds, 1) for name, seconds in ranked}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``durations OUT FILE...``: write the per-file wall seconds of timing records."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3 or args[0] != "durations":
+        print("usage: python -m tools.ci.timing durations OUT TIMING_JSON...", file=sys.stderr)
+        return 2
+    records: list[dict[str, Any]] = []
+    for name in args[2:]:
+        records += json.loads(pathlib.Path(name).read_text(encoding="utf-8"))
+    durations = file_durations(records)
+    pathlib.Path(args[1]).write_text(json.dumps(durations, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(durations)} files, {sum(durations.values()):.0f} s in all -> {args[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
