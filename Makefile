@@ -17,20 +17,31 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/steno transcribe scenarios/audio/*.wav --out out/demo
 
-## Lint, type-check and run the whole test suite in two parts. First everything not marked
-## `slow` (virtual time, in-memory, quick), one pytest-xdist worker per core; a file's tests
-## stay in one worker (--dist loadfile), so its module fixtures are built once. Then the `slow`
-## tests (real processes, real time, the real recognizer) on SLOW_WORKERS workers, also a
-## file per worker: most of them wait on the real clock (paced audio, another process), so
-## more of them than cores run side by side, while each CPU-bound one (marked `cpu_heavy`:
-## pocketsphinx, pip) runs alone (a lock in tests/conftest.py). Both parts always run.
+## Lint, type-check and run the whole test suite in two parts, side by side. The `slow`
+## tests (real processes, real time, the real recognizer) run on SLOW_WORKERS workers; most
+## of them wait on the real clock (paced audio, another process), so more of them than
+## cores run at once, while each CPU-bound one (marked `cpu_heavy`: pocketsphinx, pip) runs
+## alone among them (a lock in tests/conftest.py). Everything else (virtual time,
+## in-memory: CPU-bound, and indifferent to how late it runs) runs meanwhile, one worker
+## per core, at `nice` QUICK_NICE: it takes the CPU the slow part leaves idle and gives
+## it back when a real-time test wants it (a niced test may wait for the CPU, hence its
+## longer timeout; a hang is still caught). Its output is printed when both parts are
+## done (out/test-quick.log). Each worker runs a whole file at a time (--dist
+## loadfile: a file's module fixtures are built once), the longest files first
+## (tools/ci/order.py; --no-loadscope-reorder keeps that order). Both parts always run.
 ## TEST_WORKERS=0 SLOW_WORKERS=0 runs each part in one process.
 TEST_WORKERS ?= auto
 SLOW_WORKERS ?= 3
+QUICK_NICE ?= 5
+XDIST := --dist loadfile --no-loadscope-reorder
 test: $(STAMP) system lint
+	@mkdir -p out
 	status=0; \
-	$(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile || status=$$?; \
-	$(BIN)/pytest -q -m slow -n $(SLOW_WORKERS) --dist loadfile --durations=25 || status=$$?; \
+	nice -n $(QUICK_NICE) $(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) $(XDIST) \
+		--timeout 600 --durations=15 > out/test-quick.log 2>&1 & quick=$$!; \
+	$(BIN)/pytest -q -m slow -n $(SLOW_WORKERS) $(XDIST) --durations=25 || status=$$?; \
+	wait $$quick || status=$$?; \
+	echo "---- the quick part (not slow), out/test-quick.log"; cat out/test-quick.log; \
 	exit $$status
 
 lint: $(STAMP)
