@@ -23,8 +23,8 @@ ALLOWED_CI_SKIPS: Final[dict[str, str]] = {
     "needs Linux /proc": "the test reads /proc; only a non-Linux runner skips it",
     "real-time bound not checked": (
         "a wall-clock bound on another process's work (pocketsphinx decoding as it "
-        "streams) cannot hold on a machine this loaded; the skip comes after every other "
-        "assertion of the test passed, and it names the load (:func:`real_time_trusted`)"
+        "streams, PulseAudio's playback) cannot hold on a machine this loaded; the skip "
+        "comes only when the bound was missed, and it names the load (real_time_trusted)"
     ),
 }
 """The skips CI accepts, each with why. Anything else skipped under ``CI=true`` fails."""
@@ -40,9 +40,11 @@ def real_time_trusted(what: str) -> None:
     """Skip the rest of the test, saying why, when the machine is too loaded for
     ``what`` (a wall-clock bound on another process's work) to mean anything.
 
-    Call it right before that bound, after the test's other assertions: they still
-    run at any load. The skip's reason starts with "real-time bound not checked",
-    which :data:`ALLOWED_CI_SKIPS` accepts; ``-ra`` prints it with the load.
+    Call it where that bound has just been found broken, right before asserting it:
+    on a machine within :data:`REAL_TIME_MAX_LOAD_PER_CORE` the assertion then fails
+    as before, and a bound that holds is checked at any load. The skip's reason
+    starts with "real-time bound not checked", which :data:`ALLOWED_CI_SKIPS`
+    accepts; ``-ra`` prints it with the load.
     """
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]

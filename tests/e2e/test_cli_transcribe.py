@@ -83,6 +83,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         env=cli_env(api_key=None),
         timeout=90,
     )
+    if run.returncode != 0 or "reconnecting" in run.stdout:
+        real_time_trusted("pocketsphinx answering within the finish deadline (10 s)")
     assert run.returncode == 0, run.describe()
     # The recognizer's --fast backlog must not trip the finish deadline (it measures
     # the server's silence, not the time since finish-task): no replays needed.
@@ -208,7 +210,8 @@ def test_real_time_speed_paces_the_audio(tmp_path: pathlib.Path) -> None:
     started = next(e for e in events if isinstance(e, StreamStarted))
     first_final = next(e for e in events if isinstance(e, Final))
     # Streaming, not batch: a result came back before the file had been played out.
-    real_time_trusted("the first final before the end of the file")
+    if first_final.t - started.t >= duration:
+        real_time_trusted("the first final before the end of the file")
     assert first_final.t - started.t < duration, (first_final.t - started.t, duration)
 
 
