@@ -21,7 +21,7 @@ demo: $(STAMP)
 ## tests (real processes, real time, the real recognizer) run on SLOW_WORKERS workers; most
 ## of them wait on the real clock (paced audio, another process), so more of them than
 ## cores run at once, while each CPU-bound one (marked `cpu_heavy`: pocketsphinx, pip) runs
-## alone among them (a lock in tests/conftest.py). Everything else (virtual time,
+## alone (a lock in tests/conftest.py, in STENO_TEST_LOCKS). Everything else (virtual time,
 ## in-memory: CPU-bound, and indifferent to how late it runs) runs meanwhile, one worker
 ## per core, at `nice` QUICK_NICE: it takes the CPU the slow part leaves idle and gives
 ## it back when a real-time test wants it (a niced test may wait for the CPU, hence its
@@ -36,11 +36,12 @@ QUICK_NICE ?= 5
 XDIST := --dist loadfile --no-loadscope-reorder
 test: $(STAMP) system lint
 	@mkdir -p out
-	status=0; \
+	status=0; locks=$$(mktemp -d); export STENO_TEST_LOCKS=$$locks; \
 	nice -n $(QUICK_NICE) $(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) $(XDIST) \
 		--timeout 600 --durations=15 > out/test-quick.log 2>&1 & quick=$$!; \
 	$(BIN)/pytest -q -m slow -n $(SLOW_WORKERS) $(XDIST) --durations=25 || status=$$?; \
 	wait $$quick || status=$$?; \
+	rm -rf $$locks; \
 	echo "---- the quick part (not slow), out/test-quick.log"; cat out/test-quick.log; \
 	exit $$status
 

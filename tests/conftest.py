@@ -42,6 +42,11 @@ the real-time tests, and every test is bounded by its own timeout (``timeout``).
 
 _CPU_LOCK_POLL_S: Final = 0.2
 
+TEST_LOCKS_ENV: Final = "STENO_TEST_LOCKS"
+"""A directory for the turns of two pytest runs side by side (``make test`` runs the
+quick part beside the slow one and sets it): then every test takes its turn there, so a
+``cpu_heavy`` test waits for the quick part's running tests and has the machine alone."""
+
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -89,14 +94,20 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
     that come after it wait for it instead of overlapping it for ever. Each wait has a
     deadline (:data:`CPU_LOCK_WAIT_S`), after which the test runs anyway and says so in
     its report; a test that hangs holding the lock is ended by its timeout, which
-    releases it. In one process, tests run one at a time anyway: no lock.
+    releases it. In one process, tests run one at a time anyway: no lock. With
+    :data:`TEST_LOCKS_ENV` set, the lock is in that directory, shared with the run
+    beside this one, and every test takes it (shared unless ``cpu_heavy``).
     """
-    if item.get_closest_marker("slow") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+    side_by_side = os.environ.get(TEST_LOCKS_ENV)
+    if side_by_side:
+        shared = pathlib.Path(side_by_side)
+    elif item.get_closest_marker("slow") is None or "PYTEST_XDIST_WORKER" not in os.environ:
         return (yield)
+    else:
+        # xdist gives each worker ``--basetemp <the run's basetemp>/popen-gwN``: the
+        # parent belongs to this run alone (not to another pytest run on the machine)
+        shared = pathlib.Path(item.config.option.basetemp).parent
     heavy = item.get_closest_marker("cpu_heavy") is not None
-    # xdist gives each worker ``--basetemp <the run's basetemp>/popen-gwN``: the parent
-    # belongs to this run alone (not to another pytest run on the machine)
-    shared = pathlib.Path(item.config.option.basetemp).parent
     deadline = time.monotonic() + CPU_LOCK_WAIT_S
     with (
         (shared / "cpu-turnstile.lock").open("a") as turnstile,
