@@ -32,7 +32,7 @@ demo: $(STAMP)
 ## TEST_WORKERS=0 SLOW_WORKERS=0 runs each part in one process.
 TEST_WORKERS ?= auto
 SLOW_WORKERS ?= 3
-QUICK_NICE ?= 5
+QUICK_NICE ?= 3
 XDIST := --dist loadfile --no-loadscope-reorder
 test: $(STAMP) system lint
 	@mkdir -p out

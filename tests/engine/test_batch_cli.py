@@ -178,6 +178,7 @@ class TestSubmit:
             await steno("batch", "submit", tone_wav, *args)
 
 
+@pytest.mark.slow  # a simulator on the real clock: the cancelled task must still be PENDING
 class TestAgainstARunningSimulator:
     @deadline(60)
     async def test_submit_status_list_cancel(

@@ -15,6 +15,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow  # a real daemon process sampled once a second for ~9 s of real time
 @pytest.mark.skipif(not pathlib.Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_a_short_soak_reports_a_slope(tmp_path: pathlib.Path) -> None:
     """Two streams for ~9 s: exit 0, samples of RSS and fds, a slope, finals and no loss."""
