@@ -290,14 +290,18 @@ def test_the_vocabulary_exists() -> None:
 
 _IMPORT_EACH_FIRST: Final = """
 import importlib, sys
-failed = []
-for name in sys.argv[1:]:
+failed, same_run = [], set()
+for name in sys.argv[1:]:  # sorted: a package before what is under it
+    if name in same_run:
+        continue
     for loaded in [m for m in sys.modules if m.split(".")[0] in ("engine", "adapters")]:
         del sys.modules[loaded]
     try:
         importlib.import_module(name)
     except Exception as exc:
         failed.append(f"{name}: {type(exc).__name__}: {exc}")
+        continue
+    same_run.update(m for m in sys.modules if m.startswith(name + "."))
 print("\\n".join(failed))
 sys.exit(1 if failed else 0)
 """
@@ -308,7 +312,10 @@ def test_every_module_can_be_imported_first() -> None:
 
     One interpreter, our modules forgotten between imports (third-party ones stay
     loaded, so this takes seconds): an adapter imported first runs engine/__init__
-    before its own body, which is where a re-export of the assembly would fail.
+    before its own body, which is where a re-export of the assembly would fail. A
+    module that its package's import (run first, as names sort) has already loaded is
+    not imported again: importing it first runs that very package import and then
+    finds it loaded, the same run (88 of 234 imports, two thirds of the CPU).
     """
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_EACH_FIRST, *sorted(MODULES)],
