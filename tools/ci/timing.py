@@ -9,7 +9,9 @@ A test whose CPU time is close to its wall time is CPU-bound: running it beside
 another only slows both.
 
 The numbers are the test's, measured from its own process; under pytest-xdist each
-worker writes ``FILE`` with its worker id appended. Nothing here asserts anything.
+worker writes ``FILE`` with its worker id appended, and with ``-m EXPR`` (``make
+test`` runs its two parts side by side) the expression too, so the parts' workers do
+not overwrite one another's. Nothing here asserts anything.
 
 ``python -m tools.ci.timing durations OUT FILE...`` sums such records per test file
 into ``OUT`` (``tools/ci/durations.json``: the order ``make test`` runs files in,
@@ -78,9 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if target is None:
         return
     path = pathlib.Path(target)
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        path = path.with_name(f"{path.stem}.{worker}{path.suffix}")
+    tags = [
+        "-".join(str(config.getoption("markexpr", "") or "").split()),
+        os.environ.get("PYTEST_XDIST_WORKER", ""),
+    ]
+    stem = ".".join([path.stem, *filter(None, tags)])
+    path = path.with_name(f"{stem}{path.suffix}")
     config.pluginmanager.register(_Timing(path), "stenograph-timing")
 
 
