@@ -26,7 +26,8 @@ demo: $(STAMP)
 ## per core, at `nice` QUICK_NICE: it takes the CPU the slow part leaves idle and gives
 ## it back when a real-time test wants it (a niced test may wait for the CPU, hence its
 ## longer timeout; a hang is still caught). Its output is printed when both parts are
-## done (out/test-quick.log). Each worker runs a whole file at a time (--dist
+## done (out/test-quick.log). A Ctrl-C reaches both (env --default-signal: sh starts
+## a background job with SIGINT ignored). Each worker runs a whole file at a time (--dist
 ## loadfile: a file's module fixtures are built once), the longest files first
 ## (tools/ci/order.py; --no-loadscope-reorder keeps that order). Both parts always run.
 ## TEST_WORKERS=0 SLOW_WORKERS=0 runs each part in one process.
@@ -37,8 +38,9 @@ XDIST := --dist loadfile --no-loadscope-reorder
 test: $(STAMP) system lint
 	@mkdir -p out
 	status=0; locks=$$(mktemp -d); export STENO_TEST_LOCKS=$$locks; \
-	nice -n $(QUICK_NICE) $(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) $(XDIST) \
+	env --default-signal=INT nice -n $(QUICK_NICE) $(BIN)/pytest -q -m "not slow" -n $(TEST_WORKERS) $(XDIST) \
 		--timeout 600 --durations=15 > out/test-quick.log 2>&1 & quick=$$!; \
+	trap 'kill $$quick 2>/dev/null; rm -rf $$locks; exit 130' INT TERM; \
 	$(BIN)/pytest -q -m slow -n $(SLOW_WORKERS) $(XDIST) --durations=25 || status=$$?; \
 	wait $$quick || status=$$?; \
 	rm -rf $$locks; \
