@@ -205,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['bytes_per_stream']:>8} B {row['blocks_per_stream']:>7} blk  {row['where']}",
                 file=sys.stderr,
             )
-        for row in record.get("types", []):
-            print(
-                f"{row['bytes_per_stream']:>8} B {row['objects_per_stream']:>7} obj  {row['type']}",
-                file=sys.stderr,
-            )
+    for row in record.get("types", []):
+        print(
+            f"{row['bytes_per_stream']:>8} B {row['objects_per_stream']:>7} obj  {row['type']}",
+            file=sys.stderr,
+        )
     return 0
 
 
