@@ -27,7 +27,9 @@ peak RSS (``VmHWM``): ``peak_connect_kb_per_stream`` once every stream has its t
 connect burst), ``peak_kb_per_stream`` at the end of the window and
 ``peak_end_kb_per_stream`` after every stream finished (the finish burst).
 ``replay_s`` is the audio the replay buffers hold mid-window (mean and max seconds per
-stream). Between the baseline and the middle of the window, ``--trace`` adds the
+stream): it depends on the speech and on how late finals come (a run that falls behind
+holds more), so ``rss_kb_per_stream_besides_replay_audio`` is the steady figure less
+that audio. Between the baseline and the middle of the window, ``--trace`` adds the
 tracemalloc diff by line, by file and (with ``--depth 8`` or so) by *owner*: the
 innermost line of our code on each allocation's stack, so a task's coroutine or a
 channel's state is charged to the line that made it; ``--census`` adds the live objects
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{record['peak_kb_per_stream']} in the window, "
             f"{record['peak_end_kb_per_stream']} with the finish; replay buffers hold "
             f"{record['replay_s']['mean']} s (max {record['replay_s']['max']} s); "
-            f"{record['finals_in_window']} finals in the half window",
+            f"{record['finals_in_window']} finals in the half window; "
+            f"{record['rss_kb_per_stream_besides_replay_audio']} KiB per stream besides them",
             file=sys.stderr,
         )
     if "top" in record:
