@@ -92,6 +92,7 @@ class Feed:
         self.outage_since: float | None = None  # the first failure since a task was open
         self._pre_roll = int(PRE_ROLL_S * rate)
         self._speech_end = 0  # global end of the newest frame that was not silent
+        self._tail_judged = -1  # the commit point whose voiced tail was judged last
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
@@ -177,7 +178,9 @@ class Feed:
         """
         buffer = self.buffer
         point = buffer.end - self._pre_roll
-        if sentence_open or self._speech_end > buffer.commit_point or point <= buffer.commit_point:
+        if sentence_open or point <= buffer.commit_point:
+            return
+        if self._speech_end > buffer.commit_point and not self._tail_is_silent():
             return
         unsent = max(buffer.commit_point, self.sent_high)
         for frame in buffer.frames_from(unsent):
@@ -186,6 +189,29 @@ class Feed:
                 break
             self._skip(start, end)
         buffer.commit(point)
+
+    def _tail_is_silent(self) -> bool:
+        """The last final ends inside the newest voiced frame: is the rest of that frame silent?
+
+        Frames are judged whole, and a final ends where the recognizer says (on the
+        task's timeline, not on frame bounds): most end inside their last voiced
+        frame, whose tail after the commit point then counted as sound, and no
+        silence after it was ever committed (a pause held whole, up to the buffer's
+        bound). Judged on its own samples, a silent tail holds no words: the newest
+        sound then ends at the commit point. Judged once per commit point.
+        """
+        buffer = self.buffer
+        point = buffer.commit_point
+        if self._tail_judged == point:
+            return False
+        self._tail_judged = point
+        frame = next(buffer.frames_from(point), None)
+        if frame is None or not frame.start < point < frame.end == self._speech_end:
+            return False  # more than a tail: sound no final covers
+        if not is_silent(frame.pcm[(point - frame.start) * 2 :], self.rate):
+            return False
+        self._speech_end = point
+        return True
 
     def _skip(self, start: int, end: int) -> None:
         spans = self._skipped
