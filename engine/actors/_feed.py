@@ -52,7 +52,15 @@ if TYPE_CHECKING:
 
     from ._inlet import Taker
 
-__all__ = ["COALESCE_MS", "REPLAY_FRAME_BYTES", "WOKEN", "Feed", "coalesce", "message_runs"]
+__all__ = [
+    "COALESCE_MS",
+    "REPLAY_FRAME_BYTES",
+    "WOKEN",
+    "Feed",
+    "coalesce",
+    "message_runs",
+    "silent_tail",
+]
 
 WOKEN: Final = "woken"
 """:meth:`Feed.next_frame`'s answer when the taker took frames and left the pump work."""
@@ -66,6 +74,32 @@ twice the service's recommended 100 ms, well inside its 1–16 KB range."""
 
 _MAX_SKIPPED: Final = 64
 """Separate skipped spans held until reported (beyond it, the oldest two merge)."""
+
+
+def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
+    """Add a skipped span (joined to the last when they touch; bounded: the oldest two merge)."""
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+        return
+    spans.append((start, end))
+    if len(spans) > _MAX_SKIPPED:
+        (a, _), (_, b) = spans[0], spans[1]
+        spans[0:2] = [(a, b)]
+
+
+def silent_tail(buffer: ReplayBuffer, point: int, speech_end: int, rate: int) -> bool:
+    """True when the sound after ``point`` is only the silent tail of one voiced frame.
+
+    Frames are judged whole, and a final ends where the recognizer says (on the
+    task's timeline, not on frame bounds): most end inside their last voiced
+    frame, whose tail after the commit point then counts as sound, so no silence
+    after such a final would ever be committed (a pause held whole, up to the
+    buffer's bound). Judged on its own samples, a silent tail holds no words.
+    """
+    frame = next(buffer.frames_from(point), None)
+    if frame is None or not frame.start < point < frame.end == speech_end:
+        return False  # more than a tail: sound no final covers
+    return is_silent(frame.pcm[(point - frame.start) * 2 :], rate)
 
 
 class Feed:
@@ -187,41 +221,18 @@ class Feed:
             start, end = max(frame.start, unsent), min(frame.end, point)
             if start >= point:
                 break
-            self._skip(start, end)
+            _add_span(self._skipped, start, end)
         buffer.commit(point)
 
     def _tail_is_silent(self) -> bool:
-        """The last final ends inside the newest voiced frame: is the rest of that frame silent?
-
-        Frames are judged whole, and a final ends where the recognizer says (on the
-        task's timeline, not on frame bounds): most end inside their last voiced
-        frame, whose tail after the commit point then counted as sound, and no
-        silence after it was ever committed (a pause held whole, up to the buffer's
-        bound). Judged on its own samples, a silent tail holds no words: the newest
-        sound then ends at the commit point. Judged once per commit point.
-        """
-        buffer = self.buffer
-        point = buffer.commit_point
+        """:func:`silent_tail` after the commit point (judged once per commit point)."""
+        point = self.buffer.commit_point
         if self._tail_judged == point:
             return False
         self._tail_judged = point
-        frame = next(buffer.frames_from(point), None)
-        if frame is None or not frame.start < point < frame.end == self._speech_end:
-            return False  # more than a tail: sound no final covers
-        if not is_silent(frame.pcm[(point - frame.start) * 2 :], self.rate):
-            return False
-        self._speech_end = point
-        return True
-
-    def _skip(self, start: int, end: int) -> None:
-        spans = self._skipped
-        if spans and spans[-1][1] == start:
-            spans[-1] = (spans[-1][0], end)
-            return
-        spans.append((start, end))
-        if len(spans) > _MAX_SKIPPED:
-            (a, _), (_, b) = spans[0], spans[1]
-            spans[0:2] = [(a, b)]
+        if silent_tail(self.buffer, point, self._speech_end, self.rate):
+            self._speech_end = point  # the newest sound ends at the commit point
+        return self._speech_end == point
 
     def take_skipped(self) -> list[tuple[int, int]]:
         """The committed silence spans no task was sent, once (for ``AudioSkipped``)."""
