@@ -90,16 +90,28 @@ def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
 def silent_tail(buffer: ReplayBuffer, point: int, speech_end: int, rate: int) -> bool:
     """True when the sound after ``point`` is only the silent tail of one voiced frame.
 
-    Frames are judged whole, and a final ends where the recognizer says (on the
-    task's timeline, not on frame bounds): most end inside their last voiced
-    frame, whose tail after the commit point then counts as sound, so no silence
-    after such a final would ever be committed (a pause held whole, up to the
-    buffer's bound). Judged on its own samples, a silent tail holds no words.
+    Frames are judged whole; most finals end inside their last voiced frame, whose
+    tail then counted as sound, and no pause after them was ever committed (held
+    whole, up to the buffer's bound). Judged alone, a silent tail holds no words.
     """
     frame = next(buffer.frames_from(point), None)
     if frame is None or not frame.start < point < frame.end == speech_end:
         return False  # more than a tail: sound no final covers
     return is_silent(frame.pcm[(point - frame.start) * 2 :], rate)
+
+
+def _sound_after_commit(feed: Feed) -> bool:
+    """Sound after the commit point that no final covers (:meth:`Feed.commit_silence`).
+
+    A :func:`silent_tail` is not: the newest sound then ends at the commit point. It
+    is judged once per commit point (a loud one is not judged again every frame).
+    """
+    point = feed.buffer.commit_point
+    if feed._speech_end > point and feed._tail_judged != point:
+        feed._tail_judged = point
+        if silent_tail(feed.buffer, point, feed._speech_end, feed.rate):
+            feed._speech_end = point
+    return feed._speech_end > point
 
 
 class Feed:
@@ -125,8 +137,8 @@ class Feed:
         self._overflow: tuple[int, int] | None = None  # replay overflow not yet reported
         self.outage_since: float | None = None  # the first failure since a task was open
         self._pre_roll = int(PRE_ROLL_S * rate)
-        self._speech_end = 0  # global end of the newest frame that was not silent
-        self._tail_judged = -1  # the commit point whose voiced tail was judged last
+        # the end of the newest frame not silent; the commit point judged last (its tail)
+        self._speech_end = self._tail_judged = 0
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
@@ -212,9 +224,7 @@ class Feed:
         """
         buffer = self.buffer
         point = buffer.end - self._pre_roll
-        if sentence_open or point <= buffer.commit_point:
-            return
-        if self._speech_end > buffer.commit_point and not self._tail_is_silent():
+        if sentence_open or point <= buffer.commit_point or _sound_after_commit(self):
             return
         unsent = max(buffer.commit_point, self.sent_high)
         for frame in buffer.frames_from(unsent):
@@ -223,16 +233,6 @@ class Feed:
                 break
             _add_span(self._skipped, start, end)
         buffer.commit(point)
-
-    def _tail_is_silent(self) -> bool:
-        """:func:`silent_tail` after the commit point (judged once per commit point)."""
-        point = self.buffer.commit_point
-        if self._tail_judged == point:
-            return False
-        self._tail_judged = point
-        if silent_tail(self.buffer, point, self._speech_end, self.rate):
-            self._speech_end = point  # the newest sound ends at the commit point
-        return self._speech_end == point
 
     def take_skipped(self) -> list[tuple[int, int]]:
         """The committed silence spans no task was sent, once (for ``AudioSkipped``)."""
