@@ -34,7 +34,7 @@ from tools.bench._memtrace import (
 from tools.bench._report import START_LIMIT, rss_kb
 from tools.bench.capacity import MODEL, RATE, audio_loop
 
-__all__ = ["FRAME_MS", "bench_config", "measure_paced"]
+__all__ = ["FRAME_MS", "bench_config", "fresh", "measure_paced"]
 
 FRAME_MS = 100
 
@@ -107,7 +107,7 @@ async def _paced_feed(
         nonlocal k, refused
         if stop.is_set():
             return None
-        pcm = loop[(offset + k) % len(loop)]
+        pcm = fresh(loop[(offset + k) % len(loop)])
         k += 1
         if not stream.try_push(pcm, rate=RATE):
             refused = pcm
@@ -146,6 +146,13 @@ async def _open_paced(
         phase = j * frame_s / len(streams)  # spread over a frame period, as a live host's
         nursery.start_soon(_paced_feed, stream, loop, (indices.start + j) * 7, start + phase, stop)
     return streams
+
+
+def fresh(pcm: bytes) -> bytes:
+    """A copy of a frame of the loop, as a source's read makes one: the engine keeps the
+    producer's ``bytes`` (no copy), so streams pushing the loop's own frames would share
+    their replay audio, and the replay buffers would cost nothing."""
+    return bytes(memoryview(pcm))
 
 
 def _replay_s(streams: list[Stream]) -> dict[str, float]:

@@ -54,7 +54,7 @@ from engine.logging import configure
 from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
 from engine.stream import Stream, StreamConfig, open_stream
-from tools.bench._memory_paced import FRAME_MS, bench_config, measure_paced
+from tools.bench._memory_paced import FRAME_MS, bench_config, fresh, measure_paced
 from tools.bench._memtrace import by_file, by_line, count_tasks, settle
 from tools.bench._report import START_LIMIT, rss_kb
 from tools.bench._sim import SimProcess
@@ -78,7 +78,7 @@ async def _run_stream(
 
 async def _push(stream: Stream, loop: list[bytes], frames: int, offset: int) -> None:
     for k in range(frames):
-        await stream.push(loop[(offset + k) % len(loop)], rate=RATE)
+        await stream.push(fresh(loop[(offset + k) % len(loop)]), rate=RATE)
 
 
 async def _add_streams(
