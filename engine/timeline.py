@@ -22,13 +22,13 @@ a hole moves to its end: nothing in a hole needs recognizing.
 from __future__ import annotations
 
 import bisect
-from collections import deque
+from array import array
 from typing import TYPE_CHECKING
+
+from .events import AudioFrame
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from .events import AudioFrame
 
 __all__ = ["ReplayBuffer", "TaskClock"]
 
@@ -102,18 +102,43 @@ class TaskClock:
 
 
 class ReplayBuffer:
-    """Audio frames from the commit point to the newest frame, bounded, drop-oldest.
+    """Audio from the commit point to the newest frame, bounded, drop-oldest.
 
     Each frame starts where the previous one ended, or later: the span between is
     a hole the source skipped (see the module docstring). Not thread-safe; owned
     by one session actor.
+
+    **Memory.** A 24/7 host holds one buffer per stream, so the buffer keeps only
+    what a replay needs: each frame's audio (the producer's ``bytes``, not copied)
+    and its start in a packed array, not the :class:`AudioFrame` it came in (its
+    object and its ``start`` integer cost ~100 B a frame). :meth:`frames_from`
+    makes frames again for the rare replay (``t`` is not kept). Frames wholly
+    before the commit point are released as soon as it moves (a frame with the
+    commit point inside it is kept whole: the replay slices it).
     """
+
+    __slots__ = (
+        "_holes",
+        "_pcm",
+        "_rate",
+        "_samples",
+        "_starts",
+        "_stream",
+        "commit_point",
+        "dropped_samples",
+        "end",
+        "max_samples",
+        "skipped_samples",
+    )
 
     def __init__(self, max_samples: int) -> None:
         if max_samples <= 0:
             raise ValueError("the replay buffer needs room for at least one sample")
         self.max_samples = max_samples
-        self._frames: deque[AudioFrame] = deque()
+        self._pcm: list[bytes] = []  # each kept frame's audio, oldest first
+        self._starts = array("q")  # and its global start (8 bytes, not an int object)
+        self._rate = 0  # of the frames appended (one session: one rate)
+        self._stream = ""
         # Skipped spans after the commit point: rare, so a list (an empty deque is 760 B).
         self._holes: list[tuple[int, int]] = []
         self._samples = 0
@@ -123,7 +148,7 @@ class ReplayBuffer:
         self.skipped_samples = 0  # total skipped by the source (holes), for metrics
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._pcm)
 
     @property
     def samples(self) -> int:
@@ -137,7 +162,7 @@ class ReplayBuffer:
     @property
     def start(self) -> int:
         """Global start of the oldest frame kept (== end when empty)."""
-        return self._frames[0].start if self._frames else self.end
+        return self._starts[0] if self._pcm else self.end
 
     def append(self, frame: AudioFrame) -> None:
         """Add the newest frame; one that starts after :attr:`end` leaves a hole before it.
@@ -145,7 +170,8 @@ class ReplayBuffer:
         Raises:
             ValueError: the frame starts before the buffer's end.
         """
-        start, samples = frame.start, len(frame.pcm) >> 1  # once each: this runs per frame
+        pcm = frame.pcm
+        start, samples = frame.start, len(pcm) >> 1  # once each: this runs per frame
         if start != self.end:
             if start < self.end:
                 raise ValueError(f"frame at {start} does not follow the buffer end {self.end}")
@@ -154,14 +180,27 @@ class ReplayBuffer:
                 self.commit_point = start  # nothing pending before the hole
             else:
                 self._holes.append((self.end, start))
-        self._frames.append(frame)
+        if not self._pcm:
+            self._rate, self._stream = frame.rate, frame.stream
+        self._pcm.append(pcm)
+        self._starts.append(start)
         self._samples += samples
         self.end = start + samples
-        while self._samples > self.max_samples and len(self._frames) > 1:
-            old = self._frames.popleft()
-            self._samples -= old.samples
-            self.dropped_samples += old.samples
-            self._prune_holes(self._frames[0].start)
+        if self._samples > self.max_samples:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Overflow: drop the oldest frames until the rest fit (the newest always stays)."""
+        pcm = self._pcm
+        k = dropped = 0
+        while self._samples - dropped > self.max_samples and len(pcm) - k > 1:
+            dropped += len(pcm[k]) >> 1
+            k += 1
+        if k:
+            del pcm[:k], self._starts[:k]
+            self._samples -= dropped
+            self.dropped_samples += dropped
+            self._prune_holes(self._starts[0])
 
     def skip_lost(self) -> tuple[int, int] | None:
         """Give up on the span overflow dropped: move the commit point to the oldest frame kept.
@@ -183,9 +222,11 @@ class ReplayBuffer:
         if self._holes and self._holes[0][0] <= self.commit_point:
             # Everything before a hole is safe: the commit point moves past it.
             self.commit_point = self._holes.pop(0)[1]
-        while self._frames and self._frames[0].end <= self.commit_point:
-            old = self._frames.popleft()
-            self._samples -= old.samples
+        k = self._first_ending_after(self.commit_point)
+        if k:
+            pcm = self._pcm
+            self._samples -= sum(len(pcm[i]) >> 1 for i in range(k))
+            del pcm[:k], self._starts[:k]
 
     def lost_span(self) -> tuple[int, int] | None:
         """The span ``[commit_point, start)`` that overflow dropped before it was committed."""
@@ -194,10 +235,18 @@ class ReplayBuffer:
         return None
 
     def frames_from(self, sample: int) -> Iterator[AudioFrame]:
-        """Frames that end after global ``sample``, oldest first."""
-        for frame in self._frames:
-            if frame.end > sample:
-                yield frame
+        """Frames that end after global ``sample``, oldest first (the buffer must not
+        change while they are read)."""
+        pcm, starts, rate, stream = self._pcm, self._starts, self._rate, self._stream
+        for i in range(self._first_ending_after(sample), len(pcm)):
+            yield AudioFrame(start=starts[i], pcm=pcm[i], rate=rate, stream=stream)
+
+    def _first_ending_after(self, sample: int) -> int:
+        """The index of the oldest frame that ends after ``sample`` (frames' ends only grow)."""
+        pcm, starts = self._pcm, self._starts
+        return bisect.bisect_right(
+            range(len(pcm)), sample, key=lambda i: starts[i] + (len(pcm[i]) >> 1)
+        )
 
     def _prune_holes(self, point: int) -> None:
         """Forget holes that end at or before ``point``."""

@@ -52,7 +52,15 @@ if TYPE_CHECKING:
 
     from ._inlet import Taker
 
-__all__ = ["COALESCE_MS", "REPLAY_FRAME_BYTES", "WOKEN", "Feed", "coalesce", "message_runs"]
+__all__ = [
+    "COALESCE_MS",
+    "REPLAY_FRAME_BYTES",
+    "WOKEN",
+    "Feed",
+    "coalesce",
+    "message_runs",
+    "silent_tail",
+]
 
 WOKEN: Final = "woken"
 """:meth:`Feed.next_frame`'s answer when the taker took frames and left the pump work."""
@@ -66,6 +74,44 @@ twice the service's recommended 100 ms, well inside its 1–16 KB range."""
 
 _MAX_SKIPPED: Final = 64
 """Separate skipped spans held until reported (beyond it, the oldest two merge)."""
+
+
+def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
+    """Add a skipped span (joined to the last when they touch; bounded: the oldest two merge)."""
+    if spans and spans[-1][1] == start:
+        spans[-1] = (spans[-1][0], end)
+        return
+    spans.append((start, end))
+    if len(spans) > _MAX_SKIPPED:
+        (a, _), (_, b) = spans[0], spans[1]
+        spans[0:2] = [(a, b)]
+
+
+def silent_tail(buffer: ReplayBuffer, point: int, speech_end: int, rate: int) -> bool:
+    """True when the sound after ``point`` is only the silent tail of one voiced frame.
+
+    Frames are judged whole; most finals end inside their last voiced frame, whose
+    tail then counted as sound, and no pause after them was ever committed (held
+    whole, up to the buffer's bound). Judged alone, a silent tail holds no words.
+    """
+    frame = next(buffer.frames_from(point), None)
+    if frame is None or not frame.start < point < frame.end == speech_end:
+        return False  # more than a tail: sound no final covers
+    return is_silent(frame.pcm[(point - frame.start) * 2 :], rate)
+
+
+def _sound_after_commit(feed: Feed) -> bool:
+    """Sound after the commit point that no final covers (:meth:`Feed.commit_silence`).
+
+    A :func:`silent_tail` is not: the newest sound then ends at the commit point. It
+    is judged once per commit point (a loud one is not judged again every frame).
+    """
+    point = feed.buffer.commit_point
+    if feed._speech_end > point and feed._tail_judged != point:
+        feed._tail_judged = point
+        if silent_tail(feed.buffer, point, feed._speech_end, feed.rate):
+            feed._speech_end = point
+    return feed._speech_end > point
 
 
 class Feed:
@@ -91,7 +137,8 @@ class Feed:
         self._overflow: tuple[int, int] | None = None  # replay overflow not yet reported
         self.outage_since: float | None = None  # the first failure since a task was open
         self._pre_roll = int(PRE_ROLL_S * rate)
-        self._speech_end = 0  # global end of the newest frame that was not silent
+        # the end of the newest frame not silent; the commit point judged last (its tail)
+        self._speech_end = self._tail_judged = 0
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
@@ -177,25 +224,15 @@ class Feed:
         """
         buffer = self.buffer
         point = buffer.end - self._pre_roll
-        if sentence_open or self._speech_end > buffer.commit_point or point <= buffer.commit_point:
+        if sentence_open or point <= buffer.commit_point or _sound_after_commit(self):
             return
         unsent = max(buffer.commit_point, self.sent_high)
         for frame in buffer.frames_from(unsent):
             start, end = max(frame.start, unsent), min(frame.end, point)
             if start >= point:
                 break
-            self._skip(start, end)
+            _add_span(self._skipped, start, end)
         buffer.commit(point)
-
-    def _skip(self, start: int, end: int) -> None:
-        spans = self._skipped
-        if spans and spans[-1][1] == start:
-            spans[-1] = (spans[-1][0], end)
-            return
-        spans.append((start, end))
-        if len(spans) > _MAX_SKIPPED:
-            (a, _), (_, b) = spans[0], spans[1]
-            spans[0:2] = [(a, b)]
 
     def take_skipped(self) -> list[tuple[int, int]]:
         """The committed silence spans no task was sent, once (for ``AudioSkipped``)."""

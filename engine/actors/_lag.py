@@ -2,8 +2,11 @@
 
 Durations are counted in microseconds in buckets of four per power of two (each
 bucket at most 19 % wide), up to about 35 minutes; longer ones land in the last
-bucket. The memory is fixed (:data:`BUCKETS` integers) whatever the count, and
-:meth:`LagHistogram.add` is a few integer operations: it runs once per frame.
+bucket. The memory is fixed whatever the count: :data:`BUCKETS` counters packed in
+4 bytes each (~560 B a stream, where a list of ints took ~1 KB and, once counts pass
+256, an int object per busy bucket); a bucket that reaches 2**32 (13 years of
+frames) widens them to 8 bytes, once. :meth:`LagHistogram.add` is a few integer
+operations: it runs once per frame.
 Quantiles are the upper bound of their bucket (never an underestimate by more
 than the microsecond durations are truncated to).
 """
@@ -11,6 +14,7 @@ than the microsecond durations are truncated to).
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Final
 
 __all__ = ["BUCKETS", "LagHistogram"]
@@ -49,13 +53,18 @@ class LagHistogram:
     __slots__ = ("_counts", "count", "max_s")
 
     def __init__(self) -> None:
-        self._counts = [0] * BUCKETS
+        self._counts = array("I", [0]) * BUCKETS  # exact size (from bytes: 7 % more)
         self.count = 0
         self.max_s = 0.0
 
     def add(self, seconds: float) -> None:
         """Count one duration (negative ones count as zero)."""
-        self._counts[_index(int(seconds * 1e6))] += 1
+        index = _index(int(seconds * 1e6))
+        try:
+            self._counts[index] += 1
+        except OverflowError:  # a bucket at 2**32: widen every counter, once
+            self._counts = array("Q", self._counts)
+            self._counts[index] += 1
         self.count += 1
         if seconds > self.max_s:
             self.max_s = seconds

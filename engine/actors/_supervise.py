@@ -24,7 +24,7 @@ Failures before any finish-task (the service unreachable) are the policy's alone
 
 from __future__ import annotations
 
-import math
+import contextlib
 import random
 from typing import TYPE_CHECKING
 
@@ -95,12 +95,15 @@ class Supervisor:
         ready: Task | None = None
         while True:
             task: Task | None = None
+            # The end-of-stream budget's scope, once it runs; none before (a scope lives as
+            # long as the task it serves: ~700 B a stream for a deadline that is never due).
+            end = None if self._end_by is None else trio.CancelScope(deadline=self._end_by)
             try:
-                with trio.move_on_at(math.inf if self._end_by is None else self._end_by) as end:
+                with end if end is not None else contextlib.nullcontext():
                     task = ready or await self._opener.open(self._backoff.attempt)
                     ready = None
                     outcome = await self._pump.serve(task)
-                if end.cancelled_caught:
+                if end is not None and end.cancelled_caught:
                     raise self._out_of_budget(None)
             except StenoError as raised:
                 ready = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import trio
@@ -279,6 +280,16 @@ class TestLagHistogram:
         for lag in (-1.0, 0.0, 1e-7, 1e6, 1e12):
             h.add(lag)
         assert len(h._counts) == BUCKETS and h.count == 5 and h.max_s == 1e12
+        assert sys.getsizeof(h._counts) <= 4 * BUCKETS + 80  # packed: 4 bytes a bucket
+
+    def test_a_full_bucket_widens_the_counters(self) -> None:
+        """A bucket at 2**32 - 1 (13 years of frames) widens every counter to 8 bytes."""
+        h = LagHistogram()
+        h.add(0.001)
+        h._counts[5] = 2**32 - 1
+        h.add(0.000005)
+        assert h._counts[5] == 2**32 and h._counts.itemsize == 8
+        assert sum(h._counts) == 2**32 + 1 and (h.count, h.max_s) == (2, 0.001)
 
 
 class TestFeedLanes:

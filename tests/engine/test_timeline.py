@@ -265,7 +265,7 @@ class TestEdges:
         """Overflow drops down to the newest frame, which is kept even when it alone is
         larger than the buffer.
 
-        Mutants they kill: ``len(self._frames) > 1`` → ``>= 1``, ``> 0`` (the newest
+        Mutants they kill: ``len(pcm) - k > 1`` → ``>= 1``, ``> 0`` (the newest
         frame dropped too, then a crash) and ``> 2`` (one frame too many kept).
         """
         buf = ReplayBuffer(1600)

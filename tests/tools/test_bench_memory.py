@@ -40,3 +40,48 @@ def test_memory_benchmark_traces_two_steps_of_streams() -> None:
     assert record["traced_kb_per_stream"] > 0
     assert any("engine/" in row["where"] for row in record["top"])
     assert "KiB RSS per stream" in proc.stderr
+
+
+def _paced(*extra: str) -> tuple[dict[str, object], str]:
+    """Run the paced mode with 2 streams (one is the baseline) for 1 s; its record and stderr."""
+    args = ["--streams", "2", "--paced", "1", "--settle", "0.5", *extra]
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "tools.bench.memory", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_memory_benchmark_paced_reports_peaks_replay_audio_and_types() -> None:
+    """Paced streams: steady and peak RSS, the replay audio held, live objects by type."""
+    record, stderr = _paced("--census")
+    assert record["streams"] == 2
+    assert record["opened"] >= 2  # both streams had their task before the window
+    peaks = record["rss_kb"]
+    assert isinstance(peaks, dict)
+    assert peaks["peak_connect"] <= peaks["peak_window"] <= peaks["peak_end"]
+    replay = record["replay_s"]
+    assert isinstance(replay, dict) and replay["max"] >= replay["mean"] >= 0
+    besides = record["rss_kb_per_stream_besides_replay_audio"]
+    assert isinstance(besides, float) and besides <= float(str(record["rss_kb_per_stream"]))
+    types = record["types"]
+    assert isinstance(types, list)
+    assert any(row["type"] == "bytes" for row in types)  # the replay audio
+    assert "after connecting" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_memory_benchmark_paced_charges_allocations_to_our_lines() -> None:
+    """With a deep trace, trio's objects are charged to the engine line that made them."""
+    record, _ = _paced("--trace", "--depth", "6")
+    owners = record["owners"]
+    assert isinstance(owners, list) and owners
+    assert any("engine/" in row["where"] for row in owners)

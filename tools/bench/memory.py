@@ -1,6 +1,7 @@
 """Memory per stream: what one open stream of the embedding API holds, and where.
 
 Usage: python -m tools.bench.memory [--streams 500] [--frames 30] [--trace]
+       python -m tools.bench.memory --paced 20 [--streams 300] [--trace]
 
 Opens N streams with :func:`engine.stream.open_stream` against a simulator in a
 process of its own (``tools.bench.sim_server``, scripted recognizer), pushes
@@ -16,33 +17,48 @@ settle, then opens N more streams the same way. Reported per stream:
 
 The streams stay open (input not ended) while measured: that is the steady state a
 24/7 host lives in. One JSON line goes to stdout, the table to stderr.
+
+``--paced S`` measures the way the capacity bench runs instead: one stream is opened
+and paced first (the baseline: imports, the pacer, arenas), then N-1 more, all paced
+in real time by the run's pacer (``Pacer.drive`` + ``Stream.try_push``, phases spread
+over a frame period) for S seconds with results flowing. Reported per stream, over the
+N-1 added: ``rss_kb_per_stream`` in the middle of the window (steady), and from the
+peak RSS (``VmHWM``): ``peak_connect_kb_per_stream`` once every stream has its task (the
+connect burst), ``peak_kb_per_stream`` at the end of the window and
+``peak_end_kb_per_stream`` after every stream finished (the finish burst).
+``replay_s`` is the audio the replay buffers hold mid-window (mean and max seconds per
+stream): it depends on the speech and on how late finals come (a run that falls behind
+holds more), so ``rss_kb_per_stream_besides_replay_audio`` is the steady figure less
+that audio. Between the baseline and the middle of the window, ``--trace`` adds the
+tracemalloc diff by line, by file and (with ``--depth 8`` or so) by *owner*: the
+innermost line of our code on each allocation's stack, so a task's coroutine or a
+channel's state is charged to the line that made it; ``--census`` adds the live objects
+by type (``bytes`` found through the objects holding them). Both slow the run: quote
+the RSS of a run without them.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import linecache
 import logging
 import sys
 import tracemalloc
-from collections import Counter
 from typing import Any
 
 import trio
 
-from engine.config import Secret, SessionConfig
+from engine.config import SessionConfig
 from engine.events import Event
 from engine.logging import configure
 from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
 from engine.stream import Stream, StreamConfig, open_stream
+from tools.bench._memory_paced import FRAME_MS, bench_config, fresh, measure_paced
+from tools.bench._memtrace import by_file, by_line, count_tasks, settle
 from tools.bench._report import START_LIMIT, rss_kb
 from tools.bench._sim import SimProcess
-from tools.bench.capacity import MODEL, RATE, audio_loop
-
-FRAME_MS = 100
+from tools.bench.capacity import RATE, audio_loop
 
 
 async def _run_stream(
@@ -62,7 +78,7 @@ async def _run_stream(
 
 async def _push(stream: Stream, loop: list[bytes], frames: int, offset: int) -> None:
     for k in range(frames):
-        await stream.push(loop[(offset + k) % len(loop)], rate=RATE)
+        await stream.push(fresh(loop[(offset + k) % len(loop)]), rate=RATE)
 
 
 async def _add_streams(
@@ -77,55 +93,11 @@ async def _add_streams(
 ) -> list[Stream]:
     streams: list[Stream] = []
     for i in range(first, first + n):
-        config = SessionConfig(
-            stream=f"s{i}",
-            model=MODEL,
-            url=url,
-            api_key=Secret("bench"),
-            frame_ms=FRAME_MS,
-            connect_timeout_s=60.0,
-            start_timeout_s=60.0,
-            seed=i,
-        )
-        streams.append(await nursery.start(_run_stream, config, limiter, counts))
+        streams.append(await nursery.start(_run_stream, bench_config(i, url), limiter, counts))
     async with trio.open_nursery() as pushers:
         for i, stream in enumerate(streams):
             pushers.start_soon(_push, stream, loop, frames, (first + i) * 7)
     return streams
-
-
-async def _settle(seconds: float) -> None:
-    await trio.sleep(seconds)
-    gc.collect()
-
-
-def _count_tasks() -> Counter[str]:
-    """Every task of this trio run (the tree under the root task), by name."""
-    todo = [trio.lowlevel.current_root_task()]
-    count: Counter[str] = Counter()
-    while todo:
-        task = todo.pop()
-        if task is None:
-            continue
-        count[task.name.rsplit(".", 1)[-1]] += 1
-        for nursery in task.child_nurseries:
-            todo.extend(nursery.child_tasks)
-    return count
-
-
-def _top(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int) -> list[dict[str, Any]]:
-    rows = []
-    for stat in after.compare_to(before, "lineno")[:30]:
-        frame = stat.traceback[0]
-        rows.append(
-            {
-                "where": f"{frame.filename.split('/work/')[-1]}:{frame.lineno}",
-                "code": linecache.getline(frame.filename, frame.lineno).strip()[:70],
-                "bytes_per_stream": round(stat.size_diff / n),
-                "blocks_per_stream": round(stat.count_diff / n, 2),
-            }
-        )
-    return rows
 
 
 async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -137,28 +109,21 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
     record: dict[str, Any] = {"streams": n, "frames": args.frames}
     async with trio.open_nursery() as nursery:
         one = await _add_streams(nursery, 0, n, url, limiter, counts, loop, args.frames)
-        await _settle(args.settle)
+        await settle(args.settle)
         rss1 = rss_kb()
-        tasks1 = _count_tasks()
+        tasks1 = count_tasks()
         snap1 = tracemalloc.take_snapshot() if args.trace else None
         two = await _add_streams(nursery, n, n, url, limiter, counts, loop, args.frames)
-        await _settle(args.settle)
+        await settle(args.settle)
         rss2 = rss_kb()
-        tasks = _count_tasks()
+        tasks = count_tasks()
         tasks.subtract(tasks1)
         record["tasks_per_stream"] = round(tasks.total() / n, 2)
         record["task_names"] = {name: round(k / n, 2) for name, k in tasks.items() if k}
         if snap1 is not None:
             snap2 = tracemalloc.take_snapshot()
-            record["top"] = _top(snap1, snap2, n)
-            by_file = snap2.compare_to(snap1, "filename")
-            record["traced_kb_per_stream"] = round(
-                sum(st.size_diff for st in by_file) / 1024 / n, 1
-            )
-            record["files"] = {
-                stat.traceback[0].filename.split("/work/")[-1]: round(stat.size_diff / n)
-                for stat in by_file[:15]
-            }
+            record["top"] = by_line(snap1, snap2, n)
+            record["traced_kb_per_stream"], record["files"] = by_file(snap1, snap2, n)
         record["rss_kb"] = {"n": rss1, "2n": rss2}
         record["rss_kb_per_stream"] = round((rss2 - rss1) / n, 1)
         stats = [s.statistics() for s in (*one, *two)]
@@ -177,17 +142,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=30, help="100 ms frames pushed per stream")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds for results to arrive")
     parser.add_argument("--trace", action="store_true", help="tracemalloc top 30 by file:line")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="with --paced: live objects by type (walks the heap: stalls the run for seconds)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="frames tracemalloc keeps (8: the paced run charges trio's objects to our lines)",
+    )
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="pace N streams in real time for S seconds (results flowing) and measure mid-window",
+    )
+    args = parser.parse_args(argv)
+    if args.paced and args.streams < 2:
+        parser.error("--paced needs --streams 2 or more (one is the baseline)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(json=True, level=logging.WARNING)
     if args.trace:
-        tracemalloc.start(1)
+        tracemalloc.start(args.depth)
     sim = SimProcess()
     try:
-        record = trio.run(measure, args, sim.url)
+        record = trio.run(measure_paced if args.paced else measure, args, sim.url)
     finally:
         sim.close()
         tracemalloc.stop()
@@ -197,6 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{record['tasks_per_stream']} tasks per stream",
         file=sys.stderr,
     )
+    if args.paced:
+        print(
+            f"paced: peak {record['peak_connect_kb_per_stream']} KiB per stream after connecting, "
+            f"{record['peak_kb_per_stream']} in the window, "
+            f"{record['peak_end_kb_per_stream']} with the finish; replay buffers hold "
+            f"{record['replay_s']['mean']} s (max {record['replay_s']['max']} s); "
+            f"{record['finals_in_window']} finals in the half window; "
+            f"{record['rss_kb_per_stream_besides_replay_audio']} KiB per stream besides them",
+            file=sys.stderr,
+        )
     if "top" in record:
         print(f"traced: {record['traced_kb_per_stream']} KiB per stream", file=sys.stderr)
         for name, size in record["files"].items():
@@ -207,6 +203,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['where']:<48} {row['code']}",
                 file=sys.stderr,
             )
+        for row in record.get("owners", []):
+            print(
+                f"{row['bytes_per_stream']:>8} B {row['blocks_per_stream']:>7} blk  {row['where']}",
+                file=sys.stderr,
+            )
+    for row in record.get("types", []):
+        print(
+            f"{row['bytes_per_stream']:>8} B {row['objects_per_stream']:>7} obj  {row['type']}",
+            file=sys.stderr,
+        )
     return 0
 
 
