@@ -90,6 +90,22 @@ class TaskClock:
             g = min(g, self._anchors[nxt][1])
         return g
 
+    def to_global_end(self, ms: int) -> int:
+        """A server *end* time (exclusive) as a global sample.
+
+        Like :meth:`to_global`, except exactly at a skip: an end there closes the
+        audio before the hole, so it maps to where the hole began, not past it.
+        """
+        task_sample = ms * self.rate // 1000
+        if task_sample <= 0:
+            return self.to_global(ms)
+        i = max(bisect.bisect_right(self._anchors, (task_sample - 1, _INF)) - 1, 0)
+        t0, g0 = self._anchors[i]
+        g = g0 + (task_sample - t0)
+        if i + 1 < len(self._anchors):  # at or inside the padding that follows a run
+            g = min(g, self._anchors[i + 1][1])
+        return g
+
     def to_task_ms(self, sample: int) -> int:
         """Task ms of a global sample sent in the newest run (for pre-end hints)."""
         t0, g0 = self._anchors[-1]

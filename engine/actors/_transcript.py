@@ -78,7 +78,7 @@ class Transcript:
         self, task: TaskResults, clock: TaskClock, s: Heard, commit_point: int, task_id: str
     ) -> Mapped:
         words = tuple(
-            Word(clock.to_global(w.begin_ms), clock.to_global(w.end_ms), w.text, w.punctuation)
+            Word(clock.to_global(w.begin_ms), clock.to_global_end(w.end_ms), w.text, w.punctuation)
             for w in s.words
         )
         start = clock.to_global(s.begin_ms)
@@ -97,7 +97,7 @@ class Transcript:
         task.pending_partial = False
         if self.utterance:
             task.utterance_done = True
-        end = max(start, clock.to_global(s.end_ms))
+        end = max(start, clock.to_global_end(s.end_ms))
         sentence_id = self._settle(task, end, s.key, commit_point)
         if sentence_id is None:
             return Mapped(None, duplicate=True)
@@ -123,7 +123,7 @@ class Transcript:
     ) -> Mapped:
         """A translation joins its source sentence by key; without source text it settles it."""
         start = clock.to_global(tr.begin_ms)
-        end = max(start, clock.to_global(tr.end_ms)) if tr.end_ms is not None else None
+        end = max(start, clock.to_global_end(tr.end_ms)) if tr.end_ms is not None else None
         if tr.final and self.utterance:
             task.utterance_done = True
         commit: int | None = None

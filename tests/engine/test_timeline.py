@@ -40,6 +40,47 @@ class TestTaskClock:
         assert clock.to_global(150) == 17600 + 800
         assert clock.padded == 0
 
+    def test_an_end_exactly_at_a_skip_closes_the_audio_before_it(self) -> None:
+        """to_global_end: an end (exclusive) at the skip maps to where the hole began."""
+        clock = TaskClock(0, RATE)
+        clock.advance(1600)  # global 0..1600
+        clock.skip_to(1600 + 16000)
+        clock.advance(1600)
+        assert clock.to_global_end(100) == 1600  # not 17600: nothing after the hole is in it
+        assert clock.to_global_end(50) == clock.to_global(50) == 800
+        assert clock.to_global_end(150) == clock.to_global(150) == 17600 + 800
+        assert clock.to_global_end(0) == clock.to_global(0) == 0
+
+    def test_an_end_inside_or_after_padding_clamps_like_a_start(self) -> None:
+        clock = TaskClock(1000, RATE)
+        clock.advance(1600)
+        clock.pad(3200)
+        clock.advance(1600)
+        assert clock.to_global_end(100) == 2600  # the run's end, at the padding's start
+        assert clock.to_global_end(150) == 2600  # inside the padding
+        assert clock.to_global_end(300) == 2600  # the padding's end: still where it began
+        assert clock.to_global_end(350) == clock.to_global(350)
+
+    @given(st.lists(st.tuples(st.sampled_from(["audio", "pad", "skip"]), st.integers(1, 4000))))
+    def test_an_end_is_never_after_the_start_of_the_same_time(
+        self, ops: list[tuple[str, int]]
+    ) -> None:
+        """An end maps at or before the start at the same task time, and never backwards."""
+        clock = TaskClock(0, RATE)
+        for op, n in ops:
+            if op == "audio":
+                clock.advance(n)
+            elif op == "pad":
+                clock.pad(n)
+            else:
+                clock.skip_to(clock.global_end + n)
+        ends = [
+            clock.to_global_end(ms) for ms in range(0, clock.task_samples * 1000 // RATE + 2, 7)
+        ]
+        assert ends == sorted(ends)
+        for ms in range(0, clock.task_samples * 1000 // RATE + 2, 7):
+            assert clock.to_global_end(ms) <= clock.to_global(ms)
+
     def test_a_skip_after_padding_and_at_the_start(self) -> None:
         """Padding then a skip at the same task time, and a skip before any audio."""
         clock = TaskClock(0, RATE)

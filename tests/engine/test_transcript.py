@@ -62,6 +62,20 @@ class TestHeard:
         assert isinstance(mapped.event, Final)
         assert (mapped.event.start, mapped.event.end) == (2 * RATE + 8000, 2 * RATE + 14400)
 
+    def test_a_final_that_ends_at_a_skip_ends_before_the_hole(self) -> None:
+        """The source skipped 1 s after the sentence: its end (and its words') is where
+        the audio stopped, and the commit point does not jump the hole."""
+        c = TaskClock(0, RATE)
+        c.advance(RATE)
+        c.skip_to(2 * RATE)
+        c.advance(RATE)
+        t = Transcript(RATE, utterance=False, transcribes=True)
+        words = (HeardWord(500, 1000, "end"),)
+        mapped = t.map(TaskResults(), c, Heard(True, 0, 1000, "the end", words), 0, "t1")
+        assert isinstance(mapped.event, Final)
+        assert (mapped.event.start, mapped.event.end, mapped.commit) == (0, RATE, RATE)
+        assert mapped.event.words == (Word(8000, RATE, "end"),)
+
     def test_keys_are_bounded(self) -> None:
         t, task = Transcript(RATE, utterance=False, transcribes=True), TaskResults()
         for n in range(MAX_KEYS + 5):
