@@ -203,6 +203,7 @@ async def run(
     find_tool: ToolFinder = shutil.which,
     stats: CaptureStats | None = None,
     pacer: Pacer | None = None,
+    start: trio.Event | None = None,
 ) -> None:
     """Open ``config.path`` and send its audio, paced, to ``outbox``.
 
@@ -214,6 +215,10 @@ async def run(
         find_tool: Looks up ffmpeg/ffprobe (injectable for tests).
         stats: Counters to update (what was sent, for an interrupted stream's report).
         pacer: Paces the blocks; default the run's shared :func:`~engine.pacer.current_pacer`.
+        start: The file starts playing (its clock, ``t0``, starts) once this is set;
+            None: as soon as it is open. A file waits for its stream's first task
+            (:mod:`engine.pipeline`), so a stream started late by the task-start limit
+            plays in real time from then on instead of buffering a backlog to replay.
 
     Resource handling:
         At most :func:`read_ahead_frames` of the file is held, as int16.
@@ -223,10 +228,11 @@ async def run(
         receiver then sees ``EndOfChannel``.
 
     Cancellation:
-        Stops between blocks (parked in the pacer, or in the outbox's send, which
-        keeps what it took; blocks the pacer's step handed over stay handed over);
-        the decoder (file or ffmpeg process) is closed and the unsent read-ahead
-        dropped. Audio already sent stays sent.
+        Stops while waiting for ``start`` (nothing sent), or between blocks (parked
+        in the pacer, or in the outbox's send, which keeps what it took; blocks the
+        pacer's step handed over stay handed over); the decoder (file or ffmpeg
+        process) is closed and the unsent read-ahead dropped. Audio already sent
+        stays sent.
 
     Error handling:
         :class:`~engine.errors.InputError` for a bad file is raised before
@@ -243,6 +249,8 @@ async def run(
             )
             async with source:
                 task_status.started(source.info)
+                if start is not None:
+                    await start.wait()
                 rate, speed = source.rate, config.speed
                 block = max(1, rate * config.block_ms // 1000)
                 ahead = read_ahead_frames(block)
