@@ -1,4 +1,4 @@
-"""Blocking reads of many streams, batched: one worker-thread hop for every read queued.
+"""Blocking reads (and writes) of many streams, batched: one worker-thread hop for every call queued.
 
 A file read in a worker thread (``trio.to_thread.run_sync``) costs ~170 µs of CPU per
 hop on the reference machine, five times the read of a second of 16 kHz audio. With
@@ -11,6 +11,10 @@ Theory of operation: one server task per trio run (a system task, spawned by the
 read, so nothing outlives the run) waits for work, takes the whole queue, runs it in
 one ``to_thread`` call (each job's result or exception kept), and wakes each job's
 waiter. Reads queued meanwhile form the next batch.
+
+Two batchers per run: the file reads (:func:`current_read_batcher`) and the output
+files' writes and closes (:func:`current_write_batcher`, the renderers'), apart, so a
+slow write or ``fsync`` never delays a read-ahead that is due.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ReadBatcher", "current_read_batcher"]
+__all__ = ["ReadBatcher", "current_read_batcher", "current_write_batcher"]
 
 T = TypeVar("T")
 
@@ -51,9 +55,14 @@ def _run_all(batch: list[_Job[object]]) -> None:
 
 @final
 class ReadBatcher:
-    """Runs blocking callables in a worker thread, many per hop (see the module)."""
+    """Runs blocking callables in a worker thread, many per hop (see the module).
 
-    def __init__(self) -> None:
+    Args:
+        name: the server task's name.
+    """
+
+    def __init__(self, name: str = "steno.read_batcher") -> None:
+        self._name = name
         self._queue: list[_Job[object]] = []
         self._wake = trio.Event()
         self._serving = False
@@ -77,7 +86,7 @@ class ReadBatcher:
         self._wake.set()
         if not self._serving:
             self._serving = True
-            trio.lowlevel.spawn_system_task(self._serve, name="steno.read_batcher")
+            trio.lowlevel.spawn_system_task(self._serve, name=self._name)
         with trio.CancelScope(shield=True):
             await job.done.wait()
         if job.error is not None:
@@ -97,6 +106,7 @@ class ReadBatcher:
 
 
 _BATCHER: trio.lowlevel.RunVar[ReadBatcher] = trio.lowlevel.RunVar("steno_read_batcher")
+_WRITER: trio.lowlevel.RunVar[ReadBatcher] = trio.lowlevel.RunVar("steno_write_batcher")
 
 
 def current_read_batcher() -> ReadBatcher:
@@ -106,4 +116,14 @@ def current_read_batcher() -> ReadBatcher:
     except LookupError:
         batcher = ReadBatcher()
         _BATCHER.set(batcher)
+        return batcher
+
+
+def current_write_batcher() -> ReadBatcher:
+    """The running trio loop's batcher of output writes (made on first use; one per run)."""
+    try:
+        return _WRITER.get()
+    except LookupError:
+        batcher = ReadBatcher("steno.write_batcher")
+        _WRITER.set(batcher)
         return batcher

@@ -7,7 +7,7 @@ import threading
 import trio
 import trio.testing
 
-from adapters.audio._batchread import ReadBatcher, current_read_batcher
+from adapters.audio._batchread import ReadBatcher, current_read_batcher, current_write_batcher
 
 
 class TestReadBatcher:
@@ -87,8 +87,10 @@ class TestReadBatcher:
         assert got == [2]
 
     async def test_one_batcher_per_run(self) -> None:
-        """current_read_batcher is one object per trio run."""
+        """current_read_batcher is one object per trio run; the writes have their own."""
         assert current_read_batcher() is current_read_batcher()
+        assert current_write_batcher() is current_write_batcher()
+        assert current_write_batcher() is not current_read_batcher()
 
     def test_runs_do_not_share(self) -> None:
         """Each run gets its own batcher; its server task ends with the run."""
