@@ -42,7 +42,6 @@ import trio
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
-from adapters.sinks.voice import VoiceWavSink
 from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer
@@ -335,6 +334,8 @@ def open_outputs(
             layout=layout,
         )
     if voice_dir is not None:
+        from adapters.sinks.voice import VoiceWavSink  # translated speech only
+
         path = pathlib.Path(voice_dir) / f"{stem}.voice.wav"
         try:
             sinks.append(VoiceWavSink(path))
