@@ -4,13 +4,17 @@ A file read in a worker thread (``trio.to_thread.run_sync``) costs ~170 µs of C
 hop on the reference machine, five times the read of a second of 16 kHz audio. With
 hundreds of files playing, reads come in every millisecond; :class:`ReadBatcher` runs
 all the reads queued while the previous batch was in the thread in one hop, so the
-hop's cost is shared. Nothing waits for a batch to fill: an idle batcher starts a
-lone read at once, so one stream (or ``--fast``) is not slowed down.
+hop's cost is shared. A read that is needed now (``--fast``, the first read) starts
+a lone batch at once; a read with slack (``gather_s``: a paced file reads its next
+second of audio a block before it is due) may wait that long for others to join
+it, so hundreds of paced files share a few hops a second instead of a hop each.
 
 Theory of operation: one server task per trio run (a system task, spawned by the first
-read, so nothing outlives the run) waits for work, takes the whole queue, runs it in
-one ``to_thread`` call (each job's result or exception kept), and wakes each job's
-waiter. Reads queued meanwhile form the next batch.
+read, so nothing outlives the run) waits for work, then until the earliest time a
+queued job must start (``now + gather_s`` of each, on the trio clock; a job that
+lowers it wakes the server), takes the whole queue, runs it in one ``to_thread``
+call (each job's result or exception kept), and wakes each job's waiter. Reads
+queued meanwhile form the next batch.
 
 Two batchers per run: the file reads (:func:`current_read_batcher`) and the output
 files' writes and closes (:func:`current_write_batcher`, the renderers'), apart, so a
@@ -19,6 +23,7 @@ slow write or ``fsync`` never delays a read-ahead that is due.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import trio
@@ -65,12 +70,18 @@ class ReadBatcher:
         self._name = name
         self._queue: list[_Job[object]] = []
         self._wake = trio.Event()
+        self._due = math.inf  # when the queued batch must start (trio clock)
+        self._sooner = trio.Event()  # set when a job brings _due forward
         self._serving = False
         self.batches = 0  # worker-thread hops
         self.jobs = 0  # callables run
 
-    async def run_sync(self, fn: Callable[[], T]) -> T:
+    async def run_sync(self, fn: Callable[[], T], *, gather_s: float = 0.0) -> T:
         """Run ``fn()`` in a worker thread, in the next batch; return its result.
+
+        ``gather_s``: how long the batch may wait for other jobs before it starts
+        (0: at once); the job is run within that, plus the hop, unless a batch
+        already in the thread holds it up.
 
         A checkpoint. Like ``trio.to_thread.run_sync`` (not abandoned on cancel):
         cancellation before the job is queued raises at once; once queued, the job
@@ -83,6 +94,10 @@ class ReadBatcher:
         await trio.lowlevel.checkpoint_if_cancelled()
         job = _Job(fn)
         self._queue.append(job)  # type: ignore[arg-type]
+        due = trio.current_time() + gather_s if gather_s > 0 else -math.inf
+        if due < self._due:
+            self._due = due
+            self._sooner.set()
         self._wake.set()
         if not self._serving:
             self._serving = True
@@ -96,7 +111,12 @@ class ReadBatcher:
     async def _serve(self) -> None:
         while True:
             await self._wake.wait()
+            while self._due > trio.current_time():
+                self._sooner = trio.Event()
+                with trio.move_on_at(self._due):
+                    await self._sooner.wait()
             self._wake = trio.Event()
+            self._due = math.inf
             batch, self._queue = self._queue, []
             self.batches += 1
             self.jobs += len(batch)

@@ -120,8 +120,12 @@ class AudioSource:
                 self._stop()
         return to_mono_float32(frames)
 
-    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+    async def read_pcm16(self, frames: int, *, gather_s: float = 0.0) -> NDArray[np.int16]:
         """Up to ``frames`` mono int16 samples (a new array); empty at the end.
+
+        ``gather_s``: how long the read may wait to share its worker-thread hop with
+        other streams' reads (:mod:`adapters.audio._batchread`; a file read by
+        libsndfile; 0: at once).
 
         Fewer than ``frames`` can come before the end too (the first block an
         ffmpeg probe read). After the end, a file cut short raises its
@@ -143,13 +147,13 @@ class AudioSource:
             return _NO_PCM
         read_pcm16 = getattr(self._reader, "read_pcm16", None)
         if read_pcm16 is not None:
-            pcm: NDArray[np.int16] = await read_pcm16(frames)
+            pcm: NDArray[np.int16] = await read_pcm16(frames, gather_s=gather_s)
         else:
             pcm = to_mono_pcm16(await self._reader.read(frames))
         if len(pcm) < frames:
             self._done = True
             if len(pcm) == 0:
-                return await self.read_pcm16(frames)
+                return await self.read_pcm16(frames, gather_s=gather_s)
         return pcm
 
     def _stop(self) -> NoReturn:
@@ -322,12 +326,13 @@ class _SoundFileReader:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return data
 
-    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+    async def read_pcm16(self, frames: int, *, gather_s: float = 0.0) -> NDArray[np.int16]:
         """Up to ``frames`` mono int16 frames, read and mixed in a worker thread (in a
-        batch with the other streams' reads: one thread hop for all of them)."""
+        batch with the other streams' reads: one thread hop for all of them; it may
+        wait ``gather_s`` for them)."""
         read = functools.partial(self._read_pcm16, frames)
         try:
-            pcm: NDArray[np.int16] = await current_read_batcher().run_sync(read)
+            pcm: NDArray[np.int16] = await current_read_batcher().run_sync(read, gather_s=gather_s)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return pcm

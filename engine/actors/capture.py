@@ -19,7 +19,8 @@ task that waits for each deadline and sends (what an outbox with no synchronous
 ``try_send`` gets, and ``--fast`` a plain send loop). The read-ahead is
 :data:`READ_AHEAD_BYTES` of mono int16 at the file's rate, read in one
 worker-thread hop (or ffmpeg pipe read) right after the previous one is used up,
-about a block's time before it is due.
+about a block's time before it is due; paced, the read may wait half of that for
+other files' reads to share its hop (:mod:`adapters.audio._batchread`).
 """
 
 from __future__ import annotations
@@ -256,9 +257,12 @@ async def run(
                 ahead = read_ahead_frames(block)
                 paced = pacer or current_pacer()
                 try_send = _synchronous_send(outbox) if speed is not None else None
+                # A read comes a block before its first block is due: it may wait half
+                # of that to share its thread hop with other files' reads.
+                gather = 0.0 if speed is None else config.block_ms / 1000 / speed / 2
                 t0 = trio.current_time()
                 emitted = 0
-                while len(chunk := await source.read_pcm16(ahead)):
+                while len(chunk := await source.read_pcm16(ahead, gather_s=gather)):
                     counts.reads += 1
                     chunk.flags.writeable = False  # blocks are views of it
                     if speed is not None and try_send is not None:

@@ -34,6 +34,40 @@ class TestReadBatcher:
             assert await batcher.run_sync(lambda k=k: k) == k
         assert (batcher.batches, batcher.jobs) == (3, 3)
 
+    async def test_reads_with_slack_wait_for_company(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Reads that may wait 50 ms, arriving 10 ms apart: one hop at the first one's
+        deadline for those that came by then (five or six), the rest in the next."""
+        batcher = ReadBatcher()
+        done: dict[int, float] = {}
+
+        async def read(i: int) -> None:
+            await trio.sleep(i * 0.01)
+            await batcher.run_sync(lambda: i, gather_s=0.05)
+            done[i] = trio.current_time()
+
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(read, i)
+        assert batcher.batches == 2
+        assert all(done[i] - t0 >= 0.05 - 1e-9 for i in range(8))
+        assert max(done[i] for i in range(5)) - t0 < 0.1  # each within its 50 ms (+ the hop)
+
+    async def test_a_read_without_slack_starts_the_batch_now(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """A read that cannot wait takes the waiting ones along at once."""
+        batcher = ReadBatcher()
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: batcher.run_sync(lambda: 1, gather_s=10.0))
+            await trio.testing.wait_all_tasks_blocked()
+            assert await batcher.run_sync(lambda: 2) == 2
+        assert trio.current_time() - t0 < 1.0
+        assert (batcher.batches, batcher.jobs) == (1, 2)
+
     async def test_exceptions_reach_their_caller_only(self) -> None:
         """A read that raises raises in its caller; the others in the batch succeed."""
         batcher = ReadBatcher()
