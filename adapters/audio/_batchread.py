@@ -7,7 +7,9 @@ all the reads queued while the previous batch was in the thread in one hop, so t
 hop's cost is shared. A read that is needed now (``--fast``, the first read) starts
 a lone batch at once; a read with slack (``gather_s``: a paced file reads its next
 second of audio a block before it is due) may wait that long for others to join
-it, so hundreds of paced files share a few hops a second instead of a hop each.
+it when calls are coming in (another came less than ``gather_s`` before it), so
+hundreds of paced files share a few hops a second instead of a hop each, and a
+lone call (one file, a final every few seconds) is never held back.
 
 Theory of operation: one server task per trio run (a system task, spawned by the first
 read, so nothing outlives the run) waits for work, then until the earliest time a
@@ -71,6 +73,7 @@ class ReadBatcher:
         self._queue: list[_Job[object]] = []
         self._wake = trio.Event()
         self._due = math.inf  # when the queued batch must start (trio clock)
+        self._last = -math.inf  # when the last call came (trio clock)
         self._sooner = trio.Event()  # set when a job brings _due forward
         self._serving = False
         self.batches = 0  # worker-thread hops
@@ -80,8 +83,8 @@ class ReadBatcher:
         """Run ``fn()`` in a worker thread, in the next batch; return its result.
 
         ``gather_s``: how long the batch may wait for other jobs before it starts
-        (0: at once); the job is run within that, plus the hop, unless a batch
-        already in the thread holds it up.
+        when calls are coming in (0: at once; see the module); the job is run within
+        that, plus the hop, unless a batch already in the thread holds it up.
 
         A checkpoint. Like ``trio.to_thread.run_sync`` (not abandoned on cancel):
         cancellation before the job is queued raises at once; once queued, the job
@@ -94,7 +97,9 @@ class ReadBatcher:
         await trio.lowlevel.checkpoint_if_cancelled()
         job = _Job(fn)
         self._queue.append(job)  # type: ignore[arg-type]
-        due = trio.current_time() + gather_s if gather_s > 0 else -math.inf
+        now = trio.current_time()
+        company, self._last = now - self._last < gather_s, now
+        due = now + gather_s if company else -math.inf
         if due < self._due:
             self._due = due
             self._sooner.set()

