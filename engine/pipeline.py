@@ -39,6 +39,7 @@ import msgspec
 import structlog
 import trio
 
+from adapters.audio._batchread import current_write_batcher
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
@@ -175,7 +176,9 @@ async def _produce(
                 )
                 if drain is not None:
                     inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
-                sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
+                # in the run's write batcher: one hop for every stream's outputs at start
+                opened = functools.partial(_open_outputs, config)
+                sinks.extend(await current_write_batcher().run_sync(opened))
                 log.info("stream.started", source_rate=info.rate)
                 task_status.started(None)
         for exc in broken:
