@@ -11,6 +11,14 @@ runs in the capture's task), so a paced frame wakes one task on its way to the
 session. The capture actor is started first (:class:`~engine.stream.Producer`), so a file
 that cannot be read is reported before anything connects; the output files are
 created next (a bad ``--out`` likewise), then the stream's session starts.
+The file starts *playing* (its real-time clock starts) when the stream's first
+task has started (:class:`SessionOpened`; a failure or a retry first, reported as
+:class:`StreamError` or :class:`Reconnecting`, starts it too, so nothing waits on
+a stream that cannot open). A stream the task-start limit holds back (20 starts/s
+for paraformer: ``--jobs 300`` starts over 15 s) therefore streams in real time
+from its start, instead of playing into the session's replay buffer while it waits
+and replaying that backlog in a burst: no burst on the wire, no backlog in memory,
+no replay overflow under a slow budget (livetranslate: 10 starts a minute).
 Ending is always a *drain* from the source: when the file ends, or when a drain
 is requested (first Ctrl-C / SIGTERM), the capture actor stops and closes its
 lanes; the end of input flows downstream, the resampler flushes, and the session
@@ -31,10 +39,10 @@ import msgspec
 import structlog
 import trio
 
+from adapters.audio._batchread import current_write_batcher
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
-from adapters.sinks.voice import VoiceWavSink
 from engine._stream_input import INTERRUPTED
 from engine._util import unwrap_single_group
 from engine.actors import capture, renderer
@@ -42,7 +50,7 @@ from engine.actors.renderer import close_sinks
 from engine.actors.resampler import ResamplerInlet
 from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
-from engine.events import Event, StreamEnded, StreamError
+from engine.events import Event, StreamEnded, StreamError, StreamStarted
 from engine.stream import StreamConfig, open_stream
 from engine.wiring import EDGES
 
@@ -108,7 +116,8 @@ async def run_file_stream(
     """
     stream_id = config.session.stream
     sinks: list[Sink] = []
-    producer = functools.partial(_produce, config=config, drain=drain, sinks=sinks)
+    playing = trio.Event()  # set by _render at the stream's first event after StreamStarted
+    producer = functools.partial(_produce, config=config, drain=drain, sinks=sinks, playing=playing)
     opened = False
     with structlog.contextvars.bound_contextvars(stream=stream_id):
         try:
@@ -120,7 +129,7 @@ async def run_file_stream(
                 drain=drain,
             ) as stream:
                 opened = True
-                await _render(stream, sinks, console, console_if)
+                await _render(stream, sinks, console, console_if, playing)
             if stream.ended is not None:
                 return stream.ended
             return StreamEnded("failed", stream=stream_id, t=trio.current_time())
@@ -137,10 +146,12 @@ async def _produce(
     config: FileStreamConfig,
     drain: trio.Event | None,
     sinks: list[Sink],
+    playing: trio.Event,
     task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The file's producer: start the capture, create the outputs, then push until the
-    file ends or ``drain`` is set (Channels: closes both lanes of ``feed``).
+    """The file's producer: start the capture, create the outputs, then push (from
+    when ``playing`` is set) until the file ends or ``drain`` is set (Channels: closes
+    both lanes of ``feed``).
 
     A drain before the end of the file stops reading it; what was read is still
     sent, and the part never sent is reported as ``StreamError("interrupted")``,
@@ -161,11 +172,13 @@ async def _produce(
             async with trio.open_nursery() as inner:
                 # The capture sends straight into the stream's resampler inlet: no relay.
                 info = await inner.start(
-                    _capture, feed.audio, config, drain_scope, watch_scope, broken, counts
+                    _capture, feed.audio, config, drain_scope, watch_scope, broken, counts, playing
                 )
                 if drain is not None:
                     inner.start_soon(_drain_on, drain, drain_scope, watch_scope)
-                sinks.extend(await trio.to_thread.run_sync(_open_outputs, config))
+                # in the run's write batcher: one hop for every stream's outputs at start
+                opened = functools.partial(_open_outputs, config)
+                sinks.extend(await current_write_batcher().run_sync(opened))
                 log.info("stream.started", source_rate=info.rate)
                 task_status.started(None)
         for exc in broken:
@@ -207,9 +220,11 @@ async def _capture(
     watch_scope: trio.CancelScope,
     broken: list[InputError],
     counts: capture.CaptureStats,
+    playing: trio.Event,
     task_status: trio.TaskStatus[capture.SourceInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The capture actor, in the drain scope: a drain stops reading the file.
+    """The capture actor, in the drain scope: a drain stops reading the file (or
+    waiting for ``playing``).
 
     A bad file raises before ``started``; a decoding failure later is kept in
     ``broken``, so the blocks read before it still go out. When it ends, the drain
@@ -223,6 +238,7 @@ async def _capture(
                 config=capture.FileCaptureConfig(path=config.path, speed=config.speed),
                 task_status=status,
                 stats=counts,
+                start=playing,
             )
     except InputError as exc:
         if not status.done:
@@ -256,8 +272,13 @@ async def _render(
     sinks: list[Sink],
     console: trio.MemorySendChannel[Event] | None,
     console_if: Callable[[Event], bool] | None,
+    playing: trio.Event,
 ) -> None:
-    """Hand every event of the stream to the renderer (files, then the console)."""
+    """Hand every event of the stream to the renderer (files, then the console).
+
+    Sets ``playing`` at the stream's first event after :class:`StreamStarted` (see
+    the module's theory of operation), and when the events end.
+    """
     render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
@@ -270,8 +291,13 @@ async def _render(
             )
         )
         async with render_send:
-            async for event in stream.events():
-                await render_send.send(event)
+            try:
+                async for event in stream.events():
+                    if not playing.is_set() and not isinstance(event, StreamStarted):
+                        playing.set()
+                    await render_send.send(event)
+            finally:
+                playing.set()
 
 
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:
@@ -311,6 +337,8 @@ def open_outputs(
             layout=layout,
         )
     if voice_dir is not None:
+        from adapters.sinks.voice import VoiceWavSink  # translated speech only
+
         path = pathlib.Path(voice_dir) / f"{stem}.voice.wav"
         try:
             sinks.append(VoiceWavSink(path))

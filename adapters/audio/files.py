@@ -26,6 +26,7 @@ tests can simulate a machine without ffmpeg.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import stat
 from pathlib import PurePath
@@ -46,7 +47,6 @@ from adapters.audio.pcm import to_mono_float32, to_mono_pcm16
 from engine.errors import InputError
 
 if TYPE_CHECKING:
-    import os
     from types import TracebackType
 
     from numpy.typing import NDArray
@@ -120,8 +120,12 @@ class AudioSource:
                 self._stop()
         return to_mono_float32(frames)
 
-    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+    async def read_pcm16(self, frames: int, *, gather_s: float = 0.0) -> NDArray[np.int16]:
         """Up to ``frames`` mono int16 samples (a new array); empty at the end.
+
+        ``gather_s``: how long the read may wait to share its worker-thread hop with
+        other streams' reads (:mod:`adapters.audio._batchread`; a file read by
+        libsndfile; 0: at once).
 
         Fewer than ``frames`` can come before the end too (the first block an
         ffmpeg probe read). After the end, a file cut short raises its
@@ -143,13 +147,13 @@ class AudioSource:
             return _NO_PCM
         read_pcm16 = getattr(self._reader, "read_pcm16", None)
         if read_pcm16 is not None:
-            pcm: NDArray[np.int16] = await read_pcm16(frames)
+            pcm: NDArray[np.int16] = await read_pcm16(frames, gather_s=gather_s)
         else:
             pcm = to_mono_pcm16(await self._reader.read(frames))
         if len(pcm) < frames:
             self._done = True
             if len(pcm) == 0:
-                return await self.read_pcm16(frames)
+                return await self.read_pcm16(frames, gather_s=gather_s)
         return pcm
 
     def _stop(self) -> NoReturn:
@@ -207,16 +211,13 @@ async def open_audio_source(
     if (block_frames is not None and block_frames <= 0) or block_ms <= 0:
         raise ValueError(f"blocks must be positive, got {block_frames=} {block_ms=}")
     name = str(path)
+    ext = PurePath(name).suffix.lower()
     try:
-        st = await trio.Path(name).stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{name} is a directory; fix: pass the path of an audio file")
-        if not stat.S_ISREG(st.st_mode):  # a pipe would block the open below for ever
-            raise InputError(
-                f"{name} is not a regular file (a pipe or device); fix: save the audio to a file"
-            )
-        async with await trio.open_file(name, "rb"):
-            pass  # readable: later failures are about the content, not the permissions
+        # Every blocking step in one worker-thread hop, batched with other files' opens
+        # and reads (a run of hundreds of files opens them all at once).
+        st, snd, refused, declared = await current_read_batcher().run_sync(
+            functools.partial(_open_local, name, ext)
+        )
     except FileNotFoundError:
         raise InputError(f"audio file not found: {name}; fix: check the path") from None
     except OSError as exc:
@@ -226,16 +227,13 @@ async def open_audio_source(
     if st.st_size == 0:
         raise InputError(f"{name} is empty (0 bytes); fix: pass a file that contains audio")
 
-    ext = PurePath(name).suffix.lower()
     if ext in FFMPEG_EXTENSIONS:
         tools = find_ffmpeg(find_tool)
         if tools is None:
             raise InputError(f"{name} needs ffmpeg to decode {ext}; fix: apt-get install ffmpeg")
         return AudioSource(*await open_ffmpeg(name, tools, block_frames, block_ms))
-    try:
-        snd = await trio.to_thread.run_sync(sf.SoundFile, name)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        reason = getattr(exc, "error_string", "") or str(exc)
+    if snd is None:
+        reason = getattr(refused, "error_string", "") or str(refused)
         tools = find_ffmpeg(find_tool)
         if tools is None:
             raise not_audio(name, f"libsndfile: {reason}") from None
@@ -246,9 +244,6 @@ async def open_audio_source(
         if frames == 0:
             raise no_audio(name)
         check_rate(name, rate)
-        declared = None
-        if snd.format in ("WAV", "WAVEX"):
-            declared = await trio.to_thread.run_sync(_declared_wav_frames, name, channels)
     except BaseException:
         snd.close()
         raise
@@ -263,6 +258,46 @@ async def open_audio_source(
             "fix: copy or export the file again"
         )
     return AudioSource(source_info, _SoundFileReader(snd, name), block, end_error=cut_short)
+
+
+def _open_local(
+    name: str, ext: str
+) -> tuple[os.stat_result, sf.SoundFile | None, Exception | None, int | None]:
+    """The blocking steps of :func:`open_audio_source`, in one call (run it in a thread).
+
+    A stat and a readability check; then, for a non-empty file libsndfile may read
+    (not an ffmpeg extension), libsndfile's open and a WAV header's promised frames.
+
+    Returns:
+        the stat, the open file (None: not tried, or refused), libsndfile's refusal,
+        the promised frames (None: unknown).
+
+    Raises:
+        OSError: from the stat or the open (missing, no permission).
+        InputError: a directory, or not a regular file (a pipe would block the open).
+    """
+    st = os.stat(name)
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{name} is a directory; fix: pass the path of an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(
+            f"{name} is not a regular file (a pipe or device); fix: save the audio to a file"
+        )
+    with open(name, "rb"):
+        pass  # readable: later failures are about the content, not the permissions
+    if st.st_size == 0 or ext in FFMPEG_EXTENSIONS:
+        return st, None, None, None
+    try:
+        snd = sf.SoundFile(name)
+    except (sf.SoundFileError, RuntimeError) as exc:
+        return st, None, exc, None
+    try:
+        wav = snd.format in ("WAV", "WAVEX")
+        declared = _declared_wav_frames(name, int(snd.channels)) if wav else None
+    except BaseException:
+        snd.close()
+        raise
+    return st, snd, None, declared
 
 
 _NO_PCM: Final = np.zeros(0, dtype="<i2")
@@ -322,12 +357,13 @@ class _SoundFileReader:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return data
 
-    async def read_pcm16(self, frames: int) -> NDArray[np.int16]:
+    async def read_pcm16(self, frames: int, *, gather_s: float = 0.0) -> NDArray[np.int16]:
         """Up to ``frames`` mono int16 frames, read and mixed in a worker thread (in a
-        batch with the other streams' reads: one thread hop for all of them)."""
+        batch with the other streams' reads: one thread hop for all of them; it may
+        wait ``gather_s`` for them)."""
         read = functools.partial(self._read_pcm16, frames)
         try:
-            pcm: NDArray[np.int16] = await current_read_batcher().run_sync(read)
+            pcm: NDArray[np.int16] = await current_read_batcher().run_sync(read, gather_s=gather_s)
         except (sf.SoundFileError, RuntimeError) as exc:
             raise not_audio(self._name, f"libsndfile: {exc}") from exc
         return pcm

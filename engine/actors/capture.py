@@ -19,7 +19,8 @@ task that waits for each deadline and sends (what an outbox with no synchronous
 ``try_send`` gets, and ``--fast`` a plain send loop). The read-ahead is
 :data:`READ_AHEAD_BYTES` of mono int16 at the file's rate, read in one
 worker-thread hop (or ffmpeg pipe read) right after the previous one is used up,
-about a block's time before it is due.
+about a block's time before it is due; paced, the read may wait half of that for
+other files' reads to share its hop (:mod:`adapters.audio._batchread`).
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ async def run(
     find_tool: ToolFinder = shutil.which,
     stats: CaptureStats | None = None,
     pacer: Pacer | None = None,
+    start: trio.Event | None = None,
 ) -> None:
     """Open ``config.path`` and send its audio, paced, to ``outbox``.
 
@@ -214,6 +216,10 @@ async def run(
         find_tool: Looks up ffmpeg/ffprobe (injectable for tests).
         stats: Counters to update (what was sent, for an interrupted stream's report).
         pacer: Paces the blocks; default the run's shared :func:`~engine.pacer.current_pacer`.
+        start: The file starts playing (its clock, ``t0``, starts) once this is set;
+            None: as soon as it is open. A file waits for its stream's first task
+            (:mod:`engine.pipeline`), so a stream started late by the task-start limit
+            plays in real time from then on instead of buffering a backlog to replay.
 
     Resource handling:
         At most :func:`read_ahead_frames` of the file is held, as int16.
@@ -223,10 +229,11 @@ async def run(
         receiver then sees ``EndOfChannel``.
 
     Cancellation:
-        Stops between blocks (parked in the pacer, or in the outbox's send, which
-        keeps what it took; blocks the pacer's step handed over stay handed over);
-        the decoder (file or ffmpeg process) is closed and the unsent read-ahead
-        dropped. Audio already sent stays sent.
+        Stops while waiting for ``start`` (nothing sent), or between blocks (parked
+        in the pacer, or in the outbox's send, which keeps what it took; blocks the
+        pacer's step handed over stay handed over); the decoder (file or ffmpeg
+        process) is closed and the unsent read-ahead dropped. Audio already sent
+        stays sent.
 
     Error handling:
         :class:`~engine.errors.InputError` for a bad file is raised before
@@ -243,14 +250,19 @@ async def run(
             )
             async with source:
                 task_status.started(source.info)
+                if start is not None:
+                    await start.wait()
                 rate, speed = source.rate, config.speed
                 block = max(1, rate * config.block_ms // 1000)
                 ahead = read_ahead_frames(block)
                 paced = pacer or current_pacer()
                 try_send = _synchronous_send(outbox) if speed is not None else None
+                # A read comes a block before its first block is due: it may wait half
+                # of that to share its thread hop with other files' reads.
+                gather = 0.0 if speed is None else config.block_ms / 1000 / speed / 2
                 t0 = trio.current_time()
                 emitted = 0
-                while len(chunk := await source.read_pcm16(ahead)):
+                while len(chunk := await source.read_pcm16(ahead, gather_s=gather)):
                     counts.reads += 1
                     chunk.flags.writeable = False  # blocks are views of it
                     if speed is not None and try_send is not None:

@@ -2,19 +2,26 @@
 
 Sinks do blocking file I/O, so every write that may touch a file runs in a worker
 thread. To keep the thread hops cheap, the renderer takes whatever is already
-queued (up to :data:`MAX_BATCH` events) and writes it in one hop; a batch no sink
-would write to a file for (``Sink.touches_file``: the partials, mostly) is written
-in place, without a hop.
+queued (up to :data:`MAX_BATCH` events) and writes it in one call, and the calls of
+every stream's renderer share the hops: the run's write batcher
+(:func:`adapters.audio._batchread.current_write_batcher`) runs every call queued
+while the previous batch was in the thread in one hop, and while the writes are
+coming in a write may wait :data:`WRITE_GATHER_S` for others to join it (hundreds
+of streams' finals and closes share a few hops a second, not a hop each: a hop
+costs more CPU than the writes it carries). A batch no sink would write to a file for
+(``Sink.touches_file``: the partials, mostly) is written in place, without a hop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 import trio
 
+from adapters.audio._batchread import current_write_batcher
 from engine.events import AudioEvent, StreamError
 
 if TYPE_CHECKING:
@@ -23,9 +30,21 @@ if TYPE_CHECKING:
     from adapters.sinks.base import Sink
     from engine.events import Event
 
-__all__ = ["MAX_BATCH", "SinkFailure", "close_sinks", "run", "sink_error", "write_batch"]
+__all__ = [
+    "MAX_BATCH",
+    "WRITE_GATHER_S",
+    "SinkFailure",
+    "close_sinks",
+    "run",
+    "sink_error",
+    "write_batch",
+]
 
 MAX_BATCH = 64
+
+#: How long a file write may wait to share its worker-thread hop with other streams'
+#: writes, while writes are coming in (a lone one never waits).
+WRITE_GATHER_S = 0.1
 
 log = structlog.get_logger()
 
@@ -132,7 +151,9 @@ async def run(
         finally:
             # Shielded so that a cancelled stream still leaves fsynced files.
             with trio.CancelScope(shield=True):
-                failures = await trio.to_thread.run_sync(close_sinks, active) if active else []
+                failures = (
+                    await _blocking(functools.partial(close_sinks, tuple(active))) if active else []
+                )
         await lane.send([_report(f, stream) for f in failures])
 
 
@@ -159,7 +180,7 @@ async def _deliver(
         if not active:
             failures = []
         elif any(sink.touches_file(pending) for sink in active):
-            failures = await trio.to_thread.run_sync(write_batch, active, pending)
+            failures = await _blocking(functools.partial(write_batch, tuple(active), pending))
         else:
             failures = write_batch(active, pending)  # memory only: no thread hop
         await forward.send(pending)
@@ -168,8 +189,13 @@ async def _deliver(
             failed = [f.sink for f in failures]
             active[:] = [sink for sink in active if sink not in failed]
             # The failed sinks are released now: a full disk must not also leak fds.
-            await trio.to_thread.run_sync(close_sinks, failed)
+            await _blocking(functools.partial(close_sinks, failed))
             pending = [_report(f, f.event.stream if f.event else stream) for f in failures]
+
+
+async def _blocking(call: Callable[[], list[SinkFailure]]) -> list[SinkFailure]:
+    """``call()`` in the run's write batcher: a worker thread, never abandoned."""
+    return await current_write_batcher().run_sync(call, gather_s=WRITE_GATHER_S)
 
 
 def _report(failure: SinkFailure, stream: str) -> StreamError:

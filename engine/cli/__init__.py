@@ -23,28 +23,17 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import signal
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import trio
 
-from adapters.dashscope.ws import transport_name
 from engine import logging as steno_logging
 from engine._util import unwrap_single_group
-from engine.cli import (
-    batch,
-    completion,
-    daemon,
-    devices,
-    listen,
-    prepare,
-    simulate,
-    transcribe,
-    translate,
-)
 from engine.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -57,10 +46,9 @@ from engine.cli._common import (
 from engine.cli._help import add_epilogs
 from engine.cli._signals import Interrupts
 from engine.errors import ConfigError
-from engine.scenario import cli as scenario_cli
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
 __all__ = [
     "EXIT_FAILED",
@@ -68,24 +56,58 @@ __all__ = [
     "EXIT_LOST_AUDIO",
     "EXIT_OK",
     "EXIT_USAGE",
+    "VERBS",
+    "Verb",
     "build_parser",
     "configure_logging",
     "exit_code",
     "main",
+    "parse",
 ]
 
+
+class Verb(NamedTuple):
+    """A verb of ``steno``: its name, the module that builds and runs it, its one-line help.
+
+    The module (its ``add_parser(subparsers)``) is imported only when the verb's
+    parser is needed: the verb runs, its ``--help`` is asked for, or a shell
+    completes; ``steno --help`` lists every verb from this table alone. A test
+    checks that ``help`` is the one the module gives.
+    """
+
+    name: str
+    module: str
+    help: str
+
+
 #: The verbs in the order ``steno --help`` lists them.
-VERBS = (
-    transcribe,
-    translate,
-    simulate,
-    batch,
-    prepare,
-    devices,
-    listen,
-    daemon,
-    scenario_cli,
-    completion,
+VERBS: Final = (
+    Verb("transcribe", "engine.cli.transcribe", "transcribe audio files (many at once)"),
+    Verb(
+        "translate",
+        "engine.cli.translate",
+        "transcribe and translate audio files (bilingual subtitles)",
+    ),
+    Verb("simulate", "engine.cli.simulate", "run the DashScope-compatible simulator"),
+    Verb(
+        "batch",
+        "engine.cli.batch",
+        "transcribe files by URL with the batch REST API (paraformer-v2, sensevoice-v1)",
+    ),
+    Verb(
+        "prepare",
+        "engine.cli.prepare",
+        "convert video or audio to 16 kHz mono Opus for batch upload (ffmpeg)",
+    ),
+    Verb("devices", "engine.cli.devices", "list audio input and output devices"),
+    Verb("listen", "engine.cli.listen", "transcribe an input device live (Ctrl-C finishes)"),
+    Verb(
+        "daemon",
+        "engine.cli.daemon",
+        "run many streams 24/7 from a TOML config (/healthz, /metrics, rolling files)",
+    ),
+    Verb("scenario", "engine.scenario.cli", "load-test a service with a scenario file (k6-style)"),
+    Verb("completion", "engine.cli.completion", "print the shell completion script"),
 )
 
 
@@ -97,8 +119,14 @@ def version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``steno``'s parser: the global options and every verb."""
+def build_parser(verbs: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """``steno``'s parser: the global options and every verb.
+
+    Args:
+        verbs: the verbs whose own parsers are built (their modules imported); the
+            others are only listed, by name and help, and take any arguments. None:
+            every verb (the whole tree: completion, tests).
+    """
     parser = argparse.ArgumentParser(
         prog="steno", description="Stream audio to DashScope speech recognition, losing nothing."
     )
@@ -115,9 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for verb in VERBS:
-        verb.add_parser(sub)
+        if verbs is None or verb.name in verbs:
+            _module(verb).add_parser(sub)
+        else:
+            sub.add_parser(verb.name, help=verb.help, add_help=False)
     add_epilogs(sub)
     return parser
+
+
+def _module(verb: Verb) -> Any:
+    return importlib.import_module(verb.module)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``argv`` parsed by :func:`build_parser` with only its verb's parser built.
+
+    A first pass with every verb only listed finds the verb (and acts on ``--help``,
+    ``--version`` and a missing or unknown verb, as the whole parser would); the
+    second parses everything with that verb's module imported. So ``steno --help``
+    imports no verb and ``steno transcribe`` only what transcribing needs.
+    """
+    found, _ = build_parser(()).parse_known_args(argv)
+    return build_parser((found.command,)).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,18 +175,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     run at once with 130 and no traceback.
     """
     entry = argv is None  # the process's own command line (not a caller's list)
-    parser = build_parser()
     if entry and "_ARGCOMPLETE" in os.environ:  # a shell asks for completions (and exits)
         import argcomplete
 
-        argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
+        argcomplete.autocomplete(build_parser())
+    args = parse(argv)
     configure_logging(args, tty=sys.stderr.isatty())
     if args.command == "scenario":  # runs trio itself (and may start processes)
-        return scenario_cli.run(args)
+        from engine.scenario import cli as scenario_cli
+
+        code: int = scenario_cli.run(args)
+        return code
+    from adapters.dashscope.ws import transport_name
+
     try:
         transport_name()  # a bad STENO_TRANSPORT is one line now, not a failure per stream
-        code: int = trio.run(_run, args)
+        code = trio.run(_run, args)
     except ConfigError as exc:
         print(f"steno: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -21,10 +21,6 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 import trio
 
-from adapters.sinks.factory import FORMATS
-from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
-from engine._embedded import describe_recognizer, open_embedded_simulator
-from engine._stream_input import INTERRUPTED
 from engine.config import Secret
 from engine.errors import ConfigError
 from engine.sdkenv import env_api_key, env_base_url, env_region
@@ -34,6 +30,7 @@ if TYPE_CHECKING:
     import contextlib
     from collections.abc import Mapping, Sequence
 
+    from adapters.sinks.layout import CueLayout
     from engine.events import StreamEnded
 
 __all__ = [
@@ -71,6 +68,8 @@ DEFAULT_FORMATS: Final = "txt,srt,vtt,jsonl"
 def exit_code(results: Sequence[StreamEnded]) -> int:
     """The run's exit code from its streams' endings: interrupted > failed > partial > ok."""
     statuses = {r.status for r in results}
+    from engine._stream_input import INTERRUPTED
+
     if INTERRUPTED in statuses:
         return EXIT_INTERRUPTED
     if "failed" in statuses:
@@ -159,6 +158,8 @@ async def resolve_endpoint(
     region = args.region or env_region(env) or "cn"
     if key:
         return Endpoint(_service_url(api, region), Secret(key), embedded=False)
+    from engine._embedded import describe_recognizer, open_embedded_simulator
+
     sim = await stack.enter_async_context(open_embedded_simulator(args.recognizer, faults=faults))
     url = sim.inference_url if api == "inference" else sim.http_url
     print(
@@ -233,6 +234,8 @@ def add_target_arguments(
 
 def add_format_argument(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
     """``--format`` (comma-separated output formats)."""
+    from adapters.sinks.factory import FORMATS
+
     parser.add_argument(
         "--format",
         default=DEFAULT_FORMATS,
@@ -242,6 +245,8 @@ def add_format_argument(parser: argparse.ArgumentParser, *, help: str | None = N
 
 def add_layout_arguments(parser: argparse.ArgumentParser) -> None:
     """``--max-line-width`` and ``--max-lines`` of SRT/VTT cues (Whisper CLI semantics)."""
+    from adapters.sinks.layout import DEFAULT_LAYOUT
+
     parser.add_argument(
         "--max-line-width",
         type=int,
@@ -264,6 +269,8 @@ def parse_layout(width: int, lines: int) -> CueLayout:
     Raises:
         ConfigError: a negative value.
     """
+    from adapters.sinks.layout import CueLayout
+
     if width < 0 or lines < 0:
         raise ConfigError(
             "--max-line-width and --max-lines must be 0 (no limit) or more; fix: e.g. 42 and 2"
@@ -280,6 +287,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
     Raises:
         ConfigError: an unknown format.
     """
+    from adapters.sinks.factory import FORMATS
+
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:

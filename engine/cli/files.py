@@ -41,7 +41,6 @@ from engine.errors import ConfigError
 from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import FileStreamConfig, run_file_stream
 from engine.ratelimit import StartLimiter, rate_share
-from engine.shard import WorkerPool, open_workers
 from engine.wiring import EDGES
 
 log = structlog.get_logger("steno.files")
@@ -55,6 +54,7 @@ if TYPE_CHECKING:
     from adapters.dashscope.models import RecognitionOptions
     from adapters.dashscope.ws import Dialer
     from engine.config import TranslationOptions
+    from engine.shard import WorkerPool
 
 __all__ = [
     "add_file_stream_arguments",
@@ -198,6 +198,8 @@ async def run_files(
         pool = None
         if processes > 1 and dial is None:  # a dialer (tests) cannot cross processes
             # Up before the endpoint: the simulator's notice means streaming begins.
+            from engine.shard import open_workers  # only here: a run in one process never needs it
+
             log_json, log_level = log_settings(args, tty=_isatty(sys.stderr))
             try:
                 pool = await stack.enter_async_context(

@@ -35,7 +35,7 @@ from skip_policy import real_time_trusted
 from adapters.recognizers.scripted import ScriptedRecognizer
 from adapters.recognizers.wer import word_error_rate
 from adapters.sim.config import SimConfig
-from engine.events import Final, StreamEnded, StreamStarted, TaskMetrics
+from engine.events import Final, SessionOpened, StreamEnded, StreamStarted, TaskMetrics
 
 pytestmark = pytest.mark.cpu_heavy  # pocketsphinx decodes the three demo files --fast
 
@@ -207,12 +207,15 @@ def test_real_time_speed_paces_the_audio(tmp_path: pathlib.Path) -> None:
     txt = (tmp_path / f"{name}.txt").read_text(encoding="utf-8")
     assert word_error_rate(demo_text(name), txt) <= MAX_WER, txt
     events = parse_jsonl((tmp_path / f"{name}.jsonl").read_text(encoding="utf-8"))
+    # The file plays from its task's start (SessionOpened), after the stream started.
     started = next(e for e in events if isinstance(e, StreamStarted))
+    opened = next(e for e in events if isinstance(e, SessionOpened))
     first_final = next(e for e in events if isinstance(e, Final))
+    assert started.t <= opened.t < first_final.t
     # Streaming, not batch: a result came back before the file had been played out.
-    if first_final.t - started.t >= duration:
+    if first_final.t - opened.t >= duration:
         real_time_trusted("the first final before the end of the file")
-    assert first_final.t - started.t < duration, (first_final.t - started.t, duration)
+    assert first_final.t - opened.t < duration, (first_final.t - opened.t, duration)
 
 
 # ------------------------------------------- the API key never leaks

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 import soundfile as sf
 import trio
@@ -23,9 +24,11 @@ from adapters.recognizers.tonecode import synthesize
 from adapters.sim.config import SimConfig
 from adapters.sim.memory import open_memory_net
 from engine.config import Secret, SessionConfig
-from engine.events import Event, Final, StreamEnded, StreamError
+from engine.events import Event, Final, SessionOpened, StreamEnded, StreamError
 from engine.pacer import current_pacer
 from engine.pipeline import FileStreamConfig, run_file_stream
+from engine.policy import RateLimit
+from engine.ratelimit import StartLimiter
 
 pytestmark = pytest.mark.usefixtures("inline_threads")
 
@@ -52,7 +55,10 @@ def _speech(tmp_path: Path) -> tuple[Path, float]:
 
 
 async def transcribe(
-    config: FileStreamConfig, *, drain_at_first_final: bool = False
+    config: FileStreamConfig,
+    *,
+    drain_at_first_final: bool = False,
+    limiter: StartLimiter | None = None,
 ) -> tuple[StreamEnded, list[Event]]:
     console_send, console_recv = trio.open_memory_channel[Event](1000)
     drain = trio.Event()
@@ -68,7 +74,9 @@ async def transcribe(
     async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
-            ended = await run_file_stream(config, console=console_send, drain=drain, dial=net.dial)
+            ended = await run_file_stream(
+                config, console=console_send, drain=drain, dial=net.dial, limiter=limiter
+            )
     return ended, events
 
 
@@ -107,3 +115,32 @@ class TestFileStream:
         assert match is not None, error.message
         assert float(match[1]) == pytest.approx(ended.audio_ms / 1000, abs=0.051)
         assert match[2] == f"{duration:.1f}"
+
+    @pytest.mark.parametrize("speed", [1.0, None])
+    async def test_a_file_held_back_by_the_start_limit_plays_from_its_task_start(
+        self,
+        autojump_clock: trio.testing.MockClock,
+        speech: tuple[Path, float],
+        speed: float | None,
+    ) -> None:
+        """A stream that waits 5 s for a start token, with 1 s of replay buffer, loses
+        nothing: the file starts playing when its task has started (paced: in real time
+        from then on), instead of filling the buffer while it waits."""
+        path, duration = speech
+        limiter = StartLimiter({"paraformer": RateLimit(0.2, burst=1)})
+        await limiter.acquire("paraformer")  # the next start is 5 s away
+        base = file_config(path)
+        config = msgspec.structs.replace(
+            base,
+            speed=speed,
+            session=msgspec.structs.replace(base.session, replay_buffer_s=1.0),
+        )
+        t0 = trio.current_time()
+        ended, events = await transcribe(config, limiter=limiter)
+        (opened,) = [e for e in events if isinstance(e, SessionOpened)]
+        assert opened.t - t0 >= 5.0 - 1e-6  # the token came no sooner
+        assert ended.status == "ok"
+        assert ended.audio_lost_ms == 0
+        assert [e.text.rstrip(".").lower() for e in events if isinstance(e, Final)] == SENTENCES
+        if speed is not None:
+            assert ended.t - opened.t >= duration - 1e-6

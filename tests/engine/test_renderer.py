@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from adapters.audio._batchread import current_write_batcher
 from adapters.sinks import Sink, open_sinks
 from engine.actors import renderer
 from engine.events import (
@@ -182,6 +183,23 @@ class TestFanOut:
                 await send.aclose()
         assert sink.events == [*events, final]
         assert sink.threads == [("Partial", True), ("Partial", True), ("Final", False)]
+
+    async def test_the_streams_writes_and_closes_share_thread_hops(self) -> None:
+        """Twenty renderers with a final each: their writes (and then their closes) go
+        in a few worker-thread hops of the run's write batcher, not a hop each."""
+        batcher = current_write_batcher()
+        sinks = [RecordingSink() for _ in range(20)]
+        final: Event = Final(0, 0, 16_000, "hello")
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for sink in sinks:
+                    send, inbox = trio.open_memory_channel[Event](1)
+                    send.send_nowait(final)
+                    send.close()
+                    nursery.start_soon(lambda i=inbox, s=sink: renderer.run(inbox=i, sinks=[s]))
+        assert all(s.events == [final] and s.closed == 1 for s in sinks)
+        assert batcher.jobs == 40  # 20 writes, 20 closes
+        assert batcher.batches <= 4
 
     async def test_writes_real_files(self, tmp_path: Path) -> None:
         """With the real sinks, the subtitle and event files come out complete."""

@@ -110,6 +110,8 @@ RAMP_STEP_FIELDS = {
     "wall_s",
     "wall_per_audio",
     "streaming_wall_per_audio",
+    "stream_wall_per_audio",
+    "start_spread_s",
     "client_cpu_s",
     "client_maxrss_kb",
     "cpu_ms_per_stream_s",
@@ -234,6 +236,37 @@ class TestRampHelpers:
         }
         assert sampler.first_audio(3208) == 2.5
         assert WireSampler(1).first_audio(3208) is None
+
+    def test_stream_spans_run_from_each_streams_first_audio_to_its_last_byte(self) -> None:
+        """Per connection: the first sample two frames past its first count, the first at
+        its final count; a connection that never sent audio is left out."""
+        from tools.bench.ramp import stream_spans
+
+        samples = {
+            b"a": [(0.0, 400), (1.0, 600), (2.0, 7_000), (9.0, 50_000), (9.5, 50_000)],
+            b"b": [(5.0, 400), (6.0, 7_000), (12.0, 60_000)],
+            b"c": [(1.0, 400), (2.0, 500)],
+        }
+        assert stream_spans(samples, 3208) == [(2.0, 9.0), (6.0, 12.0)]
+
+    def test_a_staggered_start_is_judged_per_stream(self) -> None:
+        """Streams started one after another (the CLI under the task-start limit): the
+        worst stream's own wall/audio decides, not the whole run's."""
+        from types import SimpleNamespace
+
+        from tools.bench.ramp import fell_behind
+
+        args = SimpleNamespace(max_wall_ratio=1.5, max_lag_ms=1000.0)
+        record = {
+            "status": "ok",
+            "streaming_wall_per_audio": 1.8,
+            "stream_wall_per_audio": 1.06,
+            "wire": {"lag_ms": {"p99": 0.0}},
+            "script": {"finals_right": 10, "finals_expected": 10},
+        }
+        assert fell_behind(record, args) is None  # type: ignore[arg-type]
+        record["stream_wall_per_audio"] = 1.7
+        assert fell_behind(record, args) == "a stream's wall/audio 1.7 > 1.5"  # type: ignore[arg-type]
 
     def test_table_has_the_sdk_ratio_and_skipped_steps(self) -> None:
         """× SDK divides by the SDK's CPU at the same N; a skipped step says why."""

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import trio
 from conftest import deadline
 
+from adapters.audio._batchread import current_read_batcher
 from adapters.audio.files import AudioSource, ToolFinder, open_audio_source
 from adapters.audio.resample import float_to_pcm16
 from engine.errors import InputError
@@ -155,6 +157,27 @@ class TestSoundfileInputs:
             assert source.duration_s == pytest.approx(seconds)
         total = sum(len(b) for b in await read_all(source))
         assert total == sf.info(str(DEMO / name)).frames
+
+
+class TestOpening:
+    async def test_files_opened_together_share_thread_hops(self, tmp_path: Path) -> None:
+        """Twenty files opened at once: their stat, checks and libsndfile opens go in
+        the run's read batcher, a hop or two for all of them, not five hops each."""
+        paths = [write(tmp_path / f"{k}.wav", tone(16000, 0.2), 16000) for k in range(20)]
+        sources: list[AudioSource] = []
+
+        async def open_one(path: Path) -> None:
+            sources.append(await open_audio_source(path))
+
+        async with trio.open_nursery() as nursery:
+            for path in paths:
+                nursery.start_soon(open_one, path)
+        batcher = current_read_batcher()
+        assert (batcher.jobs, len(sources)) == (20, 20)
+        assert batcher.batches <= 2
+        for source in sources:
+            assert source.info.rate == 16000
+            await source.aclose()
 
 
 @pytest.fixture(name="encoded", scope="module")
