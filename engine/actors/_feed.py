@@ -135,7 +135,8 @@ class Feed:
         self.rate = rate
         self.input_done = False
         self._overflow: tuple[int, int] | None = None  # replay overflow not yet reported
-        self.outage_since: float | None = None  # the first failure since a task was open
+        # no task open since: the start (what drops before the first task is a gap too),
+        self.outage_since: float | None = 0.0  # or a failure after one was; None: one is
         self._pre_roll = int(PRE_ROLL_S * rate)
         # the end of the newest frame not silent; the commit point judged last (its tail)
         self._speech_end = self._tail_judged = 0
@@ -329,7 +330,8 @@ class Feed:
             self._overflow = (start, span[1])
 
     def outage_began(self, now: float) -> None:
-        """A task failed: no task is open until :meth:`outage_ended` (idempotent)."""
+        """A task failed: no task is open until :meth:`outage_ended` (idempotent; a stream
+        begins this way, before its first task)."""
         if self.outage_since is None:
             self.outage_since = now
 

@@ -30,8 +30,11 @@ from engine.policy import RestartPolicy
 HANDSHAKE_S = 0.55  # the reopening handshake: the 1 s buffer drops 5 more frames meanwhile
 
 
-async def run(server: ContentServer, frames: int) -> tuple[list[Event], list[tuple[float, int]]]:
-    """Feed ``frames`` paced frames; sample the live pending loss every 50 ms."""
+async def run(
+    server: ContentServer, frames: int, *, first_dial_s: float = 0.0
+) -> tuple[list[Event], list[tuple[float, int]]]:
+    """Feed ``frames`` paced frames; sample the live pending loss every 50 ms. The first
+    connection waits ``first_dial_s`` before it dials (a start token that came late)."""
     frames_send, frames_recv = trio.open_memory_channel[AudioFrame](16)
     events_send, events_recv = trio.open_memory_channel[Event](1000)
     out: list[Event] = []
@@ -43,6 +46,8 @@ async def run(server: ContentServer, frames: int) -> tuple[list[Event], list[tup
     ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
         if len(server.connections) == 5:  # the one that succeeds after the outage
             await trio.sleep(HANDSHAKE_S)
+        if not server.connections:
+            await trio.sleep(first_dial_s)
         async with server.dial(url, headers, connect_timeout=connect_timeout) as ws:
             yield ws
 
@@ -108,3 +113,22 @@ class TestPendingLoss:
         assert during and max(during) - min(during) >= 4 * FRAME
         ended = of(events, StreamEnded)[0]
         assert ended.audio_lost_ms == lost * 1000 // RATE
+
+
+class TestBeforeTheFirstTask:
+    async def test_audio_the_buffer_dropped_before_the_first_task_is_a_gap(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """No task was ever open: a first task that starts 3 s late (a start token held
+        back) with a 1 s buffer loses the oldest ~2 s, and says so exactly, once."""
+        events, pending = await run(ContentServer(Behaviour()), 80, first_dial_s=3.0)
+        (gap,) = of(events, AudioGap)
+        assert (gap.reason, gap.start) == ("replay-overflow", 0)
+        assert 15 * FRAME <= gap.end - gap.start <= 25 * FRAME
+        (opened,) = of(events, SessionOpened)
+        assert opened.offset == gap.end  # the task starts at the oldest audio kept
+        peak = max(n for _, n in pending)  # counted while it waited (sampled every 50 ms)
+        assert gap.end - gap.start - FRAME <= peak <= gap.end - gap.start
+        assert pending[-1][1] == 0
+        ended = of(events, StreamEnded)[0]
+        assert ended.audio_lost_ms == (gap.end - gap.start) * 1000 // RATE
