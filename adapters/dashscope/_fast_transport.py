@@ -19,7 +19,10 @@ Theory of operation
   connection's receive loop, one task): it reads the socket, feeds the codec,
   answers pings, records pongs for :meth:`ping`, and returns the next message.
   A pong is therefore seen only while a task is in :meth:`receive`, which every
-  user of this seam has (the liveness check runs beside a receive loop).
+  user of this seam has (the liveness check runs beside a receive loop), or
+  while a read hub takes messages with :meth:`receive_nowait` for a parked
+  reader (``_read_hub.py``): that takes messages and pongs, and keeps anything
+  that needs an await for the next :meth:`receive`.
 * The dialer owns the socket: leaving its ``async with`` closes it, whoever
   ended the connection and however (the #17 CLOSE-WAIT lesson).
 
@@ -46,10 +49,11 @@ from adapters.websocket import (
 from engine.errors import Disconnected, LocalProtocolError
 
 from ._dial import DISCONNECT_TIMEOUT_S
+from ._read_hub import MustAwait
 from ._wire_errors import translate
 
 if TYPE_CHECKING:
-    from adapters.websocket import WebSocketCore
+    from adapters.websocket import WebSocketCore, WebSocketEvent
 
     from ._pipes import Pipe
 
@@ -75,6 +79,7 @@ class FastTransport:
         # time (a stored exception would hold its traceback's frames, and they this object).
         self._end: tuple[str, int | None] | None = None
         self._reading = False
+        self._kept: WebSocketEvent | None = None  # taken by receive_nowait, for receive
 
     # ------------------------------------------------------------ sending
 
@@ -176,6 +181,59 @@ class FastTransport:
 
     # ------------------------------------------------------------ receiving
 
+    @property
+    def hub_fd(self) -> int | None:
+        """The socket a read hub may wait for (``_read_hub.py``); None over a trio stream."""
+        return self._pipe.fileno()
+
+    def receive_nowait(self, *, read: bool = True) -> bytes | str:
+        """The next message if it can be had without waiting; not a checkpoint.
+
+        Reads the pipe at most once (``read``), records pongs for :meth:`ping`.
+        Anything else that needs an await (a ping to answer, a close to echo, a
+        violation to report) is kept for :meth:`receive`, which takes it first.
+        For a read hub's step, while no task is in :meth:`receive`.
+
+        Raises:
+            trio.WouldBlock: no whole message now.
+            MustAwait: ``await receive()`` must take the next step.
+            Disconnected: the connection is over.
+        """
+        if self._reading:
+            raise RuntimeError("another task is already receiving on this transport")
+        core = self._core
+        while True:
+            if self._end is not None:
+                raise self._gone()
+            if self._kept is not None:
+                raise MustAwait
+            event = core.next_event()
+            if event is None:
+                if core.state is not State.OPEN and core.state is not State.CLOSE_SENT:
+                    self._fail("the connection is over", _CLOSE_ABNORMAL)
+                    continue
+                if not read:
+                    raise trio.WouldBlock
+                read = False
+                try:
+                    data = self._pipe.read_nowait()
+                except trio.WouldBlock:
+                    raise
+                except Exception as exc:
+                    self._fail_from(exc)
+                core.receive_data(data or None)
+                continue
+            match event:
+                case Message(message):
+                    return message
+                case Pong():
+                    self._ponged()
+                case ConnectionLost():
+                    self._fail("the connection was lost without a close frame", _CLOSE_ABNORMAL)
+                case _:
+                    self._kept = event
+                    raise MustAwait
+
     async def receive(self) -> bytes | str:
         """The next message; ``Disconnected`` (with the close code) once the peer closed.
 
@@ -192,7 +250,11 @@ class FastTransport:
                 if self._end is not None:
                     await trio.lowlevel.checkpoint()
                     raise self._gone()
-                event = self._core.next_event()
+                event = self._kept  # what receive_nowait left for an await goes first
+                if event is None:
+                    event = self._core.next_event()
+                else:
+                    self._kept = None
                 if event is None:
                     if (
                         self._core.state is not State.OPEN
@@ -219,8 +281,7 @@ class FastTransport:
                         with contextlib.suppress(Disconnected):
                             await self._write(self._core.pong(payload))
                     case Pong():
-                        self._pong.set()  # wakes every ping() waiting on this one
-                        self._pong = trio.Event()
+                        self._ponged()
                     case Close(code, reason):
                         # Recorded first: if the echo is cancelled, the end is still known.
                         self._fail(_closed_message(code, reason), code)
@@ -234,6 +295,10 @@ class FastTransport:
                         self._fail("the connection was lost without a close frame", _CLOSE_ABNORMAL)
         finally:
             self._reading = False
+
+    def _ponged(self) -> None:
+        self._pong.set()  # wakes every ping() waiting on this one
+        self._pong = trio.Event()
 
     async def _echo_close(self, code: int) -> None:
         with trio.move_on_after(DISCONNECT_TIMEOUT_S), contextlib.suppress(Disconnected):

@@ -18,8 +18,22 @@ its own (:meth:`ReceivePath._ping`), since its pong arrives through the reader's
 receive. That task lives one round trip per ping interval, under the pong
 deadline. So a connection has no long-lived helper task: it used to have two.
 
+**The read hub.** Once started, a connection whose transport can join the run's
+read hub (``_read_hub.py``: the fast transport over a socket, TLS included) does
+not wait for each frame in its own task: the task parks under ONE deadline (the
+watch's) and the hub's task runs the reader's step (:meth:`ReceivePath._hub_step`)
+whenever the socket is readable: the same feed, interpretation, ``heard`` and
+results lane as above, synchronously. The step hands back to the parked task
+(:class:`_HandBack`) only what must await: results the full queue refused (the
+socket then leaves the hub until the task queued them: backpressure, as above),
+a failure (raised by the task after those results, as above), the transport's
+end, or a frame the transport must await (a ping to answer, a close to echo; the
+task reads it the awaited way, then parks again). The order of results is the
+order of frames either way.
+
 Cancellation: the reader's waits are cancellable; a receive cancelled by a
-deadline loses nothing (the transport's ``receive`` is cancel-safe).
+deadline loses nothing (the transport's ``receive`` is cancel-safe). A parked
+reader that is cancelled leaves the hub (nothing of it stays registered).
 
 Error handling: the reader and a ping raise a failure only if it was the
 connection's first (:meth:`ReceivePath._fail`); a ping's ``Disconnected`` is left
@@ -28,11 +42,16 @@ to the reader, whose receive sees the same end.
 
 from __future__ import annotations
 
+import functools
+from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import trio
 
 from engine.errors import Disconnected, StenoError
+
+from . import _read_hub
+from ._read_hub import HubReceiver, MustAwait
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -40,6 +59,7 @@ if TYPE_CHECKING:
     from engine.results import Result
 
     from ._liveness import Liveness
+    from ._read_hub import ReadHub
     from ._results import ResultsOutlet
     from .transport import Transport
 
@@ -84,27 +104,110 @@ class ReceivePath(Generic[Ev]):
         Raises the connection's failure when it was the first.
         """
         async with self._results_out:
-            await self._read_until(self.finished)
+            receiver = _read_hub.receiver_of(self._transport)
+            if receiver is not None and (fd := receiver.hub_fd) is not None:
+                with _read_hub.shared_hub() as hub:
+                    await self._read_in_hub(hub, receiver, fd)
+            else:
+                await self._read_until(self.finished)
 
     async def _read_until(self, event: trio.Event) -> None:
         """Read frames (the reader's loop) until ``event`` is set, the task finished, or the
         connection ended; the results go out as they come."""
-        out = self._results_out
         while not event.is_set() and not self.finished.is_set():
-            data = await self._watched(self._receive)
-            if data is None and self.finished.is_set():
-                return  # the transport ended after the task finished: nothing to say
-            self._live.heard(trio.current_time())
+            if not await self._read_one():
+                return
+
+    async def _read_one(self) -> bool:
+        """Receive one frame and hand out what it means; False once the transport ended."""
+        data = await self._watched(self._receive)
+        if data is None and self.finished.is_set():
+            return False  # the transport ended after the task finished: nothing to say
+        self._live.heard(trio.current_time())
+        results, failure = self._take_events(data)
+        await self._queue(results)
+        if failure is not None:
+            raise failure
+        return data is not None
+
+    async def _queue(self, results: list[Result]) -> None:
+        out = self._results_out
+        for result in results:
+            try:
+                out.send_nowait(result)
+            except trio.WouldBlock:
+                await self._watched(out.send, result)
+
+    async def _read_in_hub(self, hub: ReadHub, transport: HubReceiver, fd: int) -> None:
+        """The reader's loop with the hub reading (see the module docstring)."""
+        back = _HandBack()
+        step = functools.partial(
+            trio.lowlevel.current_task().context.run, self._hub_step, hub, transport, fd, back
+        )
+        while not self.finished.is_set():
+            self._hub_step(hub, transport, fd, back)  # the core may hold frames already
+            if back.empty:
+                hub.add(fd, step)
+                try:
+                    await self._watched(_park, back)
+                finally:
+                    hub.discard(fd)
+            pending, failure, ended, must_await = back.take()
+            await self._queue(pending)
+            if failure is not None:
+                raise failure
+            if ended:
+                return
+            if must_await and not await self._read_one():
+                return
+
+    def _hub_step(self, hub: ReadHub, transport: HubReceiver, fd: int, back: _HandBack) -> None:
+        """The reader's step in the hub's task: every frame there is, till one must await.
+
+        Never a checkpoint, never raises: what must await goes into ``back``, the
+        socket leaves the hub and the parked task wakes.
+        """
+        try:
+            self._take_frames(transport, back)
+        except Exception as exc:  # a bug: raised by the connection's task, not the hub
+            back.failure = exc
+        if not back.empty:
+            hub.discard(fd)
+            back.lot.unpark_all()
+
+    def _take_frames(self, transport: HubReceiver, back: _HandBack) -> None:
+        out, live, finished = self._results_out, self._live, self.finished
+        read = True
+        while not finished.is_set():
+            data: bytes | str | None
+            try:
+                data = transport.receive_nowait(read=read)
+            except trio.WouldBlock:
+                return
+            except MustAwait:
+                back.must_await = True
+                return
+            except Disconnected:
+                data = None
+            read = False
+            if data is None and finished.is_set():
+                break
+            live.heard(trio.current_time())
             results, failure = self._take_events(data)
-            for result in results:
+            for i, result in enumerate(results):
                 try:
                     out.send_nowait(result)
                 except trio.WouldBlock:
-                    await self._watched(out.send, result)
+                    back.pending.extend(results[i:])
+                    break
             if failure is not None:
-                raise failure
-            if data is None:
+                back.failure = failure
                 return
+            if data is None:
+                break
+            if back.pending:
+                return
+        back.ended = True
 
     async def _receive(self) -> bytes | str | None:
         """The next frame; None once the transport ended."""
@@ -175,3 +278,34 @@ class ReceivePath(Generic[Ev]):
                     return results, exc
                 return results, None  # another helper's failure came first: it is raised
         return results, None
+
+
+async def _park(back: _HandBack) -> None:
+    # Checked here, with no checkpoint before the park: a step may have run between a
+    # liveness wake and this park (its unpark then found nobody parked).
+    if back.empty:
+        await back.lot.park()
+
+
+class _HandBack:
+    """What a hub step left its parked reader to do (see the module docstring)."""
+
+    __slots__ = ("ended", "failure", "lot", "must_await", "pending")
+
+    def __init__(self) -> None:
+        self.lot = trio.lowlevel.ParkingLot()
+        self.pending: deque[Result] = deque()
+        self.failure: BaseException | None = None
+        self.ended = False
+        self.must_await = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.pending or self.must_await or self.ended) and self.failure is None
+
+    def take(self) -> tuple[list[Result], BaseException | None, bool, bool]:
+        """Everything handed back, in order; the hand-back is empty again."""
+        taken = (list(self.pending), self.failure, self.ended, self.must_await)
+        self.pending.clear()
+        self.failure, self.ended, self.must_await = None, False, False
+        return taken
