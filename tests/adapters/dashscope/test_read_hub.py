@@ -55,7 +55,7 @@ class TestHub:
             hub.discard(a.fileno())
             hub.discard(a.fileno())  # a no-op the second time
             b.send(b"two")
-            await trio.sleep(0.01)  # a round or more (rounds are >= 2 ms apart)
+            await trio.sleep(0.01)  # real-time: a round or more
             assert seen == [b"one"] and len(hub) == 0
 
     async def test_it_lives_with_its_users(self) -> None:
