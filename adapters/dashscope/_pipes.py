@@ -202,9 +202,9 @@ class TLSPipe:
                 if not chunks:
                     return b""
                 break
-        if self._outgoing.pending:  # a key update's answer: sent now, or with the next write
-            out = self._tail + self._outgoing.read()
-            self._tail = out[self._raw.try_write(out) :]
+        # What the read made TLS want to send (a key update's answer) stays in the BIO:
+        # the next write takes it first. Written from here, it could cut into a record
+        # an awaited write_all is sending.
         if not chunks:
             raise trio.WouldBlock
         return b"".join(chunks)
