@@ -11,8 +11,12 @@ consumer is idle, else onto the bounded queue, waiting for room (backpressure:
 a consumer that lags holds the reader, which holds the socket).
 
 Every wait of the reader (the next frame, room in the queue) runs under the
-**liveness watch**'s next deadline (``_liveness.py``: :attr:`Liveness.wake_t`);
-when it passes, the reader runs the watch's check and waits on: a stall is the
+**liveness watch**'s next deadline (``_liveness.py``: :attr:`Liveness.wake_t`), ONE
+cancel scope for as many frames as come before it (not one per frame); what a
+frame left to do when the deadline interrupted a wait (results the full queue
+refused, a failure to raise after them) is kept in a :class:`_HandBack` and done
+first. When the deadline passes, the reader runs the watch's check and waits on
+in a new scope: a stall is the
 connection's death, raised from the reader; a ping is sent by a short task of
 its own (:meth:`ReceivePath._ping`), since its pong arrives through the reader's
 receive. That task lives one round trip per ping interval, under the pong
@@ -32,7 +36,8 @@ task reads it the awaited way, then parks again). The order of results is the
 order of frames either way.
 
 Cancellation: the reader's waits are cancellable; a receive cancelled by a
-deadline loses nothing (the transport's ``receive`` is cancel-safe). A parked
+deadline loses nothing (the transport's ``receive`` is cancel-safe), nor does a
+wait for room (the result stays handed back). A parked
 reader that is cancelled leaves the hub (nothing of it stays registered).
 
 Error handling: the reader and a ping raise a failure only if it was the
@@ -44,7 +49,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import trio
 
@@ -54,7 +59,7 @@ from . import _read_hub
 from ._read_hub import HubReceiver, MustAwait
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Callable, Iterator
 
     from engine.results import Result
 
@@ -65,7 +70,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReceivePath"]
 
-T = TypeVar("T")
 EventT = TypeVar("EventT", covariant=True)
 Ev = TypeVar("Ev")
 
@@ -114,29 +118,23 @@ class ReceivePath(Generic[Ev]):
     async def _read_until(self, event: trio.Event) -> None:
         """Read frames (the reader's loop) until ``event`` is set, the task finished, or the
         connection ended; the results go out as they come."""
-        while not event.is_set() and not self.finished.is_set():
-            if not await self._read_one():
+        back = _HandBack()
+        while True:
+            with trio.CancelScope(deadline=self._live.wake_t) as waiting:
+                self._waiting = waiting
+                try:
+                    await self._read_loop(event, back)
+                    return
+                finally:
+                    self._waiting = None
+            self._watch()
+
+    async def _read_loop(self, event: trio.Event, back: _HandBack) -> None:
+        while True:
+            await self._drain(back)
+            if back.ended or event.is_set() or self.finished.is_set():
                 return
-
-    async def _read_one(self) -> bool:
-        """Receive one frame and hand out what it means; False once the transport ended."""
-        data = await self._watched(self._receive)
-        if data is None and self.finished.is_set():
-            return False  # the transport ended after the task finished: nothing to say
-        self._live.heard(trio.current_time())
-        results, failure = self._take_events(data)
-        await self._queue(results)
-        if failure is not None:
-            raise failure
-        return data is not None
-
-    async def _queue(self, results: list[Result]) -> None:
-        out = self._results_out
-        for result in results:
-            try:
-                out.send_nowait(result)
-            except trio.WouldBlock:
-                await self._watched(out.send, result)
+            self._on_frame(await self._receive(), back)
 
     async def _read_in_hub(self, hub: ReadHub, transport: HubReceiver, fd: int) -> None:
         """The reader's loop with the hub reading (see the module docstring)."""
@@ -144,22 +142,56 @@ class ReceivePath(Generic[Ev]):
         step = functools.partial(
             trio.lowlevel.current_task().context.run, self._hub_step, hub, transport, fd, back
         )
-        while not self.finished.is_set():
+        while True:
+            with trio.CancelScope(deadline=self._live.wake_t) as waiting:
+                self._waiting = waiting
+                try:
+                    await self._hub_loop(hub, transport, fd, back, step)
+                    return
+                finally:
+                    self._waiting = None
+            self._watch()
+
+    async def _hub_loop(
+        self,
+        hub: ReadHub,
+        transport: HubReceiver,
+        fd: int,
+        back: _HandBack,
+        step: Callable[[], None],
+    ) -> None:
+        while True:
+            await self._drain(back)
+            if back.ended or self.finished.is_set():
+                return
+            if back.must_await:
+                back.must_await = False  # set again if a watch cancels the receive
+                self._on_frame(await self._receive(), back)
+                continue
             self._hub_step(hub, transport, fd, back)  # the core may hold frames already
             if back.empty:
                 hub.add(fd, step)
                 try:
-                    await self._watched(_park, back)
+                    await back.lot.park()
                 finally:
                     hub.discard(fd)
-            pending, failure, ended, must_await = back.take()
-            await self._queue(pending)
-            if failure is not None:
-                raise failure
-            if ended:
-                return
-            if must_await and not await self._read_one():
-                return
+
+    async def _drain(self, back: _HandBack) -> None:
+        """Queue the results handed back, waiting for room; then raise a failure handed back.
+
+        Cancellation: a result stays handed back until it is queued (nothing is lost
+        when a liveness wake interrupts the wait for room).
+        """
+        pending, out = back.pending, self._results_out
+        while pending:
+            try:
+                out.send_nowait(pending[0])
+            except trio.WouldBlock:
+                await out.send(pending[0])
+            pending.popleft()
+        if back.failure is not None:
+            failure, back.failure = back.failure, None
+            raise failure
 
     def _hub_step(self, hub: ReadHub, transport: HubReceiver, fd: int, back: _HandBack) -> None:
         """The reader's step in the hub's task: every frame there is, till one must await.
@@ -168,46 +200,44 @@ class ReceivePath(Generic[Ev]):
         socket leaves the hub and the parked task wakes.
         """
         try:
-            self._take_frames(transport, back)
+            read = True
+            while back.empty and not self.finished.is_set():
+                try:
+                    data = transport.receive_nowait(read=read)
+                except trio.WouldBlock:
+                    return
+                except MustAwait:
+                    back.must_await = True
+                    break
+                except Disconnected:
+                    data = None
+                read = False
+                self._on_frame(data, back)
         except Exception as exc:  # a bug: raised by the connection's task, not the hub
             back.failure = exc
-        if not back.empty:
-            hub.discard(fd)
-            back.lot.unpark_all()
+        hub.discard(fd)
+        back.lot.unpark_all()
 
-    def _take_frames(self, transport: HubReceiver, back: _HandBack) -> None:
-        out, live, finished = self._results_out, self._live, self.finished
-        read = True
-        while not finished.is_set():
-            data: bytes | str | None
+    def _on_frame(self, data: bytes | str | None, back: _HandBack) -> None:
+        """One received frame (None: the transport ended): what it means goes out now, or
+        into ``back`` (results the full queue refused, a failure, the end). Synchronous.
+        """
+        if data is None and self.finished.is_set():
+            back.ended = True  # the transport ended after the task finished: nothing to say
+            return
+        self._live.heard(trio.current_time())
+        results, failure = self._take_events(data)
+        out, pending = self._results_out, back.pending
+        for result in results:
+            if pending:
+                pending.append(result)  # behind the ones refused: the order is kept
+                continue
             try:
-                data = transport.receive_nowait(read=read)
+                out.send_nowait(result)
             except trio.WouldBlock:
-                return
-            except MustAwait:
-                back.must_await = True
-                return
-            except Disconnected:
-                data = None
-            read = False
-            if data is None and finished.is_set():
-                break
-            live.heard(trio.current_time())
-            results, failure = self._take_events(data)
-            for i, result in enumerate(results):
-                try:
-                    out.send_nowait(result)
-                except trio.WouldBlock:
-                    back.pending.extend(results[i:])
-                    break
-            if failure is not None:
-                back.failure = failure
-                return
-            if data is None:
-                break
-            if back.pending:
-                return
-        back.ended = True
+                pending.append(result)
+        back.failure = failure
+        back.ended = data is None
 
     async def _receive(self) -> bytes | str | None:
         """The next frame; None once the transport ended."""
@@ -216,17 +246,6 @@ class ReceivePath(Generic[Ev]):
             return await self._transport.receive()
         except Disconnected:
             return None
-
-    async def _watched(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await fn(*args)`` under the liveness watch: at each deadline, its check runs."""
-        while True:
-            with trio.CancelScope(deadline=self._live.wake_t) as waiting:
-                self._waiting = waiting
-                try:
-                    return await fn(*args)
-                finally:
-                    self._waiting = None
-            self._watch()
 
     def _rewake(self) -> None:
         """The watch's next deadline moved: the reader's wait follows (not a checkpoint)."""
@@ -280,13 +299,6 @@ class ReceivePath(Generic[Ev]):
         return results, None
 
 
-async def _park(back: _HandBack) -> None:
-    # Checked here, with no checkpoint before the park: a step may have run between a
-    # liveness wake and this park (its unpark then found nobody parked).
-    if back.empty:
-        await back.lot.park()
-
-
 class _HandBack:
     """What a hub step left its parked reader to do (see the module docstring)."""
 
@@ -302,10 +314,3 @@ class _HandBack:
     @property
     def empty(self) -> bool:
         return not (self.pending or self.must_await or self.ended) and self.failure is None
-
-    def take(self) -> tuple[list[Result], BaseException | None, bool, bool]:
-        """Everything handed back, in order; the hand-back is empty again."""
-        taken = (list(self.pending), self.failure, self.ended, self.must_await)
-        self.pending.clear()
-        self.failure, self.ended, self.must_await = None, False, False
-        return taken
