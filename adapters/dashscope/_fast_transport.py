@@ -19,7 +19,9 @@ Theory of operation
   connection's receive loop, one task): it reads the socket, feeds the codec,
   answers pings, records pongs for :meth:`ping`, and returns the next message.
   A pong is therefore seen only while a task is in :meth:`receive`, which every
-  user of this seam has (the liveness check runs beside a receive loop).
+  user of this seam has (the liveness check runs beside a receive loop), or
+  while a read hub takes messages with :meth:`receive_nowait` for a parked
+  reader (``_read_hub.py``). The receiving half is in ``_fast_receive.py``.
 * The dialer owns the socket: leaving its ``async with`` closes it, whoever
   ended the connection and however (the #17 CLOSE-WAIT lesson).
 
@@ -30,38 +32,30 @@ with trio-websocket's transport, so both raise the same families.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
-from adapters.websocket import (
-    Close,
-    ConnectionLost,
-    Message,
-    Ping,
-    Pong,
-    State,
-    Violation,
-)
+from adapters.websocket import State
 from engine.errors import Disconnected, LocalProtocolError
 
 from ._dial import DISCONNECT_TIMEOUT_S
+from ._fast_receive import Receiving
 from ._wire_errors import translate
 
 if TYPE_CHECKING:
-    from adapters.websocket import WebSocketCore
+    from adapters.websocket import WebSocketCore, WebSocketEvent
 
     from ._pipes import Pipe
 
 __all__ = ["FastTransport"]
 
-_CLOSE_ABNORMAL: Final = 1006
 
-
-class FastTransport:
+class FastTransport(Receiving):
     """One open WebSocket client connection as a ``Transport`` (build it with a dialer).
 
     Every method raises only ``Disconnected`` (or is cancelled); ``aclose`` never raises.
+    The receiving half (``receive``, ``receive_nowait``) is :class:`Receiving`'s.
     """
 
     def __init__(self, pipe: Pipe, core: WebSocketCore, where: str) -> None:
@@ -75,6 +69,7 @@ class FastTransport:
         # time (a stored exception would hold its traceback's frames, and they this object).
         self._end: tuple[str, int | None] | None = None
         self._reading = False
+        self._kept: WebSocketEvent | None = None  # taken by receive_nowait, for receive
 
     # ------------------------------------------------------------ sending
 
@@ -174,71 +169,6 @@ class FastTransport:
                 self._tail = bytes(view)
             raise
 
-    # ------------------------------------------------------------ receiving
-
-    async def receive(self) -> bytes | str:
-        """The next message; ``Disconnected`` (with the close code) once the peer closed.
-
-        Answers pings on the way and records pongs for :meth:`ping`. One task at
-        a time may receive.
-        """
-        if self._reading:
-            raise RuntimeError("another task is already receiving on this transport")
-        self._reading = True
-        read = False
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()  # before anything is taken
-            while True:
-                if self._end is not None:
-                    await trio.lowlevel.checkpoint()
-                    raise self._gone()
-                event = self._core.next_event()
-                if event is None:
-                    if (
-                        self._core.state is not State.OPEN
-                        and self._core.state is not State.CLOSE_SENT
-                    ):
-                        # The core reads no more (a close or a violation was reported).
-                        self._fail("the connection is over", _CLOSE_ABNORMAL)
-                        continue
-                    try:
-                        data = await self._pipe.read()
-                    except trio.Cancelled:
-                        raise
-                    except Exception as exc:
-                        self._fail_from(exc)
-                    read = True
-                    self._core.receive_data(data or None)
-                    continue
-                match event:
-                    case Message(message):
-                        if not read:  # a checkpoint all the same, and one that cannot lose it
-                            await trio.lowlevel.cancel_shielded_checkpoint()
-                        return message
-                    case Ping(payload):
-                        with contextlib.suppress(Disconnected):
-                            await self._write(self._core.pong(payload))
-                    case Pong():
-                        self._pong.set()  # wakes every ping() waiting on this one
-                        self._pong = trio.Event()
-                    case Close(code, reason):
-                        # Recorded first: if the echo is cancelled, the end is still known.
-                        self._fail(_closed_message(code, reason), code)
-                        if self._core.state is State.CLOSE_RECEIVED:
-                            await self._echo_close(code)
-                    case Violation(code, reason):
-                        self._fail(f"the server broke the protocol: {reason}", code)
-                        if self._core.state is State.FAILED:
-                            await self._echo_close(code)
-                    case ConnectionLost():
-                        self._fail("the connection was lost without a close frame", _CLOSE_ABNORMAL)
-        finally:
-            self._reading = False
-
-    async def _echo_close(self, code: int) -> None:
-        with trio.move_on_after(DISCONNECT_TIMEOUT_S), contextlib.suppress(Disconnected):
-            await self._write(self._core.close(code if code != 1005 else 1000), closing=True)
-
     # ------------------------------------------------------------ closing
 
     async def aclose(self, code: int = 1000, *, grace_s: float = DISCONNECT_TIMEOUT_S) -> None:
@@ -274,7 +204,3 @@ class FastTransport:
         except Disconnected as error:
             self._fail(str(error), error.code)
             raise
-
-
-def _closed_message(code: int, reason: str) -> str:
-    return f"the server closed the connection ({code}{': ' + reason if reason else ''})"

@@ -6,6 +6,10 @@ A pipe offers what ``fastws.py`` needs and nothing else:
   and without a checkpoint; the count of bytes taken (0: none fit);
 * ``await write_all(data)``: write everything, waiting for the socket to drain;
 * ``await read() -> bytes``: the next bytes, ``b""`` at EOF;
+* ``read_nowait() -> bytes``: what is there now (one ``recv`` at most), ``b""`` at
+  EOF, ``trio.WouldBlock`` when nothing is (not a checkpoint);
+* ``fileno() -> int | None``: the socket a read hub waits for (``_read_hub.py``),
+  or None when the pipe cannot join one (no socket under it);
 * ``await aclose()``: release the file descriptor at once, no handshake (works
   when cancelled; tasks waiting on it get ``trio.ClosedResourceError``).
 
@@ -47,6 +51,10 @@ class Pipe(Protocol):
     async def write_all(self, data: bytes | memoryview) -> None: ...
 
     async def read(self) -> bytes: ...
+
+    def read_nowait(self) -> bytes: ...
+
+    def fileno(self) -> int | None: ...
 
     async def aclose(self) -> None: ...
 
@@ -96,6 +104,16 @@ class SocketPipe:
             except BlockingIOError:  # woken with nothing to read (spurious): wait again
                 continue
 
+    def read_nowait(self) -> bytes:
+        try:
+            return self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            raise trio.WouldBlock from None
+
+    def fileno(self) -> int | None:
+        fd = self._sock.fileno()
+        return fd if fd >= 0 else None
+
     async def aclose(self) -> None:
         if self._sock.fileno() >= 0:
             trio.lowlevel.notify_closing(self._sock)
@@ -106,7 +124,7 @@ class SocketPipe:
 class TLSPipe:
     """TLS (``ssl.SSLObject`` over memory BIOs) over a :class:`SocketPipe`; owns it."""
 
-    __slots__ = ("_incoming", "_obj", "_outgoing", "_raw", "_tail")
+    __slots__ = ("_eof", "_incoming", "_obj", "_outgoing", "_raw", "_tail")
 
     def __init__(self, raw: SocketPipe, context: ssl.SSLContext, server_hostname: str) -> None:
         self._raw = raw
@@ -116,6 +134,7 @@ class TLSPipe:
             self._incoming, self._outgoing, server_side=False, server_hostname=server_hostname
         )
         self._tail = b""  # ciphertext the kernel has not taken yet
+        self._eof = False  # the socket's EOF went into the incoming BIO
 
     async def handshake(self) -> None:
         """The TLS handshake, certificate and host name checked by the context."""
@@ -159,6 +178,40 @@ class TLSPipe:
                     await trio.lowlevel.cancel_shielded_checkpoint()  # never lose what was read
                 return data
 
+    def read_nowait(self) -> bytes:
+        """All the plaintext one ``recv`` makes readable (none left in the TLS object:
+        a hub reports only new bytes on the socket); ``b""`` at the end."""
+        if not self._eof:
+            try:
+                data = self._raw.read_nowait()
+            except trio.WouldBlock:
+                pass
+            else:
+                self._eof = not data
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunks.append(self._obj.read(READ_SIZE))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                if not chunks:
+                    return b""
+                break
+        # What the read made TLS want to send (a key update's answer) stays in the BIO:
+        # the next write takes it first. Written from here, it could cut into a record
+        # an awaited write_all is sending.
+        if not chunks:
+            raise trio.WouldBlock
+        return b"".join(chunks)
+
+    def fileno(self) -> int | None:
+        return self._raw.fileno()
+
     async def _flush(self) -> None:
         out = self._tail + self._outgoing.read()
         self._tail = b""
@@ -192,6 +245,12 @@ class StreamPipe:
 
     async def read(self) -> bytes:
         return bytes(await self._stream.receive_some(READ_SIZE))
+
+    def read_nowait(self) -> bytes:
+        raise trio.WouldBlock  # a trio stream has no synchronous read
+
+    def fileno(self) -> int | None:
+        return None
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)

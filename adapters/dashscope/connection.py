@@ -26,7 +26,13 @@ close handshake follows. No other task of its own runs but a ping's:
   (audio went out but no server frame came back for ``stall_s``) or pings. A
   ping waits for its pong under the pong deadline (a half-open socket never
   answers) in a short task of its own, since the pong arrives through the
-  reader's receive; it lives one round trip per ``ping_interval_s``.
+  reader's receive; it lives one round trip per ``ping_interval_s``;
+* on a transport that can join the run's **read hub** (``_read_hub.py``: the
+  fast transport over a socket, TLS included), the reader's task does not wait
+  for each frame: it parks under the watch's deadline while the hub's one task
+  runs the reader's step for every readable socket, and wakes only for what must
+  await (a full results queue, a failure, the end, a ping or close to answer).
+  The same rules hold, in the same order.
 
 Nothing calls back up: the connection's user (the session) pulls :attr:`results`
 (or arms their taker), reads :attr:`error`, and waits on :attr:`ended`.

@@ -1,4 +1,5 @@
-"""The per-result stages of ``tools/bench/stages.py``: decode, map, sink.
+"""The per-result stages of ``tools/bench/stages.py``: decode, map, sink (and receive:
+``_stage_receive.py``).
 
 One result is a paraformer ``result-generated`` message with an eight-word sentence,
 as the simulator sends it. Each stage uses the project's own code (imported when the
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench._measure import Measure, cpu_of
+from tools.bench._stage_receive import RECEIVE_STAGES
 
 _WORDS = ["the", "weather", "today", "is", "sunny", "and", "warm", "again"]
 RESULT = json.dumps(
@@ -187,4 +189,5 @@ RESULT_STAGES: list[tuple[str, str, Callable[[Path], Measure]]] = [
     ("map.transcript", "Heard -> Partial/Final (Transcript.map)", transcript_stage),
     ("sink.jsonl", "JsonlSink.write, 3 partials : 1 final, close included", jsonl_stage),
     ("sink.srt", "SrtSink.write of a final, close included", srt_stage),
+    *RECEIVE_STAGES,
 ]

@@ -21,6 +21,7 @@ import pytest
 import trio
 import trustme
 
+from adapters.dashscope._read_hub import MustAwait, ReadHub, shared_hub
 from adapters.dashscope.fastws import FastTransport, dial_fast, fast_dialer, socket_opener
 from adapters.dashscope.ws import real_dialer, transport_name
 from adapters.websocket import (
@@ -421,6 +422,78 @@ class TestTLS:
                 with pytest.raises(ConnectFailed, match=r"match|mismatch|not valid"):
                     async with dial(url, HEADERS, connect_timeout=5):
                         pass  # pragma: no cover
+
+
+async def take_by_hub(t: FastTransport, hub: ReadHub) -> tuple[list[bytes | str], str]:
+    """What a hub's steps take without awaiting, and why they stopped (await or gone)."""
+    got: list[bytes | str] = []
+    why: list[str] = []
+    done = trio.Event()
+    fd = t.hub_fd
+    assert fd is not None
+
+    def step() -> None:
+        try:
+            while True:
+                got.append(t.receive_nowait())
+        except trio.WouldBlock:
+            return
+        except MustAwait:
+            why.append("await")
+        except Disconnected:
+            why.append("gone")
+        hub.discard(fd)
+        done.set()
+
+    hub.add(fd, step)
+    try:
+        await done.wait()
+    finally:
+        hub.discard(fd)
+    return got, why[0]
+
+
+class TestReceiveNowait:
+    @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+    async def test_a_hub_takes_messages_and_hands_back_what_must_await(
+        self, tls: bool, ca: trustme.CA, server_tls: ssl.SSLContext
+    ) -> None:
+        """Messages (one larger than a read) by the hub; a ping, then the close, awaited."""
+        big = b"\x02" * 100_000
+        events: list[object] = []
+
+        async def handler(peer: Peer) -> None:
+            await peer.send("a")
+            await peer.send(big)
+            await peer.stream.send_all(peer.core.ping(b"hb") + peer.core.send_message("c"))
+            events.append(await peer.next_event())  # our pong
+            await peer.stream.send_all(peer.core.close(4001, "bye"))
+            events.append(await peer.next_event())  # our echo
+
+        client_tls = ssl.create_default_context()
+        ca.configure_trust(client_tls)
+        dial = fast_dialer(socket_opener(client_tls if tls else None))
+        with trio.fail_after(20):
+            async with ws_server(handler, tls=server_tls if tls else None) as url:
+                async with dial(url, HEADERS, connect_timeout=5) as t:
+                    assert isinstance(t, FastTransport)
+                    with shared_hub() as hub:
+                        got: list[bytes | str] = []
+                        while True:
+                            taken, why = await take_by_hub(t, hub)
+                            got += taken
+                            if why == "await":
+                                break
+                        assert got == ["a", big]
+                        assert await t.receive() == "c"  # the kept ping answered first
+                        assert await take_by_hub(t, hub) == ([], "await")  # the close
+                        with pytest.raises(Disconnected) as caught:
+                            await t.receive()
+                        assert caught.value.code == 4001
+                        with pytest.raises(Disconnected):
+                            t.receive_nowait()
+        assert [type(e).__name__ for e in events] == ["Pong", "Close"]
 
 
 class TestChoice:

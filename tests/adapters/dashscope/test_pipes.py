@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from adapters.dashscope._pipes import SocketPipe
+from adapters.dashscope._pipes import SocketPipe, StreamPipe
 
 
 @pytest.fixture(name="pair")
@@ -113,3 +113,35 @@ class _Steps(trio.abc.Instrument):
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         if task is self.task:
             self.count += 1
+
+
+class TestReadNowait:
+    async def test_what_is_there_or_would_block_never_a_checkpoint(
+        self, pair: tuple[SocketPipe, socket.socket]
+    ) -> None:
+        """Nothing there: WouldBlock; bytes: them; EOF: b""; none of it a checkpoint."""
+        pipe, peer = pair
+        with trio.testing.assert_no_checkpoints():
+            with pytest.raises(trio.WouldBlock):
+                pipe.read_nowait()
+            peer.send(b"ready")
+            assert pipe.read_nowait() == b"ready"
+            peer.shutdown(socket.SHUT_WR)
+            assert pipe.read_nowait() == b""
+
+    async def test_a_hub_waits_for_its_descriptor_until_it_closes(
+        self, pair: tuple[SocketPipe, socket.socket]
+    ) -> None:
+        """fileno() is the socket's while open, None once closed (nothing to wait for)."""
+        pipe, _ = pair
+        assert pipe.fileno() == pipe._sock.fileno() >= 0
+        await pipe.aclose()
+        assert pipe.fileno() is None
+
+    async def test_a_trio_stream_cannot_join_a_hub(self) -> None:
+        """A stream pipe has no descriptor and no synchronous read."""
+        left, _ = trio.testing.memory_stream_pair()
+        pipe = StreamPipe(left)
+        assert pipe.fileno() is None
+        with pytest.raises(trio.WouldBlock):
+            pipe.read_nowait()
