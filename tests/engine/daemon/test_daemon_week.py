@@ -152,9 +152,13 @@ class TestAWeek:
         for k, final in enumerate(finals):
             assert abs(final.start / RATE - expected_start_s(k, SU_CYCLE)) < 0.3, (k, final.start)
         assert not [e for e in events if isinstance(e, AudioGap)]
-        # Every suspension is on the timeline as a skipped span, in order, never overlapping.
+        # Every suspension is on the timeline as a skipped span, in order, never overlapping;
+        # so is silence after a final that a dropped connection's backoff committed (no task
+        # ever heard it: "silence"), never a gap.
         skips = [e for e in events if isinstance(e, AudioSkipped)]
-        assert len(skips) >= SU_CYCLES - 1 and {e.reason for e in skips} == {"suspended"}
+        suspended = [e for e in skips if e.reason == "suspended"]
+        assert len(suspended) >= SU_CYCLES - 1
+        assert {e.reason for e in skips} <= {"suspended", "silence"}
         assert all(a.end <= b.start for a, b in itertools.pairwise(skips))
         assert sum(e.end - e.start for e in skips) / RATE == pytest.approx(su_m.skipped_s)
         opened = [e.offset for e in events if isinstance(e, SessionOpened)]
