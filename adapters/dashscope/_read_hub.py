@@ -13,7 +13,9 @@ connection's step synchronously, in the hub's task, in the connection task's
 everything that needs no await; what needs one is handed back to the connection's
 task (``_receive_path.py`` holds the connection's side).
 
-Rules:
+The waiting itself (one epoll set, one task, rounds, the rules every step keeps:
+no blocking, one read per call, never raising) is the shared
+:class:`~adapters._epoll_hub.EpollHub`. Here:
 
 1. A descriptor is in the set only while its connection's task is parked for it
    (:meth:`ReadHub.add` before the park, :meth:`ReadHub.discard` after, in a
@@ -21,11 +23,8 @@ Rules:
    leaves the set before its owner closes it (an epoll set holding a closed
    descriptor is a classic bug: the kernel drops it only with the file's last
    reference).
-2. A step must not block, and should read at most once per call (fairness: a
-   level-triggered socket with more bytes is reported again next round).
-3. A step never raises: it hands its failure to its connection's task. If one
-   raises all the same, the hub logs it and drops that descriptor; the hub's task
-   never dies of a connection's failure.
+2. A step never raises: it hands its failure to its connection's task (if one
+   raises all the same, the hub logs it and drops that descriptor).
 
 Lifetime: one hub per trio run (:func:`shared_hub`, a ``RunVar``), started by its
 first user and stopped when the last one leaves (a later user starts a fresh one).
@@ -44,20 +43,17 @@ import contextlib
 import select
 from typing import TYPE_CHECKING, Final, Protocol, final, runtime_checkable
 
-import structlog
 import trio
 
+from adapters._epoll_hub import EpollHub
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 __all__ = ["AVAILABLE", "HubReceiver", "MustAwait", "ReadHub", "receiver_of", "shared_hub"]
 
-log = structlog.get_logger("steno.session")
-
 AVAILABLE: Final = hasattr(select, "epoll")
 """Whether this platform has a hub (Linux); elsewhere every connection reads in its task."""
-
-_MAX_EVENTS: Final = 1024  # ready sockets handled per round (the rest come next round)
 
 
 class MustAwait(Exception):
@@ -95,8 +91,9 @@ def receiver_of(transport: object) -> HubReceiver | None:
 
 
 @final
-class ReadHub:
-    """Waits for many sockets in one task and calls their steps synchronously.
+class ReadHub(EpollHub):
+    """Waits for many sockets in one task and calls their steps synchronously
+    (:class:`~adapters._epoll_hub.EpollHub`, rounds without a pause).
 
     Use :func:`shared_hub`; connections :meth:`add` and :meth:`discard` descriptors.
 
@@ -105,66 +102,18 @@ class ReadHub:
         run ended); the sockets stay their owners'.
     """
 
-    __slots__ = ("_epoll", "_readers", "_scope", "calls", "rounds", "users")
+    __slots__ = ("_scope", "users")
 
     def __init__(self) -> None:
-        self._epoll = select.epoll()
-        self._readers: dict[int, Callable[[], None]] = {}
+        super().__init__()
         self._scope = trio.CancelScope()
         self.users = 0
         """Connections holding the hub (:func:`shared_hub`)."""
-        self.rounds = 0
-        """Rounds of the hub's loop so far (one wait, then every ready step)."""
-        self.calls = 0
-        """Step calls so far."""
-
-    def __len__(self) -> int:
-        """Descriptors registered now."""
-        return len(self._readers)
-
-    def add(self, fd: int, step: Callable[[], None]) -> None:
-        """Call ``step()`` from the hub's task whenever ``fd`` has bytes (or EOF).
-
-        Not a checkpoint. The descriptor must stay open until :meth:`discard`.
-
-        Raises:
-            ValueError: ``fd`` is already registered.
-        """
-        if fd in self._readers:
-            raise ValueError(f"descriptor {fd} is already in the hub")
-        self._epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
-        self._readers[fd] = step
-
-    def discard(self, fd: int) -> None:
-        """Stop watching ``fd`` (no-op if it is not watched). Not a checkpoint."""
-        if self._readers.pop(fd, None) is not None:
-            with contextlib.suppress(OSError, ValueError):  # the hub stopped meanwhile
-                self._epoll.unregister(fd)
 
     async def _run(self) -> None:
         """Serve the steps until stopped (a system task: nothing escapes it)."""
-        poll = self._epoll.poll
-        fileno = self._epoll.fileno()
-        readers = self._readers
-        try:
-            with self._scope:
-                while True:
-                    await trio.lowlevel.wait_readable(fileno)
-                    self.rounds += 1
-                    for fd, _ in poll(0, _MAX_EVENTS):
-                        step = readers.get(fd)
-                        if step is None:
-                            continue  # discarded by an earlier step of this round
-                        self.calls += 1
-                        try:
-                            step()
-                        except Exception:  # rule 3: a bug in a step; its task is the owner
-                            log.exception("read_hub.step_crashed")
-                            self.discard(fd)
-        finally:
-            readers.clear()
-            trio.lowlevel.notify_closing(fileno)
-            self._epoll.close()
+        with self._scope:
+            await self.serve()
 
     def _stop(self) -> None:
         self._scope.cancel()

@@ -95,7 +95,7 @@ class TestHub:
             pairs[1][1].send(b"y")
             await served.wait()
             assert sorted(calls) == ["bad", "good", "good"] and len(hub) == 1
-        assert [e["event"] for e in logs] == ["read_hub.step_crashed"]
+        assert [e["event"] for e in logs] == ["hub.step_crashed"]
         for a, b in pairs:
             a.close()
             b.close()

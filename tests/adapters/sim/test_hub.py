@@ -153,9 +153,7 @@ class TestReadHub:
                     d.send(b"y")
                     await arrived.wait()
                     nursery.cancel_scope.cancel()
-            assert [e["event"] for e in logs] == [
-                "hub reader crashed; its socket is dropped from the hub"
-            ]
+            assert [e["event"] for e in logs] == ["hub.step_crashed"]
 
 
 # ------------------------------------------------------------------ through the server
