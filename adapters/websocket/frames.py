@@ -216,6 +216,12 @@ class FrameParser:
         payload = bytes(buf[at:end])
         if self._masked:
             payload = apply_mask(payload, bytes(buf[mask_at:at]))
+        self._consumed(end)
+        return Frame(opcode, payload, fin)
+
+    def _consumed(self, end: int) -> None:
+        """The buffer up to ``end`` is parsed: drop it when all of it is, or once it is long."""
+        buf = self._buf
         if end == len(buf):
             buf.clear()
             self._pos = 0
@@ -224,7 +230,6 @@ class FrameParser:
             self._pos = 0
         else:
             self._pos = end
-        return Frame(opcode, payload, fin)
 
     def take_whole(self, data: bytes) -> tuple[int, bytes] | None:
         """``data`` as exactly one whole, final text or binary frame, without buffering.
@@ -266,14 +271,7 @@ class FrameParser:
                 payload = apply_mask(view[at:end], bytes(view[at - 4 : at]))
         else:
             payload = bytes(buf[at:end])
-        if end == len(buf):
-            buf.clear()
-            self._pos = 0
-        elif end > 65536:  # drop a long consumed prefix once, not per frame
-            del buf[:end]
-            self._pos = 0
-        else:
-            self._pos = end
+        self._consumed(end)
         return opcode, payload
 
 
