@@ -102,15 +102,7 @@ class SendPath(Generic[Cmd]):
         caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
-        # fast_lane_open, inlined: this runs for every frame of every stream
-        if (
-            transport is None
-            or self.error is not None
-            or not self._reported
-            or self._over
-            or self.finish_sent_t is not None
-            or self._held is not None
-        ):
+        if transport is None or not self.fast_lane_open:
             return False
         try:
             frame = self._core.send(self._audio(pcm))
@@ -123,14 +115,7 @@ class SendPath(Generic[Cmd]):
         if not taken:
             self._held = (pcm, frame)
             return False
-        # _sent_audio, inlined: this runs for every live frame of every stream
-        if now is None:
-            now = trio.current_time()
-        if self.first_audio_t is None:
-            self.first_audio_t = now
-        if voiced:
-            self._live.sent_audio(now)
-        self.audio_samples += len(pcm) >> 1
+        self._sent_audio(pcm, voiced=voiced, now=now)
         return True
 
     # ---------------------------------------------------------- awaited lane
@@ -151,8 +136,9 @@ class SendPath(Generic[Cmd]):
             now = trio.current_time()
         if self.first_audio_t is None:
             self.first_audio_t = now
-        self._live.sent_audio(now, voiced=voiced)
-        self.audio_samples += len(pcm) // 2
+        if voiced:
+            self._live.sent_audio(now)
+        self.audio_samples += len(pcm) >> 1
 
     async def send_padding(self, samples: int) -> None:
         """Keep-alive silence (no answer expected)."""
