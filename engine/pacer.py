@@ -39,17 +39,28 @@ ends the drive: the task is rescheduled (and re-raises the exception). Rules:
    driver's task, with its traceback. A step must move its deadline forward (a
    deadline not later than the one it was called for ends the drive with a
    ``ValueError``), and a tick calls each step at most once, so a tick always ends.
+5. A tick is bounded: it calls at most ``max_steps`` steps, the earliest deadlines
+   first (bucket order, then deadline order in a bucket); the rest stay due and are
+   served by the next tick, right after the other runnable tasks (the read hub, the
+   consumers) had their turn. After a stall (a long collection, a burst of results)
+   the backlog is then worked off in slices of bounded length instead of one tick
+   holding the loop for all of it. Deferred calls are counted
+   (:attr:`PacerStatistics.deferred`); waiters are unparked whatever the budget
+   (an unpark only makes a task runnable).
 
 The ticker is a trio *system task*, spawned by the first wait of a run: it lives and
 dies with that run (no task leaks out of ``trio.run``, nothing crosses runs), is
 parked at no cost while nobody waits, and logs ``pacer.finished`` with the lateness
 statistics when the run ends. Lateness (deadline -> the waiter running again, or the
-step called) goes in a fixed-size histogram; :func:`statistics` reads it.
+step called) goes in a fixed-size histogram; :func:`statistics` reads it. The ticker's
+own lateness (its earliest due bucket -> the tick) is a second histogram: the ticker
+asks for the loop every millisecond while streams are paced, so that is how long the
+loop was held by something else (a collection, a long step of another task), a
+watchdog at no extra cost.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextvars
 import heapq
 import math
@@ -61,7 +72,11 @@ import msgspec
 import structlog
 import trio
 
+from engine._pacer_stats import LatenessHistogram as LatenessHistogram
+from engine._pacer_stats import PacerStatistics as PacerStatistics
+
 __all__ = [
+    "DEFAULT_MAX_STEPS",
     "DEFAULT_TICK",
     "LatenessHistogram",
     "Pacer",
@@ -76,73 +91,16 @@ log = structlog.get_logger("steno.pacer")
 Step: TypeAlias = Callable[[float], float | None]
 """A driven producer's step: ``step(now) -> next_deadline | None`` (see :meth:`Pacer.drive`)."""
 
+#: Steps a tick calls at most (rule 5). 1,000 streams over a 100 ms frame put ~10 in a
+#: 1 ms bucket; 64 steps are ~1-3 ms of work, a backlog of 1,000 goes in ~16 slices.
+DEFAULT_MAX_STEPS: Final = 64
+
 #: Bucket width. 1 ms bounds the added lateness within the engine's 2 ms budget while
 #: one ticker wake serves every stream due in the same millisecond. A tick is a trio
 #: timer (as costly as a ``sleep_until``): measured at 300 paced streams, 5 ms roughly
 #: halves the pacer's CPU per frame (0.06 instead of 0.2 ticks per frame) but adds up
 #: to 5 ms of lateness; pass ``Pacer(tick=...)`` to choose.
 DEFAULT_TICK: Final = 0.001
-
-# Histogram bin upper edges in ms: exactly on time, 0.1 ms steps to 5 ms, 1 ms to 50 ms,
-# 10 ms to 1 s, 100 ms to 10 s, then one overflow bin: 282 counters, its whole memory.
-_EDGES_MS: Final[tuple[float, ...]] = (
-    0.0,
-    *(round(0.1 * i, 1) for i in range(1, 51)),
-    *(float(i) for i in range(6, 51)),
-    *(float(i) for i in range(60, 1001, 10)),
-    *(float(i) for i in range(1100, 10001, 100)),
-)
-
-
-class PacerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of a pacer (:func:`statistics`).
-
-    Attributes:
-        count: waits that completed (woken, or already due) and steps called.
-        p50_ms, p99_ms: lateness percentiles (deadline -> running), the upper edge of
-            the histogram bin, so never an understatement.
-        max_ms: the largest lateness seen, exactly.
-        ticks: ticker wake-ups (each serves every bucket then due).
-        waiting: waiters and drivers parked now.
-        tick_s: the bucket width.
-    """
-
-    count: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    ticks: int
-    waiting: int
-    tick_s: float
-
-
-@final
-class LatenessHistogram:
-    """Lateness in fixed bins (bounded memory whatever the run length); pure, no trio."""
-
-    def __init__(self) -> None:
-        self._bins = [0] * (len(_EDGES_MS) + 1)
-        self.count = 0
-        self.max_ms = 0.0
-
-    def record(self, lateness_s: float) -> None:
-        ms = max(0.0, lateness_s * 1000.0)
-        self._bins[bisect.bisect_left(_EDGES_MS, ms)] += 1
-        self.count += 1
-        if ms > self.max_ms:
-            self.max_ms = ms
-
-    def percentile(self, q: float) -> float:
-        """The upper edge of the bin holding the ``q`` quantile (0 when empty)."""
-        if not self.count:
-            return 0.0
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for i, n in enumerate(self._bins):
-            seen += n
-            if seen >= rank:
-                return _EDGES_MS[i] if i < len(_EDGES_MS) else self.max_ms
-        return self.max_ms  # pragma: no cover - the loop always reaches rank
 
 
 @final
@@ -181,13 +139,23 @@ class Pacer:
 
     Use :func:`current_pacer` for the run's pacer; construct one only for a test or
     a custom tick. One pacer must only be used inside one trio run.
+
+    Args:
+        tick: the bucket width in seconds.
+        max_steps: step calls per tick at most (rule 5).
     """
 
-    def __init__(self, tick: float = DEFAULT_TICK) -> None:
+    def __init__(self, tick: float = DEFAULT_TICK, *, max_steps: int = DEFAULT_MAX_STEPS) -> None:
         if not (math.isfinite(tick) and tick > 0):
             raise ValueError(f"tick must be a positive number of seconds, got {tick}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         self.tick: Final = tick
+        self.max_steps: Final = max_steps
         self.lateness = LatenessHistogram()
+        self.tick_lateness = LatenessHistogram()
+        self.tick_busy_max = 0.0
+        self.deferred = 0
         self.ticks = 0
         self._buckets: dict[int, _Bucket] = {}
         self._heap: list[int] = []  # bucket keys; a key is in the heap iff in _buckets
@@ -274,6 +242,10 @@ class Pacer:
             waiting=self._driving
             + sum(len(b.lot) for b in self._buckets.values() if b.lot is not None),
             tick_s=self.tick,
+            deferred=self.deferred,
+            tick_late_p99_ms=self.tick_lateness.percentile(0.99),
+            tick_late_max_ms=round(self.tick_lateness.max_ms, 3),
+            tick_busy_max_ms=round(self.tick_busy_max * 1000.0, 3),
         )
 
     async def _run_ticker(self) -> None:
@@ -321,17 +293,53 @@ class Pacer:
     def _wake_due(self, now: float) -> None:
         self.ticks += 1
         heap, buckets = self._heap, self._buckets
+        if not heap:
+            return
+        self.tick_lateness.record(now - buckets[heap[0]].due)
         due: list[_Bucket] = []
         while heap and buckets[heap[0]].due <= now:
             due.append(buckets.pop(heapq.heappop(heap)))
         # Steps re-registered now join buckets of the next tick, even when already due:
         # a backlog then goes one frame per driver per tick, with the other tasks
         # running between ticks (the reader, the consumers), as waiters would.
+        budget = self.max_steps
         for bucket in due:
-            if bucket.lot is not None:
+            if bucket.lot is not None:  # waiters never wait for the budget (rule 5)
                 bucket.lot.unpark_all()
-            if bucket.drivers is not None:
-                self._call_steps(bucket.drivers, now)
+                bucket.lot = None
+            drivers = bucket.drivers
+            if drivers is None:
+                continue
+            if not budget:
+                self._requeue(bucket)
+                continue
+            if len(drivers) > budget:  # rule 5: the latest deadlines wait for the next tick
+                drivers.sort(key=_by_deadline)
+                bucket.drivers = drivers[budget:]
+                drivers = drivers[:budget]
+                self._requeue(bucket)
+            budget -= len(drivers)
+            self._call_steps(drivers, now)
+        busy = trio.current_time() - now
+        if busy > self.tick_busy_max:
+            self.tick_busy_max = busy
+
+    def _requeue(self, bucket: _Bucket) -> None:
+        """Put a due bucket's unserved steps back (rule 5), counted; merged with a bucket
+        of the same key that re-registered steps made meanwhile (due at the later of the
+        two: within its tick, as rule 1 allows)."""
+        drivers = bucket.drivers
+        if not drivers:
+            return
+        self.deferred += sum(1 for d in drivers if d.step is not None)
+        existing = self._buckets.get(bucket.key)
+        if existing is None:
+            self._buckets[bucket.key] = bucket
+            heapq.heappush(self._heap, bucket.key)
+        elif existing.drivers is None:
+            existing.drivers = drivers
+        else:
+            existing.drivers.extend(drivers)
 
     def _call_steps(self, drivers: list[_Driver], now: float) -> None:
         """Call each live driver's step once (rule 4: nothing escapes into the ticker)."""
