@@ -20,8 +20,16 @@ do; the rules they share:
 Rounds start at most every ``min_round_s``: 0 answers every wake at once; a busy
 hub with a pause lets sockets gather so that one wake serves many.
 
-Checkpoints: :meth:`EpollHub.serve` checkpoints once or twice per round (its waits);
-a round handles at most :data:`MAX_EVENTS` ready sockets (the rest come next round).
+A round is bounded: it calls at most ``max_per_round`` ready sockets' steps (epoll
+hands out a level-triggered set round-robin: the sockets left over are reported first
+next round), then checkpoints, so the other runnable tasks (above all the pacer's
+tick, whose frames are due) run before the next round. A round cut by this bound is
+followed by the next one at once, without the ``min_round_s`` pause: the pause lets
+sockets gather, and these already have. So after a stall (a long collection, a burst
+of arrivals) the backlog is worked off in slices of bounded length, never as one
+round that holds the loop for all of it.
+
+Checkpoints: :meth:`EpollHub.serve` checkpoints once or twice per round (its waits).
 """
 
 from __future__ import annotations
@@ -37,37 +45,63 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAX_EVENTS", "EpollHub"]
+__all__ = ["DEFAULT_MAX_PER_ROUND", "MAX_EVENTS", "EpollHub"]
 
 _log = structlog.get_logger("steno.hub")
 
 MAX_EVENTS: Final = 1024
-"""Ready sockets handled per round (the rest come next round)."""
+"""The largest ``max_per_round`` (one ``epoll_wait``'s result)."""
+
+DEFAULT_MAX_PER_ROUND: Final = 32
+"""Ready sockets a round serves at most by default: a step costs ~40-80 µs (a result
+decoded and delivered, or a simulator's frames read), so a round stays within ~1-3 ms,
+the engine's send-lag budget, and a 1,000-stream backlog goes in ~30 slices."""
 
 
 class EpollHub:
     """Waits for many sockets in one task (:meth:`serve`) and calls their steps.
 
     Args:
-        min_round_s: the least time from one round's start to the next's.
+        min_round_s: the least time from one round's start to the next's (after a
+            round that served every ready socket).
+        max_per_round: ready sockets served per round at most (1 to :data:`MAX_EVENTS`).
 
     Resource handling:
         The epoll set is closed when :meth:`serve` ends (cancelled); the sockets
         stay their owners'.
     """
 
-    __slots__ = ("_epoll", "_min_round_s", "_readers", "calls", "now", "rounds")
+    __slots__ = (
+        "_epoll",
+        "_max_per_round",
+        "_min_round_s",
+        "_readers",
+        "calls",
+        "cut_rounds",
+        "longest_round_s",
+        "now",
+        "rounds",
+    )
 
-    def __init__(self, *, min_round_s: float = 0.0) -> None:
+    def __init__(
+        self, *, min_round_s: float = 0.0, max_per_round: int = DEFAULT_MAX_PER_ROUND
+    ) -> None:
         if min_round_s < 0:
             raise ValueError("min_round_s must be >= 0")
+        if not 1 <= max_per_round <= MAX_EVENTS:
+            raise ValueError(f"max_per_round must be in 1..{MAX_EVENTS}, got {max_per_round}")
         self._min_round_s = min_round_s
+        self._max_per_round = max_per_round
         self._epoll = select.epoll()
         self._readers: dict[int, Callable[[], None]] = {}
         self.rounds = 0
         """Rounds so far (one wait, then every ready step)."""
         self.calls = 0
         """Step calls so far."""
+        self.cut_rounds = 0
+        """Rounds that left ready sockets to the next round (``max_per_round`` reached)."""
+        self.longest_round_s = 0.0
+        """The longest round so far (its first step called -> its last one returned)."""
         self.now = -math.inf
         """trio's clock at the start of the current round, for its steps: one clock read
         per round, not one per socket. A step's "now" is early by at most the round's
@@ -102,6 +136,7 @@ class EpollHub:
         fileno = self._epoll.fileno()
         readers = self._readers
         min_round_s = self._min_round_s
+        max_per_round = self._max_per_round
         next_round = -math.inf
         try:
             while True:
@@ -110,9 +145,14 @@ class EpollHub:
                     # Busy: let sockets gather, so a round's wake is shared by many.
                     await trio.sleep_until(next_round)
                 self.now = now = trio.current_time()
-                next_round = now + min_round_s
                 self.rounds += 1
-                for fd, _ in poll(0, MAX_EVENTS):
+                ready = poll(0, max_per_round)
+                if len(ready) == max_per_round:  # maybe more: next round at once
+                    self.cut_rounds += 1
+                    next_round = -math.inf
+                else:
+                    next_round = now + min_round_s
+                for fd, _ in ready:
                     step = readers.get(fd)
                     if step is None:
                         continue  # discarded by an earlier step of this round
@@ -122,6 +162,9 @@ class EpollHub:
                     except Exception:  # rule 3: a bug in a step; its owner decides
                         _log.exception("hub.step_crashed", fd=fd)
                         self.discard(fd)
+                busy = trio.current_time() - now
+                if busy > self.longest_round_s:
+                    self.longest_round_s = busy
         finally:
             readers.clear()
             trio.lowlevel.notify_closing(fileno)
