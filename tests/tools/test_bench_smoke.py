@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from engine.runtime import FOR_STREAMS
 from tools.bench.capacity import audio_loop, percentiles_ms
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,6 +45,7 @@ STEP_FIELDS = {
     "loadavg_start",
     "loadavg_end",
     "start_limiter",
+    "stalls",
 }
 
 
@@ -87,6 +89,13 @@ def test_capacity_benchmark_runs_and_writes_json(tmp_path: pathlib.Path) -> None
     assert {"p50", "p99", "max"} <= step["lateness_ms"].keys()
     assert step["finals"] > 0
     assert step["events"]["StreamEnded"] == 2
+    stalls = step["stalls"]  # why the tail is what it is (tools/bench/_stalls.py)
+    assert len(stalls["gc"]["count"]) == 3 and len(stalls["gc"]["max_ms"]) == 3
+    assert stalls["gc"]["thresholds"] == list(FOR_STREAMS.thresholds)
+    assert stalls["gc"]["frozen"] > 0
+    assert stalls["pacer"]["ticks"] > 0 and stalls["pacer"]["tick_late_max_ms"] >= 0
+    assert stalls["hub"]["rounds"] > 0
+    assert "GC n0/n1/n2" in proc.stdout
 
 
 class TestHelpers:

@@ -276,6 +276,11 @@ _COLUMNS = [
     ("irq %", "{irq_cpu_pct}"),
     ("others %", "{others_cpu_pct}"),
     ("late p50/p99/max ms", "{late}"),
+    ("send lag p99 ms", "{send_lag}"),
+    ("GC n0/n1/n2", "{gc_counts}"),
+    ("GC max ms", "{gc_max}"),
+    ("tick late p99/max ms", "{tick_late}"),
+    ("hub round max ms", "{hub_round}"),
     ("frames sent", "{frames_sent}/{frames_expected}"),
     ("partials", "{partials}"),
     ("finals", "{finals}"),
@@ -290,8 +295,31 @@ def _fmt(p: dict[str, float | None], keys: tuple[str, ...]) -> str:
     return "/".join("-" if p[k] is None else f"{p[k]:.1f}" for k in keys)
 
 
+def _stall_cells(r: dict[str, Any]) -> dict[str, str]:
+    """The table's cells for a step's stall figures (``-`` where unknown)."""
+    stalls = r.get("stalls") or {}
+    cells: dict[str, str] = {}
+    lag = (r.get("engine") or {}).get("send_lag_p99_ms")
+    if lag:
+        cells["send_lag"] = f"{lag['median']:.1f}/{lag['max']:.1f}"
+    if gc := stalls.get("gc"):
+        cells["gc_counts"] = "/".join(str(n) for n in gc["count"])
+        cells["gc_max"] = f"{max(gc['max_ms']):.1f}"
+    if pacer := stalls.get("pacer"):
+        cells["tick_late"] = f"{pacer['tick_late_p99_ms']:.1f}/{pacer['tick_late_max_ms']:.1f}"
+    if hub := stalls.get("hub"):
+        cells["hub_round"] = f"{hub['longest_round_ms']:.1f}"
+    return cells
+
+
 def table(records: list[dict[str, Any]]) -> str:
-    """A Markdown table of the steps (paste-able into the README)."""
+    """A Markdown table of the steps (paste-able into the README).
+
+    ``send lag p99``: the median and the worst of the streams' p99s; ``GC``: the
+    collections in the window per generation, and the longest pause; ``tick late``:
+    the pacer ticker's own lateness (the loop held by others); ``hub round``: the read
+    hub's longest round.
+    """
     rows = [[title for title, _ in _COLUMNS]]
     for r in records:
         values = collections.defaultdict(
@@ -300,6 +328,7 @@ def table(records: list[dict[str, Any]]) -> str:
             load1=r["loadavg_end"][0],
             late=_fmt(r["lateness_ms"], ("p50", "p99", "max")),
             lag=_fmt(r["final_lag_ms"], ("p50", "p99")),
+            **_stall_cells(r),
         )
         rows.append([spec.format_map(values) for _, spec in _COLUMNS])
     widths = [max(len(row[c]) for row in rows) for c in range(len(_COLUMNS))]

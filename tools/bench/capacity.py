@@ -28,7 +28,11 @@ Measured per step: client CPU (this process, ``getrusage``), simulator CPU
 (``/proc/PID/stat``), CPU used by everything else on the machine (``/proc/stat`` minus
 both), send lateness of the feeders (wake-up minus schedule), frames sent, events by type,
 final lag, errors, reconnects, gaps, and wall times. The task-start limiter is given a
-limit far above N, so starts are never throttled (the JSON says so).
+limit far above N, so starts are never throttled (the JSON says so). Why the tail is what
+it is (``stalls``, ``tools/bench/_stalls.py``): the collector's pauses in the window (and
+in the connect phase), the pacer ticker's own lateness, its longest tick, the read hub's
+longest round. The process runs under :func:`engine.runtime.tune_for_streams` (as the
+CLI and the daemon do) unless ``--gc default``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from engine.events import (
 from engine.logging import configure
 from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
+from engine.runtime import GcPauses, tune_for_streams
 from engine.stream import Stream, StreamConfig, open_stream
 from tools.bench import _speech
 from tools.bench._report import (
@@ -80,6 +85,7 @@ from tools.bench._report import (
 )
 from tools.bench._report import percentiles_ms as percentiles_ms  # the smoke test's helper
 from tools.bench._sim import SimProcess
+from tools.bench._stalls import StallWindow
 
 RATE = 16000
 MODEL = "paraformer-realtime-v2"
@@ -256,7 +262,9 @@ async def run_stream(
             await outbox.send(event)
 
 
-async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+async def run_step(
+    n: int, sim_url: str, sim_pid: int, args: argparse.Namespace, pauses: GcPauses
+) -> dict[str, Any]:
     """One step: N streams through connect, a measured stream window, and finish."""
     frame_s = args.frame_ms / 1000.0
     spf = RATE * args.frame_ms // 1000
@@ -272,6 +280,8 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
     phases: dict[str, float] = {}
     window: tuple[CpuSnapshot, CpuSnapshot] | None = None
     engine: dict[str, Any] | None = None
+    stalls = StallWindow(pauses)
+    stall_record: dict[str, Any] = {}
     load_start = os.getloadavg()
     t_finish: float | None = None
     t_begin = trio.current_time()
@@ -321,8 +331,10 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
                         )
                     )
                 await trio.sleep_until(base)
+                stall_record["gc_connect"] = stalls.begin()
                 before = snapshot(sim_pid)
             window = (before, snapshot(sim_pid))
+            stall_record |= stalls.end()
             rss["window_kb"] = rss_kb()
             engine = engine_stats([s.statistics() for s in streams])
             phases["stream_s"] = trio.current_time() - base
@@ -342,6 +354,7 @@ async def run_step(n: int, sim_url: str, sim_pid: int, args: argparse.Namespace)
     )
     record["rss_kb"] = rss
     record["engine"] = engine
+    record["stalls"] = stall_record or None
     if "window_kb" in rss:
         record["rss_per_stream_kb"] = round((rss["window_kb"] - rss["before_kb"]) / n, 1)
     if args.script:
@@ -391,6 +404,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sim-url", help="use this running simulator (with --sim-pid) instead of one per step"
     )
     parser.add_argument("--sim-pid", type=int, help="the --sim-url simulator's process id")
+    parser.add_argument(
+        "--gc", choices=["streams", "default"], default="streams",
+        help="streams: engine.runtime.tune_for_streams() (the CLI's and the daemon's "
+        "policy); default: CPython's collector as it comes (for an A/B)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if (args.sim_url is None) != (args.sim_pid is None):
         parser.error("--sim-url and --sim-pid go together")
@@ -405,6 +423,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure(json=False, level=logging.WARNING)
+    if args.gc == "streams":
+        tune_for_streams()
+    # CPU time of the collecting thread: a pause's own cost, not the time the machine's
+    # other processes held the core meanwhile (the wall clock's reading on a busy machine)
+    pauses = GcPauses(clock=time.thread_time)
+    pauses.start()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a socket per stream
     result: dict[str, Any] = {
@@ -420,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "phases": "aligned" if args.aligned else "spread over one frame period",
             "pacing": "engine.pacer" if find_spec("engine.pacer") else "trio.sleep_until",
+            "gc": {
+                "policy": args.gc,
+                "thresholds": list(gc.get_threshold()),
+                "pauses": "CPU time of the collecting thread (time.thread_time)",
+            },
             "feeding": feeding_used(args.feeding),
             "transport": "engine open_stream (resampler, session), trio-websocket, TCP 127.0.0.1",
             "simulator": "separate process per step (tools.bench.sim_server)",
@@ -437,11 +466,11 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.settle)
         gc.collect()
         if args.sim_url is not None:
-            record = trio.run(run_step, n, args.sim_url, args.sim_pid, args)
+            record = trio.run(run_step, n, args.sim_url, args.sim_pid, args, pauses)
         else:
             sim = SimProcess()
             try:
-                record = trio.run(run_step, n, sim.url, sim.pid, args)
+                record = trio.run(run_step, n, sim.url, sim.pid, args, pauses)
             finally:
                 record_exit = sim.close()
             record["sim_exit"] = record_exit
