@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import trio
 
 from engine import logging as steno_logging
+from engine import runtime
 from engine._util import unwrap_single_group
 from engine.cli._common import (
     EXIT_FAILED,
@@ -188,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     from adapters.dashscope.ws import transport_name
 
+    if entry:  # the process is ours: the collector's policy for many streams (engine/runtime.py)
+        runtime.tune_for_streams()
     try:
         transport_name()  # a bad STENO_TRANSPORT is one line now, not a failure per stream
         code = trio.run(_run, args)

@@ -32,6 +32,7 @@ import structlog
 import trio
 
 from engine import logging as steno_logging
+from engine import runtime
 from engine.config import Secret
 from engine.daemon.manager import Daemon
 from engine.daemon.runner import StreamEnv
@@ -177,6 +178,7 @@ def main() -> int:
     control_fd, reports_fd = os.dup(0), os.dup(1)
     os.dup2(2, 1)
     steno_logging.configure(json=True, stream=sys.stderr)  # until Start sets the level
+    runtime.tune_for_streams()  # the collector's policy for many streams (engine/runtime.py)
     try:
         return trio.run(_main, control_fd, reports_fd)
     except Exception:

@@ -25,6 +25,7 @@ from adapters.sim.config import SimConfig
 from adapters.sim.recognizers import make_recognizer
 from adapters.sim.server import serve
 from engine.logging import configure
+from engine.runtime import tune_for_streams
 
 
 async def _until_stdin_closes() -> None:
@@ -74,6 +75,7 @@ def cli(argv: list[str] | None = None) -> None:
     if not 0 <= args.feed_batch_ms <= SimConfig().feed_chunk_ms:
         parser.error(f"--feed-batch-ms must be in 0–{SimConfig().feed_chunk_ms}")
     configure(json=False, level=getattr(logging, args.log_level.upper()))
+    tune_for_streams()  # the collector's policy for many streams (engine/runtime.py)
     trio.run(main, args.host, args.port, args.feed_batch_ms)
 
 
