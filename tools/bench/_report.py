@@ -281,6 +281,7 @@ _COLUMNS = [
     ("GC max ms", "{gc_max}"),
     ("tick late p99/max ms", "{tick_late}"),
     ("hub round max ms", "{hub_round}"),
+    ("preempted", "{preempted}"),
     ("frames sent", "{frames_sent}/{frames_expected}"),
     ("partials", "{partials}"),
     ("finals", "{finals}"),
@@ -309,6 +310,8 @@ def _stall_cells(r: dict[str, Any]) -> dict[str, str]:
         cells["tick_late"] = f"{pacer['tick_late_p99_ms']:.1f}/{pacer['tick_late_max_ms']:.1f}"
     if hub := stalls.get("hub"):
         cells["hub_round"] = f"{hub['longest_round_ms']:.1f}"
+    if "preempted" in stalls:
+        cells["preempted"] = str(stalls["preempted"])
     return cells
 
 
@@ -318,7 +321,8 @@ def table(records: list[dict[str, Any]]) -> str:
     ``send lag p99``: the median and the worst of the streams' p99s; ``GC``: the
     collections in the window per generation, and the longest pause; ``tick late``:
     the pacer ticker's own lateness (the loop held by others); ``hub round``: the read
-    hub's longest round.
+    hub's longest round; ``preempted``: the kernel's involuntary switches away from
+    this process in the window (a busy machine's share of the tail).
     """
     rows = [[title for title, _ in _COLUMNS]]
     for r in records:

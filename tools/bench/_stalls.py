@@ -4,15 +4,16 @@ The capacity benchmark's lateness percentiles say *how late* frames were; these 
 *why*: every cyclic collection's pause (:class:`engine.runtime.GcPauses`, per
 generation), how late the pacer's ticker itself ran (it asks for the loop every
 millisecond while streams are paced, so its lateness is how long something else held
-the loop), its longest tick and the steps its budget deferred, and the client's read
-hub's longest round and the rounds its budget cut. :class:`StallWindow` starts them at
-the window's start and reads them at its end; an engine without one of the sources
-gives nulls.
-"""
+the loop), its longest tick and the steps its budget deferred, the client's read hub's
+longest round and the rounds its budget cut, and how often the kernel preempted the
+process (another process ran: a stall no code here removes). :class:`StallWindow`
+starts them at the window's start and reads them at its end; an engine without one of
+the sources gives nulls."""
 
 from __future__ import annotations
 
 import gc
+import resource
 from typing import Any
 
 import msgspec
@@ -39,6 +40,11 @@ def _pacer() -> Any:
         return None
 
 
+def _involuntary_switches() -> int:
+    """Times the kernel preempted this process so far (``getrusage``'s ``ru_nivcsw``)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
 class StallWindow:
     """The stall figures of one measured window; use inside the trio run.
 
@@ -49,11 +55,13 @@ class StallWindow:
     def __init__(self, pauses: GcPauses) -> None:
         self.pauses = pauses
         self._before: dict[str, Any] = {}
+        self._switches = 0
 
     def begin(self) -> dict[str, Any]:
         """Start the window; return the collector's figures until now (the connect phase)."""
         before = gc_record(self.pauses)
         self.pauses.reset()
+        self._switches = _involuntary_switches()
         hub = _read_hub()
         if hub is not None:
             hub.longest_round_s = 0.0
@@ -66,9 +74,18 @@ class StallWindow:
         Call it after the window's CPU snapshot: it counts the tracked objects (what a
         full collection scans; ``gc.get_objects()`` is itself a pause of that size).
         """
+        preempted = _involuntary_switches() - self._switches
         record = gc_record(self.pauses)
         record["tracked_objects"] = len(gc.get_objects())
-        return {"gc": record, "pacer": pacer_record(), "hub": self._hub()}
+        return {
+            "gc": record,
+            "pacer": pacer_record(),
+            "hub": self._hub(),
+            # the kernel took the core away this often in the window (another process
+            # ran): a stall no code of ours can remove, and the reason for long ticks
+            # with short collections on a busy machine
+            "preempted": preempted,
+        }
 
     def _hub(self) -> dict[str, Any] | None:
         hub = _read_hub()
