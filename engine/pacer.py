@@ -331,7 +331,7 @@ class Pacer:
         drivers = bucket.drivers
         if not drivers:
             return
-        self.deferred += sum(1 for d in drivers if d.step is not None)
+        self.deferred += len(drivers)  # (a cancelled one too: it is skipped when due)
         existing = self._buckets.get(bucket.key)
         if existing is None:
             self._buckets[bucket.key] = bucket
