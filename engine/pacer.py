@@ -41,12 +41,12 @@ ends the drive: the task is rescheduled (and re-raises the exception). Rules:
    ``ValueError``), and a tick calls each step at most once, so a tick always ends.
 5. A tick is bounded: it calls at most ``max_steps`` steps, the earliest deadlines
    first (bucket order, then deadline order in a bucket); the rest stay due and are
-   served by the next tick, right after the other runnable tasks (the read hub, the
-   consumers) had their turn. After a stall (a long collection, a burst of results)
-   the backlog is then worked off in slices of bounded length instead of one tick
-   holding the loop for all of it. Deferred calls are counted
-   (:attr:`PacerStatistics.deferred`); waiters are unparked whatever the budget
-   (an unpark only makes a task runnable).
+   served by the next tick, after the other runnable tasks (the read hub, the pumps)
+   had their turn: a backlog (after a stall) goes in slices of bounded length, not one
+   tick holding the loop. Deferred calls are counted (:attr:`PacerStatistics.deferred`);
+   waiters are unparked whatever the budget (an unpark only makes a task runnable).
+   The trade, measured overloaded (500 streams, 20 % of a core): send lag p99 ~0.2-10
+   ms instead of ~0.9 s, but the backlog waits here, where it is not coalesced.
 
 The ticker is a trio *system task*, spawned by the first wait of a run: it lives and
 dies with that run (no task leaks out of ``trio.run``, nothing crosses runs), is
