@@ -13,6 +13,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Final
 
+import msgspec
 import structlog
 import trio
 
@@ -23,18 +24,68 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "LIMITS_PATH",
     "RATE_SHARE_VAR",
+    "UNLIMITED",
+    "DeclaredLimits",
     "StartLimiter",
     "max_shares",
+    "parse_start_rate",
     "process_limiter",
     "rate_share",
     "share_limits",
+    "uniform_limits",
 ]
 
 log = structlog.get_logger("steno.ratelimit")
 
 #: The environment variable that gives a process its share of every task-start budget.
 RATE_SHARE_VAR: Final = "STENO_RATE_SHARE"
+
+
+#: Where a simulator declares the task-start budgets it enforces (HTTP ``GET`` on its port,
+#: no key; the real service has no such path): :class:`DeclaredLimits` as JSON.
+LIMITS_PATH: Final = "/api/v1/steno/limits"
+
+
+class DeclaredLimits(msgspec.Struct, frozen=True):
+    """A server's own task-start budgets per model family (empty: it enforces none)."""
+
+    task_starts: dict[str, RateLimit]
+
+
+#: ``--start-rate`` for no client-side task-start limit (a local simulator that enforces none).
+UNLIMITED: Final = "unlimited"
+
+_PER: Final = {"": 1.0, "s": 1.0, "min": 60.0}
+
+
+def parse_start_rate(text: str, *, flag: str = "--start-rate") -> RateLimit | None:
+    """A task-start budget as written by a user: ``20``, ``20/s``, ``10/min``, or
+    ``unlimited`` (None: no limit). The burst is the rate's whole starts (at least one).
+
+    Raises:
+        ConfigError: anything else, in one line naming ``flag`` and the fix.
+    """
+    spec = text.strip().lower()
+    if spec == UNLIMITED:
+        return None
+    count, _, per = spec.partition("/")
+    try:
+        rate = float(count)
+    except ValueError:
+        rate = math.nan
+    if per.strip() not in _PER or not (math.isfinite(rate) and rate > 0):
+        raise ConfigError(
+            f"bad {flag} {text[:40]!r}: not a positive rate; "
+            f"fix: e.g. {flag} 20 (per second), 10/min, or {UNLIMITED}"
+        )
+    return RateLimit(rate, per_s=_PER[per.strip()])
+
+
+def uniform_limits(limit: RateLimit | None) -> dict[str, RateLimit]:
+    """``limit`` for every model family (:data:`~engine.policy.RATE_LIMITS`'); None: no limits."""
+    return {} if limit is None else dict.fromkeys(RATE_LIMITS, limit)
 
 
 def rate_share(environ: Mapping[str, str] | None = None) -> float:

@@ -9,6 +9,7 @@ requests are routed here by ``server.py``; DASHSCOPE.md §1.1, §6, §11 item 14
 ``POST /api/v1/tasks/{task_id}/cancel``                    cancel a PENDING task
 ``GET  /api/v1/tasks?page_no=&page_size=&status=&model_name=``  list, newest first
 ``GET  /results/{task_id}/{n}.json?Expires=…``              a result file (no key: a "signed URL")
+``GET  /api/v1/steno/limits``                              the task-start budgets enforced (no key)
 =========================================================  ==========================
 
 Theory of operation
@@ -46,6 +47,7 @@ import trio
 from adapters.dashscope.batch import BATCH_MODELS, MAX_FILES
 from adapters.http.server import HttpRequest, HttpResponse, json_response, serve_http
 from engine.policy import RateLimit, TokenBucket
+from engine.ratelimit import LIMITS_PATH, DeclaredLimits
 
 from ._batchjob import SimTask, check_parameters, run_task
 from .restconfig import RestConfig, RestFault
@@ -61,6 +63,10 @@ _log = structlog.get_logger()
 
 API: Final = "/api/v1"
 SUBMIT: Final = API + "/services/audio/asr/transcription"
+#: What ``GET /api/v1/steno/limits`` (:data:`engine.ratelimit.LIMITS_PATH`) answers, so a
+#: client sizes its task-start budget to this server, not the service: the WebSocket tasks'
+#: start budgets per model family; empty: the simulator enforces none.
+TASK_START_LIMITS: Final[dict[str, RateLimit]] = {}
 _TASK: Final = re.compile(r"^/api/v1/tasks/([^/]+)(/cancel)?/?$")
 _RESULT: Final = re.compile(r"^/results/([^/]+)/(\d+)\.json$")
 _SUBMIT_RATES: Final = {"paraformer-v2": 20.0, "sensevoice-v1": 10.0}
@@ -136,6 +142,8 @@ class RestService:
                     response = self._list(request)
                 case "result":
                     response = self._result(request)
+                case "limits":
+                    response = json_response(200, DeclaredLimits(TASK_START_LIMITS))
                 case _:
                     response = self._error(404 if route == "none" else 405)
         _log.info("rest.request", method=request.method, path=request.path, status=response.status)
@@ -144,7 +152,7 @@ class RestService:
     # ------------------------------------------------------------ checks
 
     def _refuse(self, request: HttpRequest, route: str) -> HttpResponse | None:
-        if route in ("none", "result"):
+        if route in ("none", "result", "limits"):
             return None
         status = self._check_key(request.headers, request.query)
         if status is not None:
@@ -333,6 +341,8 @@ def _route(request: HttpRequest) -> tuple[str, str]:
         if match.group(2):
             return ("cancel" if method == "POST" else "bad-method"), match.group(1)
         return ("status" if method == "GET" else "bad-method"), match.group(1)
+    if path.rstrip("/") == LIMITS_PATH:
+        return ("limits" if method == "GET" else "bad-method"), ""
     if _RESULT.match(path):
         return ("result" if method == "GET" else "bad-method"), ""
     return "none", ""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
-import pathlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -34,12 +32,15 @@ from engine.cli._common import (
     parse_layout,
     resolve_endpoint,
 )
+from engine.cli._names import check_output_dir, file_durations, output_stems, stream_ids
 from engine.cli._shard import STREAMS_PER_PROCESS, plan_processes
 from engine.cli._signals import Interrupts
+from engine.cli._startbudget import choose_budget, resolve_budget
 from engine.config import SessionConfig
 from engine.errors import ConfigError
 from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import FileStreamConfig, run_file_stream
+from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter, rate_share
 from engine.wiring import EDGES
 
@@ -48,12 +49,13 @@ log = structlog.get_logger("steno.files")
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import TextIO
 
     from adapters.dashscope.models import RecognitionOptions
     from adapters.dashscope.ws import Dialer
     from engine.config import TranslationOptions
+    from engine.policy import RateLimit
     from engine.shard import WorkerPool
 
 __all__ = [
@@ -87,6 +89,12 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
         f"one per {STREAMS_PER_PROCESS} files at once); 1 streams in this process",
     )
     p.add_argument(
+        "--start-rate",
+        metavar="RATE",
+        help="task starts allowed, e.g. 20 (per second), 10/min or unlimited (default: the "
+        "service's per-model budget; a simulator's own, which is none)",
+    )
+    p.add_argument(
         "--finish-timeout",
         type=float,
         default=10.0,
@@ -106,58 +114,6 @@ def add_file_stream_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="fault plan for the embedded simulator, e.g. 'drop:at=3;first=1' (no API key only)",
     )
-
-
-def check_output_dir(directory: str, flag: str = "--out") -> None:
-    """Create ``directory`` and check it can take files, before anything connects.
-
-    Blocking (call from a thread).
-
-    Raises:
-        ConfigError: it cannot be created or written (a configuration error: exit 2).
-    """
-    path = pathlib.Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".steno-write-check-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write output files to {directory}: {exc.strerror or exc}; "
-            f"fix: choose a writable directory with {flag}"
-        ) from None
-
-
-def stream_ids(files: Sequence[str]) -> list[str]:
-    """A readable, unique id per file: its name, with a counter for repeats."""
-    seen: dict[str, int] = {}
-    ids = []
-    for path in files:
-        name = pathlib.Path(path).name
-        seen[name] = seen.get(name, 0) + 1
-        ids.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return ids
-
-
-def output_stems(files: Sequence[str]) -> list[str]:
-    """A unique output file stem per file, so two inputs never write the same files.
-
-    The first file with a stem keeps it; a later one with the same stem (the same file
-    twice, or ``a/x.wav`` and ``b/x.wav``) gets ``x-2``, ``x-3``, …, skipping any stem
-    another input already has.
-    """
-    stems = [pathlib.Path(path).stem for path in files]
-    taken: set[str] = set()
-    out = []
-    for stem in stems:
-        unique, n = stem, 1
-        while unique in taken or (unique != stem and unique in stems):
-            n += 1
-            unique = f"{stem}-{n}"
-        taken.add(unique)
-        out.append(unique)
-    return out
 
 
 async def run_files(
@@ -188,6 +144,7 @@ async def run_files(
         )
     if not (math.isfinite(args.replay_buffer) and args.replay_buffer > 0):
         raise ConfigError(f"--replay-buffer must be a positive number, got {args.replay_buffer:g}")
+    choose_budget(args.start_rate, None)  # a bad --start-rate is an error before anything starts
     processes = plan_processes(
         getattr(args, "processes", None), min(len(args.files), args.jobs), spec.family
     )
@@ -210,6 +167,7 @@ async def run_files(
             except OSError as exc:  # no worker could start: the files still get streamed
                 log.warning("shard.unavailable", error=str(exc), processes=processes)
         endpoint = await resolve_endpoint(args, stack, api="inference", faults=args.sim_fault)
+        budget = await resolve_budget(args.start_rate, endpoint)
         configs = [
             FileStreamConfig(
                 path=path,
@@ -242,6 +200,7 @@ async def run_files(
             err=sys.stderr,
             translate=translation is not None,
             pool=pool,
+            start_limits=budget.limits,
         )
 
 
@@ -254,6 +213,7 @@ async def run_streams(
     dial: Dialer | None = None,
     translate: bool = False,
     pool: WorkerPool | None = None,
+    start_limits: Mapping[str, RateLimit] = RATE_LIMITS,
 ) -> int:
     """Run every stream concurrently (at most ``jobs`` at once); return the exit code.
 
@@ -267,7 +227,10 @@ async def run_streams(
     printed is the same, line for line.
 
     The transcript goes to ``out`` and the status lines to ``err`` (``out`` when
-    left out); the status line is drawn when ``err`` is a terminal.
+    left out); the status line is drawn when ``err`` is a terminal. Tasks start
+    within ``start_limits`` (the service's by default; see
+    :mod:`engine.cli._startbudget`), shared by every stream (and split over a
+    ``pool``'s workers).
     """
     tty = _isatty(err or out)
     durations = await trio.to_thread.run_sync(file_durations, configs) if tty else {}
@@ -299,7 +262,10 @@ async def run_streams(
             async with console_send:
                 if pool is None:
                     shows = functools.partial(console.shown, tty=tty, translate=translate)
-                    await _run_here(configs, jobs, console_send, drain, dial, results, shows)
+                    starts = StartLimiter(start_limits)  # one bucket per family for the run
+                    await _run_here(
+                        configs, jobs, console_send, drain, dial, results, shows, starts
+                    )
                 else:
                     results = await pool.run(
                         configs,
@@ -308,6 +274,7 @@ async def run_streams(
                         drain=drain,
                         console_tty=tty,
                         translate=translate,
+                        start_limits=start_limits,
                     )
             streams.cancel_scope.cancel()
     if interrupts.interrupted:
@@ -323,13 +290,15 @@ async def _run_here(
     dial: Dialer | None,
     results: list[StreamEnded],
     shows: Callable[[Event], bool] | None = None,
+    starts: StartLimiter | None = None,
 ) -> None:
     """Every stream in this process, at most ``jobs`` at once; endings into ``results``.
 
     ``shows``: what the console prints something for (the rest is not sent to it).
     """
     slots = trio.Semaphore(jobs)
-    starts = StartLimiter()  # one token bucket per model family for the whole run
+    if starts is None:
+        starts = StartLimiter()  # the service's budget, one bucket per family for the run
 
     async def one(config: FileStreamConfig, channel: trio.MemorySendChannel[Event]) -> None:
         try:
@@ -354,31 +323,6 @@ async def _run_here(
                 await console_send.send(_not_started(config))
                 continue
             workers.start_soon(one, config, console_send.clone())
-
-
-def file_durations(configs: Sequence[FileStreamConfig]) -> dict[str, float]:
-    """Each file's length in seconds, by stream, where its header says (for progress).
-
-    Blocking (reads headers). A file soundfile cannot read (mp3 in an old
-    libsndfile, a container for ffmpeg, a missing file) gets no progress: its
-    errors belong to its stream, not here.
-    """
-    import soundfile
-
-    durations = {}
-    for config in configs:
-        try:
-            seconds = float(soundfile.info(config.path).duration)
-        except (
-            OSError,
-            RuntimeError,
-            ValueError,
-            TypeError,
-        ):  # soundfile.LibsndfileError is a RuntimeError
-            continue
-        if math.isfinite(seconds) and seconds > 0:
-            durations[config.session.stream] = seconds
-    return durations
 
 
 def _isatty(stream: TextIO) -> bool:

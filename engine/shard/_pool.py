@@ -59,9 +59,10 @@ from engine.shard._wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     from engine.pipeline import FileStreamConfig
+    from engine.policy import RateLimit
 
 __all__ = ["WORKER_COMMAND", "WorkerPool", "open_workers"]
 
@@ -111,12 +112,14 @@ class WorkerPool:
         drain: trio.Event,
         console_tty: bool = True,
         translate: bool = False,
+        start_limits: Mapping[str, RateLimit] | None = None,
     ) -> list[StreamEnded]:
         """Stream every file over the workers; each file's ending, in command-line order.
 
         ``configs`` differ only in ``path``, ``output_stem`` and ``session.stream``.
         At most ``jobs`` files stream at once in all: each worker gets its part of
-        them (``jobs // N``, one more for the first ``jobs % N``).
+        them (``jobs // N``, one more for the first ``jobs % N``). ``start_limits``:
+        the run's task-start budgets (None: the service's), split over the workers.
 
         ``console_tty`` and ``translate`` describe the console: off a terminal the
         workers leave out what it would not print (:attr:`Setup.console_tty`).
@@ -137,6 +140,7 @@ class WorkerPool:
                 log_level=log_level,
                 console_tty=console_tty,
                 translate=translate,
+                start_limits=None if start_limits is None else dict(start_limits),
             )
             await worker.tell(setup)  # first, so no other message can overtake it
         async with console, trio.open_nursery() as nursery:

@@ -25,6 +25,7 @@ import msgspec
 from engine.config import Secret
 from engine.events import EventUnion, StreamEnded
 from engine.pipeline import FileStreamConfig
+from engine.policy import RateLimit
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -77,6 +78,8 @@ class Setup(_Message, frozen=True):
             one, the worker sends up only what the console prints
             (:func:`engine.actors.console.shown`), not every partial.
         translate: the console is in translation mode (what it prints differs).
+        start_limits: the run's task-start budgets per model family, before the
+            worker's share (``STENO_RATE_SHARE``); None: the service's.
     """
 
     template: FileStreamConfig
@@ -85,6 +88,7 @@ class Setup(_Message, frozen=True):
     log_level: int
     console_tty: bool = True
     translate: bool = False
+    start_limits: dict[str, RateLimit] | None = None
 
 
 class Job(_Message, frozen=True):

@@ -42,6 +42,7 @@ from engine import logging as steno_logging
 from engine.actors import console
 from engine.events import Event, StreamEnded, StreamError
 from engine.pipeline import run_file_stream
+from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
 from engine.shard._wire import (
     Drain,
@@ -129,7 +130,9 @@ class _Files:
         self._setup = setup
         self._outbox = outbox
         self._drain = trio.Event()
-        self._limiter = StartLimiter()  # this process's share of the budget
+        # this process's share (STENO_RATE_SHARE) of the run's budget
+        limits = RATE_LIMITS if setup.start_limits is None else setup.start_limits
+        self._limiter = StartLimiter(limits)
         self._verbose = setup.log_level <= logging.INFO
         self._shows = functools.partial(
             console.shown, tty=setup.console_tty, translate=setup.translate

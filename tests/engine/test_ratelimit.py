@@ -12,8 +12,10 @@ from engine.ratelimit import (
     RATE_SHARE_VAR,
     StartLimiter,
     max_shares,
+    parse_start_rate,
     rate_share,
     share_limits,
+    uniform_limits,
 )
 
 
@@ -92,3 +94,40 @@ class TestShareLimits:
         # And the shares are used, not wasted: 60 N starts take about as long as one
         # limiter with the whole budget would need.
         assert starts[-1] == pytest.approx((60 * n - 20) / 20, rel=0.15)
+
+
+class TestParseStartRate:
+    @pytest.mark.parametrize(
+        ("text", "limit"),
+        [
+            ("20", RateLimit(20)),
+            ("20/s", RateLimit(20)),
+            (" 0.5 ", RateLimit(0.5)),
+            ("10/min", RateLimit(10, per_s=60.0)),
+            ("Unlimited", None),
+        ],
+    )
+    def test_rates(self, text: str, limit: RateLimit | None) -> None:
+        """A rate per second or per minute, or no limit at all."""
+        assert parse_start_rate(text) == limit
+
+    @pytest.mark.parametrize("text", ["0", "-1", "", "x", "20/h", "nan", "inf", "1/0"])
+    def test_bad_rate_is_one_line_with_the_fix(self, text: str) -> None:
+        """Anything else is one line naming the option and what to write."""
+        with pytest.raises(ConfigError) as info:
+            parse_start_rate(text, flag="--start-rate")
+        assert "\n" not in str(info.value)
+        assert "--start-rate" in str(info.value) and "fix:" in str(info.value)
+
+    def test_uniform_limits(self) -> None:
+        """One budget for every family; None leaves every family unlimited."""
+        assert uniform_limits(RateLimit(5)) == dict.fromkeys(RATE_LIMITS, RateLimit(5))
+        assert uniform_limits(None) == {}
+
+    async def test_an_unlimited_limiter_never_waits(self, autojump_clock: object) -> None:
+        """With no budgets, a thousand starts take no time."""
+        limiter = StartLimiter(uniform_limits(None), share=1.0)
+        t0 = trio.current_time()
+        for _ in range(1000):
+            await limiter.acquire("paraformer")
+        assert trio.current_time() == t0 and limiter.waited_s == 0.0
