@@ -8,7 +8,9 @@ Theory of operation
 
 The capture actor sends straight into the stream's resampler inlet (the resampler
 runs in the capture's task), so a paced frame wakes one task on its way to the
-session. The capture actor is started first (:class:`~engine.stream.Producer`), so a file
+session; the stream's events are rendered in the stream's own task
+(:func:`engine.actors.renderer.render`: no task and no channel between
+``Stream.events()`` and the files), then forwarded to the run's console. The capture actor is started first (:class:`~engine.stream.Producer`), so a file
 that cannot be read is reported before anything connects; the output files are
 created next (a bad ``--out`` likewise), then the stream's session starts.
 The file starts *playing* (its real-time clock starts) when the stream's first
@@ -52,10 +54,9 @@ from engine.config import SessionConfig, TranslationOptions
 from engine.errors import ConfigError, InputError
 from engine.events import Event, StreamEnded, StreamError, StreamStarted
 from engine.stream import StreamConfig, open_stream
-from engine.wiring import EDGES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from adapters.sinks.base import Sink
     from engine.messages import AudioOutbox, PcmBlock, RawBlock, Skip
@@ -274,30 +275,29 @@ async def _render(
     console_if: Callable[[Event], bool] | None,
     playing: trio.Event,
 ) -> None:
-    """Hand every event of the stream to the renderer (files, then the console).
+    """Render every event of the stream in this task (files, then the console).
 
     Sets ``playing`` at the stream's first event after :class:`StreamStarted` (see
     the module's theory of operation), and when the events end.
     """
-    render_send, render_recv = trio.open_memory_channel[Event](EDGES["session->renderer"].size)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            functools.partial(
-                renderer.run,
-                inbox=render_recv,
-                sinks=sinks,
-                forward=console,
-                forward_if=console_if,
-            )
+    try:
+        await renderer.render(
+            _setting_playing(stream.events(), playing),
+            sinks=sinks,
+            forward=console,
+            forward_if=console_if,
         )
-        async with render_send:
-            try:
-                async for event in stream.events():
-                    if not playing.is_set() and not isinstance(event, StreamStarted):
-                        playing.set()
-                    await render_send.send(event)
-            finally:
-                playing.set()
+    finally:
+        playing.set()
+
+
+async def _setting_playing(
+    events: AsyncIterator[Event], playing: trio.Event
+) -> AsyncIterator[Event]:
+    async for event in events:
+        if not playing.is_set() and not isinstance(event, StreamStarted):
+            playing.set()
+        yield event
 
 
 def _open_outputs(config: FileStreamConfig) -> list[Sink]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -307,3 +307,64 @@ class TestChannels:
         assert sink.closed == 1
         with pytest.raises(trio.BrokenResourceError):
             send.send_nowait(EVENTS[0])
+
+
+async def _render_in_place(events: list[Event], sinks: Sequence[Sink]) -> list[Event]:
+    """:func:`renderer.render` over ``events`` in this task; return what it forwarded."""
+    fwd_send, fwd_recv = trio.open_memory_channel[Event](2)
+    forwarded: list[Event] = []
+
+    async def source() -> AsyncIterator[Event]:
+        for event in events:
+            await trio.lowlevel.checkpoint()
+            yield event
+
+    async def console() -> None:
+        async with fwd_recv:
+            async for event in fwd_recv:
+                forwarded.append(event)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(console)
+            await renderer.render(source(), sinks=sinks, forward=fwd_send)
+    return forwarded
+
+
+class TestRenderInPlace:
+    async def test_same_files_as_the_actor(self, tmp_path: Path) -> None:
+        """In the caller's task, the real sinks write byte for byte what the actor writes."""
+        formats = ["txt", "srt", "vtt", "jsonl"]
+        await _render(EVENTS, open_sinks(tmp_path / "actor", "talk", formats))
+        forwarded = await _render_in_place(EVENTS, open_sinks(tmp_path / "here", "talk", formats))
+        assert forwarded == NON_AUDIO
+        for name in ("talk.txt", "talk.srt", "talk.vtt", "talk.jsonl"):
+            assert (tmp_path / "here" / name).read_bytes() == (
+                tmp_path / "actor" / name
+            ).read_bytes()
+
+    async def test_failure_is_isolated_and_reported(self) -> None:
+        """A sink that fails is dropped and reported right after the event it failed on."""
+        good, bad = RecordingSink(), RecordingSink(fail_on=Final)
+        forwarded = await _render_in_place(EVENTS, [bad, good])
+        errors = [e for e in forwarded if isinstance(e, StreamError)]
+        assert len(errors) == 1 and "/out/bad.x" in errors[0].message
+        assert bad.events == EVENTS[:2] and bad.closed == 1
+        assert good.events == [*EVENTS[:3], *errors, *EVENTS[3:]] and good.closed == 1
+
+    async def test_cancel_closes_sinks_and_forward(self) -> None:
+        """Cancelled while waiting for an event: the sinks are closed, the console lane too."""
+        sink = RecordingSink()
+        fwd_send, fwd_recv = trio.open_memory_channel[Event](8)
+
+        async def stalls() -> AsyncIterator[Event]:
+            yield EVENTS[0]
+            await trio.sleep_forever()
+            yield EVENTS[1]  # pragma: no cover - never reached
+
+        with trio.move_on_after(1):
+            await renderer.render(stalls(), sinks=[sink], forward=fwd_send)
+        assert sink.events == [EVENTS[0]] and sink.closed == 1
+        assert fwd_recv.receive_nowait() == EVENTS[0]
+        with pytest.raises(trio.EndOfChannel):
+            fwd_recv.receive_nowait()
