@@ -10,8 +10,9 @@ The capture actor sends straight into the stream's resampler inlet (the resample
 runs in the capture's task), so a paced frame wakes one task on its way to the
 session; the stream's events are rendered in the stream's own task
 (:func:`engine.actors.renderer.render`: no task and no channel between
-``Stream.events()`` and the files), then forwarded to the run's console. The capture actor is started first (:class:`~engine.stream.Producer`), so a file
-that cannot be read is reported before anything connects; the output files are
+``Stream.events()`` and the files), then forwarded to the run's console. The
+capture actor is started first (:class:`~engine.stream.Producer`), so a file that
+cannot be read is reported before anything connects; the output files are
 created next (a bad ``--out`` likewise), then the stream's session starts.
 The file starts *playing* (its real-time clock starts) when the stream's first
 task has started (:class:`SessionOpened`; a failure or a retry first, reported as
@@ -42,6 +43,7 @@ import structlog
 import trio
 
 from adapters.audio._batchread import current_write_batcher
+from adapters.dashscope.models import get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
 from adapters.sinks.factory import open_sinks
 from adapters.sinks.layout import DEFAULT_LAYOUT, CueLayout
@@ -240,6 +242,7 @@ async def _capture(
                 task_status=status,
                 stats=counts,
                 start=playing,
+                stream_rate=get_model(config.session.model).sample_rate,  # as open_stream's
             )
     except InputError as exc:
         if not status.done:

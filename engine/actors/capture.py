@@ -135,20 +135,25 @@ class _Playback:
 
     Not a checkpoint, never waits (it runs in the pacer's ticker). A block the outbox
     refuses is left in :attr:`refused` for the task to send; either way the step
-    returns ``None`` then, and at the end of the chunk.
+    returns ``None`` then, and at the end of the chunk. With ``try_send_pcm16`` (the
+    chunk is at the stream's rate) a block goes over as the chunk's bytes, sliced:
+    no array and no block object per block (the embedding API's ``try_push`` path).
     """
 
     __slots__ = (
         "block",
         "chunk",
         "counts",
+        "data",
         "emitted",
+        "length",
         "pos",
         "rate",
         "refused",
         "speed",
         "t0",
         "try_send",
+        "try_send_pcm16",
     )
 
     def __init__(
@@ -162,38 +167,50 @@ class _Playback:
         emitted: int,
         try_send: Callable[[PcmBlock], bool],
         counts: CaptureStats,
+        try_send_pcm16: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.chunk = chunk
+        self.length = len(chunk)
+        # mono int16 LE (to_mono_pcm16): its bytes are the frames' bytes
+        self.data = chunk.tobytes() if try_send_pcm16 is not None else b""
         self.block = block
         self.rate = rate
         self.speed = speed
         self.t0 = t0
         self.emitted = emitted  # source frames of the blocks due so far
         self.try_send = try_send
+        self.try_send_pcm16 = try_send_pcm16
         self.counts = counts
         self.pos = 0  # the next block's start in the chunk
         self.refused: PcmBlock | None = None
 
     @property
     def done(self) -> bool:
-        return self.pos >= len(self.chunk)
+        return self.pos >= self.length
 
     def deadline(self) -> float:
         """When the next block is due (its audio's end, on the absolute schedule)."""
-        n = min(self.block, len(self.chunk) - self.pos)
+        n = min(self.block, self.length - self.pos)
         return block_deadline(self.t0, self.emitted + n, self.rate, self.speed)
 
     def step(self, now: float) -> float | None:
-        samples = self.chunk[self.pos : self.pos + self.block]
-        item = PcmBlock(samples, self.rate)
-        self.pos += len(samples)
-        self.emitted += len(samples)
-        if not self.try_send(item):
-            self.refused = item
-            return None
+        pos = self.pos
+        n = min(self.block, self.length - pos)
+        self.pos = pos + n
+        self.emitted += n
+        if self.try_send_pcm16 is not None:
+            pcm = self.data[2 * pos : 2 * (pos + n)]
+            if not self.try_send_pcm16(pcm):
+                self.refused = PcmBlock(self.chunk[pos : pos + n], self.rate)
+                return None
+        else:
+            item = PcmBlock(self.chunk[pos : pos + n], self.rate)
+            if not self.try_send(item):
+                self.refused = item
+                return None
         self.counts.blocks += 1
         self.counts.samples = self.emitted
-        return None if self.done else self.deadline()
+        return None if self.pos >= self.length else self.deadline()
 
 
 async def run(
@@ -205,6 +222,7 @@ async def run(
     stats: CaptureStats | None = None,
     pacer: Pacer | None = None,
     start: trio.Event | None = None,
+    stream_rate: int | None = None,
 ) -> None:
     """Open ``config.path`` and send its audio, paced, to ``outbox``.
 
@@ -220,6 +238,9 @@ async def run(
             None: as soon as it is open. A file waits for its stream's first task
             (:mod:`engine.pipeline`), so a stream started late by the task-start limit
             plays in real time from then on instead of buffering a backlog to replay.
+        stream_rate: the rate ``outbox`` (a stream's resampler inlet) sends at: a
+            file at that rate hands its paced blocks over as int16 bytes
+            (``try_send_pcm16``), the same audio without an array per block.
 
     Resource handling:
         At most :func:`read_ahead_frames` of the file is held, as int16.
@@ -257,6 +278,11 @@ async def run(
                 ahead = read_ahead_frames(block)
                 paced = pacer or current_pacer()
                 try_send = _synchronous_send(outbox) if speed is not None else None
+                try_pcm16 = (
+                    outbox.try_send_pcm16
+                    if isinstance(outbox, ResamplerInlet) and rate == stream_rate
+                    else None
+                )
                 # A read comes a block before its first block is due: it may wait half
                 # of that to share its thread hop with other files' reads.
                 gather = 0.0 if speed is None else config.block_ms / 1000 / speed / 2
@@ -275,6 +301,7 @@ async def run(
                             emitted=emitted,
                             try_send=try_send,
                             counts=counts,
+                            try_send_pcm16=try_pcm16,
                         )
                         while not play.done:
                             await paced.drive(play.step, play.deadline())

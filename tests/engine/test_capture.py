@@ -307,11 +307,13 @@ class TaskSteps(trio.abc.Instrument):
 
 
 class TestDriven:
+    @pytest.mark.parametrize("stream_rate", [None, 16000])
     async def test_the_pacer_sends_the_blocks_not_the_task(
-        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path, stream_rate: int | None
     ) -> None:
         """Into a stage and the session's inlet: the frames of the file on schedule, the
-        capture task running a few times per read-ahead (not twice per block)."""
+        capture task running a few times per read-ahead (not twice per block); at the
+        stream's rate as bytes (``try_send_pcm16``), the same frames byte for byte."""
         pacer = Pacer()
         inlet, inbox = open_inlet(16)
         stage = Resampler(outbox=inlet, config=ResamplerConfig(out_rate=16000))
@@ -325,8 +327,10 @@ class TestDriven:
                 config=FileCaptureConfig(str(three_seconds)),
                 stats=stats,
                 pacer=pacer,
+                stream_rate=stream_rate,
             )
 
+        pcm: list[bytes] = []
         trio.lowlevel.add_instrument(steps)
         try:
             t0 = trio.current_time()
@@ -335,8 +339,10 @@ class TestDriven:
                 nursery.start_soon(paced_capture)
                 async for f in inbox:
                     arrivals.append((f.start, inbox.arrived_t - t0))
+                    pcm.append(f.pcm)
         finally:
             trio.lowlevel.remove_instrument(steps)
+        assert b"".join(pcm) == float_to_pcm16(sf.read(three_seconds, dtype="float32")[0])
         assert arrivals == [(k * 1600, pytest.approx((k + 1) * 0.1)) for k in range(30)]
         assert (stats.blocks, stats.samples, stats.reads) == (30, 48000, 3)
         assert pacer.statistics().count == 30 and pacer.statistics().max_ms == 0.0
@@ -370,6 +376,35 @@ class TestDriven:
         assert arrivals[5:8] == pytest.approx([0.75, 0.75, 0.8])
         assert arrivals[20:] == pytest.approx([(k + 1) * 0.1 for k in range(20, 30)])
         assert pacer.statistics().count == 30  # one lateness per block, whoever sent it
+
+    async def test_bytes_refused_by_a_busy_session_are_sent_by_the_task(
+        self, autojump_clock: trio.testing.MockClock, three_seconds: Path
+    ) -> None:
+        """At the stream's rate, a block the session cannot take now goes by the task's
+        awaited send: every frame arrives once, in order, byte for byte."""
+        inlet, inbox = open_inlet(1)
+        stage = Resampler(outbox=inlet, config=ResamplerConfig(out_rate=16000))
+        stats = capture.CaptureStats()
+        frames: list[tuple[int, bytes]] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stage.run)
+            nursery.start_soon(
+                lambda: capture.run(
+                    outbox=stage.inlet(),
+                    config=FileCaptureConfig(str(three_seconds)),
+                    stats=stats,
+                    pacer=Pacer(),
+                    stream_rate=16000,
+                )
+            )
+            async for f in inbox:
+                frames.append((f.start, f.pcm))
+                if len(frames) in (3, 17):
+                    await trio.sleep(0.35)  # away: the next blocks are refused
+        expected = float_to_pcm16(sf.read(three_seconds, dtype="float32")[0])
+        assert [start for start, _ in frames] == list(range(0, 48000, 1600))
+        assert b"".join(p for _, p in frames) == expected
+        assert (stats.blocks, stats.samples) == (30, 48000)
 
     async def test_cancelled_while_driven(
         self, autojump_clock: trio.testing.MockClock, three_seconds: Path
