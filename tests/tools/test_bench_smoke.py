@@ -171,6 +171,10 @@ def test_ramp_quick_runs_all_three_designs(tmp_path: pathlib.Path) -> None:
         assert step["wire"]["peak_connections"] == 2
         assert step["script"]["finals_expected"] == 4
         assert step["script"]["streams_reported"] == 2
+    (cli,) = (s for s in steps if s["design"] == "cli")
+    assert cli["engine"]["start_budget"] == {"source": "simulator", "limits": {}}
+    assert cli["client_lateness_ms"].keys() == {"p50", "p99", "max"}
+    assert cli["cpu_vs_embedded"] > 0
     table = (tmp_path / "ramp.md").read_text()
     assert table.count("\n| 2 |") == 3
     png = (tmp_path / "ramp.png").read_bytes()
@@ -306,6 +310,31 @@ class TestRampHelpers:
 
 
 class TestRampDesigns:
+    def test_cli_engine_stats_and_the_ratio_to_the_embedding(self, tmp_path: pathlib.Path) -> None:
+        """The CLI's lateness and budget come from its log lines; its CPU is set against
+        the embedding API's at the same N."""
+        from tools.bench.ramp import compare_to_embedded, engine_stats
+
+        (tmp_path / "stderr").write_text(
+            "steno: a text line\n"
+            '{"event":"ratelimit.budget","source":"simulator","limits":{}}\n'
+            '{"event":"session.end","send_lag_p99_ms":0.5}\n'
+            '{"event":"pacer.finished","count":9,"p50_ms":1.0,"p99_ms":7.5,"max_ms":9.0}\n'
+        )
+        stats = engine_stats(tmp_path / "stderr")
+        assert stats["pacer_p99_ms"] == 7.5
+        assert stats["pacer_lateness_ms"] == {"p50": 1.0, "p99": 7.5, "max": 9.0}
+        assert stats["start_budget"] == {"source": "simulator", "limits": {}}
+        result = {
+            "steps": [
+                {"design": "cli", "streams": 300, "cpu_ms_per_stream_s_all_in": 1.3},
+                {"design": "embedded", "streams": 300, "cpu_ms_per_stream_s_all_in": 1.0},
+                {"design": "cli", "streams": 1000, "cpu_ms_per_stream_s_all_in": 1.2},
+            ]
+        }
+        compare_to_embedded(result)
+        assert [s.get("cpu_vs_embedded") for s in result["steps"]] == [1.3, None, None]
+
     def test_cli_designs_differ_only_in_processes(self, tmp_path: pathlib.Path) -> None:
         """cli runs in one process, cli-p2 in two; everything else on the line is the same."""
         from types import SimpleNamespace

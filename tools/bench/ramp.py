@@ -143,10 +143,15 @@ def engine_stats(stderr: Path) -> dict[str, Any]:
     """The engine's own end-of-run statistics from JSON log lines (null when absent).
 
     ``pacer_p99_ms``: the process's pacer lateness p99 (SEAMS.md seam 3, logged once at
-    the end of a run); ``send_lag_p99_ms``: the median and the maximum of the streams'
-    send-lag p99s (logged in each session's end line).
+    the end of a run), and ``pacer_lateness_ms`` its p50/p99/max (every paced block's
+    hand-over against its deadline: the CLI's send lateness); ``send_lag_p99_ms``: the
+    median and the maximum of the streams' send-lag p99s (logged in each session's end
+    line); ``start_budget``: the task-start budget the CLI chose (``ratelimit.budget``:
+    the simulator's own, none, unless ``--start-rate`` says otherwise).
     """
     pacer: float | None = None
+    lateness: dict[str, float] | None = None
+    budget: dict[str, Any] | None = None
     lags: list[float] = []
     for line in stderr.read_text(errors="replace").splitlines():
         if not line.startswith("{"):
@@ -157,11 +162,21 @@ def engine_stats(stderr: Path) -> dict[str, Any]:
             continue
         if isinstance(rec.get("send_lag_p99_ms"), int | float):
             lags.append(float(rec["send_lag_p99_ms"]))
-        if "pacer" in str(rec.get("event", "")):
+        event = str(rec.get("event", ""))
+        if event == "ratelimit.budget":
+            budget = {"source": rec.get("source"), "limits": rec.get("limits")}
+        if "pacer" in event:
             for key, value in rec.items():
                 if _P99.search(key) and isinstance(value, int | float):
                     pacer = float(value)
-    return {"pacer_p99_ms": pacer, "send_lag_p99_ms": lag_summary(lags)}
+            if all(isinstance(rec.get(k), int | float) for k in ("p50_ms", "p99_ms", "max_ms")):
+                lateness = {k: round(float(rec[f"{k}_ms"]), 3) for k in ("p50", "p99", "max")}
+    return {
+        "pacer_p99_ms": pacer,
+        "pacer_lateness_ms": lateness,
+        "send_lag_p99_ms": lag_summary(lags),
+        "start_budget": budget,
+    }
 
 
 def stream_spans(
@@ -258,8 +273,8 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
         record["script"] = _speech.score(finals, n, args.script)
         record["errors"] = errors
         record["engine"] = engine_stats(work / "stderr")
-        record["client_lateness_ms"] = None
-        record["client_lateness_source"] = "engine pacer (when logged)"
+        record["client_lateness_ms"] = record["engine"]["pacer_lateness_ms"]
+        record["client_lateness_source"] = "engine pacer: each block's hand-over vs its deadline"
     else:
         record["script"] = inner.get("script") or _speech.score([], n, args.script)
         record["errors"] = inner.get("errors")
@@ -308,6 +323,23 @@ def fell_behind(record: dict[str, Any], args: argparse.Namespace) -> str | None:
     if script["finals_right"] < 0.9 * script["finals_expected"]:
         return f"finals right {script['finals_right']}/{script['finals_expected']}"
     return None
+
+
+def compare_to_embedded(result: dict[str, Any]) -> None:
+    """Each CLI step's CPU per stream-second (all in) over the embedding API's at its N.
+
+    ``cpu_vs_embedded`` (issue #11: the CLI within 1.3x of the embedding, same run, same
+    server); null when either step has no CPU figure.
+    """
+    embedded = {
+        s["streams"]: s.get("cpu_ms_per_stream_s_all_in")
+        for s in result["steps"]
+        if s.get("design") == "embedded"
+    }
+    for step in result["steps"]:
+        if step.get("design") in CLI_PROCESSES and step.get("status") != "skipped":
+            cli, base = step.get("cpu_ms_per_stream_s_all_in"), embedded.get(step["streams"])
+            step["cpu_vs_embedded"] = round(cli / base, 3) if cli and base else None
 
 
 def versions() -> dict[str, str]:
@@ -421,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{design:>8} N={n:<5} {record['status']:>8} wall/audio {record['wall_per_audio']}"
               f" wire p99 {record['wire']['lag_ms']['p99']} ms", flush=True)  # fmt: skip
         (args.out / "ramp.json").write_text(json.dumps(result, indent=2) + "\n")
+    compare_to_embedded(result)
+    (args.out / "ramp.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(result)
     (args.out / "ramp.md").write_text(text + "\n")
     print(text)
