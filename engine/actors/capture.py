@@ -30,6 +30,7 @@ import shutil
 from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
+import numpy as np
 import structlog
 import trio
 
@@ -41,7 +42,6 @@ from engine.pacer import current_pacer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import numpy as np
     from numpy.typing import NDArray
 
     from adapters.audio.files import ToolFinder
@@ -64,6 +64,9 @@ log = structlog.get_logger()
 #: The read-ahead bound: mono int16 at the file's rate read per hop, rounded down to
 #: whole blocks (at least one): 1.0 s at 16 kHz, 0.3 s at 48 kHz, 2.0 s at 8 kHz.
 READ_AHEAD_BYTES: Final = 32 * 1024
+
+
+_NO_SAMPLES: Final = np.zeros(0, np.int16)
 
 
 def read_ahead_frames(block_frames: int) -> int:
@@ -169,10 +172,11 @@ class _Playback:
         counts: CaptureStats,
         try_send_pcm16: Callable[[bytes], bool] | None = None,
     ) -> None:
-        self.chunk = chunk
         self.length = len(chunk)
-        # mono int16 LE (to_mono_pcm16): its bytes are the frames' bytes
+        # Mono int16 LE (to_mono_pcm16): its bytes are the frames' bytes. Only one of
+        # the two is kept (the caller drops its reference): the read-ahead is held once.
         self.data = chunk.tobytes() if try_send_pcm16 is not None else b""
+        self.chunk = chunk if try_send_pcm16 is None else _NO_SAMPLES
         self.block = block
         self.rate = rate
         self.speed = speed
@@ -201,7 +205,7 @@ class _Playback:
         if self.try_send_pcm16 is not None:
             pcm = self.data[2 * pos : 2 * (pos + n)]
             if not self.try_send_pcm16(pcm):
-                self.refused = PcmBlock(self.chunk[pos : pos + n], self.rate)
+                self.refused = PcmBlock(np.frombuffer(pcm, "<i2"), self.rate)
                 return None
         else:
             item = PcmBlock(self.chunk[pos : pos + n], self.rate)
@@ -303,6 +307,7 @@ async def run(
                             counts=counts,
                             try_send_pcm16=try_pcm16,
                         )
+                        del chunk  # the step holds the read-ahead (as bytes or samples)
                         while not play.done:
                             await paced.drive(play.step, play.deadline())
                             if play.refused is not None:  # the session is behind: wait for it
