@@ -67,16 +67,27 @@ BYTES_PER_S = 32000 * (3200 + 8) / 3200  # 16 kHz s16 in 3,200 B frames, WebSock
 
 
 def client_argv(
-    design: str, n: int, sim: SimProcess, work: Path, wav: Path, script: str
+    design: str,
+    n: int,
+    sim: SimProcess,
+    work: Path,
+    wav: Path,
+    script: str,
+    cli_start_rate: str | None = None,
 ) -> list[str]:
-    """The client's command line (not yet pinned)."""
+    """The client's command line (not yet pinned).
+
+    The CLI keeps the simulator's declared task-start budget (none: all N at once)
+    unless ``cli_start_rate`` sets one (``--start-rate``).
+    """
     py = sys.executable
     if design in CLI_PROCESSES:
+        rate = [] if cli_start_rate is None else ["--start-rate", cli_start_rate]
         return [
             py, "-m", "engine.cli", "-v", "--log-format", "json", "transcribe",
             "--url", sim.url, "--jobs", str(n), "--processes", str(CLI_PROCESSES[design]),
             "--format", "jsonl", "--out", str(work / "out"), "--finish-timeout", "60",
-            *[str(wav)] * n,
+            *rate, *[str(wav)] * n,
         ]  # fmt: skip
     if design == "embedded":
         return [
@@ -214,7 +225,7 @@ def run_step(design: str, n: int, args: argparse.Namespace, wav: Path) -> dict[s
         # finish), so a client that falls behind still writes what it measured
         timeout = args.step_timeout or audio_s * 2 + 240 + n * 0.05
         code, wall, usage = run_pinned(
-            client_argv(design, n, sim, work, wav, args.script), work, timeout
+            client_argv(design, n, sim, work, wav, args.script, args.cli_start_rate), work, timeout
         )
         t_end = time.monotonic()
         wire = sampler.stop(bytes_per_s=BYTES_PER_S, frame_s=FRAME_MS / 1000)
@@ -380,6 +391,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-going", action="store_true",
         help="run every N of a design even after it fell behind (default: skip the rest)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cli-start-rate", metavar="RATE",
+        help="the CLI's --start-rate (default: the simulator's own budget, none: all at once)",
+    )  # fmt: skip
     parser.add_argument("--max-wall-ratio", type=float, default=1.5)
     parser.add_argument("--max-lag-ms", type=float, default=1000.0)
     parser.add_argument(
@@ -416,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             "pinning": {"client": f"taskset -c {CLIENT_CPU}", "simulator": f"taskset -c {SIM_CPU}"},
             "simulator": "fresh tools.bench.sim_server per step, scripted recognizer",
             "steno_transport": os.environ.get("STENO_TRANSPORT", "(unset: the default)"),
+            "cli_start_rate": args.cli_start_rate or "(the simulator's budget: none)",
             "baseline": "1-stream run per design" if args.baseline else None,
             "fell_behind": {"max_wall_ratio": args.max_wall_ratio, "max_lag_ms": args.max_lag_ms},
         },
