@@ -17,6 +17,7 @@ its budget from ``--start-rate``.
 from __future__ import annotations
 
 import ipaddress
+import math
 import urllib.parse
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -114,6 +115,13 @@ async def probe_declared(url: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> Dec
     if answer is None or answer[0] != 200:
         return None
     try:
-        return msgspec.json.decode(answer[1], type=DeclaredLimits)
+        declared = msgspec.json.decode(answer[1], type=DeclaredLimits)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    return declared if all(_usable(lim) for lim in declared.task_starts.values()) else None
+
+
+def _usable(limit: RateLimit) -> bool:
+    """A budget a token bucket can keep (a positive, finite rate and period)."""
+    values = (limit.rate, limit.per_s, limit.capacity)
+    return all(math.isfinite(v) and v > 0 for v in values)

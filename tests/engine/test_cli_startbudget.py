@@ -83,6 +83,9 @@ async def _serve_once(answer: bytes, task_status: trio.TaskStatus[int]) -> None:
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nnot-js!",
         b"garbage\r\n\r\n",
+        # a declaration no bucket can keep is no declaration
+        b"HTTP/1.1 200 OK\r\nContent-Length: 48\r\nConnection: close\r\n\r\n"
+        b'{"task_starts":{"paraformer":{"rate":0.0}}}     ',
         b"",  # a server that never answers: the probe gives up on its deadline
     ],
 )
