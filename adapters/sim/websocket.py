@@ -35,6 +35,7 @@ breaks the framing is answered with a close frame (1002, 1007 or 1009) first.
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Final, NoReturn, final
 
 import trio
@@ -95,6 +96,9 @@ class ServerWebSocket:
         self._unyielded = 0
         self._drained = False  # the last read took less than asked: the buffer was empty
         self._held: WebSocketEvent | None = None  # taken by message_nowait, not handled
+        # Messages parsed from the last read beyond the one returned (at most one read's
+        # worth, 64 KiB): they come before _held and anything the core still buffers.
+        self._ready: deque[bytes | str] = deque()
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -109,6 +113,8 @@ class ServerWebSocket:
                 connection broke, or the client broke the framing (answered
                 with a close frame).
         """
+        if self._ready:
+            return self._ready.popleft()
         while True:
             event, self._held = self._held, None
             if event is None:
@@ -157,6 +163,8 @@ class ServerWebSocket:
         Raises:
             WouldAwait: the next event needs :meth:`get_message` (it is kept for it).
         """
+        if self._ready:
+            return self._ready.popleft()
         if self._held is not None or self._closed is not None:
             raise WouldAwait  # get_message raises WebSocketClosed for a closed one
         core = self._core
@@ -173,10 +181,12 @@ class ServerWebSocket:
             except OSError:
                 data = b""
             self._drained = len(data) < _READ
-            if data:  # a paced client's message comes in one read: no buffering, no event
-                message = core.receive_message(data)
-                if message is not None:
-                    return message
+            if data:  # whole messages (a paced client's one, or a backlog): no buffering
+                messages = core.receive_messages(data)
+                if messages:
+                    if len(messages) > 1:
+                        self._ready.extend(messages[1:])
+                    return messages[0]
             else:
                 core.receive_data(None)
             event = core.next_event()
