@@ -119,7 +119,7 @@ class ScriptedStream:
         self._pos = 0  # sample index of the first pending sample
         # The labeler's audio from sample _audio_pos on, in the pieces fed (joined only when
         # a piece closes: a concatenation per feed cost more than the VAD's arithmetic).
-        self._chunks: list[Samples] = []
+        self._chunks: list[bytes] = []  # int16 LE PCM (joined as bytes: cheaper than arrays)
         self._audio_pos = 0
         self._in_sentence = self._in_speech = self._flushed = False
         self._sentence_begin = self._piece_begin = self._speech_end = 0  # sample indexes
@@ -163,13 +163,12 @@ class ScriptedStream:
         if self._flushed:
             raise LocalProtocolError("feed() after flush(): the session's audio has ended")
         measured, self._measured = self._measured, None
+        if measured is not None and measured[0] is pcm:
+            # level() measured this very chunk, and no feed came since (each one clears
+            # the measurement): the stream can still cut it on its own.
+            return self._feed_frames(pcm, measured[1])
         if self._measurable(pcm):  # whole VAD frames, nothing pending: the common case
-            if measured is not None and measured[0] is pcm:
-                energies = measured[1]  # level() just measured this very chunk
-            else:
-                energies = self._levels.energies(pcm, self._frame)
-            frames = np.frombuffer(pcm, "<i2") if self._needs_audio else _NO_SAMPLES
-            return self._feed_frames(frames, energies)
+            return self._feed_frames(pcm, self._levels.energies(pcm, self._frame))
         # This runs per received frame in the simulator, for thousands of sessions: few
         # numpy calls (each costs more than its arithmetic on 10 VAD frames), no copies.
         data = self._odd_byte + pcm if self._odd_byte else pcm
@@ -186,10 +185,12 @@ class ScriptedStream:
             frames, self._pending = x[: n * frame], x[n * frame :]
         if n == 0:
             return []
-        return self._feed_frames(frames, frame_energies(frames, frame))
+        energies = frame_energies(frames, frame)
+        return self._feed_frames(frames.tobytes() if self._needs_audio else b"", energies)
 
-    def _feed_frames(self, frames: Samples, energies: Sequence[float]) -> list[Hypothesis]:
-        """The VAD and labeler over whole VAD frames, given their energies."""
+    def _feed_frames(self, frames: bytes, energies: Sequence[float]) -> list[Hypothesis]:
+        """The VAD and labeler over whole VAD frames (``frames``: their PCM, or ``b""``
+        when the labeler needs no audio), given their energies."""
         frame = self._frame
         n = len(energies)
         base, self._pos = self._pos, self._pos + n * frame
@@ -279,17 +280,16 @@ class ScriptedStream:
     def _joined(self) -> Samples:
         """The labeler's audio as one array (from sample ``_audio_pos`` on)."""
         chunks = self._chunks
-        if len(chunks) == 1:
-            return chunks[0]
-        joined: Samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        self._chunks = [joined]
-        return joined
+        if len(chunks) != 1:
+            self._chunks = chunks = [b"".join(chunks)]
+        return np.frombuffer(chunks[0], "<i2")
 
     def _trim(self, keep_from: int) -> None:
         """Forget the labeler's audio before sample ``keep_from``."""
         drop = keep_from - self._audio_pos
         if drop <= 0:
             return
+        drop <<= 1  # in bytes
         chunks = self._chunks
         while chunks and len(chunks[0]) <= drop:
             drop -= len(chunks.pop(0))
