@@ -108,6 +108,7 @@ class ScriptedStream:
         self._frame = sample_rate * vad.frame_ms // 1000
         if self._frame < 1:
             raise ValueError(f"sample rate {sample_rate} Hz is too low")
+        self._frame_bytes = 2 * self._frame
         self._labeler = labeler
         self._needs_audio = labeler.needs_audio
         self._levels = levels if levels is not None else LevelCache()
@@ -151,11 +152,12 @@ class ScriptedStream:
 
     def _measurable(self, pcm: bytes) -> bool:
         """Whether ``pcm`` would be cut into whole VAD frames on its own."""
+        size = len(pcm)
         return (
-            not self._odd_byte
+            size > 0
+            and size % self._frame_bytes == 0
+            and not self._odd_byte
             and not len(self._pending)
-            and len(pcm) > 0
-            and len(pcm) % (self._frame << 1) == 0
         )
 
     def feed(self, pcm: bytes) -> list[Hypothesis]:
