@@ -200,10 +200,12 @@ class ScriptedStream:
             self._chunks.append(frames)
         threshold = self._threshold
         out: list[Hypothesis] = []
-        # Runs of speech and of silence, one comparison per VAD frame.
+        # Runs of speech and of silence, one comparison per VAD frame; most chunks are
+        # one run (min and max in C tell, without the loop).
         kind = energies[0] >= threshold
         first = 0
-        for i in range(1, n):
+        one_run = min(energies) >= threshold if kind else max(energies) < threshold
+        for i in range(1, 1 if one_run else n):
             if (energies[i] >= threshold) is not kind:
                 if kind:
                     self._on_speech(base + first * frame, base + i * frame, out)
