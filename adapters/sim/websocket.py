@@ -58,6 +58,17 @@ _YIELD_EVERY: Final = 16  # messages returned without waiting before a forced ch
 _STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
+def _read_nowait(fd: int) -> bytes | None:
+    """One non-blocking read: the bytes (``b""`` at EOF or once the socket broke), or None
+    when there are none yet."""
+    try:
+        return os.read(fd, _READ)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class WouldAwait(Exception):
     """:meth:`ServerWebSocket.message_nowait`: the next event needs the awaited path."""
 
@@ -96,8 +107,7 @@ class ServerWebSocket:
         self._unyielded = 0
         self._drained = False  # the last read took less than asked: the buffer was empty
         self._held: WebSocketEvent | None = None  # taken by message_nowait, not handled
-        # Messages parsed from the last read beyond the one returned (at most one read's
-        # worth, 64 KiB): they come before _held and anything the core still buffers.
+        # A read's messages after the one returned (≤ 64 KiB): before _held and the core's.
         self._ready: deque[bytes | str] = deque()
 
     @property
@@ -173,19 +183,14 @@ class ServerWebSocket:
             fd = self._fd
             if not read or fd is None:
                 return None
-            try:
-                data = os.read(fd, _READ)
-            except BlockingIOError:
-                self._drained = True
+            data = _read_nowait(fd)
+            self._drained = data is None or len(data) < _READ
+            if data is None:
                 return None
-            except OSError:
-                data = b""
-            self._drained = len(data) < _READ
             if data:  # whole messages (a paced client's one, or a backlog): no buffering
                 messages = core.receive_messages(data)
                 if messages:
-                    if len(messages) > 1:
-                        self._ready.extend(messages[1:])
+                    self._ready.extend(messages[1:])
                     return messages[0]
             else:
                 core.receive_data(None)
@@ -209,16 +214,10 @@ class ServerWebSocket:
                 # bytes that came meanwhile make the wait return at once.
                 self._unyielded = 0
                 await trio.lowlevel.wait_readable(fd)
-            while True:
-                try:
-                    data = os.read(fd, _READ)
-                    break
-                except BlockingIOError:
-                    self._unyielded = 0
-                    await trio.lowlevel.wait_readable(fd)
-                except OSError:
-                    data = b""
-                    break
+            while (read := _read_nowait(fd)) is None:
+                self._unyielded = 0
+                await trio.lowlevel.wait_readable(fd)
+            data = read
             self._drained = len(data) < _READ
         else:
             self._unyielded = 0

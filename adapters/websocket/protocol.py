@@ -250,16 +250,10 @@ class WebSocketCore:
             self._parser.feed(data)
 
     def receive_messages(self, data: bytes) -> list[bytes | str]:
-        """:meth:`receive_data` for bytes that may hold whole messages.
-
-        The fast path of a reader whose peer sends one message per read, or a few when
-        they queued (a paced client): with nothing buffered, the leading whole, final
-        text or binary frames of ``data`` come back as their messages, in order — ``str``
-        for text, ``bytes`` for binary, as :meth:`next_event` would give them in
-        :class:`Message`\\ s — with no event and no buffering. The rest of ``data`` is
-        taken as :meth:`receive_data` takes it: read its events with :meth:`next_event`
-        after handling the messages (violations included). Not a checkpoint.
-        """
+        """:meth:`receive_data` for a read that may hold whole messages (a paced peer's):
+        the leading whole, final text or binary frames (nothing buffered) come back as
+        :meth:`next_event`\\ 's :class:`Message` data would, in order, unbuffered; the
+        rest is taken as :meth:`receive_data` takes it, for :meth:`next_event`."""
         messages: list[bytes | str] = []
         if self.state is State.OPEN and self._opcode is None and not self._eof:
             taken = 0
