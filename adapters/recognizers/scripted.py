@@ -25,6 +25,7 @@ import trio
 
 from engine.errors import LocalProtocolError
 
+from ._levels import LevelCache, frame_energies
 from .base import Hypothesis, RecognizedWord
 from .tonecode import DecodeCache, ToneLabeler
 from .transcript import TranscriptLabeler
@@ -46,16 +47,6 @@ Samples = npt.NDArray[np.int16]
 _FULL_SCALE: Final = 32768.0
 
 
-def _einsum_rows(f: npt.NDArray[np.float64], g: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    energies: npt.NDArray[np.float64] = np.einsum("ij,ij->i", f, g)
-    return energies
-
-
-# Each row's sum of squares, in one C call: numpy >= 2's vecdot ufunc costs half of
-# einsum's Python-level dispatch on 10 VAD frames (the sums are exact integers either way).
-_row_dots: Final[
-    Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], npt.NDArray[np.float64]]
-] = getattr(np, "vecdot", _einsum_rows)
 _NO_SAMPLES: Final[Samples] = np.zeros(0, np.int16)
 _NO_SAMPLES.flags.writeable = False  # shared by every stream: nothing pending
 
@@ -106,12 +97,21 @@ class ScriptedStream:
     ``feed`` accepts any chunking of int16 LE mono PCM, including odd byte counts.
     """
 
-    def __init__(self, sample_rate: int, labeler: Labeler, vad: VadConfig) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        labeler: Labeler,
+        vad: VadConfig,
+        levels: LevelCache | None = None,
+    ) -> None:
         self._rate = sample_rate
         self._frame = sample_rate * vad.frame_ms // 1000
         if self._frame < 1:
             raise ValueError(f"sample rate {sample_rate} Hz is too low")
+        self._frame_bytes = 2 * self._frame
         self._labeler = labeler
+        self._needs_audio = labeler.needs_audio
+        self._levels = levels if levels is not None else LevelCache()
         self._vad = vad
         self._threshold = self._frame * (_FULL_SCALE * 10 ** (vad.threshold_dbfs / 20)) ** 2
         self._hangover = -(-vad.max_sentence_silence_ms // vad.frame_ms)  # in frames
@@ -120,15 +120,16 @@ class ScriptedStream:
         self._pos = 0  # sample index of the first pending sample
         # The labeler's audio from sample _audio_pos on, in the pieces fed (joined only when
         # a piece closes: a concatenation per feed cost more than the VAD's arithmetic).
-        self._chunks: list[Samples] = []
+        self._chunks: list[bytes] = []  # int16 LE PCM (joined as bytes: cheaper than arrays)
         self._audio_pos = 0
         self._in_sentence = self._in_speech = self._flushed = False
         self._sentence_begin = self._piece_begin = self._speech_end = 0  # sample indexes
         self._silent_frames = self._speech_frames = 0
         self._index = 0
         self._partial = ""
-        # level()'s measurement, kept for the feed() of the very same bytes object
-        self._measured: tuple[bytes, Samples, list[float]] | None = None
+        # level()'s measurement (the VAD frames' energies), kept for the feed() of the very
+        # same bytes object
+        self._measured: tuple[bytes, Sequence[float]] | None = None
 
     def level(self, pcm: bytes) -> float | None:
         """The RMS of ``pcm`` (int16 units), measured as the VAD will measure it; pure.
@@ -139,31 +140,39 @@ class ScriptedStream:
         the VAD frames' energies, and a :meth:`feed` of this same bytes object next uses
         them instead of measuring again. The sums are exact, so the RMS is what a direct
         computation gives. Otherwise None: measure it elsewhere.
+
+        Chunks measured before (by any stream sharing this one's
+        :class:`~._levels.LevelCache`) are looked up, not measured again.
         """
-        frame_bytes = 2 * self._frame
-        if self._odd_byte or len(self._pending) or not pcm or len(pcm) % frame_bytes:
+        if not self._measurable(pcm):
             return None
-        x: Samples = np.frombuffer(pcm, "<i2")
-        f = x.reshape(-1, self._frame).astype(np.float64)
-        energies = _row_dots(f, f).tolist()
-        self._measured = (pcm, x, energies)
-        return math.sqrt(sum(energies) / len(x))
+        energies = self._levels.energies(pcm, self._frame)
+        self._measured = (pcm, energies)
+        return math.sqrt(sum(energies) / (len(pcm) >> 1))
+
+    def _measurable(self, pcm: bytes) -> bool:
+        """Whether ``pcm`` would be cut into whole VAD frames on its own."""
+        size = len(pcm)
+        return (
+            size > 0
+            and size % self._frame_bytes == 0
+            and not self._odd_byte
+            and not len(self._pending)
+        )
 
     def feed(self, pcm: bytes) -> list[Hypothesis]:
         """Add audio; return the partials and finals it completed, in order."""
         if self._flushed:
             raise LocalProtocolError("feed() after flush(): the session's audio has ended")
         measured, self._measured = self._measured, None
-        if (
-            measured is not None
-            and measured[0] is pcm
-            and not self._odd_byte
-            and not len(self._pending)
-        ):
-            return self._feed_frames(measured[1], measured[2])
+        if measured is not None and measured[0] is pcm:
+            # level() measured this very chunk, and no feed came since (each one clears
+            # the measurement): the stream can still cut it on its own.
+            return self._feed_frames(pcm, measured[1])
+        if self._measurable(pcm):  # whole VAD frames, nothing pending: the common case
+            return self._feed_frames(pcm, self._levels.energies(pcm, self._frame))
         # This runs per received frame in the simulator, for thousands of sessions: few
-        # numpy calls (each costs more than its arithmetic on 10 VAD frames), no copies
-        # of the common case (whole VAD frames, nothing pending).
+        # numpy calls (each costs more than its arithmetic on 10 VAD frames), no copies.
         data = self._odd_byte + pcm if self._odd_byte else pcm
         even = len(data) & ~1
         self._odd_byte = data[even:] if even != len(data) else b""
@@ -178,22 +187,25 @@ class ScriptedStream:
             frames, self._pending = x[: n * frame], x[n * frame :]
         if n == 0:
             return []
-        f = frames.reshape(n, frame).astype(np.float64)
-        return self._feed_frames(frames, _row_dots(f, f).tolist())
+        energies = frame_energies(frames, frame)
+        return self._feed_frames(frames.tobytes() if self._needs_audio else b"", energies)
 
-    def _feed_frames(self, frames: Samples, energies: list[float]) -> list[Hypothesis]:
-        """The VAD and labeler over whole VAD frames, given their energies."""
+    def _feed_frames(self, frames: bytes, energies: Sequence[float]) -> list[Hypothesis]:
+        """The VAD and labeler over whole VAD frames (``frames``: their PCM, or ``b""``
+        when the labeler needs no audio), given their energies."""
         frame = self._frame
         n = len(energies)
         base, self._pos = self._pos, self._pos + n * frame
-        if self._labeler.needs_audio:
+        if self._needs_audio:
             self._chunks.append(frames)
         threshold = self._threshold
         out: list[Hypothesis] = []
-        # Runs of speech and of silence, one comparison per VAD frame.
+        # Runs of speech and of silence, one comparison per VAD frame; most chunks are
+        # one run (min and max in C tell, without the loop).
         kind = energies[0] >= threshold
         first = 0
-        for i in range(1, n):
+        one_run = min(energies) >= threshold if kind else max(energies) < threshold
+        for i in range(1, 1 if one_run else n):
             if (energies[i] >= threshold) is not kind:
                 if kind:
                     self._on_speech(base + first * frame, base + i * frame, out)
@@ -272,17 +284,16 @@ class ScriptedStream:
     def _joined(self) -> Samples:
         """The labeler's audio as one array (from sample ``_audio_pos`` on)."""
         chunks = self._chunks
-        if len(chunks) == 1:
-            return chunks[0]
-        joined: Samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        self._chunks = [joined]
-        return joined
+        if len(chunks) != 1:
+            self._chunks = chunks = [b"".join(chunks)]
+        return np.frombuffer(chunks[0], "<i2")
 
     def _trim(self, keep_from: int) -> None:
         """Forget the labeler's audio before sample ``keep_from``."""
         drop = keep_from - self._audio_pos
         if drop <= 0:
             return
+        drop <<= 1  # in bytes
         chunks = self._chunks
         while chunks and len(chunks[0]) <= drop:
             drop -= len(chunks.pop(0))
@@ -339,6 +350,8 @@ class ScriptedRecognizer:
         self.name = name
         self._labeler = labeler
         self._vad = vad if vad is not None else VadConfig()
+        # Shared by every session: looped audio is measured once per distinct chunk.
+        self._levels = LevelCache()
 
     @classmethod
     def tone(cls, *, vad: VadConfig | None = None) -> ScriptedRecognizer:
@@ -364,7 +377,7 @@ class ScriptedRecognizer:
 
     def stream(self, sample_rate: int) -> ScriptedStream:
         """A synchronous session core, for pure tests and benchmarks."""
-        return ScriptedStream(sample_rate, self._labeler(sample_rate), self._vad)
+        return ScriptedStream(sample_rate, self._labeler(sample_rate), self._vad, self._levels)
 
     async def open_session(self, *, sample_rate: int, language: str | None) -> ScriptedSession:
         await trio.lowlevel.checkpoint()

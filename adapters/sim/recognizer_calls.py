@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 
     from adapters.recognizers.base import Hypothesis, RecognizerSession
 
-__all__ = ["RecognizerFailed", "SyncFeed", "SyncLevel", "close_session", "feed_now", "guard"]
+__all__ = [
+    "RecognizerFailed",
+    "SyncFeed",
+    "SyncLevel",
+    "close_session",
+    "failure_of",
+    "feed_now",
+    "guard",
+]
 
 _log = structlog.get_logger()
 
@@ -64,12 +72,19 @@ class SyncLevel(Protocol):
         ...
 
 
+def failure_of(exc: Exception) -> RecognizerFailed:
+    """The :class:`RecognizerFailed` a recognizer call's ``exc`` becomes (its cause)."""
+    failed = RecognizerFailed(str(exc) or type(exc).__name__)
+    failed.__cause__ = exc
+    return failed
+
+
 def feed_now(session: SyncFeed, pcm: bytes) -> list[Hypothesis]:
     """``session.feed_nowait(pcm)``; its failures become :class:`RecognizerFailed`."""
     try:
         return session.feed_nowait(pcm)
     except Exception as exc:
-        raise RecognizerFailed(str(exc) or type(exc).__name__) from exc
+        raise failure_of(exc) from exc
 
 
 async def close_session(session: RecognizerSession) -> None:

@@ -35,6 +35,7 @@ breaks the framing is answered with a close frame (1002, 1007 or 1009) first.
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Final, NoReturn, final
 
 import trio
@@ -55,6 +56,17 @@ __all__ = ["ServerWebSocket", "WebSocketClosed", "WouldAwait"]
 _READ: Final = 1 << 16
 _YIELD_EVERY: Final = 16  # messages returned without waiting before a forced checkpoint
 _STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _read_nowait(fd: int) -> bytes | None:
+    """One non-blocking read: the bytes (``b""`` at EOF or once the socket broke), or None
+    when there are none yet."""
+    try:
+        return os.read(fd, _READ)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 class WouldAwait(Exception):
@@ -95,6 +107,8 @@ class ServerWebSocket:
         self._unyielded = 0
         self._drained = False  # the last read took less than asked: the buffer was empty
         self._held: WebSocketEvent | None = None  # taken by message_nowait, not handled
+        # A read's messages after the one returned (≤ 64 KiB): before _held and the core's.
+        self._ready: deque[bytes | str] = deque()
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -109,6 +123,8 @@ class ServerWebSocket:
                 connection broke, or the client broke the framing (answered
                 with a close frame).
         """
+        if self._ready:
+            return self._ready.popleft()
         while True:
             event, self._held = self._held, None
             if event is None:
@@ -157,6 +173,8 @@ class ServerWebSocket:
         Raises:
             WouldAwait: the next event needs :meth:`get_message` (it is kept for it).
         """
+        if self._ready:
+            return self._ready.popleft()
         if self._held is not None or self._closed is not None:
             raise WouldAwait  # get_message raises WebSocketClosed for a closed one
         core = self._core
@@ -165,18 +183,15 @@ class ServerWebSocket:
             fd = self._fd
             if not read or fd is None:
                 return None
-            try:
-                data = os.read(fd, _READ)
-            except BlockingIOError:
-                self._drained = True
+            data = _read_nowait(fd)
+            self._drained = data is None or len(data) < _READ
+            if data is None:
                 return None
-            except OSError:
-                data = b""
-            self._drained = len(data) < _READ
-            if data:  # a paced client's message comes in one read: no buffering, no event
-                message = core.receive_message(data)
-                if message is not None:
-                    return message
+            if data:  # whole messages (a paced client's one, or a backlog): no buffering
+                messages = core.receive_messages(data)
+                if messages:
+                    self._ready.extend(messages[1:])
+                    return messages[0]
             else:
                 core.receive_data(None)
             event = core.next_event()
@@ -199,16 +214,10 @@ class ServerWebSocket:
                 # bytes that came meanwhile make the wait return at once.
                 self._unyielded = 0
                 await trio.lowlevel.wait_readable(fd)
-            while True:
-                try:
-                    data = os.read(fd, _READ)
-                    break
-                except BlockingIOError:
-                    self._unyielded = 0
-                    await trio.lowlevel.wait_readable(fd)
-                except OSError:
-                    data = b""
-                    break
+            while (read := _read_nowait(fd)) is None:
+                self._unyielded = 0
+                await trio.lowlevel.wait_readable(fd)
+            data = read
             self._drained = len(data) < _READ
         else:
             self._unyielded = 0

@@ -231,26 +231,38 @@ class FrameParser:
         else:
             self._pos = end
 
-    def take_whole(self, data: bytes) -> tuple[int, bytes] | None:
-        """``data`` as exactly one whole, final text or binary frame, without buffering.
+    def take_wholes(self, data: bytes) -> list[tuple[int, bytes, int]]:
+        """The whole, final text or binary frames at the start of ``data``, without buffering.
 
         The fast path of a reader whose peer sends one message per read (a paced
-        client): with nothing buffered, ``data`` one final text (opcode 1) or binary
-        (opcode 2) frame of the expected masking, within ``max_payload``, its opcode and
-        unmasked payload come back and the parser is left as it was. Anything else —
-        bytes already buffered, a fragment, a control frame, two frames, part of one,
-        anything the RFC forbids — gives None with nothing changed: :meth:`feed` the
-        bytes and :meth:`next_frame` parses them (and reports any violation).
+        client), or a few that queued while the reader was busy: with nothing buffered,
+        each leading final text (opcode 1) or binary (opcode 2) frame of the expected
+        masking, within ``max_payload``, comes back as ``(opcode, payload, end)`` —
+        unmasked, ``end`` the offset in ``data`` just past it — until a frame that is
+        anything else (a fragment, a control frame, anything the RFC forbids) or not all
+        there. The parser is left as it was: :meth:`feed` it ``data[end:]`` past the last
+        frame taken (or all of ``data`` if none was), and :meth:`next_frame` parses the
+        rest (and reports any violation).
         """
         if self._pos != len(self._buf):
-            return None
-        found = _simple_frame(data, 0, self._masked, self.max_payload)
-        if found is None or found[2] != len(data):
-            return None
-        opcode, at, _ = found
-        if not self._masked:
-            return opcode, data[at:]
-        return opcode, apply_mask(memoryview(data)[at:], data[at - 4 : at])
+            return []
+        masked = self._masked
+        max_payload = self.max_payload
+        size = len(data)
+        frames: list[tuple[int, bytes, int]] = []
+        pos = 0
+        while pos < size:
+            found = _simple_frame(data, pos, masked, max_payload)
+            if found is None or found[2] > size:
+                break
+            opcode, at, end = found
+            if masked:
+                payload = apply_mask(memoryview(data)[at:end], data[at - 4 : at])
+            else:
+                payload = data[at:end]
+            frames.append((opcode, payload, end))
+            pos = end
+        return frames
 
     def next_whole(self) -> tuple[int, bytes] | None:
         """The next frame if it is a whole, final text or binary one: its opcode and payload.

@@ -249,23 +249,26 @@ class WebSocketCore:
         elif self.state is not State.CLOSED and not self._eof:
             self._parser.feed(data)
 
-    def receive_message(self, data: bytes) -> bytes | str | None:
-        """:meth:`receive_data` for bytes that may hold exactly one whole message.
-
-        When nothing is buffered and ``data`` is one final text or binary frame (a
-        paced client's message, read whole), its message comes back at once — ``str``
-        for text, ``bytes`` for binary — as :meth:`next_event` would give it in a
-        :class:`Message`, with no event and no buffering. Otherwise ``data`` is taken
-        as :meth:`receive_data` takes it and None comes back: read the events with
-        :meth:`next_event` (violations included). Not a checkpoint.
-        """
+    def receive_messages(self, data: bytes) -> list[bytes | str]:
+        """:meth:`receive_data` for a read that may hold whole messages (a paced peer's):
+        the leading whole, final text or binary frames (nothing buffered) come back as
+        :meth:`next_event`\\ 's :class:`Message` data would, in order, unbuffered; the
+        rest is taken as :meth:`receive_data` takes it, for :meth:`next_event`."""
+        messages: list[bytes | str] = []
         if self.state is State.OPEN and self._opcode is None and not self._eof:
-            whole = self._parser.take_whole(data)
-            # (text that is not UTF-8: the general path answers it with a violation, 1007)
-            if whole is not None and (message := _data_of(*whole)) is not None:
-                return message
+            taken = 0
+            for opcode, payload, end in self._parser.take_wholes(data):
+                message = _data_of(opcode, payload)
+                if message is None:
+                    break  # text that is not UTF-8: the general path answers it (1007)
+                messages.append(message)
+                taken = end
+            if taken:
+                if taken == len(data):
+                    return messages
+                data = data[taken:]
         self.receive_data(data)
-        return None
+        return messages
 
     @property
     def pending(self) -> bool:

@@ -183,6 +183,24 @@ class TestLevel:
             f = x.astype(np.float64)
             assert level == pytest.approx(float(np.sqrt(f.dot(f) / len(f))), rel=1e-12)
 
+    def test_sessions_share_what_was_measured(self) -> None:
+        """Sessions of one recognizer look up chunks another measured (looped audio is
+        measured once) and still give exactly their own results."""
+        recognizer = ScriptedRecognizer.tone()
+        streams = [recognizer.stream(RATE) for _ in range(3)]
+        outs: list[list[Hypothesis]] = [[], [], []]
+        for i in range(0, len(PCM), 3200):
+            for k, stream in enumerate(streams):
+                chunk = PCM[i : i + 3200]  # a new bytes object per session, as received
+                if k != 1:
+                    stream.level(chunk)
+                outs[k] += stream.feed(chunk)
+        for k, stream in enumerate(streams):
+            assert outs[k] + stream.flush() == REFERENCE
+        levels = recognizer._levels
+        assert levels.misses <= len(PCM) // 3200 + 1
+        assert levels.hits >= 2 * (len(PCM) // 3200)
+
     def test_not_measured_with_samples_pending(self) -> None:
         """After a chunk that left samples pending, the next one is not cut on its own."""
         stream = ScriptedRecognizer.tone().stream(RATE)

@@ -292,3 +292,34 @@ class TestSendLane:
                     await trio.testing.wait_all_tasks_blocked()  # the reader waits
                     await client.send_all(client_frame(0x2, bytes([k]) * 3200))
             assert failed <= 1  # at most the first read, before any read emptied the buffer
+
+
+class TestReadLane:
+    @deadline(10)
+    async def test_frames_that_queued_come_out_of_one_read_in_order(self) -> None:
+        """A read holding several whole frames and a ping gives the messages one by one
+        without another read, then hands the ping to get_message, which answers it."""
+        from adapters.sim.websocket import WouldAwait
+
+        client, server = await tcp_pair()
+        async with client, server:
+            await client.send_all(UPGRADE)
+            upgrade = await read_upgrade(server, max_message_bytes=1 << 20)
+            assert upgrade is not None
+            ws = await upgrade.accept(fd=server.socket.fileno())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive_some()
+            frames = [client_frame(0x2, bytes([k]) * 3200) for k in range(3)]
+            ping = client_frame(0x9, b"hi")
+            await client.send_all(b"".join([*frames, ping, client_frame(0x1, b"after")]))
+            with trio.fail_after(5):
+                while (first := ws.message_nowait(read=True)) is None:
+                    await trio.lowlevel.wait_readable(server.socket)
+            assert first == bytes(3200)
+            assert ws.message_nowait(read=False) == b"\x01" * 3200
+            assert ws.message_nowait(read=False) == b"\x02" * 3200
+            with pytest.raises(WouldAwait):
+                ws.message_nowait(read=False)
+            assert await ws.get_message() == "after"
+            assert await read_frames(client, 1) == [b"hi"]  # the pong

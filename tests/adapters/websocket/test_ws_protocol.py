@@ -277,10 +277,10 @@ reads = st.lists(
 )
 
 
-class TestReceiveMessage:
+class TestReceiveMessages:
     @given(reads, st.booleans())
     def test_same_as_receive_data_and_events(self, chunks: list[bytes], client: bool) -> None:
-        """Whatever is read, receive_message gives the messages, events and state that
+        """Whatever is read, receive_messages gives the messages, events and state that
         receive_data and next_event give (its fast path only skips the buffering)."""
         role = CLIENT if client else SERVER
         fast = WebSocketCore(role, max_message_size=200)
@@ -288,10 +288,7 @@ class TestReceiveMessage:
         got: list[object] = []
         want: list[object] = []
         for chunk in chunks:
-            message = fast.receive_message(chunk)
-            if message is not None:
-                assert not fast.pending
-                got.append(Message(message))
+            got.extend(Message(message) for message in fast.receive_messages(chunk))
             got.extend(fast.events())
             slow.receive_data(chunk)
             want.extend(slow.events())
@@ -301,22 +298,37 @@ class TestReceiveMessage:
     def test_a_whole_frame_comes_back_without_an_event(self) -> None:
         """One whole masked binary or text frame (a paced client's read) is its message."""
         core = WebSocketCore(SERVER)
-        assert core.receive_message(build_frame(Opcode.BINARY, b"\x01" * 3200, mask=MASK)) == (
+        assert core.receive_messages(build_frame(Opcode.BINARY, b"\x01" * 3200, mask=MASK)) == [
             b"\x01" * 3200
-        )
-        assert core.receive_message(build_frame(Opcode.TEXT, "héllo".encode(), mask=MASK)) == (
+        ]
+        assert core.receive_messages(build_frame(Opcode.TEXT, "héllo".encode(), mask=MASK)) == [
             "héllo"
-        )
+        ]
         assert not core.pending
         assert list(core.events()) == []
+
+    def test_frames_that_queued_come_back_in_one_read(self) -> None:
+        """A read of several whole frames gives their messages in order; what follows the
+        last whole one (a ping, half a frame) is buffered for next_event."""
+        core = WebSocketCore(SERVER)
+        frames = [build_frame(Opcode.BINARY, bytes([k]) * 3200, mask=MASK) for k in range(3)]
+        ping = build_frame(Opcode.PING, b"p", mask=MASK)
+        half = build_frame(Opcode.TEXT, b"late", mask=MASK)
+        assert core.receive_messages(b"".join([*frames, ping, half[:4]])) == [
+            bytes([k]) * 3200 for k in range(3)
+        ]
+        assert core.pending
+        assert list(core.events()) == [Ping(b"p")]
+        assert core.receive_messages(half[4:]) == []
+        assert list(core.events()) == [Message("late")]
 
     def test_bytes_left_buffered_take_the_general_path(self) -> None:
         """With part of a frame buffered, a whole frame read next is parsed after it."""
         core = WebSocketCore(SERVER)
         first = build_frame(Opcode.BINARY, b"a", mask=MASK)
-        assert core.receive_message(first[:3]) is None
+        assert core.receive_messages(first[:3]) == []
         assert core.pending
-        assert core.receive_message(first[3:] + build_frame(Opcode.BINARY, b"b", mask=MASK)) is None
+        assert core.receive_messages(first[3:] + build_frame(Opcode.BINARY, b"b", mask=MASK)) == []
         assert list(core.events()) == [Message(b"a"), Message(b"b")]
 
     def test_end_of_file_is_pending(self) -> None:
