@@ -139,6 +139,7 @@ class Stream:
         self._input_rate = config.input_rate
         self._input_channels = config.input_channels
         self._pushed: dict[int, int] = {}  # samples by rate (ints: no Fraction per push)
+        self._pushed_native = 0  # try_push's int16 at the session's rate (not in _pushed)
         self._started_sent = False
         self._ended: StreamEnded | None = None
         self._input_done = False
@@ -203,7 +204,7 @@ class Stream:
             if pcm:
                 if not self._raw.try_send_pcm16(pcm):
                     return False
-                self._pushed[self._rate] = self._pushed.get(self._rate, 0) + (len(pcm) >> 1)
+                self._pushed_native += len(pcm) >> 1
             return True
         rate, item = self._block(pcm, rate, channels)
         size = len(item.samples)
@@ -255,7 +256,10 @@ class Stream:
         s, r, rate = self.stats, self._resampling, self._rate
         return StreamStatistics(
             rate=rate,
-            pushed_s=float(sum(Fraction(n, r) for r, n in self._pushed.items())),
+            pushed_s=float(
+                sum(Fraction(n, r) for r, n in self._pushed.items())
+                + Fraction(self._pushed_native, rate)
+            ),
             skipped_s=r.skipped_samples / rate,
             timeline_samples=r.position,
             buffered_samples=s.buffered_samples,

@@ -170,15 +170,35 @@ class ResamplerCore:
         """The current run's input rate (None between runs)."""
         return self._rate
 
+    def whole_frame_at(self, nbytes: int) -> int:
+        """Where ``nbytes`` of int16 at ``out_rate`` would start as one frame cut outside
+        (:meth:`took_frame`): exactly one frame, nothing held, continuing a run at that
+        rate or starting one. -1 when it must take :meth:`audio` instead.
+
+        Runs for every frame a pacer drives (#11): the rechunker's fields are read
+        here (one module) rather than through three property calls.
+        """
+        chunker = self.chunker
+        if nbytes != chunker._frame_bytes or chunker._buf:
+            return -1
+        rate = self._rate
+        if rate is not None and rate != self.config.out_rate:
+            return -1
+        return chunker._next_start
+
     def took_frame(self, pcm: bytes) -> None:
         """What :meth:`audio` does with one whole frame of int16 at ``out_rate`` that
         continues a run at that rate (or starts one) with nothing held, its frame cut
-        outside: ``(chunker.position, pcm)``."""
+        outside at :meth:`whole_frame_at`."""
         samples = len(pcm) >> 1
-        self._rate = self.config.out_rate
-        self.stats.blocks += 1
-        self.stats.took(samples, self._rate)
-        self.chunker.took_whole(samples)
+        rate = self._rate = self.config.out_rate
+        stats = self.stats
+        stats.blocks += 1
+        if stats._run_rate == rate:  # ResamplerStats.took, its common case inlined
+            stats._run_samples += samples
+        else:
+            stats.took(samples, rate)
+        self.chunker._next_start += samples  # Rechunker.took_whole
 
     def audio(self, block: RawBlock | PcmBlock) -> list[tuple[int, bytes]]:
         """Take one block; return the frames it completed."""

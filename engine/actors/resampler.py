@@ -232,28 +232,23 @@ class Resampler:
         if self._finished:
             raise trio.BrokenResourceError("the resampler has finished")
         hand, core, config = self._hand, self.core, self.config
-        if (
-            hand is None
-            or len(pcm) != self._frame_bytes
-            or core.chunker.held
-            or core.rate not in (None, config.out_rate)
-        ):
+        if hand is None or (start := core.whole_frame_at(len(pcm))) < 0:
             if block is None:
                 block = PcmBlock(np.frombuffer(pcm, _INT16), config.out_rate)
             return self._try_send_block(block)
         if self._pending or self._lock.locked():
             return False  # another producer is in the stage (or has frames to deliver first)
-        start = core.chunker.position
         now = trio.current_time()
-        frame = AudioFrame(start=start, pcm=pcm, rate=config.out_rate, stream=config.stream, t=now)
+        rate = config.out_rate
+        frame = AudioFrame(start=start, pcm=pcm, rate=rate, stream=config.stream, t=now)
         try:
             if not hand(frame, now):
                 return False
         except trio.ClosedResourceError:  # the stage was stopped under a sender
             raise trio.BrokenResourceError("the resampler has stopped") from None
         core.took_frame(pcm)
-        self._run_rate = config.out_rate
-        self.stats.position = frame.start + (len(pcm) >> 1)
+        self._run_rate = rate
+        self.stats.position = start + (len(pcm) >> 1)
         return True
 
     def _deliver_nowait(self) -> None:
