@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.actors._feed import Feed
 from engine.actors._inlet import Inbox, open_inlet
-from engine.actors._lag import BUCKETS, LagHistogram
+from engine.actors._lag import BUCKETS, LagHistogram, _index
 from engine.events import AudioFrame
 
 
@@ -273,6 +273,13 @@ class TestLagHistogram:
         assert got <= max(lags) and h.max_s == max(lags) and h.count == len(lags)
         assert got >= min(true, 2147.483647) - 1e-6
         assert got <= true * 1.25 + 1e-6
+
+    @given(st.one_of(st.integers(-5, 5000), st.integers(0, 1 << 45)))
+    def test_add_counts_in_the_bucket_of_its_microseconds(self, us: int) -> None:
+        """add() (its bucket index inlined) lands where _index puts the duration."""
+        h = LagHistogram()
+        h.add(us / 1e6)
+        assert [i for i, n in enumerate(h._counts) if n] == [_index(int(us / 1e6 * 1e6))]
 
     def test_the_memory_is_fixed(self) -> None:
         """Huge and negative durations land in the end buckets; nothing grows."""
