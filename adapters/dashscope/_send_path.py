@@ -93,6 +93,16 @@ class SendPath(Generic[Cmd]):
             and self._held is None
         )
 
+    @property
+    def voicing_matters(self) -> bool:
+        """Whether the next audio's ``voiced`` changes anything (not a checkpoint).
+
+        False while audio sent before it awaits an answer: the stall watch is
+        running, and voiced or not, the frame leaves it as it is. A caller may then
+        skip judging the frame and pass ``voiced=True``.
+        """
+        return self._live.unanswered_since is None
+
     def try_send_audio(self, pcm: bytes, *, voiced: bool = True, now: float | None = None) -> bool:
         """Send real audio now if it can go without waiting; never a checkpoint, never raises.
 
@@ -102,7 +112,14 @@ class SendPath(Generic[Cmd]):
         caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
-        if transport is None or not self.fast_lane_open:
+        if (  # fast_lane_open, inlined: every frame of every stream asks it
+            transport is None
+            or self.error is not None
+            or not self._reported
+            or self._over
+            or self.finish_sent_t is not None
+            or self._held is not None
+        ):
             return False
         try:
             frame = self._core.send(self._audio(pcm))
@@ -115,7 +132,15 @@ class SendPath(Generic[Cmd]):
         if not taken:
             self._held = (pcm, frame)
             return False
-        self._sent_audio(pcm, voiced=voiced, now=now)
+        # _sent_audio, inlined (tests/adapters/dashscope/test_send_path.py holds the
+        # two lanes' bookkeeping equal).
+        if now is None:
+            now = trio.current_time()
+        if self.first_audio_t is None:
+            self.first_audio_t = now
+        if voiced:
+            self._live.sent_audio(now)
+        self.audio_samples += len(pcm) >> 1
         return True
 
     # ---------------------------------------------------------- awaited lane
