@@ -75,6 +75,10 @@ twice the service's recommended 100 ms, well inside its 1–16 KB range."""
 _MAX_SKIPPED: Final = 64
 """Separate skipped spans held until reported (beyond it, the oldest two merge)."""
 
+_MAX_UNJUDGED: Final = 10
+"""Frames buffered unjudged (:meth:`Feed.took_live` with ``silent=None``) before they are
+judged anyway: a bound on the list, and on the work one question may cost."""
+
 
 def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
     """Add a skipped span (joined to the last when they touch; bounded: the oldest two merge)."""
@@ -107,11 +111,12 @@ def _sound_after_commit(feed: Feed) -> bool:
     is judged once per commit point (a loud one is not judged again every frame).
     """
     point = feed.buffer.commit_point
-    if feed._speech_end > point and feed._tail_judged != point:
+    speech_end = feed.speech_end
+    if speech_end > point and feed._tail_judged != point:
         feed._tail_judged = point
-        if silent_tail(feed.buffer, point, feed._speech_end, feed.rate):
-            feed._speech_end = point
-    return feed._speech_end > point
+        if silent_tail(feed.buffer, point, speech_end, feed.rate):
+            feed._speech_end = speech_end = point
+    return speech_end > point
 
 
 class Feed:
@@ -140,16 +145,54 @@ class Feed:
         self._pre_roll = int(PRE_ROLL_S * rate)
         # the end of the newest frame not silent; the commit point judged last (its tail)
         self._speech_end = self._tail_judged = 0
+        # Frames buffered but not judged yet, oldest first (bounded: _MAX_UNJUDGED); only
+        # speech_end needs them, and only its newest loud frame counts.
+        self._unjudged: list[AudioFrame] = []
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
-    def _append(self, frame: AudioFrame, silent: bool | None = None) -> None:
+    def _append(self, frame: AudioFrame) -> None:
         self.buffer.append(frame)
-        if silent is None:
-            judged, self._judged = self._judged, None
-            silent = judged[1] if judged and judged[0] is frame else is_silent(frame.pcm, self.rate)
-        if not silent:
-            self._speech_end = frame.end
+        judged, self._judged = self._judged, None
+        if judged is None or judged[0] is not frame:
+            self._unjudged_append(frame)
+        elif not judged[1]:
+            self._spoke(frame.end)
+
+    def _spoke(self, end: int) -> None:
+        """A frame ending at ``end`` is not silent: the frames before it need no judging."""
+        self._speech_end = end
+        if self._unjudged:
+            self._unjudged.clear()
+
+    def _unjudged_append(self, frame: AudioFrame) -> None:
+        unjudged = self._unjudged
+        if len(unjudged) >= _MAX_UNJUDGED:
+            self._judge_unjudged()
+        unjudged.append(frame)
+
+    def _judge_unjudged(self) -> None:
+        """Judge the unjudged frames, newest first, up to the first that is not silent."""
+        unjudged, rate = self._unjudged, self.rate
+        for frame in reversed(unjudged):
+            end = frame.end
+            if end <= self._speech_end:
+                break
+            if not is_silent(frame.pcm, rate):
+                self._speech_end = end
+                break
+        unjudged.clear()
+
+    @property
+    def speech_end(self) -> int:
+        """The global end of the newest buffered frame that is not silent (0: none yet).
+
+        Frames are judged when this is asked, not when they come (#11): while a
+        sentence is open and the stall watch is running, nobody asks.
+        """
+        if self._unjudged:
+            self._judge_unjudged()
+        return self._speech_end
 
     def _received(self, frame: AudioFrame) -> AudioFrame:
         """Buffer a frame from the queue (not a checkpoint; no clock: sync callers too)."""
@@ -162,31 +205,49 @@ class Feed:
 
     def could_hold_words(self, start: int) -> bool:
         """Audio from global ``start`` on may hold words (it begins before the last sound)."""
-        return start < self._speech_end
+        return start < self.speech_end
 
     def voiced_if_taken(self, frame: AudioFrame) -> tuple[bool, bool]:
-        """``(silent, voiced)`` of a frame not yet buffered, as if it were (pure)."""
+        """``(silent, voiced)`` of a frame not yet buffered, as if it were (no effect on
+        what the feed answers)."""
         pcm = frame.pcm
         silent = is_silent(pcm, self.rate)
         self._judged = (frame, silent)  # a frame the taker refuses is buffered judged
         if silent:
-            return True, frame.start < self._speech_end
+            return True, frame.start < self.speech_end
         return False, len(pcm) > 1  # a frame with samples begins before its own end
 
-    def took_live(self, frame: AudioFrame, silent: bool, arrived: float) -> None:
-        """The synchronous lane sent ``frame`` (``silent`` as judged): buffer and count it."""
+    def took_live(
+        self,
+        frame: AudioFrame,
+        silent: bool | None,
+        arrived: float,
+        *,
+        sentence_open: bool | None = None,
+    ) -> None:
+        """The synchronous lane sent ``frame``: buffer and count it.
+
+        ``silent`` as :meth:`voiced_if_taken` judged it, or None: not judged (it is
+        when :attr:`speech_end` is next asked). With ``sentence_open`` (the pump's
+        step), then :meth:`commit_silence` as ``commit_silence(sentence_open=...)`` would.
+        """
         # _append and mark_sent, inlined: this runs for every frame of every stream.
         now = trio.current_time()
         self._last_input_t = now
         buffer = self.buffer
         buffer.append(frame)
         end = buffer.end
-        if not silent:
-            self._speech_end = end
+        if silent is None:
+            self._unjudged_append(frame)
+        elif not silent:
+            self._spoke(end)
         if end > self.sent_high:
             self.sent_high = end
         self.send_lag.add(now - arrived)
         self.fast_frames += 1
+        # commit_silence's first test, inlined: it ends there on most frames.
+        if sentence_open is False and end - self._pre_roll > buffer.commit_point:
+            self.commit_silence()
 
     def sent_live(self, arrivals: list[float] | None = None) -> None:
         """The awaited lane sent what next_frame (or coalesce: ``arrivals``) gave: count the lag."""

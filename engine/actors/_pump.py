@@ -86,6 +86,10 @@ class Pump:
         cap = spec.max_task_audio_s
         # An utterance model's cap, less a margin for finish-task to arrive in time.
         self._max_task_samples = None if cap is None else int((cap - 2.0) * spec.sample_rate)
+        # Whether utterance_over / Rotation.due can ever be true: the synchronous step
+        # asks them for every frame only when they can (#11).
+        self._limited = spec.utterance or cap is not None
+        self._rotates = config.max_task_age_s is not None
         self._rate = spec.sample_rate
         # The most audio one message carries when the pump catches up (samples).
         self._coalesce = min(spec.sample_rate * COALESCE_MS // 1000, REPLAY_FRAME_BYTES // 2)
@@ -229,20 +233,30 @@ class Pump:
 
         Does what one turn of :meth:`_pump`'s loop does for a frame, when nothing of
         it must await: the frame goes on the wire through the connection's fast
-        lane, into the replay buffer, and silence is committed. Work that must
+        lane, into the replay buffer, and silence is committed. The frame is judged
+        silent or not only when that matters now (the stall watch is idle); else the
+        feed judges it when asked (``Feed.speech_end``). Work that must
         await (skipped spans to report, a rotation, an utterance's end) wakes the
         pump. False, with nothing changed, when the frame must take the awaited
         lane (the task cannot take audio now, or the transport would wait).
         """
-        feed = self._feed
-        if self.utterance_over(task):  # the link checks its own lane in try_send_audio
+        limited = self._limited
+        if limited and self.utterance_over(task):  # the link checks its own lane
             return False
-        silent, voiced = feed.voiced_if_taken(frame)
+        feed = self._feed
+        silent: bool | None
+        if task.link.voicing_matters:
+            silent, voiced = feed.voiced_if_taken(frame)
+        else:  # the stall watch runs either way: the frame is judged if the feed is asked
+            silent, voiced = None, True
         if not task.try_send_audio(frame, voiced=voiced, now=arrived):
             return False
-        feed.took_live(frame, silent, arrived)
-        feed.commit_silence(sentence_open=task.results.pending_partial)
-        if feed.has_skipped or self._rotation.due(task) or self.utterance_over(task):
+        feed.took_live(frame, silent, arrived, sentence_open=task.results.pending_partial)
+        if (
+            feed.has_skipped
+            or (self._rotates and self._rotation.due(task))
+            or (limited and self.utterance_over(task))
+        ):
             feed.wake()
         return True
 
