@@ -26,6 +26,11 @@ transport) is counted in :attr:`Feed.send_lag`, whichever lane carried it.
 behind: :func:`coalesce` takes the queued frames too (up to ``COALESCE_MS``) and
 :func:`message_runs` cuts them into contiguous runs, each sent as one message.
 Frames stay whole in the buffer, so replay and commits do not change.
+(``_coalesce.py``; re-exported here.)
+
+**Judged when asked.** :attr:`Feed.speech` (``_speech.py``) judges frames silent
+or not; one the pump's step took without judging it (the stall watch did not
+need to know) is judged only when the end of the newest sound is next needed.
 
 Channels: reads the inbox (never closes it: the session's ``run`` does).
 
@@ -41,13 +46,14 @@ import trio
 
 from engine.timeline import ReplayBuffer
 
+from ._coalesce import coalesce as coalesce
+from ._coalesce import message_runs as message_runs
 from ._inlet import Inbox
 from ._lag import LagHistogram
 from ._silence import PRE_ROLL_S, is_silent
+from ._speech import SpeechEnd
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from engine.events import AudioFrame
 
     from ._inlet import Taker
@@ -74,10 +80,6 @@ twice the service's recommended 100 ms, well inside its 1–16 KB range."""
 
 _MAX_SKIPPED: Final = 64
 """Separate skipped spans held until reported (beyond it, the oldest two merge)."""
-
-_MAX_UNJUDGED: Final = 10
-"""Frames buffered unjudged (:meth:`Feed.took_live` with ``silent=None``) before they are
-judged anyway: a bound on the list, and on the work one question may cost."""
 
 
 def _add_span(spans: list[tuple[int, int]], start: int, end: int) -> None:
@@ -111,11 +113,12 @@ def _sound_after_commit(feed: Feed) -> bool:
     is judged once per commit point (a loud one is not judged again every frame).
     """
     point = feed.buffer.commit_point
-    speech_end = feed.speech_end
+    speech_end = feed.speech.end
     if speech_end > point and feed._tail_judged != point:
         feed._tail_judged = point
         if silent_tail(feed.buffer, point, speech_end, feed.rate):
-            feed._speech_end = speech_end = point
+            feed.speech.ended_at(point)
+            speech_end = point
     return speech_end > point
 
 
@@ -135,7 +138,6 @@ class Feed:
         self.frames_coalesced = 0  # live frames sent joined with others in one message
         self._last_input_t = 0.0  # when the newest frame came (trio time)
         self._arrived_t: float | None = None  # when the frame last received was handed over
-        self._judged: tuple[AudioFrame, bool] | None = None  # the last frame judged, silent?
         self.buffer = ReplayBuffer(max_samples)
         self.rate = rate
         self.input_done = False
@@ -143,56 +145,14 @@ class Feed:
         # no task open since: the start (what drops before the first task is a gap too),
         self.outage_since: float | None = 0.0  # or a failure after one was; None: one is
         self._pre_roll = int(PRE_ROLL_S * rate)
-        # the end of the newest frame not silent; the commit point judged last (its tail)
-        self._speech_end = self._tail_judged = 0
-        # Frames buffered but not judged yet, oldest first (bounded: _MAX_UNJUDGED); only
-        # speech_end needs them, and only its newest loud frame counts.
-        self._unjudged: list[AudioFrame] = []
+        self.speech = SpeechEnd(rate)  # the end of the newest frame not silent; judging
+        self._tail_judged = 0  # the commit point whose tail was judged last
         self.sent_high = 0  # global end of the furthest audio any task was sent
         self._skipped: list[tuple[int, int]] = []  # committed silence no task got, unreported
 
     def _append(self, frame: AudioFrame) -> None:
         self.buffer.append(frame)
-        judged, self._judged = self._judged, None
-        if judged is None or judged[0] is not frame:
-            self._unjudged_append(frame)
-        elif not judged[1]:
-            self._spoke(frame.end)
-
-    def _spoke(self, end: int) -> None:
-        """A frame ending at ``end`` is not silent: the frames before it need no judging."""
-        self._speech_end = end
-        if self._unjudged:
-            self._unjudged.clear()
-
-    def _unjudged_append(self, frame: AudioFrame) -> None:
-        unjudged = self._unjudged
-        if len(unjudged) >= _MAX_UNJUDGED:
-            self._judge_unjudged()
-        unjudged.append(frame)
-
-    def _judge_unjudged(self) -> None:
-        """Judge the unjudged frames, newest first, up to the first that is not silent."""
-        unjudged, rate = self._unjudged, self.rate
-        for frame in reversed(unjudged):
-            end = frame.end
-            if end <= self._speech_end:
-                break
-            if not is_silent(frame.pcm, rate):
-                self._speech_end = end
-                break
-        unjudged.clear()
-
-    @property
-    def speech_end(self) -> int:
-        """The global end of the newest buffered frame that is not silent (0: none yet).
-
-        Frames are judged when this is asked, not when they come (#11): while a
-        sentence is open and the stall watch is running, nobody asks.
-        """
-        if self._unjudged:
-            self._judge_unjudged()
-        return self._speech_end
+        self.speech.buffered(frame)
 
     def _received(self, frame: AudioFrame) -> AudioFrame:
         """Buffer a frame from the queue (not a checkpoint; no clock: sync callers too)."""
@@ -205,17 +165,7 @@ class Feed:
 
     def could_hold_words(self, start: int) -> bool:
         """Audio from global ``start`` on may hold words (it begins before the last sound)."""
-        return start < self.speech_end
-
-    def voiced_if_taken(self, frame: AudioFrame) -> tuple[bool, bool]:
-        """``(silent, voiced)`` of a frame not yet buffered, as if it were (no effect on
-        what the feed answers)."""
-        pcm = frame.pcm
-        silent = is_silent(pcm, self.rate)
-        self._judged = (frame, silent)  # a frame the taker refuses is buffered judged
-        if silent:
-            return True, frame.start < self.speech_end
-        return False, len(pcm) > 1  # a frame with samples begins before its own end
+        return start < self.speech.end
 
     def took_live(
         self,
@@ -227,9 +177,9 @@ class Feed:
     ) -> None:
         """The synchronous lane sent ``frame``: buffer and count it.
 
-        ``silent`` as :meth:`voiced_if_taken` judged it, or None: not judged (it is
-        when :attr:`speech_end` is next asked). With ``sentence_open`` (the pump's
-        step), then :meth:`commit_silence` as ``commit_silence(sentence_open=...)`` would.
+        ``silent`` as ``speech.judge`` judged it, or None: not judged (``_speech.py``).
+        With ``sentence_open`` (the pump's step), then :meth:`commit_silence` as
+        ``commit_silence(sentence_open=sentence_open)`` would.
         """
         # _append and mark_sent, inlined: this runs for every frame of every stream.
         now = trio.current_time()
@@ -238,9 +188,9 @@ class Feed:
         buffer.append(frame)
         end = buffer.end
         if silent is None:
-            self._unjudged_append(frame)
+            self.speech.later(frame)
         elif not silent:
-            self._spoke(end)
+            self.speech.spoke(end)
         if end > self.sent_high:
             self.sent_high = end
         self.send_lag.add(now - arrived)
@@ -418,43 +368,3 @@ class Feed:
         """The pending overflow span, once."""
         span, self._overflow = self._overflow, None
         return span
-
-
-def coalesce(feed: Feed, frame: AudioFrame, limit: int) -> tuple[list[AudioFrame], list[float]]:
-    """``frame`` (just returned by :meth:`Feed.next_frame`) and the frames queued behind it.
-
-    The pump is behind when a second frame is already queued: it takes the queued
-    ones too (buffered, in order; not a checkpoint) until they hold at least
-    ``limit`` samples with ``frame``, to send them as few messages
-    (:func:`message_runs`). Returns the frames and, when there is more than one,
-    when each was handed to the inbox (for :meth:`Feed.sent_live`). The input's
-    end found behind them sets :attr:`Feed.input_done`.
-    """
-    frames = [frame]
-    arrivals: list[float] = []
-    first = feed._arrived_t
-    total = len(frame.pcm) >> 1
-    while total < limit and (later := feed.receive_queued()) is not None:
-        if first is not None and not arrivals:
-            arrivals.append(first)
-        if feed._arrived_t is not None:
-            arrivals.append(feed._arrived_t)
-        frames.append(later)
-        total += len(later.pcm) >> 1
-    return frames, arrivals
-
-
-def message_runs(frames: list[AudioFrame], limit: int) -> Iterator[list[AudioFrame]]:
-    """``frames`` (in timeline order) cut into messages: runs of contiguous frames (no hole
-    the source skipped inside one) of at most ``limit`` samples; a longer frame goes alone."""
-    run = [frames[0]]
-    size = len(frames[0].pcm) >> 1
-    for frame in frames[1:]:
-        samples = len(frame.pcm) >> 1
-        if frame.start == run[-1].end and size + samples <= limit:
-            run.append(frame)
-            size += samples
-        else:
-            yield run
-            run, size = [frame], samples
-    yield run

@@ -235,7 +235,7 @@ class Pump:
         it must await: the frame goes on the wire through the connection's fast
         lane, into the replay buffer, and silence is committed. The frame is judged
         silent or not only when that matters now (the stall watch is idle); else the
-        feed judges it when asked (``Feed.speech_end``). Work that must
+        feed judges it when asked (``Feed.speech``). Work that must
         await (skipped spans to report, a rotation, an utterance's end) wakes the
         pump. False, with nothing changed, when the frame must take the awaited
         lane (the task cannot take audio now, or the transport would wait).
@@ -246,7 +246,7 @@ class Pump:
         feed = self._feed
         silent: bool | None
         if task.link.voicing_matters:
-            silent, voiced = feed.voiced_if_taken(frame)
+            silent, voiced = feed.speech.judge(frame)
         else:  # the stall watch runs either way: the frame is judged if the feed is asked
             silent, voiced = None, True
         if not task.try_send_audio(frame, voiced=voiced, now=arrived):

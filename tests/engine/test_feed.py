@@ -22,15 +22,15 @@ class TestVoicedIfTaken:
     async def test_loud_audio_is_voiced_and_silence_after_it_is_not(self) -> None:
         """A loud frame is voiced; a silent one is voiced only if it starts before the last sound."""
         f = feed()
-        assert f.voiced_if_taken(AudioFrame(0, LOUD, RATE)) == (False, True)
-        assert f.voiced_if_taken(AudioFrame(0, QUIET, RATE)) == (True, False)
+        assert f.speech.judge(AudioFrame(0, LOUD, RATE)) == (False, True)
+        assert f.speech.judge(AudioFrame(0, QUIET, RATE)) == (True, False)
         f.took_live(AudioFrame(0, LOUD[:1600], RATE), False, trio.current_time())  # ends at 800
-        assert f.voiced_if_taken(AudioFrame(0, QUIET, RATE)) == (True, True)
-        assert f.voiced_if_taken(AudioFrame(800, QUIET, RATE)) == (True, False)
+        assert f.speech.judge(AudioFrame(0, QUIET, RATE)) == (True, True)
+        assert f.speech.judge(AudioFrame(800, QUIET, RATE)) == (True, False)
 
     def test_an_empty_frame_is_silent_and_not_voiced(self) -> None:
         """No samples: nothing to answer."""
-        assert feed().voiced_if_taken(AudioFrame(0, b"", RATE)) == (True, False)
+        assert feed().speech.judge(AudioFrame(0, b"", RATE)) == (True, False)
 
 
 class TestTookLive:

@@ -1,8 +1,8 @@
-"""Frames judged when the feed is asked (``engine/actors/_feed.py``), not when they come.
+"""Frames judged when the feed is asked (``engine/actors/_speech.py``), not when they come.
 
 The pump's step skips the silence judgement while the stall watch runs
 (``SendPath.voicing_matters``): the feed keeps such frames unjudged and judges
-them, newest first, when :attr:`Feed.speech_end` is next needed. Every answer
+them, newest first, when ``Feed.speech.end`` is next needed. Every answer
 must be the one a feed that judged each frame on arrival gives.
 """
 
@@ -14,8 +14,10 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.actors._feed import _MAX_UNJUDGED, Feed
+from engine.actors import _speech
+from engine.actors._feed import Feed
 from engine.actors._silence import is_silent
+from engine.actors._speech import MAX_UNJUDGED
 from engine.events import AudioFrame
 
 RATE = 16000
@@ -49,7 +51,7 @@ def take(
     feed: Feed, send: trio.MemorySendChannel[AudioFrame], f: AudioFrame, lane: str, judge: bool
 ) -> None:
     """Hand ``f`` to ``feed`` as the pump would: judged first (or not), on either lane."""
-    silent = feed.voiced_if_taken(f)[0] if judge else None
+    silent = feed.speech.judge(f)[0] if judge else None
     if lane == "fast":
         feed.took_live(f, silent, trio.current_time())
     else:  # refused by the taker, queued, buffered by the pump's receive
@@ -60,7 +62,7 @@ def take(
 def answers(feed: Feed, question: str, f: AudioFrame) -> object:
     """Ask ``feed`` one thing (some questions move its commit point)."""
     if question == "speech_end":
-        return feed.speech_end
+        return feed.speech.end
     if question == "words":
         return [feed.could_hold_words(s) for s in (f.start - FRAME, f.start, f.end - 1)]
     if question == "commit":  # a final up to the middle of this frame
@@ -89,9 +91,9 @@ class TestJudgedWhenAsked:
                 start = f.end
                 take(lazy, lazy_in, f, lane, judge)
                 take(eager, eager_in, f, lane, True)
-                assert len(lazy._unjudged) <= _MAX_UNJUDGED
+                assert lazy.speech.unjudged <= MAX_UNJUDGED
                 assert answers(lazy, question, f) == answers(eager, question, f)
-            assert lazy.speech_end == eager.speech_end
+            assert lazy.speech.end == eager.speech.end
             assert lazy.sent_high == eager.sent_high
             assert lazy.buffer.commit_point == eager.buffer.commit_point
 
@@ -107,23 +109,21 @@ class TestJudgedWhenAsked:
             judged.append(pcm)
             return is_silent(pcm, rate)
 
-        import engine.actors._feed as feed_module
-
-        monkeypatch.setattr(feed_module, "is_silent", counting)  # type: ignore[attr-defined]
+        monkeypatch.setattr(_speech, "is_silent", counting)  # type: ignore[attr-defined]
         feed, _ = new_feed()
         now = trio.current_time()
         for i in range(5):
             feed.took_live(AudioFrame(i * FRAME, QUIET if i < 4 else LOUD, RATE), None, now)
         assert judged == []  # nobody asked yet
-        assert feed.speech_end == 5 * FRAME
+        assert feed.speech.end == 5 * FRAME
         assert judged == [LOUD]
-        assert feed.speech_end == 5 * FRAME and judged == [LOUD]  # judged once
+        assert feed.speech.end == 5 * FRAME and judged == [LOUD]  # judged once
 
     async def test_the_unjudged_frames_are_bounded(self) -> None:
         """Past the bound, the frames held are judged at once (newest first) and let go."""
         feed, _ = new_feed()
         now = trio.current_time()
-        for i in range(3 * _MAX_UNJUDGED):
+        for i in range(3 * MAX_UNJUDGED):
             feed.took_live(AudioFrame(i * FRAME, QUIET, RATE), None, now)
-            assert len(feed._unjudged) <= _MAX_UNJUDGED
-        assert feed.speech_end == 0
+            assert feed.speech.unjudged <= MAX_UNJUDGED
+        assert feed.speech.end == 0

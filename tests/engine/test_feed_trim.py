@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.actors import _feed
+from engine.actors import _feed, _speech
 from engine.actors._feed import Feed
 from engine.actors._inlet import open_inlet
 from engine.actors._silence import PRE_ROLL_S, is_silent
@@ -34,7 +34,7 @@ def frame(k: int, loud_until: int = 0) -> AudioFrame:
 def take(feed: Feed, f: AudioFrame) -> None:
     """What the pump's fast lane does with a live frame: judge, buffer, commit silence
     (``took_live`` reads the trio clock: the tests run in trio)."""
-    silent, _ = feed.voiced_if_taken(f)
+    silent, _ = feed.speech.judge(f)
     feed.took_live(f, silent, 0.0)
     feed.mark_sent(f.end)
     feed.commit_silence()
@@ -93,7 +93,8 @@ class TestSilenceAfterAFinal:
             calls.append(len(pcm))
             return judge(pcm, rate)
 
-        monkeypatch.setattr(_feed, "is_silent", counting)  # type: ignore[attr-defined]
+        for module in (_feed, _speech):  # the tail's judge, and the frames'
+            monkeypatch.setattr(module, "is_silent", counting)  # type: ignore[attr-defined]
         for k in range(3, 40):
             take(feed, frame(k))
         assert calls.count(800 * 2) == 1  # the tail; the other calls judge whole frames

@@ -4,7 +4,7 @@ What the session's fast lane does for each 100 ms frame (``Pump._take``), piece 
 piece, with the project's own objects:
 
 * *silence*: ``is_silent`` on tone-coded speech (silent and voiced frames mixed);
-* *feed*: the feed's bookkeeping of a frame the lane took (``voiced_if_taken``,
+* *feed*: the feed's bookkeeping of a frame the lane took (``speech.judge``,
   ``took_live``: the replay buffer and the send-lag histogram, ``commit_silence``),
   a final every 2 s committing what came before;
 * *handover*: ``Stream.try_push``'s part, 100 ms of int16 bytes through the resampler
@@ -89,7 +89,7 @@ def feed_stage() -> Measure:
             t0 = time.process_time()
             for k, frame in enumerate(frames):
                 arrived = trio.current_time()
-                silent, _ = feed.voiced_if_taken(frame)
+                silent, _ = feed.speech.judge(frame)
                 feed.took_live(frame, silent, arrived)
                 feed.commit_silence(sentence_open=False)
                 if k % 20 == 19:  # a final every 2 s
@@ -257,7 +257,7 @@ async def _all(task: Any, feed: Any, frame: Any) -> None:
     import trio
 
     arrived = trio.current_time()
-    silent, voiced = feed.voiced_if_taken(frame)
+    silent, voiced = feed.speech.judge(frame)
     if not task.try_send_audio(frame, voiced=voiced):
         await task.send_audio(frame.pcm, frame.end, voiced=voiced)
     feed.took_live(frame, silent, arrived)
@@ -269,7 +269,7 @@ def FRAME_PATH_STAGES(url: str) -> list[tuple[str, str, Callable[[Path], Measure
     return [
         ("frame.silence", "is_silent on a 100 ms frame of tone-coded speech",
          lambda d: silence_stage()),
-        ("frame.feed", "Feed.voiced_if_taken + took_live + commit_silence",
+        ("frame.feed", "Feed.speech.judge + took_live + commit_silence",
          lambda d: feed_stage()),
         ("frame.handover", "Stream.try_push's part: int16 bytes -> resampler -> inlet -> taker",
          lambda d: handover_stage()),

@@ -120,3 +120,21 @@ async def test_a_frame_that_must_wait_has_the_send_deadline(
     with pytest.raises(StenoTimeout, match="stalled for 3 s"):
         await lanes.send_audio(b"\x00\x00")
     assert trio.current_time() - t0 == pytest.approx(3.0)
+
+
+async def test_voicing_matters_only_while_nothing_sent_awaits_an_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Voiced audio starts the stall watch; until a frame is heard, voicing changes nothing."""
+    lanes = Lanes(Wire(room=4))
+    assert lanes.voicing_matters
+    assert lanes.try_send_audio(b"\0\0", voiced=False)
+    assert lanes.voicing_matters  # silence expects no answer
+    assert lanes.try_send_audio(b"\1\0", voiced=True)
+    since = lanes._live.unanswered_since
+    assert not lanes.voicing_matters and since is not None
+    await trio.sleep(1.0)
+    assert lanes.try_send_audio(b"\2\0", voiced=True)  # a frame the pump did not judge
+    assert lanes._live.unanswered_since == since  # the watch counts from the first one
+    lanes._live.heard(trio.current_time())
+    assert lanes.voicing_matters
