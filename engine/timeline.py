@@ -258,11 +258,18 @@ class ReplayBuffer:
             yield AudioFrame(start=starts[i], pcm=pcm[i], rate=rate, stream=stream)
 
     def _first_ending_after(self, sample: int) -> int:
-        """The index of the oldest frame that ends after ``sample`` (frames' ends only grow)."""
-        pcm, starts = self._pcm, self._starts
-        return bisect.bisect_right(
-            range(len(pcm)), sample, key=lambda i: starts[i] + (len(pcm[i]) >> 1)
-        )
+        """The index of the oldest frame that ends after ``sample``.
+
+        Frames never overlap (each starts at or after the previous end), so every
+        frame before the last one starting at or before ``sample`` ends by then: one
+        C bisect on the starts and one end to look at (a commit runs it per frame in
+        a silence, #11).
+        """
+        starts = self._starts
+        i = bisect.bisect_right(starts, sample) - 1
+        if i >= 0 and starts[i] + (len(self._pcm[i]) >> 1) > sample:
+            return i
+        return i + 1
 
     def _prune_holes(self, point: int) -> None:
         """Forget holes that end at or before ``point``."""

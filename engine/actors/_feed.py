@@ -239,11 +239,12 @@ class Feed:
         if sentence_open or point <= buffer.commit_point or _sound_after_commit(self):
             return
         unsent = max(buffer.commit_point, self.sent_high)
-        for frame in buffer.frames_from(unsent):
-            start, end = max(frame.start, unsent), min(frame.end, point)
-            if start >= point:
-                break
-            _add_span(self._skipped, start, end)
+        if unsent < point:  # else every task was sent it (live: the common case)
+            for frame in buffer.frames_from(unsent):
+                start, end = max(frame.start, unsent), min(frame.end, point)
+                if start >= point:
+                    break
+                _add_span(self._skipped, start, end)
         buffer.commit(point)
 
     def take_skipped(self) -> list[tuple[int, int]]:
