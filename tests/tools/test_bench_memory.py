@@ -35,6 +35,7 @@ def test_memory_benchmark_traces_two_steps_of_streams() -> None:
     assert record["events"] > 0  # the six streams were served
     # the streams are open when measured: each has the session's tasks, and its replay audio
     assert record["tasks_per_stream"] >= 1
+    assert record["gc_tracked_per_stream"] > 0  # a stream's tasks and channels are tracked
     assert record["buffered_frames_mean"] > 0
     assert 0 < len(record["top"]) <= 30
     assert record["traced_kb_per_stream"] > 0
@@ -74,7 +75,9 @@ def test_memory_benchmark_paced_reports_peaks_replay_audio_and_types() -> None:
     types = record["types"]
     assert isinstance(types, list)
     assert any(row["type"] == "bytes" for row in types)  # the replay audio
+    assert record["gc_tracked_per_stream"] > 0
     assert "after connecting" in stderr
+    assert "GC-tracked objects per stream" in stderr
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from tools.bench._memtrace import (
     census,
     census_diff,
     count_tasks,
+    gc_tracked,
     rss_peak_kb,
     settle,
 )
@@ -171,6 +172,7 @@ async def measure_paced(args: argparse.Namespace, url: str) -> dict[str, Any]:
         await _open_paced(nursery, range(1), url, limiter, tally, loop, stop)
         await settle(args.settle)
         base = {"rss": rss_kb(), "peak": rss_peak_kb(), "finals": tally.finals}
+        tracked0 = gc_tracked()
         tasks0 = count_tasks()
         snap0 = tracemalloc.take_snapshot() if args.trace else None
         types0 = census() if args.census else None  # snap0 is alive at both censuses
@@ -180,6 +182,7 @@ async def measure_paced(args: argparse.Namespace, url: str) -> dict[str, Any]:
         await trio.sleep(half)
         gc.collect()
         rss_mid = rss_kb()
+        record["gc_tracked_per_stream"] = round((gc_tracked() - tracked0) / (n - 1), 1)
         record["replay_s"] = _replay_s(streams)
         record["finals_in_window"] = tally.finals - base["finals"]
         tasks = count_tasks()

@@ -24,6 +24,7 @@ __all__ = [
     "census",
     "census_diff",
     "count_tasks",
+    "gc_tracked",
     "rss_peak_kb",
     "settle",
 ]
@@ -36,6 +37,18 @@ async def settle(seconds: float) -> None:
     """Let ``seconds`` of the run pass, then collect garbage (before a measurement)."""
     await trio.sleep(seconds)
     gc.collect()
+
+
+def gc_tracked() -> int:
+    """Objects the cyclic garbage collector tracks now, after a full collection.
+
+    Every collection of the oldest generation scans all of them, so their number per
+    stream sets the cost of the collector's longest pauses (not the bytes: a tracked
+    ``set`` and a tracked ``list`` cost it the same). Take it before a tracemalloc
+    snapshot or a census: both leave tracked objects of their own.
+    """
+    gc.collect()
+    return len(gc.get_objects())
 
 
 def count_tasks() -> Counter[str]:

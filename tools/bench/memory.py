@@ -11,6 +11,10 @@ settle, then opens N more streams the same way. Reported per stream:
 
 * ``rss_kb``: (RSS with 2N streams - RSS with N streams) / N, so the one-time
   costs (imports, the first stream, arenas) are not counted;
+* ``gc_tracked_per_stream``: the objects the cyclic garbage collector tracks
+  (``gc.get_objects()``, after a full collection) at the same two points, per stream:
+  each collection of the oldest generation scans every one of them, so this sets the
+  cost of the collector's longest pauses;
 * with ``--trace``: ``tracemalloc``'s snapshot diff between the same two points,
   grouped by file:line (top 30), in bytes per stream. Tracing costs memory of its
   own, so the RSS line of a ``--trace`` run is not the number to quote.
@@ -22,9 +26,10 @@ The streams stay open (input not ended) while measured: that is the steady state
 and paced first (the baseline: imports, the pacer, arenas), then N-1 more, all paced
 in real time by the run's pacer (``Pacer.drive`` + ``Stream.try_push``, phases spread
 over a frame period) for S seconds with results flowing. Reported per stream, over the
-N-1 added: ``rss_kb_per_stream`` in the middle of the window (steady), and from the
-peak RSS (``VmHWM``): ``peak_connect_kb_per_stream`` once every stream has its task (the
-connect burst), ``peak_kb_per_stream`` at the end of the window and
+N-1 added: ``rss_kb_per_stream`` and ``gc_tracked_per_stream`` in the middle of the
+window (steady), and from the peak RSS (``VmHWM``): ``peak_connect_kb_per_stream`` once
+every stream has its task (the connect burst), ``peak_kb_per_stream`` at the end of the
+window and
 ``peak_end_kb_per_stream`` after every stream finished (the finish burst).
 ``replay_s`` is the audio the replay buffers hold mid-window (mean and max seconds per
 stream): it depends on the speech and on how late finals come (a run that falls behind
@@ -55,7 +60,7 @@ from engine.policy import RATE_LIMITS
 from engine.ratelimit import StartLimiter
 from engine.stream import Stream, StreamConfig, open_stream
 from tools.bench._memory_paced import FRAME_MS, bench_config, fresh, measure_paced
-from tools.bench._memtrace import by_file, by_line, count_tasks, settle
+from tools.bench._memtrace import by_file, by_line, count_tasks, gc_tracked, settle
 from tools.bench._report import START_LIMIT, rss_kb
 from tools.bench._sim import SimProcess
 from tools.bench.capacity import RATE, audio_loop
@@ -111,11 +116,13 @@ async def measure(args: argparse.Namespace, url: str) -> dict[str, Any]:
         one = await _add_streams(nursery, 0, n, url, limiter, counts, loop, args.frames)
         await settle(args.settle)
         rss1 = rss_kb()
+        tracked1 = gc_tracked()
         tasks1 = count_tasks()
         snap1 = tracemalloc.take_snapshot() if args.trace else None
         two = await _add_streams(nursery, n, n, url, limiter, counts, loop, args.frames)
         await settle(args.settle)
         rss2 = rss_kb()
+        record["gc_tracked_per_stream"] = round((gc_tracked() - tracked1) / n, 1)
         tasks = count_tasks()
         tasks.subtract(tasks1)
         record["tasks_per_stream"] = round(tasks.total() / n, 2)
@@ -180,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(record), flush=True)
     print(
         f"{args.streams} streams: {record['rss_kb_per_stream']} KiB RSS per stream, "
-        f"{record['tasks_per_stream']} tasks per stream",
+        f"{record['tasks_per_stream']} tasks and {record['gc_tracked_per_stream']} "
+        "GC-tracked objects per stream",
         file=sys.stderr,
     )
     if args.paced:
