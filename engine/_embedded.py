@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from adapters.sim.recognizers import RecognizerKind
     from adapters.sim.server import SimulatorHandle
 
-__all__ = ["describe_recognizer", "open_embedded_simulator"]
+__all__ = ["describe_recognizer", "embedded_simulator_or_none", "open_embedded_simulator"]
 
 
 @contextlib.asynccontextmanager
@@ -50,6 +50,13 @@ async def open_embedded_simulator(
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(engine.aclose)
         yield await stack.enter_async_context(open_simulator(SimConfig(), engine, faults=plan))
+
+
+def embedded_simulator_or_none(
+    recognizer: RecognizerKind | None,
+) -> contextlib.AbstractAsyncContextManager[SimulatorHandle | None]:
+    """:func:`open_embedded_simulator`, or a block that gives None when there is no recognizer."""
+    return contextlib.nullcontext() if recognizer is None else open_embedded_simulator(recognizer)
 
 
 def describe_recognizer(recognizer: str) -> str:

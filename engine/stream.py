@@ -57,7 +57,7 @@ import trio
 from adapters.audio.pcm import to_mono_float32
 from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
-from engine._embedded import open_embedded_simulator
+from engine._embedded import embedded_simulator_or_none
 from engine._stream_input import (
     Feed,
     InputEvents,
@@ -338,10 +338,10 @@ async def open_stream(
     Cancellation: cancelling the surrounding scope abandons the task at once (no
     ``finish-task``); exiting normally, or with an exception, finishes it.
     """
-    async with contextlib.AsyncExitStack() as stack:
+    # Nested blocks: an AsyncExitStack would live as long as the stream (760 B, #11).
+    async with embedded_simulator_or_none(config.simulator) as sim:
         session_config = config.session
-        if config.simulator is not None:
-            sim = await stack.enter_async_context(open_embedded_simulator(config.simulator))
+        if sim is not None:
             session_config = msgspec.structs.replace(session_config, url=sim.inference_url)
         rate = get_model(session_config.model).sample_rate
         frames_send, frames_recv = open_inlet(EDGES["resampler->session"].size)
@@ -352,39 +352,39 @@ async def open_stream(
         framing = resampler.ResamplerConfig(rate, session_config.frame_ms, session_config.stream)
         stage = resampler.Resampler(outbox=frames_send, events=events_send.clone(), config=framing)
         raw_send = stage.inlet()
-        stack.enter_context(unwrap_single_group())
-        nursery = await stack.enter_async_context(trio.open_nursery())
-        source = config.source
-        if producer is not None:
-            feed = Feed(raw_send.clone(), InputEvents(events_send.clone(), ledger))
-            raw_send.close()  # the producer is the source: its end is the input's end
-            source = await nursery.start(producer, feed) or source
-        started = StreamStarted(
-            source,
-            session_config.model,
-            rate,
-            endpoint=endpoint(session_config.model, session_config.url),
-            started_at=iso_utc(clock()),
-            stream=session_config.stream,
-            t=trio.current_time(),
-        )
-        resampling = await nursery.start(stage.run)
-        stats = await nursery.start(
-            functools.partial(
-                session.run,
-                inbox=frames_recv,
-                outbox=events_send,
-                config=session_config,
-                dial=dial,
-                limiter=limiter,
-                drain=drain,
-            )
-        )
-        stream = Stream(
-            config, raw_send, frames_recv, events_recv, stats, resampling, ledger, started
-        )
-        try:
-            yield stream
-        finally:
-            await stream.end_input()
-            await stream._drain()
+        with unwrap_single_group():
+            async with trio.open_nursery() as nursery:
+                source = config.source
+                if producer is not None:
+                    feed = Feed(raw_send.clone(), InputEvents(events_send.clone(), ledger))
+                    raw_send.close()  # the producer is the source: its end is the input's end
+                    source = await nursery.start(producer, feed) or source
+                started = StreamStarted(
+                    source,
+                    session_config.model,
+                    rate,
+                    endpoint=endpoint(session_config.model, session_config.url),
+                    started_at=iso_utc(clock()),
+                    stream=session_config.stream,
+                    t=trio.current_time(),
+                )
+                nursery.start_soon(stage.run)  # not start: its status would hold a nursery
+                stats = await nursery.start(
+                    functools.partial(
+                        session.run,
+                        inbox=frames_recv,
+                        outbox=events_send,
+                        config=session_config,
+                        dial=dial,
+                        limiter=limiter,
+                        drain=drain,
+                    )
+                )
+                stream = Stream(
+                    config, raw_send, frames_recv, events_recv, stats, stage.stats, ledger, started
+                )
+                try:
+                    yield stream
+                finally:
+                    await stream.end_input()
+                    await stream._drain()

@@ -31,6 +31,7 @@ from ._images import send_images
 from ._task import Task
 
 if TYPE_CHECKING:
+    from adapters.dashscope.links import Link
     from adapters.dashscope.models import ModelSpec
     from adapters.dashscope.transport import Dialer
     from engine.config import SessionConfig
@@ -61,8 +62,51 @@ def link_settings(config: SessionConfig, rate: int) -> LinkSettings:
     )
 
 
+class _StartedOnce:
+    """A task status that lets go of trio's once the task has started.
+
+    A task started with ``nursery.start`` holds its task status in its frame for its
+    whole life, and trio's holds the start's temporary nursery (a nursery, its cancel
+    scope and status, four sets: ~1 KB). A connection lives as long as its server
+    task, so it gets this one instead (#11).
+    """
+
+    __slots__ = ("_status",)
+
+    def __init__(self, status: trio.TaskStatus[None]) -> None:
+        self._status: trio.TaskStatus[None] | None = status
+
+    def started(self, value: None = None) -> None:
+        status, self._status = self._status, None
+        if status is None:
+            raise RuntimeError("called 'started' twice on the same task status")
+        status.started(value)
+
+
+async def _run_link(link: Link, *, task_status: trio.TaskStatus[None]) -> None:
+    """``link.run`` with a task status that does not keep trio's alive (not a checkpoint
+    of its own)."""
+    once = _StartedOnce(task_status)
+    del task_status
+    await link.run(task_status=once)
+
+
 class Opener:
     """Makes, starts and announces the session's tasks."""
+
+    __slots__ = (
+        "_dial",
+        "_feed",
+        "_images",
+        "_limiter",
+        "_model",
+        "_parameters",
+        "_report",
+        "_settings",
+        "_spec",
+        "nursery",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -107,7 +151,7 @@ class Opener:
         await self._limiter.acquire(self._spec.family)
         assert self.nursery is not None
         with unwrap_single_group():
-            await self.nursery.start(task.link.run)
+            await self.nursery.start(_run_link, task.link, name=task.link.run)
         log.info(
             "session.task_started", task_id=task.task_id, offset=task.offset, attempt=task.attempt
         )

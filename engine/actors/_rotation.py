@@ -41,6 +41,8 @@ log = structlog.get_logger("steno.session")
 class Rotation:
     """The prepared next task and the decisions of rotation and idle."""
 
+    __slots__ = ("_config", "_feed", "_next", "_opener", "_preparing", "_report")
+
     def __init__(self, config: SessionConfig, opener: Opener, feed: Feed, report: Report) -> None:
         self._config = config
         self._opener = opener

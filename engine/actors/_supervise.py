@@ -61,6 +61,18 @@ def session_seed(config: SessionConfig) -> int:
 class Supervisor:
     """Runs the loop above; the only owner of the backoff state."""
 
+    __slots__ = (
+        "_backoff",
+        "_drain",
+        "_end_budget_s",
+        "_end_by",
+        "_feed",
+        "_opener",
+        "_pump",
+        "_report",
+        "_rotation",
+    )
+
     def __init__(
         self,
         *,

@@ -144,6 +144,9 @@ async def run(
     async with inbox, outbox:
         stats = SessionStats(feed, report, transcript, opener)
         task_status.started(stats)
+        # trio's task status holds the start's temporary nursery (~1 KB): let it go now,
+        # not when the stream ends (#11).
+        del task_status
         with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
             log.info("session.start", seed=seed)
             async with trio.open_nursery() as nursery:

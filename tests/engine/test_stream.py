@@ -394,6 +394,38 @@ def engine_tasks() -> dict[str, int]:
     return names
 
 
+def _engine_task_list() -> list[trio.lowlevel.Task]:
+    todo = [
+        task
+        for nursery in trio.lowlevel.current_task().child_nurseries
+        for task in nursery.child_tasks
+    ]
+    found = []
+    while todo:
+        task = todo.pop()
+        if task.name.startswith(("engine.", "adapters.dashscope.")):
+            found.append(task)
+        for child in task.child_nurseries:
+            todo.extend(child.child_tasks)
+    return found
+
+
+def holding_a_task_status() -> list[str]:
+    """The engine tasks whose stack holds a trio task status (which holds the temporary
+    nursery of the ``nursery.start`` that started them)."""
+    holders = []
+    for task in _engine_task_list():
+        coro: object = task.coro
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None and any(
+                type(value).__name__ == "_TaskStatus" for value in frame.f_locals.values()
+            ):
+                holders.append(task.name)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return holders
+
+
 @pytest.mark.usefixtures("any_transport")  # both WebSocket client transports
 class TestTasks:
     async def test_a_live_stream_runs_four_tasks(
@@ -412,6 +444,19 @@ class TestTasks:
                     "Connection.run": 1,
                     "Pump._consume": 1,
                 }
+
+    async def test_no_task_of_a_live_stream_keeps_its_start_alive(
+        self, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        """Once started, no engine task holds trio's task status: it would keep the start's
+        temporary nursery (~1 KB) alive as long as the stream (#11)."""
+        pcm = synthesize(SENTENCES, 16000).tobytes()
+        async with open_memory_net(SimConfig(api_keys=["sk"]), ScriptedRecognizer.tone()) as net:
+            async with open_stream(StreamConfig(session=session()), dial=net.dial) as stream:
+                await stream.push(pcm[: 2 * 32000])
+                await trio.sleep(0.5)
+                assert len(_engine_task_list()) == 4
+                assert holding_a_task_status() == []
 
 
 @pytest.mark.usefixtures("any_transport")  # both WebSocket client transports

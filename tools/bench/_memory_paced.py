@@ -83,6 +83,7 @@ async def _paced_stream(
     """One stream, its events counted and dropped, until its input ends and it finishes."""
     async with open_stream(StreamConfig(session=config), limiter=limiter) as stream:
         task_status.started(stream)
+        del task_status  # it holds the start's temporary nursery: a host lets it go
         event: Event
         async for event in stream.events():
             tally.events += 1

@@ -75,6 +75,7 @@ async def _run_stream(
     """One stream, its events counted and dropped; open until cancelled."""
     async with open_stream(StreamConfig(session=config), limiter=limiter) as stream:
         task_status.started(stream)
+        del task_status  # it holds the start's temporary nursery: a host lets it go
         event: Event
         async for event in stream.events():
             del event
