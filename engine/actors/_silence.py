@@ -19,8 +19,15 @@ SILENCE_RMS: Final = 64.0
 """RMS in int16 units (about -54 dBFS) below which a 100 ms block is silent; the
 simulator's ``silence_rms`` default is the same."""
 
-PRE_ROLL_S: Final = 1.0
-"""Silence kept before the newest audio for a replay (the onset of the next word)."""
+PRE_ROLL_S: Final = 0.5
+"""Silence kept before the newest audio for a replay (the onset of the next word).
+
+What a recognizer needs before an onset: the service's VAD keeps 300 ms before the
+speech it detects (``prefix_padding_ms``, DASHSCOPE.md §5), and a soft onset can hide
+below :data:`SILENCE_RMS` in the one 100 ms block before the first loud one: 400 ms,
+and 500 ms whole frames with a frame to spare (the daemon's suspend gate keeps the
+same ``preroll-ms``). Every stream holds it, a 24/7 host's thousand of them too: at
+16 kHz it is 16 KB a stream (#11)."""
 
 
 _INT16: Final = np.dtype("<i2")
