@@ -47,6 +47,7 @@ import trio
 
 from adapters.dashscope.models import get_model, run_task_parameters
 from adapters.dashscope.ws import dial_tcp
+from engine.logging import BoundContext
 from engine.ratelimit import StartLimiter, process_limiter
 from engine.translation import check_translation, gummy_parameters, realtime_settings, transcribes
 
@@ -147,7 +148,7 @@ async def run(
         # trio's task status holds the start's temporary nursery (~1 KB): let it go now,
         # not when the stream ends (#11).
         del task_status
-        with structlog.contextvars.bound_contextvars(stream=config.stream, model=config.model):
+        with BoundContext(stream=config.stream, model=config.model):
             log.info("session.start", seed=seed)
             async with trio.open_nursery() as nursery:
                 opener.nursery = nursery

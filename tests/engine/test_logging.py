@@ -59,3 +59,56 @@ class TestConfigure:
         structlog.get_logger("t").info("to.stderr")
         captured = capsys.readouterr()
         assert "to.stderr" in captured.err and not captured.out
+
+
+class TestBoundContext:
+    """engine.logging.BoundContext: structlog's bound_contextvars without a generator."""
+
+    @pytest.fixture(autouse=True)
+    def _clean_context(self) -> None:
+        structlog.contextvars.clear_contextvars()
+
+    def test_binds_for_the_block_and_restores_what_was_there(self) -> None:
+        """Inside, the values are bound; after, new keys are gone and old ones are back."""
+        structlog.contextvars.bind_contextvars(stream="outer", other=1)
+        with steno_logging.BoundContext(stream="s1", model="m"):
+            assert structlog.contextvars.get_contextvars() == {
+                "stream": "s1",
+                "model": "m",
+                "other": 1,
+            }
+        assert structlog.contextvars.get_contextvars() == {"stream": "outer", "other": 1}
+
+    def test_does_as_structlog_does(self) -> None:
+        """Nested with structlog's own, in either order, the context is the same at every step."""
+        seen: list[dict[str, object]] = []
+        ours, theirs = steno_logging.BoundContext, structlog.contextvars.bound_contextvars
+        for first, second in ((ours, theirs), (theirs, ours), (theirs, theirs)):
+            structlog.contextvars.clear_contextvars()
+            steps = []
+            with first(a=1, b=2):
+                steps.append(structlog.contextvars.get_contextvars())
+                with second(b=3, c=4):
+                    steps.append(structlog.contextvars.get_contextvars())
+                steps.append(structlog.contextvars.get_contextvars())
+            steps.append(structlog.contextvars.get_contextvars())
+            seen.append({"steps": steps})
+        assert seen[0] == seen[1] == seen[2]
+
+    def test_logs_carry_the_bound_values(self) -> None:
+        """A line logged inside the block carries the values (merge_contextvars)."""
+        with structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as logs:
+            with steno_logging.BoundContext(stream="s2"):
+                structlog.get_logger("t").info("inside")
+            structlog.get_logger("t").info("outside")
+        assert [log.get("stream") for log in logs] == ["s2", None]
+
+    def test_entered_once(self) -> None:
+        """It keeps no values after entering, so a second entry is refused."""
+        bound = steno_logging.BoundContext(stream="s3")
+        with bound:
+            pass
+        with pytest.raises(RuntimeError), bound:
+            pass
