@@ -44,6 +44,7 @@ from engine.actors._reframe import ResamplerStats as ResamplerStats
 from engine.actors._resampler_inlet import InletStatistics as InletStatistics
 from engine.actors._resampler_inlet import ResamplerInlet as ResamplerInlet
 from engine.events import AudioFrame, AudioGap, AudioSkipped, Event
+from engine.logging import BoundContext
 from engine.messages import PcmBlock, Skip
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ class Resampler:
         Error handling:
             A closed receiver's ``trio.BrokenResourceError`` propagates.
         """
-        with structlog.contextvars.bound_contextvars(actor="resampler", stream=self.config.stream):
+        with BoundContext(actor="resampler", stream=self.config.stream):
             async with self._outbox, self._events or contextlib.nullcontext():
                 task_status.started(self.stats)
                 try:
