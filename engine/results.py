@@ -13,7 +13,18 @@ import msgspec
 __all__ = ["Heard", "HeardWord", "Result", "Translated", "VoiceOut"]
 
 
-class HeardWord(msgspec.Struct, frozen=True, array_like=True):
+class HeardWord(
+    msgspec.Struct, frozen=True, rename={"begin_ms": "begin_time", "end_ms": "end_time"}
+):
+    """One recognized word, in task times (ms from the task's first audio).
+
+    Its encoded names are the DashScope wire's (``begin_time``, ``end_time``,
+    ``text``, ``punctuation``), so the inference core decodes a sentence's words
+    straight into it (``adapters/dashscope/messages.py``: ``WireWord`` is this,
+    plus the wire's extra fields): no Python per word between the socket and
+    :class:`Heard`.
+    """
+
     begin_ms: int
     end_ms: int
     text: str

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from engine.errors import Disconnected, RemoteProtocolError, TaskFailed
-from engine.results import Heard, HeardWord, Result, Translated
+from engine.results import Heard, Result, Translated
 
 from . import messages as m
 from .connection import Connection, LinkSettings
@@ -55,12 +55,12 @@ class InferenceConnection(Connection[m.ClientCommand, m.ClientEvent]):
 
     def _interpret(self, event: m.ClientEvent) -> list[Result]:
         match event:
+            case m.ResultGenerated(_, output):  # first: nearly every event is one
+                return results_of(output)
             case m.TaskStarted():
                 self.started.set()
             case m.TaskFinished():
                 self._mark_finished()
-            case m.ResultGenerated(_, output):
-                return results_of(output)
             case m.TaskFailed(_, code, message):
                 self.close_reason = f"task-failed: {code}"
                 raise TaskFailed(code, message)
@@ -97,10 +97,10 @@ def results_of(output: m.Output) -> list[Result]:
 
 
 def _heard(s: m.WireSentence) -> Heard:
-    words = tuple(HeardWord(w.begin_time, w.end_time, w.text, w.punctuation) for w in s.words)
+    final = s.is_final
     stash = s.stash.text if s.stash is not None else ""
-    end = s.end_time if s.is_final else None
     pre_end = bool(s.vad_pre_end) and not s.pre_end_failed
-    return Heard(
-        s.is_final, s.begin_time, end, s.text, words, stash, key=str(s.sentence_id), pre_end=pre_end
-    )
+    # The words were decoded as HeardWords (WireWord is one): no Python per word.
+    words, key = s.words, str(s.sentence_id)
+    end = s.end_time if final else None
+    return Heard(final, s.begin_time, end, s.text, words, stash, key=key, pre_end=pre_end)

@@ -12,14 +12,16 @@ from typing import Any
 
 import msgspec
 
+from engine.results import HeardWord
+
 # ------------------------------------------------------------------ wire
 
 
-class WireWord(msgspec.Struct, frozen=True, omit_defaults=True):
-    begin_time: int
-    end_time: int
-    text: str
-    punctuation: str = ""
+class WireWord(HeardWord, frozen=True, omit_defaults=True):
+    """A word of a sentence: the engine's :class:`~engine.results.HeardWord` as decoded
+    (``begin_time``/``end_time`` on the wire are its ``begin_ms``/``end_ms``), plus the
+    wire's fields the engine does not use."""
+
     fixed: bool | None = None
     speaker_id: int | None = None
 
@@ -29,7 +31,7 @@ class WireStash(msgspec.Struct, frozen=True, omit_defaults=True):
     sentence_id: int | None = None
     begin_time: int | None = None
     current_time: int | None = None
-    words: list[WireWord] = []
+    words: tuple[WireWord, ...] = ()
 
 
 class WireSentence(msgspec.Struct, frozen=True):
@@ -46,7 +48,7 @@ class WireSentence(msgspec.Struct, frozen=True):
     sentence_id: int = -1
     sentence_end: bool = False
     heartbeat: bool = False
-    words: list[WireWord] = []
+    words: tuple[WireWord, ...] = ()
     stash: WireStash | None = None
     current_time: int | None = None
     vad_pre_end: bool | None = None
