@@ -26,7 +26,7 @@ from engine.events import Final, Partial, TranslatedAudio, Translation, Word
 from engine.results import Heard, Translated, VoiceOut
 
 if TYPE_CHECKING:
-    from engine.results import Result
+    from engine.results import HeardWord, Result
     from engine.timeline import TaskClock
 
     from ._task import TaskResults
@@ -77,10 +77,7 @@ class Transcript:
     def _heard(
         self, task: TaskResults, clock: TaskClock, s: Heard, commit_point: int, task_id: str
     ) -> Mapped:
-        words = tuple(
-            Word(clock.to_global(w.begin_ms), clock.to_global_end(w.end_ms), w.text, w.punctuation)
-            for w in s.words
-        )
+        words = _words(clock, s.words) if s.words else ()
         start = clock.to_global(s.begin_ms)
         if not s.final or s.end_ms is None:
             task.pending_partial = bool(s.text)
@@ -144,3 +141,30 @@ class Transcript:
             tr.lang, sentence_id, start, end, tr.text, tr.final, rate=self.rate, stash=tr.stash
         )
         return Mapped(translation, commit=commit)
+
+
+def _words(clock: TaskClock, words: tuple[HeardWord, ...]) -> tuple[Word, ...]:
+    """A sentence's words on the global timeline.
+
+    While the task's clock is one straight run (no keep-alive padding, no skip:
+    nearly always), task time maps to global time by one offset, for every word
+    at once; else each word takes :meth:`TaskClock.to_global` and its ``_end``.
+    """
+    offset = clock.offset
+    if not clock.padded and clock.global_end == offset + clock.task_samples:
+        rate = clock.rate
+        return tuple(
+            [
+                Word(
+                    offset + w.begin_ms * rate // 1000,
+                    offset + w.end_ms * rate // 1000,
+                    w.text,
+                    w.punctuation,
+                )
+                for w in words
+            ]
+        )
+    to_global, to_global_end = clock.to_global, clock.to_global_end
+    return tuple(
+        [Word(to_global(w.begin_ms), to_global_end(w.end_ms), w.text, w.punctuation) for w in words]
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from engine.actors._task import TaskResults
 from engine.actors._transcript import MAX_KEYS, Transcript
 from engine.events import Final, Partial, TranslatedAudio, Translation, Word
@@ -113,3 +116,40 @@ def test_voice_passes_through() -> None:
     t = Transcript(RATE, utterance=False, transcribes=True)
     mapped = t.map(TaskResults(), clock(), VoiceOut("r1", b"\x00\x01", 24000), 0, "t1")
     assert mapped == (TranslatedAudio("r1", b"\x00\x01", 24000), None, False)
+
+
+# A clock's history: real audio sent, keep-alive padding, a skip of the source.
+clock_steps = st.lists(
+    st.tuples(st.sampled_from(["advance", "pad", "skip"]), st.integers(0, 3 * RATE)), max_size=6
+)
+word_times = st.tuples(st.integers(-500, 20_000), st.integers(-500, 20_000))
+
+
+class TestWordsOnTheTimeline:
+    @given(
+        offset=st.integers(0, 100 * RATE),
+        rate=st.sampled_from([8000, 16000]),
+        steps=clock_steps,
+        times=st.lists(word_times, min_size=1, max_size=8),
+    )
+    def test_every_word_maps_as_the_clock_maps_it(
+        self, offset: int, rate: int, steps: list[tuple[str, int]], times: list[tuple[int, int]]
+    ) -> None:
+        """Words map by TaskClock.to_global / to_global_end, whatever the clock's history
+        (one offset for all while it is one straight run, word by word otherwise)."""
+        c = TaskClock(offset, rate)
+        for step, samples in steps:
+            if step == "advance":
+                c.advance(samples)
+            elif step == "pad":
+                c.pad(samples)
+            else:
+                c.skip_to(c.global_end + samples)
+        words = tuple(HeardWord(b, e, f"w{i}", ",") for i, (b, e) in enumerate(times))
+        t = Transcript(rate, utterance=False, transcribes=True)
+        mapped = t.map(TaskResults(), c, Heard(False, 0, None, "x", words), 0, "t1")
+        assert isinstance(mapped.event, Partial)
+        expected = tuple(
+            Word(c.to_global(w.begin_ms), c.to_global_end(w.end_ms), w.text, ",") for w in words
+        )
+        assert mapped.event.words == expected
