@@ -134,7 +134,8 @@ class ReceivePath(Generic[Ev]):
             await self._drain(back)
             if back.ended or event.is_set() or self.finished.is_set():
                 return
-            self._on_frame(await self._receive(), back)
+            data = await self._receive()
+            self._on_frame(data, back, trio.current_time())
 
     async def _read_in_hub(self, hub: ReadHub, transport: HubReceiver, fd: int) -> None:
         """The reader's loop with the hub reading (see the module docstring)."""
@@ -166,9 +167,11 @@ class ReceivePath(Generic[Ev]):
                 return
             if back.must_await:
                 back.must_await = False  # set again if a watch cancels the receive
-                self._on_frame(await self._receive(), back)
+                data = await self._receive()
+                self._on_frame(data, back, trio.current_time())
                 continue
-            self._hub_step(hub, transport, fd, back)  # the core may hold frames already
+            # The core may hold frames already (read by an awaited receive).
+            self._hub_step(hub, transport, fd, back, trio.current_time())
             if back.empty:
                 hub.add(fd, step)
                 try:
@@ -193,12 +196,22 @@ class ReceivePath(Generic[Ev]):
             failure, back.failure = back.failure, None
             raise failure
 
-    def _hub_step(self, hub: ReadHub, transport: HubReceiver, fd: int, back: _HandBack) -> None:
+    def _hub_step(
+        self,
+        hub: ReadHub,
+        transport: HubReceiver,
+        fd: int,
+        back: _HandBack,
+        now: float | None = None,
+    ) -> None:
         """The reader's step in the hub's task: every frame there is, till one must await.
 
         Never a checkpoint, never raises: what must await goes into ``back``, the
-        socket leaves the hub and the parked task wakes.
+        socket leaves the hub and the parked task wakes. The frames were heard at ``now``,
+        by default the hub's round's start (``hub.now``: one clock read per round).
         """
+        if now is None:
+            now = hub.now
         try:
             read = True
             while back.empty and not self.finished.is_set():
@@ -212,20 +225,21 @@ class ReceivePath(Generic[Ev]):
                 except Disconnected:
                     data = None
                 read = False
-                self._on_frame(data, back)
+                self._on_frame(data, back, now)
         except Exception as exc:  # a bug: raised by the connection's task, not the hub
             back.failure = exc
         hub.discard(fd)
         back.lot.unpark_all()
 
-    def _on_frame(self, data: bytes | str | None, back: _HandBack) -> None:
-        """One received frame (None: the transport ended): what it means goes out now, or
-        into ``back`` (results the full queue refused, a failure, the end). Synchronous.
+    def _on_frame(self, data: bytes | str | None, back: _HandBack, now: float) -> None:
+        """One received frame (None: the transport ended), heard at trio time ``now``: what
+        it means goes out now, or into ``back`` (results the full queue refused, a failure,
+        the end). Synchronous.
         """
         if data is None and self.finished.is_set():
             back.ended = True  # the transport ended after the task finished: nothing to say
             return
-        self._live.heard(trio.current_time())
+        self._live.heard(now)
         results, failure = self._take_events(data)
         out, pending = self._results_out, back.pending
         for result in results:
