@@ -135,8 +135,8 @@ class TestWordsOnTheTimeline:
     def test_every_word_maps_as_the_clock_maps_it(
         self, offset: int, rate: int, steps: list[tuple[str, int]], times: list[tuple[int, int]]
     ) -> None:
-        """Words map by TaskClock.to_global / to_global_end, whatever the clock's history
-        (one offset for all while it is one straight run, word by word otherwise)."""
+        """A sentence and its words map by TaskClock.to_global / to_global_end, whatever the
+        clock's history (one offset for all while it is one straight run, else one by one)."""
         c = TaskClock(offset, rate)
         for step, samples in steps:
             if step == "advance":
@@ -146,10 +146,16 @@ class TestWordsOnTheTimeline:
             else:
                 c.skip_to(c.global_end + samples)
         words = tuple(HeardWord(b, e, f"w{i}", ",") for i, (b, e) in enumerate(times))
+        (begin, end), *_ = times
         t = Transcript(rate, utterance=False, transcribes=True)
-        mapped = t.map(TaskResults(), c, Heard(False, 0, None, "x", words), 0, "t1")
+        mapped = t.map(TaskResults(), c, Heard(False, begin, None, "x", words), 0, "t1")
         assert isinstance(mapped.event, Partial)
         expected = tuple(
             Word(c.to_global(w.begin_ms), c.to_global_end(w.end_ms), w.text, ",") for w in words
         )
-        assert mapped.event.words == expected
+        assert (mapped.event.start, mapped.event.words) == (c.to_global(begin), expected)
+        final = t.map(TaskResults(), c, Heard(True, begin, end, "x", words), -1, "t1").event
+        assert isinstance(final, Final)
+        start = c.to_global(begin)
+        assert (final.start, final.end) == (start, max(start, c.to_global_end(end)))
+        assert final.words == expected
