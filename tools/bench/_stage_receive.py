@@ -55,7 +55,54 @@ def floor_stage(directory: Path) -> Measure:
     return measure
 
 
-def connection_stage(burst: int) -> Any:
+def _consumer_chain(conn: Any, count: Any) -> tuple[Any, Any]:
+    """What a session does with one connection's results, as ``(taker, consume)``: the
+    taker maps each result (``Transcript.map``) and emits the event through a
+    ``Report``, as the pump's lane step does; ``consume`` reads the events the way an
+    embedder does (``Stream.events()``) and calls ``count`` per event."""
+    import trio
+
+    from engine import Secret, SessionConfig
+    from engine.actors._report import Report
+    from engine.actors._task import TaskResults
+    from engine.actors._transcript import Transcript
+    from engine.actors.resampler import ResamplerStats
+    from engine.events import Event, StreamStarted
+    from engine.stream import InputLedger, Stream, StreamConfig
+    from engine.timeline import TaskClock
+
+    send, receive = trio.open_memory_channel[Event](64)
+    report = Report(send, "s", 16000)
+    transcript, results = Transcript(16000, utterance=False, transcribes=True), TaskResults()
+    clock = TaskClock(0, 16000)
+    clock.advance(16000 * 600)
+    session = SessionConfig(stream="s", model="m", url="ws://x/", api_key=Secret("sk"))
+    stream = Stream(
+        StreamConfig(session=session),
+        *(None, None),  # no input side: events() reads only the events edge
+        receive,
+        None,
+        ResamplerStats(),
+        InputLedger(),
+        StreamStarted("bench", "m", 16000),
+    )
+
+    def taker(result: Any) -> bool:
+        if not report.has_room():
+            return False
+        event = transcript.map(results, clock, result, 0, "t1").event
+        if event is not None:
+            report.emit_nowait(event)
+        return True
+
+    async def consume() -> None:
+        async for _ in stream.events():
+            count()
+
+    return taker, consume
+
+
+def connection_stage(burst: int, *, chain: bool = False) -> Any:
     def make(directory: Path) -> Measure:
         import trio
 
@@ -110,14 +157,17 @@ def connection_stage(burst: int) -> Any:
                 target = 0
                 done = trio.Event()
 
-                def taker(r: object) -> bool:
+                def count() -> None:
                     nonlocal taken
                     taken += 1
                     if taken == target:
                         done.set()
+
+                def counter(r: object) -> bool:
+                    count()
                     return True
 
-                async def consume(conn: InferenceConnection) -> None:
+                async def consume(conn: InferenceConnection, taker: Any) -> None:
                     with contextlib.suppress(trio.EndOfChannel):
                         while True:
                             await conn.results.receive_or_take(taker)
@@ -125,7 +175,11 @@ def connection_stage(burst: int) -> Any:
                 async with trio.open_nursery() as nursery:
                     for conn in conns:
                         await nursery.start(conn.run)
-                        nursery.start_soon(consume, conn)
+                        taker = counter
+                        if chain:
+                            taker, events = _consumer_chain(conn, count)
+                            nursery.start_soon(events)
+                        nursery.start_soon(consume, conn, taker)
                     for theirs in far:
                         theirs.recv(65536)  # the run-task
                     await trio.sleep(0.05)  # real-time: every reader parked
@@ -162,5 +216,16 @@ RECEIVE_STAGES: list[tuple[str, str, Any]] = [
         "receive.connection_burst8",
         "the same, 8 sockets ready per wake (of 200 connections)",
         connection_stage(8),
+    ),
+    (
+        "receive.all_in_burst1",
+        "one result from the socket to Stream.events(): receive path, lane, "
+        "Transcript.map, Report, the consumer's wake; 1 socket ready per wake",
+        connection_stage(1, chain=True),
+    ),
+    (
+        "receive.all_in_burst8",
+        "the same, 8 sockets ready per wake (of 200 connections)",
+        connection_stage(8, chain=True),
     ),
 ]
