@@ -11,6 +11,12 @@ protocol core, the interpretation, the liveness bookkeeping and the results lane
 from a checkout without a read hub, it measures that checkout's per-connection reader,
 so main and a branch compare directly.
 
+``receive.all_in_burst{N}``: the same, with each connection's consumer doing what a
+session and its embedder do with a result: the lane's taker maps it onto the timeline
+(``Transcript.map``) and emits the event through a ``Report``; a task per stream reads
+the events with ``Stream.events()``. So the figure is one result all in, from the socket
+to the consumer's hands, its wake included.
+
 ``receive.floor``: the driver's ``send`` and a plain ``recv`` of the same frame, no
 trio: what no reader can go below.
 """
