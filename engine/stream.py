@@ -48,7 +48,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, final
 
 import msgspec
 import numpy as np
@@ -57,6 +57,7 @@ import trio
 from adapters.audio.pcm import to_mono_float32
 from adapters.dashscope.models import endpoint, get_model
 from adapters.dashscope.ws import Dialer, dial_tcp
+from engine._bursts import Bursts
 from engine._embedded import embedded_simulator_or_none
 from engine._stream_input import (
     Feed,
@@ -94,7 +95,6 @@ if TYPE_CHECKING:
     from engine.messages import PcmBlock, RawBlock
     from engine.ratelimit import StartLimiter
 
-EVENTS_BURST: Final = 32  # queued events Stream.events takes in a row before a checkpoint
 
 __all__ = [
     "Feed",
@@ -286,24 +286,12 @@ class Stream:
 
         The session's StreamEnded is held until every lane has closed (late input events
         pass first), then completed with the input side's account. Queued events are taken
-        without a checkpoint each, up to :data:`EVENTS_BURST` in a row."""
+        without a checkpoint each (:class:`~engine._bursts.Bursts`)."""
         if not self._started_sent:
             self._started_sent = True
             yield self.started
         held: StreamEnded | None = None
-        events, burst = self._events, 0
-        while True:
-            try:  # a queued event costs no trip through the scheduler (#11)
-                if (burst := burst + 1) > EVENTS_BURST:
-                    raise trio.WouldBlock  # a checkpoint now and then, as if it were empty
-                event = events.receive_nowait()
-            except trio.WouldBlock:
-                try:
-                    event, burst = await events.receive(), 0
-                except trio.EndOfChannel:
-                    break
-            except trio.EndOfChannel:
-                break
+        async for event in Bursts(self._events):
             if isinstance(event, StreamEnded):
                 held = event
                 continue

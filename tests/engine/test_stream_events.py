@@ -9,9 +9,10 @@ import trio
 import trio.testing
 
 from engine import Secret, SessionConfig
+from engine._bursts import EVENTS_BURST
 from engine.actors.resampler import ResamplerStats
 from engine.events import Event, Partial, StreamEnded, StreamStarted
-from engine.stream import EVENTS_BURST, InputLedger, Stream, StreamConfig
+from engine.stream import InputLedger, Stream, StreamConfig
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
