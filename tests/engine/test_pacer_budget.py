@@ -62,11 +62,13 @@ class TestTickBudget:
         ticks = [tick for _, tick in steps]
         assert [ticks.count(t) for t in sorted(set(ticks))] == [3, 3, 3, 1]
         assert pacer.statistics().deferred == 7 + 4 + 1
-        # the other task had a turn per cut tick (trio runs every runnable task once
-        # per batch, and the ticker's next slice waits for the next batch)
+        # the other task had its turns between the slices: trio runs every runnable task
+        # once per batch, in a shuffled order, and the ticker's next slice waits for the
+        # next batch; so each batch but the first and the last (whose turn may fall before
+        # the first slice or after the last) puts one turn between them
         kinds = [kind for kind, _, _ in log.entries]
         first, last = kinds.index("step"), len(kinds) - 1 - kinds[::-1].index("step")
-        assert kinds[first:last].count("other") >= len(set(ticks)) - 1
+        assert kinds[first:last].count("other") >= len(set(ticks)) - 2
 
     async def test_waiters_are_never_held_by_the_budget(
         self, autojump_clock: trio.testing.MockClock
