@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import urllib.parse
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -9,7 +11,7 @@ import trio
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["drop_tracebacks", "unwrap_single_group"]
+__all__ = ["drop_tracebacks", "is_loopback", "unwrap_single_group"]
 
 
 def unwrap_single_group() -> _UnwrapSingleGroup:
@@ -87,3 +89,14 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         else:
             out.append(exc)
     return out
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost`` or a loopback address)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

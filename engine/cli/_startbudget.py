@@ -16,7 +16,6 @@ its budget from ``--start-rate``.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import urllib.parse
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -26,6 +25,7 @@ import structlog
 import trio
 
 from adapters.http.client import get as http_get
+from engine._util import is_loopback
 from engine.policy import RATE_LIMITS
 from engine.ratelimit import LIMITS_PATH, DeclaredLimits, parse_start_rate, uniform_limits
 
@@ -82,17 +82,6 @@ async def resolve_budget(start_rate: str | None, endpoint: Endpoint) -> StartBud
         limits={family: f"{lim.rate:g}/{lim.per_s:g}s" for family, lim in budget.limits.items()},
     )
     return budget
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url``'s host is this machine (``localhost`` or a loopback address)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def probe_declared(url: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> DeclaredLimits | None:

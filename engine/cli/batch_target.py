@@ -6,12 +6,12 @@ this machine (the real service only fetches URLs).
 
 from __future__ import annotations
 
-import ipaddress
 import pathlib
 import urllib.parse
 from typing import TYPE_CHECKING, NamedTuple
 
 from adapters.dashscope.batch import URL_SCHEMES
+from engine._util import is_loopback
 from engine.cli._common import api_key, resolve_endpoint
 from engine.errors import ConfigError
 from engine.sdkenv import env_base_url
@@ -61,7 +61,7 @@ async def resolve_target(
             "command ends; fix: set DASHSCOPE_API_KEY, or pass --url of a running `steno simulate`"
         )
     endpoint = await resolve_endpoint(args, stack, api="http", anonymous_key="steno-local")
-    local = endpoint.embedded or _is_loopback(endpoint.url)
+    local = endpoint.embedded or is_loopback(endpoint.url)
     try:
         config = BatchConfig(
             base_url=endpoint.url,
@@ -78,16 +78,6 @@ async def resolve_target(
 def _poll(local: bool) -> float:
     """The first poll interval: a simulator on this machine is polled 4× faster than the SDK's."""
     return 0.25 if local else 1.0
-
-
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def file_urls(items: Sequence[str], *, local_files: bool) -> list[str]:

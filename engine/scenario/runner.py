@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import ipaddress
 import os
 import pathlib
 import signal
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 import msgspec
 import trio
 
+from engine._util import is_loopback
 from engine.clock import iso_utc, system_clock
 from engine.config import Secret
 from engine.errors import ConfigError
@@ -95,16 +95,6 @@ def split_limits(segment: Segment) -> dict[str, RateLimit]:
         )
         for family, limit in RATE_LIMITS.items()
     }
-
-
-def is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def load_scenario_audio(file: ScenarioFile, base: pathlib.Path) -> dict[str, ScenarioAudio]:
