@@ -455,8 +455,10 @@ def test_workers_share_the_task_start_budget(
     have started all 10 in about 1.5 s."""
     files = {f"{name}{n}": path for n in range(3) for name, path in clips.items()}
     files = dict(list(files.items())[:10])
+    # --start-rate 20: the service's paraformer budget, which a local simulator would
+    # otherwise replace with its own declaration (none)
     args = ["-v", "transcribe", *map(os.fspath, files.values()), "--fast", "--processes", "2",
-            "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
+            "--start-rate", "20", "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
     env = cli_env(api_key="k")
     env["STENO_RATE_SHARE"] = "0.1"
     with SimulatorThread(SimConfig(), ScriptedRecognizer.tone) as url:
@@ -500,8 +502,10 @@ def test_jobs_is_the_files_at_once_in_all(
     """``--jobs`` bounds the connections open at once however many processes there are
     (each worker gets its part); ``--jobs 1`` streams one file at a time, in this
     process, even with ``--processes 2``."""
+    # an explicit --start-rate: no probe of the simulator's budget through the door
+    # (it would be one more connection than the files)
     args = ["-v", "transcribe", *map(os.fspath, clips.values()), "--speed", "4",
-            "--jobs", str(jobs), "--processes", "2",
+            "--jobs", str(jobs), "--processes", "2", "--start-rate", "20",
             "--format", "txt", "--out", os.fspath(tmp_path)]  # fmt: skip
     with SimulatorThread(SimConfig(), ScriptedRecognizer.tone) as url:
         port = int(url.split(":")[2].split("/")[0])

@@ -72,4 +72,6 @@ def test_a_tiny_ramp_runs(tmp_path: pathlib.Path) -> None:
         assert step["events"]["task-finished"] == n
         assert step["failed"] == {}
         assert step["unfinished"] == 0
-        assert step["sim_us_per_frame"] > 0
+        # 20–30 frames cost the simulator about a millisecond: below the 10 ms tick of the
+        # CPU time the bench reads from /proc, so it may read 0
+        assert step["sim_us_per_frame"] >= 0
