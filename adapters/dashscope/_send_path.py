@@ -112,14 +112,7 @@ class SendPath(Generic[Cmd]):
         caller awaits :meth:`send_audio` with the same ``pcm``.
         """
         transport = self._transport
-        if (  # fast_lane_open, inlined: every frame of every stream asks it
-            transport is None
-            or self.error is not None
-            or not self._reported
-            or self._over
-            or self.finish_sent_t is not None
-            or self._held is not None
-        ):
+        if transport is None or not self.fast_lane_open:
             return False
         try:
             frame = self._core.send(self._audio(pcm))
@@ -132,15 +125,7 @@ class SendPath(Generic[Cmd]):
         if not taken:
             self._held = (pcm, frame)
             return False
-        # _sent_audio, inlined (tests/adapters/dashscope/test_send_path.py holds the
-        # two lanes' bookkeeping equal).
-        if now is None:
-            now = trio.current_time()
-        if self.first_audio_t is None:
-            self.first_audio_t = now
-        if voiced:
-            self._live.sent_audio(now)
-        self.audio_samples += len(pcm) >> 1
+        self._sent_audio(pcm, voiced=voiced, now=now)
         return True
 
     # ---------------------------------------------------------- awaited lane

@@ -137,17 +137,13 @@ class Inlet:
 
     def hand(self, frame: AudioFrame, arrived: float) -> bool:
         """:meth:`try_send` with the caller's clock reading (``arrived``, trio time)."""
-        lane = self._lane
-        taker = lane.taker
-        if taker is not None:  # _offer, inlined: every frame a pacer drives comes here
-            if taker(frame, arrived):
-                return True
-            lane.taker = None  # rule 2
+        if self._offer(frame, arrived):
+            return True
         try:
             self._send.send_nowait((frame, arrived))
         except trio.WouldBlock:
             return False
-        lane.queued += 1
+        self._lane.queued += 1
         return True
 
     def room(self) -> int:
